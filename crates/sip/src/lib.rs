@@ -1,0 +1,99 @@
+//! Sans-IO SIP signalling core for Switchboard.
+//!
+//! No sockets, no tokio, no clock reads, no own randomness: time (`now: Instant`), the server
+//! secret and a seed are inputs, so everything here runs in virtual time in tests, under a
+//! fuzzer and in benchmarks.
+//!
+//! - [`parse`]: framing and normalisation (RFC 3261 §7, §18.3) before anything looks at a
+//!   message: compact forms, folded lines, bare LF, Content-Length, size limit.
+//!   [`message`], [`uri`] and [`header`] are the model and the typed header views. rsip 0.4
+//!   rejects compact and folded headers, extension methods and IPv6 references, so it is not
+//!   used to parse input; [`message::Method::to_rsip`] maps to its model where callers want it.
+//! - [`transaction`]: the four RFC 3261 §17 state machines, timers A–K (+ L, M of RFC 6026).
+//! - [`digest`]: server-side digest authentication (RFC 7616, RFC 8760; MD5 and SHA-256).
+//! - [`registrar`]: bindings (RFC 3261 §10.3) with expiry, ordering, limits and qualify.
+//! - [`endpoint`]: ties them together, answers REGISTER and OPTIONS, and protects itself from
+//!   strangers; everything else goes up as [`endpoint::SipEvent`].
+//!
+//! # Driving an [`Endpoint`]
+//!
+//! ```no_run
+//! # use std::time::Instant;
+//! # use sip::{Endpoint, EndpointConfig, Flow, Transport};
+//! # let mut endpoint = Endpoint::new(EndpointConfig::default(), Default::default(), Instant::now());
+//! # let (from, bytes): (std::net::SocketAddr, Vec<u8>) = ("127.0.0.1:5062".parse().unwrap(), vec![]);
+//! let now = Instant::now();
+//! let flow = Flow { transport: Transport::Udp, remote: from, conn: None };
+//! endpoint.handle_message(now, flow, &bytes);       // or handle_timeout(now), respond(now, ..)
+//! while let Some(t) = endpoint.poll_transmit() { /* socket.send_to(&t.payload, t.flow.remote) */ }
+//! while let Some(ev) = endpoint.poll_event() { /* hand to call control */ }
+//! let deadline = endpoint.poll_timeout();           // sleep until then, or until input arrives
+//! ```
+//!
+//! On a stream transport, cut messages with [`parse::StreamFramer`] first and answer its
+//! [`parse::Framed::Ping`] keep-alives with a CRLF.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+
+pub mod digest;
+pub mod endpoint;
+pub mod header;
+pub mod message;
+pub mod parse;
+pub mod registrar;
+pub mod transaction;
+pub mod uri;
+
+pub use endpoint::{Endpoint, EndpointConfig, SipEvent, UserAccount};
+
+use std::net::SocketAddr;
+
+/// A transport protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Transport {
+    /// UDP: unreliable, so transactions retransmit.
+    Udp,
+    /// TCP: reliable, stream framed by Content-Length.
+    Tcp,
+}
+
+impl Transport {
+    /// Reliable transports skip retransmissions and the wait timers.
+    pub fn is_reliable(self) -> bool {
+        matches!(self, Transport::Tcp)
+    }
+
+    /// The Via transport token.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Udp => "UDP",
+            Transport::Tcp => "TCP",
+        }
+    }
+}
+
+/// A connection handle assigned by the driver (TCP).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId(pub u64);
+
+/// Where a message came from or goes to: the remote address and, for connection-oriented
+/// transports, the connection to reuse (so requests reach phones behind NAT).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Flow {
+    /// Transport.
+    pub transport: Transport,
+    /// The remote socket address (as seen on the wire, not as claimed in headers).
+    pub remote: SocketAddr,
+    /// The connection, for TCP.
+    pub conn: Option<ConnId>,
+}
+
+/// Bytes to send over a flow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    /// Where to.
+    pub flow: Flow,
+    /// The datagram or stream bytes.
+    pub payload: bytes::Bytes,
+}

@@ -1,0 +1,642 @@
+//! Registrar bindings (RFC 3261 §10.3): address-of-record → contacts, with expiry,
+//! Call-ID/CSeq ordering, q-values, a per-AOR contact limit that replaces the oldest binding,
+//! and OPTIONS qualify scheduling.
+//!
+//! Pure data structure: time is an input and deadlines come out of
+//! [`Registrar::poll_timeout`]. The [`crate::Endpoint`] does authentication and turns the
+//! outcome into a SIP response.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::time::{Duration, Instant};
+
+use crate::header::{parse_delta_seconds, Contact, NameAddr};
+use crate::uri::Uri;
+use crate::Flow;
+
+/// Registrar settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistrarConfig {
+    /// Shortest registration accepted (seconds); shorter non-zero requests get 423.
+    pub min_expires: u32,
+    /// Longest registration granted (seconds); longer requests are shortened.
+    pub max_expires: u32,
+    /// Expiry used when the request gives none.
+    pub default_expires: u32,
+    /// Contacts kept per address-of-record; a new one beyond this replaces the oldest.
+    pub max_contacts: usize,
+    /// How often each binding is sent an OPTIONS ping; `None` disables qualify.
+    pub qualify_interval: Option<Duration>,
+}
+
+impl Default for RegistrarConfig {
+    fn default() -> Self {
+        RegistrarConfig {
+            min_expires: 60,
+            max_expires: 3600,
+            default_expires: 3600,
+            max_contacts: 5,
+            qualify_interval: Some(Duration::from_secs(30)),
+        }
+    }
+}
+
+/// One contact bound to an address-of-record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Binding {
+    /// The contact URI as the phone wrote it.
+    pub uri_text: String,
+    /// The parsed contact URI.
+    pub uri: Uri,
+    /// Identity used to recognise a refresh of this binding.
+    pub key: String,
+    /// When it expires.
+    pub expires_at: Instant,
+    /// When it was first created.
+    pub registered_at: Instant,
+    /// q-value in thousandths (RFC 3261 §20.10), if given.
+    pub q: Option<u16>,
+    /// Call-ID of the REGISTER that last refreshed it.
+    pub call_id: String,
+    /// CSeq number of that REGISTER.
+    pub cseq: u32,
+    /// Where the REGISTER came from: requests to this phone go over this flow (NAT, RFC 3581).
+    pub flow: Flow,
+    /// `+sip.instance` (RFC 5626), if given.
+    pub instance: Option<String>,
+    /// `reg-id` (RFC 5626), if given.
+    pub reg_id: Option<u32>,
+    /// The phone's User-Agent header.
+    pub user_agent: Option<String>,
+    /// Next OPTIONS ping, if qualify is on.
+    pub next_qualify: Option<Instant>,
+}
+
+impl Binding {
+    /// Seconds left before expiry (rounded up, at least 1 while alive).
+    pub fn remaining(&self, now: Instant) -> u32 {
+        let d = self.expires_at.saturating_duration_since(now);
+        (d.as_millis().div_ceil(1000)).min(u32::MAX as u128) as u32
+    }
+}
+
+/// The REGISTER fields the registrar needs, already authenticated.
+#[derive(Debug, Clone)]
+pub struct RegisterRequest<'a> {
+    /// Address-of-record key (the authenticated user).
+    pub aor: &'a str,
+    /// Contact header elements (all lines, split).
+    pub contacts: Vec<&'a str>,
+    /// Expires header, if any.
+    pub expires: Option<&'a str>,
+    /// Call-ID.
+    pub call_id: &'a str,
+    /// CSeq number.
+    pub cseq: u32,
+    /// Where it came from.
+    pub flow: Flow,
+    /// User-Agent header.
+    pub user_agent: Option<&'a str>,
+    /// Per-user contact limit overriding the global one.
+    pub max_contacts: Option<usize>,
+}
+
+/// Why a REGISTER was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RegisterError {
+    /// 400 with this reason.
+    Bad(&'static str),
+    /// 423 Interval Too Brief; carries Min-Expires.
+    IntervalTooBrief(u32),
+    /// 500: a REGISTER with the same Call-ID and a CSeq not higher than the binding's.
+    OutOfOrder,
+}
+
+/// What changed in the bindings, for the layers above (presence, HTTP API).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BindingChange {
+    /// A new contact was bound.
+    Added {
+        /// Address-of-record.
+        aor: String,
+        /// Contact URI.
+        contact: String,
+    },
+    /// A contact was removed.
+    Removed {
+        /// Address-of-record.
+        aor: String,
+        /// Contact URI.
+        contact: String,
+        /// Why.
+        reason: RemovalReason,
+    },
+}
+
+/// Why a binding went away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RemovalReason {
+    /// The phone unregistered (expires=0 or `*`).
+    Unregistered,
+    /// It was not refreshed in time.
+    Expired,
+    /// A newer contact took its place (per-AOR limit).
+    Replaced,
+    /// It stopped answering OPTIONS pings.
+    Unreachable,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Due {
+    Expiry,
+    Qualify,
+}
+
+/// The binding table.
+#[derive(Debug)]
+pub struct Registrar {
+    cfg: RegistrarConfig,
+    aors: HashMap<String, Vec<Binding>>,
+    heap: BinaryHeap<Reverse<(Instant, Due, String, String)>>,
+    changes: Vec<BindingChange>,
+}
+
+/// Identity of a contact: RFC 5626 instance + reg-id when present, else the URI's
+/// scheme, user, host, port and transport (RFC 3261 §19.1.4, simplified).
+fn binding_key(uri: &Uri, instance: Option<&str>, reg_id: Option<u32>) -> String {
+    if let Some(i) = instance {
+        return format!("i|{}|{}", i, reg_id.unwrap_or(0));
+    }
+    format!(
+        "u|{}|{}|{}|{}|{}",
+        matches!(uri.scheme, crate::uri::Scheme::Sips),
+        uri.user.as_deref().unwrap_or(""),
+        uri.host,
+        uri.port.unwrap_or(0),
+        uri.param("transport")
+            .flatten()
+            .unwrap_or("")
+            .to_ascii_lowercase()
+    )
+}
+
+fn parse_q(v: &str) -> Result<u16, &'static str> {
+    let v = v.trim();
+    let bad = "bad q-value";
+    let (int, frac) = v.split_once('.').unwrap_or((v, ""));
+    if int.len() != 1 || frac.len() > 3 || !frac.bytes().all(|c| c.is_ascii_digit()) {
+        return Err(bad);
+    }
+    let mut thousandths = match int {
+        "0" => 0u16,
+        "1" => 1000,
+        _ => return Err(bad),
+    };
+    let mut scale = 100;
+    for c in frac.bytes() {
+        thousandths += (c - b'0') as u16 * scale;
+        scale /= 10;
+    }
+    if thousandths > 1000 {
+        return Err(bad);
+    }
+    Ok(thousandths)
+}
+
+impl Registrar {
+    /// An empty table.
+    pub fn new(cfg: RegistrarConfig) -> Registrar {
+        Registrar {
+            cfg,
+            aors: HashMap::new(),
+            heap: BinaryHeap::new(),
+            changes: Vec::new(),
+        }
+    }
+
+    /// The settings in force.
+    pub fn config(&self) -> &RegistrarConfig {
+        &self.cfg
+    }
+
+    /// Replace the settings (existing bindings keep their expiry).
+    pub fn set_config(&mut self, cfg: RegistrarConfig) {
+        self.cfg = cfg;
+    }
+
+    /// Current bindings of an AOR, highest q first.
+    pub fn lookup(&self, aor: &str) -> &[Binding] {
+        self.aors.get(aor).map_or(&[], Vec::as_slice)
+    }
+
+    /// Number of AORs with at least one binding.
+    pub fn aor_count(&self) -> usize {
+        self.aors.len()
+    }
+
+    /// Total number of bindings.
+    pub fn binding_count(&self) -> usize {
+        self.aors.values().map(Vec::len).sum()
+    }
+
+    /// Take the changes since the last call.
+    pub fn drain_changes(&mut self) -> Vec<BindingChange> {
+        std::mem::take(&mut self.changes)
+    }
+
+    /// Apply a REGISTER. On success returns the AOR's bindings after the update (all of them,
+    /// as the 200 OK must list them). Either the whole request applies or none of it.
+    pub fn register(
+        &mut self,
+        now: Instant,
+        req: &RegisterRequest<'_>,
+    ) -> Result<Vec<Binding>, RegisterError> {
+        let header_expires = match req.expires {
+            Some(v) => Some(parse_delta_seconds(v).map_err(|e| RegisterError::Bad(e.0))?),
+            None => None,
+        };
+        let mut parsed = Vec::with_capacity(req.contacts.len());
+        let mut wildcard = false;
+        for c in &req.contacts {
+            match Contact::parse(c).map_err(|e| RegisterError::Bad(e.0))? {
+                Contact::Wildcard => wildcard = true,
+                Contact::Addr(a) => parsed.push(a),
+            }
+        }
+        if wildcard {
+            // RFC 3261 §10.3 step 6: '*' only alone and only with Expires: 0.
+            if !parsed.is_empty() || req.contacts.len() != 1 || header_expires != Some(0) {
+                return Err(RegisterError::Bad("Wildcard Contact needs Expires: 0 and no other contact"));
+            }
+            let existing = self.aors.get(req.aor).map(Vec::as_slice).unwrap_or(&[]);
+            if existing
+                .iter()
+                .any(|b| b.call_id == req.call_id && b.cseq >= req.cseq)
+            {
+                return Err(RegisterError::OutOfOrder);
+            }
+            if let Some(list) = self.aors.remove(req.aor) {
+                for b in list {
+                    self.changes.push(BindingChange::Removed {
+                        aor: req.aor.to_owned(),
+                        contact: b.uri_text,
+                        reason: RemovalReason::Unregistered,
+                    });
+                }
+            }
+            return Ok(Vec::new());
+        }
+
+        // Validate everything before changing anything.
+        struct Update {
+            addr: NameAddr,
+            key: String,
+            expires: u32,
+            q: Option<u16>,
+            instance: Option<String>,
+            reg_id: Option<u32>,
+        }
+        let mut updates = Vec::with_capacity(parsed.len());
+        for addr in parsed {
+            if !addr.uri.is_sip() {
+                return Err(RegisterError::Bad("Contact must be a SIP or SIPS URI"));
+            }
+            let expires = match addr.params.value("expires") {
+                Some(v) => parse_delta_seconds(v).map_err(|e| RegisterError::Bad(e.0))?,
+                None => header_expires.unwrap_or(self.cfg.default_expires),
+            };
+            if expires != 0 && expires < self.cfg.min_expires {
+                return Err(RegisterError::IntervalTooBrief(self.cfg.min_expires));
+            }
+            let q = match addr.params.value("q") {
+                Some(v) => Some(parse_q(v).map_err(RegisterError::Bad)?),
+                None => None,
+            };
+            let instance = addr.params.value("+sip.instance").map(str::to_owned);
+            let reg_id = match addr.params.value("reg-id") {
+                Some(v) => Some(v.parse::<u32>().map_err(|_| RegisterError::Bad("bad reg-id"))?),
+                None => None,
+            };
+            let key = binding_key(&addr.uri, instance.as_deref(), reg_id);
+            updates.push(Update {
+                addr,
+                key,
+                expires: expires.min(self.cfg.max_expires),
+                q,
+                instance,
+                reg_id,
+            });
+        }
+        let existing = self.aors.get(req.aor).map(Vec::as_slice).unwrap_or(&[]);
+        for u in &updates {
+            if let Some(b) = existing.iter().find(|b| b.key == u.key) {
+                if b.call_id == req.call_id && b.cseq >= req.cseq {
+                    return Err(RegisterError::OutOfOrder);
+                }
+            }
+        }
+
+        // Apply.
+        let limit = req.max_contacts.unwrap_or(self.cfg.max_contacts).max(1);
+        let list = self.aors.entry(req.aor.to_owned()).or_default();
+        let mut new_deadlines = Vec::new();
+        for u in updates {
+            let pos = list.iter().position(|b| b.key == u.key);
+            if u.expires == 0 {
+                if let Some(i) = pos {
+                    let b = list.remove(i);
+                    self.changes.push(BindingChange::Removed {
+                        aor: req.aor.to_owned(),
+                        contact: b.uri_text,
+                        reason: RemovalReason::Unregistered,
+                    });
+                }
+                continue;
+            }
+            let expires_at = now + Duration::from_secs(u.expires as u64);
+            let next_qualify = self.cfg.qualify_interval.map(|i| now + i);
+            match pos {
+                Some(i) => {
+                    let b = &mut list[i];
+                    b.expires_at = expires_at;
+                    b.call_id = req.call_id.to_owned();
+                    b.cseq = req.cseq;
+                    b.flow = req.flow;
+                    b.q = u.q;
+                    b.uri_text = u.addr.uri_text;
+                    b.uri = u.addr.uri;
+                    b.user_agent = req.user_agent.map(str::to_owned);
+                }
+                None => {
+                    self.changes.push(BindingChange::Added {
+                        aor: req.aor.to_owned(),
+                        contact: u.addr.uri_text.clone(),
+                    });
+                    list.push(Binding {
+                        uri_text: u.addr.uri_text,
+                        uri: u.addr.uri,
+                        key: u.key.clone(),
+                        expires_at,
+                        registered_at: now,
+                        q: u.q,
+                        call_id: req.call_id.to_owned(),
+                        cseq: req.cseq,
+                        flow: req.flow,
+                        instance: u.instance,
+                        reg_id: u.reg_id,
+                        user_agent: req.user_agent.map(str::to_owned),
+                        next_qualify,
+                    });
+                    if let Some(at) = next_qualify {
+                        new_deadlines.push((at, Due::Qualify, u.key.clone()));
+                    }
+                }
+            }
+            new_deadlines.push((expires_at, Due::Expiry, u.key));
+        }
+        // Per-AOR limit: replace the oldest bindings rather than refuse the phone.
+        while list.len() > limit {
+            let oldest = list
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, b)| b.registered_at)
+                .map(|(i, _)| i)
+                .unwrap_or(0);
+            let b = list.remove(oldest);
+            self.changes.push(BindingChange::Removed {
+                aor: req.aor.to_owned(),
+                contact: b.uri_text,
+                reason: RemovalReason::Replaced,
+            });
+        }
+        list.sort_by(|a, b| b.q.unwrap_or(1000).cmp(&a.q.unwrap_or(1000)));
+        let result = list.clone();
+        if list.is_empty() {
+            self.aors.remove(req.aor);
+        }
+        for (at, due, key) in new_deadlines {
+            self.heap
+                .push(Reverse((at, due, req.aor.to_owned(), key)));
+        }
+        Ok(result)
+    }
+
+    /// Remove one binding (e.g. it stopped answering OPTIONS).
+    pub fn remove(&mut self, aor: &str, key: &str, reason: RemovalReason) -> bool {
+        let Some(list) = self.aors.get_mut(aor) else {
+            return false;
+        };
+        let Some(i) = list.iter().position(|b| b.key == key) else {
+            return false;
+        };
+        let b = list.remove(i);
+        if list.is_empty() {
+            self.aors.remove(aor);
+        }
+        self.changes.push(BindingChange::Removed {
+            aor: aor.to_owned(),
+            contact: b.uri_text,
+            reason,
+        });
+        true
+    }
+
+    /// Schedule the next OPTIONS ping of a binding after it answered.
+    pub fn qualified(&mut self, now: Instant, aor: &str, key: &str) {
+        let Some(interval) = self.cfg.qualify_interval else {
+            return;
+        };
+        if let Some(b) = self
+            .aors
+            .get_mut(aor)
+            .and_then(|l| l.iter_mut().find(|b| b.key == key))
+        {
+            let at = now + interval;
+            b.next_qualify = Some(at);
+            self.heap
+                .push(Reverse((at, Due::Qualify, aor.to_owned(), key.to_owned())));
+        }
+    }
+
+    /// Earliest deadline (expiry or qualify).
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.heap.peek().map(|Reverse((t, ..))| *t)
+    }
+
+    /// Expire bindings due at `now` and return the bindings due for an OPTIONS ping
+    /// as (aor, binding). A binding due for qualify has its `next_qualify` cleared until
+    /// [`Registrar::qualified`] is called.
+    pub fn handle_timeout(&mut self, now: Instant) -> Vec<(String, Binding)> {
+        let mut to_ping = Vec::new();
+        while let Some(Reverse((at, _, _, _))) = self.heap.peek() {
+            if *at > now {
+                break;
+            }
+            let Some(Reverse((at, due, aor, key))) = self.heap.pop() else {
+                break;
+            };
+            let Some(list) = self.aors.get_mut(&aor) else {
+                continue;
+            };
+            let Some(i) = list.iter().position(|b| b.key == key) else {
+                continue;
+            };
+            match due {
+                Due::Expiry if list[i].expires_at == at => {
+                    let b = list.remove(i);
+                    if list.is_empty() {
+                        self.aors.remove(&aor);
+                    }
+                    self.changes.push(BindingChange::Removed {
+                        aor,
+                        contact: b.uri_text,
+                        reason: RemovalReason::Expired,
+                    });
+                }
+                Due::Qualify if list[i].next_qualify == Some(at) => {
+                    list[i].next_qualify = None;
+                    to_ping.push((aor, list[i].clone()));
+                }
+                _ => {} // stale entry: the binding was refreshed or re-scheduled
+            }
+        }
+        to_ping
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Transport;
+
+    fn flow() -> Flow {
+        Flow {
+            transport: Transport::Udp,
+            remote: "127.0.0.1:5062".parse().unwrap(),
+            conn: None,
+        }
+    }
+
+    fn req<'a>(contacts: Vec<&'a str>, expires: Option<&'a str>, call_id: &'a str, cseq: u32) -> RegisterRequest<'a> {
+        RegisterRequest {
+            aor: "1001",
+            contacts,
+            expires,
+            call_id,
+            cseq,
+            flow: flow(),
+            user_agent: None,
+            max_contacts: None,
+        }
+    }
+
+    fn cfg() -> RegistrarConfig {
+        RegistrarConfig {
+            qualify_interval: None,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn bind_refresh_and_expire() {
+        let t0 = Instant::now();
+        let mut r = Registrar::new(cfg());
+        let b = r
+            .register(t0, &req(vec!["<sip:1001@10.0.0.1:5062>"], Some("120"), "c1", 1))
+            .unwrap();
+        assert_eq!(b.len(), 1);
+        assert_eq!(b[0].remaining(t0), 120);
+        // Refresh with the contact parameter winning over the header.
+        let b = r
+            .register(t0, &req(vec!["<sip:1001@10.0.0.1:5062>;expires=300"], Some("120"), "c1", 2))
+            .unwrap();
+        assert_eq!(b[0].remaining(t0), 300);
+        assert!(r.handle_timeout(t0 + Duration::from_secs(200)).is_empty());
+        assert_eq!(r.binding_count(), 1, "stale expiry entry must not remove a refreshed binding");
+        r.handle_timeout(t0 + Duration::from_secs(301));
+        assert_eq!(r.binding_count(), 0);
+        let ch = r.drain_changes();
+        assert!(matches!(ch.last(), Some(BindingChange::Removed { reason: RemovalReason::Expired, .. })));
+    }
+
+    #[test]
+    fn cseq_ordering_min_expires_and_cap() {
+        let t0 = Instant::now();
+        let mut r = Registrar::new(cfg());
+        r.register(t0, &req(vec!["<sip:a@h>"], None, "c1", 5)).unwrap();
+        assert_eq!(
+            r.register(t0, &req(vec!["<sip:a@h>"], None, "c1", 5)),
+            Err(RegisterError::OutOfOrder)
+        );
+        // A different Call-ID may use any CSeq.
+        r.register(t0, &req(vec!["<sip:a@h>"], None, "c2", 1)).unwrap();
+        assert_eq!(
+            r.register(t0, &req(vec!["<sip:a@h>"], Some("10"), "c2", 2)),
+            Err(RegisterError::IntervalTooBrief(60))
+        );
+        let b = r
+            .register(t0, &req(vec!["<sip:a@h>"], Some("999999"), "c2", 3))
+            .unwrap();
+        assert_eq!(b[0].remaining(t0), 3600);
+    }
+
+    #[test]
+    fn several_contacts_q_order_and_limit_replaces_oldest() {
+        let t0 = Instant::now();
+        let mut r = Registrar::new(RegistrarConfig {
+            max_contacts: 2,
+            ..cfg()
+        });
+        r.register(t0, &req(vec!["<sip:a@h1>;q=0.1"], None, "c1", 1)).unwrap();
+        let b = r
+            .register(
+                t0 + Duration::from_secs(1),
+                &req(vec!["<sip:a@h2>;q=0.9"], None, "c2", 1),
+            )
+            .unwrap();
+        assert_eq!(b[0].uri_text, "sip:a@h2");
+        let b = r
+            .register(
+                t0 + Duration::from_secs(2),
+                &req(vec!["<sip:a@h3>"], None, "c3", 1),
+            )
+            .unwrap();
+        let names: Vec<_> = b.iter().map(|b| b.uri_text.as_str()).collect();
+        assert_eq!(names, vec!["sip:a@h3", "sip:a@h2"]);
+        assert!(r.drain_changes().iter().any(|c| matches!(c, BindingChange::Removed { reason: RemovalReason::Replaced, contact, .. } if contact == "sip:a@h1")));
+        assert!(r.register(t0, &req(vec!["<sip:a@h>;q=1.5"], None, "c9", 1)).is_err());
+    }
+
+    #[test]
+    fn wildcard_rules() {
+        let t0 = Instant::now();
+        let mut r = Registrar::new(cfg());
+        r.register(t0, &req(vec!["<sip:a@h1>", "<sip:a@h2>"], None, "c1", 1)).unwrap();
+        assert_eq!(r.binding_count(), 2);
+        assert!(r.register(t0, &req(vec!["*"], None, "c1", 2)).is_err());
+        assert!(r.register(t0, &req(vec!["*", "<sip:a@h3>"], Some("0"), "c1", 2)).is_err());
+        assert_eq!(r.register(t0, &req(vec!["*"], Some("0"), "c1", 3)).unwrap().len(), 0);
+        assert_eq!(r.binding_count(), 0);
+        // Unregister one contact with expires=0.
+        r.register(t0, &req(vec!["<sip:a@h1>", "<sip:a@h2>"], None, "c1", 4)).unwrap();
+        let b = r.register(t0, &req(vec!["<sip:a@h1>;expires=0"], None, "c1", 5)).unwrap();
+        assert_eq!(b.len(), 1);
+    }
+
+    #[test]
+    fn qualify_is_scheduled() {
+        let t0 = Instant::now();
+        let mut r = Registrar::new(RegistrarConfig {
+            qualify_interval: Some(Duration::from_secs(30)),
+            ..Default::default()
+        });
+        r.register(t0, &req(vec!["<sip:a@h1>"], None, "c1", 1)).unwrap();
+        assert_eq!(r.poll_timeout(), Some(t0 + Duration::from_secs(30)));
+        let due = r.handle_timeout(t0 + Duration::from_secs(30));
+        assert_eq!(due.len(), 1);
+        r.qualified(t0 + Duration::from_secs(31), "1001", &due[0].1.key);
+        assert_eq!(r.handle_timeout(t0 + Duration::from_secs(61)).len(), 1);
+        assert!(r.remove("1001", &due[0].1.key, RemovalReason::Unreachable));
+        assert_eq!(r.binding_count(), 0);
+    }
+}

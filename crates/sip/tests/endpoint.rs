@@ -1,0 +1,539 @@
+//! The endpoint driven the way phones drive it, in virtual time: REGISTER with digest
+//! (MD5 and SHA-256), NAT fields, bans, rate limits, qualify, CANCEL races, shutdown.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use md5::{Digest as _, Md5};
+use sha2::Sha256;
+use sip::digest::{Algorithm, UserSecret};
+use sip::endpoint::{AuthConfig, RateLimit, SecurityConfig, SipEvent};
+use sip::header::{NameAddr, Via};
+use sip::message::{Headers, Message, Response};
+use sip::parse::parse_message;
+use sip::registrar::{BindingChange, RegistrarConfig, RemovalReason};
+use sip::{ConnId, Endpoint, EndpointConfig, Flow, Transport, UserAccount};
+
+const PHONE: &str = "203.0.113.7:5062";
+
+fn users(algorithms: Option<Vec<Algorithm>>) -> HashMap<String, UserAccount> {
+    (1001..=1010)
+        .map(|u| {
+            (
+                u.to_string(),
+                UserAccount {
+                    secret: UserSecret::Password(format!("demo{u}")),
+                    algorithms: algorithms.clone(),
+                    max_contacts: None,
+                },
+            )
+        })
+        .collect()
+}
+
+fn config() -> EndpointConfig {
+    EndpointConfig {
+        realm: "switchboard".into(),
+        registrar: RegistrarConfig {
+            qualify_interval: None,
+            ..Default::default()
+        },
+        security: SecurityConfig {
+            rate_limit: None,
+            max_auth_failures: 3,
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+fn udp(remote: &str) -> Flow {
+    Flow {
+        transport: Transport::Udp,
+        remote: remote.parse().unwrap(),
+        conn: None,
+    }
+}
+
+struct Phone {
+    user: String,
+    password: String,
+    flow: Flow,
+    cseq: u32,
+    call_id: String,
+    branch: u32,
+    /// The Via host the phone believes it has (behind NAT: a private address).
+    via: String,
+}
+
+impl Phone {
+    fn new(user: u32, flow: Flow) -> Phone {
+        Phone {
+            user: user.to_string(),
+            password: format!("demo{user}"),
+            flow,
+            cseq: 0,
+            call_id: format!("reg-{user}@192.168.1.20"),
+            branch: 0,
+            via: "192.168.1.20:5062".into(),
+        }
+    }
+
+    fn register(&mut self, contact: &str, expires: Option<u32>, auth: Option<String>) -> Vec<u8> {
+        self.cseq += 1;
+        self.branch += 1;
+        let mut m = format!(
+            "REGISTER sip:switchboard SIP/2.0\r\n\
+             Via: SIP/2.0/{} {};branch=z9hG4bK-{}-{};rport\r\n\
+             Max-Forwards: 70\r\n\
+             From: <sip:{}@switchboard>;tag=ph{}\r\n\
+             To: <sip:{}@switchboard>\r\n\
+             Call-ID: {}\r\n\
+             CSeq: {} REGISTER\r\n\
+             Contact: {}\r\n",
+            self.flow.transport.as_str(),
+            self.via,
+            self.user,
+            self.branch,
+            self.user,
+            self.user,
+            self.user,
+            self.call_id,
+            self.cseq,
+            contact
+        );
+        if let Some(e) = expires {
+            m.push_str(&format!("Expires: {e}\r\n"));
+        }
+        if let Some(a) = auth {
+            m.push_str(&format!("Authorization: {a}\r\n"));
+        }
+        m.push_str("Content-Length: 0\r\n\r\n");
+        m.into_bytes()
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn h(alg: Algorithm, s: &str) -> String {
+    match alg {
+        Algorithm::Sha256 | Algorithm::Sha256Sess => hex(&Sha256::digest(s.as_bytes())),
+        _ => hex(&Md5::digest(s.as_bytes())),
+    }
+}
+
+/// A phone's digest answer to a WWW-Authenticate challenge (RFC 7616 §3.4.1, qop=auth).
+fn answer_challenge(challenge: &str, user: &str, password: &str, nc: u32) -> String {
+    let param = |name: &str| -> Option<String> {
+        let i = challenge.find(&format!("{name}="))?;
+        let rest = &challenge[i + name.len() + 1..];
+        Some(if let Some(r) = rest.strip_prefix('"') {
+            r[..r.find('"')?].to_owned()
+        } else {
+            rest.split([',', ' ']).next()?.to_owned()
+        })
+    };
+    let realm = param("realm").unwrap();
+    let nonce = param("nonce").unwrap();
+    let alg: Algorithm = param("algorithm").unwrap_or("MD5".into()).parse().unwrap();
+    let uri = "sip:switchboard";
+    let cnonce = "0a4f113b";
+    let nc = format!("{nc:08x}");
+    let ha1 = h(alg, &format!("{user}:{realm}:{password}"));
+    let ha2 = h(alg, &format!("REGISTER:{uri}"));
+    let resp = h(alg, &format!("{ha1}:{nonce}:{nc}:{cnonce}:auth:{ha2}"));
+    format!(
+        "Digest username=\"{user}\", realm=\"{realm}\", nonce=\"{nonce}\", uri=\"{uri}\", \
+         response=\"{resp}\", algorithm={alg}, cnonce=\"{cnonce}\", qop=auth, nc={nc}"
+    )
+}
+
+/// Feed one message; return the responses sent (with their destination).
+fn exchange(ep: &mut Endpoint, now: Instant, flow: Flow, data: &[u8]) -> Vec<(Flow, Response)> {
+    ep.handle_message(now, flow, data);
+    let mut out = Vec::new();
+    while let Some(t) = ep.poll_transmit() {
+        if let Ok(Message::Response(r)) = parse_message(&t.payload, 65_535) {
+            out.push((t.flow, r));
+        }
+    }
+    out
+}
+
+fn events(ep: &mut Endpoint) -> Vec<SipEvent> {
+    std::iter::from_fn(|| ep.poll_event()).collect()
+}
+
+/// Register a phone all the way (challenge, answer); returns the 200 OK.
+fn register_ok(ep: &mut Endpoint, now: Instant, phone: &mut Phone, contact: &str) -> Response {
+    let r = exchange(ep, now, phone.flow, &phone.register(contact, None, None));
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].1.status, 401);
+    let ch = r[0].1.headers.get("WWW-Authenticate").unwrap().to_owned();
+    let auth = answer_challenge(&ch, &phone.user, &phone.password, 1);
+    let r = exchange(ep, now, phone.flow, &phone.register(contact, None, Some(auth)));
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert_eq!(r[0].1.status, 200, "{:?}", r[0].1);
+    r[0].1.clone()
+}
+
+#[test]
+fn md5_register_challenge_then_200_with_contact_and_nat_fields() {
+    let t0 = Instant::now();
+    let mut ep = Endpoint::new(config(), users(None), t0);
+    let mut phone = Phone::new(1001, udp(PHONE));
+    let r = exchange(&mut ep, t0, phone.flow, &phone.register("<sip:1001@192.168.1.20:5062>", None, None));
+    let (dest, resp) = &r[0];
+    assert_eq!(resp.status, 401);
+    assert_eq!(dest.remote, PHONE.parse::<SocketAddr>().unwrap(), "answer goes to the NAT address");
+    let via = Via::parse(resp.headers.get("Via").unwrap()).unwrap();
+    assert_eq!(via.params.value("received"), Some("203.0.113.7"));
+    assert_eq!(via.params.value("rport"), Some("5062"));
+    let challenges: Vec<_> = resp.headers.get_all("WWW-Authenticate").collect();
+    assert_eq!(challenges.len(), 1);
+    assert!(challenges[0].contains("algorithm=MD5"), "{}", challenges[0]);
+    assert!(challenges[0].contains("qop=\"auth\""), "{}", challenges[0]);
+
+    let ok = register_ok(&mut ep, t0, &mut phone, "<sip:1001@192.168.1.20:5062>");
+    let contact = NameAddr::parse(ok.headers.get("Contact").unwrap()).unwrap();
+    assert_eq!(contact.uri_text, "sip:1001@192.168.1.20:5062");
+    assert_eq!(contact.params.value("expires"), Some("3600"));
+    // The binding remembers the flow it came from, not the private Contact address.
+    let b = &ep.registrar().lookup("1001")[0];
+    assert_eq!(b.flow.remote, PHONE.parse::<SocketAddr>().unwrap());
+    assert!(matches!(events(&mut ep).as_slice(), [SipEvent::Binding(BindingChange::Added { .. })]));
+}
+
+#[test]
+fn sha256_and_md5_both_register_and_are_offered_in_order() {
+    let t0 = Instant::now();
+    let mut cfg = config();
+    cfg.auth = AuthConfig {
+        algorithms: vec![Algorithm::Sha256, Algorithm::Md5],
+        ..Default::default()
+    };
+    let mut ep = Endpoint::new(cfg, users(None), t0);
+    for (user, pick) in [(1001, 0usize), (1002, 1usize)] {
+        let mut phone = Phone::new(user, udp(PHONE));
+        phone.call_id = format!("alg-{user}");
+        let r = exchange(&mut ep, t0, phone.flow, &phone.register("<sip:x@10.0.0.1>", None, None));
+        let chs: Vec<String> = r[0].1.headers.get_all("WWW-Authenticate").map(str::to_owned).collect();
+        assert_eq!(chs.len(), 2);
+        assert!(chs[0].contains("algorithm=SHA-256"), "{chs:?}");
+        assert!(chs[1].contains("algorithm=MD5"), "{chs:?}");
+        let auth = answer_challenge(&chs[pick], &phone.user, &phone.password, 1);
+        let r = exchange(&mut ep, t0, phone.flow, &phone.register("<sip:x@10.0.0.1>", None, Some(auth)));
+        assert_eq!(r[0].1.status, 200, "user {user} with challenge {pick}");
+    }
+}
+
+#[test]
+fn per_user_algorithms_override_the_global_list() {
+    let t0 = Instant::now();
+    let mut u = users(None);
+    u.get_mut("1003").unwrap().algorithms = Some(vec![Algorithm::Sha256]);
+    let mut ep = Endpoint::new(config(), u, t0);
+    let mut phone = Phone::new(1003, udp(PHONE));
+    let r = exchange(&mut ep, t0, phone.flow, &phone.register("<sip:x@10.0.0.1>", None, None));
+    let chs: Vec<_> = r[0].1.headers.get_all("WWW-Authenticate").collect();
+    assert_eq!(chs.len(), 1);
+    assert!(chs[0].contains("SHA-256"));
+}
+
+#[test]
+fn wrong_password_and_unknown_user_look_the_same_then_403_and_silence() {
+    let t0 = Instant::now();
+    let mut ep = Endpoint::new(config(), users(None), t0);
+    let mut bad = Phone::new(1001, udp(PHONE));
+    bad.password = "wrong".into();
+    let mut ghost = Phone::new(9999, udp(PHONE));
+    let mut statuses = Vec::new();
+    for i in 0..3 {
+        let phone = if i == 1 { &mut ghost } else { &mut bad };
+        let now = t0 + Duration::from_secs(i as u64);
+        let r = exchange(&mut ep, now, phone.flow, &phone.register("<sip:x@10.0.0.1>", None, None));
+        assert_eq!(r[0].1.status, 401);
+        let ch = r[0].1.headers.get("WWW-Authenticate").unwrap().to_owned();
+        let auth = answer_challenge(&ch, &phone.user, &phone.password, 1);
+        let r = exchange(&mut ep, now, phone.flow, &phone.register("<sip:x@10.0.0.1>", None, Some(auth)));
+        statuses.push(r.first().map(|x| x.1.status));
+    }
+    // max_auth_failures = 3: the first two failures get 401, the third 403.
+    assert_eq!(statuses, vec![Some(401), Some(401), Some(403)]);
+    assert_eq!(ep.stats().bans, 1);
+    // Banned: even a correct phone from that address gets no answer at all.
+    let mut good = Phone::new(1002, udp(PHONE));
+    let r = exchange(&mut ep, t0 + Duration::from_secs(10), good.flow, &good.register("<sip:x@10.0.0.1>", None, None));
+    assert!(r.is_empty());
+    // Another address is unaffected; after the ban the address is served again.
+    let mut other = Phone::new(1002, udp("198.51.100.9:5060"));
+    register_ok(&mut ep, t0 + Duration::from_secs(10), &mut other, "<sip:x@10.0.0.2>");
+    let later = t0 + Duration::from_secs(700);
+    let r = exchange(&mut ep, later, good.flow, &good.register("<sip:x@10.0.0.1>", None, None));
+    assert_eq!(r[0].1.status, 401);
+}
+
+#[test]
+fn credentials_for_another_account_get_403() {
+    let t0 = Instant::now();
+    let mut ep = Endpoint::new(config(), users(None), t0);
+    let mut phone = Phone::new(1001, udp(PHONE));
+    let r = exchange(&mut ep, t0, phone.flow, &phone.register("<sip:x@10.0.0.1>", None, None));
+    let ch = r[0].1.headers.get("WWW-Authenticate").unwrap().to_owned();
+    // Valid credentials of 1002 used to register 1001.
+    let auth = answer_challenge(&ch, "1002", "demo1002", 1);
+    let r = exchange(&mut ep, t0, phone.flow, &phone.register("<sip:x@10.0.0.1>", None, Some(auth)));
+    assert_eq!(r[0].1.status, 403);
+    assert_eq!(ep.registrar().binding_count(), 0);
+}
+
+#[test]
+fn stale_nonce_gets_stale_true_and_replayed_nc_is_refused() {
+    let t0 = Instant::now();
+    let mut ep = Endpoint::new(config(), users(None), t0);
+    let mut phone = Phone::new(1001, udp(PHONE));
+    let r = exchange(&mut ep, t0, phone.flow, &phone.register("<sip:x@10.0.0.1>", None, None));
+    let ch = r[0].1.headers.get("WWW-Authenticate").unwrap().to_owned();
+    let auth1 = answer_challenge(&ch, "1001", "demo1001", 1);
+    let r = exchange(&mut ep, t0, phone.flow, &phone.register("<sip:x@10.0.0.1>", None, Some(auth1.clone())));
+    assert_eq!(r[0].1.status, 200);
+    // Reusing nc=1 with the same nonce in a new transaction is a replay.
+    let r = exchange(&mut ep, t0, phone.flow, &phone.register("<sip:x@10.0.0.1>", None, Some(auth1)));
+    assert_eq!(r[0].1.status, 401);
+    // nc=2 is fine.
+    let auth2 = answer_challenge(&ch, "1001", "demo1001", 2);
+    let r = exchange(&mut ep, t0, phone.flow, &phone.register("<sip:x@10.0.0.1>", None, Some(auth2)));
+    assert_eq!(r[0].1.status, 200);
+    // Past the nonce lifetime (300 s): stale=true, and the phone simply retries.
+    let later = t0 + Duration::from_secs(301);
+    let auth3 = answer_challenge(&ch, "1001", "demo1001", 3);
+    let r = exchange(&mut ep, later, phone.flow, &phone.register("<sip:x@10.0.0.1>", None, Some(auth3)));
+    assert_eq!(r[0].1.status, 401);
+    assert!(r[0].1.headers.get("WWW-Authenticate").unwrap().contains("stale=true"));
+    assert_eq!(ep.stats().auth_failures, 1, "only the replay counts as a failure");
+}
+
+#[test]
+fn retransmitted_register_is_answered_from_the_transaction() {
+    let t0 = Instant::now();
+    let mut ep = Endpoint::new(config(), users(None), t0);
+    let mut phone = Phone::new(1001, udp(PHONE));
+    let r = exchange(&mut ep, t0, phone.flow, &phone.register("<sip:x@10.0.0.1>", None, None));
+    let ch = r[0].1.headers.get("WWW-Authenticate").unwrap().to_owned();
+    let msg = phone.register("<sip:x@10.0.0.1>", None, Some(answer_challenge(&ch, "1001", "demo1001", 1)));
+    let first = exchange(&mut ep, t0, phone.flow, &msg);
+    let again = exchange(&mut ep, t0 + Duration::from_millis(500), phone.flow, &msg);
+    assert_eq!(first[0].1.status, 200);
+    assert_eq!(again[0].1, first[0].1, "the same 200, not a new registration attempt");
+    assert_eq!(ep.stats().registrations, 1);
+}
+
+#[test]
+fn min_expires_unregister_and_wildcard() {
+    let t0 = Instant::now();
+    let mut ep = Endpoint::new(config(), users(None), t0);
+    let mut phone = Phone::new(1001, udp(PHONE));
+    register_ok(&mut ep, t0, &mut phone, "<sip:a@10.0.0.1>");
+    register_ok(&mut ep, t0, &mut phone, "<sip:b@10.0.0.1>");
+    assert_eq!(ep.registrar().binding_count(), 2);
+    // Too short.
+    let r = exchange(&mut ep, t0, phone.flow, &phone.register("<sip:a@10.0.0.1>;expires=5", None, None));
+    assert_eq!(r[0].1.status, 401);
+    let ch = r[0].1.headers.get("WWW-Authenticate").unwrap().to_owned();
+    let r = exchange(&mut ep, t0, phone.flow, &phone.register("<sip:a@10.0.0.1>;expires=5", None, Some(answer_challenge(&ch, "1001", "demo1001", 1))));
+    assert_eq!(r[0].1.status, 423);
+    assert_eq!(r[0].1.headers.get("Min-Expires"), Some("60"));
+    // Contact: * with Expires: 0 removes everything.
+    let r = exchange(&mut ep, t0, phone.flow, &phone.register("*", Some(0), Some(answer_challenge(&ch, "1001", "demo1001", 2))));
+    assert_eq!(r[0].1.status, 200);
+    assert_eq!(r[0].1.headers.get("Contact"), None);
+    assert_eq!(ep.registrar().binding_count(), 0);
+}
+
+#[test]
+fn bindings_expire_on_time() {
+    let t0 = Instant::now();
+    let mut ep = Endpoint::new(config(), users(None), t0);
+    let mut phone = Phone::new(1001, udp(PHONE));
+    register_ok(&mut ep, t0, &mut phone, "<sip:a@10.0.0.1>;expires=120");
+    let _ = events(&mut ep);
+    assert_eq!(ep.poll_timeout().map(|d| d - t0 <= Duration::from_secs(120)), Some(true));
+    ep.handle_timeout(t0 + Duration::from_secs(119));
+    assert_eq!(ep.registrar().binding_count(), 1);
+    ep.handle_timeout(t0 + Duration::from_secs(120));
+    assert_eq!(ep.registrar().binding_count(), 0);
+    assert!(events(&mut ep).iter().any(|e| matches!(e, SipEvent::Binding(BindingChange::Removed { reason: RemovalReason::Expired, .. }))));
+}
+
+#[test]
+fn qualify_pings_over_the_flow_and_removes_a_silent_phone() {
+    let t0 = Instant::now();
+    let mut cfg = config();
+    cfg.registrar.qualify_interval = Some(Duration::from_secs(30));
+    let mut ep = Endpoint::new(cfg, users(None), t0);
+    let tcp = Flow {
+        transport: Transport::Tcp,
+        remote: PHONE.parse().unwrap(),
+        conn: Some(ConnId(7)),
+    };
+    let mut phone = Phone::new(1001, tcp);
+    register_ok(&mut ep, t0, &mut phone, "<sip:1001@192.168.1.20:5062;transport=tcp>");
+    // First ping at 30 s, over the phone's own TCP connection; the phone answers.
+    let t1 = t0 + Duration::from_secs(30);
+    ep.handle_timeout(t1);
+    let ping = ep.poll_transmit().expect("OPTIONS ping");
+    assert_eq!(ping.flow, tcp, "reuse the phone's connection");
+    let Message::Request(opt) = parse_message(&ping.payload, 65_535).unwrap() else { panic!() };
+    assert_eq!(opt.uri, "sip:1001@192.168.1.20:5062;transport=tcp");
+    let mut reply = format!("SIP/2.0 200 OK\r\n");
+    for name in ["Via", "From", "To", "Call-ID", "CSeq"] {
+        reply.push_str(&format!("{name}: {}\r\n", opt.headers.get(name).unwrap()));
+    }
+    reply.push_str("Content-Length: 0\r\n\r\n");
+    ep.handle_message(t1, tcp, reply.as_bytes());
+    assert_eq!(ep.registrar().binding_count(), 1);
+    // Second ping at 60 s goes unanswered: the transaction times out (64*T1) and the
+    // binding is removed.
+    ep.handle_timeout(t0 + Duration::from_secs(60));
+    assert!(ep.poll_transmit().is_some());
+    ep.handle_timeout(t0 + Duration::from_secs(60 + 33));
+    assert_eq!(ep.registrar().binding_count(), 0);
+    assert!(events(&mut ep).iter().any(|e| matches!(e, SipEvent::Binding(BindingChange::Removed { reason: RemovalReason::Unreachable, .. }))));
+}
+
+#[test]
+fn rate_limit_drops_a_flood_and_counts_it() {
+    let t0 = Instant::now();
+    let mut cfg = config();
+    cfg.security.rate_limit = Some(RateLimit { per_second: 10, burst: 20 });
+    let mut ep = Endpoint::new(cfg, users(None), t0);
+    let mut answered = 0;
+    for i in 0..100 {
+        let msg = format!(
+            "OPTIONS sip:switchboard SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKf{i}\r\n\
+             From: <sip:x@y>;tag=1\r\nTo: <sip:switchboard>\r\nCall-ID: flood{i}\r\nCSeq: 1 OPTIONS\r\n\
+             Content-Length: 0\r\n\r\n"
+        );
+        answered += exchange(&mut ep, t0, udp(PHONE), msg.as_bytes()).len();
+    }
+    assert_eq!(answered, 20, "the burst is served, the rest dropped");
+    assert_eq!(ep.stats().dropped_rate_limited, 80);
+    // Tokens come back with time.
+    let msg = "OPTIONS sip:switchboard SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKlate\r\n\
+               From: <sip:x@y>;tag=1\r\nTo: <sip:switchboard>\r\nCall-ID: late\r\nCSeq: 1 OPTIONS\r\n\r\n";
+    assert_eq!(exchange(&mut ep, t0 + Duration::from_secs(1), udp(PHONE), msg.as_bytes()).len(), 1);
+}
+
+#[test]
+fn source_tracking_stays_bounded_under_a_spoofed_flood() {
+    let t0 = Instant::now();
+    let mut cfg = config();
+    cfg.security.rate_limit = Some(RateLimit { per_second: 10, burst: 20 });
+    cfg.security.max_tracked_sources = 1000;
+    let mut ep = Endpoint::new(cfg, users(None), t0);
+    for i in 0..20_000u32 {
+        let ip = std::net::Ipv4Addr::from(0x0a00_0000 + i);
+        let flow = Flow { transport: Transport::Udp, remote: SocketAddr::new(ip.into(), 5060), conn: None };
+        ep.handle_message(t0, flow, b"garbage\r\n\r\n");
+        while ep.poll_transmit().is_some() {}
+    }
+    assert_eq!(ep.stats().received, 20_000);
+    // Nothing to assert on the private map directly; the clean-up keeps memory bounded and
+    // the endpoint still answers normal traffic.
+    let msg = "OPTIONS sip:switchboard SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKok\r\n\
+               From: <sip:x@y>;tag=1\r\nTo: <sip:switchboard>\r\nCall-ID: ok\r\nCSeq: 1 OPTIONS\r\n\r\n";
+    let r = exchange(&mut ep, t0, udp(PHONE), msg.as_bytes());
+    assert_eq!(r[0].1.status, 200);
+    assert!(r[0].1.headers.get("Allow").unwrap().contains("REGISTER"));
+    assert_eq!(r[0].1.headers.get("Accept"), Some("application/sdp"));
+    assert!(r[0].1.headers.get("Supported").is_some());
+}
+
+fn invite(branch: &str) -> String {
+    format!(
+        "INVITE sip:600@switchboard SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.5:5060;branch={branch}\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:1006@switchboard>;tag=c1\r\nTo: <sip:600@switchboard>\r\n\
+         Call-ID: call-{branch}\r\nCSeq: 1 INVITE\r\nContact: <sip:1006@10.0.0.5>\r\nContent-Length: 0\r\n\r\n"
+    )
+}
+
+fn cancel(branch: &str) -> String {
+    invite(branch).replace("INVITE sip", "CANCEL sip").replace("1 INVITE", "1 CANCEL")
+}
+
+#[test]
+fn cancel_before_answer_gets_200_and_487_and_tells_call_control() {
+    let t0 = Instant::now();
+    let mut ep = Endpoint::new(config(), users(None), t0);
+    let caller = udp("10.0.0.5:5060");
+    let r = exchange(&mut ep, t0, caller, invite("z9hG4bKc1").as_bytes());
+    assert_eq!(r.iter().map(|x| x.1.status).collect::<Vec<_>>(), vec![100]);
+    let tx = match events(&mut ep).as_slice() {
+        [SipEvent::Request { tx, .. }] => *tx,
+        other => panic!("{other:?}"),
+    };
+    let r = exchange(&mut ep, t0, caller, cancel("z9hG4bKc1").as_bytes());
+    let got: Vec<_> = r.iter().map(|x| (x.1.status, x.1.headers.get("CSeq").unwrap().to_owned())).collect();
+    assert_eq!(got, vec![(200, "1 CANCEL".to_owned()), (487, "1 INVITE".to_owned())]);
+    assert_eq!(events(&mut ep), vec![SipEvent::Cancelled { tx }]);
+    // Call control answering afterwards is refused: the INVITE is already final.
+    assert!(ep.respond(t0, tx, 200, Headers::default(), bytes::Bytes::new()).is_err());
+}
+
+#[test]
+fn cancel_racing_a_200_does_not_undo_the_answer() {
+    let t0 = Instant::now();
+    let mut ep = Endpoint::new(config(), users(None), t0);
+    let caller = udp("10.0.0.5:5060");
+    exchange(&mut ep, t0, caller, invite("z9hG4bKc2").as_bytes());
+    let tx = match events(&mut ep).as_slice() {
+        [SipEvent::Request { tx, .. }] => *tx,
+        other => panic!("{other:?}"),
+    };
+    ep.respond(t0, tx, 200, Headers::default(), bytes::Bytes::new()).unwrap();
+    while ep.poll_transmit().is_some() {}
+    let r = exchange(&mut ep, t0, caller, cancel("z9hG4bKc2").as_bytes());
+    assert_eq!(r.iter().map(|x| x.1.status).collect::<Vec<_>>(), vec![200], "CANCEL answered, no 487");
+    assert!(events(&mut ep).is_empty());
+    // A CANCEL for nothing gets 481.
+    let r = exchange(&mut ep, t0, caller, cancel("z9hG4bKnone").as_bytes());
+    assert_eq!(r[0].1.status, 481);
+}
+
+#[test]
+fn shutdown_answers_pending_requests_with_503() {
+    let t0 = Instant::now();
+    let mut ep = Endpoint::new(config(), users(None), t0);
+    let caller = udp("10.0.0.5:5060");
+    exchange(&mut ep, t0, caller, invite("z9hG4bKs1").as_bytes());
+    let _ = events(&mut ep);
+    ep.shutdown(t0);
+    let statuses: Vec<u16> = std::iter::from_fn(|| ep.poll_transmit())
+        .filter_map(|t| match parse_message(&t.payload, 65_535) {
+            Ok(Message::Response(r)) => Some(r.status),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(statuses, vec![503]);
+    let r = exchange(&mut ep, t0, caller, invite("z9hG4bKs2").as_bytes());
+    assert_eq!(r.last().map(|x| x.1.status), Some(503));
+}
+
+#[test]
+fn oversize_and_garbage_are_dropped_and_counted() {
+    let t0 = Instant::now();
+    let mut cfg = config();
+    cfg.max_message_size = 2000;
+    let mut ep = Endpoint::new(cfg, users(None), t0);
+    let big = vec![b'A'; 5000];
+    assert!(exchange(&mut ep, t0, udp(PHONE), &big).is_empty());
+    assert!(exchange(&mut ep, t0, udp(PHONE), b"\x00\x01\x02 not sip").is_empty());
+    assert!(exchange(&mut ep, t0, udp(PHONE), b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP x;branch=z9hG4bKzz\r\nCSeq: 1 OPTIONS\r\n\r\n").is_empty());
+    let s = ep.stats();
+    assert_eq!(s.dropped_oversize, 1);
+    assert_eq!(s.dropped_malformed, 1);
+    assert_eq!(s.dropped_stray_responses, 1);
+}
