@@ -1,0 +1,526 @@
+//! Tokio driver for the sans-IO [`sip::Endpoint`]: UDP and TCP sockets, timers, shutdown.
+//!
+//! One task owns the endpoint. It waits on the UDP socket, on messages framed by the TCP
+//! connection tasks, on commands from call control and on the endpoint's next deadline; after
+//! each input it drains the endpoint's transmits (to sockets) and events (to call control):
+//!
+//! ```text
+//! loop {
+//!     select! { datagram | tcp message | command | sleep_until(endpoint.poll_timeout()) | shutdown }
+//!     while let Some(t) = endpoint.poll_transmit() { send over t.flow }
+//!     while let Some(ev) = endpoint.poll_event()   { events.send(ev).await }
+//! }
+//! ```
+//!
+//! TCP connections each run a reader task (framing with [`sip::parse::StreamFramer`], answering
+//! CRLF keep-alives) and a writer task; requests to a phone registered over TCP reuse its
+//! connection, and a new connection is opened only when that one is gone.
+//!
+//! Shutdown ([`SipHandle::shutdown`]): requests still unanswered get 503, the transmit queue
+//! is flushed, and the sockets close when [`run`] returns.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use sip::endpoint::{Stats, UserAccount};
+use sip::message::{Headers, Request};
+use sip::parse::{Framed, StreamFramer};
+use sip::transaction::{TxError, TxId};
+use sip::{ConnId, Endpoint, Flow, SipEvent, Transmit, Transport};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, info, warn};
+
+/// Socket settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransportConfig {
+    /// UDP listen address.
+    pub udp: Option<SocketAddr>,
+    /// TCP listen address.
+    pub tcp: Option<SocketAddr>,
+    /// Requested UDP receive buffer (SO_RCVBUF) in bytes; bursts of REGISTERs need more than
+    /// the Linux default of 208 KiB. The kernel caps it at net.core.rmem_max.
+    pub udp_recv_buffer: usize,
+    /// Requested UDP send buffer in bytes.
+    pub udp_send_buffer: usize,
+    /// Largest message (octets) framed on TCP.
+    pub max_message_size: usize,
+    /// Most simultaneous TCP connections.
+    pub max_tcp_connections: usize,
+    /// A TCP connection with no traffic for this long is closed.
+    pub tcp_idle_timeout: Duration,
+}
+
+impl Default for TransportConfig {
+    fn default() -> Self {
+        TransportConfig {
+            udp: Some(SocketAddr::from(([0, 0, 0, 0], 5060))),
+            tcp: Some(SocketAddr::from(([0, 0, 0, 0], 5060))),
+            udp_recv_buffer: 4 << 20,
+            udp_send_buffer: 4 << 20,
+            max_message_size: sip::parse::DEFAULT_MAX_MESSAGE_SIZE,
+            max_tcp_connections: 10_000,
+            tcp_idle_timeout: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// Errors starting the transport.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TransportError {
+    /// A socket could not be bound.
+    #[error("cannot bind {proto} {addr}: {source}")]
+    Bind {
+        /// "UDP" or "TCP".
+        proto: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: io::Error,
+    },
+}
+
+/// Commands from call control to the SIP task.
+#[derive(Debug)]
+pub enum SipCommand {
+    /// Answer a server transaction.
+    Respond {
+        /// The transaction.
+        tx: TxId,
+        /// Status code.
+        status: u16,
+        /// Extra headers.
+        headers: Headers,
+        /// Body.
+        body: Bytes,
+    },
+    /// Send a request in a new client transaction.
+    SendRequest {
+        /// Where to.
+        flow: Flow,
+        /// The request.
+        request: Request,
+        /// The transaction id, or why not.
+        reply: oneshot::Sender<Result<TxId, TxError>>,
+    },
+    /// Cancel a pending client INVITE.
+    Cancel {
+        /// The INVITE's transaction.
+        tx: TxId,
+    },
+    /// Replace the user accounts (config reload).
+    SetUsers(HashMap<String, UserAccount>),
+    /// Read the counters.
+    Stats(oneshot::Sender<TransportStats>),
+}
+
+/// Endpoint counters plus the socket facts that matter for capacity.
+#[derive(Debug, Clone, Copy)]
+pub struct TransportStats {
+    /// The endpoint's counters.
+    pub endpoint: Stats,
+    /// Live bindings.
+    pub bindings: usize,
+    /// The UDP receive buffer the kernel granted (bytes), if UDP is on.
+    pub udp_recv_buffer: Option<usize>,
+    /// Open TCP connections.
+    pub tcp_connections: usize,
+}
+
+/// Handle to a running SIP task.
+#[derive(Debug, Clone)]
+pub struct SipHandle {
+    commands: mpsc::Sender<SipCommand>,
+    shutdown: mpsc::Sender<()>,
+    /// The bound UDP address.
+    pub udp_addr: Option<SocketAddr>,
+    /// The bound TCP address.
+    pub tcp_addr: Option<SocketAddr>,
+}
+
+impl SipHandle {
+    /// Send a command (waits if the queue is full).
+    pub async fn command(&self, cmd: SipCommand) -> bool {
+        self.commands.send(cmd).await.is_ok()
+    }
+
+    /// Ask for a graceful shutdown.
+    pub async fn shutdown(&self) {
+        let _ = self.shutdown.send(()).await;
+    }
+
+    /// Read the counters.
+    pub async fn stats(&self) -> Option<TransportStats> {
+        let (tx, rx) = oneshot::channel();
+        self.commands.send(SipCommand::Stats(tx)).await.ok()?;
+        rx.await.ok()
+    }
+}
+
+enum TcpEvent {
+    Opened(ConnId, SocketAddr, mpsc::Sender<Bytes>),
+    Message(ConnId, SocketAddr, Bytes),
+    Closed(ConnId),
+}
+
+fn bind_udp(addr: SocketAddr, cfg: &TransportConfig) -> io::Result<(UdpSocket, usize)> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let sock = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    // Best effort: the kernel caps both at its rmem_max / wmem_max.
+    if let Err(e) = sock.set_recv_buffer_size(cfg.udp_recv_buffer) {
+        warn!(error = %e, "could not set UDP receive buffer");
+    }
+    if let Err(e) = sock.set_send_buffer_size(cfg.udp_send_buffer) {
+        warn!(error = %e, "could not set UDP send buffer");
+    }
+    sock.bind(&addr.into())?;
+    sock.set_nonblocking(true)?;
+    let granted = sock.recv_buffer_size().unwrap_or(0);
+    Ok((UdpSocket::from_std(sock.into())?, granted))
+}
+
+/// Bind the sockets and start the SIP task. Events go to `events`; the returned handle sends
+/// commands and asks for shutdown. The task ends after a shutdown has been flushed.
+pub async fn start(
+    endpoint: Endpoint,
+    cfg: TransportConfig,
+    events: mpsc::Sender<SipEvent>,
+) -> Result<(SipHandle, tokio::task::JoinHandle<()>), TransportError> {
+    let (udp, granted) = match cfg.udp {
+        Some(addr) => {
+            let (s, g) = bind_udp(addr, &cfg).map_err(|source| TransportError::Bind {
+                proto: "UDP",
+                addr,
+                source,
+            })?;
+            (Some(s), Some(g))
+        }
+        None => (None, None),
+    };
+    let tcp = match cfg.tcp {
+        Some(mut addr) => Some({
+            // With port 0 (tests), put TCP on the port UDP got, so one port serves both.
+            if addr.port() == 0 {
+                if let Some(p) = udp.as_ref().and_then(|s| s.local_addr().ok()) {
+                    addr.set_port(p.port());
+                }
+            }
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| TransportError::Bind {
+                    proto: "TCP",
+                    addr,
+                    source,
+                })?
+        }),
+        None => None,
+    };
+    let udp_addr = udp.as_ref().and_then(|s| s.local_addr().ok());
+    let tcp_addr = tcp.as_ref().and_then(|s| s.local_addr().ok());
+    info!(udp = ?udp_addr, tcp = ?tcp_addr, udp_recv_buffer = ?granted, "SIP listening");
+    let (cmd_tx, cmd_rx) = mpsc::channel(4096);
+    let (sd_tx, sd_rx) = mpsc::channel(1);
+    let driver = Driver {
+        endpoint,
+        cfg,
+        udp,
+        udp_recv_buffer: granted,
+        conns: HashMap::new(),
+        next_conn: 1,
+        events,
+    };
+    let task = tokio::spawn(driver.run(tcp, cmd_rx, sd_rx));
+    Ok((
+        SipHandle {
+            commands: cmd_tx,
+            shutdown: sd_tx,
+            udp_addr,
+            tcp_addr,
+        },
+        task,
+    ))
+}
+
+struct Driver {
+    endpoint: Endpoint,
+    cfg: TransportConfig,
+    udp: Option<UdpSocket>,
+    udp_recv_buffer: Option<usize>,
+    conns: HashMap<ConnId, (SocketAddr, mpsc::Sender<Bytes>)>,
+    next_conn: u64,
+    events: mpsc::Sender<SipEvent>,
+}
+
+async fn recv_udp(sock: Option<&UdpSocket>, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+    match sock {
+        Some(s) => s.recv_from(buf).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn accept_tcp(l: Option<&TcpListener>) -> io::Result<(TcpStream, SocketAddr)> {
+    match l {
+        Some(l) => l.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Driver {
+    async fn run(
+        mut self,
+        tcp: Option<TcpListener>,
+        mut commands: mpsc::Receiver<SipCommand>,
+        mut shutdown: mpsc::Receiver<()>,
+    ) {
+        let (tcp_tx, mut tcp_rx) = mpsc::channel::<TcpEvent>(4096);
+        let mut buf = vec![0u8; 65_536];
+        let sleep = tokio::time::sleep(Duration::from_secs(3600));
+        tokio::pin!(sleep);
+        let mut armed: Option<Instant> = None;
+        loop {
+            let deadline = self.endpoint.poll_timeout();
+            if deadline != armed {
+                armed = deadline;
+                let at = deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+                sleep.as_mut().reset(tokio::time::Instant::from_std(at));
+            }
+            tokio::select! {
+                _ = shutdown.recv() => break,
+                r = recv_udp(self.udp.as_ref(), &mut buf) => match r {
+                    Ok((n, from)) => {
+                        let flow = Flow { transport: Transport::Udp, remote: from, conn: None };
+                        self.endpoint.handle_message(Instant::now(), flow, &buf[..n]);
+                        // Drain what else is already queued before flushing (fewer wake-ups).
+                        for _ in 0..63 {
+                            let Some(sock) = self.udp.as_ref() else { break };
+                            match sock.try_recv_from(&mut buf) {
+                                Ok((n, from)) => {
+                                    let flow = Flow { transport: Transport::Udp, remote: from, conn: None };
+                                    self.endpoint.handle_message(Instant::now(), flow, &buf[..n]);
+                                }
+                                Err(_) => break,
+                            }
+                        }
+                    }
+                    Err(e) => debug!(error = %e, "UDP receive error"),
+                },
+                r = accept_tcp(tcp.as_ref()) => match r {
+                    Ok((stream, remote)) => {
+                        if self.conns.len() >= self.cfg.max_tcp_connections {
+                            warn!(remote = %remote, "TCP connection refused: too many connections");
+                        } else {
+                            let id = self.alloc_conn();
+                            spawn_connection(id, stream, remote, None, self.cfg.clone(), tcp_tx.clone());
+                        }
+                    }
+                    Err(e) => debug!(error = %e, "TCP accept error"),
+                },
+                Some(ev) = tcp_rx.recv() => self.on_tcp(ev),
+                Some(cmd) = commands.recv() => self.on_command(cmd),
+                _ = &mut sleep => {
+                    armed = None;
+                    self.endpoint.handle_timeout(Instant::now());
+                }
+            }
+            self.flush_transmits_with(&tcp_tx).await;
+            self.flush_events().await;
+        }
+        // Graceful shutdown: answer what is pending, flush, close.
+        self.endpoint.shutdown(Instant::now());
+        self.flush_transmits_with(&tcp_tx).await;
+        self.flush_events().await;
+        info!("SIP transport stopped");
+    }
+
+    fn alloc_conn(&mut self) -> ConnId {
+        let id = ConnId(self.next_conn);
+        self.next_conn += 1;
+        id
+    }
+
+    fn on_tcp(&mut self, ev: TcpEvent) {
+        match ev {
+            TcpEvent::Opened(id, remote, tx) => {
+                self.conns.insert(id, (remote, tx));
+            }
+            TcpEvent::Message(id, remote, bytes) => {
+                let flow = Flow {
+                    transport: Transport::Tcp,
+                    remote,
+                    conn: Some(id),
+                };
+                self.endpoint.handle_message(Instant::now(), flow, &bytes);
+            }
+            TcpEvent::Closed(id) => {
+                self.conns.remove(&id);
+            }
+        }
+    }
+
+    fn on_command(&mut self, cmd: SipCommand) {
+        let now = Instant::now();
+        match cmd {
+            SipCommand::Respond {
+                tx,
+                status,
+                headers,
+                body,
+            } => {
+                if let Err(e) = self.endpoint.respond(now, tx, status, headers, body) {
+                    debug!(tx = tx.0, ?e, "response not sent");
+                }
+            }
+            SipCommand::SendRequest {
+                flow,
+                request,
+                reply,
+            } => {
+                let _ = reply.send(self.endpoint.send_request(now, flow, request));
+            }
+            SipCommand::Cancel { tx } => {
+                self.endpoint.cancel(now, tx);
+            }
+            SipCommand::SetUsers(users) => self.endpoint.set_users(users),
+            SipCommand::Stats(reply) => {
+                let _ = reply.send(TransportStats {
+                    endpoint: *self.endpoint.stats(),
+                    bindings: self.endpoint.registrar().binding_count(),
+                    udp_recv_buffer: self.udp_recv_buffer,
+                    tcp_connections: self.conns.len(),
+                });
+            }
+        }
+    }
+
+    async fn flush_transmits_with(&mut self, tcp_tx: &mpsc::Sender<TcpEvent>) {
+        while let Some(t) = self.endpoint.poll_transmit() {
+            match t.flow.transport {
+                Transport::Udp => self.send_udp(&t).await,
+                Transport::Tcp => {
+                    if !self.send_tcp(&t) {
+                        // The phone's connection is gone: open a new one to the flow's address.
+                        let id = self.alloc_conn();
+                        let remote = t.flow.remote;
+                        let cfg = self.cfg.clone();
+                        let tx = tcp_tx.clone();
+                        tokio::spawn(async move {
+                            match tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(remote)).await {
+                                Ok(Ok(stream)) => spawn_connection(id, stream, remote, Some(t.payload), cfg, tx),
+                                _ => debug!(remote = %remote, "TCP connect failed; message dropped"),
+                            }
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    fn send_tcp(&mut self, t: &Transmit) -> bool {
+        let conn = t.flow.conn.and_then(|c| self.conns.get(&c)).or_else(|| {
+            self.conns
+                .values()
+                .find(|(remote, _)| *remote == t.flow.remote)
+        });
+        match conn {
+            Some((_, tx)) => tx.try_send(t.payload.clone()).is_ok(),
+            None => false,
+        }
+    }
+
+    async fn send_udp(&mut self, t: &Transmit) {
+        let Some(sock) = self.udp.as_ref() else {
+            return;
+        };
+        match sock.try_send_to(&t.payload, t.flow.remote) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if let Err(e) = sock.send_to(&t.payload, t.flow.remote).await {
+                    debug!(error = %e, remote = %t.flow.remote, "UDP send failed");
+                }
+            }
+            Err(e) => debug!(error = %e, remote = %t.flow.remote, "UDP send failed"),
+        }
+    }
+
+    async fn flush_events(&mut self) {
+        while let Some(ev) = self.endpoint.poll_event() {
+            // Bounded channel: call control applies back-pressure here.
+            if self.events.send(ev).await.is_err() {
+                break;
+            }
+        }
+    }
+}
+
+fn spawn_connection(
+    id: ConnId,
+    stream: TcpStream,
+    remote: SocketAddr,
+    first: Option<Bytes>,
+    cfg: TransportConfig,
+    events: mpsc::Sender<TcpEvent>,
+) {
+    let _ = stream.set_nodelay(true);
+    let (mut rd, mut wr) = stream.into_split();
+    let (out_tx, mut out_rx) = mpsc::channel::<Bytes>(256);
+    tokio::spawn(async move {
+        if events
+            .send(TcpEvent::Opened(id, remote, out_tx.clone()))
+            .await
+            .is_err()
+        {
+            return;
+        }
+        if let Some(b) = first {
+            let _ = out_tx.send(b).await;
+        }
+        let writer = tokio::spawn(async move {
+            while let Some(b) = out_rx.recv().await {
+                if wr.write_all(&b).await.is_err() {
+                    break;
+                }
+            }
+            let _ = wr.shutdown().await;
+        });
+        let mut framer = StreamFramer::new(cfg.max_message_size);
+        let mut buf = vec![0u8; 16 * 1024];
+        'read: loop {
+            let n = match tokio::time::timeout(cfg.tcp_idle_timeout, rd.read(&mut buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
+                Ok(Ok(n)) => n,
+            };
+            framer.push(&buf[..n]);
+            loop {
+                match framer.next() {
+                    Ok(Some(Framed::Message(m))) => {
+                        if events
+                            .send(TcpEvent::Message(id, remote, m))
+                            .await
+                            .is_err()
+                        {
+                            break 'read;
+                        }
+                    }
+                    Ok(Some(Framed::Ping)) => {
+                        let _ = out_tx.send(Bytes::from_static(b"\r\n")).await;
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        debug!(remote = %remote, error = ?e, "closing TCP connection: unframeable stream");
+                        break 'read;
+                    }
+                }
+            }
+        }
+        drop(out_tx);
+        let _ = events.send(TcpEvent::Closed(id)).await;
+        let _ = writer.await;
+    });
+}
