@@ -1,0 +1,647 @@
+//! Config files: `switchboard.toml` (server) and `users.toml` (SIP accounts).
+//!
+//! Files are parsed into structs that reject unknown keys, then validated as a whole; every
+//! problem is reported at once as `file:line: key: reason`.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use sip::digest::{Algorithm, UserSecret};
+use sip::endpoint::{AuthConfig, RateLimit, SecurityConfig};
+use sip::registrar::RegistrarConfig;
+use sip::UserAccount;
+
+/// One problem in a config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file.
+    pub file: PathBuf,
+    /// 1-based line, when known.
+    pub line: Option<usize>,
+    /// Dotted key path, when known.
+    pub key: Option<String>,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(l) = self.line {
+            write!(f, ":{l}")?;
+        }
+        if let Some(k) = &self.key {
+            write!(f, ": {k}")?;
+        }
+        write!(f, ": {}", self.reason)
+    }
+}
+
+/// All problems found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ServerFile {
+    #[serde(default)]
+    sip: SipSection,
+    #[serde(default)]
+    registrar: RegistrarSection,
+    #[serde(default)]
+    auth: AuthSection,
+    #[serde(default)]
+    security: SecuritySection,
+    #[serde(default)]
+    log: LogSection,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct SipSection {
+    bind: String,
+    tcp: bool,
+    udp: bool,
+    realm: String,
+    domains: Vec<String>,
+    advertise: Option<String>,
+    udp_recv_buffer: usize,
+    max_message_size: usize,
+    force_rport: bool,
+}
+
+impl Default for SipSection {
+    fn default() -> Self {
+        SipSection {
+            bind: "0.0.0.0:5060".into(),
+            tcp: true,
+            udp: true,
+            realm: "switchboard".into(),
+            domains: Vec::new(),
+            advertise: None,
+            udp_recv_buffer: 4 << 20,
+            max_message_size: sip::parse::DEFAULT_MAX_MESSAGE_SIZE,
+            force_rport: true,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RegistrarSection {
+    min_expires: u32,
+    max_expires: u32,
+    default_expires: u32,
+    max_contacts: usize,
+    qualify_interval: u64,
+}
+
+impl Default for RegistrarSection {
+    fn default() -> Self {
+        let d = RegistrarConfig::default();
+        RegistrarSection {
+            min_expires: d.min_expires,
+            max_expires: d.max_expires,
+            default_expires: d.default_expires,
+            max_contacts: d.max_contacts,
+            qualify_interval: d.qualify_interval.map_or(0, |i| i.as_secs()),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct AuthSection {
+    algorithms: Vec<String>,
+    nonce_lifetime: u64,
+    allow_no_qop: bool,
+    secret: Option<String>,
+}
+
+impl Default for AuthSection {
+    fn default() -> Self {
+        AuthSection {
+            algorithms: vec!["MD5".into()],
+            nonce_lifetime: 300,
+            allow_no_qop: true,
+            secret: None,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct SecuritySection {
+    max_auth_failures: u32,
+    failure_window: u64,
+    ban_duration: u64,
+    rate_limit: u32,
+    rate_burst: u32,
+    trusted: Vec<String>,
+}
+
+impl Default for SecuritySection {
+    fn default() -> Self {
+        SecuritySection {
+            max_auth_failures: 10,
+            failure_window: 60,
+            ban_duration: 600,
+            rate_limit: 100,
+            rate_burst: 200,
+            trusted: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct LogSection {
+    level: String,
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        LogSection {
+            level: "info".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct UsersFile {
+    #[serde(default)]
+    users: HashMap<String, UserEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserEntry {
+    password: Option<String>,
+    ha1_md5: Option<String>,
+    ha1_sha256: Option<String>,
+    algorithms: Option<Vec<String>>,
+    max_contacts: Option<usize>,
+}
+
+/// The validated configuration the server runs on.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// SIP listen address (UDP and TCP).
+    pub sip_bind: SocketAddr,
+    /// UDP on.
+    pub udp: bool,
+    /// TCP on.
+    pub tcp: bool,
+    /// host:port for our Via, if configured.
+    pub advertise: Option<String>,
+    /// Requested UDP receive buffer.
+    pub udp_recv_buffer: usize,
+    /// Largest message.
+    pub max_message_size: usize,
+    /// Realm.
+    pub realm: String,
+    /// Registrar domains.
+    pub domains: Vec<String>,
+    /// Reply at the source port.
+    pub force_rport: bool,
+    /// Registrar.
+    pub registrar: RegistrarConfig,
+    /// Digest.
+    pub auth: AuthConfig,
+    /// Server secret, if configured.
+    pub secret: Option<[u8; 32]>,
+    /// Protection.
+    pub security: SecurityConfig,
+    /// Log filter.
+    pub log_level: String,
+    /// Accounts.
+    pub users: HashMap<String, UserAccount>,
+}
+
+/// Find the line of `key` inside `[table]` (or at top level when `table` is empty).
+fn line_of(text: &str, table: &str, key: &str) -> Option<usize> {
+    let mut current = String::new();
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if let Some(t) = line.strip_prefix('[') {
+            current = t
+                .trim_end_matches(']')
+                .trim()
+                .trim_matches('"')
+                .replace("\"", "");
+            if key.is_empty() && current == table {
+                return Some(i + 1);
+            }
+            continue;
+        }
+        if current == table {
+            if let Some((k, _)) = line.split_once('=') {
+                if k.trim().trim_matches('"') == key {
+                    return Some(i + 1);
+                }
+            }
+        }
+    }
+    None
+}
+
+struct Report<'a> {
+    file: &'a Path,
+    text: &'a str,
+    errors: Vec<ConfigError>,
+}
+
+impl Report<'_> {
+    fn err(&mut self, table: &str, key: &str, reason: impl Into<String>) {
+        let path = if table.is_empty() {
+            key.to_owned()
+        } else if key.is_empty() {
+            table.to_owned()
+        } else {
+            format!("{table}.{key}")
+        };
+        self.errors.push(ConfigError {
+            file: self.file.to_owned(),
+            line: line_of(self.text, table, key),
+            key: Some(path),
+            reason: reason.into(),
+        });
+    }
+}
+
+fn toml_error(file: &Path, text: &str, e: toml::de::Error) -> ConfigError {
+    let line = e
+        .span()
+        .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+    ConfigError {
+        file: file.to_owned(),
+        line,
+        key: None,
+        reason: e.message().to_owned(),
+    }
+}
+
+fn parse_algorithms(r: &mut Report<'_>, table: &str, key: &str, names: &[String]) -> Vec<Algorithm> {
+    let mut out = Vec::new();
+    if names.is_empty() {
+        r.err(table, key, "at least one algorithm is needed");
+    }
+    for n in names {
+        match n.parse::<Algorithm>() {
+            Ok(a) if !out.contains(&a) => out.push(a),
+            Ok(_) => r.err(table, key, format!("\"{n}\" is listed twice")),
+            Err(_) => r.err(
+                table,
+                key,
+                format!("unknown algorithm \"{n}\"; use \"SHA-256\", \"MD5\", \"SHA-256-sess\" or \"MD5-sess\""),
+            ),
+        }
+    }
+    out
+}
+
+fn hex32(s: &str) -> Option<[u8; 32]> {
+    if s.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// Read and validate `switchboard.toml` and `users.toml` from `dir`.
+/// `sip_bind` overrides `sip.bind` (from the CLI flag or SWITCHBOARD_SIP_BIND).
+pub fn load(dir: &Path, sip_bind: Option<&str>) -> Result<Config, ConfigErrors> {
+    let mut errors = Vec::new();
+    let server_path = dir.join("switchboard.toml");
+    let users_path = dir.join("users.toml");
+    let read = |p: &Path, errors: &mut Vec<ConfigError>| -> Option<String> {
+        match std::fs::read_to_string(p) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                errors.push(ConfigError {
+                    file: p.to_owned(),
+                    line: None,
+                    key: None,
+                    reason: format!("cannot read: {e}"),
+                });
+                None
+            }
+        }
+    };
+    let server_text = read(&server_path, &mut errors);
+    let users_text = read(&users_path, &mut errors);
+    let server: Option<ServerFile> = server_text.as_deref().and_then(|t| {
+        toml::from_str(t)
+            .map_err(|e| errors.push(toml_error(&server_path, t, e)))
+            .ok()
+    });
+    let users: Option<UsersFile> = users_text.as_deref().and_then(|t| {
+        toml::from_str(t)
+            .map_err(|e| errors.push(toml_error(&users_path, t, e)))
+            .ok()
+    });
+    let (Some(server), Some(users), Some(server_text), Some(users_text)) =
+        (server, users, server_text.as_deref(), users_text.as_deref())
+    else {
+        return Err(ConfigErrors(errors));
+    };
+
+    let mut r = Report {
+        file: &server_path,
+        text: server_text,
+        errors: Vec::new(),
+    };
+    let bind_text = sip_bind.unwrap_or(&server.sip.bind);
+    let sip_bind = match bind_text.parse::<SocketAddr>() {
+        Ok(a) => a,
+        Err(_) => {
+            let reason = format!("\"{bind_text}\" is not an address:port such as \"0.0.0.0:5060\"");
+            if sip_bind.is_some() {
+                r.errors.push(ConfigError {
+                    file: PathBuf::from("--sip-bind / SWITCHBOARD_SIP_BIND"),
+                    line: None,
+                    key: None,
+                    reason,
+                });
+            } else {
+                r.err("sip", "bind", reason);
+            }
+            SocketAddr::from(([0, 0, 0, 0], 5060))
+        }
+    };
+    if !server.sip.udp && !server.sip.tcp {
+        r.err("sip", "udp", "at least one of sip.udp and sip.tcp must be true");
+    }
+    if server.sip.realm.trim().is_empty() || server.sip.realm.contains('"') {
+        r.err("sip", "realm", "must be a non-empty string without quotes");
+    }
+    if server.sip.max_message_size < 1500 || server.sip.max_message_size > 65_535 {
+        r.err("sip", "max_message_size", "must be between 1500 and 65535 octets");
+    }
+    if let Some(a) = &server.sip.advertise {
+        if a.trim().is_empty() || a.contains(char::is_whitespace) {
+            r.err("sip", "advertise", "must be host or host:port");
+        }
+    }
+    let reg = &server.registrar;
+    if reg.min_expires == 0 {
+        r.err("registrar", "min_expires", "must be at least 1 second");
+    }
+    if reg.min_expires > reg.max_expires {
+        r.err(
+            "registrar",
+            "min_expires",
+            format!("{} is above max_expires ({})", reg.min_expires, reg.max_expires),
+        );
+    }
+    if reg.default_expires < reg.min_expires || reg.default_expires > reg.max_expires {
+        r.err(
+            "registrar",
+            "default_expires",
+            "must lie between min_expires and max_expires",
+        );
+    }
+    if reg.max_contacts == 0 {
+        r.err("registrar", "max_contacts", "must be at least 1");
+    }
+    let algorithms = parse_algorithms(&mut r, "auth", "algorithms", &server.auth.algorithms);
+    if server.auth.nonce_lifetime < 10 {
+        r.err("auth", "nonce_lifetime", "must be at least 10 seconds");
+    }
+    let secret = match &server.auth.secret {
+        Some(s) => {
+            let v = hex32(s);
+            if v.is_none() {
+                r.err("auth", "secret", "must be 64 hex digits (32 bytes)");
+            }
+            v
+        }
+        None => None,
+    };
+    let mut trusted = Vec::new();
+    for t in &server.security.trusted {
+        match t.parse::<IpAddr>() {
+            Ok(ip) => trusted.push(ip),
+            Err(_) => r.err("security", "trusted", format!("\"{t}\" is not an IP address")),
+        }
+    }
+    if server.security.rate_limit > 0 && server.security.rate_burst == 0 {
+        r.err("security", "rate_burst", "must be at least 1 when rate_limit is on");
+    }
+    if tracing_subscriber::EnvFilter::try_new(&server.log.level).is_err() {
+        r.err("log", "level", "not a log filter such as \"info\" or \"sip=debug,info\"");
+    }
+    errors.extend(r.errors);
+
+    // users.toml
+    let mut u = Report {
+        file: &users_path,
+        text: users_text,
+        errors: Vec::new(),
+    };
+    let mut accounts = HashMap::new();
+    let mut names: Vec<&String> = users.users.keys().collect();
+    names.sort();
+    for name in names {
+        let e = &users.users[name];
+        let table = format!("users.{name}");
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || b"-_.!~*'()&=+$,;?/".contains(&c))
+        {
+            u.err(&table, "", "user name must be a plain SIP user part (letters, digits, - _ .)");
+        }
+        let algs = e
+            .algorithms
+            .as_ref()
+            .map(|a| parse_algorithms(&mut u, &table, "algorithms", a));
+        let is_hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|c| c.is_ascii_hexdigit());
+        let secret = match (&e.password, &e.ha1_md5, &e.ha1_sha256) {
+            (Some(p), None, None) => {
+                if p.is_empty() {
+                    u.err(&table, "password", "must not be empty");
+                }
+                UserSecret::Password(p.clone())
+            }
+            (None, md5, sha) if md5.is_some() || sha.is_some() => {
+                if md5.as_deref().is_some_and(|h| !is_hex(h, 32)) {
+                    u.err(&table, "ha1_md5", "must be 32 hex digits: MD5(user:realm:password)");
+                }
+                if sha.as_deref().is_some_and(|h| !is_hex(h, 64)) {
+                    u.err(&table, "ha1_sha256", "must be 64 hex digits: SHA-256(user:realm:password)");
+                }
+                let offered = algs.clone().unwrap_or_else(|| algorithms.clone());
+                for a in &offered {
+                    let needs_sha = matches!(a, Algorithm::Sha256 | Algorithm::Sha256Sess);
+                    if needs_sha && sha.is_none() || !needs_sha && md5.is_none() {
+                        u.err(
+                            &table,
+                            "",
+                            format!("algorithm {a} is offered but no matching ha1 is given"),
+                        );
+                    }
+                }
+                UserSecret::Ha1 {
+                    md5: md5.clone(),
+                    sha256: sha.clone(),
+                }
+            }
+            _ => {
+                u.err(&table, "", "give either password, or ha1_md5 and/or ha1_sha256");
+                UserSecret::Password(String::new())
+            }
+        };
+        if e.max_contacts == Some(0) {
+            u.err(&table, "max_contacts", "must be at least 1");
+        }
+        accounts.insert(
+            name.clone(),
+            UserAccount {
+                secret,
+                algorithms: algs,
+                max_contacts: e.max_contacts,
+            },
+        );
+    }
+    errors.extend(u.errors);
+    if !errors.is_empty() {
+        return Err(ConfigErrors(errors));
+    }
+    Ok(Config {
+        sip_bind,
+        udp: server.sip.udp,
+        tcp: server.sip.tcp,
+        advertise: server.sip.advertise,
+        udp_recv_buffer: server.sip.udp_recv_buffer,
+        max_message_size: server.sip.max_message_size,
+        realm: server.sip.realm,
+        domains: server.sip.domains,
+        force_rport: server.sip.force_rport,
+        registrar: RegistrarConfig {
+            min_expires: reg.min_expires,
+            max_expires: reg.max_expires,
+            default_expires: reg.default_expires,
+            max_contacts: reg.max_contacts,
+            qualify_interval: (reg.qualify_interval > 0)
+                .then(|| Duration::from_secs(reg.qualify_interval)),
+        },
+        auth: AuthConfig {
+            algorithms,
+            nonce_lifetime: Duration::from_secs(server.auth.nonce_lifetime),
+            allow_no_qop: server.auth.allow_no_qop,
+        },
+        secret,
+        security: SecurityConfig {
+            max_auth_failures: server.security.max_auth_failures,
+            failure_window: Duration::from_secs(server.security.failure_window),
+            ban_duration: Duration::from_secs(server.security.ban_duration),
+            rate_limit: (server.security.rate_limit > 0).then_some(RateLimit {
+                per_second: server.security.rate_limit,
+                burst: server.security.rate_burst,
+            }),
+            trusted,
+            ..SecurityConfig::default()
+        },
+        log_level: server.log.level,
+        users: accounts,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir_with(server: &str, users: &str) -> tempdir::Dir {
+        tempdir::Dir::new(server, users)
+    }
+
+    /// A throw-away config dir under the system temp dir.
+    mod tempdir {
+        pub(super) struct Dir(pub(super) std::path::PathBuf);
+        impl Dir {
+            pub(super) fn new(server: &str, users: &str) -> Dir {
+                use std::sync::atomic::{AtomicU32, Ordering};
+                static N: AtomicU32 = AtomicU32::new(0);
+                let p = std::env::temp_dir().join(format!(
+                    "switchboard-config-test-{}-{}",
+                    std::process::id(),
+                    N.fetch_add(1, Ordering::Relaxed)
+                ));
+                std::fs::create_dir_all(&p).unwrap();
+                std::fs::write(p.join("switchboard.toml"), server).unwrap();
+                std::fs::write(p.join("users.toml"), users).unwrap();
+                Dir(p)
+            }
+        }
+        impl Drop for Dir {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_dir_all(&self.0);
+            }
+        }
+    }
+
+    #[test]
+    fn shipped_config_loads() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config");
+        let c = load(&dir, None).unwrap();
+        assert_eq!(c.users.len(), 10);
+        assert!(c.users.contains_key("1001"));
+        assert_eq!(c.auth.algorithms, vec![Algorithm::Md5]);
+    }
+
+    #[test]
+    fn unknown_key_names_file_and_line() {
+        let d = dir_with("[sip]\nbind = \"127.0.0.1:5060\"\nbnd = 3\n", "");
+        let e = load(&d.0, None).unwrap_err();
+        let s = e.to_string();
+        assert!(s.contains("switchboard.toml:3"), "{s}");
+        assert!(s.contains("bnd"), "{s}");
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_key_and_line() {
+        let d = dir_with(
+            "[sip]\nbind = \"nowhere\"\n[registrar]\nmin_expires = 600\nmax_expires = 60\n[auth]\nalgorithms = [\"SHA-512\"]\n",
+            "[users.1001]\nha1_md5 = \"xyz\"\n[users.1002]\n",
+        );
+        let e = load(&d.0, None).unwrap_err();
+        let s = e.to_string();
+        assert!(s.contains("switchboard.toml:2: sip.bind: \"nowhere\" is not an address"), "{s}");
+        assert!(s.contains("switchboard.toml:4: registrar.min_expires: 600 is above max_expires (60)"), "{s}");
+        assert!(s.contains("switchboard.toml:7: auth.algorithms: unknown algorithm \"SHA-512\""), "{s}");
+        assert!(s.contains("users.toml:2: users.1001.ha1_md5: must be 32 hex digits"), "{s}");
+        assert!(s.contains("users.toml:3: users.1002: give either password"), "{s}");
+    }
+
+    #[test]
+    fn bind_override_wins() {
+        let d = dir_with("[sip]\nbind = \"127.0.0.1:5060\"\n", "[users.a]\npassword = \"x\"\n");
+        let c = load(&d.0, Some("127.0.0.1:15060")).unwrap();
+        assert_eq!(c.sip_bind.port(), 15060);
+        let e = load(&d.0, Some("bogus")).unwrap_err();
+        assert!(e.to_string().contains("SWITCHBOARD_SIP_BIND"));
+    }
+}

@@ -1,0 +1,70 @@
+//! The Switchboard server binary: CLI, config files, tracing, wiring and shutdown.
+//!
+//! `switchboard serve --config DIR` runs the SIP registrar on the files in DIR
+//! (`switchboard.toml`, `users.toml`). Bind addresses can be moved with `--sip-bind` or the
+//! `SWITCHBOARD_SIP_BIND` environment variable.
+
+mod config;
+mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "switchboard", version, about = "Contact-center telephony core")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve(ServeArgs),
+    /// Validate a config directory and print a summary.
+    Check {
+        /// Config directory.
+        #[arg(long, default_value = "config", env = "SWITCHBOARD_CONFIG")]
+        config: PathBuf,
+    },
+}
+
+/// Options of `switchboard serve`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ServeArgs {
+    /// Config directory holding switchboard.toml and users.toml.
+    #[arg(long, default_value = "config", env = "SWITCHBOARD_CONFIG")]
+    pub(crate) config: PathBuf,
+    /// SIP listen address for UDP and TCP (overrides sip.bind).
+    #[arg(long, env = "SWITCHBOARD_SIP_BIND")]
+    pub(crate) sip_bind: Option<String>,
+    /// Log filter (overrides log.level), e.g. "debug" or "sip=debug,info".
+    #[arg(long, env = "SWITCHBOARD_LOG")]
+    pub(crate) log: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => serve::run(args),
+        Command::Check { config } => match config::load(&config, None) {
+            Ok(c) => {
+                println!(
+                    "{}: OK: {} users, SIP on {} ({}{})",
+                    config.display(),
+                    c.users.len(),
+                    c.sip_bind,
+                    if c.udp { "UDP" } else { "" },
+                    if c.tcp { " TCP" } else { "" },
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
