@@ -1,0 +1,870 @@
+//! Shared harness for the end-to-end tests in `tests/`: builds and starts the real
+//! `switchboard` binary on a temporary config and an OS-chosen port, and runs SIPp
+//! scenarios from `tests/sipp/` against it.
+//!
+//! Use it from a test file with `mod common;`. Everything talks to 127.0.0.1 only.
+//!
+//! ```ignore
+//! let server = common::Server::start(&common::ServerConfig::default());
+//! let run = common::SippRun::new(&server, "register_refresh_unregister.xml")
+//!     .injection(&common::users_csv(server.dir(), 1001..=1100, common::demo_password))
+//!     .calls(100)
+//!     .run();
+//! run.assert_all_succeeded(100);
+//! ```
+//!
+//! Nothing here passes silently when a part is missing: without SIPp the test fails with
+//! "sipp not found: apt-get install sip-tester".
+
+// Each test file compiles its own copy and uses only part of it.
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::ops::RangeInclusive;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{mpsc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// How long the server may take to print its "SIP listening" line.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long the server may take to exit after SIGTERM before it is killed.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+
+// ------------------------------------------------------------------ the binary
+
+/// Path of the `switchboard` binary, built once per test process.
+///
+/// The root package (`switchboard-tests`) has no bin target, so Cargo does not build the
+/// server for these tests by itself: this runs `cargo build -p switchboard` (with
+/// `--release` when the tests themselves are an optimised build) and returns
+/// `<target dir>/<profile>/switchboard`. `SWITCHBOARD_BIN` skips the build and names a
+/// binary to test instead.
+pub(crate) fn switchboard_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(p) = std::env::var_os("SWITCHBOARD_BIN") {
+            let p = PathBuf::from(p);
+            assert!(p.is_file(), "SWITCHBOARD_BIN={} is not a file", p.display());
+            return p;
+        }
+        let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let cargo = std::env::var_os("CARGO")
+            .or_else(|| option_env!("CARGO").map(Into::into))
+            .unwrap_or_else(|| "cargo".into());
+        let release = !cfg!(debug_assertions);
+        let mut cmd = Command::new(&cargo);
+        cmd.current_dir(manifest_dir).args([
+            "build",
+            "--quiet",
+            "-p",
+            "switchboard",
+            "--bin",
+            "switchboard",
+        ]);
+        if release {
+            cmd.arg("--release");
+        }
+        let out = cmd
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {cargo:?} to build switchboard: {e}"));
+        assert!(
+            out.status.success(),
+            "`cargo build -p switchboard` failed ({}):\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .map(|d| {
+                if d.is_absolute() {
+                    d
+                } else {
+                    manifest_dir.join(d)
+                }
+            })
+            .unwrap_or_else(|| manifest_dir.join("target"));
+        let bin = target_dir
+            .join(if release { "release" } else { "debug" })
+            .join(format!("switchboard{}", std::env::consts::EXE_SUFFIX));
+        assert!(
+            bin.is_file(),
+            "cargo built switchboard but {} does not exist (a target dir set in \
+             .cargo/config? set CARGO_TARGET_DIR or SWITCHBOARD_BIN)",
+            bin.display()
+        );
+        bin
+    })
+}
+
+// ------------------------------------------------------------------ temp dirs and ports
+
+/// A fresh, empty directory under the system temp dir, named after `label`.
+pub(crate) fn temp_dir(label: &str) -> PathBuf {
+    static SEQ: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let dir = std::env::temp_dir().join(format!(
+        "switchboard-test-{label}-{}-{}-{nanos}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir)
+        .unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+    dir
+}
+
+/// A 127.0.0.1 port that is free for both UDP and TCP right now, and not handed out
+/// before by this process. SIPp needs an explicit `-p`, so the port is found by binding
+/// both sockets to port 0 and releasing them.
+pub(crate) fn free_port() -> u16 {
+    static GIVEN: OnceLock<Mutex<HashSet<u16>>> = OnceLock::new();
+    let given = GIVEN.get_or_init(|| Mutex::new(HashSet::new()));
+    for _ in 0..100 {
+        let Ok(udp) = UdpSocket::bind("127.0.0.1:0") else {
+            continue;
+        };
+        let Ok(addr) = udp.local_addr() else { continue };
+        let port = addr.port();
+        if TcpListener::bind(("127.0.0.1", port)).is_err() {
+            continue;
+        }
+        if given.lock().unwrap_or_else(|e| e.into_inner()).insert(port) {
+            return port;
+        }
+    }
+    panic!("no free 127.0.0.1 port for both UDP and TCP after 100 tries");
+}
+
+// ------------------------------------------------------------------ config
+
+/// The password the tests give user `n`: `demo<n>`.
+pub(crate) fn demo_password(user: u32) -> String {
+    format!("demo{user}")
+}
+
+/// What goes into the temporary config directory of one server.
+#[derive(Debug, Clone)]
+pub(crate) struct ServerConfig {
+    /// Digest realm.
+    pub(crate) realm: String,
+    /// Accounts `[users.N]` with password [`demo_password`]`(N)`.
+    pub(crate) users: RangeInclusive<u32>,
+    /// `[auth] algorithms`.
+    pub(crate) algorithms: Vec<String>,
+    /// `[registrar] qualify_interval`; 0 = no OPTIONS pings (SIPp does not answer them
+    /// unless run with `-aa`).
+    pub(crate) qualify_interval: u64,
+    /// `[security]` keys.
+    pub(crate) rate_limit: u32,
+    pub(crate) max_auth_failures: u32,
+    pub(crate) failure_window: u64,
+    pub(crate) ban_duration: u64,
+    /// `[log] level` (stderr goes to `server.log` in the config dir).
+    pub(crate) log: String,
+    /// Extra TOML appended to `switchboard.toml` as is (whole tables only).
+    pub(crate) extra_toml: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            realm: "switchboard-test".into(),
+            users: 1001..=1100,
+            algorithms: vec!["MD5".into()],
+            qualify_interval: 0,
+            // Bulk runs come from one loopback address.
+            rate_limit: 0,
+            max_auth_failures: 10,
+            failure_window: 60,
+            ban_duration: 600,
+            log: "info".into(),
+            extra_toml: String::new(),
+        }
+    }
+}
+
+impl ServerConfig {
+    fn write(&self, dir: &Path) {
+        let algorithms = self
+            .algorithms
+            .iter()
+            .map(|a| format!("\"{a}\""))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let server = format!(
+            "# written by tests/common/mod.rs\n\
+             [sip]\n\
+             bind = \"127.0.0.1:0\"\n\
+             realm = \"{realm}\"\n\
+             \n\
+             [registrar]\n\
+             qualify_interval = {qualify}\n\
+             \n\
+             [auth]\n\
+             algorithms = [{algorithms}]\n\
+             \n\
+             [security]\n\
+             rate_limit = {rate}\n\
+             max_auth_failures = {maxfail}\n\
+             failure_window = {window}\n\
+             ban_duration = {ban}\n\
+             \n\
+             [log]\n\
+             level = \"{log}\"\n\
+             {extra}\n",
+            realm = self.realm,
+            qualify = self.qualify_interval,
+            rate = self.rate_limit,
+            maxfail = self.max_auth_failures,
+            window = self.failure_window,
+            ban = self.ban_duration,
+            log = self.log,
+            extra = self.extra_toml,
+        );
+        let mut users = String::from("# written by tests/common/mod.rs\n");
+        for u in self.users.clone() {
+            let _ = writeln!(users, "[users.{u}]\npassword = \"{}\"\n", demo_password(u));
+        }
+        write_file(&dir.join("switchboard.toml"), &server);
+        write_file(&dir.join("users.toml"), &users);
+    }
+}
+
+fn write_file(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+}
+
+// ------------------------------------------------------------------ the server
+
+/// A running `switchboard serve` on a temporary config; stopped with SIGTERM on drop.
+pub(crate) struct Server {
+    child: Option<Child>,
+    dir: PathBuf,
+    /// UDP address it listens on (127.0.0.1:port).
+    pub(crate) udp: SocketAddr,
+    /// TCP address it listens on (same port).
+    pub(crate) tcp: SocketAddr,
+    /// The "SIP listening" line it printed.
+    pub(crate) banner: String,
+}
+
+impl Server {
+    /// Writes `cfg` to a fresh directory and starts the server on 127.0.0.1, port 0.
+    /// Returns once the server has printed its "SIP listening" line.
+    pub(crate) fn start(cfg: &ServerConfig) -> Server {
+        let bin = switchboard_bin();
+        let dir = temp_dir("server");
+        cfg.write(&dir);
+        let log = std::fs::File::create(dir.join("server.log")).expect("create server.log");
+        let mut child = Command::new(bin)
+            .args(["serve", "--config"])
+            .arg(&dir)
+            .args(["--sip-bind", "127.0.0.1:0"])
+            .env_remove("SWITCHBOARD_SIP_BIND")
+            .env_remove("SWITCHBOARD_LOG")
+            .env_remove("SWITCHBOARD_CONFIG")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+
+        // Read stdout on a thread so a silent server cannot hang the test.
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        let mut seen = Vec::new();
+        let banner = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) if line.starts_with("switchboard: SIP listening on") => break line,
+                Ok(line) => seen.push(line),
+                Err(_) => {
+                    let status = child.try_wait().ok().flatten();
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!(
+                        "switchboard did not print its \"SIP listening\" line within {:?} \
+                         (exit status {status:?}); stdout:\n{}\nstderr:\n{}",
+                        STARTUP_TIMEOUT,
+                        seen.join("\n"),
+                        read_lossy(&dir.join("server.log")),
+                    );
+                }
+            }
+        };
+        let (udp, tcp) = parse_banner(&banner)
+            .unwrap_or_else(|| panic!("cannot parse the listening line: {banner:?}"));
+        Server {
+            child: Some(child),
+            dir,
+            udp,
+            tcp,
+            banner,
+        }
+    }
+
+    /// The config directory (also holds `server.log`; a good place for test files).
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The server's stderr so far.
+    pub(crate) fn log(&self) -> String {
+        read_lossy(&self.dir.join("server.log"))
+    }
+
+    /// True while the process runs.
+    pub(crate) fn is_running(&mut self) -> bool {
+        matches!(self.child.as_mut().map(Child::try_wait), Some(Ok(None)))
+    }
+
+    /// SIGTERM, then wait for the exit (SIGKILL after [`SHUTDOWN_TIMEOUT`]).
+    /// Returns the exit status, or `None` if it had to be killed.
+    pub(crate) fn stop(&mut self) -> Option<ExitStatus> {
+        let mut child = self.child.take()?;
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        let term = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        if !term.is_ok_and(|s| s.success()) {
+            // No `kill` command to send SIGTERM with: do not wait for a graceful exit.
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        let deadline = Instant::now() + SHUTDOWN_TIMEOUT;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        None
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+        if std::thread::panicking() {
+            eprintln!("switchboard test files kept in {}", self.dir.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// `switchboard: SIP listening on udp 127.0.0.1:P tcp 127.0.0.1:P (realm R, N users)`
+fn parse_banner(line: &str) -> Option<(SocketAddr, SocketAddr)> {
+    let mut words = line.split_whitespace();
+    let mut udp = None;
+    let mut tcp = None;
+    while let Some(w) = words.next() {
+        match w {
+            "udp" => udp = words.next().and_then(|a| a.parse().ok()),
+            "tcp" => tcp = words.next().and_then(|a| a.parse().ok()),
+            _ => {}
+        }
+    }
+    Some((udp?, tcp?))
+}
+
+fn read_lossy(path: &Path) -> String {
+    std::fs::read(path)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default()
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+// ------------------------------------------------------------------ SIPp
+
+/// Path of the `sipp` executable (`SIPP` env var, else the PATH). Panics with the
+/// install hint when it is missing: a test that needs SIPp never passes without it.
+pub(crate) fn sipp() -> &'static Path {
+    static SIPP: OnceLock<PathBuf> = OnceLock::new();
+    SIPP.get_or_init(|| {
+        let found = std::env::var_os("SIPP")
+            .map(PathBuf::from)
+            .filter(|p| p.is_file())
+            .or_else(|| {
+                std::env::var_os("PATH").and_then(|path| {
+                    std::env::split_paths(&path)
+                        .map(|d| d.join("sipp"))
+                        .find(|p| p.is_file())
+                })
+            });
+        let Some(path) = found else {
+            panic!("sipp not found: apt-get install sip-tester");
+        };
+        match Command::new(&path).arg("-v").output() {
+            Ok(out) if String::from_utf8_lossy(&out.stdout).contains("SIPp") => path,
+            Ok(out) => panic!(
+                "{} -v does not look like SIPp ({}): apt-get install sip-tester",
+                path.display(),
+                String::from_utf8_lossy(&out.stdout).trim()
+            ),
+            Err(e) => panic!(
+                "sipp not found ({}: {e}): apt-get install sip-tester",
+                path.display()
+            ),
+        }
+    })
+}
+
+/// Path of a scenario in `tests/sipp/`.
+pub(crate) fn scenario(name: &str) -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/sipp")
+        .join(name);
+    assert!(p.is_file(), "no scenario {}", p.display());
+    p
+}
+
+/// Writes a SIPp injection file (`SEQUENTIAL`) for `users`, one line each:
+/// `user;password;[authentication username=user password=password]`.
+/// SIPp 3.6.1 does not expand `[fieldN]` inside `[authentication]`, so the scenarios take
+/// the whole keyword from field 2.
+pub(crate) fn users_csv(
+    dir: &Path,
+    users: RangeInclusive<u32>,
+    password: impl Fn(u32) -> String,
+) -> PathBuf {
+    let mut text = String::from("SEQUENTIAL\n");
+    for u in users {
+        let pw = password(u);
+        let _ = writeln!(text, "{u};{pw};[authentication username={u} password={pw}]");
+    }
+    let path = dir.join("users.csv");
+    write_file(&path, &text);
+    path
+}
+
+/// Writes a raw SIPp injection file (`SEQUENTIAL` plus `lines`) named `name` in `dir`.
+pub(crate) fn injection_file(dir: &Path, name: &str, lines: &[String]) -> PathBuf {
+    let mut text = String::from("SEQUENTIAL\n");
+    for l in lines {
+        text.push_str(l);
+        text.push('\n');
+    }
+    let path = dir.join(name);
+    write_file(&path, &text);
+    path
+}
+
+/// SIPp's transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Transport {
+    /// `-t u1`: UDP, one socket.
+    Udp,
+    /// `-t t1`: TCP, one connection.
+    Tcp,
+}
+
+/// One SIPp client run against a [`Server`].
+pub(crate) struct SippRun {
+    remote: SocketAddr,
+    scenario: PathBuf,
+    transport: Transport,
+    injection: Option<PathBuf>,
+    calls: u32,
+    rate: u32,
+    limit: u32,
+    timeout_s: u32,
+    extra: Vec<String>,
+    label: String,
+}
+
+impl SippRun {
+    /// `scenario` is a file name in `tests/sipp/`. Defaults: UDP, 1 call, 10 calls/s.
+    pub(crate) fn new(server: &Server, scenario_name: &str) -> SippRun {
+        SippRun {
+            remote: server.udp,
+            scenario: scenario(scenario_name),
+            transport: Transport::Udp,
+            injection: None,
+            calls: 1,
+            rate: 10,
+            limit: 100,
+            timeout_s: 30,
+            extra: Vec::new(),
+            label: scenario_name.trim_end_matches(".xml").to_owned(),
+        }
+    }
+
+    pub(crate) fn transport(mut self, t: Transport) -> Self {
+        self.transport = t;
+        self
+    }
+
+    pub(crate) fn injection(mut self, csv: &Path) -> Self {
+        self.injection = Some(csv.to_owned());
+        self
+    }
+
+    /// `-m`: calls in total.
+    pub(crate) fn calls(mut self, n: u32) -> Self {
+        self.calls = n;
+        self
+    }
+
+    /// `-r`: new calls per second.
+    pub(crate) fn rate(mut self, per_second: u32) -> Self {
+        self.rate = per_second;
+        self
+    }
+
+    /// `-l`: calls open at once.
+    pub(crate) fn limit(mut self, n: u32) -> Self {
+        self.limit = n;
+        self
+    }
+
+    /// `-timeout`: SIPp gives up (and fails) after this many seconds.
+    pub(crate) fn timeout_s(mut self, s: u32) -> Self {
+        self.timeout_s = s;
+        self
+    }
+
+    /// More SIPp arguments.
+    pub(crate) fn arg(mut self, a: impl Into<String>) -> Self {
+        self.extra.push(a.into());
+        self
+    }
+
+    /// Runs SIPp to completion (bounded by the timeout) and collects what it reported.
+    pub(crate) fn run(self) -> SippOutcome {
+        let sipp = sipp();
+        let work = temp_dir(&format!("sipp-{}", self.label));
+        // A port picked free can be taken again before SIPp binds it: retry then.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let port = free_port();
+            // SIPp's remote-control socket defaults to UDP 8888..8898; give it its own
+            // port so that parallel SIPp runs do not compete for those.
+            let control_port = free_port();
+            let mut cmd = Command::new(sipp);
+            cmd.current_dir(&work)
+                .arg(self.remote.to_string())
+                .arg("-sf")
+                .arg(&self.scenario)
+                .args(["-i", "127.0.0.1", "-p", &port.to_string()])
+                .args(["-cp", &control_port.to_string()])
+                .args([
+                    "-t",
+                    match self.transport {
+                        Transport::Udp => "u1",
+                        Transport::Tcp => "t1",
+                    },
+                ])
+                .args(["-m", &self.calls.to_string()])
+                .args(["-r", &self.rate.to_string(), "-rp", "1000"])
+                .args(["-l", &self.limit.to_string()])
+                .args([
+                    "-timeout",
+                    &format!("{}s", self.timeout_s),
+                    "-timeout_error",
+                ])
+                .args(["-nd", "-nostdin"])
+                .args(["-trace_stat", "-stf", "stat.csv", "-fd", "1"])
+                .args(["-trace_screen", "-screen_file", "screen.log"])
+                .args(["-trace_err", "-error_file", "errors.log"])
+                .args(["-trace_msg", "-message_file", "messages.log"])
+                .args(["-trace_logs", "-log_file", "actions.log"])
+                .args(&self.extra)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped());
+            if let Some(csv) = &self.injection {
+                cmd.arg("-inf").arg(csv);
+            }
+            let command_line = format!("{cmd:?}");
+            let mut child = cmd
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot start {}: {e}", sipp.display()));
+            let stderr = child.stderr.take().expect("stderr is piped");
+            let reader = std::thread::spawn(move || {
+                let mut s = String::new();
+                let _ = std::io::Read::read_to_string(&mut BufReader::new(stderr), &mut s);
+                s
+            });
+            // SIPp's own -timeout should end it; this is the backstop.
+            let deadline = Instant::now() + Duration::from_secs(u64::from(self.timeout_s) + 15);
+            let status = loop {
+                if let Ok(Some(s)) = child.try_wait() {
+                    break Some(s);
+                }
+                if Instant::now() > deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break None;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            };
+            let stderr = reader.join().unwrap_or_default();
+            let bind_failed =
+                status.and_then(|s| s.code()) == Some(254) || stderr.contains("Unable to bind");
+            if attempt < 5 && bind_failed {
+                continue;
+            }
+            return SippOutcome::collect(work, command_line, status, stderr);
+        }
+    }
+}
+
+/// What a SIPp run reported: its exit code and the last line of its `-trace_stat` file.
+pub(crate) struct SippOutcome {
+    /// The working directory with SIPp's files.
+    pub(crate) dir: PathBuf,
+    /// The command as run.
+    pub(crate) command: String,
+    /// SIPp's exit code (0 = every call succeeded, 1 = some failed); None if it was killed.
+    pub(crate) exit_code: Option<i32>,
+    /// SIPp's stderr.
+    pub(crate) stderr: String,
+    /// Final cumulative counters from the stat file, e.g. `SuccessfulCall(C)`.
+    pub(crate) stats: BTreeMap<String, String>,
+}
+
+impl SippOutcome {
+    fn collect(
+        dir: PathBuf,
+        command: String,
+        status: Option<ExitStatus>,
+        stderr: String,
+    ) -> SippOutcome {
+        let stat_text = read_lossy(&dir.join("stat.csv"));
+        let mut lines = stat_text.lines().filter(|l| !l.trim().is_empty());
+        let header = lines.next().unwrap_or_default();
+        let last = lines.next_back().unwrap_or_default();
+        let stats = header
+            .split(';')
+            .zip(last.split(';'))
+            .map(|(h, v)| (h.to_owned(), v.to_owned()))
+            .collect();
+        SippOutcome {
+            dir,
+            command,
+            exit_code: status.and_then(|s| s.code()),
+            stderr,
+            stats,
+        }
+    }
+
+    /// A cumulative counter, e.g. `counter("SuccessfulCall")` reads `SuccessfulCall(C)`.
+    pub(crate) fn counter(&self, name: &str) -> u64 {
+        self.stats
+            .get(&format!("{name}(C)"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    pub(crate) fn successful(&self) -> u64 {
+        self.counter("SuccessfulCall")
+    }
+
+    pub(crate) fn failed(&self) -> u64 {
+        self.counter("FailedCall")
+    }
+
+    pub(crate) fn retransmissions(&self) -> u64 {
+        self.counter("Retransmissions")
+    }
+
+    /// What the scenario's `<log>` actions wrote.
+    pub(crate) fn action_log(&self) -> String {
+        read_lossy(&self.dir.join("actions.log"))
+    }
+
+    /// SIPp's message trace.
+    pub(crate) fn messages(&self) -> String {
+        read_lossy(&self.dir.join("messages.log"))
+    }
+
+    /// Everything useful when a run went wrong.
+    pub(crate) fn diagnostics(&self) -> String {
+        format!(
+            "sipp exit code {:?} (0 = all calls succeeded, 1 = some failed, 255/254 = fatal)\n\
+             command: {}\n\
+             successful {} failed {} retransmissions {}\n\
+             --- sipp stderr ---\n{}\n\
+             --- errors.log (tail) ---\n{}\n\
+             --- scenario log ---\n{}\n\
+             --- screen.log (tail) ---\n{}\n\
+             --- messages.log (tail) ---\n{}\n\
+             (SIPp files in {})",
+            self.exit_code,
+            self.command,
+            self.successful(),
+            self.failed(),
+            self.retransmissions(),
+            self.stderr.trim(),
+            tail(&read_lossy(&self.dir.join("errors.log")), 30),
+            tail(&self.action_log(), 30),
+            tail(&read_lossy(&self.dir.join("screen.log")), 60),
+            tail(&self.messages(), 80),
+            self.dir.display(),
+        )
+    }
+
+    /// Exit code 0 and exactly `calls` successful calls, none failed; otherwise panics
+    /// with SIPp's files and the server's log.
+    pub(crate) fn assert_all_succeeded(&self, calls: u64, server: &Server) {
+        let ok = self.exit_code == Some(0) && self.successful() == calls && self.failed() == 0;
+        assert!(
+            ok,
+            "expected {calls} successful SIPp calls and none failed\n{}\n--- server log (tail) ---\n{}",
+            self.diagnostics(),
+            tail(&server.log(), 40)
+        );
+    }
+}
+
+impl Drop for SippOutcome {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("SIPp files kept in {}", self.dir.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+// ------------------------------------------------------------------ raw SIP over loopback
+
+/// A minimal SIP request for raw-socket tests. `transport` is "UDP" or "TCP";
+/// `local` is the sender's address for Via and Contact.
+pub(crate) fn raw_request(
+    method: &str,
+    server: SocketAddr,
+    local: SocketAddr,
+    transport: &str,
+    user: &str,
+    extra_headers: &[&str],
+) -> String {
+    static SEQ: AtomicU32 = AtomicU32::new(1);
+    let n = SEQ.fetch_add(1, Ordering::Relaxed);
+    let pid = std::process::id();
+    let mut msg = format!(
+        "{method} sip:{server} SIP/2.0\r\n\
+         Via: SIP/2.0/{transport} {local};branch=z9hG4bKraw{pid}x{n};rport\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:{user}@{ip}>;tag=raw{n}\r\n\
+         To: <sip:{user}@{ip}>\r\n\
+         Call-ID: raw{pid}-{n}@127.0.0.1\r\n\
+         CSeq: {n} {method}\r\n\
+         Contact: <sip:{user}@{local};transport={tl}>\r\n\
+         User-Agent: switchboard-tests\r\n",
+        ip = server.ip(),
+        tl = transport.to_ascii_lowercase(),
+    );
+    for h in extra_headers {
+        msg.push_str(h);
+        msg.push_str("\r\n");
+    }
+    msg.push_str("Content-Length: 0\r\n\r\n");
+    msg
+}
+
+/// A parsed SIP response: status code and headers (names lower-cased, compact forms
+/// expanded for the few the tests read).
+#[derive(Debug, Clone)]
+pub(crate) struct RawResponse {
+    pub(crate) status: u16,
+    pub(crate) text: String,
+    pub(crate) headers: Vec<(String, String)>,
+}
+
+impl RawResponse {
+    pub(crate) fn parse(text: &str) -> Option<RawResponse> {
+        let head = text.split("\r\n\r\n").next()?;
+        let mut lines = head.split("\r\n");
+        let status_line = lines.next()?;
+        let mut parts = status_line.splitn(3, ' ');
+        if parts.next()? != "SIP/2.0" {
+            return None;
+        }
+        let status = parts.next()?.parse().ok()?;
+        let mut headers: Vec<(String, String)> = Vec::new();
+        for l in lines {
+            if l.starts_with([' ', '\t']) {
+                if let Some(last) = headers.last_mut() {
+                    last.1.push(' ');
+                    last.1.push_str(l.trim());
+                }
+                continue;
+            }
+            let (name, value) = l.split_once(':')?;
+            let name = match name.trim().to_ascii_lowercase().as_str() {
+                "v" => "via".to_owned(),
+                "f" => "from".to_owned(),
+                "t" => "to".to_owned(),
+                "i" => "call-id".to_owned(),
+                "m" => "contact".to_owned(),
+                "l" => "content-length".to_owned(),
+                "k" => "supported".to_owned(),
+                other => other.to_owned(),
+            };
+            headers.push((name, value.trim().to_owned()));
+        }
+        Some(RawResponse {
+            status,
+            text: text.to_owned(),
+            headers,
+        })
+    }
+
+    /// All values of a header (name case-insensitive).
+    pub(crate) fn all(&self, name: &str) -> Vec<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers
+            .iter()
+            .filter(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+        self.all(name).into_iter().next()
+    }
+}
+
+/// Sends `request` over UDP from `socket` to `to` and waits up to `wait` for a response.
+pub(crate) fn udp_exchange(
+    socket: &UdpSocket,
+    to: SocketAddr,
+    request: &str,
+    wait: Duration,
+) -> Option<RawResponse> {
+    socket.send_to(request.as_bytes(), to).expect("send UDP");
+    socket.set_read_timeout(Some(wait)).expect("set timeout");
+    let mut buf = vec![0u8; 65535];
+    let (n, _) = socket.recv_from(&mut buf).ok()?;
+    RawResponse::parse(&String::from_utf8_lossy(&buf[..n]))
+}
