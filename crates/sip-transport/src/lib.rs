@@ -411,9 +411,18 @@ impl Driver {
                         let cfg = self.cfg.clone();
                         let tx = tcp_tx.clone();
                         tokio::spawn(async move {
-                            match tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(remote)).await {
-                                Ok(Ok(stream)) => spawn_connection(id, stream, remote, Some(t.payload), cfg, tx),
-                                _ => debug!(remote = %remote, "TCP connect failed; message dropped"),
+                            match tokio::time::timeout(
+                                Duration::from_secs(5),
+                                TcpStream::connect(remote),
+                            )
+                            .await
+                            {
+                                Ok(Ok(stream)) => {
+                                    spawn_connection(id, stream, remote, Some(t.payload), cfg, tx)
+                                }
+                                _ => {
+                                    debug!(remote = %remote, "TCP connect failed; message dropped")
+                                }
                             }
                         });
                     }
@@ -500,11 +509,7 @@ fn spawn_connection(
             loop {
                 match framer.next() {
                     Ok(Some(Framed::Message(m))) => {
-                        if events
-                            .send(TcpEvent::Message(id, remote, m))
-                            .await
-                            .is_err()
-                        {
+                        if events.send(TcpEvent::Message(id, remote, m)).await.is_err() {
                             break 'read;
                         }
                     }

@@ -24,7 +24,7 @@ use crate::registrar::{
     Binding, BindingChange, RegisterError, RegisterRequest, Registrar, RegistrarConfig,
     RemovalReason,
 };
-use crate::transaction::{TimerConfig, TxId, TxOutput, TxState, Transactions};
+use crate::transaction::{TimerConfig, Transactions, TxId, TxOutput, TxState};
 use crate::uri::{Scheme, Uri};
 use crate::{Flow, Transmit};
 
@@ -479,7 +479,9 @@ impl Endpoint {
 
     fn route_output(&mut self, now: Instant, out: TxOutput) {
         match out {
-            TxOutput::Transmit(flow, payload) => self.transmits.push_back(Transmit { flow, payload }),
+            TxOutput::Transmit(flow, payload) => {
+                self.transmits.push_back(Transmit { flow, payload })
+            }
             TxOutput::Request(tx, req) => self.dispatch(now, tx, req),
             TxOutput::AckFor2xx(request, flow) => {
                 self.events.push_back(SipEvent::Ack { request, flow })
@@ -498,7 +500,8 @@ impl Endpoint {
                 Some(Pending::Qualify { aor, key }) => {
                     info!(aor = %aor, "binding stopped answering OPTIONS; removed");
                     let (aor, key) = (aor.clone(), key.clone());
-                    self.registrar.remove(&aor, &key, RemovalReason::Unreachable);
+                    self.registrar
+                        .remove(&aor, &key, RemovalReason::Unreachable);
                 }
                 Some(Pending::User) => self.events.push_back(SipEvent::Timeout { tx }),
                 None => {}
@@ -571,11 +574,7 @@ impl Endpoint {
                 self.sources.clear();
             }
         }
-        let burst = self
-            .cfg
-            .security
-            .rate_limit
-            .map_or(0.0, |r| r.burst as f64);
+        let burst = self.cfg.security.rate_limit.map_or(0.0, |r| r.burst as f64);
         self.sources.entry(ip).or_insert(SourceState {
             tokens: burst,
             refilled: now,
@@ -804,7 +803,11 @@ impl Endpoint {
             Method::Options => simple(
                 self,
                 200,
-                &[("Allow", ALLOW), ("Accept", ACCEPT), ("Supported", SUPPORTED)],
+                &[
+                    ("Allow", ALLOW),
+                    ("Accept", ACCEPT),
+                    ("Supported", SUPPORTED),
+                ],
             ),
             Method::Cancel => self.handle_cancel(now, tx, &req),
             _ => {
@@ -1070,7 +1073,11 @@ fn validate(req: &Request) -> Result<(), (u16, &'static str)> {
     for via in req.headers.get_list("Via") {
         Via::parse(via).map_err(|_| (400, "Bad Via"))?;
     }
-    if req.headers.get("Call-ID").is_some_and(|c| c.is_empty() || c.contains(char::is_whitespace)) {
+    if req
+        .headers
+        .get("Call-ID")
+        .is_some_and(|c| c.is_empty() || c.contains(char::is_whitespace))
+    {
         return Err((400, "Bad Call-ID"));
     }
     NameAddr::parse(req.headers.get("From").unwrap_or_default()).map_err(|_| (400, "Bad From"))?;
@@ -1081,7 +1088,9 @@ fn validate(req: &Request) -> Result<(), (u16, &'static str)> {
         return Err((400, "CSeq method does not match"));
     }
     if let Some(mf) = req.headers.get("Max-Forwards") {
-        if mf.is_empty() || mf.len() > 3 || !mf.bytes().all(|c| c.is_ascii_digit()) {
+        // 1*DIGIT: leading zeros are legal ("0068", RFC 4475 §3.1.1.1); the value is 0–255.
+        let digits = mf.trim_start_matches('0');
+        if mf.is_empty() || !mf.bytes().all(|c| c.is_ascii_digit()) || digits.len() > 3 {
             return Err((400, "Bad Max-Forwards"));
         }
     }
@@ -1103,5 +1112,37 @@ fn missing(name: &str) -> &'static str {
         "From" => "Missing From",
         "To" => "Missing To",
         _ => "Missing CSeq",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse::parse_message;
+
+    fn options_with_max_forwards(mf: &str) -> Request {
+        let text = format!(
+            "OPTIONS sip:switchboard SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1\r\n\
+             From: <sip:a@switchboard>;tag=1\r\nTo: <sip:switchboard>\r\nCall-ID: mf\r\n\
+             CSeq: 1 OPTIONS\r\nMax-Forwards: {mf}\r\nContent-Length: 0\r\n\r\n"
+        );
+        match parse_message(text.as_bytes(), 65_535) {
+            Ok(Message::Request(r)) => r,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn max_forwards_allows_leading_zeros_and_refuses_junk() {
+        for ok in ["0068", "70", "0", "255", "000000000070"] {
+            assert_eq!(validate(&options_with_max_forwards(ok)), Ok(()), "{ok}");
+        }
+        for bad in ["", "7O", "-1", "1000", "70 70"] {
+            assert_eq!(
+                validate(&options_with_max_forwards(bad)),
+                Err((400, "Bad Max-Forwards")),
+                "{bad:?}"
+            );
+        }
     }
 }

@@ -47,7 +47,9 @@ fn quoted(s: &str) -> Result<(String, &str), BadHeader> {
     while i < b.len() {
         match b[i] {
             b'\\' => {
-                let c = *b.get(i + 1).ok_or(BadHeader("unterminated quoted string"))?;
+                let c = *b
+                    .get(i + 1)
+                    .ok_or(BadHeader("unterminated quoted string"))?;
                 out.push(c);
                 i += 2;
             }
@@ -112,11 +114,7 @@ pub fn parse_params(parts: &[&str]) -> Result<Params, BadHeader> {
                 Some(content)
             }
             Some(v) => {
-                if v.is_empty()
-                    || !v
-                        .bytes()
-                        .all(|c| is_token_char(c) || b"[]:".contains(&c))
-                {
+                if v.is_empty() || !v.bytes().all(|c| is_token_char(c) || b"[]:".contains(&c)) {
                     return Err(BadHeader("bad parameter value"));
                 }
                 Some(v.to_owned())
@@ -163,7 +161,11 @@ impl NameAddr {
             let inner = &s[lt + 1..];
             let end = inner.find('>').ok_or(BadHeader("unterminated <uri>"))?;
             (
-                if d.is_empty() { None } else { Some(d.to_owned()) },
+                if d.is_empty() {
+                    None
+                } else {
+                    Some(d.to_owned())
+                },
                 &inner[..end],
                 &inner[end + 1..],
             )
@@ -367,7 +369,8 @@ pub fn parse_delta_seconds(v: &str) -> Result<u32, BadHeader> {
     if v.is_empty() || !v.bytes().all(|c| c.is_ascii_digit()) {
         return Err(BadHeader("bad delta-seconds"));
     }
-    Ok(v.parse::<u64>().map_or(u32::MAX, |n| n.min(u32::MAX as u64) as u32))
+    Ok(v.parse::<u64>()
+        .map_or(u32::MAX, |n| n.min(u32::MAX as u64) as u32))
 }
 
 #[cfg(test)]
@@ -376,8 +379,10 @@ mod tests {
 
     #[test]
     fn name_addr_forms() {
-        let n = NameAddr::parse(r#""J Rosenberg \\\""       <sip:jdrosen@example.com> ; tag = 98asjd8"#)
-            .unwrap();
+        let n = NameAddr::parse(
+            r#""J Rosenberg \\\""       <sip:jdrosen@example.com> ; tag = 98asjd8"#,
+        )
+        .unwrap();
         assert_eq!(n.display.as_deref(), Some(r#"J Rosenberg \""#));
         assert_eq!(n.tag(), Some("98asjd8"));
         let n = NameAddr::parse("sip:caller@example.net;tag=231413434").unwrap();
@@ -385,8 +390,10 @@ mod tests {
         assert_eq!(n.tag(), Some("231413434"));
         let n = NameAddr::parse("Bob <sip:bob@b.example>;tag=x").unwrap();
         assert_eq!(n.display.as_deref(), Some("Bob"));
-        let n = NameAddr::parse(r#"<sip:u@h>;+sip.instance="<urn:uuid:00000000-0000-1000-8000-AABBCCDDEEFF>";reg-id=1"#)
-            .unwrap();
+        let n = NameAddr::parse(
+            r#"<sip:u@h>;+sip.instance="<urn:uuid:00000000-0000-1000-8000-AABBCCDDEEFF>";reg-id=1"#,
+        )
+        .unwrap();
         assert_eq!(
             n.params.value("+sip.instance"),
             Some("<urn:uuid:00000000-0000-1000-8000-AABBCCDDEEFF>")
@@ -403,11 +410,14 @@ mod tests {
         assert_eq!(v.transport, ViaTransport::Udp);
         assert_eq!(v.branch(), Some("390skdjuw"));
         assert!(!v.is_rfc3261());
-        let v = Via::parse("SIP  / 2.0  / TCP     spindle.example.com   ; branch  =   z9hG4bK9ikj8")
-            .unwrap();
+        let v =
+            Via::parse("SIP  / 2.0  / TCP     spindle.example.com   ; branch  =   z9hG4bK9ikj8")
+                .unwrap();
         assert!(v.is_rfc3261());
-        let v = Via::parse("SIP/2.0/UDP [2001:db8::9:1]:5070;received=[2001:db8::9:255];branch=z9hG4bKas3;rport")
-            .unwrap();
+        let v = Via::parse(
+            "SIP/2.0/UDP [2001:db8::9:1]:5070;received=[2001:db8::9:255];branch=z9hG4bKas3;rport",
+        )
+        .unwrap();
         assert_eq!(v.port, Some(5070));
         assert_eq!(v.params.get("rport"), Some(None));
         assert!(Via::parse("SIP/2.0/UDP").is_err());

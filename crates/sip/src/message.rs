@@ -348,7 +348,11 @@ mod tests {
         let parts: Vec<_> = split_list(v).collect();
         assert_eq!(
             parts,
-            vec![r#""Doe, John" <sip:a@b;x=1,2>;q=0.5"#, "<sip:c@d>", "sip:e@f"]
+            vec![
+                r#""Doe, John" <sip:a@b;x=1,2>;q=0.5"#,
+                "<sip:c@d>",
+                "sip:e@f"
+            ]
         );
         assert_eq!(split_list(" , ,").count(), 0);
         let esc: Vec<_> = split_list(r#""a\",b" <sip:x@y>, z"#).collect();

@@ -291,8 +291,7 @@ pub fn parse_message(data: &[u8], max_size: usize) -> Result<Message, Malformed>
     if data.is_empty() {
         return Err(Malformed::new(400, "Empty message"));
     }
-    let (head_end, sep) =
-        find_header_end(data).ok_or(Malformed::new(400, "No end of headers"))?;
+    let (head_end, sep) = find_header_end(data).ok_or(Malformed::new(400, "No end of headers"))?;
     let head = String::from_utf8_lossy(&data[..head_end]);
     let body_start = head_end + sep;
     let (start, rest) = match head.find('\n') {
@@ -490,8 +489,7 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.reason, "Conflicting Content-Length");
-        let e =
-            parse_message(b"OPTIONS sip:a@b SIP/2.0\r\nl: -1\r\n\r\n", 1000).unwrap_err();
+        let e = parse_message(b"OPTIONS sip:a@b SIP/2.0\r\nl: -1\r\n\r\n", 1000).unwrap_err();
         assert_eq!(e.status, 400);
     }
 

@@ -266,7 +266,9 @@ impl Registrar {
         if wildcard {
             // RFC 3261 §10.3 step 6: '*' only alone and only with Expires: 0.
             if !parsed.is_empty() || req.contacts.len() != 1 || header_expires != Some(0) {
-                return Err(RegisterError::Bad("Wildcard Contact needs Expires: 0 and no other contact"));
+                return Err(RegisterError::Bad(
+                    "Wildcard Contact needs Expires: 0 and no other contact",
+                ));
             }
             let existing = self.aors.get(req.aor).map(Vec::as_slice).unwrap_or(&[]);
             if existing
@@ -314,7 +316,10 @@ impl Registrar {
             };
             let instance = addr.params.value("+sip.instance").map(str::to_owned);
             let reg_id = match addr.params.value("reg-id") {
-                Some(v) => Some(v.parse::<u32>().map_err(|_| RegisterError::Bad("bad reg-id"))?),
+                Some(v) => Some(
+                    v.parse::<u32>()
+                        .map_err(|_| RegisterError::Bad("bad reg-id"))?,
+                ),
                 None => None,
             };
             let key = binding_key(&addr.uri, instance.as_deref(), reg_id);
@@ -415,8 +420,7 @@ impl Registrar {
             self.aors.remove(req.aor);
         }
         for (at, due, key) in new_deadlines {
-            self.heap
-                .push(Reverse((at, due, req.aor.to_owned(), key)));
+            self.heap.push(Reverse((at, due, req.aor.to_owned(), key)));
         }
         Ok(result)
     }
@@ -517,7 +521,12 @@ mod tests {
         }
     }
 
-    fn req<'a>(contacts: Vec<&'a str>, expires: Option<&'a str>, call_id: &'a str, cseq: u32) -> RegisterRequest<'a> {
+    fn req<'a>(
+        contacts: Vec<&'a str>,
+        expires: Option<&'a str>,
+        call_id: &'a str,
+        cseq: u32,
+    ) -> RegisterRequest<'a> {
         RegisterRequest {
             aor: "1001",
             contacts,
@@ -542,34 +551,57 @@ mod tests {
         let t0 = Instant::now();
         let mut r = Registrar::new(cfg());
         let b = r
-            .register(t0, &req(vec!["<sip:1001@10.0.0.1:5062>"], Some("120"), "c1", 1))
+            .register(
+                t0,
+                &req(vec!["<sip:1001@10.0.0.1:5062>"], Some("120"), "c1", 1),
+            )
             .unwrap();
         assert_eq!(b.len(), 1);
         assert_eq!(b[0].remaining(t0), 120);
         // Refresh with the contact parameter winning over the header.
         let b = r
-            .register(t0, &req(vec!["<sip:1001@10.0.0.1:5062>;expires=300"], Some("120"), "c1", 2))
+            .register(
+                t0,
+                &req(
+                    vec!["<sip:1001@10.0.0.1:5062>;expires=300"],
+                    Some("120"),
+                    "c1",
+                    2,
+                ),
+            )
             .unwrap();
         assert_eq!(b[0].remaining(t0), 300);
         assert!(r.handle_timeout(t0 + Duration::from_secs(200)).is_empty());
-        assert_eq!(r.binding_count(), 1, "stale expiry entry must not remove a refreshed binding");
+        assert_eq!(
+            r.binding_count(),
+            1,
+            "stale expiry entry must not remove a refreshed binding"
+        );
         r.handle_timeout(t0 + Duration::from_secs(301));
         assert_eq!(r.binding_count(), 0);
         let ch = r.drain_changes();
-        assert!(matches!(ch.last(), Some(BindingChange::Removed { reason: RemovalReason::Expired, .. })));
+        assert!(matches!(
+            ch.last(),
+            Some(BindingChange::Removed {
+                reason: RemovalReason::Expired,
+                ..
+            })
+        ));
     }
 
     #[test]
     fn cseq_ordering_min_expires_and_cap() {
         let t0 = Instant::now();
         let mut r = Registrar::new(cfg());
-        r.register(t0, &req(vec!["<sip:a@h>"], None, "c1", 5)).unwrap();
+        r.register(t0, &req(vec!["<sip:a@h>"], None, "c1", 5))
+            .unwrap();
         assert_eq!(
             r.register(t0, &req(vec!["<sip:a@h>"], None, "c1", 5)),
             Err(RegisterError::OutOfOrder)
         );
         // A different Call-ID may use any CSeq.
-        r.register(t0, &req(vec!["<sip:a@h>"], None, "c2", 1)).unwrap();
+        r.register(t0, &req(vec!["<sip:a@h>"], None, "c2", 1))
+            .unwrap();
         assert_eq!(
             r.register(t0, &req(vec!["<sip:a@h>"], Some("10"), "c2", 2)),
             Err(RegisterError::IntervalTooBrief(60))
@@ -587,7 +619,8 @@ mod tests {
             max_contacts: 2,
             ..cfg()
         });
-        r.register(t0, &req(vec!["<sip:a@h1>;q=0.1"], None, "c1", 1)).unwrap();
+        r.register(t0, &req(vec!["<sip:a@h1>;q=0.1"], None, "c1", 1))
+            .unwrap();
         let b = r
             .register(
                 t0 + Duration::from_secs(1),
@@ -604,22 +637,35 @@ mod tests {
         let names: Vec<_> = b.iter().map(|b| b.uri_text.as_str()).collect();
         assert_eq!(names, vec!["sip:a@h3", "sip:a@h2"]);
         assert!(r.drain_changes().iter().any(|c| matches!(c, BindingChange::Removed { reason: RemovalReason::Replaced, contact, .. } if contact == "sip:a@h1")));
-        assert!(r.register(t0, &req(vec!["<sip:a@h>;q=1.5"], None, "c9", 1)).is_err());
+        assert!(r
+            .register(t0, &req(vec!["<sip:a@h>;q=1.5"], None, "c9", 1))
+            .is_err());
     }
 
     #[test]
     fn wildcard_rules() {
         let t0 = Instant::now();
         let mut r = Registrar::new(cfg());
-        r.register(t0, &req(vec!["<sip:a@h1>", "<sip:a@h2>"], None, "c1", 1)).unwrap();
+        r.register(t0, &req(vec!["<sip:a@h1>", "<sip:a@h2>"], None, "c1", 1))
+            .unwrap();
         assert_eq!(r.binding_count(), 2);
         assert!(r.register(t0, &req(vec!["*"], None, "c1", 2)).is_err());
-        assert!(r.register(t0, &req(vec!["*", "<sip:a@h3>"], Some("0"), "c1", 2)).is_err());
-        assert_eq!(r.register(t0, &req(vec!["*"], Some("0"), "c1", 3)).unwrap().len(), 0);
+        assert!(r
+            .register(t0, &req(vec!["*", "<sip:a@h3>"], Some("0"), "c1", 2))
+            .is_err());
+        assert_eq!(
+            r.register(t0, &req(vec!["*"], Some("0"), "c1", 3))
+                .unwrap()
+                .len(),
+            0
+        );
         assert_eq!(r.binding_count(), 0);
         // Unregister one contact with expires=0.
-        r.register(t0, &req(vec!["<sip:a@h1>", "<sip:a@h2>"], None, "c1", 4)).unwrap();
-        let b = r.register(t0, &req(vec!["<sip:a@h1>;expires=0"], None, "c1", 5)).unwrap();
+        r.register(t0, &req(vec!["<sip:a@h1>", "<sip:a@h2>"], None, "c1", 4))
+            .unwrap();
+        let b = r
+            .register(t0, &req(vec!["<sip:a@h1>;expires=0"], None, "c1", 5))
+            .unwrap();
         assert_eq!(b.len(), 1);
     }
 
@@ -630,7 +676,8 @@ mod tests {
             qualify_interval: Some(Duration::from_secs(30)),
             ..Default::default()
         });
-        r.register(t0, &req(vec!["<sip:a@h1>"], None, "c1", 1)).unwrap();
+        r.register(t0, &req(vec!["<sip:a@h1>"], None, "c1", 1))
+            .unwrap();
         assert_eq!(r.poll_timeout(), Some(t0 + Duration::from_secs(30)));
         let due = r.handle_timeout(t0 + Duration::from_secs(30));
         assert_eq!(due.len(), 1);

@@ -182,12 +182,18 @@ pub(crate) fn server_key(req: &Request, method_override: Option<&str>) -> Option
     let cseq = CSeq::parse(req.headers.get("CSeq")?).ok()?;
     let method = method_override.unwrap_or(method_for_key(req.method.as_str()));
     if via.is_rfc3261() {
+        // §17.2.3 matches on branch, sent-by and method. Call-ID and CSeq number are added:
+        // a true retransmission (and the ACK or CANCEL of an INVITE) always carries the same
+        // ones, so nothing that should match stops matching, while a client that reuses a
+        // branch for a new request gets that request answered instead of an old response.
         Some(format!(
-            "s|{}|{}:{}|{}",
+            "s|{}|{}:{}|{}|{}|{}",
             via.branch().unwrap_or_default(),
             via.host,
             via.port.unwrap_or(0),
-            method
+            method,
+            cseq.seq,
+            req.headers.get("Call-ID").unwrap_or_default(),
         ))
     } else {
         // RFC 2543 matching: Request-URI, From tag, Call-ID, CSeq number, top Via.
@@ -362,7 +368,8 @@ impl Transactions {
             if let (Some(bytes), TxState::Proceeding | TxState::Completed) =
                 (&tx.last_sent, tx.state)
             {
-                self.out.push_back(TxOutput::Transmit(tx.flow, bytes.clone()));
+                self.out
+                    .push_back(TxOutput::Transmit(tx.flow, bytes.clone()));
             }
             return Ok(Some(id));
         }
@@ -427,7 +434,11 @@ impl Transactions {
                     tx.state = TxState::Proceeding;
                 } else {
                     tx.state = TxState::Completed;
-                    let wait = if reliable { Duration::ZERO } else { cfg.t1 * 64 };
+                    let wait = if reliable {
+                        Duration::ZERO
+                    } else {
+                        cfg.t1 * 64
+                    };
                     self.set_timer(id, TxTimer::J, now + wait);
                 }
             }
@@ -452,9 +463,18 @@ impl Transactions {
     }
 
     /// Start a client transaction for `req` (its top Via must carry a fresh branch) over `flow`.
-    pub fn send_request(&mut self, now: Instant, flow: Flow, req: Request) -> Result<TxId, TxError> {
+    pub fn send_request(
+        &mut self,
+        now: Instant,
+        flow: Flow,
+        req: Request,
+    ) -> Result<TxId, TxError> {
         let cfg = self.timers_cfg;
-        let top = req.headers.get_list("Via").next().ok_or(TxError::BadRequest)?;
+        let top = req
+            .headers
+            .get_list("Via")
+            .next()
+            .ok_or(TxError::BadRequest)?;
         let via = Via::parse(top).map_err(|_| TxError::BadRequest)?;
         let branch = via.branch().ok_or(TxError::BadRequest)?.to_owned();
         let key = client_key(&branch, req.method.as_str());
@@ -593,10 +613,7 @@ impl Transactions {
                 break;
             }
             self.heap.pop();
-            let current = self
-                .txs
-                .get(&id)
-                .and_then(|t| t.timers[timer as usize]);
+            let current = self.txs.get(&id).and_then(|t| t.timers[timer as usize]);
             if current != Some(at) {
                 continue; // stale heap entry
             }
@@ -681,11 +698,7 @@ impl Transactions {
                 h.push(name, v);
             }
         }
-        let seq = r
-            .headers
-            .get("CSeq")
-            .and_then(|c| CSeq::parse(c).ok())?
-            .seq;
+        let seq = r.headers.get("CSeq").and_then(|c| CSeq::parse(c).ok())?.seq;
         h.push("CSeq", format!("{seq} CANCEL"));
         Some((
             tx.flow,

@@ -47,7 +47,9 @@ pub struct BadUri(pub &'static str);
 /// Parse a host (`example.com`, `192.0.2.1`, `[2001:db8::1]`).
 pub fn parse_host(s: &str) -> Result<Host, BadUri> {
     if let Some(inner) = s.strip_prefix('[') {
-        let inner = inner.strip_suffix(']').ok_or(BadUri("unterminated IPv6 reference"))?;
+        let inner = inner
+            .strip_suffix(']')
+            .ok_or(BadUri("unterminated IPv6 reference"))?;
         return inner
             .parse::<Ipv6Addr>()
             .map(Host::V6)
@@ -204,13 +206,16 @@ impl Uri {
                 opaque: Some(rest.to_owned()),
             });
         }
-        let (main, headers) = match rest.split_once('?') {
-            Some((m, h)) => (m, Some(h.to_owned())),
-            None => (rest, None),
+        // '?' and ';' may appear in the user part (RFC 3261 user-unreserved) but '@' may not
+        // appear after it (neither params nor headers allow it): cut userinfo at the last '@'
+        // first, then the headers at the first '?' after the host.
+        let (userinfo, after_at) = match rest.rfind('@') {
+            Some(at) => (Some(&rest[..at]), &rest[at + 1..]),
+            None => (None, rest),
         };
-        let (userinfo, hostpart) = match main.rfind('@') {
-            Some(at) => (Some(&main[..at]), &main[at + 1..]),
-            None => (None, main),
+        let (hostpart, headers) = match after_at.split_once('?') {
+            Some((m, h)) => (m, Some(h.to_owned())),
+            None => (after_at, None),
         };
         let (user, password) = match userinfo {
             None => (None, None),
@@ -354,6 +359,20 @@ mod tests {
     }
 
     #[test]
+    fn user_part_may_hold_question_marks_and_headers_follow_the_host() {
+        // RFC 4475 §3.1.1.2: '?' and ',' are user-unreserved.
+        let u = Uri::parse("sip:it$/crazy?,/;;*:pa$s@example.com;lr?subject=hi").unwrap();
+        assert_eq!(u.user.as_deref(), Some("it$/crazy?,/;;*"));
+        assert_eq!(u.password.as_deref(), Some("pa$s"));
+        assert_eq!(u.host, Host::Domain("example.com".into()));
+        assert_eq!(u.param("lr"), Some(None));
+        assert_eq!(u.headers.as_deref(), Some("subject=hi"));
+        let u = Uri::parse("sip:example.com?subject=hi").unwrap();
+        assert_eq!(u.user, None);
+        assert_eq!(u.headers.as_deref(), Some("subject=hi"));
+    }
+
+    #[test]
     fn user_part_may_hold_semicolons_and_escapes() {
         let u = Uri::parse("sip:user;par=u%40example.net@example.com").unwrap();
         assert_eq!(u.user.as_deref(), Some("user;par=u%40example.net"));
@@ -373,10 +392,7 @@ mod tests {
             Uri::parse("isbn:2983792873").unwrap().scheme,
             Scheme::Other("isbn".into())
         );
-        assert_eq!(
-            Uri::parse("tel:+1-555-0100").unwrap().scheme,
-            Scheme::Tel
-        );
+        assert_eq!(Uri::parse("tel:+1-555-0100").unwrap().scheme, Scheme::Tel);
         assert!(Uri::parse("<sip:a@b>").is_err());
         assert!(Uri::parse("sip:a@b; lr").is_err());
         assert!(Uri::parse("sip:a@b:99999").is_err());

@@ -153,6 +153,10 @@ fn answer_challenge(challenge: &str, user: &str, password: &str, nc: u32) -> Str
 
 /// Feed one message; return the responses sent (with their destination).
 fn exchange(ep: &mut Endpoint, now: Instant, flow: Flow, data: &[u8]) -> Vec<(Flow, Response)> {
+    // Fire due timers first, as the driver does before it reads the socket.
+    if ep.poll_timeout().is_some_and(|t| t <= now) {
+        ep.handle_timeout(now);
+    }
     ep.handle_message(now, flow, data);
     let mut out = Vec::new();
     while let Some(t) = ep.poll_transmit() {
@@ -174,7 +178,12 @@ fn register_ok(ep: &mut Endpoint, now: Instant, phone: &mut Phone, contact: &str
     assert_eq!(r[0].1.status, 401);
     let ch = r[0].1.headers.get("WWW-Authenticate").unwrap().to_owned();
     let auth = answer_challenge(&ch, &phone.user, &phone.password, 1);
-    let r = exchange(ep, now, phone.flow, &phone.register(contact, None, Some(auth)));
+    let r = exchange(
+        ep,
+        now,
+        phone.flow,
+        &phone.register(contact, None, Some(auth)),
+    );
     assert_eq!(r.len(), 1, "{r:?}");
     assert_eq!(r[0].1.status, 200, "{:?}", r[0].1);
     r[0].1.clone()
@@ -185,10 +194,19 @@ fn md5_register_challenge_then_200_with_contact_and_nat_fields() {
     let t0 = Instant::now();
     let mut ep = Endpoint::new(config(), users(None), t0);
     let mut phone = Phone::new(1001, udp(PHONE));
-    let r = exchange(&mut ep, t0, phone.flow, &phone.register("<sip:1001@192.168.1.20:5062>", None, None));
+    let r = exchange(
+        &mut ep,
+        t0,
+        phone.flow,
+        &phone.register("<sip:1001@192.168.1.20:5062>", None, None),
+    );
     let (dest, resp) = &r[0];
     assert_eq!(resp.status, 401);
-    assert_eq!(dest.remote, PHONE.parse::<SocketAddr>().unwrap(), "answer goes to the NAT address");
+    assert_eq!(
+        dest.remote,
+        PHONE.parse::<SocketAddr>().unwrap(),
+        "answer goes to the NAT address"
+    );
     let via = Via::parse(resp.headers.get("Via").unwrap()).unwrap();
     assert_eq!(via.params.value("received"), Some("203.0.113.7"));
     assert_eq!(via.params.value("rport"), Some("5062"));
@@ -204,7 +222,10 @@ fn md5_register_challenge_then_200_with_contact_and_nat_fields() {
     // The binding remembers the flow it came from, not the private Contact address.
     let b = &ep.registrar().lookup("1001")[0];
     assert_eq!(b.flow.remote, PHONE.parse::<SocketAddr>().unwrap());
-    assert!(matches!(events(&mut ep).as_slice(), [SipEvent::Binding(BindingChange::Added { .. })]));
+    assert!(matches!(
+        events(&mut ep).as_slice(),
+        [SipEvent::Binding(BindingChange::Added { .. })]
+    ));
 }
 
 #[test]
@@ -219,13 +240,28 @@ fn sha256_and_md5_both_register_and_are_offered_in_order() {
     for (user, pick) in [(1001, 0usize), (1002, 1usize)] {
         let mut phone = Phone::new(user, udp(PHONE));
         phone.call_id = format!("alg-{user}");
-        let r = exchange(&mut ep, t0, phone.flow, &phone.register("<sip:x@10.0.0.1>", None, None));
-        let chs: Vec<String> = r[0].1.headers.get_all("WWW-Authenticate").map(str::to_owned).collect();
+        let r = exchange(
+            &mut ep,
+            t0,
+            phone.flow,
+            &phone.register("<sip:x@10.0.0.1>", None, None),
+        );
+        let chs: Vec<String> = r[0]
+            .1
+            .headers
+            .get_all("WWW-Authenticate")
+            .map(str::to_owned)
+            .collect();
         assert_eq!(chs.len(), 2);
         assert!(chs[0].contains("algorithm=SHA-256"), "{chs:?}");
         assert!(chs[1].contains("algorithm=MD5"), "{chs:?}");
         let auth = answer_challenge(&chs[pick], &phone.user, &phone.password, 1);
-        let r = exchange(&mut ep, t0, phone.flow, &phone.register("<sip:x@10.0.0.1>", None, Some(auth)));
+        let r = exchange(
+            &mut ep,
+            t0,
+            phone.flow,
+            &phone.register("<sip:x@10.0.0.1>", None, Some(auth)),
+        );
         assert_eq!(r[0].1.status, 200, "user {user} with challenge {pick}");
     }
 }
@@ -237,7 +273,12 @@ fn per_user_algorithms_override_the_global_list() {
     u.get_mut("1003").unwrap().algorithms = Some(vec![Algorithm::Sha256]);
     let mut ep = Endpoint::new(config(), u, t0);
     let mut phone = Phone::new(1003, udp(PHONE));
-    let r = exchange(&mut ep, t0, phone.flow, &phone.register("<sip:x@10.0.0.1>", None, None));
+    let r = exchange(
+        &mut ep,
+        t0,
+        phone.flow,
+        &phone.register("<sip:x@10.0.0.1>", None, None),
+    );
     let chs: Vec<_> = r[0].1.headers.get_all("WWW-Authenticate").collect();
     assert_eq!(chs.len(), 1);
     assert!(chs[0].contains("SHA-256"));
@@ -254,11 +295,21 @@ fn wrong_password_and_unknown_user_look_the_same_then_403_and_silence() {
     for i in 0..3 {
         let phone = if i == 1 { &mut ghost } else { &mut bad };
         let now = t0 + Duration::from_secs(i as u64);
-        let r = exchange(&mut ep, now, phone.flow, &phone.register("<sip:x@10.0.0.1>", None, None));
+        let r = exchange(
+            &mut ep,
+            now,
+            phone.flow,
+            &phone.register("<sip:x@10.0.0.1>", None, None),
+        );
         assert_eq!(r[0].1.status, 401);
         let ch = r[0].1.headers.get("WWW-Authenticate").unwrap().to_owned();
         let auth = answer_challenge(&ch, &phone.user, &phone.password, 1);
-        let r = exchange(&mut ep, now, phone.flow, &phone.register("<sip:x@10.0.0.1>", None, Some(auth)));
+        let r = exchange(
+            &mut ep,
+            now,
+            phone.flow,
+            &phone.register("<sip:x@10.0.0.1>", None, Some(auth)),
+        );
         statuses.push(r.first().map(|x| x.1.status));
     }
     // max_auth_failures = 3: the first two failures get 401, the third 403.
@@ -266,13 +317,28 @@ fn wrong_password_and_unknown_user_look_the_same_then_403_and_silence() {
     assert_eq!(ep.stats().bans, 1);
     // Banned: even a correct phone from that address gets no answer at all.
     let mut good = Phone::new(1002, udp(PHONE));
-    let r = exchange(&mut ep, t0 + Duration::from_secs(10), good.flow, &good.register("<sip:x@10.0.0.1>", None, None));
+    let r = exchange(
+        &mut ep,
+        t0 + Duration::from_secs(10),
+        good.flow,
+        &good.register("<sip:x@10.0.0.1>", None, None),
+    );
     assert!(r.is_empty());
     // Another address is unaffected; after the ban the address is served again.
     let mut other = Phone::new(1002, udp("198.51.100.9:5060"));
-    register_ok(&mut ep, t0 + Duration::from_secs(10), &mut other, "<sip:x@10.0.0.2>");
+    register_ok(
+        &mut ep,
+        t0 + Duration::from_secs(10),
+        &mut other,
+        "<sip:x@10.0.0.2>",
+    );
     let later = t0 + Duration::from_secs(700);
-    let r = exchange(&mut ep, later, good.flow, &good.register("<sip:x@10.0.0.1>", None, None));
+    let r = exchange(
+        &mut ep,
+        later,
+        good.flow,
+        &good.register("<sip:x@10.0.0.1>", None, None),
+    );
     assert_eq!(r[0].1.status, 401);
 }
 
@@ -281,11 +347,21 @@ fn credentials_for_another_account_get_403() {
     let t0 = Instant::now();
     let mut ep = Endpoint::new(config(), users(None), t0);
     let mut phone = Phone::new(1001, udp(PHONE));
-    let r = exchange(&mut ep, t0, phone.flow, &phone.register("<sip:x@10.0.0.1>", None, None));
+    let r = exchange(
+        &mut ep,
+        t0,
+        phone.flow,
+        &phone.register("<sip:x@10.0.0.1>", None, None),
+    );
     let ch = r[0].1.headers.get("WWW-Authenticate").unwrap().to_owned();
     // Valid credentials of 1002 used to register 1001.
     let auth = answer_challenge(&ch, "1002", "demo1002", 1);
-    let r = exchange(&mut ep, t0, phone.flow, &phone.register("<sip:x@10.0.0.1>", None, Some(auth)));
+    let r = exchange(
+        &mut ep,
+        t0,
+        phone.flow,
+        &phone.register("<sip:x@10.0.0.1>", None, Some(auth)),
+    );
     assert_eq!(r[0].1.status, 403);
     assert_eq!(ep.registrar().binding_count(), 0);
 }
@@ -295,25 +371,59 @@ fn stale_nonce_gets_stale_true_and_replayed_nc_is_refused() {
     let t0 = Instant::now();
     let mut ep = Endpoint::new(config(), users(None), t0);
     let mut phone = Phone::new(1001, udp(PHONE));
-    let r = exchange(&mut ep, t0, phone.flow, &phone.register("<sip:x@10.0.0.1>", None, None));
+    let r = exchange(
+        &mut ep,
+        t0,
+        phone.flow,
+        &phone.register("<sip:x@10.0.0.1>", None, None),
+    );
     let ch = r[0].1.headers.get("WWW-Authenticate").unwrap().to_owned();
     let auth1 = answer_challenge(&ch, "1001", "demo1001", 1);
-    let r = exchange(&mut ep, t0, phone.flow, &phone.register("<sip:x@10.0.0.1>", None, Some(auth1.clone())));
+    let r = exchange(
+        &mut ep,
+        t0,
+        phone.flow,
+        &phone.register("<sip:x@10.0.0.1>", None, Some(auth1.clone())),
+    );
     assert_eq!(r[0].1.status, 200);
     // Reusing nc=1 with the same nonce in a new transaction is a replay.
-    let r = exchange(&mut ep, t0, phone.flow, &phone.register("<sip:x@10.0.0.1>", None, Some(auth1)));
+    let r = exchange(
+        &mut ep,
+        t0,
+        phone.flow,
+        &phone.register("<sip:x@10.0.0.1>", None, Some(auth1)),
+    );
     assert_eq!(r[0].1.status, 401);
     // nc=2 is fine.
     let auth2 = answer_challenge(&ch, "1001", "demo1001", 2);
-    let r = exchange(&mut ep, t0, phone.flow, &phone.register("<sip:x@10.0.0.1>", None, Some(auth2)));
+    let r = exchange(
+        &mut ep,
+        t0,
+        phone.flow,
+        &phone.register("<sip:x@10.0.0.1>", None, Some(auth2)),
+    );
     assert_eq!(r[0].1.status, 200);
     // Past the nonce lifetime (300 s): stale=true, and the phone simply retries.
     let later = t0 + Duration::from_secs(301);
     let auth3 = answer_challenge(&ch, "1001", "demo1001", 3);
-    let r = exchange(&mut ep, later, phone.flow, &phone.register("<sip:x@10.0.0.1>", None, Some(auth3)));
+    let r = exchange(
+        &mut ep,
+        later,
+        phone.flow,
+        &phone.register("<sip:x@10.0.0.1>", None, Some(auth3)),
+    );
     assert_eq!(r[0].1.status, 401);
-    assert!(r[0].1.headers.get("WWW-Authenticate").unwrap().contains("stale=true"));
-    assert_eq!(ep.stats().auth_failures, 1, "only the replay counts as a failure");
+    assert!(r[0]
+        .1
+        .headers
+        .get("WWW-Authenticate")
+        .unwrap()
+        .contains("stale=true"));
+    assert_eq!(
+        ep.stats().auth_failures,
+        1,
+        "only the replay counts as a failure"
+    );
 }
 
 #[test]
@@ -321,13 +431,25 @@ fn retransmitted_register_is_answered_from_the_transaction() {
     let t0 = Instant::now();
     let mut ep = Endpoint::new(config(), users(None), t0);
     let mut phone = Phone::new(1001, udp(PHONE));
-    let r = exchange(&mut ep, t0, phone.flow, &phone.register("<sip:x@10.0.0.1>", None, None));
+    let r = exchange(
+        &mut ep,
+        t0,
+        phone.flow,
+        &phone.register("<sip:x@10.0.0.1>", None, None),
+    );
     let ch = r[0].1.headers.get("WWW-Authenticate").unwrap().to_owned();
-    let msg = phone.register("<sip:x@10.0.0.1>", None, Some(answer_challenge(&ch, "1001", "demo1001", 1)));
+    let msg = phone.register(
+        "<sip:x@10.0.0.1>",
+        None,
+        Some(answer_challenge(&ch, "1001", "demo1001", 1)),
+    );
     let first = exchange(&mut ep, t0, phone.flow, &msg);
     let again = exchange(&mut ep, t0 + Duration::from_millis(500), phone.flow, &msg);
     assert_eq!(first[0].1.status, 200);
-    assert_eq!(again[0].1, first[0].1, "the same 200, not a new registration attempt");
+    assert_eq!(
+        again[0].1, first[0].1,
+        "the same 200, not a new registration attempt"
+    );
     assert_eq!(ep.stats().registrations, 1);
 }
 
@@ -340,14 +462,37 @@ fn min_expires_unregister_and_wildcard() {
     register_ok(&mut ep, t0, &mut phone, "<sip:b@10.0.0.1>");
     assert_eq!(ep.registrar().binding_count(), 2);
     // Too short.
-    let r = exchange(&mut ep, t0, phone.flow, &phone.register("<sip:a@10.0.0.1>;expires=5", None, None));
+    let r = exchange(
+        &mut ep,
+        t0,
+        phone.flow,
+        &phone.register("<sip:a@10.0.0.1>;expires=5", None, None),
+    );
     assert_eq!(r[0].1.status, 401);
     let ch = r[0].1.headers.get("WWW-Authenticate").unwrap().to_owned();
-    let r = exchange(&mut ep, t0, phone.flow, &phone.register("<sip:a@10.0.0.1>;expires=5", None, Some(answer_challenge(&ch, "1001", "demo1001", 1))));
+    let r = exchange(
+        &mut ep,
+        t0,
+        phone.flow,
+        &phone.register(
+            "<sip:a@10.0.0.1>;expires=5",
+            None,
+            Some(answer_challenge(&ch, "1001", "demo1001", 1)),
+        ),
+    );
     assert_eq!(r[0].1.status, 423);
     assert_eq!(r[0].1.headers.get("Min-Expires"), Some("60"));
     // Contact: * with Expires: 0 removes everything.
-    let r = exchange(&mut ep, t0, phone.flow, &phone.register("*", Some(0), Some(answer_challenge(&ch, "1001", "demo1001", 2))));
+    let r = exchange(
+        &mut ep,
+        t0,
+        phone.flow,
+        &phone.register(
+            "*",
+            Some(0),
+            Some(answer_challenge(&ch, "1001", "demo1001", 2)),
+        ),
+    );
     assert_eq!(r[0].1.status, 200);
     assert_eq!(r[0].1.headers.get("Contact"), None);
     assert_eq!(ep.registrar().binding_count(), 0);
@@ -360,12 +505,22 @@ fn bindings_expire_on_time() {
     let mut phone = Phone::new(1001, udp(PHONE));
     register_ok(&mut ep, t0, &mut phone, "<sip:a@10.0.0.1>;expires=120");
     let _ = events(&mut ep);
-    assert_eq!(ep.poll_timeout().map(|d| d - t0 <= Duration::from_secs(120)), Some(true));
+    assert_eq!(
+        ep.poll_timeout()
+            .map(|d| d - t0 <= Duration::from_secs(120)),
+        Some(true)
+    );
     ep.handle_timeout(t0 + Duration::from_secs(119));
     assert_eq!(ep.registrar().binding_count(), 1);
     ep.handle_timeout(t0 + Duration::from_secs(120));
     assert_eq!(ep.registrar().binding_count(), 0);
-    assert!(events(&mut ep).iter().any(|e| matches!(e, SipEvent::Binding(BindingChange::Removed { reason: RemovalReason::Expired, .. }))));
+    assert!(events(&mut ep).iter().any(|e| matches!(
+        e,
+        SipEvent::Binding(BindingChange::Removed {
+            reason: RemovalReason::Expired,
+            ..
+        })
+    )));
 }
 
 #[test]
@@ -380,13 +535,20 @@ fn qualify_pings_over_the_flow_and_removes_a_silent_phone() {
         conn: Some(ConnId(7)),
     };
     let mut phone = Phone::new(1001, tcp);
-    register_ok(&mut ep, t0, &mut phone, "<sip:1001@192.168.1.20:5062;transport=tcp>");
+    register_ok(
+        &mut ep,
+        t0,
+        &mut phone,
+        "<sip:1001@192.168.1.20:5062;transport=tcp>",
+    );
     // First ping at 30 s, over the phone's own TCP connection; the phone answers.
     let t1 = t0 + Duration::from_secs(30);
     ep.handle_timeout(t1);
     let ping = ep.poll_transmit().expect("OPTIONS ping");
     assert_eq!(ping.flow, tcp, "reuse the phone's connection");
-    let Message::Request(opt) = parse_message(&ping.payload, 65_535).unwrap() else { panic!() };
+    let Message::Request(opt) = parse_message(&ping.payload, 65_535).unwrap() else {
+        panic!()
+    };
     assert_eq!(opt.uri, "sip:1001@192.168.1.20:5062;transport=tcp");
     let mut reply = format!("SIP/2.0 200 OK\r\n");
     for name in ["Via", "From", "To", "Call-ID", "CSeq"] {
@@ -401,14 +563,23 @@ fn qualify_pings_over_the_flow_and_removes_a_silent_phone() {
     assert!(ep.poll_transmit().is_some());
     ep.handle_timeout(t0 + Duration::from_secs(60 + 33));
     assert_eq!(ep.registrar().binding_count(), 0);
-    assert!(events(&mut ep).iter().any(|e| matches!(e, SipEvent::Binding(BindingChange::Removed { reason: RemovalReason::Unreachable, .. }))));
+    assert!(events(&mut ep).iter().any(|e| matches!(
+        e,
+        SipEvent::Binding(BindingChange::Removed {
+            reason: RemovalReason::Unreachable,
+            ..
+        })
+    )));
 }
 
 #[test]
 fn rate_limit_drops_a_flood_and_counts_it() {
     let t0 = Instant::now();
     let mut cfg = config();
-    cfg.security.rate_limit = Some(RateLimit { per_second: 10, burst: 20 });
+    cfg.security.rate_limit = Some(RateLimit {
+        per_second: 10,
+        burst: 20,
+    });
     let mut ep = Endpoint::new(cfg, users(None), t0);
     let mut answered = 0;
     for i in 0..100 {
@@ -424,19 +595,35 @@ fn rate_limit_drops_a_flood_and_counts_it() {
     // Tokens come back with time.
     let msg = "OPTIONS sip:switchboard SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKlate\r\n\
                From: <sip:x@y>;tag=1\r\nTo: <sip:switchboard>\r\nCall-ID: late\r\nCSeq: 1 OPTIONS\r\n\r\n";
-    assert_eq!(exchange(&mut ep, t0 + Duration::from_secs(1), udp(PHONE), msg.as_bytes()).len(), 1);
+    assert_eq!(
+        exchange(
+            &mut ep,
+            t0 + Duration::from_secs(1),
+            udp(PHONE),
+            msg.as_bytes()
+        )
+        .len(),
+        1
+    );
 }
 
 #[test]
 fn source_tracking_stays_bounded_under_a_spoofed_flood() {
     let t0 = Instant::now();
     let mut cfg = config();
-    cfg.security.rate_limit = Some(RateLimit { per_second: 10, burst: 20 });
+    cfg.security.rate_limit = Some(RateLimit {
+        per_second: 10,
+        burst: 20,
+    });
     cfg.security.max_tracked_sources = 1000;
     let mut ep = Endpoint::new(cfg, users(None), t0);
     for i in 0..20_000u32 {
         let ip = std::net::Ipv4Addr::from(0x0a00_0000 + i);
-        let flow = Flow { transport: Transport::Udp, remote: SocketAddr::new(ip.into(), 5060), conn: None };
+        let flow = Flow {
+            transport: Transport::Udp,
+            remote: SocketAddr::new(ip.into(), 5060),
+            conn: None,
+        };
         ep.handle_message(t0, flow, b"garbage\r\n\r\n");
         while ep.poll_transmit().is_some() {}
     }
@@ -461,7 +648,9 @@ fn invite(branch: &str) -> String {
 }
 
 fn cancel(branch: &str) -> String {
-    invite(branch).replace("INVITE sip", "CANCEL sip").replace("1 INVITE", "1 CANCEL")
+    invite(branch)
+        .replace("INVITE sip", "CANCEL sip")
+        .replace("1 INVITE", "1 CANCEL")
 }
 
 #[test]
@@ -476,11 +665,19 @@ fn cancel_before_answer_gets_200_and_487_and_tells_call_control() {
         other => panic!("{other:?}"),
     };
     let r = exchange(&mut ep, t0, caller, cancel("z9hG4bKc1").as_bytes());
-    let got: Vec<_> = r.iter().map(|x| (x.1.status, x.1.headers.get("CSeq").unwrap().to_owned())).collect();
-    assert_eq!(got, vec![(200, "1 CANCEL".to_owned()), (487, "1 INVITE".to_owned())]);
+    let got: Vec<_> = r
+        .iter()
+        .map(|x| (x.1.status, x.1.headers.get("CSeq").unwrap().to_owned()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![(200, "1 CANCEL".to_owned()), (487, "1 INVITE".to_owned())]
+    );
     assert_eq!(events(&mut ep), vec![SipEvent::Cancelled { tx }]);
     // Call control answering afterwards is refused: the INVITE is already final.
-    assert!(ep.respond(t0, tx, 200, Headers::default(), bytes::Bytes::new()).is_err());
+    assert!(ep
+        .respond(t0, tx, 200, Headers::default(), bytes::Bytes::new())
+        .is_err());
 }
 
 #[test]
@@ -493,10 +690,15 @@ fn cancel_racing_a_200_does_not_undo_the_answer() {
         [SipEvent::Request { tx, .. }] => *tx,
         other => panic!("{other:?}"),
     };
-    ep.respond(t0, tx, 200, Headers::default(), bytes::Bytes::new()).unwrap();
+    ep.respond(t0, tx, 200, Headers::default(), bytes::Bytes::new())
+        .unwrap();
     while ep.poll_transmit().is_some() {}
     let r = exchange(&mut ep, t0, caller, cancel("z9hG4bKc2").as_bytes());
-    assert_eq!(r.iter().map(|x| x.1.status).collect::<Vec<_>>(), vec![200], "CANCEL answered, no 487");
+    assert_eq!(
+        r.iter().map(|x| x.1.status).collect::<Vec<_>>(),
+        vec![200],
+        "CANCEL answered, no 487"
+    );
     assert!(events(&mut ep).is_empty());
     // A CANCEL for nothing gets 481.
     let r = exchange(&mut ep, t0, caller, cancel("z9hG4bKnone").as_bytes());
@@ -531,7 +733,13 @@ fn oversize_and_garbage_are_dropped_and_counted() {
     let big = vec![b'A'; 5000];
     assert!(exchange(&mut ep, t0, udp(PHONE), &big).is_empty());
     assert!(exchange(&mut ep, t0, udp(PHONE), b"\x00\x01\x02 not sip").is_empty());
-    assert!(exchange(&mut ep, t0, udp(PHONE), b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP x;branch=z9hG4bKzz\r\nCSeq: 1 OPTIONS\r\n\r\n").is_empty());
+    assert!(exchange(
+        &mut ep,
+        t0,
+        udp(PHONE),
+        b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP x;branch=z9hG4bKzz\r\nCSeq: 1 OPTIONS\r\n\r\n"
+    )
+    .is_empty());
     let s = ep.stats();
     assert_eq!(s.dropped_oversize, 1);
     assert_eq!(s.dropped_malformed, 1);

@@ -130,7 +130,11 @@ impl Sim {
         while let Some(out) = self.sides[side].poll_output() {
             match out {
                 TxOutput::Transmit(flow, bytes) => {
-                    let to = if flow.remote == addr(CLIENT) { CLIENT } else { SERVER };
+                    let to = if flow.remote == addr(CLIENT) {
+                        CLIENT
+                    } else {
+                        SERVER
+                    };
                     let first = String::from_utf8_lossy(&bytes)
                         .lines()
                         .next()
@@ -213,7 +217,12 @@ impl Sim {
                 }
             }
             let now = self.now;
-            let due: Vec<_> = self.later.iter().filter(|(t, ..)| *t <= now).cloned().collect();
+            let due: Vec<_> = self
+                .later
+                .iter()
+                .filter(|(t, ..)| *t <= now)
+                .cloned()
+                .collect();
             self.later.retain(|(t, ..)| *t > now);
             for (_, tx, s) in due {
                 let req = self.sides[SERVER].request(tx).cloned().unwrap();
@@ -240,7 +249,11 @@ fn non_invite_survives_heavy_loss_and_the_tu_sees_it_once() {
         let mut sim = Sim::new(seed, [0.4, 0.4], Tu::Final(200));
         sim.start(Method::Options);
         sim.run(Duration::from_secs(60));
-        let finals: Vec<_> = sim.client_responses.iter().filter(|(_, s)| *s >= 200).collect();
+        let finals: Vec<_> = sim
+            .client_responses
+            .iter()
+            .filter(|(_, s)| *s >= 200)
+            .collect();
         assert!(
             finals.len() == 1 || sim.client_timeouts.len() == 1,
             "seed {seed}: exactly one outcome: {:?} / {:?}",
@@ -248,8 +261,15 @@ fn non_invite_survives_heavy_loss_and_the_tu_sees_it_once() {
             sim.client_timeouts
         );
         // The server's TU never sees a retransmission.
-        assert!(sim.server_requests.len() <= 1, "seed {seed}: {:?}", sim.server_requests);
-        assert!(sim.sides[CLIENT].is_empty() && sim.sides[SERVER].is_empty(), "seed {seed}: leftovers");
+        assert!(
+            sim.server_requests.len() <= 1,
+            "seed {seed}: {:?}",
+            sim.server_requests
+        );
+        assert!(
+            sim.sides[CLIENT].is_empty() && sim.sides[SERVER].is_empty(),
+            "seed {seed}: leftovers"
+        );
     }
 }
 
@@ -260,7 +280,10 @@ fn timer_e_backs_off_to_t2_and_timer_f_fires_at_64_t1() {
     sim.run(Duration::from_secs(60));
     assert_eq!(sim.client_timeouts, vec![Duration::from_secs(32)]);
     // Sent at 0, 0.5, 1.5, 3.5, 7.5, 11.5, … every 4 s up to 31.5.
-    let times: Vec<f64> = sim.sent[CLIENT].iter().map(|(t, _)| t.as_secs_f64()).collect();
+    let times: Vec<f64> = sim.sent[CLIENT]
+        .iter()
+        .map(|(t, _)| t.as_secs_f64())
+        .collect();
     assert_eq!(&times[..6], &[0.0, 0.5, 1.5, 3.5, 7.5, 11.5]);
     assert_eq!(times.len(), 11, "{times:?}");
     // The server absorbed every retransmission: the TU saw one request.
@@ -273,7 +296,10 @@ fn timer_b_fires_when_an_invite_gets_no_answer() {
     sim.start(Method::Invite);
     sim.run(Duration::from_secs(60));
     assert_eq!(sim.client_timeouts, vec![Duration::from_secs(32)]);
-    let times: Vec<f64> = sim.sent[CLIENT].iter().map(|(t, _)| t.as_secs_f64()).collect();
+    let times: Vec<f64> = sim.sent[CLIENT]
+        .iter()
+        .map(|(t, _)| t.as_secs_f64())
+        .collect();
     // Timer A doubles without a cap: 0, 0.5, 1.5, 3.5, 7.5, 15.5, 31.5.
     assert_eq!(times, vec![0.0, 0.5, 1.5, 3.5, 7.5, 15.5, 31.5]);
 }
@@ -283,12 +309,18 @@ fn provisional_stops_invite_retransmissions() {
     let mut sim = Sim::new(3, [0.0, 0.0], Tu::RingThen(486, Duration::from_secs(10)));
     sim.start(Method::Invite);
     sim.run(Duration::from_secs(120));
-    let invites = sim.sent[CLIENT].iter().filter(|(_, l)| l.starts_with("INVITE")).count();
+    let invites = sim.sent[CLIENT]
+        .iter()
+        .filter(|(_, l)| l.starts_with("INVITE"))
+        .count();
     assert_eq!(invites, 1, "{:?}", sim.sent[CLIENT]);
     let statuses: Vec<u16> = sim.client_responses.iter().map(|(_, s)| *s).collect();
     assert_eq!(statuses, vec![180, 486]);
     // The client ACKed the 486 exactly once (no retransmitted 486 with a lossless net).
-    let acks = sim.sent[CLIENT].iter().filter(|(_, l)| l.starts_with("ACK")).count();
+    let acks = sim.sent[CLIENT]
+        .iter()
+        .filter(|(_, l)| l.starts_with("ACK"))
+        .count();
     assert_eq!(acks, 1);
     assert!(sim.server_timeouts.is_empty());
     assert!(sim.sides[CLIENT].is_empty() && sim.sides[SERVER].is_empty());
@@ -298,16 +330,25 @@ fn provisional_stops_invite_retransmissions() {
 fn timer_h_fires_when_acks_are_lost_and_g_caps_at_t2() {
     // Client → server traffic after the INVITE is all lost: set loss after the first delivery.
     let mut sim = Sim::new(4, [0.0, 0.0], Tu::Final(486));
+    // The INVITE is already on the wire when start returns; from then on everything the
+    // client sends (its ACKs, whatever the network delays are) is lost.
     sim.start(Method::Invite);
-    // Deliver the INVITE, then cut the client's direction.
-    sim.run(Duration::from_millis(100));
     sim.loss = [1.0, 0.0];
     sim.run(Duration::from_secs(60));
     // Timer H runs from the 486, which the server sent when the INVITE arrived.
     let first_response = sim.sent[SERVER][0].0;
-    assert_eq!(sim.server_timeouts, vec![first_response + Duration::from_secs(32)]);
-    let g: Vec<f64> = sim.sent[SERVER].iter().map(|(t, _)| t.as_secs_f64()).collect();
-    let gaps: Vec<f64> = g.windows(2).map(|w| ((w[1] - w[0]) * 1000.0).round() / 1000.0).collect();
+    assert_eq!(
+        sim.server_timeouts,
+        vec![first_response + Duration::from_secs(32)]
+    );
+    let g: Vec<f64> = sim.sent[SERVER]
+        .iter()
+        .map(|(t, _)| t.as_secs_f64())
+        .collect();
+    let gaps: Vec<f64> = g
+        .windows(2)
+        .map(|w| ((w[1] - w[0]) * 1000.0).round() / 1000.0)
+        .collect();
     assert_eq!(&gaps[..4], &[0.5, 1.0, 2.0, 4.0]);
     assert!(gaps.iter().all(|&d| d <= 4.0), "{gaps:?}");
 }
@@ -323,7 +364,8 @@ fn invite_2xx_goes_to_accepted_and_acks_go_to_the_tu() {
     ack.headers.remove("CSeq");
     ack.headers.push("CSeq", "1 ACK");
     ack.headers.remove("Via");
-    ack.headers.push("Via", "SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKsim-ack");
+    ack.headers
+        .push("Via", "SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKsim-ack");
     let _ = sim.sides[SERVER].receive_request(sim.now, flow_to(CLIENT), ack);
     sim.run(Duration::from_secs(60));
     assert_eq!(sim.server_acks_for_2xx, 1);
@@ -336,9 +378,19 @@ fn lossy_invite_with_486_completes_on_many_seeds() {
         let mut sim = Sim::new(seed, [0.3, 0.3], Tu::Final(486));
         sim.start(Method::Invite);
         sim.run(Duration::from_secs(120));
-        let finals = sim.client_responses.iter().filter(|(_, s)| *s >= 300).count();
+        let finals = sim
+            .client_responses
+            .iter()
+            .filter(|(_, s)| *s >= 300)
+            .count();
         assert!(finals == 1 || sim.client_timeouts.len() == 1, "seed {seed}");
-        assert!(sim.server_requests.len() == 1, "seed {seed}: the TU must see one INVITE");
-        assert!(sim.sides[CLIENT].is_empty() && sim.sides[SERVER].is_empty(), "seed {seed}");
+        assert!(
+            sim.server_requests.len() == 1,
+            "seed {seed}: the TU must see one INVITE"
+        );
+        assert!(
+            sim.sides[CLIENT].is_empty() && sim.sides[SERVER].is_empty(),
+            "seed {seed}"
+        );
     }
 }

@@ -300,7 +300,12 @@ fn toml_error(file: &Path, text: &str, e: toml::de::Error) -> ConfigError {
     }
 }
 
-fn parse_algorithms(r: &mut Report<'_>, table: &str, key: &str, names: &[String]) -> Vec<Algorithm> {
+fn parse_algorithms(
+    r: &mut Report<'_>,
+    table: &str,
+    key: &str,
+    names: &[String],
+) -> Vec<Algorithm> {
     let mut out = Vec::new();
     if names.is_empty() {
         r.err(table, key, "at least one algorithm is needed");
@@ -392,13 +397,21 @@ pub fn load(dir: &Path, sip_bind: Option<&str>) -> Result<Config, ConfigErrors> 
         }
     };
     if !server.sip.udp && !server.sip.tcp {
-        r.err("sip", "udp", "at least one of sip.udp and sip.tcp must be true");
+        r.err(
+            "sip",
+            "udp",
+            "at least one of sip.udp and sip.tcp must be true",
+        );
     }
     if server.sip.realm.trim().is_empty() || server.sip.realm.contains('"') {
         r.err("sip", "realm", "must be a non-empty string without quotes");
     }
     if server.sip.max_message_size < 1500 || server.sip.max_message_size > 65_535 {
-        r.err("sip", "max_message_size", "must be between 1500 and 65535 octets");
+        r.err(
+            "sip",
+            "max_message_size",
+            "must be between 1500 and 65535 octets",
+        );
     }
     if let Some(a) = &server.sip.advertise {
         if a.trim().is_empty() || a.contains(char::is_whitespace) {
@@ -413,7 +426,10 @@ pub fn load(dir: &Path, sip_bind: Option<&str>) -> Result<Config, ConfigErrors> 
         r.err(
             "registrar",
             "min_expires",
-            format!("{} is above max_expires ({})", reg.min_expires, reg.max_expires),
+            format!(
+                "{} is above max_expires ({})",
+                reg.min_expires, reg.max_expires
+            ),
         );
     }
     if reg.default_expires < reg.min_expires || reg.default_expires > reg.max_expires {
@@ -444,14 +460,26 @@ pub fn load(dir: &Path, sip_bind: Option<&str>) -> Result<Config, ConfigErrors> 
     for t in &server.security.trusted {
         match t.parse::<IpAddr>() {
             Ok(ip) => trusted.push(ip),
-            Err(_) => r.err("security", "trusted", format!("\"{t}\" is not an IP address")),
+            Err(_) => r.err(
+                "security",
+                "trusted",
+                format!("\"{t}\" is not an IP address"),
+            ),
         }
     }
     if server.security.rate_limit > 0 && server.security.rate_burst == 0 {
-        r.err("security", "rate_burst", "must be at least 1 when rate_limit is on");
+        r.err(
+            "security",
+            "rate_burst",
+            "must be at least 1 when rate_limit is on",
+        );
     }
     if tracing_subscriber::EnvFilter::try_new(&server.log.level).is_err() {
-        r.err("log", "level", "not a log filter such as \"info\" or \"sip=debug,info\"");
+        r.err(
+            "log",
+            "level",
+            "not a log filter such as \"info\" or \"sip=debug,info\"",
+        );
     }
     errors.extend(r.errors);
 
@@ -472,7 +500,11 @@ pub fn load(dir: &Path, sip_bind: Option<&str>) -> Result<Config, ConfigErrors> 
                 .bytes()
                 .all(|c| c.is_ascii_alphanumeric() || b"-_.!~*'()&=+$,;?/".contains(&c))
         {
-            u.err(&table, "", "user name must be a plain SIP user part (letters, digits, - _ .)");
+            u.err(
+                &table,
+                "",
+                "user name must be a plain SIP user part (letters, digits, - _ .)",
+            );
         }
         let algs = e
             .algorithms
@@ -488,10 +520,18 @@ pub fn load(dir: &Path, sip_bind: Option<&str>) -> Result<Config, ConfigErrors> 
             }
             (None, md5, sha) if md5.is_some() || sha.is_some() => {
                 if md5.as_deref().is_some_and(|h| !is_hex(h, 32)) {
-                    u.err(&table, "ha1_md5", "must be 32 hex digits: MD5(user:realm:password)");
+                    u.err(
+                        &table,
+                        "ha1_md5",
+                        "must be 32 hex digits: MD5(user:realm:password)",
+                    );
                 }
                 if sha.as_deref().is_some_and(|h| !is_hex(h, 64)) {
-                    u.err(&table, "ha1_sha256", "must be 64 hex digits: SHA-256(user:realm:password)");
+                    u.err(
+                        &table,
+                        "ha1_sha256",
+                        "must be 64 hex digits: SHA-256(user:realm:password)",
+                    );
                 }
                 let offered = algs.clone().unwrap_or_else(|| algorithms.clone());
                 for a in &offered {
@@ -510,7 +550,11 @@ pub fn load(dir: &Path, sip_bind: Option<&str>) -> Result<Config, ConfigErrors> 
                 }
             }
             _ => {
-                u.err(&table, "", "give either password, or ha1_md5 and/or ha1_sha256");
+                u.err(
+                    &table,
+                    "",
+                    "give either password, or ha1_md5 and/or ha1_sha256",
+                );
                 UserSecret::Password(String::new())
             }
         };
@@ -629,16 +673,34 @@ mod tests {
         );
         let e = load(&d.0, None).unwrap_err();
         let s = e.to_string();
-        assert!(s.contains("switchboard.toml:2: sip.bind: \"nowhere\" is not an address"), "{s}");
-        assert!(s.contains("switchboard.toml:4: registrar.min_expires: 600 is above max_expires (60)"), "{s}");
-        assert!(s.contains("switchboard.toml:7: auth.algorithms: unknown algorithm \"SHA-512\""), "{s}");
-        assert!(s.contains("users.toml:2: users.1001.ha1_md5: must be 32 hex digits"), "{s}");
-        assert!(s.contains("users.toml:3: users.1002: give either password"), "{s}");
+        assert!(
+            s.contains("switchboard.toml:2: sip.bind: \"nowhere\" is not an address"),
+            "{s}"
+        );
+        assert!(
+            s.contains("switchboard.toml:4: registrar.min_expires: 600 is above max_expires (60)"),
+            "{s}"
+        );
+        assert!(
+            s.contains("switchboard.toml:7: auth.algorithms: unknown algorithm \"SHA-512\""),
+            "{s}"
+        );
+        assert!(
+            s.contains("users.toml:2: users.1001.ha1_md5: must be 32 hex digits"),
+            "{s}"
+        );
+        assert!(
+            s.contains("users.toml:3: users.1002: give either password"),
+            "{s}"
+        );
     }
 
     #[test]
     fn bind_override_wins() {
-        let d = dir_with("[sip]\nbind = \"127.0.0.1:5060\"\n", "[users.a]\npassword = \"x\"\n");
+        let d = dir_with(
+            "[sip]\nbind = \"127.0.0.1:5060\"\n",
+            "[users.a]\npassword = \"x\"\n",
+        );
         let c = load(&d.0, Some("127.0.0.1:15060")).unwrap();
         assert_eq!(c.sip_bind.port(), 15060);
         let e = load(&d.0, Some("bogus")).unwrap_err();
