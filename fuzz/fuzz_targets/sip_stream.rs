@@ -13,7 +13,7 @@ fuzz_target!(|data: &[u8]| {
     for chunk in [&rest[..cut], &rest[cut..]] {
         f.push(chunk);
         loop {
-            match f.next() {
+            match f.next_item() {
                 Ok(Some(Framed::Message(m))) => {
                     let _ = parse_message(&m, 4096);
                 }

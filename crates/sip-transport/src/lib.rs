@@ -507,7 +507,7 @@ fn spawn_connection(
             };
             framer.push(&buf[..n]);
             loop {
-                match framer.next() {
+                match framer.next_item() {
                     Ok(Some(Framed::Message(m))) => {
                         if events.send(TcpEvent::Message(id, remote, m)).await.is_err() {
                             break 'read;

@@ -487,12 +487,11 @@ impl Endpoint {
                 self.events.push_back(SipEvent::Ack { request, flow })
             }
             TxOutput::Response(tx, response) => match self.pending.get(&tx) {
-                Some(Pending::Qualify { aor, key }) => {
-                    if response.status >= 200 {
-                        let (aor, key) = (aor.clone(), key.clone());
-                        self.registrar.qualified(now, &aor, &key);
-                    }
+                Some(Pending::Qualify { aor, key }) if response.status >= 200 => {
+                    let (aor, key) = (aor.clone(), key.clone());
+                    self.registrar.qualified(now, &aor, &key);
                 }
+                Some(Pending::Qualify { .. }) => {}
                 Some(Pending::User) => self.events.push_back(SipEvent::Response { tx, response }),
                 None => {}
             },

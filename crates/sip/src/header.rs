@@ -348,7 +348,7 @@ pub enum Contact {
     /// `Contact: *` (only valid in REGISTER with Expires: 0).
     Wildcard,
     /// A contact address.
-    Addr(NameAddr),
+    Addr(Box<NameAddr>),
 }
 
 impl Contact {
@@ -357,7 +357,7 @@ impl Contact {
         if value.trim() == "*" {
             Ok(Contact::Wildcard)
         } else {
-            NameAddr::parse(value).map(Contact::Addr)
+            NameAddr::parse(value).map(|a| Contact::Addr(Box::new(a)))
         }
     }
 }

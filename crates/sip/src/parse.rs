@@ -231,7 +231,7 @@ fn parse_version(v: &str) -> Result<(), Malformed> {
     if !digits(major) || !digits(minor) {
         return Err(Malformed::new(400, "Bad SIP version"));
     }
-    if major.trim_start_matches('0') != "2" || minor.trim_start_matches('0') != "" {
+    if major.trim_start_matches('0') != "2" || !minor.trim_start_matches('0').is_empty() {
         return Err(Malformed::new(505, "Version Not Supported"));
     }
     Ok(())
@@ -392,7 +392,7 @@ impl StreamFramer {
     }
 
     /// Take the next complete item, `Ok(None)` if more bytes are needed.
-    pub fn next(&mut self) -> Result<Option<Framed>, StreamError> {
+    pub fn next_item(&mut self) -> Result<Option<Framed>, StreamError> {
         // Keep-alives: "\r\n\r\n" ping; a lone CRLF between messages is skipped.
         loop {
             if self.buf.starts_with(b"\r\n\r\n") {
@@ -508,20 +508,20 @@ mod tests {
     fn stream_framer_cuts_messages_and_pings() {
         let mut f = StreamFramer::new(1000);
         f.push(b"\r\n\r\nOPTIONS sip:a@b SIP/2.0\r\nl: 3\r\n\r\nab");
-        assert_eq!(f.next(), Ok(Some(Framed::Ping)));
-        assert_eq!(f.next(), Ok(None));
+        assert_eq!(f.next_item(), Ok(Some(Framed::Ping)));
+        assert_eq!(f.next_item(), Ok(None));
         f.push(b"cREGISTER sip:b SIP/2.0\r\nContent-Length: 0\r\n\r\n");
-        match f.next() {
+        match f.next_item() {
             Ok(Some(Framed::Message(m))) => assert!(m.ends_with(b"\r\n\r\nabc")),
             other => panic!("{other:?}"),
         }
-        assert!(matches!(f.next(), Ok(Some(Framed::Message(_)))));
-        assert_eq!(f.next(), Ok(None));
+        assert!(matches!(f.next_item(), Ok(Some(Framed::Message(_)))));
+        assert_eq!(f.next_item(), Ok(None));
         assert_eq!(f.buffered(), 0);
         f.push(b"OPTIONS sip:a@b SIP/2.0\r\n\r\n");
-        assert_eq!(f.next(), Err(StreamError::MissingContentLength));
+        assert_eq!(f.next_item(), Err(StreamError::MissingContentLength));
         let mut f = StreamFramer::new(50);
         f.push(&[b'a'; 60]);
-        assert_eq!(f.next(), Err(StreamError::TooLarge));
+        assert_eq!(f.next_item(), Err(StreamError::TooLarge));
     }
 }

@@ -260,7 +260,7 @@ impl Registrar {
         for c in &req.contacts {
             match Contact::parse(c).map_err(|e| RegisterError::Bad(e.0))? {
                 Contact::Wildcard => wildcard = true,
-                Contact::Addr(a) => parsed.push(a),
+                Contact::Addr(a) => parsed.push(*a),
             }
         }
         if wildcard {
@@ -414,7 +414,7 @@ impl Registrar {
                 reason: RemovalReason::Replaced,
             });
         }
-        list.sort_by(|a, b| b.q.unwrap_or(1000).cmp(&a.q.unwrap_or(1000)));
+        list.sort_by_key(|b| std::cmp::Reverse(b.q.unwrap_or(1000)));
         let result = list.clone();
         if list.is_empty() {
             self.aors.remove(req.aor);

@@ -589,16 +589,12 @@ impl Transactions {
                     self.set_timer(id, TxTimer::D, now + wait);
                 }
             }
-            (TxKind::ClientInvite, TxState::Accepted) => {
-                if (200..300).contains(&status) {
-                    self.out.push_back(TxOutput::Response(id, resp));
-                }
+            (TxKind::ClientInvite, TxState::Accepted) if (200..300).contains(&status) => {
+                self.out.push_back(TxOutput::Response(id, resp));
             }
-            (TxKind::ClientInvite, TxState::Completed) => {
-                if status >= 300 {
-                    if let Some(ack) = &tx.last_sent {
-                        self.out.push_back(TxOutput::Transmit(tx.flow, ack.clone()));
-                    }
+            (TxKind::ClientInvite, TxState::Completed) if status >= 300 => {
+                if let Some(ack) = &tx.last_sent {
+                    self.out.push_back(TxOutput::Transmit(tx.flow, ack.clone()));
                 }
             }
             _ => {}

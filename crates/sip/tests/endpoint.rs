@@ -550,7 +550,7 @@ fn qualify_pings_over_the_flow_and_removes_a_silent_phone() {
         panic!()
     };
     assert_eq!(opt.uri, "sip:1001@192.168.1.20:5062;transport=tcp");
-    let mut reply = format!("SIP/2.0 200 OK\r\n");
+    let mut reply = String::from("SIP/2.0 200 OK\r\n");
     for name in ["Via", "From", "To", "Call-ID", "CSeq"] {
         reply.push_str(&format!("{name}: {}\r\n", opt.headers.get(name).unwrap()));
     }

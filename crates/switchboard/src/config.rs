@@ -17,7 +17,7 @@ use sip::UserAccount;
 
 /// One problem in a config file.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
+pub(crate) struct ConfigError {
     /// The file.
     pub file: PathBuf,
     /// 1-based line, when known.
@@ -43,7 +43,7 @@ impl fmt::Display for ConfigError {
 
 /// All problems found.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigErrors(pub Vec<ConfigError>);
+pub(crate) struct ConfigErrors(pub Vec<ConfigError>);
 
 impl fmt::Display for ConfigErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -204,7 +204,7 @@ struct UserEntry {
 
 /// The validated configuration the server runs on.
 #[derive(Debug, Clone)]
-pub struct Config {
+pub(crate) struct Config {
     /// SIP listen address (UDP and TCP).
     pub sip_bind: SocketAddr,
     /// UDP on.
@@ -337,7 +337,7 @@ fn hex32(s: &str) -> Option<[u8; 32]> {
 
 /// Read and validate `switchboard.toml` and `users.toml` from `dir`.
 /// `sip_bind` overrides `sip.bind` (from the CLI flag or SWITCHBOARD_SIP_BIND).
-pub fn load(dir: &Path, sip_bind: Option<&str>) -> Result<Config, ConfigErrors> {
+pub(crate) fn load(dir: &Path, sip_bind: Option<&str>) -> Result<Config, ConfigErrors> {
     let mut errors = Vec::new();
     let server_path = dir.join("switchboard.toml");
     let users_path = dir.join("users.toml");
