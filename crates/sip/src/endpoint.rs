@@ -99,6 +99,47 @@ impl Default for SecurityConfig {
     }
 }
 
+/// A carrier trunk: a peer recognised by its source address, whose INVITEs are not challenged.
+/// What it may call is the dial plan's business (call control), not the endpoint's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Trunk {
+    /// The trunk's name (config key), reported as [`Caller::Trunk`].
+    pub name: String,
+    /// Source addresses its requests come from.
+    pub addresses: Vec<IpAddr>,
+}
+
+/// Who may place calls (out-of-dialog INVITEs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallAuthConfig {
+    /// Carrier trunks.
+    pub trunks: Vec<Trunk>,
+    /// Challenge INVITEs from everyone else with 407 (digest, the registrar's accounts and
+    /// rules). Turn off only on a closed lab network: every INVITE then arrives as
+    /// [`Caller::Anonymous`].
+    pub challenge: bool,
+}
+
+impl Default for CallAuthConfig {
+    fn default() -> Self {
+        CallAuthConfig {
+            trunks: Vec::new(),
+            challenge: true,
+        }
+    }
+}
+
+/// Who sent an out-of-dialog INVITE, as far as the endpoint established it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Caller {
+    /// Nobody checked (challenges are off, or the request is not an out-of-dialog INVITE).
+    Anonymous,
+    /// An account that answered the digest challenge.
+    User(String),
+    /// A configured trunk, by source address.
+    Trunk(String),
+}
+
 /// Endpoint settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EndpointConfig {
@@ -118,6 +159,8 @@ pub struct EndpointConfig {
     pub auth: AuthConfig,
     /// Protection settings.
     pub security: SecurityConfig,
+    /// Who may place calls.
+    pub calls: CallAuthConfig,
     /// Largest message accepted (octets).
     pub max_message_size: usize,
     /// Most live transactions (memory bound); beyond it new requests get 503.
@@ -141,6 +184,7 @@ impl Default for EndpointConfig {
             registrar: RegistrarConfig::default(),
             auth: AuthConfig::default(),
             security: SecurityConfig::default(),
+            calls: CallAuthConfig::default(),
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             max_transactions: 2_000_000,
             force_rport: true,
@@ -173,6 +217,9 @@ pub enum SipEvent {
         request: Request,
         /// Where it came from.
         flow: Flow,
+        /// Who sent it (out-of-dialog INVITEs are authenticated; other requests are
+        /// [`Caller::Anonymous`] and belong to a dialog or get refused by call control).
+        caller: Caller,
     },
     /// An ACK for a 2xx (belongs to a dialog, not a transaction).
     Ack {
@@ -197,6 +244,12 @@ pub enum SipEvent {
     /// A client transaction got no final response in time (Timer B/F).
     Timeout {
         /// The client transaction.
+        tx: TxId,
+    },
+    /// A 2xx we sent to an INVITE was retransmitted for 64·T1 without an ACK
+    /// (RFC 3261 §13.3.1.4): the session should be ended with a BYE.
+    AckTimeout {
+        /// The INVITE's server transaction.
         tx: TxId,
     },
     /// A registrar binding was added or removed.
@@ -251,6 +304,49 @@ enum Pending {
     User,
     /// An OPTIONS ping to a binding.
     Qualify { aor: String, key: String },
+    /// A CANCEL the endpoint built: its answer interests nobody.
+    Internal,
+}
+
+/// A 2xx to an INVITE that is retransmitted until its ACK arrives (RFC 3261 §13.3.1.4).
+#[derive(Debug, Clone)]
+struct Unacked {
+    tx: TxId,
+    call_id: String,
+    cseq: u32,
+    flow: Flow,
+    bytes: Bytes,
+    interval: Duration,
+    next: Instant,
+    give_up: Instant,
+}
+
+/// Which kind of digest exchange: registration (401) or call (407, proxy-style).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AuthKind {
+    Register,
+    Call,
+}
+
+impl AuthKind {
+    fn status(self) -> u16 {
+        match self {
+            AuthKind::Register => 401,
+            AuthKind::Call => 407,
+        }
+    }
+    fn challenge_header(self) -> &'static str {
+        match self {
+            AuthKind::Register => "WWW-Authenticate",
+            AuthKind::Call => "Proxy-Authenticate",
+        }
+    }
+    fn credentials_header(self) -> &'static str {
+        match self {
+            AuthKind::Register => "Authorization",
+            AuthKind::Call => "Proxy-Authorization",
+        }
+    }
 }
 
 /// The sans-IO SIP endpoint.
@@ -264,6 +360,7 @@ pub struct Endpoint {
     rng: ChaCha8Rng,
     sources: HashMap<IpAddr, SourceState>,
     pending: HashMap<TxId, Pending>,
+    unacked: Vec<Unacked>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<SipEvent>,
     stats: Stats,
@@ -294,6 +391,7 @@ impl Endpoint {
             rng,
             sources: HashMap::new(),
             pending: HashMap::new(),
+            unacked: Vec::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             stats: Stats::default(),
@@ -337,15 +435,20 @@ impl Endpoint {
 
     /// Earliest time [`Endpoint::handle_timeout`] must be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        match (self.tx.poll_timeout(), self.registrar.poll_timeout()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [
+            self.tx.poll_timeout(),
+            self.registrar.poll_timeout(),
+            self.unacked.iter().map(|u| u.next.min(u.give_up)).min(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Fire due timers.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.tx.handle_timeout(now);
+        self.retransmit_2xx(now);
         for (aor, binding) in self.registrar.handle_timeout(now) {
             self.qualify(now, aor, binding);
         }
@@ -386,16 +489,89 @@ impl Endpoint {
         extra: Headers,
         body: Bytes,
     ) -> Result<(), crate::transaction::TxError> {
+        self.respond_tagged(now, tx, status, None, extra, body)
+    }
+
+    /// Like [`Endpoint::respond`], with the To tag chosen by the caller: call control gives
+    /// every response of one INVITE the same tag, the local tag of the dialog it creates.
+    /// A 2xx to an INVITE is retransmitted until the ACK arrives (RFC 3261 §13.3.1.4); if none
+    /// comes within 64·T1, [`SipEvent::AckTimeout`] reports it.
+    pub fn respond_tagged(
+        &mut self,
+        now: Instant,
+        tx: TxId,
+        status: u16,
+        to_tag: Option<&str>,
+        extra: Headers,
+        body: Bytes,
+    ) -> Result<(), crate::transaction::TxError> {
         let (req, flow) = match (self.tx.request(tx), self.tx.flow(tx)) {
             (Some(r), Some(f)) => (r.clone(), f),
             _ => return Err(crate::transaction::TxError::Unknown),
         };
-        let mut resp = self.response_to(&req, &flow, status);
+        let mut resp = self.response_to(&req, &flow, status, to_tag);
         resp.headers.0.extend(extra.0);
         resp.body = body;
         let r = self.tx.respond(now, tx, &resp);
+        if r.is_ok() && req.method == Method::Invite && (200..300).contains(&status) {
+            let cseq = req
+                .headers
+                .get("CSeq")
+                .and_then(|c| CSeq::parse(c).ok())
+                .map_or(0, |c| c.seq);
+            let t1 = self.cfg.timers.t1;
+            self.unacked.push(Unacked {
+                tx,
+                call_id: req.headers.get("Call-ID").unwrap_or_default().to_owned(),
+                cseq,
+                flow,
+                bytes: resp.to_bytes(),
+                interval: t1,
+                next: now + t1,
+                give_up: now + t1 * 64,
+            });
+        }
         self.pump_at(now);
         r
+    }
+
+    fn retransmit_2xx(&mut self, now: Instant) {
+        let t2 = self.cfg.timers.t2;
+        let mut i = 0;
+        while i < self.unacked.len() {
+            let u = &mut self.unacked[i];
+            if now >= u.give_up {
+                let tx = u.tx;
+                self.unacked.swap_remove(i);
+                debug!(tx = tx.0, "no ACK for our 2xx");
+                self.events.push_back(SipEvent::AckTimeout { tx });
+                continue;
+            }
+            if now >= u.next {
+                self.transmits.push_back(Transmit {
+                    flow: u.flow,
+                    payload: u.bytes.clone(),
+                });
+                u.interval = (u.interval * 2).min(t2);
+                u.next = now + u.interval;
+            }
+            i += 1;
+        }
+    }
+
+    /// An ACK for a 2xx arrived: stop retransmitting that 2xx.
+    fn acked(&mut self, ack: &Request) {
+        if self.unacked.is_empty() {
+            return;
+        }
+        let call_id = ack.headers.get("Call-ID").unwrap_or_default();
+        let cseq = ack
+            .headers
+            .get("CSeq")
+            .and_then(|c| CSeq::parse(c).ok())
+            .map_or(0, |c| c.seq);
+        self.unacked
+            .retain(|u| !(u.cseq == cseq && u.call_id == call_id));
     }
 
     /// Send a request in a new client transaction. A Via with a fresh branch is put on top
@@ -406,6 +582,42 @@ impl Endpoint {
         flow: Flow,
         mut req: Request,
     ) -> Result<TxId, crate::transaction::TxError> {
+        self.complete_request(&flow, &mut req);
+        let id = self.tx.send_request(now, flow, req)?;
+        self.pending.insert(id, Pending::User);
+        self.pump_at(now);
+        Ok(id)
+    }
+
+    /// Like [`Endpoint::send_request`], under an id the caller chose with [`TxId::user`]
+    /// (call control in another task names its requests before they are sent).
+    pub fn send_request_as(
+        &mut self,
+        now: Instant,
+        flow: Flow,
+        mut req: Request,
+        id: TxId,
+    ) -> Result<TxId, crate::transaction::TxError> {
+        self.complete_request(&flow, &mut req);
+        let id = self.tx.send_request_as(now, flow, req, id)?;
+        self.pending.insert(id, Pending::User);
+        self.pump_at(now);
+        Ok(id)
+    }
+
+    /// Send a request outside any transaction: the ACK for a 2xx (RFC 3261 §13.2.2.4), which
+    /// the dialog layer sends and re-sends for every retransmitted 2xx. Gets a fresh Via.
+    pub fn send_stateless_request(&mut self, now: Instant, flow: Flow, mut req: Request) {
+        self.complete_request(&flow, &mut req);
+        self.transmits.push_back(Transmit {
+            flow,
+            payload: req.to_bytes(),
+        });
+        self.pump_at(now);
+    }
+
+    /// Top Via with a fresh branch; Max-Forwards, Call-ID, CSeq, User-Agent when missing.
+    fn complete_request(&mut self, flow: &Flow, req: &mut Request) {
         let branch = self.new_branch();
         let via = format!(
             "SIP/2.0/{} {};branch={};rport",
@@ -434,10 +646,6 @@ impl Endpoint {
         if req.headers.get("User-Agent").is_none() {
             req.headers.push("User-Agent", self.cfg.server_name.clone());
         }
-        let id = self.tx.send_request(now, flow, req)?;
-        self.pending.insert(id, Pending::User);
-        self.pump_at(now);
-        Ok(id)
     }
 
     /// Begin a graceful shutdown: every request still waiting for an answer gets
@@ -456,7 +664,7 @@ impl Endpoint {
     pub fn cancel(&mut self, now: Instant, invite: TxId) -> Option<TxId> {
         let (flow, req) = self.tx.build_cancel(invite)?;
         let id = self.tx.send_request(now, flow, req).ok()?;
-        self.pending.insert(id, Pending::User);
+        self.pending.insert(id, Pending::Internal);
         self.pump_at(now);
         Some(id)
     }
@@ -484,6 +692,7 @@ impl Endpoint {
             }
             TxOutput::Request(tx, req) => self.dispatch(now, tx, req),
             TxOutput::AckFor2xx(request, flow) => {
+                self.acked(&request);
                 self.events.push_back(SipEvent::Ack { request, flow })
             }
             TxOutput::Response(tx, response) => match self.pending.get(&tx) {
@@ -493,7 +702,7 @@ impl Endpoint {
                 }
                 Some(Pending::Qualify { .. }) => {}
                 Some(Pending::User) => self.events.push_back(SipEvent::Response { tx, response }),
-                None => {}
+                Some(Pending::Internal) | None => {}
             },
             TxOutput::Timeout(tx) => match self.pending.get(&tx) {
                 Some(Pending::Qualify { aor, key }) => {
@@ -503,7 +712,7 @@ impl Endpoint {
                         .remove(&aor, &key, RemovalReason::Unreachable);
                 }
                 Some(Pending::User) => self.events.push_back(SipEvent::Timeout { tx }),
-                None => {}
+                Some(Pending::Internal) | None => {}
             },
             TxOutput::Terminated(tx) => {
                 self.pending.remove(&tx);
@@ -652,6 +861,16 @@ impl Endpoint {
     /// Copy the headers a response needs from the request (RFC 3261 §8.2.6.2), with
     /// received/rport added to the top Via (RFC 3581).
     fn stateless_response(&mut self, req_headers: &Headers, flow: &Flow, status: u16) -> Response {
+        self.stateless_response_tagged(req_headers, flow, status, None)
+    }
+
+    fn stateless_response_tagged(
+        &mut self,
+        req_headers: &Headers,
+        flow: &Flow,
+        status: u16,
+        to_tag: Option<&str>,
+    ) -> Response {
         let mut resp = Response::new(status);
         let mut first = true;
         for via in req_headers.get_list("Via") {
@@ -671,9 +890,14 @@ impl Endpoint {
             if let Some(to) = resp.headers.0.iter_mut().find(|h| h.name == "To") {
                 let has_tag = NameAddr::parse(&to.value).is_ok_and(|n| n.tag().is_some());
                 if !has_tag {
-                    let mut b = [0u8; 6];
-                    self.rng.fill_bytes(&mut b);
-                    let tag: String = b.iter().map(|x| format!("{x:02x}")).collect();
+                    let tag = match to_tag {
+                        Some(t) => t.to_owned(),
+                        None => {
+                            let mut b = [0u8; 6];
+                            self.rng.fill_bytes(&mut b);
+                            b.iter().map(|x| format!("{x:02x}")).collect()
+                        }
+                    };
                     to.value.push_str(";tag=");
                     to.value.push_str(&tag);
                 }
@@ -683,8 +907,14 @@ impl Endpoint {
         resp
     }
 
-    fn response_to(&mut self, req: &Request, flow: &Flow, status: u16) -> Response {
-        self.stateless_response(&req.headers, flow, status)
+    fn response_to(
+        &mut self,
+        req: &Request,
+        flow: &Flow,
+        status: u16,
+        to_tag: Option<&str>,
+    ) -> Response {
+        self.stateless_response_tagged(&req.headers, flow, status, to_tag)
     }
 
     fn stamp_via(&self, via: &str, flow: &Flow) -> String {
@@ -810,14 +1040,22 @@ impl Endpoint {
             ),
             Method::Cancel => self.handle_cancel(now, tx, &req),
             _ => {
+                let mut caller = Caller::Anonymous;
                 if req.method == Method::Invite {
                     // Stop INVITE retransmissions at once.
                     let _ = self.respond(now, tx, 100, Headers::default(), Bytes::new());
+                    if !has_to_tag(&req) {
+                        match self.identify_caller(now, tx, &req, flow) {
+                            Some(c) => caller = c,
+                            None => return, // challenged or refused
+                        }
+                    }
                 }
                 self.events.push_back(SipEvent::Request {
                     tx,
                     request: req,
                     flow,
+                    caller,
                 });
             }
         }
@@ -838,7 +1076,14 @@ impl Endpoint {
         }
     }
 
-    fn challenge(&mut self, now: Instant, tx: TxId, user: Option<&str>, stale: bool) {
+    fn challenge(
+        &mut self,
+        now: Instant,
+        tx: TxId,
+        user: Option<&str>,
+        stale: bool,
+        kind: AuthKind,
+    ) {
         let algorithms = user
             .and_then(|u| self.users.get(u))
             .and_then(|a| a.algorithms.clone())
@@ -848,52 +1093,49 @@ impl Endpoint {
             .auth
             .challenges(now, &self.cfg.realm, &algorithms, stale)
         {
-            h.push("WWW-Authenticate", c);
+            h.push(kind.challenge_header(), c);
         }
-        let _ = self.respond(now, tx, 401, h, Bytes::new());
+        let _ = self.respond(now, tx, kind.status(), h, Bytes::new());
     }
 
-    fn forbid_and_maybe_ban(&mut self, now: Instant, tx: TxId, ip: IpAddr, status: u16) {
+    fn forbid_and_maybe_ban(
+        &mut self,
+        now: Instant,
+        tx: TxId,
+        ip: IpAddr,
+        status: u16,
+        kind: AuthKind,
+    ) {
         if self.auth_failed(now, ip) {
             let _ = self.respond(now, tx, 403, Headers::default(), Bytes::new());
-        } else if status == 401 {
-            self.challenge(now, tx, None, false);
+        } else if status == kind.status() {
+            self.challenge(now, tx, None, false, kind);
         } else {
             let _ = self.respond(now, tx, status, Headers::default(), Bytes::new());
         }
     }
 
-    fn handle_register(&mut self, now: Instant, tx: TxId, req: &Request, flow: Flow) {
-        let ip = flow.remote.ip();
-        // validate() has checked To parses.
-        let Some(to) = req.headers.get("To").and_then(|t| NameAddr::parse(t).ok()) else {
-            return self.plain(now, tx, 400);
-        };
-        if !to.uri.is_sip() {
-            return self.plain(now, tx, 404);
-        }
-        if !self.cfg.domains.is_empty() {
-            let host = to.uri.host.to_string();
-            if !self
-                .cfg
-                .domains
-                .iter()
-                .any(|d| d.eq_ignore_ascii_case(&host))
-            {
-                return self.plain(now, tx, 404);
-            }
-        }
-        let Some(aor) = to.uri.user_unescaped() else {
-            return self.plain(now, tx, 404);
-        };
+    /// Check the digest credentials of `req` for our realm. Returns the account on success;
+    /// otherwise the request has been answered (challenge, stale challenge, or a failure that
+    /// counts towards a ban) and `None` comes back.
+    fn authenticate(
+        &mut self,
+        now: Instant,
+        tx: TxId,
+        req: &Request,
+        ip: IpAddr,
+        kind: AuthKind,
+        user_hint: Option<&str>,
+    ) -> Option<(String, Option<UserAccount>)> {
         // Credentials for our realm; other schemes and realms are ignored (RFC 4475 §3.3.7).
         let creds = req
             .headers
-            .get_all("Authorization")
+            .get_all(kind.credentials_header())
             .filter_map(|v| digest::parse_credentials(v).ok())
             .find(|c| c.realm == self.cfg.realm);
         let Some(creds) = creds else {
-            return self.challenge(now, tx, Some(&aor), false);
+            self.challenge(now, tx, user_hint, false, kind);
+            return None;
         };
         let account = self.users.get(&creds.username).cloned();
         let allowed = account
@@ -923,16 +1165,81 @@ impl Endpoint {
             }
         };
         match verdict {
-            Verdict::Ok => {}
-            Verdict::Stale => return self.challenge(now, tx, Some(&creds.username), true),
+            Verdict::Ok => Some((creds.username, account)),
+            Verdict::Stale => {
+                self.challenge(now, tx, Some(&creds.username), true, kind);
+                None
+            }
             Verdict::Failed(reason) => {
                 debug!(source = %ip, ?reason, "authentication failed");
-                return self.forbid_and_maybe_ban(now, tx, ip, 401);
+                self.forbid_and_maybe_ban(now, tx, ip, kind.status(), kind);
+                None
             }
         }
-        if creds.username != aor {
+    }
+
+    /// Who is placing this out-of-dialog INVITE: a trunk by source address, else an account
+    /// that answers a 407 challenge. `None` when the request has been answered instead.
+    fn identify_caller(
+        &mut self,
+        now: Instant,
+        tx: TxId,
+        req: &Request,
+        flow: Flow,
+    ) -> Option<Caller> {
+        let ip = flow.remote.ip();
+        if let Some(t) = self
+            .cfg
+            .calls
+            .trunks
+            .iter()
+            .find(|t| t.addresses.contains(&ip))
+        {
+            return Some(Caller::Trunk(t.name.clone()));
+        }
+        if !self.cfg.calls.challenge {
+            return Some(Caller::Anonymous);
+        }
+        let from_user = req
+            .headers
+            .get("From")
+            .and_then(|f| NameAddr::parse(f).ok())
+            .and_then(|f| f.uri.user_unescaped());
+        self.authenticate(now, tx, req, ip, AuthKind::Call, from_user.as_deref())
+            .map(|(user, _)| Caller::User(user))
+    }
+
+    fn handle_register(&mut self, now: Instant, tx: TxId, req: &Request, flow: Flow) {
+        let ip = flow.remote.ip();
+        // validate() has checked To parses.
+        let Some(to) = req.headers.get("To").and_then(|t| NameAddr::parse(t).ok()) else {
+            return self.plain(now, tx, 400);
+        };
+        if !to.uri.is_sip() {
+            return self.plain(now, tx, 404);
+        }
+        if !self.cfg.domains.is_empty() {
+            let host = to.uri.host.to_string();
+            if !self
+                .cfg
+                .domains
+                .iter()
+                .any(|d| d.eq_ignore_ascii_case(&host))
+            {
+                return self.plain(now, tx, 404);
+            }
+        }
+        let Some(aor) = to.uri.user_unescaped() else {
+            return self.plain(now, tx, 404);
+        };
+        let Some((username, account)) =
+            self.authenticate(now, tx, req, ip, AuthKind::Register, Some(&aor))
+        else {
+            return;
+        };
+        if username != aor {
             // Valid credentials, but for another account.
-            return self.forbid_and_maybe_ban(now, tx, ip, 403);
+            return self.forbid_and_maybe_ban(now, tx, ip, 403, AuthKind::Register);
         }
         let call_id = req.headers.get("Call-ID").unwrap_or_default();
         let cseq = req
@@ -960,7 +1267,7 @@ impl Endpoint {
                 let _ = self.respond(now, tx, 200, h, Bytes::new());
             }
             Err(RegisterError::Bad(reason)) => {
-                let mut resp = self.response_to(req, &flow, 400);
+                let mut resp = self.response_to(req, &flow, 400, None);
                 resp.reason = reason.to_owned();
                 let _ = self.tx.respond(now, tx, &resp);
             }
@@ -970,7 +1277,7 @@ impl Endpoint {
                 let _ = self.respond(now, tx, 423, h, Bytes::new());
             }
             Err(RegisterError::OutOfOrder) => {
-                let mut resp = self.response_to(req, &flow, 500);
+                let mut resp = self.response_to(req, &flow, 500, None);
                 resp.reason = "Out Of Order CSeq".to_owned();
                 let _ = self.tx.respond(now, tx, &resp);
             }
@@ -1041,6 +1348,14 @@ fn unsupported_requires(req: &Request) -> Option<String> {
         })
         .collect();
     (!bad.is_empty()).then(|| bad.join(", "))
+}
+
+/// True when the request's To carries a tag (an in-dialog request).
+fn has_to_tag(req: &Request) -> bool {
+    req.headers
+        .get("To")
+        .and_then(|t| NameAddr::parse(t).ok())
+        .is_some_and(|t| t.tag().is_some())
 }
 
 /// False when an Accept header is present and excludes application/sdp.

@@ -12,8 +12,10 @@
 //! - [`transaction`]: the four RFC 3261 §17 state machines, timers A–K (+ L, M of RFC 6026).
 //! - [`digest`]: server-side digest authentication (RFC 7616, RFC 8760; MD5 and SHA-256).
 //! - [`registrar`]: bindings (RFC 3261 §10.3) with expiry, ordering, limits and qualify.
+//! - [`dialog`]: dialog state (RFC 3261 §12) and the in-dialog requests built from it.
 //! - [`endpoint`]: ties them together, answers REGISTER and OPTIONS, and protects itself from
-//!   strangers; everything else goes up as [`endpoint::SipEvent`].
+//!   strangers; authenticates callers (407) or recognises trunks; retransmits 2xx answers to
+//!   INVITE until their ACK; everything else goes up as [`endpoint::SipEvent`].
 //!
 //! # Driving an [`Endpoint`]
 //!
@@ -35,6 +37,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod dialog;
 pub mod digest;
 pub mod endpoint;
 pub mod header;
@@ -44,7 +47,8 @@ pub mod registrar;
 pub mod transaction;
 pub mod uri;
 
-pub use endpoint::{Endpoint, EndpointConfig, SipEvent, UserAccount};
+pub use dialog::Dialog;
+pub use endpoint::{Caller, Endpoint, EndpointConfig, SipEvent, UserAccount};
 
 use std::net::SocketAddr;
 

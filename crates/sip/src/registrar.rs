@@ -122,6 +122,14 @@ pub enum BindingChange {
         /// Contact URI.
         contact: String,
     },
+    /// A contact was refreshed from another flow (the phone's NAT mapping or connection
+    /// changed) or rewrote its URI: requests to it now go elsewhere.
+    Updated {
+        /// Address-of-record.
+        aor: String,
+        /// Contact URI.
+        contact: String,
+    },
     /// A contact was removed.
     Removed {
         /// Address-of-record.
@@ -363,6 +371,12 @@ impl Registrar {
             match pos {
                 Some(i) => {
                     let b = &mut list[i];
+                    if b.flow != req.flow || b.uri_text != u.addr.uri_text {
+                        self.changes.push(BindingChange::Updated {
+                            aor: req.aor.to_owned(),
+                            contact: u.addr.uri_text.clone(),
+                        });
+                    }
                     b.expires_at = expires_at;
                     b.call_id = req.call_id.to_owned();
                     b.cseq = req.cseq;

@@ -73,8 +73,27 @@ pub enum TxTimer {
 const TIMER_COUNT: usize = 12;
 
 /// Identifies one transaction for the layer above.
+///
+/// The layer numbers its own transactions from 1 upwards. Ids with the top bit set
+/// ([`TxId::user`]) are chosen by the transaction user for the client transactions it starts
+/// ([`Transactions::send_request_as`]), so a user running in another task knows the id of a
+/// request before the layer has seen it and can match the responses without a round trip.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TxId(pub u64);
+
+impl TxId {
+    const USER_BIT: u64 = 1 << 63;
+
+    /// The `n`th id of the transaction user's own space.
+    pub const fn user(n: u64) -> TxId {
+        TxId(n | Self::USER_BIT)
+    }
+
+    /// True for ids from the transaction user's space.
+    pub const fn is_user(self) -> bool {
+        self.0 & Self::USER_BIT != 0
+    }
+}
 
 /// Which of the four machines a transaction is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,6 +153,8 @@ pub enum TxError {
     AlreadyFinal,
     /// The request has no usable Via/CSeq.
     BadRequest,
+    /// A caller-chosen id is not from the user space or names a live transaction.
+    IdInUse,
 }
 
 #[derive(Debug)]
@@ -469,6 +490,32 @@ impl Transactions {
         flow: Flow,
         req: Request,
     ) -> Result<TxId, TxError> {
+        let id = self.alloc_id();
+        self.start_client(now, flow, req, id)
+    }
+
+    /// Like [`Transactions::send_request`], under an id the caller chose with [`TxId::user`].
+    /// Fails with [`TxError::IdInUse`] when that id names a live transaction.
+    pub fn send_request_as(
+        &mut self,
+        now: Instant,
+        flow: Flow,
+        req: Request,
+        id: TxId,
+    ) -> Result<TxId, TxError> {
+        if !id.is_user() || self.txs.contains_key(&id) {
+            return Err(TxError::IdInUse);
+        }
+        self.start_client(now, flow, req, id)
+    }
+
+    fn start_client(
+        &mut self,
+        now: Instant,
+        flow: Flow,
+        req: Request,
+        id: TxId,
+    ) -> Result<TxId, TxError> {
         let cfg = self.timers_cfg;
         let top = req
             .headers
@@ -478,7 +525,6 @@ impl Transactions {
         let via = Via::parse(top).map_err(|_| TxError::BadRequest)?;
         let branch = via.branch().ok_or(TxError::BadRequest)?.to_owned();
         let key = client_key(&branch, req.method.as_str());
-        let id = self.alloc_id();
         let kind = if req.method == Method::Invite {
             TxKind::ClientInvite
         } else {

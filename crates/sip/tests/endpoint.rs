@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use md5::{Digest as _, Md5};
 use sha2::Sha256;
 use sip::digest::{Algorithm, UserSecret};
-use sip::endpoint::{AuthConfig, RateLimit, SecurityConfig, SipEvent};
+use sip::endpoint::{
+    AuthConfig, CallAuthConfig, Caller, RateLimit, SecurityConfig, SipEvent, Trunk,
+};
 use sip::header::{NameAddr, Via};
 use sip::message::{Headers, Message, Response};
 use sip::parse::parse_message;
@@ -44,9 +46,19 @@ fn config() -> EndpointConfig {
             max_auth_failures: 3,
             ..Default::default()
         },
+        calls: CallAuthConfig {
+            trunks: vec![Trunk {
+                name: "carrier".into(),
+                addresses: vec![CARRIER.parse().unwrap()],
+            }],
+            challenge: true,
+        },
         ..Default::default()
     }
 }
+
+/// The trunk's source address; the INVITE tests below call from it unless they test auth.
+const CARRIER: &str = "10.0.0.5";
 
 fn udp(remote: &str) -> Flow {
     Flow {
@@ -127,6 +139,18 @@ fn h(alg: Algorithm, s: &str) -> String {
 
 /// A phone's digest answer to a WWW-Authenticate challenge (RFC 7616 §3.4.1, qop=auth).
 fn answer_challenge(challenge: &str, user: &str, password: &str, nc: u32) -> String {
+    answer_challenge_for(challenge, user, password, nc, "REGISTER", "sip:switchboard")
+}
+
+/// The same for any method and request URI (a 407 to an INVITE).
+fn answer_challenge_for(
+    challenge: &str,
+    user: &str,
+    password: &str,
+    nc: u32,
+    method: &str,
+    uri: &str,
+) -> String {
     let param = |name: &str| -> Option<String> {
         let i = challenge.find(&format!("{name}="))?;
         let rest = &challenge[i + name.len() + 1..];
@@ -139,11 +163,10 @@ fn answer_challenge(challenge: &str, user: &str, password: &str, nc: u32) -> Str
     let realm = param("realm").unwrap();
     let nonce = param("nonce").unwrap();
     let alg: Algorithm = param("algorithm").unwrap_or("MD5".into()).parse().unwrap();
-    let uri = "sip:switchboard";
     let cnonce = "0a4f113b";
     let nc = format!("{nc:08x}");
     let ha1 = h(alg, &format!("{user}:{realm}:{password}"));
-    let ha2 = h(alg, &format!("REGISTER:{uri}"));
+    let ha2 = h(alg, &format!("{method}:{uri}"));
     let resp = h(alg, &format!("{ha1}:{nonce}:{nc}:{cnonce}:auth:{ha2}"));
     format!(
         "Digest username=\"{user}\", realm=\"{realm}\", nonce=\"{nonce}\", uri=\"{uri}\", \
@@ -744,4 +767,187 @@ fn oversize_and_garbage_are_dropped_and_counted() {
     assert_eq!(s.dropped_oversize, 1);
     assert_eq!(s.dropped_malformed, 1);
     assert_eq!(s.dropped_stray_responses, 1);
+}
+
+fn invite_from(branch: &str, user: &str, auth: Option<&str>) -> String {
+    let auth = auth.map_or(String::new(), |a| format!("Proxy-Authorization: {a}\r\n"));
+    format!(
+        "INVITE sip:600@switchboard SIP/2.0\r\nVia: SIP/2.0/UDP 203.0.113.7:5062;branch={branch}\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:{user}@switchboard>;tag=c1\r\nTo: <sip:600@switchboard>\r\n\
+         Call-ID: call-{branch}\r\nCSeq: 1 INVITE\r\nContact: <sip:{user}@203.0.113.7:5062>\r\n\
+         {auth}Content-Length: 0\r\n\r\n"
+    )
+}
+
+#[test]
+fn invites_are_challenged_with_407_and_carry_the_caller_once_authenticated() {
+    let t0 = Instant::now();
+    let mut ep = Endpoint::new(config(), users(None), t0);
+    let phone = udp(PHONE);
+    let r = exchange(
+        &mut ep,
+        t0,
+        phone,
+        invite_from("z9hG4bKa1", "1006", None).as_bytes(),
+    );
+    let statuses: Vec<u16> = r.iter().map(|x| x.1.status).collect();
+    assert_eq!(statuses, vec![100, 407]);
+    assert!(
+        events(&mut ep).is_empty(),
+        "nothing reaches call control unauthenticated"
+    );
+    let ch = r[1].1.headers.get("Proxy-Authenticate").unwrap().to_owned();
+    assert!(r[1].1.headers.get("WWW-Authenticate").is_none());
+    let auth = answer_challenge_for(&ch, "1006", "demo1006", 1, "INVITE", "sip:600@switchboard");
+    let r = exchange(
+        &mut ep,
+        t0,
+        phone,
+        invite_from("z9hG4bKa2", "1006", Some(&auth)).as_bytes(),
+    );
+    assert_eq!(r.iter().map(|x| x.1.status).collect::<Vec<_>>(), vec![100]);
+    match events(&mut ep).as_slice() {
+        [SipEvent::Request { caller, .. }] => assert_eq!(*caller, Caller::User("1006".into())),
+        other => panic!("{other:?}"),
+    }
+    // A wrong password is refused like any failed authentication.
+    let bad = answer_challenge_for(&ch, "1006", "guess", 2, "INVITE", "sip:600@switchboard");
+    let r = exchange(
+        &mut ep,
+        t0,
+        phone,
+        invite_from("z9hG4bKa3", "1006", Some(&bad)).as_bytes(),
+    );
+    assert_eq!(r.last().unwrap().1.status, 407);
+    assert!(events(&mut ep).is_empty());
+}
+
+#[test]
+fn trunk_invites_are_recognised_by_source_address_not_challenged() {
+    let t0 = Instant::now();
+    let mut ep = Endpoint::new(config(), users(None), t0);
+    let carrier = udp("10.0.0.5:5060");
+    let r = exchange(&mut ep, t0, carrier, invite("z9hG4bKt1").as_bytes());
+    assert_eq!(r.iter().map(|x| x.1.status).collect::<Vec<_>>(), vec![100]);
+    match events(&mut ep).as_slice() {
+        [SipEvent::Request { caller, .. }] => assert_eq!(*caller, Caller::Trunk("carrier".into())),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_2xx_to_invite_is_retransmitted_until_the_ack_and_reported_when_none_comes() {
+    let t0 = Instant::now();
+    let mut ep = Endpoint::new(config(), users(None), t0);
+    let carrier = udp("10.0.0.5:5060");
+    for (branch, ack) in [("z9hG4bKr1", true), ("z9hG4bKr2", false)] {
+        exchange(&mut ep, t0, carrier, invite(branch).as_bytes());
+        let tx = match events(&mut ep).as_slice() {
+            [SipEvent::Request { tx, .. }] => *tx,
+            other => panic!("{other:?}"),
+        };
+        ep.respond_tagged(
+            t0,
+            tx,
+            200,
+            Some("srv-tag"),
+            Headers::default(),
+            bytes::Bytes::new(),
+        )
+        .unwrap();
+        let first: Vec<Response> = std::iter::from_fn(|| ep.poll_transmit())
+            .filter_map(|t| match parse_message(&t.payload, 65_535) {
+                Ok(Message::Response(r)) => Some(r),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(first.len(), 1);
+        assert!(first[0]
+            .headers
+            .get("To")
+            .unwrap()
+            .ends_with(";tag=srv-tag"));
+        // Retransmissions at T1, then doubling, capped at T2 (0.5, 1.5, 3.5, 7.5, 11.5 …).
+        let mut sent = Vec::new();
+        let mut acked_at = None;
+        let mut ms = 0u64;
+        while ms <= 40_000 {
+            let now = t0 + Duration::from_millis(ms);
+            if ack && ms == 4_000 {
+                let a = invite(branch)
+                    .replace("INVITE sip", "ACK sip")
+                    .replace("1 INVITE", "1 ACK")
+                    .replace(
+                        "To: <sip:600@switchboard>",
+                        "To: <sip:600@switchboard>;tag=srv-tag",
+                    )
+                    .replace(branch, &format!("{branch}ack"))
+                    .replace(&format!("call-{branch}ack"), &format!("call-{branch}"));
+                ep.handle_message(now, carrier, a.as_bytes());
+                acked_at = Some(ms);
+            }
+            if ep.poll_timeout().is_some_and(|t| t <= now) {
+                ep.handle_timeout(now);
+            }
+            while ep.poll_transmit().is_some() {
+                sent.push(ms);
+            }
+            ms += 100;
+        }
+        let evs = events(&mut ep);
+        if ack {
+            assert_eq!(
+                sent,
+                vec![500, 1500, 3500],
+                "stops at the ACK ({acked_at:?})"
+            );
+            assert!(matches!(evs.as_slice(), [SipEvent::Ack { .. }]), "{evs:?}");
+        } else {
+            assert_eq!(&sent[..5], &[500, 1500, 3500, 7500, 11500]);
+            assert!(sent.iter().all(|&m| m < 32_000));
+            assert_eq!(evs, vec![SipEvent::AckTimeout { tx }]);
+        }
+    }
+}
+
+#[test]
+fn stateless_requests_get_a_via_and_requests_can_be_sent_under_a_chosen_id() {
+    use sip::message::{Method, Request};
+    use sip::transaction::TxId;
+    let t0 = Instant::now();
+    let mut ep = Endpoint::new(config(), users(None), t0);
+    let mut req = Request {
+        method: Method::Ack,
+        uri: "sip:1001@203.0.113.7:5062".into(),
+        headers: Headers::default(),
+        body: bytes::Bytes::new(),
+    };
+    req.headers.push("From", "<sip:600@switchboard>;tag=a");
+    req.headers.push("To", "<sip:1001@switchboard>;tag=b");
+    req.headers.push("Call-ID", "x1");
+    req.headers.push("CSeq", "3 ACK");
+    ep.send_stateless_request(t0, udp(PHONE), req.clone());
+    let t = ep.poll_transmit().unwrap();
+    let Ok(Message::Request(ack)) = parse_message(&t.payload, 65_535) else {
+        panic!()
+    };
+    assert!(Via::parse(ack.headers.get("Via").unwrap())
+        .unwrap()
+        .is_rfc3261());
+    assert_eq!(ack.headers.get("CSeq"), Some("3 ACK"));
+    assert!(ep.poll_timeout().is_none(), "no transaction, no timer");
+
+    req.method = Method::Bye;
+    req.headers.remove("CSeq");
+    req.headers.push("CSeq", "4 BYE");
+    let id = TxId::user(7);
+    assert_eq!(ep.send_request_as(t0, udp(PHONE), req.clone(), id), Ok(id));
+    assert!(
+        ep.send_request_as(t0, udp(PHONE), req.clone(), id).is_err(),
+        "in use"
+    );
+    assert!(
+        ep.send_request_as(t0, udp(PHONE), req, TxId(7)).is_err(),
+        "not a user id"
+    );
 }

@@ -2,10 +2,12 @@
 //!
 //! `switchboard serve --config DIR` runs the SIP registrar on the files in DIR
 //! (`switchboard.toml`, `users.toml`). Bind addresses can be moved with `--sip-bind` or the
-//! `SWITCHBOARD_SIP_BIND` environment variable.
+//! `SWITCHBOARD_SIP_BIND` environment variable. `switchboard check` validates a config
+//! directory; `switchboard simulate` is the what-if tool for workforce planners.
 
 mod config;
 mod serve;
+mod simulate;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -29,6 +31,8 @@ enum Command {
         #[arg(long, default_value = "config", env = "SWITCHBOARD_CONFIG")]
         config: PathBuf,
     },
+    /// What-if simulation of a queue in virtual time, beside the Erlang C prediction.
+    Simulate(simulate::SimulateArgs),
 }
 
 /// Options of `switchboard serve`.
@@ -49,6 +53,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve::run(args),
+        Command::Simulate(args) => match simulate::run(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("switchboard simulate: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Check { config } => match config::load(&config, None) {
             Ok(c) => {
                 println!(
