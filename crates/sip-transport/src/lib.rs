@@ -24,10 +24,13 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use dashmap::DashMap;
 use sip::endpoint::{Stats, UserAccount};
+use sip::registrar::{Binding, BindingChange};
 use sip::message::{Headers, Request};
 use sip::parse::{Framed, StreamFramer};
 use sip::transaction::{TxError, TxId};
@@ -87,6 +90,10 @@ pub enum TransportError {
     },
 }
 
+/// Where each address-of-record can be reached: the registrar's bindings, published by the
+/// SIP task whenever they change, read by call control without a round trip.
+pub type Locations = Arc<DashMap<String, Vec<Binding>>>;
+
 /// Commands from call control to the SIP task.
 #[derive(Debug)]
 pub enum SipCommand {
@@ -96,10 +103,30 @@ pub enum SipCommand {
         tx: TxId,
         /// Status code.
         status: u16,
+        /// The To tag (the local tag of the dialog an INVITE answer creates); `None` lets the
+        /// endpoint pick one.
+        to_tag: Option<String>,
         /// Extra headers.
         headers: Headers,
         /// Body.
         body: Bytes,
+    },
+    /// Send a request in a new client transaction under an id chosen by the caller
+    /// ([`TxId::user`]). If it cannot be sent, a [`SipEvent::Timeout`] for that id follows.
+    Send {
+        /// The caller's id for the transaction.
+        id: TxId,
+        /// Where to.
+        flow: Flow,
+        /// The request.
+        request: Request,
+    },
+    /// Send a request outside any transaction (the ACK for a 2xx).
+    SendStateless {
+        /// Where to.
+        flow: Flow,
+        /// The request.
+        request: Request,
     },
     /// Send a request in a new client transaction.
     SendRequest {
@@ -143,12 +170,20 @@ pub struct SipHandle {
     pub udp_addr: Option<SocketAddr>,
     /// The bound TCP address.
     pub tcp_addr: Option<SocketAddr>,
+    /// The registrar's bindings, kept current by the SIP task.
+    pub locations: Locations,
 }
 
 impl SipHandle {
     /// Send a command (waits if the queue is full).
     pub async fn command(&self, cmd: SipCommand) -> bool {
         self.commands.send(cmd).await.is_ok()
+    }
+
+    /// The command queue itself, for a caller that must never wait on it (it reserves a slot
+    /// inside its own `select!` while it keeps reading events).
+    pub fn commands(&self) -> &mpsc::Sender<SipCommand> {
+        &self.commands
     }
 
     /// Ask for a graceful shutdown.
@@ -227,12 +262,15 @@ pub async fn start(
     info!(udp = ?udp_addr, tcp = ?tcp_addr, udp_recv_buffer = ?granted, "SIP listening");
     let (cmd_tx, cmd_rx) = mpsc::channel(4096);
     let (sd_tx, sd_rx) = mpsc::channel(1);
+    let locations: Locations = Arc::new(DashMap::new());
     let driver = Driver {
+        locations: locations.clone(),
         endpoint,
         cfg,
         udp,
         udp_recv_buffer: granted,
         conns: HashMap::new(),
+        failed_sends: Vec::new(),
         next_conn: 1,
         events,
     };
@@ -243,17 +281,21 @@ pub async fn start(
             shutdown: sd_tx,
             udp_addr,
             tcp_addr,
+            locations,
         },
         task,
     ))
 }
 
 struct Driver {
+    locations: Locations,
     endpoint: Endpoint,
     cfg: TransportConfig,
     udp: Option<UdpSocket>,
     udp_recv_buffer: Option<usize>,
     conns: HashMap<ConnId, (SocketAddr, mpsc::Sender<Bytes>)>,
+    /// Caller-named requests that could not be sent: reported as timeouts.
+    failed_sends: Vec<TxId>,
     next_conn: u64,
     events: mpsc::Sender<SipEvent>,
 }
@@ -370,12 +412,25 @@ impl Driver {
             SipCommand::Respond {
                 tx,
                 status,
+                to_tag,
                 headers,
                 body,
             } => {
-                if let Err(e) = self.endpoint.respond(now, tx, status, headers, body) {
+                if let Err(e) =
+                    self.endpoint
+                        .respond_tagged(now, tx, status, to_tag.as_deref(), headers, body)
+                {
                     debug!(tx = tx.0, ?e, "response not sent");
                 }
+            }
+            SipCommand::Send { id, flow, request } => {
+                if let Err(e) = self.endpoint.send_request_as(now, flow, request, id) {
+                    debug!(tx = id.0, ?e, "request not sent");
+                    self.failed_sends.push(id);
+                }
+            }
+            SipCommand::SendStateless { flow, request } => {
+                self.endpoint.send_stateless_request(now, flow, request);
             }
             SipCommand::SendRequest {
                 flow,
@@ -459,11 +514,34 @@ impl Driver {
     }
 
     async fn flush_events(&mut self) {
+        for tx in std::mem::take(&mut self.failed_sends) {
+            if self.events.send(SipEvent::Timeout { tx }).await.is_err() {
+                return;
+            }
+        }
         while let Some(ev) = self.endpoint.poll_event() {
+            if let SipEvent::Binding(change) = &ev {
+                self.publish_location(change);
+            }
             // Bounded channel: call control applies back-pressure here.
             if self.events.send(ev).await.is_err() {
                 break;
             }
+        }
+    }
+
+    /// Copy the bindings of the AOR a change is about into [`Locations`].
+    fn publish_location(&self, change: &BindingChange) {
+        let aor = match change {
+            BindingChange::Added { aor, .. }
+            | BindingChange::Updated { aor, .. }
+            | BindingChange::Removed { aor, .. } => aor,
+        };
+        let now = self.endpoint.registrar().lookup(aor).to_vec();
+        if now.is_empty() {
+            self.locations.remove(aor);
+        } else {
+            self.locations.insert(aor.clone(), now);
         }
     }
 }

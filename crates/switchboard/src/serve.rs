@@ -133,6 +133,7 @@ async fn call_control(handle: SipHandle, mut events: mpsc::Receiver<SipEvent>) {
                     .command(SipCommand::Respond {
                         tx,
                         status,
+                        to_tag: None,
                         headers: Headers::default(),
                         body: Bytes::new(),
                     })
