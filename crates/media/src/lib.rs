@@ -1,0 +1,39 @@
+//! The RTP media relay of Switchboard, and the SDP it negotiates with.
+//!
+//! Every call gets a [`relay::Session`]: an even/odd port pair (RTP/RTCP) per leg from the
+//! configured range, and one tokio task that owns those four sockets. The task latches each
+//! leg onto the address its phone really sends from (symmetric RTP, so NAT works and strangers
+//! cannot inject audio), forwards packets between the legs without parsing more than the RTP
+//! header, reports RFC 4733 DTMF and silent legs, and plays prompts and music-on-hold.
+//!
+//! # Driving it
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), media::relay::MediaError> {
+//! use media::relay::{Leg, MediaConfig, Relay, SessionCommand, SessionId};
+//! let (events_tx, mut events) = tokio::sync::mpsc::channel(1024);
+//! let relay = Relay::new(MediaConfig::default(), events_tx);
+//! let session = relay.open(SessionId(1))?;          // binds 2 × (RTP, RTCP)
+//! let caller_port = session.port(Leg::Caller);       // goes into the SDP answer
+//! session.command(SessionCommand::Bridge(true));     // after both Remote commands
+//! while let Some(ev) = events.recv().await { /* DTMF, timeouts, playback done */ }
+//! drop(session);                                     // ends the task, frees the ports
+//! # Ok(()) }
+//! ```
+//!
+//! - [`sdp`]: parsing, codec choice and answers (RFC 3264) for one G.711 audio stream.
+//! - [`rtp`]: header fields, telephone-event payloads, packets we originate.
+//! - [`prompt`]: WAV prompts (hound), tones, silence.
+//! - [`ports`]: the port pool.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod ports;
+pub mod prompt;
+pub mod relay;
+pub mod rtp;
+pub mod sdp;
+
+pub use relay::{
+    Leg, MediaConfig, MediaEvent, MediaEventKind, Relay, Session, SessionCommand, SessionId,
+};

@@ -1,0 +1,235 @@
+//! The relay over real loopback sockets: two "phones" (plain UDP sockets) and a stranger.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use media::relay::{Leg, MediaConfig, MediaEventKind, Relay, SessionCommand, SessionId};
+use media::rtp::{parse_header, Packetizer};
+use media::{prompt::Prompt, MediaEvent};
+use recorder::g711::Law;
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tokio::time::timeout;
+
+fn config(port_min: u16, timeout: Duration) -> MediaConfig {
+    MediaConfig {
+        bind: "127.0.0.1".parse().unwrap(),
+        advertise: "127.0.0.1".parse().unwrap(),
+        port_min,
+        port_max: port_min + 40,
+        timeout,
+        ..MediaConfig::default()
+    }
+}
+
+async fn phone() -> UdpSocket {
+    UdpSocket::bind("127.0.0.1:0").await.unwrap()
+}
+
+fn remote(leg: Leg, addr: SocketAddr, sends: bool) -> SessionCommand {
+    SessionCommand::Remote {
+        leg,
+        rtp: Some(addr),
+        law: Law::Mu,
+        pt: 0,
+        telephone_event: Some(101),
+        sends,
+    }
+}
+
+fn rtp(p: &mut Packetizer, pt: u8, payload: &[u8]) -> Vec<u8> {
+    let mut b = Vec::new();
+    p.packet(pt, payload, &mut b);
+    b
+}
+
+async fn recv(sock: &UdpSocket) -> Option<Vec<u8>> {
+    let mut buf = vec![0u8; 2048];
+    match timeout(Duration::from_millis(500), sock.recv_from(&mut buf)).await {
+        Ok(Ok((n, _))) => Some(buf[..n].to_vec()),
+        _ => None,
+    }
+}
+
+async fn next_event(
+    rx: &mut mpsc::Receiver<MediaEvent>,
+    within: Duration,
+) -> Option<MediaEventKind> {
+    timeout(within, rx.recv())
+        .await
+        .ok()
+        .flatten()
+        .map(|e| e.kind)
+}
+
+#[tokio::test]
+async fn bridged_legs_hear_each_other_and_strangers_are_shut_out() {
+    let (tx, mut events) = mpsc::channel(64);
+    let relay = Relay::new(config(31_000, Duration::from_secs(60)), tx);
+    let s = relay.open(SessionId(1)).unwrap();
+    let relay_caller: SocketAddr = format!("127.0.0.1:{}", s.port(Leg::Caller))
+        .parse()
+        .unwrap();
+    let relay_agent: SocketAddr = format!("127.0.0.1:{}", s.port(Leg::Agent)).parse().unwrap();
+    let (caller, agent, stranger) = (phone().await, phone().await, phone().await);
+    // The SDP addresses are private ones behind a NAT: latching must find the real ones.
+    s.command(remote(Leg::Caller, "10.9.9.9:4000".parse().unwrap(), true));
+    s.command(remote(Leg::Agent, "10.9.9.8:4000".parse().unwrap(), true));
+    s.command(SessionCommand::Bridge(true));
+
+    let mut pc = Packetizer::new(1, 0, 0);
+    let mut pa = Packetizer::new(2, 0, 0);
+    let from_caller = rtp(&mut pc, 0, &[0x11; 160]);
+    caller.send_to(&from_caller, relay_caller).await.unwrap();
+    // The agent's leg has not latched yet: the packet went to the SDP address, lost. The agent
+    // speaks; now it is latched and hears the caller.
+    let from_agent = rtp(&mut pa, 0, &[0x22; 160]);
+    agent.send_to(&from_agent, relay_agent).await.unwrap();
+    assert_eq!(
+        recv(&caller).await.unwrap(),
+        from_agent,
+        "caller hears the agent unchanged"
+    );
+    let again = rtp(&mut pc, 0, &[0x33; 160]);
+    caller.send_to(&again, relay_caller).await.unwrap();
+    assert_eq!(
+        recv(&agent).await.unwrap(),
+        again,
+        "agent hears the caller unchanged"
+    );
+
+    // A stranger sending to the caller's relay port is ignored: the agent hears nothing.
+    let forged = rtp(&mut Packetizer::new(9, 0, 0), 0, &[0x44; 160]);
+    stranger.send_to(&forged, relay_caller).await.unwrap();
+    assert!(recv(&agent).await.is_none());
+    assert_eq!(
+        relay
+            .stats()
+            .dropped_strangers
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    // Garbage that is not RTP is never forwarded either.
+    caller.send_to(b"hello", relay_caller).await.unwrap();
+    assert!(recv(&agent).await.is_none());
+
+    // DTMF '5' arrives as three packets of one event (start, end, end): reported once.
+    let mut pd = Packetizer::new(1, 100, 8000);
+    let mut ev = Vec::new();
+    pd.packet(101, &[5, 10, 0, 160], &mut ev);
+    caller.send_to(&ev, relay_caller).await.unwrap();
+    let mut end = ev.clone();
+    end[13] |= 0x80; // E bit
+    caller.send_to(&end, relay_caller).await.unwrap();
+    caller.send_to(&end, relay_caller).await.unwrap();
+    assert_eq!(
+        next_event(&mut events, Duration::from_secs(1)).await,
+        Some(MediaEventKind::Dtmf {
+            leg: Leg::Caller,
+            digit: '5'
+        })
+    );
+    assert_eq!(
+        next_event(&mut events, Duration::from_millis(300)).await,
+        None
+    );
+    // The event packets themselves pass through to the agent.
+    for _ in 0..3 {
+        let p = recv(&agent).await.unwrap();
+        assert_eq!(parse_header(&p).unwrap().payload_type, 101);
+    }
+
+    // Unbridged, nothing passes.
+    s.command(SessionCommand::Bridge(false));
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    caller
+        .send_to(&rtp(&mut pc, 0, &[0x55; 160]), relay_caller)
+        .await
+        .unwrap();
+    assert!(recv(&agent).await.is_none());
+
+    // Dropping the session frees both port pairs.
+    let free_before = relay.free_pairs();
+    drop(s);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(relay.free_pairs(), free_before + 2);
+}
+
+#[tokio::test]
+async fn prompts_play_in_20ms_packets_with_continuous_sequence_and_timestamps() {
+    let (tx, mut events) = mpsc::channel(64);
+    let relay = Relay::new(config(31_100, Duration::from_secs(60)), tx);
+    let s = relay.open(SessionId(2)).unwrap();
+    let caller = phone().await;
+    s.command(remote(Leg::Caller, caller.local_addr().unwrap(), true));
+    // 100 ms of tone then 60 ms of silence: 5 + 3 packets, then PlaybackDone.
+    let tone = Prompt::tone("beep", 1000.0, Duration::from_millis(100), 8000);
+    let pause = Prompt::silence(Duration::from_millis(60));
+    s.command(SessionCommand::Play {
+        leg: Leg::Caller,
+        prompts: vec![tone.clone(), pause],
+        then: None,
+    });
+    let mut got = Vec::new();
+    while let Some(p) = recv(&caller).await {
+        got.push(parse_header(&p).unwrap());
+        if got.len() == 8 {
+            break;
+        }
+    }
+    assert_eq!(got.len(), 8);
+    assert!(got[0].marker, "first packet of the talkspurt");
+    assert!(got[1..5].iter().all(|h| !h.marker));
+    assert!(got[5].marker, "a new prompt is a new talkspurt");
+    for w in got.windows(2) {
+        assert_eq!(w[1].seq, w[0].seq.wrapping_add(1));
+        assert_eq!(w[1].timestamp, w[0].timestamp.wrapping_add(160));
+        assert_eq!(w[1].ssrc, w[0].ssrc);
+    }
+    assert!(got
+        .iter()
+        .all(|h| h.payload_type == 0 && h.payload_len == 160));
+    assert_eq!(
+        next_event(&mut events, Duration::from_secs(1)).await,
+        Some(MediaEventKind::PlaybackDone { leg: Leg::Caller })
+    );
+    // Music on hold loops until stopped.
+    s.command(SessionCommand::Play {
+        leg: Leg::Caller,
+        prompts: vec![],
+        then: Some(tone),
+    });
+    let mut n = 0;
+    while recv(&caller).await.is_some() {
+        n += 1;
+        if n == 12 {
+            break;
+        }
+    }
+    assert_eq!(n, 12, "more packets than the prompt has: it loops");
+    s.command(SessionCommand::Stop(Leg::Caller));
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    while timeout(Duration::from_millis(1), caller.recv_from(&mut [0u8; 2048]))
+        .await
+        .is_ok()
+    {}
+    assert!(recv(&caller).await.is_none(), "stopped");
+}
+
+#[tokio::test]
+async fn a_silent_leg_is_reported_once_and_a_held_leg_is_not() {
+    let (tx, mut events) = mpsc::channel(64);
+    let relay = Relay::new(config(31_200, Duration::from_secs(1)), tx);
+    let s = relay.open(SessionId(3)).unwrap();
+    let (caller, agent) = (phone().await, phone().await);
+    s.command(remote(Leg::Caller, caller.local_addr().unwrap(), true));
+    s.command(remote(Leg::Agent, agent.local_addr().unwrap(), false)); // on hold: not sending
+    assert_eq!(
+        next_event(&mut events, Duration::from_secs(3)).await,
+        Some(MediaEventKind::Timeout { leg: Leg::Caller })
+    );
+    assert_eq!(
+        next_event(&mut events, Duration::from_millis(2500)).await,
+        None
+    );
+}
