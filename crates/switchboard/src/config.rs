@@ -72,6 +72,12 @@ struct ServerFile {
     security: SecuritySection,
     #[serde(default)]
     log: LogSection,
+    #[serde(default)]
+    media: crate::callcenter::MediaSection,
+    #[serde(default)]
+    calls: crate::callcenter::CallsSection,
+    #[serde(default)]
+    trunks: std::collections::BTreeMap<String, crate::callcenter::TrunkSection>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -235,10 +241,12 @@ pub(crate) struct Config {
     pub log_level: String,
     /// Accounts.
     pub users: HashMap<String, UserAccount>,
+    /// Queues, agents, trunks, media.
+    pub callcenter: crate::callcenter::CallCenter,
 }
 
 /// Find the line of `key` inside `[table]` (or at top level when `table` is empty).
-fn line_of(text: &str, table: &str, key: &str) -> Option<usize> {
+pub(crate) fn line_of(text: &str, table: &str, key: &str) -> Option<usize> {
     let mut current = String::new();
     for (i, raw) in text.lines().enumerate() {
         let line = raw.trim();
@@ -288,7 +296,7 @@ impl Report<'_> {
     }
 }
 
-fn toml_error(file: &Path, text: &str, e: toml::de::Error) -> ConfigError {
+pub(crate) fn toml_error(file: &Path, text: &str, e: toml::de::Error) -> ConfigError {
     let line = e
         .span()
         .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
@@ -571,9 +579,27 @@ pub(crate) fn load(dir: &Path, sip_bind: Option<&str>) -> Result<Config, ConfigE
         );
     }
     errors.extend(u.errors);
-    if !errors.is_empty() {
+    let user_names: std::collections::HashSet<String> = accounts.keys().cloned().collect();
+    let advertise_host = server
+        .sip
+        .advertise
+        .as_deref()
+        .map(|a| a.rsplit_once(':').map_or(a, |(h, _)| h));
+    let callcenter = crate::callcenter::build(
+        dir,
+        crate::callcenter::ServerTables {
+            media: server.media,
+            calls: server.calls,
+            trunks: server.trunks,
+        },
+        server_text,
+        &user_names,
+        advertise_host,
+        &mut errors,
+    );
+    let Some(callcenter) = callcenter.filter(|_| errors.is_empty()) else {
         return Err(ConfigErrors(errors));
-    }
+    };
     Ok(Config {
         sip_bind,
         udp: server.sip.udp,
@@ -611,6 +637,7 @@ pub(crate) fn load(dir: &Path, sip_bind: Option<&str>) -> Result<Config, ConfigE
         },
         log_level: server.log.level,
         users: accounts,
+        callcenter,
     })
 }
 

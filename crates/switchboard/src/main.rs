@@ -5,6 +5,7 @@
 //! `SWITCHBOARD_SIP_BIND` environment variable. `switchboard check` validates a config
 //! directory; `switchboard simulate` is the what-if tool for workforce planners.
 
+mod callcenter;
 mod config;
 mod serve;
 mod simulate;

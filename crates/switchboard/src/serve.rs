@@ -3,13 +3,12 @@
 use std::process::ExitCode;
 use std::time::Instant;
 
-use bytes::Bytes;
 use rand::RngCore;
-use sip::message::{Headers, Method};
-use sip::{Endpoint, EndpointConfig, SipEvent};
-use sip_transport::{SipCommand, SipHandle, TransportConfig};
+use sip::endpoint::CallAuthConfig;
+use sip::{Endpoint, EndpointConfig};
+use sip_transport::TransportConfig;
 use tokio::sync::mpsc;
-use tracing::{debug, error, info};
+use tracing::{error, info};
 
 use crate::config::{self, Config};
 use crate::ServeArgs;
@@ -73,6 +72,10 @@ fn endpoint_config(cfg: &Config) -> EndpointConfig {
         registrar: cfg.registrar.clone(),
         auth: cfg.auth.clone(),
         security: cfg.security.clone(),
+        calls: CallAuthConfig {
+            trunks: cfg.callcenter.trunks.clone(),
+            challenge: cfg.callcenter.challenge,
+        },
         max_message_size: cfg.max_message_size,
         force_rport: cfg.force_rport,
         secret,
@@ -105,45 +108,37 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         cfg.realm,
         cfg.users.len()
     );
-    info!(via = %ep_cfg.via_host, users = cfg.users.len(), "switchboard started");
-    let control = tokio::spawn(call_control(handle.clone(), events_rx));
+    let cc = &cfg.callcenter;
+    let pbx_cfg = pbx::PbxConfig {
+        contact_host: ep_cfg.via_host.clone(),
+        queues: cc.queues.clone(),
+        agents: cc.agents.clone(),
+        trunks: cc.trunk_rules.clone(),
+        extensions: cc.extensions,
+        extension_ring_timeout: cc.ring_timeout,
+        features: cc.features.clone(),
+        announcements: cc.announcements.clone(),
+        seed: rand::rng().next_u64(),
+    };
+    let pbx = pbx::service::start(pbx_cfg, cc.media.clone(), &handle, events_rx)?;
+    info!(
+        via = %ep_cfg.via_host,
+        users = cfg.users.len(),
+        queues = cc.queues.len(),
+        agents = cc.agents.len(),
+        rtp = %format!("{}:{}-{}", cc.media.advertise, cc.media.port_min, cc.media.port_max),
+        "switchboard started"
+    );
     shutdown_signal().await;
     info!("shutting down");
+    // Calls first (their BYEs go out through the SIP task), then the SIP task.
+    pbx.shutdown().await;
     handle.shutdown().await;
     let _ = task.await;
-    control.abort();
     if let Some(s) = handle.stats().await {
         info!(?s, "final counters");
     }
     Ok(())
-}
-
-/// Call control until the dial plan exists: nothing is routable yet, so requests outside
-/// the registrar get a clear final answer instead of silence.
-async fn call_control(handle: SipHandle, mut events: mpsc::Receiver<SipEvent>) {
-    while let Some(ev) = events.recv().await {
-        match ev {
-            SipEvent::Request { tx, request, .. } => {
-                let status = match request.method {
-                    Method::Invite => 404,
-                    _ => 481,
-                };
-                debug!(tx = tx.0, method = %request.method, status, "no route");
-                handle
-                    .command(SipCommand::Respond {
-                        tx,
-                        status,
-                        to_tag: None,
-                        headers: Headers::default(),
-                        body: Bytes::new(),
-                    })
-                    .await;
-            }
-            SipEvent::Binding(change) => debug!(?change, "binding changed"),
-            SipEvent::Banned { ip } => info!(source = %ip, "source banned"),
-            _ => {}
-        }
-    }
 }
 
 async fn shutdown_signal() {

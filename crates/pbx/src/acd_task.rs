@@ -1,0 +1,115 @@
+//! The ACD service: one task that owns the [`acd::Acd`] engine, applies call control's
+//! requests, fires the engine's timers and reports its events (architecture: `AcdCommand` in,
+//! `AcdEvent` out, over bounded channels).
+
+use std::time::{Duration, Instant};
+
+use acd::{Acd, AcdCommand, AcdError, AcdEvent, CallId, QueueLogEvent, Time};
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+/// A request to the ACD task.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AcdRequest {
+    /// A command for the engine.
+    Command(AcdCommand),
+    /// Ask for a waiting call's position and estimated wait (for an announcement).
+    Position(CallId),
+}
+
+/// What the ACD task reports.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AcdReport {
+    /// An engine event.
+    Event(AcdEvent),
+    /// Answer to [`AcdRequest::Position`]: 1-based place in line, if still waiting.
+    Position {
+        /// The call.
+        call: CallId,
+        /// Place in line (1 = next).
+        position: Option<usize>,
+        /// The engine's estimate for a caller at the back of this queue.
+        estimated_wait: Option<Duration>,
+    },
+    /// A command the engine refused.
+    Refused {
+        /// The command.
+        command: AcdCommand,
+        /// Why.
+        error: AcdError,
+    },
+}
+
+/// The engine's clock: microseconds since the task started.
+fn engine_time(epoch: Instant, now: Instant) -> Time {
+    Time::from(now.saturating_duration_since(epoch))
+}
+
+/// Run the ACD task until the request channel closes.
+pub async fn run(
+    mut acd: Acd,
+    epoch: Instant,
+    mut requests: mpsc::Receiver<AcdRequest>,
+    reports: mpsc::Sender<AcdReport>,
+) {
+    let sleep = tokio::time::sleep(Duration::from_secs(3600));
+    tokio::pin!(sleep);
+    let mut armed: Option<Time> = None;
+    loop {
+        let deadline = acd.poll_timeout();
+        if deadline != armed {
+            armed = deadline;
+            let at = match deadline {
+                Some(t) => epoch + Duration::from_micros(t.as_micros()),
+                None => Instant::now() + Duration::from_secs(3600),
+            };
+            sleep.as_mut().reset(tokio::time::Instant::from_std(at));
+        }
+        let mut out = Vec::new();
+        tokio::select! {
+            req = requests.recv() => match req {
+                None => break,
+                Some(AcdRequest::Command(cmd)) => {
+                    let now = engine_time(epoch, Instant::now());
+                    if let Err(error) = acd.handle_command(now, cmd.clone()) {
+                        warn!(?cmd, %error, "ACD refused a command");
+                        out.push(AcdReport::Refused { command: cmd, error });
+                    }
+                }
+                Some(AcdRequest::Position(call)) => {
+                    let (position, estimated_wait) = match acd.call_queue(call) {
+                        Some(q) => (
+                            acd.waiting_calls(q).position(|c| c == call).map(|p| p + 1),
+                            acd.estimated_wait(q, 0),
+                        ),
+                        None => (None, None),
+                    };
+                    out.push(AcdReport::Position { call, position, estimated_wait });
+                }
+            },
+            _ = &mut sleep => {
+                armed = None;
+                acd.handle_timeout(engine_time(epoch, Instant::now()));
+            }
+        }
+        while let Some(ev) = acd.poll_event() {
+            if let AcdEvent::QueueLog(q) = &ev {
+                log_queue_event(q);
+                continue;
+            }
+            out.push(AcdReport::Event(ev));
+        }
+        for r in out {
+            if reports.send(r).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+fn log_queue_event(q: &QueueLogEvent) {
+    let unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    info!(target: "queue_log", line = %q.to_queue_log_line(unix), "queue event");
+}

@@ -1,0 +1,117 @@
+//! Typed call-control settings. The binary fills them from the config files (and loads the
+//! prompt files); everything here has a working `Default`.
+
+use std::time::Duration;
+
+use media::prompt::Prompt;
+
+/// Feature codes an agent dials from a desk phone (which has no agent user interface).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeatureCodes {
+    /// Log in to the agent's queues (and become ready).
+    pub login: String,
+    /// Log out.
+    pub logout: String,
+    /// Toggle pause (not ready with reason "pause" / ready again).
+    pub pause: String,
+}
+
+impl Default for FeatureCodes {
+    fn default() -> Self {
+        FeatureCodes {
+            login: "*71".into(),
+            logout: "*72".into(),
+            pause: "*73".into(),
+        }
+    }
+}
+
+/// A queue as call control sees it: the number that reaches it, the ACD's settings, and what
+/// callers hear while they wait.
+#[derive(Debug, Clone)]
+pub struct QueueSetup {
+    /// The number callers dial (Request-URI user part), e.g. "600".
+    pub number: String,
+    /// The ACD's queue settings (name, skills, strategy, timeouts …).
+    pub acd: acd::QueueConfig,
+    /// Played once when the caller is answered.
+    pub greeting: Option<Prompt>,
+    /// Looped while the caller waits (and while an agent holds the call).
+    pub music: Option<Prompt>,
+    /// How often a waiting caller hears their position and estimated wait; `None` for never.
+    pub announce_every: Option<Duration>,
+}
+
+/// An agent: an ACD agent tied to a SIP account whose registered phones ring for offers.
+#[derive(Debug, Clone)]
+pub struct AgentSetup {
+    /// The ACD's agent settings (name, skills, queues).
+    pub acd: acd::AgentConfig,
+    /// The SIP user (address-of-record) of the agent's phone(s).
+    pub user: String,
+    /// Logged in and ready when the server starts (like a static queue member).
+    pub login_on_start: bool,
+}
+
+/// What a carrier trunk may call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrunkRule {
+    /// The trunk's name (as the SIP endpoint reports it).
+    pub trunk: String,
+    /// Numbers it may dial; nothing else is reachable from it.
+    pub numbers: Vec<String>,
+}
+
+/// Spoken numbers for position announcements: prompts for "you are caller number",
+/// "your estimated wait is", "minutes", and the numbers 0–20.
+#[derive(Debug, Clone, Default)]
+pub struct Announcements {
+    /// "You are caller number".
+    pub position: Option<Prompt>,
+    /// "Your estimated waiting time is".
+    pub wait: Option<Prompt>,
+    /// "minutes".
+    pub minutes: Option<Prompt>,
+    /// Index n holds the spoken number n (0–20).
+    pub numbers: Vec<Prompt>,
+}
+
+/// Call-control settings.
+#[derive(Debug, Clone)]
+pub struct PbxConfig {
+    /// `host:port` of this server as phones reach it: our Contact and the host of the
+    /// URIs we generate.
+    pub contact_host: String,
+    /// Queues reachable by number.
+    pub queues: Vec<QueueSetup>,
+    /// Agents.
+    pub agents: Vec<AgentSetup>,
+    /// What each trunk may dial.
+    pub trunks: Vec<TrunkRule>,
+    /// Registered users may call each other by user name.
+    pub extensions: bool,
+    /// How long an extension call rings before the caller gets 480.
+    pub extension_ring_timeout: Duration,
+    /// Agent feature codes.
+    pub features: FeatureCodes,
+    /// Position / wait announcement prompts.
+    pub announcements: Announcements,
+    /// Seed for tags and Call-IDs (random per start in the server; fixed in tests).
+    pub seed: u64,
+}
+
+impl Default for PbxConfig {
+    fn default() -> Self {
+        PbxConfig {
+            contact_host: "127.0.0.1:5060".into(),
+            queues: Vec::new(),
+            agents: Vec::new(),
+            trunks: Vec::new(),
+            extensions: true,
+            extension_ring_timeout: Duration::from_secs(30),
+            features: FeatureCodes::default(),
+            announcements: Announcements::default(),
+            seed: 0,
+        }
+    }
+}

@@ -1,0 +1,193 @@
+//! The call-control task: feeds [`CallControl`] with what the SIP task, the ACD task and the
+//! media relay report, and delivers its outputs.
+//!
+//! Back-pressure without deadlock: the SIP task waits when call control's event queue is full,
+//! so call control must never wait on the SIP task's command queue while it is not reading
+//! events. Its outputs therefore go into local queues that are flushed with `try_send` and,
+//! when a queue is full, by a `reserve()` branch of the same `select!` that keeps reading.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use media::relay::{MediaConfig, MediaEvent, Relay};
+use sip::SipEvent;
+use sip_transport::{SipCommand, SipHandle};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use crate::acd_task::{self, AcdReport, AcdRequest};
+use crate::config::PbxConfig;
+use crate::control::{build_acd, CallControl, Output};
+
+/// Why call control could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PbxError {
+    /// The ACD refused a queue or agent of the config.
+    #[error("ACD configuration: {0}")]
+    Acd(#[from] acd::AcdError),
+}
+
+/// A running call-control service.
+#[derive(Debug)]
+pub struct PbxHandle {
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+    acd_task: JoinHandle<()>,
+    /// The media relay (counters).
+    pub relay: Relay,
+}
+
+impl PbxHandle {
+    /// Hang up every call, deliver the last SIP commands, and stop.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = self.task.await;
+        let _ = self.acd_task.await;
+    }
+}
+
+/// Start the ACD task and the call-control task. `sip_events` is the SIP task's event queue.
+pub fn start(
+    cfg: PbxConfig,
+    media: MediaConfig,
+    sip: &SipHandle,
+    sip_events: mpsc::Receiver<SipEvent>,
+) -> Result<PbxHandle, PbxError> {
+    let (engine, queues, agents) = build_acd(&cfg, cfg.seed)?;
+    let (acd_tx, acd_rx) = mpsc::channel(4096);
+    let (report_tx, report_rx) = mpsc::channel(4096);
+    let (media_tx, media_rx) = mpsc::channel(4096);
+    let acd_task = tokio::spawn(acd_task::run(engine, Instant::now(), acd_rx, report_tx));
+    let relay = Relay::new(media, media_tx);
+    let control = CallControl::new(cfg, relay.clone(), sip.locations.clone(), queues, agents);
+    let (stop_tx, stop_rx) = oneshot::channel();
+    let task = tokio::spawn(run(
+        control,
+        sip.commands().clone(),
+        sip_events,
+        acd_tx,
+        report_rx,
+        media_rx,
+        stop_rx,
+    ));
+    Ok(PbxHandle {
+        stop: Some(stop_tx),
+        task,
+        acd_task,
+        relay,
+    })
+}
+
+struct Outbox {
+    sip: VecDeque<SipCommand>,
+    acd: VecDeque<AcdRequest>,
+}
+
+impl Outbox {
+    fn take(&mut self, control: &mut CallControl) {
+        while let Some(o) = control.poll_output() {
+            match o {
+                Output::Sip(c) => self.sip.push_back(c),
+                Output::Acd(r) => self.acd.push_back(r),
+            }
+        }
+    }
+
+    /// Send what fits without waiting.
+    fn flush(&mut self, sip: &mpsc::Sender<SipCommand>, acd: &mpsc::Sender<AcdRequest>) {
+        while let Some(c) = self.sip.pop_front() {
+            match sip.try_send(c) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(c)) => {
+                    self.sip.push_front(c);
+                    break;
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => self.sip.clear(),
+            }
+        }
+        while let Some(r) = self.acd.pop_front() {
+            match acd.try_send(r) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(r)) => {
+                    self.acd.push_front(r);
+                    break;
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => self.acd.clear(),
+            }
+        }
+    }
+}
+
+async fn run(
+    mut control: CallControl,
+    sip_tx: mpsc::Sender<SipCommand>,
+    mut sip_events: mpsc::Receiver<SipEvent>,
+    acd_tx: mpsc::Sender<AcdRequest>,
+    mut reports: mpsc::Receiver<AcdReport>,
+    mut media_events: mpsc::Receiver<MediaEvent>,
+    mut stop: oneshot::Receiver<()>,
+) {
+    let mut out = Outbox {
+        sip: VecDeque::new(),
+        acd: control.startup_commands().into(),
+    };
+    let sleep = tokio::time::sleep(Duration::from_secs(3600));
+    tokio::pin!(sleep);
+    let mut armed: Option<Instant> = None;
+    loop {
+        out.flush(&sip_tx, &acd_tx);
+        let deadline = control.poll_timeout();
+        if deadline != armed {
+            armed = deadline;
+            let at = deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+            sleep.as_mut().reset(tokio::time::Instant::from_std(at));
+        }
+        tokio::select! {
+            _ = &mut stop => break,
+            ev = sip_events.recv() => match ev {
+                Some(ev) => control.on_sip(Instant::now(), ev),
+                None => break,
+            },
+            Some(r) = reports.recv() => control.on_acd(Instant::now(), r),
+            Some(m) = media_events.recv() => control.on_media(Instant::now(), m),
+            p = sip_tx.reserve(), if !out.sip.is_empty() => {
+                if let (Ok(p), Some(c)) = (p, out.sip.pop_front()) {
+                    p.send(c);
+                }
+            }
+            p = acd_tx.reserve(), if !out.acd.is_empty() => {
+                if let (Ok(p), Some(r)) = (p, out.acd.pop_front()) {
+                    p.send(r);
+                }
+            }
+            _ = &mut sleep => {
+                armed = None;
+                control.on_timeout(Instant::now());
+            }
+        }
+        out.take(&mut control);
+    }
+    // Shutdown: every call still up is ended properly before the SIP task stops.
+    let calls = control.call_count();
+    control.hang_up_all(Instant::now());
+    out.take(&mut control);
+    if calls > 0 {
+        info!(calls, "hanging up calls for shutdown");
+    }
+    for c in out.sip.drain(..) {
+        if tokio::time::timeout(Duration::from_secs(1), sip_tx.send(c))
+            .await
+            .is_err()
+        {
+            warn!("SIP task not taking commands at shutdown");
+            break;
+        }
+    }
+    for r in out.acd.drain(..) {
+        let _ = acd_tx.try_send(r);
+    }
+}

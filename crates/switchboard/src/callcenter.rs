@@ -1,0 +1,770 @@
+//! The call-center parts of the config directory: `queues.toml`, `agents.toml`, and the
+//! `[media]`, `[calls]` and `[trunks.*]` tables of `switchboard.toml`. Read once, validated
+//! as a whole (every problem reported, each naming the file, line and key), and turned into
+//! the typed settings of the `pbx` and `media` crates.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use acd::{AgentSkill, EmptyPolicy, OverflowTarget, QueueMembership, SkillRequirement, Strategy};
+use media::prompt::Prompt;
+use media::MediaConfig;
+use pbx::{AgentSetup, Announcements, FeatureCodes, QueueSetup, TrunkRule};
+use serde::Deserialize;
+use sip::endpoint::Trunk;
+
+use crate::config::{line_of, toml_error, ConfigError};
+
+// ------------------------------------------------------------------ switchboard.toml tables
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct MediaSection {
+    bind: String,
+    advertise: Option<String>,
+    port_min: u16,
+    port_max: u16,
+    timeout: u64,
+}
+
+impl Default for MediaSection {
+    fn default() -> Self {
+        MediaSection {
+            bind: "0.0.0.0".into(),
+            advertise: None,
+            port_min: 10_000,
+            port_max: 20_000,
+            timeout: 60,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct CallsSection {
+    challenge: bool,
+    extensions: bool,
+    ring_timeout: u64,
+    login: String,
+    logout: String,
+    pause: String,
+    prompts: Option<String>,
+}
+
+impl Default for CallsSection {
+    fn default() -> Self {
+        let f = FeatureCodes::default();
+        CallsSection {
+            challenge: true,
+            extensions: true,
+            ring_timeout: 30,
+            login: f.login,
+            logout: f.logout,
+            pause: f.pause,
+            prompts: None,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TrunkSection {
+    addresses: Vec<String>,
+    #[serde(default)]
+    numbers: Vec<String>,
+}
+
+/// The call-center tables of `switchboard.toml`, as deserialised.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct ServerTables {
+    #[serde(default)]
+    pub(crate) media: MediaSection,
+    #[serde(default)]
+    pub(crate) calls: CallsSection,
+    #[serde(default)]
+    pub(crate) trunks: BTreeMap<String, TrunkSection>,
+}
+
+// ------------------------------------------------------------------ queues.toml, agents.toml
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum SkillEntry {
+    Name(String),
+    Full {
+        skill: String,
+        #[serde(default = "one")]
+        min: u8,
+        #[serde(default)]
+        optional: bool,
+    },
+}
+
+fn one() -> u8 {
+    1
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QueueEntry {
+    number: String,
+    #[serde(default)]
+    strategy: Option<String>,
+    #[serde(default)]
+    required_skills: Vec<SkillEntry>,
+    ring_timeout: Option<u64>,
+    wrap_up: Option<u64>,
+    max_wait: Option<u64>,
+    overflow: Option<String>,
+    join_empty: Option<String>,
+    leave_when_empty: Option<String>,
+    service_level: Option<u64>,
+    auto_pause_after: Option<u32>,
+    greeting: Option<String>,
+    music: Option<String>,
+    announce_every: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QueuesFile {
+    #[serde(default)]
+    queues: BTreeMap<String, QueueEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum MembershipEntry {
+    Name(String),
+    Full {
+        queue: String,
+        #[serde(default)]
+        priority: u8,
+    },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AgentEntry {
+    user: String,
+    name: Option<String>,
+    #[serde(default)]
+    skills: BTreeMap<String, u8>,
+    #[serde(default)]
+    queues: Vec<MembershipEntry>,
+    #[serde(default)]
+    login_on_start: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AgentsFile {
+    #[serde(default)]
+    agents: BTreeMap<String, AgentEntry>,
+}
+
+/// What the call-center config turns into.
+#[derive(Debug, Clone)]
+pub(crate) struct CallCenter {
+    pub(crate) media: MediaConfig,
+    pub(crate) trunks: Vec<Trunk>,
+    pub(crate) trunk_rules: Vec<TrunkRule>,
+    pub(crate) challenge: bool,
+    pub(crate) extensions: bool,
+    pub(crate) ring_timeout: Duration,
+    pub(crate) features: FeatureCodes,
+    pub(crate) queues: Vec<QueueSetup>,
+    pub(crate) agents: Vec<AgentSetup>,
+    pub(crate) announcements: Announcements,
+}
+
+struct Errors<'a> {
+    file: PathBuf,
+    text: &'a str,
+    out: &'a mut Vec<ConfigError>,
+}
+
+impl Errors<'_> {
+    fn err(&mut self, table: &str, key: &str, reason: impl Into<String>) {
+        let path = match (table.is_empty(), key.is_empty()) {
+            (true, _) => key.to_owned(),
+            (false, true) => table.to_owned(),
+            (false, false) => format!("{table}.{key}"),
+        };
+        self.out.push(ConfigError {
+            file: self.file.clone(),
+            line: line_of(self.text, table, key.split('[').next().unwrap_or(key)),
+            key: Some(path),
+            reason: reason.into(),
+        });
+    }
+}
+
+/// The closest name within edit distance 2, for "did you mean".
+fn suggest<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    fn distance(a: &str, b: &str) -> usize {
+        let b: Vec<char> = b.chars().collect();
+        let mut prev: Vec<usize> = (0..=b.len()).collect();
+        for (i, ca) in a.chars().enumerate() {
+            let mut cur = vec![i + 1];
+            for (j, cb) in b.iter().enumerate() {
+                let cost = usize::from(ca != *cb);
+                cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
+            }
+            prev = cur;
+        }
+        prev[b.len()]
+    }
+    candidates
+        .map(|c| (distance(word, c), c))
+        .filter(|(d, _)| *d <= 2)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+fn did_you_mean<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> String {
+    suggest(word, candidates).map_or(String::new(), |s| format!("; did you mean \"{s}\"?"))
+}
+
+fn read_optional(path: &Path, out: &mut Vec<ConfigError>) -> Option<String> {
+    match std::fs::read_to_string(path) {
+        Ok(t) => Some(t),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => {
+            out.push(ConfigError {
+                file: path.to_owned(),
+                line: None,
+                key: None,
+                reason: format!("cannot read: {e}"),
+            });
+            None
+        }
+    }
+}
+
+fn load_prompt(
+    dir: &Path,
+    rel: &str,
+    e: &mut Errors<'_>,
+    table: &str,
+    key: &str,
+    cache: &mut HashMap<PathBuf, Prompt>,
+) -> Option<Prompt> {
+    let path = dir.join(rel);
+    if let Some(p) = cache.get(&path) {
+        return Some(p.clone());
+    }
+    match Prompt::load(&path) {
+        Ok(p) => {
+            cache.insert(path, p.clone());
+            Some(p)
+        }
+        Err(err) => {
+            e.err(table, key, err.to_string());
+            None
+        }
+    }
+}
+
+/// Validate and build the call-center settings. `users` are the SIP accounts of users.toml;
+/// `server_text` is switchboard.toml's text (for line numbers).
+pub(crate) fn build(
+    dir: &Path,
+    tables: ServerTables,
+    server_text: &str,
+    users: &HashSet<String>,
+    sip_advertise_host: Option<&str>,
+    out: &mut Vec<ConfigError>,
+) -> Option<CallCenter> {
+    let before = out.len();
+    let server_path = dir.join("switchboard.toml");
+    let mut s = Errors {
+        file: server_path,
+        text: server_text,
+        out,
+    };
+
+    // [media]
+    let m = &tables.media;
+    let bind: IpAddr = match m.bind.parse() {
+        Ok(a) => a,
+        Err(_) => {
+            s.err(
+                "media",
+                "bind",
+                format!("\"{}\" is not an IP address", m.bind),
+            );
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+        }
+    };
+    let advertise_text = m
+        .advertise
+        .clone()
+        .or_else(|| sip_advertise_host.map(str::to_owned))
+        .unwrap_or_else(|| match bind {
+            IpAddr::V4(a) if !a.is_unspecified() => a.to_string(),
+            _ => "127.0.0.1".to_owned(),
+        });
+    let advertise: Ipv4Addr = match advertise_text.parse() {
+        Ok(a) => a,
+        Err(_) => {
+            s.err(
+                "media",
+                "advertise",
+                format!("\"{advertise_text}\" is not an IPv4 address (phones send RTP to it)"),
+            );
+            Ipv4Addr::LOCALHOST
+        }
+    };
+    if m.port_min < 1024 || m.port_min >= m.port_max {
+        s.err(
+            "media",
+            "port_min",
+            format!(
+                "the RTP port range {}–{} is empty or inverted (port_min must be below port_max, and at least 1024)",
+                m.port_min, m.port_max
+            ),
+        );
+    } else if m.port_max - m.port_min < 3 {
+        s.err(
+            "media",
+            "port_max",
+            "the RTP range must hold at least two port pairs",
+        );
+    }
+    if m.timeout == 0 {
+        s.err("media", "timeout", "must be at least 1 second");
+    }
+
+    // [calls]
+    let c = &tables.calls;
+    let codes = [
+        ("login", &c.login),
+        ("logout", &c.logout),
+        ("pause", &c.pause),
+    ];
+    for (k, v) in codes {
+        if v.is_empty() || v.contains(char::is_whitespace) {
+            s.err(
+                "calls",
+                k,
+                "a feature code must be a non-empty dial string such as \"*71\"",
+            );
+        }
+    }
+    if c.ring_timeout == 0 {
+        s.err("calls", "ring_timeout", "must be at least 1 second");
+    }
+
+    // [trunks.*]
+    let mut trunks = Vec::new();
+    let mut trunk_rules = Vec::new();
+    for (name, t) in &tables.trunks {
+        let table = format!("trunks.{name}");
+        let mut addrs = Vec::new();
+        if t.addresses.is_empty() {
+            s.err(
+                &table,
+                "addresses",
+                "a trunk needs at least one source address",
+            );
+        }
+        for a in &t.addresses {
+            match a.parse::<IpAddr>() {
+                Ok(ip) => addrs.push(ip),
+                Err(_) => s.err(&table, "addresses", format!("\"{a}\" is not an IP address")),
+            }
+        }
+        trunks.push(Trunk {
+            name: name.clone(),
+            addresses: addrs,
+        });
+        trunk_rules.push(TrunkRule {
+            trunk: name.clone(),
+            numbers: t.numbers.clone(),
+        });
+    }
+
+    // Announcement prompts (optional directory).
+    let mut cache = HashMap::new();
+    let mut announcements = Announcements::default();
+    if let Some(p) = &c.prompts {
+        let pdir = dir.join(p);
+        let mut get =
+            |f: &str, s: &mut Errors<'_>| load_prompt(&pdir, f, s, "calls", "prompts", &mut cache);
+        announcements.position = get("position.wav", &mut s);
+        announcements.wait = get("wait.wav", &mut s);
+        announcements.minutes = get("minutes.wav", &mut s);
+        for n in 0..=20 {
+            match get(&format!("{n}.wav"), &mut s) {
+                Some(p) => announcements.numbers.push(p),
+                None => break,
+            }
+        }
+    }
+
+    // queues.toml
+    let queues_path = dir.join("queues.toml");
+    let queues_text = read_optional(&queues_path, s.out).unwrap_or_default();
+    let queues_file: QueuesFile = match toml::from_str(&queues_text) {
+        Ok(q) => q,
+        Err(e) => {
+            s.out.push(toml_error(&queues_path, &queues_text, e));
+            QueuesFile::default()
+        }
+    };
+    let agents_path = dir.join("agents.toml");
+    let agents_text = read_optional(&agents_path, s.out).unwrap_or_default();
+    let agents_file: AgentsFile = match toml::from_str(&agents_text) {
+        Ok(a) => a,
+        Err(e) => {
+            s.out.push(toml_error(&agents_path, &agents_text, e));
+            AgentsFile::default()
+        }
+    };
+    // Skills are whatever agents have; a queue requiring a skill no agent has is a typo.
+    let known_skills: HashSet<&str> = agents_file
+        .agents
+        .values()
+        .flat_map(|a| a.skills.keys().map(String::as_str))
+        .collect();
+    let queue_names: HashSet<&str> = queues_file.queues.keys().map(String::as_str).collect();
+
+    let out = s.out;
+    let mut q = Errors {
+        file: queues_path.clone(),
+        text: &queues_text,
+        out,
+    };
+    let mut queues = Vec::new();
+    let mut numbers: HashMap<&str, String> = HashMap::new();
+    for (name, e) in &queues_file.queues {
+        let table = format!("queues.{name}");
+        if e.number.is_empty()
+            || !e
+                .number
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"*#+-_.".contains(&b))
+        {
+            q.err(&table, "number", "must be a dial string such as \"600\"");
+        }
+        if users.contains(&e.number) {
+            q.err(
+                &table,
+                "number",
+                format!("\"{}\" is also a user in users.toml", e.number),
+            );
+        }
+        if let Some(other) = numbers.insert(&e.number, name.clone()) {
+            q.err(
+                &table,
+                "number",
+                format!("\"{}\" is also the number of queue \"{other}\"", e.number),
+            );
+        }
+        for (code, value) in codes {
+            if e.number == *value {
+                q.err(
+                    &table,
+                    "number",
+                    format!("\"{}\" is the {code} feature code", e.number),
+                );
+            }
+        }
+        let mut acd_cfg = acd::QueueConfig::named(name.clone());
+        if let Some(st) = &e.strategy {
+            match parse_strategy(st) {
+                Some(x) => acd_cfg.strategy = x,
+                None => q.err(
+                    &table,
+                    "strategy",
+                    format!(
+                        "unknown strategy \"{st}\"{}",
+                        did_you_mean(st, STRATEGIES.iter().copied())
+                    ),
+                ),
+            }
+        }
+        for (i, sk) in e.required_skills.iter().enumerate() {
+            let (skill, min, optional) = match sk {
+                SkillEntry::Name(s) => (s.clone(), 1, false),
+                SkillEntry::Full {
+                    skill,
+                    min,
+                    optional,
+                } => (skill.clone(), *min, *optional),
+            };
+            let key = format!("required_skills[{i}]");
+            if !known_skills.contains(skill.as_str()) {
+                q.err(
+                    &table,
+                    &key,
+                    format!(
+                        "unknown skill \"{skill}\" (no agent has it){}",
+                        did_you_mean(&skill, known_skills.iter().copied())
+                    ),
+                );
+            }
+            if !(1..=10).contains(&min) {
+                q.err(&table, &key, format!("min {min} is outside 1–10"));
+            }
+            acd_cfg.skills.push(SkillRequirement {
+                skill,
+                min,
+                optional,
+            });
+        }
+        if let Some(t) = e.ring_timeout {
+            if t == 0 {
+                q.err(&table, "ring_timeout", "must be at least 1 second");
+            }
+            acd_cfg.ring_timeout = Some(Duration::from_secs(t));
+        }
+        if let Some(w) = e.wrap_up {
+            acd_cfg.wrap_up = Duration::from_secs(w);
+        }
+        if let Some(w) = e.max_wait {
+            acd_cfg.max_wait = (w > 0).then(|| Duration::from_secs(w));
+        }
+        if let Some(s) = e.service_level {
+            acd_cfg.service_level = Duration::from_secs(s);
+        }
+        if let Some(a) = e.auto_pause_after {
+            acd_cfg.auto_pause_after = a;
+        }
+        for (key, v, slot) in [
+            ("join_empty", &e.join_empty, &mut acd_cfg.join_empty),
+            (
+                "leave_when_empty",
+                &e.leave_when_empty,
+                &mut acd_cfg.leave_when_empty,
+            ),
+        ] {
+            if let Some(v) = v {
+                match v.as_str() {
+                    "never" => *slot = EmptyPolicy::Never,
+                    "no-agents-logged-in" => *slot = EmptyPolicy::NoAgentsLoggedIn,
+                    "no-agents-available" => *slot = EmptyPolicy::NoAgentsAvailable,
+                    other => q.err(
+                        &table,
+                        key,
+                        format!("\"{other}\" is not one of \"never\", \"no-agents-logged-in\", \"no-agents-available\""),
+                    ),
+                }
+            }
+        }
+        if let Some(o) = &e.overflow {
+            match o.split_once(':') {
+                Some(("queue", target)) => {
+                    if !queue_names.contains(target) {
+                        q.err(
+                            &table,
+                            "overflow",
+                            format!(
+                                "unknown queue \"{target}\"{}",
+                                did_you_mean(target, queue_names.iter().copied())
+                            ),
+                        );
+                    } else if target == name {
+                        q.err(&table, "overflow", "a queue cannot overflow into itself");
+                    }
+                    acd_cfg.overflow = Some(OverflowTarget::Queue(target.to_owned()));
+                }
+                Some(("number", target)) => {
+                    acd_cfg.overflow = Some(OverflowTarget::External(target.to_owned()))
+                }
+                _ => q.err(
+                    &table,
+                    "overflow",
+                    format!("\"{o}\" must be \"queue:<name>\" or \"number:<dial string>\""),
+                ),
+            }
+        }
+        let greeting = e
+            .greeting
+            .as_deref()
+            .and_then(|p| load_prompt(dir, p, &mut q, &table, "greeting", &mut cache));
+        let music = e
+            .music
+            .as_deref()
+            .and_then(|p| load_prompt(dir, p, &mut q, &table, "music", &mut cache));
+        if e.announce_every == Some(0) {
+            q.err(
+                &table,
+                "announce_every",
+                "must be at least 1 second (leave it out for never)",
+            );
+        }
+        queues.push(QueueSetup {
+            number: e.number.clone(),
+            acd: acd_cfg,
+            greeting,
+            music,
+            announce_every: e.announce_every.filter(|&s| s > 0).map(Duration::from_secs),
+        });
+    }
+    // Overflow cycles: follow each chain of queue overflows.
+    let next: HashMap<&str, &str> = queues_file
+        .queues
+        .iter()
+        .filter_map(|(n, e)| {
+            e.overflow
+                .as_deref()
+                .and_then(|o| o.strip_prefix("queue:"))
+                .map(|t| (n.as_str(), t))
+        })
+        .collect();
+    for start in next.keys() {
+        let mut seen = vec![*start];
+        let mut cur = *start;
+        while let Some(&n) = next.get(cur) {
+            if n == *start {
+                seen.push(n);
+                q.err(
+                    &format!("queues.{start}"),
+                    "overflow",
+                    format!("overflow cycle: {}", seen.join(" -> ")),
+                );
+                break;
+            }
+            if seen.contains(&n) {
+                break;
+            }
+            seen.push(n);
+            cur = n;
+        }
+    }
+
+    let out = q.out;
+    let mut a = Errors {
+        file: agents_path,
+        text: &agents_text,
+        out,
+    };
+    let mut agents = Vec::new();
+    let mut agent_users: HashMap<&str, &str> = HashMap::new();
+    for (key, e) in &agents_file.agents {
+        let table = format!("agents.{key}");
+        if !users.contains(&e.user) {
+            a.err(
+                &table,
+                "user",
+                format!(
+                    "unknown user \"{}\" (not in users.toml){}",
+                    e.user,
+                    did_you_mean(&e.user, users.iter().map(String::as_str))
+                ),
+            );
+        }
+        if let Some(other) = agent_users.insert(&e.user, key) {
+            a.err(
+                &table,
+                "user",
+                format!("user \"{}\" is already agent \"{other}\"", e.user),
+            );
+        }
+        let mut acd_cfg = acd::AgentConfig {
+            name: e.name.clone().unwrap_or_else(|| key.clone()),
+            ..acd::AgentConfig::default()
+        };
+        for (skill, level) in &e.skills {
+            if !(1..=10).contains(level) {
+                a.err(
+                    &table,
+                    "skills",
+                    format!("{skill} = {level}: proficiency must be 1–10"),
+                );
+            }
+            acd_cfg.skills.push(AgentSkill::new(skill.clone(), *level));
+        }
+        for (i, m) in e.queues.iter().enumerate() {
+            let (queue, priority) = match m {
+                MembershipEntry::Name(q) => (q.clone(), 0),
+                MembershipEntry::Full { queue, priority } => (queue.clone(), *priority),
+            };
+            if !queue_names.contains(queue.as_str()) {
+                a.err(
+                    &table,
+                    &format!("queues[{i}]"),
+                    format!(
+                        "unknown queue \"{queue}\"{}",
+                        did_you_mean(&queue, queue_names.iter().copied())
+                    ),
+                );
+            }
+            acd_cfg.queues.push(QueueMembership { queue, priority });
+        }
+        agents.push(AgentSetup {
+            acd: acd_cfg,
+            user: e.user.clone(),
+            login_on_start: e.login_on_start,
+        });
+    }
+
+    if a.out.len() > before {
+        return None;
+    }
+    Some(CallCenter {
+        media: MediaConfig {
+            bind,
+            advertise,
+            port_min: m.port_min,
+            port_max: m.port_max,
+            timeout: Duration::from_secs(m.timeout),
+            ..MediaConfig::default()
+        },
+        trunks,
+        trunk_rules,
+        challenge: c.challenge,
+        extensions: c.extensions,
+        ring_timeout: Duration::from_secs(c.ring_timeout),
+        features: FeatureCodes {
+            login: c.login.clone(),
+            logout: c.logout.clone(),
+            pause: c.pause.clone(),
+        },
+        queues,
+        agents,
+        announcements,
+    })
+}
+
+const STRATEGIES: &[&str] = &[
+    "longest-idle",
+    "fewest-calls",
+    "least-talk-time",
+    "round-robin",
+    "linear",
+    "random",
+    "ring-all",
+    "best-skill",
+];
+
+fn parse_strategy(s: &str) -> Option<Strategy> {
+    Some(match s {
+        "longest-idle" => Strategy::LongestIdle,
+        "fewest-calls" => Strategy::FewestCalls,
+        "least-talk-time" => Strategy::LeastTalkTime,
+        "round-robin" => Strategy::RoundRobin,
+        "linear" => Strategy::Linear,
+        "random" => Strategy::Random,
+        "ring-all" => Strategy::RingAll,
+        "best-skill" => Strategy::BestSkill,
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggestions_find_near_misses_only() {
+        let c = ["spanish", "english", "billing"];
+        assert_eq!(suggest("spansh", c.iter().copied()), Some("spanish"));
+        assert_eq!(suggest("englsh", c.iter().copied()), Some("english"));
+        assert_eq!(suggest("french", c.iter().copied()), None);
+    }
+}
