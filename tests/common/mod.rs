@@ -169,6 +169,29 @@ pub(crate) struct ServerConfig {
     pub(crate) log: String,
     /// Extra TOML appended to `switchboard.toml` as is (whole tables only).
     pub(crate) extra_toml: String,
+    /// `[calls] challenge`.
+    pub(crate) challenge: bool,
+    /// Other files of the config dir: (name, contents), e.g. queues.toml, agents.toml.
+    pub(crate) files: Vec<(String, String)>,
+}
+
+/// A range of RTP ports for one server of this process: `[media]` ranges never overlap
+/// between the servers of one test run (tests in a file run in parallel).
+pub(crate) fn media_ports(pairs: u16) -> (u16, u16) {
+    static NEXT: OnceLock<Mutex<u16>> = OnceLock::new();
+    let next = NEXT.get_or_init(|| {
+        // Start somewhere different for each test process so that a lingering server of an
+        // earlier run does not collide either.
+        // Below the kernel's ephemeral range (32768+), where free_port() finds its ports.
+        Mutex::new(10_000 + (std::process::id() % 20) as u16 * 1_000)
+    });
+    let mut n = next.lock().unwrap_or_else(|e| e.into_inner());
+    if *n as u32 + pairs as u32 * 2 + 2 > 32_000 {
+        *n = 10_000;
+    }
+    let start = *n;
+    *n += pairs * 2 + 2;
+    (start, start + pairs * 2 + 1)
 }
 
 impl Default for ServerConfig {
@@ -185,12 +208,15 @@ impl Default for ServerConfig {
             ban_duration: 600,
             log: "info".into(),
             extra_toml: String::new(),
+            challenge: true,
+            files: Vec::new(),
         }
     }
 }
 
 impl ServerConfig {
     fn write(&self, dir: &Path) {
+        let ports = media_ports(250);
         let algorithms = self
             .algorithms
             .iter()
@@ -217,6 +243,15 @@ impl ServerConfig {
              \n\
              [log]\n\
              level = \"{log}\"\n\
+             \n\
+             [media]\n\
+             bind = \"127.0.0.1\"\n\
+             advertise = \"127.0.0.1\"\n\
+             port_min = {pmin}\n\
+             port_max = {pmax}\n\
+             \n\
+             [calls]\n\
+             challenge = {challenge}\n\
              {extra}\n",
             realm = self.realm,
             qualify = self.qualify_interval,
@@ -225,6 +260,9 @@ impl ServerConfig {
             window = self.failure_window,
             ban = self.ban_duration,
             log = self.log,
+            pmin = ports.0,
+            pmax = ports.1,
+            challenge = self.challenge,
             extra = self.extra_toml,
         );
         let mut users = String::from("# written by tests/common/mod.rs\n");
@@ -233,6 +271,9 @@ impl ServerConfig {
         }
         write_file(&dir.join("switchboard.toml"), &server);
         write_file(&dir.join("users.toml"), &users);
+        for (name, text) in &self.files {
+            write_file(&dir.join(name), text);
+        }
     }
 }
 
@@ -557,9 +598,60 @@ impl SippRun {
         self
     }
 
+    /// `-mp`: SIPp's RTP port (it also binds the port 2 above); a fresh one by default.
+    pub(crate) fn media_port(self) -> Self {
+        let (p, _) = media_ports(2);
+        self.arg("-mp").arg(p.to_string())
+    }
+
     /// Runs SIPp to completion (bounded by the timeout) and collects what it reported.
     pub(crate) fn run(self) -> SippOutcome {
-        let sipp = sipp();
+        self.spawn().wait()
+    }
+
+    fn command(&self, work: &Path, port: u16, control_port: u16) -> Command {
+        let mut cmd = Command::new(sipp());
+        cmd.current_dir(work)
+            .arg(self.remote.to_string())
+            .arg("-sf")
+            .arg(&self.scenario)
+            .args(["-i", "127.0.0.1", "-p", &port.to_string()])
+            .args(["-cp", &control_port.to_string()])
+            .args([
+                "-t",
+                match self.transport {
+                    Transport::Udp => "u1",
+                    Transport::Tcp => "t1",
+                },
+            ])
+            .args(["-m", &self.calls.to_string()])
+            .args(["-r", &self.rate.to_string(), "-rp", "1000"])
+            .args(["-l", &self.limit.to_string()])
+            .args([
+                "-timeout",
+                &format!("{}s", self.timeout_s),
+                "-timeout_error",
+            ])
+            .args(["-nostdin"])
+            .args(["-trace_stat", "-stf", "stat.csv", "-fd", "1"])
+            .args(["-trace_screen", "-screen_file", "screen.log"])
+            .args(["-trace_err", "-error_file", "errors.log"])
+            .args(["-trace_msg", "-message_file", "messages.log"])
+            .args(["-trace_logs", "-log_file", "actions.log"])
+            .args(&self.extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        if let Some(csv) = &self.injection {
+            cmd.arg("-inf").arg(csv);
+        }
+        cmd
+    }
+
+    /// Starts SIPp in the background (a phone that waits for the server's calls, or a
+    /// caller run that goes on while the test does other things). The SIP port SIPp
+    /// listens on is [`SippProcess::port`].
+    pub(crate) fn spawn(self) -> SippProcess {
         let work = temp_dir(&format!("sipp-{}", self.label));
         // A port picked free can be taken again before SIPp binds it: retry then.
         let mut attempt = 0;
@@ -569,71 +661,95 @@ impl SippRun {
             // SIPp's remote-control socket defaults to UDP 8888..8898; give it its own
             // port so that parallel SIPp runs do not compete for those.
             let control_port = free_port();
-            let mut cmd = Command::new(sipp);
-            cmd.current_dir(&work)
-                .arg(self.remote.to_string())
-                .arg("-sf")
-                .arg(&self.scenario)
-                .args(["-i", "127.0.0.1", "-p", &port.to_string()])
-                .args(["-cp", &control_port.to_string()])
-                .args([
-                    "-t",
-                    match self.transport {
-                        Transport::Udp => "u1",
-                        Transport::Tcp => "t1",
-                    },
-                ])
-                .args(["-m", &self.calls.to_string()])
-                .args(["-r", &self.rate.to_string(), "-rp", "1000"])
-                .args(["-l", &self.limit.to_string()])
-                .args([
-                    "-timeout",
-                    &format!("{}s", self.timeout_s),
-                    "-timeout_error",
-                ])
-                .args(["-nd", "-nostdin"])
-                .args(["-trace_stat", "-stf", "stat.csv", "-fd", "1"])
-                .args(["-trace_screen", "-screen_file", "screen.log"])
-                .args(["-trace_err", "-error_file", "errors.log"])
-                .args(["-trace_msg", "-message_file", "messages.log"])
-                .args(["-trace_logs", "-log_file", "actions.log"])
-                .args(&self.extra)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped());
-            if let Some(csv) = &self.injection {
-                cmd.arg("-inf").arg(csv);
-            }
+            let mut cmd = self.command(&work, port, control_port);
             let command_line = format!("{cmd:?}");
             let mut child = cmd
                 .spawn()
-                .unwrap_or_else(|e| panic!("cannot start {}: {e}", sipp.display()));
+                .unwrap_or_else(|e| panic!("cannot start {}: {e}", sipp().display()));
             let stderr = child.stderr.take().expect("stderr is piped");
             let reader = std::thread::spawn(move || {
                 let mut s = String::new();
                 let _ = std::io::Read::read_to_string(&mut BufReader::new(stderr), &mut s);
                 s
             });
-            // SIPp's own -timeout should end it; this is the backstop.
-            let deadline = Instant::now() + Duration::from_secs(u64::from(self.timeout_s) + 15);
-            let status = loop {
-                if let Ok(Some(s)) = child.try_wait() {
-                    break Some(s);
+            // A bind failure shows within moments.
+            let early = Instant::now() + Duration::from_millis(300);
+            let mut exited = None;
+            while Instant::now() < early {
+                if let Ok(Some(st)) = child.try_wait() {
+                    exited = Some(st);
+                    break;
                 }
-                if Instant::now() > deadline {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    break None;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            };
-            let stderr = reader.join().unwrap_or_default();
-            let bind_failed =
-                status.and_then(|s| s.code()) == Some(254) || stderr.contains("Unable to bind");
-            if attempt < 5 && bind_failed {
-                continue;
+                std::thread::sleep(Duration::from_millis(10));
             }
-            return SippOutcome::collect(work, command_line, status, stderr);
+            if let Some(st) = exited {
+                if attempt < 5 && st.code() == Some(254) {
+                    let _ = reader.join();
+                    continue;
+                }
+            }
+            return SippProcess {
+                child,
+                reader: Some(reader),
+                work,
+                command_line,
+                port,
+                // SIPp's own -timeout should end it; this is the backstop.
+                deadline: Instant::now() + Duration::from_secs(u64::from(self.timeout_s) + 15),
+            };
+        }
+    }
+}
+
+/// A SIPp started with [`SippRun::spawn`].
+pub(crate) struct SippProcess {
+    child: Child,
+    reader: Option<std::thread::JoinHandle<String>>,
+    work: PathBuf,
+    command_line: String,
+    /// The SIP port it listens on (its Contact).
+    pub(crate) port: u16,
+    deadline: Instant,
+}
+
+impl SippProcess {
+    /// Wait for SIPp to end (its own -timeout, or the backstop) and collect what it reported.
+    pub(crate) fn wait(mut self) -> SippOutcome {
+        let status = loop {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                break Some(s);
+            }
+            if Instant::now() > self.deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let stderr = self
+            .reader
+            .take()
+            .and_then(|r| r.join().ok())
+            .unwrap_or_default();
+        SippOutcome::collect(
+            std::mem::take(&mut self.work),
+            std::mem::take(&mut self.command_line),
+            status,
+            stderr,
+        )
+    }
+
+    /// Its message trace so far.
+    pub(crate) fn messages(&self) -> String {
+        read_lossy(&self.work.join("messages.log"))
+    }
+}
+
+impl Drop for SippProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
         }
     }
 }

@@ -201,6 +201,29 @@ pub struct RelayStats {
     pub played: AtomicU64,
 }
 
+/// Packet counts of one session, readable while it runs (and after).
+#[derive(Debug, Default)]
+pub struct SessionCounters {
+    /// Valid packets received from each leg's phone (index: caller 0, agent 1).
+    pub received: [AtomicU64; 2],
+    /// Packets forwarded from each leg to the other.
+    pub forwarded: [AtomicU64; 2],
+    /// Packets from strangers (not the latched address), both legs.
+    pub strangers: AtomicU64,
+}
+
+impl SessionCounters {
+    /// Valid packets received from a leg.
+    pub fn received(&self, leg: Leg) -> u64 {
+        self.received[leg.index()].load(Ordering::Relaxed)
+    }
+
+    /// Packets forwarded from a leg to the other one.
+    pub fn forwarded(&self, from: Leg) -> u64 {
+        self.forwarded[from.index()].load(Ordering::Relaxed)
+    }
+}
+
 struct Inner {
     cfg: MediaConfig,
     pool: Mutex<PortPool>,
@@ -226,6 +249,7 @@ impl std::fmt::Debug for Relay {
 #[derive(Debug)]
 pub struct Session {
     id: SessionId,
+    counters: Arc<SessionCounters>,
     commands: mpsc::Sender<SessionCommand>,
     ports: [u16; 2],
     advertise: Ipv4Addr,
@@ -235,6 +259,11 @@ impl Session {
     /// The session's id.
     pub fn id(&self) -> SessionId {
         self.id
+    }
+
+    /// The session's packet counts.
+    pub fn counters(&self) -> &SessionCounters {
+        &self.counters
     }
 
     /// The RTP port of a leg (RTCP is the next one).
@@ -320,8 +349,10 @@ impl Relay {
         let b = io_legs.pop().expect("two legs");
         let a = io_legs.pop().expect("two legs");
         self.inner.stats.sessions.fetch_add(1, Ordering::Relaxed);
+        let counters = Arc::new(SessionCounters::default());
         let task = SessionTask {
             id,
+            counters: counters.clone(),
             relay: self.inner.clone(),
             io: [a, b],
             legs: [LegState::new(id.0, 0), LegState::new(id.0, 1)],
@@ -331,6 +362,7 @@ impl Relay {
         tokio::spawn(task.run(rx));
         Ok(Session {
             id,
+            counters,
             commands: tx,
             ports,
             advertise: self.inner.cfg.advertise,
@@ -427,6 +459,7 @@ impl LegState {
 
 struct SessionTask {
     id: SessionId,
+    counters: Arc<SessionCounters>,
     relay: Arc<Inner>,
     io: [LegIo; 2],
     legs: [LegState; 2],
@@ -571,6 +604,7 @@ impl SessionTask {
         match slot {
             Some(addr) if *addr != from => {
                 stats.dropped_strangers.fetch_add(1, Ordering::Relaxed);
+                self.counters.strangers.fetch_add(1, Ordering::Relaxed);
                 return;
             }
             Some(_) => {}
@@ -581,6 +615,9 @@ impl SessionTask {
         }
         leg.last_rx = Some(now);
         leg.timed_out = false;
+        if header.is_some() {
+            self.counters.received[i].fetch_add(1, Ordering::Relaxed);
+        }
         if let (Some(h), Some(te)) = (header, leg.telephone_event) {
             if h.payload_type == te {
                 let payload = &data[h.payload_offset..h.payload_offset + h.payload_len];
@@ -610,6 +647,9 @@ impl SessionTask {
             match sock.try_send_to(data, dest) {
                 Ok(_) => {
                     stats.forwarded.fetch_add(1, Ordering::Relaxed);
+                    if header.is_some() {
+                        self.counters.forwarded[i].fetch_add(1, Ordering::Relaxed);
+                    }
                 }
                 Err(_) => {
                     stats.send_errors.fetch_add(1, Ordering::Relaxed);

@@ -1487,11 +1487,16 @@ impl CallControl {
         }
         let duration = now.saturating_duration_since(call.created);
         let talk = call.connected_at.map(|t| now.saturating_duration_since(t));
+        let m = call.media.counters();
         info!(
             parent: &call.span,
             reason = reason.as_str(),
             duration_ms = duration.as_millis() as u64,
             talk_ms = talk.map(|t| t.as_millis() as u64),
+            rtp_from_caller = m.received(Leg::Caller),
+            rtp_from_agent = m.received(Leg::Agent),
+            rtp_to_agent = m.forwarded(Leg::Caller),
+            rtp_to_caller = m.forwarded(Leg::Agent),
             "call ended"
         );
         // Dropping the session ends its task and frees its ports.

@@ -1,0 +1,322 @@
+//! Calls end to end over loopback: SIPp agent phones register with digest auth and answer
+//! (echoing RTP), SIPp callers dial the queue, and the server's log and SIPp's statistics
+//! tell what happened to every call.
+
+mod common;
+
+use std::fmt::Write as _;
+use std::ops::RangeInclusive;
+use std::time::{Duration, Instant};
+
+use common::{Server, ServerConfig, SippOutcome, SippProcess, SippRun};
+
+/// A server with queue `support` on 600 served by agents `agents` (all ready at start),
+/// and callers coming in over a trunk for 127.0.0.1 allowed to dial 600 only.
+fn call_center(agents: RangeInclusive<u32>, strategy: &str, ring_timeout: u32) -> ServerConfig {
+    let mut agent_file = String::new();
+    for a in agents.clone() {
+        let _ = writeln!(
+            agent_file,
+            "[agents.{a}]\nuser = \"{a}\"\nskills = {{ english = 5 }}\nqueues = [\"support\"]\nlogin_on_start = true\n"
+        );
+    }
+    ServerConfig {
+        users: 1001..=1100,
+        files: vec![
+            (
+                "queues.toml".into(),
+                format!(
+                    "[queues.support]\nnumber = \"600\"\nstrategy = \"{strategy}\"\n\
+                     ring_timeout = {ring_timeout}\nauto_pause_after = 100\n"
+                ),
+            ),
+            ("agents.toml".into(), agent_file),
+        ],
+        extra_toml: "[trunks.lab]\naddresses = [\"127.0.0.1\"]\nnumbers = [\"600\"]\n".into(),
+        ..ServerConfig::default()
+    }
+}
+
+/// Start SIPp phones for `users`, answering each incoming call with `incoming`, until the
+/// server has sent them `calls` calls in total. Waits until all of them are registered.
+fn agent_phones(
+    server: &Server,
+    users: RangeInclusive<u32>,
+    incoming: &str,
+    calls: u32,
+    extra: &[&str],
+) -> SippProcess {
+    let n = users.clone().count() as u32;
+    let csv = common::users_csv(server.dir(), users.clone(), common::demo_password);
+    let mut run = SippRun::new(server, "agent_phone.xml")
+        .injection(&csv)
+        .calls(n)
+        .limit(n)
+        .rate(100)
+        .timeout_s(90)
+        .arg("-oocsf")
+        .arg(common::scenario(incoming).to_string_lossy().into_owned())
+        .arg("-set")
+        .arg("agent_calls")
+        .arg(calls.to_string())
+        .arg("-rtp_echo")
+        .media_port();
+    for a in extra {
+        run = run.arg(*a);
+    }
+    let phones = run.spawn();
+    // Registered when every user's binding is in the server log (debug) or, simpler, when
+    // the phones' message trace shows n 200 OKs to REGISTER.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let registered = phones
+            .messages()
+            .matches("CSeq: 2 REGISTER")
+            .filter(|_| true)
+            .count();
+        let oks = count_register_oks(&phones.messages());
+        if oks >= n as usize {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "agent phones did not register within 10 s ({oks}/{n}, {registered} authenticated REGISTERs)\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    phones
+}
+
+/// 200 OKs to REGISTER in a SIPp message trace.
+fn count_register_oks(trace: &str) -> usize {
+    trace
+        .split("\n\n")
+        .filter(|m| m.contains("SIP/2.0 200 OK") && m.contains("REGISTER"))
+        .count()
+}
+
+fn caller(server: &Server, scenario: &str, calls: u32, rate: u32, pause_ms: u32) -> SippRun {
+    SippRun::new(server, scenario)
+        .calls(calls)
+        .limit(calls)
+        .rate(rate)
+        .timeout_s(60)
+        .arg("-s")
+        .arg("600")
+        .arg("-d")
+        .arg(pause_ms.to_string())
+        .media_port()
+}
+
+/// The `call ended` lines of the server log, as (reason, rtp_to_agent, rtp_to_caller).
+fn ended_calls(log: &str) -> Vec<(String, u64, u64)> {
+    log.lines()
+        .filter(|l| l.contains("call ended"))
+        .map(|l| {
+            let field = |name: &str| -> String {
+                l.split(&format!(" {name}="))
+                    .nth(1)
+                    .map(|rest| {
+                        if let Some(q) = rest.strip_prefix('"') {
+                            q.split('"').next().unwrap_or("").to_owned()
+                        } else {
+                            rest.split_whitespace().next().unwrap_or("").to_owned()
+                        }
+                    })
+                    .unwrap_or_default()
+            };
+            (
+                field("reason"),
+                field("rtp_to_agent").parse().unwrap_or(0),
+                field("rtp_to_caller").parse().unwrap_or(0),
+            )
+        })
+        .collect()
+}
+
+fn wait_for_log(server: &Server, what: &str, count: usize, within: Duration) -> String {
+    let deadline = Instant::now() + within;
+    loop {
+        let log = server.log();
+        if log.matches(what).count() >= count {
+            return log;
+        }
+        if Instant::now() > deadline {
+            return log;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn assert_ok(out: &SippOutcome, calls: u64, server: &Server) {
+    out.assert_all_succeeded(calls, server);
+}
+
+#[test]
+fn a_caller_reaches_an_agent_and_both_hear_each_other_and_the_caller_hangs_up() {
+    let server = Server::start(&call_center(1001..=1001, "longest-idle", 10));
+    let phones = agent_phones(&server, 1001..=1001, "agent_phone_answer.xml", 1, &[]);
+    // The caller plays 7 s of G.711 A-law from SIPp's pcap, then hangs up after 8 s.
+    let out = caller(&server, "caller.xml", 1, 1, 8_000).run();
+    assert_ok(&out, 1, &server);
+    let agents = phones.wait();
+    assert_eq!(agents.exit_code, Some(0), "{}", agents.diagnostics());
+    let log = wait_for_log(&server, "call ended", 1, Duration::from_secs(5));
+    let ended = ended_calls(&log);
+    assert_eq!(ended.len(), 1, "{log}");
+    let (reason, to_agent, to_caller) = &ended[0];
+    assert_eq!(reason, "caller hung up");
+    // 236 packets in the pcap: nearly all reach the agent, and its echo comes back.
+    assert!(*to_agent >= 200, "caller→agent RTP {to_agent}\n{log}");
+    assert!(*to_caller >= 200, "agent→caller RTP {to_caller}\n{log}");
+    assert!(
+        log.contains("call connected") && log.contains("agent=1001"),
+        "{log}"
+    );
+}
+
+#[test]
+fn the_agent_hangs_up_and_the_caller_gets_the_bye() {
+    let server = Server::start(&call_center(1002..=1002, "longest-idle", 10));
+    let phones = agent_phones(
+        &server,
+        1002..=1002,
+        "agent_phone_hangup.xml",
+        1,
+        &["-d", "2000"],
+    );
+    let out = caller(&server, "caller_wait_bye.xml", 1, 1, 0).run();
+    assert_ok(&out, 1, &server);
+    assert_eq!(phones.wait().exit_code, Some(0));
+    let log = wait_for_log(&server, "call ended", 1, Duration::from_secs(5));
+    let ended = ended_calls(&log);
+    assert_eq!(ended.len(), 1, "{log}");
+    assert_eq!(ended[0].0, "agent hung up", "{log}");
+}
+
+#[test]
+fn a_caller_who_hangs_up_while_queued_is_an_abandon() {
+    // No agent is registered: the caller waits, hears music, and gives up after 1.5 s.
+    let server = Server::start(&call_center(1003..=1003, "longest-idle", 10));
+    let out = caller(&server, "caller_abandon.xml", 1, 1, 1_500).run();
+    assert_ok(&out, 1, &server);
+    let log = wait_for_log(&server, "ABANDON", 1, Duration::from_secs(5));
+    let ended = ended_calls(&log);
+    assert_eq!(ended.len(), 1, "{log}");
+    assert_eq!(ended[0].0, "caller hung up");
+    assert!(
+        log.contains("|ABANDON|"),
+        "queue log records the abandon:\n{log}"
+    );
+    assert!(!log.contains("call connected"));
+}
+
+#[test]
+fn an_agent_who_does_not_answer_is_skipped_and_the_next_agent_gets_the_call() {
+    // Linear strategy: 1004 is always offered first. Its phone rings until CANCEL; after the
+    // 2 s ring timeout the call goes to 1005, which answers.
+    let server = Server::start(&call_center(1004..=1005, "linear", 2));
+    let ringer = agent_phones(&server, 1004..=1004, "agent_no_answer.xml", 1, &[]);
+    let answerer = agent_phones(&server, 1005..=1005, "agent_phone_answer.xml", 1, &[]);
+    let out = caller(&server, "caller.xml", 1, 1, 5_000).run();
+    assert_ok(&out, 1, &server);
+    let r = ringer.wait();
+    assert_eq!(
+        r.exit_code,
+        Some(0),
+        "the ringing phone was cancelled cleanly\n{}",
+        r.diagnostics()
+    );
+    assert_eq!(answerer.wait().exit_code, Some(0));
+    let log = wait_for_log(&server, "call ended", 1, Duration::from_secs(5));
+    assert!(
+        log.contains("RINGNOANSWER"),
+        "queue log has the no-answer:\n{log}"
+    );
+    let connected: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("call connected"))
+        .collect();
+    assert_eq!(connected.len(), 1, "{log}");
+    assert!(connected[0].contains("agent=1005"), "{log}");
+    assert_eq!(ended_calls(&log)[0].0, "caller hung up");
+}
+
+#[test]
+fn a_busy_agent_puts_the_call_back_in_line_for_the_next_agent() {
+    let server = Server::start(&call_center(1006..=1007, "linear", 5));
+    let busy = agent_phones(&server, 1006..=1006, "agent_busy.xml", 1, &[]);
+    let answerer = agent_phones(&server, 1007..=1007, "agent_phone_answer.xml", 1, &[]);
+    let out = caller(&server, "caller.xml", 1, 1, 2_000).run();
+    assert_ok(&out, 1, &server);
+    assert_eq!(busy.wait().exit_code, Some(0));
+    assert_eq!(answerer.wait().exit_code, Some(0));
+    let log = wait_for_log(&server, "call ended", 1, Duration::from_secs(5));
+    assert!(
+        log.contains("offer not answered") && log.contains("486"),
+        "{log}"
+    );
+    let connected: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("call connected"))
+        .collect();
+    assert_eq!(connected.len(), 1);
+    assert!(connected[0].contains("agent=1007"), "{log}");
+}
+
+#[test]
+fn callers_who_are_not_a_trunk_must_authenticate() {
+    let mut cfg = call_center(1008..=1008, "longest-idle", 10);
+    cfg.extra_toml.clear(); // no trunk: every caller is challenged
+    let server = Server::start(&cfg);
+    let phones = agent_phones(&server, 1008..=1008, "agent_phone_answer.xml", 1, &[]);
+    let out = caller(&server, "caller_auth.xml", 1, 1, 1_000)
+        .arg("-au")
+        .arg("1090")
+        .arg("-ap")
+        .arg("demo1090")
+        .run();
+    assert_ok(&out, 1, &server);
+    assert_eq!(phones.wait().exit_code, Some(0));
+    // Without credentials the INVITE gets 407 and never reaches the queue.
+    let plain = caller(&server, "caller.xml", 1, 1, 0).run();
+    assert_eq!(plain.successful(), 0);
+    assert!(plain
+        .messages()
+        .contains("407 Proxy Authentication Required"));
+    let log = wait_for_log(&server, "call ended", 1, Duration::from_secs(5));
+    assert_eq!(log.matches("call arrived").count(), 1, "{log}");
+}
+
+#[test]
+fn a_hundred_concurrent_callers_are_all_served_by_twenty_agents() {
+    let server = Server::start(&call_center(1011..=1030, "longest-idle", 10));
+    // Each agent talks 1 s and hangs up; callers wait in line as long as it takes. (SIPp's
+    // callers send the 7 s pcap from their answer on, so the last ones connected, after about
+    // 5 rounds of 1 s, still send audio.)
+    let phones = agent_phones(
+        &server,
+        1011..=1030,
+        "agent_phone_hangup.xml",
+        100,
+        &["-d", "1000"],
+    );
+    // 100 callers arrive at 50/s: 80 of them queue behind the first 20.
+    let out = caller(&server, "caller_wait_bye.xml", 100, 50, 0)
+        .timeout_s(90)
+        .run();
+    assert_ok(&out, 100, &server);
+    let agents = phones.wait();
+    assert_eq!(agents.exit_code, Some(0), "{}", agents.diagnostics());
+    let log = wait_for_log(&server, "call ended", 100, Duration::from_secs(10));
+    let ended = ended_calls(&log);
+    assert_eq!(ended.len(), 100);
+    assert!(
+        ended.iter().all(|(r, ..)| r == "agent hung up"),
+        "{ended:?}"
+    );
+    assert_eq!(log.matches("call connected").count(), 100);
+    // Every call's audio went both ways.
+    assert!(ended.iter().all(|(_, a, c)| *a > 0 && *c > 0), "{ended:?}");
+}
