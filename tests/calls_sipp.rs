@@ -320,3 +320,111 @@ fn a_hundred_concurrent_callers_are_all_served_by_twenty_agents() {
     // Every call's audio went both ways.
     assert!(ended.iter().all(|(_, a, c)| *a > 0 && *c > 0), "{ended:?}");
 }
+
+/// An INVITE from 127.0.0.1 (the lab trunk) with this SDP; returns the final status.
+fn invite_with_sdp(server: &Server, number: &str, sdp: &str) -> u16 {
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let local = sock.local_addr().unwrap();
+    let msg = format!(
+        "INVITE sip:{number}@{srv} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKsdp{p};rport\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:carrier@127.0.0.1>;tag=s1\r\nTo: <sip:{number}@{srv}>\r\n\
+         Call-ID: sdp{p}@127.0.0.1\r\nCSeq: 1 INVITE\r\nContact: <sip:carrier@{local}>\r\n\
+         Content-Type: application/sdp\r\nContent-Length: {len}\r\n\r\n{sdp}",
+        srv = server.udp,
+        p = std::process::id(),
+        len = sdp.len()
+    );
+    sock.send_to(msg.as_bytes(), server.udp).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let mut buf = vec![0u8; 65535];
+    loop {
+        let (n, _) = sock.recv_from(&mut buf).expect("an answer to the INVITE");
+        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+        let status: u16 = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        if status >= 200 {
+            return status;
+        }
+    }
+}
+
+#[test]
+fn no_common_codec_gets_488_and_nothing_is_queued() {
+    let server = Server::start(&call_center(1009..=1009, "longest-idle", 10));
+    let g729 = "v=0\r\no=c 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+                m=audio 40000 RTP/AVP 18\r\na=rtpmap:18 G729/8000\r\n";
+    assert_eq!(invite_with_sdp(&server, "600", g729), 488);
+    let video_only = "v=0\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=video 40000 RTP/AVP 31\r\n";
+    assert_eq!(invite_with_sdp(&server, "600", video_only), 488);
+    // A number the trunk may not dial: challenged, as from anyone who is not the trunk.
+    let pcmu = "v=0\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0\r\n";
+    assert_eq!(invite_with_sdp(&server, "1009", pcmu), 407);
+    assert!(!server.log().contains("call queued"), "{}", server.log());
+}
+
+#[test]
+fn agents_log_in_out_and_pause_with_feature_codes() {
+    let server = Server::start(&call_center(1050..=1050, "longest-idle", 10));
+    let code = |c: &str, user: u32| {
+        caller(&server, "feature_code.xml", 1, 1, 0)
+            .arg("-s")
+            .arg(c)
+            .arg("-au")
+            .arg(user.to_string())
+            .arg("-ap")
+            .arg(common::demo_password(user))
+            .run()
+    };
+    let states = |log: &str| -> Vec<String> {
+        log.lines()
+            .filter(|l| l.contains("agent state") && l.contains("agent=1050"))
+            .filter_map(|l| l.split(" state=").nth(1).map(|s| s.trim().to_owned()))
+            .collect()
+    };
+    // Ready at start; *73 pauses, *73 again resumes, *72 logs out, *71 logs in.
+    for (c, expect) in [
+        ("*73", "NotReady"),
+        ("*73", "Ready"),
+        ("*72", "LoggedOut"),
+        ("*71", "Ready"),
+    ] {
+        let out = code(c, 1050);
+        assert_ok(&out, 1, &server);
+        let log = server.log();
+        let last = states(&log).last().cloned().unwrap_or_default();
+        assert!(last.starts_with(expect), "after {c}: {last}\n{log}");
+    }
+    // A user who is not an agent is refused.
+    let out = code("*71", 1051);
+    assert_eq!(out.successful(), 0);
+    assert!(
+        out.messages().contains("403 Forbidden"),
+        "{}",
+        out.diagnostics()
+    );
+}
+
+#[test]
+fn registered_users_call_each_other_by_extension() {
+    let server = Server::start(&call_center(1060..=1060, "longest-idle", 10));
+    // 1061 is not an agent; its phone answers like any desk phone.
+    let phones = agent_phones(&server, 1061..=1061, "agent_phone_answer.xml", 1, &[]);
+    let out = caller(&server, "caller_auth.xml", 1, 1, 1_000)
+        .arg("-s")
+        .arg("1061")
+        .arg("-au")
+        .arg("1062")
+        .arg("-ap")
+        .arg("demo1062")
+        .run();
+    assert_ok(&out, 1, &server);
+    assert_eq!(phones.wait().exit_code, Some(0));
+    let log = wait_for_log(&server, "call ended", 1, Duration::from_secs(5));
+    assert!(log.contains("route=\"extension\""), "{log}");
+    let ended = ended_calls(&log);
+    assert_eq!(ended[0].0, "caller hung up");
+    assert!(ended[0].1 > 0 && ended[0].2 > 0, "{ended:?}");
+}

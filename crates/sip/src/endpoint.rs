@@ -99,14 +99,18 @@ impl Default for SecurityConfig {
     }
 }
 
-/// A carrier trunk: a peer recognised by its source address, whose INVITEs are not challenged.
-/// What it may call is the dial plan's business (call control), not the endpoint's.
+/// A carrier trunk: a peer recognised by its source address, whose INVITEs to its numbers
+/// are not challenged. An INVITE from a trunk's address to any other number is challenged
+/// like everyone else's (a phone may share the address, e.g. behind the same NAT), so an
+/// unauthenticated path never reaches more than the trunk's numbers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Trunk {
     /// The trunk's name (config key), reported as [`Caller::Trunk`].
     pub name: String,
     /// Source addresses its requests come from.
     pub addresses: Vec<IpAddr>,
+    /// The numbers (Request-URI user parts) it may call.
+    pub numbers: Vec<String>,
 }
 
 /// Who may place calls (out-of-dialog INVITEs).
@@ -1188,13 +1192,15 @@ impl Endpoint {
         flow: Flow,
     ) -> Option<Caller> {
         let ip = flow.remote.ip();
-        if let Some(t) = self
-            .cfg
-            .calls
-            .trunks
-            .iter()
-            .find(|t| t.addresses.contains(&ip))
-        {
+        let number = crate::uri::Uri::parse(&req.uri)
+            .ok()
+            .and_then(|u| u.user_unescaped());
+        if let Some(t) = self.cfg.calls.trunks.iter().find(|t| {
+            t.addresses.contains(&ip)
+                && number
+                    .as_deref()
+                    .is_some_and(|n| t.numbers.iter().any(|x| x == n))
+        }) {
             return Some(Caller::Trunk(t.name.clone()));
         }
         if !self.cfg.calls.challenge {

@@ -50,6 +50,7 @@ fn config() -> EndpointConfig {
             trunks: vec![Trunk {
                 name: "carrier".into(),
                 addresses: vec![CARRIER.parse().unwrap()],
+                numbers: vec!["600".into()],
             }],
             challenge: true,
         },
@@ -833,6 +834,14 @@ fn trunk_invites_are_recognised_by_source_address_not_challenged() {
         [SipEvent::Request { caller, .. }] => assert_eq!(*caller, Caller::Trunk("carrier".into())),
         other => panic!("{other:?}"),
     }
+    // The same address calling a number the trunk does not own is challenged like anyone.
+    let other = invite("z9hG4bKt2").replace("sip:600@switchboard", "sip:1001@switchboard");
+    let r = exchange(&mut ep, t0, carrier, other.as_bytes());
+    assert_eq!(
+        r.iter().map(|x| x.1.status).collect::<Vec<_>>(),
+        vec![100, 407]
+    );
+    assert!(events(&mut ep).is_empty());
 }
 
 #[test]

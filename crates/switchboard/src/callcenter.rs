@@ -377,9 +377,17 @@ pub(crate) fn build(
                 Err(_) => s.err(&table, "addresses", format!("\"{a}\" is not an IP address")),
             }
         }
+        if t.numbers.is_empty() {
+            s.err(
+                &table,
+                "numbers",
+                "a trunk must list the numbers it may call (e.g. [\"600\"])",
+            );
+        }
         trunks.push(Trunk {
             name: name.clone(),
             addresses: addrs,
+            numbers: t.numbers.clone(),
         });
         trunk_rules.push(TrunkRule {
             trunk: name.clone(),
