@@ -428,3 +428,24 @@ fn registered_users_call_each_other_by_extension() {
     assert_eq!(ended[0].0, "caller hung up");
     assert!(ended[0].1 > 0 && ended[0].2 > 0, "{ended:?}");
 }
+
+#[test]
+fn a_real_softphone_agent_answers_a_sipp_caller() {
+    let server = Server::start(&call_center(1070..=1070, "longest-idle", 10));
+    let phone = common::Baresip::start(&server, 1070);
+    let out = caller(&server, "caller.xml", 1, 1, 3_000).run();
+    assert_ok(&out, 1, &server);
+    let log = wait_for_log(&server, "call ended", 1, Duration::from_secs(5));
+    let ended = ended_calls(&log);
+    assert_eq!(ended.len(), 1, "{log}");
+    let (reason, to_agent, to_caller) = &ended[0];
+    assert_eq!(reason, "caller hung up");
+    // 3 s of talk: the caller's pcap reaches baresip, baresip's tone reaches the caller.
+    assert!(*to_agent >= 80, "caller→baresip RTP {to_agent}\n{log}");
+    assert!(
+        *to_caller >= 100,
+        "baresip→caller RTP {to_caller}\n{log}\n{}",
+        phone.log()
+    );
+    assert!(phone.log().contains("Call established"), "{}", phone.log());
+}

@@ -984,3 +984,117 @@ pub(crate) fn udp_exchange(
     let (n, _) = socket.recv_from(&mut buf).ok()?;
     RawResponse::parse(&String::from_utf8_lossy(&buf[..n]))
 }
+
+// ------------------------------------------------------------------ baresip
+
+/// A real softphone: baresip (Debian package `baresip-core`), headless, registered to the
+/// server as `user`, answering every call at once and sending a 440 Hz tone.
+pub(crate) struct Baresip {
+    child: Child,
+    dir: PathBuf,
+}
+
+impl Baresip {
+    /// Start baresip for `user` (password `demo<user>`) and wait until it is registered.
+    pub(crate) fn start(server: &Server, user: u32) -> Baresip {
+        let exe = std::env::var_os("PATH")
+            .and_then(|path| {
+                std::env::split_paths(&path)
+                    .map(|d| d.join("baresip"))
+                    .find(|p| p.is_file())
+            })
+            .unwrap_or_else(|| panic!("baresip not found: apt-get install baresip-core"));
+        let dir = temp_dir("baresip");
+        let port = free_port();
+        let (rtp_min, rtp_max) = media_ports(20);
+        let config = format!(
+            "poll_method epoll\n\
+             sip_listen 127.0.0.1:{port}\n\
+             net_interface 127.0.0.1\n\
+             call_local_timeout 120\n\
+             call_max_calls 4\n\
+             audio_source ausine,440\n\
+             ausrc_srate 48000\n\
+             ausrc_channels 2\n\
+             audio_player aubridge,nil\n\
+             audio_alert aubridge,nil\n\
+             audio_level no\n\
+             audio_buffer 20-160\n\
+             rtp_ports {rtp_min}-{rtp_max}\n\
+             rtcp_mux no\n\
+             jitter_buffer_delay 5-10\n\
+             rtp_stats no\n\
+             statmode_default off\n\
+             module_path /usr/lib/baresip/modules\n\
+             module g711.so\n\
+             module ausine.so\n\
+             module aubridge.so\n\
+             module_tmp uuid.so\n\
+             module_tmp account.so\n\
+             module_app menu.so\n"
+        );
+        write_file(&dir.join("config"), &config);
+        write_file(
+            &dir.join("accounts"),
+            &format!(
+                "<sip:{user}@{srv};transport=udp>;auth_pass={pw};answermode=auto;regint=300;audio_codecs=PCMU,PCMA\n",
+                srv = server.udp,
+                pw = demo_password(user)
+            ),
+        );
+        let log = std::fs::File::create(dir.join("baresip.log")).expect("create baresip.log");
+        let child = Command::new(exe)
+            .arg("-f")
+            .arg(&dir)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start baresip: {e}"));
+        let b = Baresip { child, dir };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let log = b.log();
+            if log.contains("200 OK") && log.contains("binding") {
+                return b;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "baresip did not register within 10 s:\n{log}\n--- server ---\n{}",
+                tail(&server.log(), 30)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// What baresip printed.
+    pub(crate) fn log(&self) -> String {
+        read_lossy(&self.dir.join("baresip.log"))
+    }
+}
+
+impl Drop for Baresip {
+    fn drop(&mut self) {
+        // SIGTERM unregisters; a second one forces the exit if a call is still up.
+        for _ in 0..2 {
+            let _ = Command::new("kill")
+                .args(["-TERM", &self.child.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    let _ = std::fs::remove_dir_all(&self.dir);
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("baresip files kept in {}", self.dir.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
