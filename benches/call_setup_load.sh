@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# Calls per second set up through a queue, with SIPp on both sides, at zero failures.
+#
+#   benches/call_setup_load.sh                 # rates 50..500/s, 10 s each
+#   RATES=100,200 SECONDS=5 benches/call_setup_load.sh
+#
+# One release server (queue "support" on 600, AGENTS agents ready at start, a trunk for
+# 127.0.0.1 allowed to dial 600), one SIPp process playing every agent phone (REGISTER with
+# digest, then answer each INVITE 180/200 and wait for the caller's BYE), and one SIPp caller
+# per step: INVITE 600, 200 (the queue answers at once), ACK, HOLD_MS, BYE. A call counts as
+# set up when the server logs "call connected" for it (an agent's phone answered and the
+# legs were bridged), so a rate passes only if SIPp reports 0 failed calls AND every call
+# was connected to an agent. Media is not sent (the relay has its own benchmark).
+#
+# Output: one line per step and a summary with the highest clean rate and the server's
+# CPU-seconds per 1,000 calls; everything under $OUT.
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/.." && pwd)"
+OUT="${OUT:-$ROOT/benches/out/calls-$(date +%Y%m%d-%H%M%S)}"
+RATES="${RATES:-50,100,200,300,400,500}"
+SECONDS_PER_STEP="${SECONDS:-10}"
+AGENTS="${AGENTS:-400}"
+HOLD_MS="${HOLD_MS:-500}"
+PORT=26060
+export NO_COLOR=1
+
+mkdir -p "$OUT"
+OUT="$(cd "$OUT" && pwd)"
+exec > >(tee -a "$OUT/run.log") 2>&1
+
+BIN="${SWITCHBOARD_BIN:-}"
+if [ -z "$BIN" ]; then
+  (cd "$ROOT" && cargo build --release -q -p switchboard)
+  BIN="$ROOT/target/release/switchboard"
+fi
+command -v sipp >/dev/null || { echo "sipp not found: apt-get install sip-tester"; exit 1; }
+
+first=1001
+last=$((first + AGENTS - 1))
+cfg="$OUT/config"
+mkdir -p "$cfg"
+cat > "$cfg/switchboard.toml" <<EOF
+[sip]
+bind = "127.0.0.1:$PORT"
+realm = "bench"
+[registrar]
+qualify_interval = 0
+[security]
+rate_limit = 0
+[media]
+bind = "127.0.0.1"
+advertise = "127.0.0.1"
+port_min = 20000
+port_max = 32000
+[trunks.lab]
+addresses = ["127.0.0.1"]
+numbers = ["600"]
+[log]
+level = "info"
+EOF
+: > "$cfg/users.toml"
+: > "$cfg/agents.toml"
+echo "SEQUENTIAL" > "$OUT/agents.csv"
+for u in $(seq $first $last); do
+  printf '[users.%s]\npassword = "demo%s"\n' "$u" "$u" >> "$cfg/users.toml"
+  printf '[agents.%s]\nuser = "%s"\nqueues = ["support"]\nlogin_on_start = true\n' "$u" "$u" >> "$cfg/agents.toml"
+  echo "$u;demo$u;[authentication username=$u password=demo$u]" >> "$OUT/agents.csv"
+done
+cat > "$cfg/queues.toml" <<EOF
+[queues.support]
+number = "600"
+ring_timeout = 10
+EOF
+
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(uname -sr)"
+echo "server: $BIN ($AGENTS agents, hold ${HOLD_MS} ms, ${SECONDS_PER_STEP} s per step)"
+echo "sipp: $(sipp -v 2>&1 | grep -m1 -o 'SIPp v[0-9.]*')"
+echo
+printf '%-8s %-9s %-9s %-7s %-10s %-13s %-12s %s\n' rate calls ok failed connected "cpu-s/1000" "achieved/s" clean
+best=0
+for rate in ${RATES//,/ }; do
+  calls=$((rate * SECONDS_PER_STEP))
+  step="$OUT/step-$rate"
+  mkdir -p "$step"
+  "$BIN" serve --config "$cfg" > "$step/server.out" 2> "$step/server.log" &
+  spid=$!
+  for _ in $(seq 100); do grep -q "SIP listening" "$step/server.out" 2>/dev/null && break; sleep 0.05; done
+  # The agent phones: register all, then answer until every call of the step is done.
+  (cd "$step" && sipp 127.0.0.1:$PORT -sf "$ROOT/tests/sipp/agent_phone.xml" \
+      -oocsf "$ROOT/tests/sipp/agent_phone_answer.xml" -inf "$OUT/agents.csv" \
+      -m "$AGENTS" -l "$AGENTS" -r 500 -set agent_calls "$calls" \
+      -i 127.0.0.1 -p 26100 -cp 26101 -mp 26200 -t u1 -nostdin \
+      -timeout $((SECONDS_PER_STEP + 60))s -timeout_error \
+      -trace_err -error_file agents-errors.log > /dev/null 2> agents.stderr) &
+  apid=$!
+  # The phones register at 500/s; give them time to finish.
+  sleep $((AGENTS / 500 + 2))
+  cpu0=$(awk '{print $14+$15}' /proc/$spid/stat)
+  t0=$(date +%s.%N)
+  (cd "$step" && sipp 127.0.0.1:$PORT -sf "$ROOT/tests/sipp/caller_abandon.xml" -s 600 \
+      -m "$calls" -r "$rate" -rp 1000 -l $((rate * 4 + 100)) -d "$HOLD_MS" \
+      -i 127.0.0.1 -p 26300 -cp 26301 -mp 26400 -t u1 -nostdin \
+      -timeout $((SECONDS_PER_STEP + 40))s -timeout_error \
+      -trace_stat -stf callers-stat.csv -fd 1 -trace_err -error_file callers-errors.log \
+      > /dev/null 2> callers.stderr) && crc=0 || crc=$?
+  t1=$(date +%s.%N)
+  cpu1=$(awk '{print $14+$15}' /proc/$spid/stat)
+  wait $apid 2>/dev/null || true
+  kill -TERM $spid 2>/dev/null || true
+  wait $spid 2>/dev/null || true
+  last_line=$(tail -n 1 "$step/callers-stat.csv")
+  header=$(head -n 1 "$step/callers-stat.csv")
+  col() { echo "$header" | tr ';' '\n' | grep -n -x "$1" | cut -d: -f1; }
+  ok=$(echo "$last_line" | cut -d';' -f"$(col 'SuccessfulCall(C)')")
+  failed=$(echo "$last_line" | cut -d';' -f"$(col 'FailedCall(C)')")
+  connected=$(grep -c "call connected" "$step/server.log" || true)
+  cpu_s=$(echo "($cpu1 - $cpu0) / 100" | bc -l)
+  per1000=$(echo "$cpu_s * 1000 / $calls" | bc -l)
+  achieved=$(echo "$ok / ($t1 - $t0)" | bc -l)
+  clean=no
+  if [ "$crc" = 0 ] && [ "$failed" = 0 ] && [ "$ok" = "$calls" ] && [ "$connected" = "$calls" ]; then
+    clean=yes
+    best=$rate
+  fi
+  printf '%-8s %-9s %-9s %-7s %-10s %-13.3f %-12.1f %s\n' "$rate" "$calls" "$ok" "$failed" "$connected" "$per1000" "$achieved" "$clean"
+  echo "$rate;$calls;$ok;$failed;$connected;$per1000;$achieved;$clean" >> "$OUT/results.csv"
+  [ "$clean" = yes ] || break
+done
+echo
+echo "highest clean rate: $best calls/s (0 failed, every call connected to an agent)"
+echo "output: $OUT"
