@@ -99,7 +99,8 @@ fn drive(
         let s = s.clone();
         let stop = stop.clone();
         let lat = lat.clone();
-        s.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
         receivers.push(
             std::thread::Builder::new()
                 .name("gen-recv".into())
@@ -224,7 +225,9 @@ fn main() {
         let mut sessions = Vec::with_capacity(calls);
         let mut streams = Vec::with_capacity(2 * calls);
         for i in 0..calls {
-            let s = relay.open(SessionId(i as u64)).expect("ports for the session");
+            let s = relay
+                .open(SessionId(i as u64))
+                .expect("ports for the session");
             for (leg, addr) in [(Leg::Caller, a_addr), (Leg::Agent, b_addr)] {
                 s.command(SessionCommand::Remote {
                     leg,
@@ -269,7 +272,11 @@ fn main() {
                 r.label,
                 offered,
                 100.0 * r.received as f64 / r.sent.max(1) as f64,
-                if r.label == "relay" { format!("{cores:.2}") } else { "-".into() },
+                if r.label == "relay" {
+                    format!("{cores:.2}")
+                } else {
+                    "-".into()
+                },
                 per_core,
                 r.gen_cpu_s / r.seconds,
                 r.p50_us,

@@ -449,3 +449,414 @@ fn a_real_softphone_agent_answers_a_sipp_caller() {
     );
     assert!(phone.log().contains("Call established"), "{}", phone.log());
 }
+
+/// A caller in plain Rust (the lab trunk): INVITE with a PCMU offer, ACK the 200, then
+/// listen to what the queue plays.
+struct RawCaller {
+    sip: std::net::UdpSocket,
+    rtp: std::net::UdpSocket,
+    server: std::net::SocketAddr,
+    to: String,
+    call_id: String,
+}
+
+impl RawCaller {
+    fn call(server: &Server, number: &str) -> RawCaller {
+        let sip = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let rtp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let local = sip.local_addr().unwrap();
+        let media = rtp.local_addr().unwrap().port();
+        let call_id = format!("raw{}-{}@127.0.0.1", std::process::id(), media);
+        let sdp = format!(
+            "v=0\r\no=c 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+             m=audio {media} RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n"
+        );
+        let msg = format!(
+            "INVITE sip:{number}@{srv} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKinv{media};rport\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:customer@127.0.0.1>;tag=c{media}\r\nTo: <sip:{number}@{srv}>\r\n\
+             Call-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContact: <sip:customer@{local}>\r\n\
+             Content-Type: application/sdp\r\nContent-Length: {len}\r\n\r\n{sdp}",
+            srv = server.udp,
+            len = sdp.len()
+        );
+        sip.send_to(msg.as_bytes(), server.udp).unwrap();
+        sip.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        let mut buf = vec![0u8; 65535];
+        let ok = loop {
+            let (n, _) = sip.recv_from(&mut buf).expect("an answer to the INVITE");
+            let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+            if text.starts_with("SIP/2.0 200") {
+                break text;
+            }
+            assert!(text.starts_with("SIP/2.0 1"), "{text}");
+        };
+        let to = ok
+            .lines()
+            .find(|l| l.starts_with("To:"))
+            .map(|l| l[3..].trim().to_owned())
+            .unwrap();
+        let c = RawCaller {
+            sip,
+            rtp,
+            server: server.udp,
+            to,
+            call_id,
+        };
+        c.send("ACK", 1, media);
+        // The relay latches on our first packet: say something (one PCMU frame).
+        let mut p = vec![0x80, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 9];
+        p.extend_from_slice(&[0xFF; 160]);
+        let port: u16 = ok
+            .lines()
+            .find(|l| l.starts_with("m=audio"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|p| p.parse().ok())
+            .unwrap();
+        c.rtp.send_to(&p, ("127.0.0.1", port)).unwrap();
+        c
+    }
+
+    fn send(&self, method: &str, cseq: u32, n: u16) {
+        let local = self.sip.local_addr().unwrap();
+        let msg = format!(
+            "{method} sip:600@{srv} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK{method}{n}x{cseq};rport\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:customer@127.0.0.1>;tag=c{n}\r\nTo: {to}\r\n\
+             Call-ID: {cid}\r\nCSeq: {cseq} {method}\r\nContent-Length: 0\r\n\r\n",
+            srv = self.server,
+            to = self.to,
+            cid = self.call_id
+        );
+        self.sip.send_to(msg.as_bytes(), self.server).unwrap();
+    }
+
+    /// RTP headers and payloads received during `d`.
+    fn listen(&self, d: Duration) -> Vec<(u8, u16, u32, u32, Vec<u8>)> {
+        let end = Instant::now() + d;
+        self.rtp
+            .set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        let mut out = Vec::new();
+        let mut buf = [0u8; 2048];
+        while Instant::now() < end {
+            if let Ok((n, _)) = self.rtp.recv_from(&mut buf) {
+                if n >= 12 {
+                    out.push((
+                        buf[1],
+                        u16::from_be_bytes([buf[2], buf[3]]),
+                        u32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]),
+                        u32::from_be_bytes([buf[8], buf[9], buf[10], buf[11]]),
+                        buf[12..n].to_vec(),
+                    ));
+                }
+            }
+        }
+        out
+    }
+
+    fn hang_up(&self) -> bool {
+        let n = self.rtp.local_addr().unwrap().port();
+        self.send("BYE", 2, n);
+        let mut buf = vec![0u8; 65535];
+        self.sip
+            .set_read_timeout(Some(Duration::from_secs(3)))
+            .unwrap();
+        while let Ok((len, _)) = self.sip.recv_from(&mut buf) {
+            let t = String::from_utf8_lossy(&buf[..len]);
+            if t.starts_with("SIP/2.0 200") && t.contains("BYE") {
+                return true;
+            }
+        }
+        false
+    }
+}
+
+#[test]
+fn a_waiting_caller_hears_the_greeting_and_music_as_a_proper_rtp_stream() {
+    let mut cfg = call_center(1080..=1080, "longest-idle", 10);
+    // The shipped prompts: greeting and music of the demo help desk.
+    let prompts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/prompts");
+    cfg.files[0].1.push_str(&format!(
+        "greeting = \"{}\"\nmusic = \"{}\"\n",
+        prompts.join("support-greeting.wav").display(),
+        prompts.join("moh.wav").display()
+    ));
+    let server = Server::start(&cfg);
+    // Nobody is registered: the caller waits in line.
+    let caller = RawCaller::call(&server, "600");
+    let got = caller.listen(Duration::from_millis(1_500));
+    // 20 ms packets: about 75 in 1.5 s.
+    assert!((65..=80).contains(&got.len()), "{} packets", got.len());
+    let (pt0, _, _, ssrc, _) = got[0];
+    assert_eq!(pt0 & 0x7F, 0, "PCMU, as negotiated");
+    assert!(pt0 & 0x80 != 0, "the first packet carries the marker bit");
+    for w in got.windows(2) {
+        assert_eq!(
+            w[1].1,
+            w[0].1.wrapping_add(1),
+            "consecutive sequence numbers"
+        );
+        assert_eq!(w[1].2, w[0].2.wrapping_add(160), "timestamps 160 apart");
+        assert_eq!(w[1].3, ssrc, "one SSRC");
+    }
+    assert!(got.iter().all(|p| p.4.len() == 160));
+    let loud = got
+        .iter()
+        .filter(|p| p.4.iter().any(|&b| b != 0xFF && b != 0x7F))
+        .count();
+    assert!(
+        loud > 20,
+        "the greeting is audible ({loud} non-silent packets)"
+    );
+    assert!(caller.hang_up());
+    let log = wait_for_log(&server, "call ended", 1, Duration::from_secs(5));
+    assert_eq!(ended_calls(&log)[0].0, "caller hung up");
+}
+
+/// An agent's desk phone in plain Rust: registers with digest, answers the server's INVITE,
+/// sends a tone, and can put the call on hold and take it back (re-INVITE).
+struct RawAgent {
+    sip: std::net::UdpSocket,
+    rtp: std::sync::Arc<std::net::UdpSocket>,
+    server: std::net::SocketAddr,
+    user: u32,
+    dialog: Option<(String, String, String, String)>, // call-id, our To (with tag), their From, their Contact
+    cseq: u32,
+    sending: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+fn md5_hex(s: &str) -> String {
+    use md5::{Digest, Md5};
+    Md5::digest(s.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn header<'a>(msg: &'a str, name: &str) -> Option<&'a str> {
+    msg.lines()
+        .find(|l| {
+            l.len() > name.len()
+                && l[..name.len()].eq_ignore_ascii_case(name)
+                && l[name.len()..].starts_with(':')
+        })
+        .map(|l| l[name.len() + 1..].trim())
+}
+
+impl RawAgent {
+    fn register(server: &Server, user: u32) -> RawAgent {
+        let sip = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        sip.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let rtp = std::sync::Arc::new(std::net::UdpSocket::bind("127.0.0.1:0").unwrap());
+        let agent = RawAgent {
+            sip,
+            rtp,
+            server: server.udp,
+            user,
+            dialog: None,
+            cseq: 0,
+            sending: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true)),
+        };
+        let local = agent.sip.local_addr().unwrap();
+        let reg = |auth: &str, cseq: u32| {
+            format!(
+                "REGISTER sip:{srv} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKreg{cseq}x{user};rport\r\n\
+                 Max-Forwards: 70\r\nFrom: <sip:{user}@{srv}>;tag=r{user}\r\nTo: <sip:{user}@{srv}>\r\n\
+                 Call-ID: reg{user}@127.0.0.1\r\nCSeq: {cseq} REGISTER\r\nContact: <sip:{user}@{local}>\r\n\
+                 Expires: 300\r\n{auth}Content-Length: 0\r\n\r\n",
+                srv = server.udp
+            )
+        };
+        let ch = agent.exchange(&reg("", 1));
+        assert!(ch.starts_with("SIP/2.0 401"), "{ch}");
+        let www = header(&ch, "WWW-Authenticate").unwrap();
+        let param = |n: &str| {
+            let i = www.find(&format!("{n}=\"")).unwrap() + n.len() + 2;
+            www[i..].split('"').next().unwrap().to_owned()
+        };
+        let (realm, nonce) = (param("realm"), param("nonce"));
+        let uri = format!("sip:{}", server.udp);
+        let ha1 = md5_hex(&format!("{user}:{realm}:demo{user}"));
+        let ha2 = md5_hex(&format!("REGISTER:{uri}"));
+        let resp = md5_hex(&format!("{ha1}:{nonce}:00000001:abcdef:auth:{ha2}"));
+        let auth = format!(
+            "Authorization: Digest username=\"{user}\", realm=\"{realm}\", nonce=\"{nonce}\", uri=\"{uri}\", \
+             response=\"{resp}\", algorithm=MD5, cnonce=\"abcdef\", qop=auth, nc=00000001\r\n"
+        );
+        let ok = agent.exchange(&reg(&auth, 2));
+        assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
+        agent
+    }
+
+    fn exchange(&self, msg: &str) -> String {
+        self.sip.send_to(msg.as_bytes(), self.server).unwrap();
+        let mut buf = vec![0u8; 65535];
+        loop {
+            let (n, _) = self.sip.recv_from(&mut buf).expect("an answer");
+            let t = String::from_utf8_lossy(&buf[..n]).into_owned();
+            if !t.starts_with("SIP/2.0 1") {
+                return t;
+            }
+        }
+    }
+
+    fn sdp(&self, direction: &str) -> String {
+        let port = self.rtp.local_addr().unwrap().port();
+        format!(
+            "v=0\r\no=a 1 {v} IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+             m=audio {port} RTP/AVP 0\r\na={direction}\r\n",
+            v = self.cseq + 1
+        )
+    }
+
+    /// Wait for the server's INVITE, answer 200, take the ACK, start the tone.
+    fn answer(&mut self) {
+        let mut buf = vec![0u8; 65535];
+        let inv = loop {
+            let (n, _) = self
+                .sip
+                .recv_from(&mut buf)
+                .expect("an INVITE for the agent");
+            let t = String::from_utf8_lossy(&buf[..n]).into_owned();
+            if t.starts_with("INVITE ") {
+                break t;
+            }
+        };
+        let to = format!("{};tag=agent{}", header(&inv, "To").unwrap(), self.user);
+        let from = header(&inv, "From").unwrap().to_owned();
+        let call_id = header(&inv, "Call-ID").unwrap().to_owned();
+        let contact = header(&inv, "Contact")
+            .unwrap()
+            .trim_matches(|c| c == '<' || c == '>')
+            .to_owned();
+        let relay_port: u16 = inv
+            .lines()
+            .find(|l| l.starts_with("m=audio"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|p| p.parse().ok())
+            .unwrap();
+        let body = self.sdp("sendrecv");
+        let ok = format!(
+            "SIP/2.0 200 OK\r\nVia: {via}\r\nFrom: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\n\
+             CSeq: {cseq}\r\nContact: <sip:{u}@{local}>\r\nContent-Type: application/sdp\r\n\
+             Content-Length: {len}\r\n\r\n{body}",
+            via = header(&inv, "Via").unwrap(),
+            cseq = header(&inv, "CSeq").unwrap(),
+            u = self.user,
+            local = self.sip.local_addr().unwrap(),
+            len = body.len()
+        );
+        self.sip.send_to(ok.as_bytes(), self.server).unwrap();
+        loop {
+            let (n, _) = self.sip.recv_from(&mut buf).expect("the ACK");
+            if buf[..n].starts_with(b"ACK ") {
+                break;
+            }
+        }
+        self.dialog = Some((call_id, to, from, contact));
+        // A 1 kHz-ish tone from the agent, SSRC 0xA6E47, until dropped.
+        let rtp = self.rtp.clone();
+        let sending = self.sending.clone();
+        std::thread::spawn(move || {
+            let mut seq = 0u16;
+            while sending.load(std::sync::atomic::Ordering::Relaxed) {
+                let mut p = vec![0x80, 0];
+                p.extend_from_slice(&seq.to_be_bytes());
+                p.extend_from_slice(&(u32::from(seq) * 160).to_be_bytes());
+                p.extend_from_slice(&0xA6E47u32.to_be_bytes());
+                p.extend((0..160).map(|i| if i % 8 < 4 { 0x20 } else { 0xA0 }));
+                let _ = rtp.send_to(&p, ("127.0.0.1", relay_port));
+                seq = seq.wrapping_add(1);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+    }
+
+    /// re-INVITE with this direction; returns the direction of the server's answer.
+    fn reinvite(&mut self, direction: &str) -> String {
+        self.cseq += 1;
+        let (call_id, to, from, contact) = self.dialog.clone().unwrap();
+        let body = self.sdp(direction);
+        let local = self.sip.local_addr().unwrap();
+        let inv = format!(
+            "INVITE {contact} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKre{c}x{u};rport\r\n\
+             Max-Forwards: 70\r\nFrom: {to}\r\nTo: {from}\r\nCall-ID: {call_id}\r\nCSeq: {c} INVITE\r\n\
+             Contact: <sip:{u}@{local}>\r\nContent-Type: application/sdp\r\nContent-Length: {len}\r\n\r\n{body}",
+            c = self.cseq,
+            u = self.user,
+            len = body.len()
+        );
+        let ok = self.exchange(&inv);
+        assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
+        let ack = format!(
+            "ACK {contact} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKack{c}x{u};rport\r\n\
+             Max-Forwards: 70\r\nFrom: {to}\r\nTo: {their_to}\r\nCall-ID: {call_id}\r\nCSeq: {c} ACK\r\n\
+             Content-Length: 0\r\n\r\n",
+            c = self.cseq,
+            u = self.user,
+            their_to = header(&ok, "To").unwrap()
+        );
+        self.sip.send_to(ack.as_bytes(), self.server).unwrap();
+        ["sendrecv", "sendonly", "recvonly", "inactive"]
+            .into_iter()
+            .find(|d| ok.contains(&format!("a={d}")))
+            .unwrap_or("")
+            .to_owned()
+    }
+}
+
+impl Drop for RawAgent {
+    fn drop(&mut self) {
+        self.sending
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+#[test]
+fn an_agent_on_hold_puts_music_to_the_caller_and_resume_reconnects_them() {
+    let mut cfg = call_center(1085..=1085, "longest-idle", 10);
+    let prompts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/prompts");
+    cfg.files[0].1.push_str(&format!(
+        "music = \"{}\"\n",
+        prompts.join("moh.wav").display()
+    ));
+    let server = Server::start(&cfg);
+    let mut agent = RawAgent::register(&server, 1085);
+    let caller = RawCaller::call(&server, "600");
+    agent.answer();
+    let ssrcs = |pkts: &[(u8, u16, u32, u32, Vec<u8>)]| -> std::collections::BTreeSet<u32> {
+        pkts.iter().map(|p| p.3).collect()
+    };
+    let agent_ssrc = 0xA6E47u32;
+    // Talking: the caller hears the agent (after a moment for the bridge).
+    std::thread::sleep(Duration::from_millis(200));
+    let talking = caller.listen(Duration::from_millis(500));
+    assert!(
+        ssrcs(&talking).contains(&agent_ssrc),
+        "{:?}",
+        ssrcs(&talking)
+    );
+    // Hold: the answer is recvonly, the caller hears music, never the agent.
+    assert_eq!(agent.reinvite("sendonly"), "recvonly");
+    std::thread::sleep(Duration::from_millis(100));
+    let held = caller.listen(Duration::from_millis(800));
+    assert!(held.len() > 30, "music while held: {} packets", held.len());
+    assert!(
+        !ssrcs(&held).contains(&agent_ssrc),
+        "agent not heard on hold"
+    );
+    // Resume: the agent again.
+    assert_eq!(agent.reinvite("sendrecv"), "sendrecv");
+    std::thread::sleep(Duration::from_millis(100));
+    let back = caller.listen(Duration::from_millis(500));
+    assert_eq!(
+        ssrcs(&back),
+        [agent_ssrc].into(),
+        "only the agent after resume"
+    );
+    assert!(caller.hang_up());
+    let log = wait_for_log(&server, "call ended", 1, Duration::from_secs(5));
+    assert!(
+        log.contains("agent hold") && log.contains("hold=true") && log.contains("hold=false"),
+        "{log}"
+    );
+}

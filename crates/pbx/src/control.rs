@@ -1022,11 +1022,11 @@ impl CallControl {
             .filter(|f| f.tx != tx && f.failed.is_none())
             .map(|f| f.tx)
             .collect();
-        let remote = resp
-            .body
-            .is_empty()
-            .then_some(Err(SdpError::Malformed("no SDP answer")))
-            .unwrap_or_else(|| SessionDescription::parse(&resp.body).and_then(|sd| negotiate(&sd)));
+        let remote = if resp.body.is_empty() {
+            Err(SdpError::Malformed("no SDP answer"))
+        } else {
+            SessionDescription::parse(&resp.body).and_then(|sd| negotiate(&sd))
+        };
         let key = (dialog.call_id.clone(), dialog.local_tag.clone());
         call.agent = Some(AgentLeg {
             dialog,
