@@ -63,13 +63,26 @@ fn main() -> ExitCode {
         },
         Command::Check { config } => match config::load(&config, None) {
             Ok(c) => {
+                let cc = &c.callcenter;
+                let skills: std::collections::BTreeSet<&str> = cc
+                    .agents
+                    .iter()
+                    .flat_map(|a| a.acd.skills.iter().map(|s| s.skill.as_str()))
+                    .collect();
                 println!(
-                    "{}: OK: {} users, SIP on {} ({}{})",
+                    "{}: OK: {} users, {} agents, {} queues, {} skills, {} trunks; SIP on {} ({}{}), RTP {}:{}-{}",
                     config.display(),
                     c.users.len(),
+                    cc.agents.len(),
+                    cc.queues.len(),
+                    skills.len(),
+                    cc.trunks.len(),
                     c.sip_bind,
                     if c.udp { "UDP" } else { "" },
                     if c.tcp { " TCP" } else { "" },
+                    cc.media.advertise,
+                    cc.media.port_min,
+                    cc.media.port_max,
                 );
                 ExitCode::SUCCESS
             }

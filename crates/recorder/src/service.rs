@@ -1,0 +1,348 @@
+//! The recorder service: one thread (with its own single-threaded tokio runtime, so file I/O
+//! never stalls the relay's or call control's workers) that owns every active recording.
+//!
+//! ```text
+//! loop {
+//!     select! {
+//!         command from call control => start / pause / resume / stop a recording
+//!         frame from the relay tap  => place it on its call's timeline
+//!         50 ms tick                => commit what is past the reorder window, write it,
+//!                                      bring WAV headers up to date every `flush_every`
+//!     }
+//! }
+//! ```
+//!
+//! Back-pressure policy: the relay never waits for the recorder. Its tap uses `try_send` on a
+//! bounded queue ([`RecorderConfig::frame_queue`] frames); a frame that does not fit is
+//! dropped and counted per call by the relay, and the count goes into the recording's sidecar
+//! (`dropped_frames`). A dropped frame leaves silence on the timeline, never a shift.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use crate::file::{date_folder, RecordingFile, Sidecar};
+use crate::g711::Law;
+use crate::timeline::{Channel, Timeline, TimelineConfig};
+
+/// Recorder settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecorderConfig {
+    /// Root directory; recordings go into `YYYY/MM/DD` folders below it.
+    pub dir: PathBuf,
+    /// How often each WAV header is brought up to date.
+    pub flush_every: Duration,
+    /// Reorder window, jump and drift settings.
+    pub timeline: TimelineConfig,
+    /// Frames the relay may queue before frames are dropped.
+    pub frame_queue: usize,
+}
+
+impl Default for RecorderConfig {
+    fn default() -> Self {
+        RecorderConfig {
+            dir: PathBuf::from("data/recordings"),
+            flush_every: Duration::from_secs(2),
+            timeline: TimelineConfig::default(),
+            frame_queue: 65_536,
+        }
+    }
+}
+
+/// One RTP packet copied by the relay's tap.
+#[derive(Debug, Clone)]
+pub struct RecordFrame {
+    /// The call (media session id).
+    pub call: u64,
+    /// Caller (left) or agent (right).
+    pub channel: Channel,
+    /// When it arrived at the relay.
+    pub at: Instant,
+    /// The whole RTP packet.
+    pub packet: Bytes,
+}
+
+/// What call control tells the recorder.
+#[derive(Debug, Clone)]
+pub enum RecorderCommand {
+    /// Start recording a call at `at` (usually when the agent answers).
+    Start {
+        /// The call.
+        call: u64,
+        /// Its codec.
+        law: Law,
+        /// The sidecar as known at the start.
+        sidecar: Sidecar,
+        /// Timeline position 0.
+        at: Instant,
+    },
+    /// Silence from `at` on (a card number is being read out).
+    Pause {
+        /// The call.
+        call: u64,
+        /// From when.
+        at: Instant,
+    },
+    /// Record again from `at` on.
+    Resume {
+        /// The call.
+        call: u64,
+        /// From when.
+        at: Instant,
+    },
+    /// The call is over: write the rest, finish the files.
+    Stop {
+        /// The call.
+        call: u64,
+        /// When it ended.
+        at: Instant,
+        /// Wall-clock end, for the sidecar.
+        end: SystemTime,
+        /// Frames the relay's tap dropped for this call.
+        dropped: u64,
+    },
+}
+
+/// Recorder counters.
+#[derive(Debug, Default)]
+pub struct RecorderStats {
+    /// Recordings in progress.
+    pub active: AtomicU64,
+    /// Recordings finished.
+    pub finished: AtomicU64,
+    /// Recordings that failed (file system errors).
+    pub failed: AtomicU64,
+    /// Frames placed.
+    pub frames: AtomicU64,
+    /// Frames for calls that are not being recorded (e.g. before Start).
+    pub orphan_frames: AtomicU64,
+}
+
+/// Handle to the recorder thread.
+#[derive(Debug, Clone)]
+pub struct Recorder {
+    commands: mpsc::Sender<RecorderCommand>,
+    frames: mpsc::Sender<RecordFrame>,
+    stats: Arc<RecorderStats>,
+}
+
+impl Recorder {
+    /// Start the recorder thread.
+    pub fn start(cfg: RecorderConfig) -> std::io::Result<Recorder> {
+        let (ctx, crx) = mpsc::channel(4096);
+        let (ftx, frx) = mpsc::channel(cfg.frame_queue.max(1));
+        let stats = Arc::new(RecorderStats::default());
+        let st = stats.clone();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()?;
+        std::thread::Builder::new()
+            .name("recorder".into())
+            .spawn(move || rt.block_on(run(cfg, crx, frx, st)))?;
+        Ok(Recorder {
+            commands: ctx,
+            frames: ftx,
+            stats,
+        })
+    }
+
+    /// The queue the relay's tap sends frames into (with `try_send`).
+    pub fn frames(&self) -> mpsc::Sender<RecordFrame> {
+        self.frames.clone()
+    }
+
+    /// Send a command (never waits; a full command queue is logged and the command dropped).
+    pub fn command(&self, cmd: RecorderCommand) -> bool {
+        match self.commands.try_send(cmd) {
+            Ok(()) => true,
+            Err(e) => {
+                warn!(error = %e, "recorder command dropped");
+                false
+            }
+        }
+    }
+
+    /// Send a command, waiting for room (shutdown paths).
+    pub async fn command_wait(&self, cmd: RecorderCommand) -> bool {
+        self.commands.send(cmd).await.is_ok()
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> &RecorderStats {
+        &self.stats
+    }
+}
+
+struct Active {
+    law: Law,
+    timeline: Timeline,
+    file: RecordingFile,
+    failed: bool,
+}
+
+async fn run(
+    cfg: RecorderConfig,
+    mut commands: mpsc::Receiver<RecorderCommand>,
+    mut frames: mpsc::Receiver<RecordFrame>,
+    stats: Arc<RecorderStats>,
+) {
+    let mut active: HashMap<u64, Active> = HashMap::new();
+    let mut tick = tokio::time::interval(Duration::from_millis(50));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut buf: Vec<i16> = Vec::with_capacity(8000);
+    let mut commands_open = true;
+    loop {
+        tokio::select! {
+            biased;
+            cmd = commands.recv(), if commands_open => match cmd {
+                Some(c) => command(&cfg, &mut active, c, &stats, &mut buf),
+                None => commands_open = false,
+            },
+            f = frames.recv() => match f {
+                Some(f) => {
+                    place(&mut active, f, &stats);
+                    // Take what else is queued before going back to select.
+                    for _ in 0..1024 {
+                        match frames.try_recv() {
+                            Ok(f) => place(&mut active, f, &stats),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                None if !commands_open => break,
+                None => {}
+            },
+            _ = tick.tick() => {
+                let now = Instant::now();
+                for (call, a) in active.iter_mut() {
+                    buf.clear();
+                    a.timeline.advance(now, &mut buf);
+                    write(*call, a, &buf, now, &cfg);
+                }
+            }
+        }
+        if !commands_open && active.is_empty() {
+            break;
+        }
+    }
+}
+
+fn place(active: &mut HashMap<u64, Active>, f: RecordFrame, stats: &RecorderStats) {
+    match active.get_mut(&f.call) {
+        Some(a) => {
+            a.timeline.packet(f.channel, f.at, a.law, &f.packet);
+            stats.frames.fetch_add(1, Ordering::Relaxed);
+        }
+        None => {
+            stats.orphan_frames.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+fn write(call: u64, a: &mut Active, samples: &[i16], now: Instant, cfg: &RecorderConfig) {
+    if a.failed {
+        return;
+    }
+    let r = a
+        .file
+        .write(samples)
+        .and_then(|()| a.file.flush_if_due(now, cfg.flush_every));
+    if let Err(e) = r {
+        a.failed = true;
+        warn!(call, error = %e, "recording write failed; the recording is incomplete");
+    }
+}
+
+fn command(
+    cfg: &RecorderConfig,
+    active: &mut HashMap<u64, Active>,
+    cmd: RecorderCommand,
+    stats: &RecorderStats,
+    buf: &mut Vec<i16>,
+) {
+    match cmd {
+        RecorderCommand::Start {
+            call,
+            law,
+            sidecar,
+            at,
+        } => {
+            let now = SystemTime::now();
+            let dir = cfg.dir.join(date_folder(now));
+            let stamp = now
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let name = format!("{stamp}-call{call}");
+            match RecordingFile::create(&dir, &name, sidecar, at) {
+                Ok(file) => {
+                    stats.active.fetch_add(1, Ordering::Relaxed);
+                    active.insert(
+                        call,
+                        Active {
+                            law,
+                            timeline: Timeline::new(cfg.timeline, at),
+                            file,
+                            failed: false,
+                        },
+                    );
+                }
+                Err(e) => {
+                    stats.failed.fetch_add(1, Ordering::Relaxed);
+                    warn!(call, error = %e, "cannot start recording");
+                }
+            }
+        }
+        RecorderCommand::Pause { call, at } => {
+            if let Some(a) = active.get_mut(&call) {
+                a.timeline.pause(at);
+                info!(call_id = call, "recording paused");
+            }
+        }
+        RecorderCommand::Resume { call, at } => {
+            if let Some(a) = active.get_mut(&call) {
+                a.timeline.resume(at);
+                info!(call_id = call, "recording resumed");
+            }
+        }
+        RecorderCommand::Stop {
+            call,
+            at,
+            end,
+            dropped,
+        } => {
+            let Some(mut a) = active.remove(&call) else {
+                return;
+            };
+            stats.active.fetch_sub(1, Ordering::Relaxed);
+            buf.clear();
+            a.timeline.finish(at, buf);
+            write(call, &mut a, buf, at, cfg);
+            let pauses = a.timeline.pauses(at);
+            let left = a.timeline.stats(Channel::Left);
+            let right = a.timeline.stats(Channel::Right);
+            match a.file.finish(end, pauses, dropped) {
+                Ok((path, sc)) => {
+                    stats.finished.fetch_add(1, Ordering::Relaxed);
+                    info!(
+                        call_id = call,
+                        path = %path.display(),
+                        seconds = sc.duration,
+                        late_packets = left.late + right.late,
+                        dropped_frames = dropped,
+                        "recording finished"
+                    );
+                }
+                Err(e) => {
+                    stats.failed.fetch_add(1, Ordering::Relaxed);
+                    warn!(call_id = call, error = %e, "cannot finish recording");
+                }
+            }
+        }
+    }
+}
