@@ -78,7 +78,7 @@ pub enum RecorderCommand {
         /// Its codec.
         law: Law,
         /// The sidecar as known at the start.
-        sidecar: Sidecar,
+        sidecar: Box<Sidecar>,
         /// Timeline position 0.
         at: Instant,
     },
@@ -279,7 +279,7 @@ fn command(
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs());
             let name = format!("{stamp}-call{call}");
-            match RecordingFile::create(&dir, &name, sidecar, at) {
+            match RecordingFile::create(&dir, &name, *sidecar, at) {
                 Ok(file) => {
                     stats.active.fetch_add(1, Ordering::Relaxed);
                     active.insert(
