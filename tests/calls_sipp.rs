@@ -454,7 +454,9 @@ fn a_real_softphone_agent_answers_a_sipp_caller() {
 /// listen to what the queue plays.
 struct RawCaller {
     sip: std::net::UdpSocket,
-    rtp: std::net::UdpSocket,
+    rtp: std::sync::Arc<std::net::UdpSocket>,
+    relay_port: u16,
+    talking: std::sync::Arc<std::sync::atomic::AtomicBool>,
     server: std::net::SocketAddr,
     to: String,
     call_id: String,
@@ -463,7 +465,7 @@ struct RawCaller {
 impl RawCaller {
     fn call(server: &Server, number: &str) -> RawCaller {
         let sip = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let rtp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let rtp = std::sync::Arc::new(std::net::UdpSocket::bind("127.0.0.1:0").unwrap());
         let local = sip.local_addr().unwrap();
         let media = rtp.local_addr().unwrap().port();
         let call_id = format!("raw{}-{}@127.0.0.1", std::process::id(), media);
@@ -495,9 +497,17 @@ impl RawCaller {
             .find(|l| l.starts_with("To:"))
             .map(|l| l[3..].trim().to_owned())
             .unwrap();
+        let relay_port: u16 = ok
+            .lines()
+            .find(|l| l.starts_with("m=audio"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|p| p.parse().ok())
+            .unwrap();
         let c = RawCaller {
             sip,
             rtp,
+            relay_port,
+            talking: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
             server: server.udp,
             to,
             call_id,
@@ -506,14 +516,15 @@ impl RawCaller {
         // The relay latches on our first packet: say something (one PCMU frame).
         let mut p = vec![0x80, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 9];
         p.extend_from_slice(&[0xFF; 160]);
-        let port: u16 = ok
-            .lines()
-            .find(|l| l.starts_with("m=audio"))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|p| p.parse().ok())
-            .unwrap();
-        c.rtp.send_to(&p, ("127.0.0.1", port)).unwrap();
+        c.rtp.send_to(&p, ("127.0.0.1", c.relay_port)).unwrap();
         c
+    }
+
+    /// Keep sending a sine of `hz` (PCMU, 20 ms packets) until hang-up.
+    fn talk(&self, hz: f64) {
+        let flag = self.talking.clone();
+        flag.store(true, std::sync::atomic::Ordering::Relaxed);
+        send_tone(self.rtp.clone(), self.relay_port, hz, 0x5EED, flag);
     }
 
     fn send(&self, method: &str, cseq: u32, n: u16) {
@@ -554,6 +565,8 @@ impl RawCaller {
     }
 
     fn hang_up(&self) -> bool {
+        self.talking
+            .store(false, std::sync::atomic::Ordering::Relaxed);
         let n = self.rtp.local_addr().unwrap().port();
         self.send("BYE", 2, n);
         let mut buf = vec![0u8; 65535];
@@ -622,6 +635,7 @@ struct RawAgent {
     dialog: Option<(String, String, String, String)>, // call-id, our To (with tag), their From, their Contact
     cseq: u32,
     sending: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    relay_port: u16,
 }
 
 fn md5_hex(s: &str) -> String {
@@ -655,6 +669,7 @@ impl RawAgent {
             dialog: None,
             cseq: 0,
             sending: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true)),
+            relay_port: 0,
         };
         let local = agent.sip.local_addr().unwrap();
         let reg = |auth: &str, cseq: u32| {
@@ -703,9 +718,30 @@ impl RawAgent {
         let port = self.rtp.local_addr().unwrap().port();
         format!(
             "v=0\r\no=a 1 {v} IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
-             m=audio {port} RTP/AVP 0\r\na={direction}\r\n",
+             m=audio {port} RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\na={direction}\r\n",
             v = self.cseq + 1
         )
+    }
+
+    /// Key DTMF digits (RFC 4733 events, three end packets each) towards the relay.
+    fn keys(&self, digits: &str, relay_port: u16) {
+        for (n, d) in digits.chars().enumerate() {
+            let event = match d {
+                '*' => 10,
+                '#' => 11,
+                c => c.to_digit(10).unwrap() as u8,
+            };
+            let ts = 0x4000_0000u32 + n as u32 * 8000;
+            for (i, end) in [(0u16, false), (1, true), (2, true), (3, true)] {
+                let mut p = vec![0x80, 101];
+                p.extend_from_slice(&(0x7000 + n as u16 * 4 + i).to_be_bytes());
+                p.extend_from_slice(&ts.to_be_bytes());
+                p.extend_from_slice(&0xA6E47u32.to_be_bytes());
+                p.extend_from_slice(&[event, if end { 0x8A } else { 0x0A }, 0x03, 0x20]);
+                self.rtp.send_to(&p, ("127.0.0.1", relay_port)).unwrap();
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     /// Wait for the server's INVITE, answer 200, take the ACK, start the tone.
@@ -753,22 +789,15 @@ impl RawAgent {
             }
         }
         self.dialog = Some((call_id, to, from, contact));
-        // A 1 kHz-ish tone from the agent, SSRC 0xA6E47, until dropped.
-        let rtp = self.rtp.clone();
-        let sending = self.sending.clone();
-        std::thread::spawn(move || {
-            let mut seq = 0u16;
-            while sending.load(std::sync::atomic::Ordering::Relaxed) {
-                let mut p = vec![0x80, 0];
-                p.extend_from_slice(&seq.to_be_bytes());
-                p.extend_from_slice(&(u32::from(seq) * 160).to_be_bytes());
-                p.extend_from_slice(&0xA6E47u32.to_be_bytes());
-                p.extend((0..160).map(|i| if i % 8 < 4 { 0x20 } else { 0xA0 }));
-                let _ = rtp.send_to(&p, ("127.0.0.1", relay_port));
-                seq = seq.wrapping_add(1);
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        });
+        self.relay_port = relay_port;
+        // A 440 Hz tone from the agent, SSRC 0xA6E47, until dropped.
+        send_tone(
+            self.rtp.clone(),
+            relay_port,
+            440.0,
+            0xA6E47,
+            self.sending.clone(),
+        );
     }
 
     /// re-INVITE with this direction; returns the direction of the server's answer.
@@ -859,4 +888,233 @@ fn an_agent_on_hold_puts_music_to_the_caller_and_resume_reconnects_them() {
         log.contains("agent hold") && log.contains("hold=true") && log.contains("hold=false"),
         "{log}"
     );
+}
+
+/// Send a PCMU sine of `hz` in 20 ms packets from `sock` to 127.0.0.1:`port` while `on`.
+fn send_tone(
+    sock: std::sync::Arc<std::net::UdpSocket>,
+    port: u16,
+    hz: f64,
+    ssrc: u32,
+    on: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
+    std::thread::spawn(move || {
+        let start = Instant::now();
+        let mut seq = 0u16;
+        while on.load(std::sync::atomic::Ordering::Relaxed) {
+            let mut p = vec![0x80, 0];
+            p.extend_from_slice(&seq.to_be_bytes());
+            p.extend_from_slice(&(u32::from(seq) * 160).to_be_bytes());
+            p.extend_from_slice(&ssrc.to_be_bytes());
+            let samples: Vec<i16> = (0..160)
+                .map(|k| {
+                    let t = (usize::from(seq) * 160 + k) as f64 / 8000.0;
+                    (8000.0 * (2.0 * std::f64::consts::PI * hz * t).sin()) as i16
+                })
+                .collect();
+            recorder::g711::Law::Mu.encode_into(&samples, &mut p);
+            let _ = sock.send_to(&p, ("127.0.0.1", port));
+            seq = seq.wrapping_add(1);
+            // Paced on the clock, not on sleep, so the stream keeps real time.
+            let next = start + Duration::from_millis(20 * u64::from(seq));
+            if let Some(d) = next.checked_duration_since(Instant::now()) {
+                std::thread::sleep(d);
+            }
+        }
+    });
+}
+
+/// Power of `hz` in `samples` (Goertzel), normalised by length.
+fn power(samples: &[i16], hz: f64) -> f64 {
+    let w = 2.0 * std::f64::consts::PI * hz / 8000.0;
+    let coeff = 2.0 * w.cos();
+    let (mut s1, mut s2) = (0.0f64, 0.0f64);
+    for &x in samples {
+        let s0 = f64::from(x) + coeff * s1 - s2;
+        s2 = s1;
+        s1 = s0;
+    }
+    (s1 * s1 + s2 * s2 - coeff * s1 * s2) / samples.len().max(1) as f64
+}
+
+/// Every file under `dir` whose name ends with `suffix`.
+fn files_ending(dir: &std::path::Path, suffix: &str) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.to_string_lossy().ends_with(suffix) {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+fn recording_config(agent: u32, rec_dir: &std::path::Path) -> ServerConfig {
+    let mut cfg = call_center(agent..=agent, "longest-idle", 10);
+    cfg.files[0].1.push_str("record = \"always\"\n");
+    cfg.extra_toml.push_str(&format!(
+        "\n[recording]\ndir = \"{}\"\nflush_every = 1\n",
+        rec_dir.display()
+    ));
+    cfg
+}
+
+#[test]
+fn a_recorded_call_holds_each_side_on_its_own_channel_with_a_correct_sidecar() {
+    let rec_dir = common::temp_dir("recordings");
+    let server = Server::start(&recording_config(1090, &rec_dir));
+    let mut agent = RawAgent::register(&server, 1090);
+    let caller = RawCaller::call(&server, "600");
+    agent.answer();
+    caller.talk(1000.0);
+    std::thread::sleep(Duration::from_millis(2_000));
+    assert!(caller.hang_up());
+    let log = wait_for_log(&server, "recording finished", 1, Duration::from_secs(5));
+    let wavs = files_ending(&rec_dir, ".wav");
+    assert_eq!(wavs.len(), 1, "{wavs:?}\n{log}");
+    let r = hound::WavReader::open(&wavs[0]).unwrap();
+    let spec = r.spec();
+    assert_eq!(
+        (spec.channels, spec.sample_rate, spec.bits_per_sample),
+        (2, 8000, 16)
+    );
+    let all: Vec<i16> = r.into_samples::<i16>().map(Result::unwrap).collect();
+    let left: Vec<i16> = all.iter().step_by(2).copied().collect();
+    let right: Vec<i16> = all.iter().skip(1).step_by(2).copied().collect();
+    let secs = left.len() as f64 / 8000.0;
+    assert!((1.5..3.0).contains(&secs), "{secs} s recorded");
+    // Each channel holds the tone that side sent, and not the other side's.
+    let (l1k, l440) = (power(&left, 1000.0), power(&left, 440.0));
+    let (r1k, r440) = (power(&right, 1000.0), power(&right, 440.0));
+    assert!(
+        l1k > 100.0 * l440,
+        "left: caller's 1 kHz {l1k:.0} vs 440 Hz {l440:.0}"
+    );
+    assert!(
+        r440 > 100.0 * r1k,
+        "right: agent's 440 Hz {r440:.0} vs 1 kHz {r1k:.0}"
+    );
+    // The sidecar says what the call was, and its hash is the file's.
+    let json_path = wavs[0].with_extension("json");
+    let sc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&json_path).unwrap()).unwrap();
+    assert_eq!(sc["queue"], "support");
+    assert_eq!(sc["agent"], "1090");
+    assert_eq!(sc["caller"], "customer");
+    assert_eq!(sc["codec"], "PCMU");
+    assert_eq!(sc["repaired"], false);
+    assert!((sc["duration"].as_f64().unwrap() - secs).abs() < 1e-6);
+    assert!(sc["start"].as_str().unwrap().ends_with('Z') && sc["end"].is_string());
+    let hash = sha256_hex(&std::fs::read(&wavs[0]).unwrap());
+    assert_eq!(sc["sha256"].as_str(), Some(hash.as_str()));
+    std::fs::remove_dir_all(&rec_dir).unwrap();
+}
+
+fn sha256_hex(b: &[u8]) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(b)
+        .iter()
+        .map(|x| format!("{x:02x}"))
+        .collect()
+}
+
+#[test]
+fn a_recording_cut_off_by_sigkill_is_repaired_into_a_playable_wav() {
+    let rec_dir = common::temp_dir("recordings-kill");
+    let mut server = Server::start(&recording_config(1091, &rec_dir));
+    let mut agent = RawAgent::register(&server, 1091);
+    let caller = RawCaller::call(&server, "600");
+    agent.answer();
+    caller.talk(1000.0);
+    std::thread::sleep(Duration::from_millis(3_500));
+    server.kill();
+    let parts = files_ending(&rec_dir, ".wav.part");
+    assert_eq!(parts.len(), 1, "the unfinished recording is on disk");
+    let out = std::process::Command::new(common::switchboard_bin())
+        .args(["recordings", "repair"])
+        .arg(&rec_dir)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("1 repaired, 0 failed"), "{stdout}");
+    let wavs = files_ending(&rec_dir, ".wav");
+    assert_eq!(wavs.len(), 1);
+    let r = hound::WavReader::open(&wavs[0]).unwrap();
+    let all: Vec<i16> = r.into_samples::<i16>().map(Result::unwrap).collect();
+    let left: Vec<i16> = all.iter().step_by(2).copied().collect();
+    // The header was brought up to date every second: at least 2 s of the 3.5 s survive.
+    assert!(left.len() >= 2 * 8000, "{} s", left.len() as f64 / 8000.0);
+    assert!(power(&left, 1000.0) > 100.0 * power(&left, 440.0));
+    let sc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(wavs[0].with_extension("json")).unwrap()).unwrap();
+    assert_eq!(sc["repaired"], true);
+    assert_eq!(sc["queue"], "support");
+    std::fs::remove_dir_all(&rec_dir).unwrap();
+    drop(agent);
+}
+
+#[test]
+fn the_agents_pause_key_silences_the_recording_and_lists_the_pause() {
+    let rec_dir = common::temp_dir("recordings-pause");
+    let server = Server::start(&recording_config(1092, &rec_dir));
+    let mut agent = RawAgent::register(&server, 1092);
+    let caller = RawCaller::call(&server, "600");
+    agent.answer();
+    caller.talk(1000.0);
+    std::thread::sleep(Duration::from_millis(1_000));
+    // The caller is about to read out a card number: the agent keys *1 … and *1 again.
+    let port = agent.relay_port;
+    agent.keys("*1", port);
+    std::thread::sleep(Duration::from_millis(1_500));
+    agent.keys("*1", port);
+    std::thread::sleep(Duration::from_millis(1_000));
+    assert!(caller.hang_up());
+    let log = wait_for_log(&server, "recording finished", 1, Duration::from_secs(5));
+    assert!(
+        log.contains("recording paused") && log.contains("recording resumed"),
+        "{log}"
+    );
+    let wavs = files_ending(&rec_dir, ".wav");
+    let sc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(wavs[0].with_extension("json")).unwrap()).unwrap();
+    let pauses = sc["pauses"].as_array().unwrap();
+    assert_eq!(pauses.len(), 1, "{sc}");
+    let (a, b) = (
+        pauses[0][0].as_f64().unwrap(),
+        pauses[0][1].as_f64().unwrap(),
+    );
+    assert!(
+        (1.0..1.6).contains(&a) && b - a > 1.2 && b - a < 2.2,
+        "pause {a}..{b}"
+    );
+    let all: Vec<i16> = hound::WavReader::open(&wavs[0])
+        .unwrap()
+        .into_samples::<i16>()
+        .map(Result::unwrap)
+        .collect();
+    let left: Vec<i16> = all.iter().step_by(2).copied().collect();
+    let s = |t: f64| (t * 8000.0) as usize;
+    assert!(
+        left[s(a + 0.05)..s(b - 0.05)].iter().all(|&x| x == 0),
+        "silent while paused"
+    );
+    assert!(
+        power(&left[s(b + 0.1)..s(b + 0.5)], 1000.0) > 1e5,
+        "audible after resume"
+    );
+    assert!(
+        power(&left[s(0.2)..s(a - 0.1)], 1000.0) > 1e5,
+        "audible before the pause"
+    );
+    std::fs::remove_dir_all(&rec_dir).unwrap();
 }

@@ -375,6 +375,14 @@ impl Server {
         matches!(self.child.as_mut().map(Child::try_wait), Some(Ok(None)))
     }
 
+    /// SIGKILL: the process dies at once, as in a crash or an OOM kill.
+    pub(crate) fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     /// SIGTERM, then wait for the exit (SIGKILL after [`SHUTDOWN_TIMEOUT`]).
     /// Returns the exit status, or `None` if it had to be killed.
     pub(crate) fn stop(&mut self) -> Option<ExitStatus> {

@@ -28,7 +28,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use recorder::g711::Law;
+use recorder::service::RecordFrame;
+use recorder::timeline::Channel as RecordChannel;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
@@ -139,6 +142,10 @@ pub enum SessionCommand {
     },
     /// Stop playing to a leg.
     Stop(Leg),
+    /// Copy every RTP packet each phone sends to the recorder (`None` stops). The copy never
+    /// waits: a frame the recorder's queue cannot take is dropped and counted
+    /// ([`SessionCounters::tap_dropped`]).
+    Tap(Option<mpsc::Sender<RecordFrame>>),
 }
 
 /// What a session reports.
@@ -210,6 +217,8 @@ pub struct SessionCounters {
     pub forwarded: [AtomicU64; 2],
     /// Packets from strangers (not the latched address), both legs.
     pub strangers: AtomicU64,
+    /// Packets the recorder's queue could not take.
+    pub tap_dropped: AtomicU64,
 }
 
 impl SessionCounters {
@@ -221,6 +230,11 @@ impl SessionCounters {
     /// Packets forwarded from a leg to the other one.
     pub fn forwarded(&self, from: Leg) -> u64 {
         self.forwarded[from.index()].load(Ordering::Relaxed)
+    }
+
+    /// Packets the recorder's queue could not take.
+    pub fn tap_dropped(&self) -> u64 {
+        self.tap_dropped.load(Ordering::Relaxed)
     }
 }
 
@@ -358,6 +372,7 @@ impl Relay {
             legs: [LegState::new(id.0, 0), LegState::new(id.0, 1)],
             ports,
             bridged: false,
+            tap: None,
         };
         tokio::spawn(task.run(rx));
         Ok(Session {
@@ -465,6 +480,7 @@ struct SessionTask {
     legs: [LegState; 2],
     ports: [u16; 2],
     bridged: bool,
+    tap: Option<mpsc::Sender<RecordFrame>>,
 }
 
 #[derive(Clone, Copy)]
@@ -555,6 +571,7 @@ impl SessionTask {
                 });
             }
             SessionCommand::Stop(leg) => self.legs[leg.index()].play = None,
+            SessionCommand::Tap(t) => self.tap = t,
         }
     }
 
@@ -633,6 +650,21 @@ impl SessionTask {
                         }
                     }
                 }
+            }
+        }
+        if let (Some(tap), Some(_)) = (&self.tap, header) {
+            let frame = RecordFrame {
+                call: self.id.0,
+                channel: if i == 0 {
+                    RecordChannel::Left
+                } else {
+                    RecordChannel::Right
+                },
+                at: now,
+                packet: Bytes::copy_from_slice(data),
+            };
+            if tap.try_send(frame).is_err() {
+                self.counters.tap_dropped.fetch_add(1, Ordering::Relaxed);
             }
         }
         if !self.bridged {

@@ -26,6 +26,37 @@ impl Default for FeatureCodes {
     }
 }
 
+/// Which of a queue's calls are recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RecordPolicy {
+    /// None.
+    #[default]
+    Never,
+    /// Every call.
+    Always,
+    /// This percentage of calls (1–99), chosen by a seeded hash of the call id, so the same
+    /// seed picks the same calls (quality-review samples can be reproduced).
+    Sample(u8),
+}
+
+impl RecordPolicy {
+    /// Whether call `call` is recorded under this policy with `seed`.
+    pub fn records(self, seed: u64, call: u64) -> bool {
+        match self {
+            RecordPolicy::Never => false,
+            RecordPolicy::Always => true,
+            RecordPolicy::Sample(p) => {
+                // splitmix64 of seed and call id.
+                let mut z = seed ^ call.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+                z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+                z ^= z >> 31;
+                (z % 100) < u64::from(p)
+            }
+        }
+    }
+}
+
 /// A queue as call control sees it: the number that reaches it, the ACD's settings, and what
 /// callers hear while they wait.
 #[derive(Debug, Clone)]
@@ -40,6 +71,8 @@ pub struct QueueSetup {
     pub music: Option<Prompt>,
     /// How often a waiting caller hears their position and estimated wait; `None` for never.
     pub announce_every: Option<Duration>,
+    /// Which calls are recorded (from the moment the agent answers).
+    pub record: RecordPolicy,
 }
 
 /// An agent: an ACD agent tied to a SIP account whose registered phones ring for offers.
@@ -98,6 +131,11 @@ pub struct PbxConfig {
     pub announcements: Announcements,
     /// Seed for tags and Call-IDs (random per start in the server; fixed in tests).
     pub seed: u64,
+    /// Seed of the recording sample (fixed in config, so samples are reproducible).
+    pub recording_seed: u64,
+    /// DTMF sequence an agent keys to pause the recording and key again to resume it (while a
+    /// caller reads out a card number).
+    pub recording_pause_key: String,
 }
 
 impl Default for PbxConfig {
@@ -112,6 +150,8 @@ impl Default for PbxConfig {
             features: FeatureCodes::default(),
             announcements: Announcements::default(),
             seed: 0,
+            recording_seed: 0,
+            recording_pause_key: "*1".into(),
         }
     }
 }

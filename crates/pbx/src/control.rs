@@ -34,6 +34,9 @@ use media::relay::{
 use media::sdp::{negotiate, Direction, LocalMedia, Negotiated, SdpError, SessionDescription};
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use recorder::file::{utc, Sidecar};
+use recorder::g711::Law;
+use recorder::service::{Recorder, RecorderCommand};
 use sip::endpoint::Caller;
 use sip::header::NameAddr;
 use sip::message::{Headers, Method, Request, Response};
@@ -140,6 +143,11 @@ struct Call {
     agent: Option<AgentLeg>,
     /// The ACD knows this call (a queue call that has not ended in the ACD).
     in_acd: bool,
+    /// Being recorded, and whether paused.
+    recording: bool,
+    recording_paused: bool,
+    /// The agent's last DTMF keys (for the recording pause key).
+    agent_keys: String,
     created: Instant,
     connected_at: Option<Instant>,
 }
@@ -224,6 +232,7 @@ struct AgentInfo {
 pub struct CallControl {
     cfg: PbxConfig,
     relay: Relay,
+    recorder: Option<Recorder>,
     locations: Locations,
     rng: ChaCha8Rng,
     next_call: u64,
@@ -287,6 +296,7 @@ impl CallControl {
     pub fn new(
         cfg: PbxConfig,
         relay: Relay,
+        recorder: Option<Recorder>,
         locations: Locations,
         queue_ids: Vec<QueueId>,
         agent_ids: Vec<AgentId>,
@@ -332,6 +342,7 @@ impl CallControl {
             rng: ChaCha8Rng::seed_from_u64(cfg.seed),
             cfg,
             relay,
+            recorder,
             locations,
             next_call: 1,
             next_tx: 1,
@@ -506,6 +517,9 @@ impl CallControl {
         match ev.kind {
             MediaEventKind::Dtmf { leg, digit } => {
                 debug!(parent: &call.span, ?leg, %digit, "DTMF");
+                if leg == Leg::Agent {
+                    self.agent_key(now, id, digit);
+                }
             }
             MediaEventKind::Timeout { leg } => {
                 info!(parent: &call.span, ?leg, "media timeout");
@@ -652,6 +666,9 @@ impl CallControl {
             attempts: Vec::new(),
             agent: None,
             in_acd: false,
+            recording: false,
+            recording_paused: false,
+            agent_keys: String::new(),
             created: now,
             connected_at: None,
         };
@@ -1098,6 +1115,94 @@ impl CallControl {
                 agent,
             });
         }
+        self.maybe_record(now, id, &name);
+    }
+
+    /// Start recording a connected queue call if its queue's policy says so.
+    fn maybe_record(&mut self, now: Instant, id: u64, agent: &str) {
+        let Some(recorder) = self.recorder.clone() else {
+            return;
+        };
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let Route::Queue(q) = call.route else { return };
+        let setup = &self.cfg.queues[q];
+        if !setup.record.records(self.cfg.recording_seed, id) {
+            return;
+        }
+        let law = call.caller.media.law;
+        let caller = call
+            .caller
+            .invite
+            .headers
+            .get("From")
+            .and_then(user_of)
+            .unwrap_or_default();
+        let sidecar = Sidecar {
+            call_id: id,
+            queue: setup.acd.name.clone(),
+            caller,
+            agent: agent.to_owned(),
+            codec: match law {
+                Law::Mu => "PCMU",
+                Law::A => "PCMA",
+            }
+            .into(),
+            start: utc(std::time::SystemTime::now()),
+            end: None,
+            duration: 0.0,
+            pauses: Vec::new(),
+            channels: "left: caller, right: agent".into(),
+            dropped_frames: 0,
+            sha256: None,
+            repaired: false,
+        };
+        if recorder.command(RecorderCommand::Start {
+            call: id,
+            law,
+            sidecar: Box::new(sidecar),
+            at: now,
+        }) {
+            call.media
+                .command(SessionCommand::Tap(Some(recorder.frames())));
+            call.recording = true;
+            info!(parent: &call.span, "recording");
+        }
+    }
+
+    /// An agent key: the pause key toggles the recording's pause.
+    fn agent_key(&mut self, now: Instant, id: u64, digit: char) {
+        let key = self.cfg.recording_pause_key.clone();
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        if !call.recording || key.is_empty() {
+            return;
+        }
+        call.agent_keys.push(digit);
+        let excess = call
+            .agent_keys
+            .chars()
+            .count()
+            .saturating_sub(key.chars().count());
+        if excess > 0 {
+            call.agent_keys = call.agent_keys.chars().skip(excess).collect();
+        }
+        if call.agent_keys != key {
+            return;
+        }
+        call.agent_keys.clear();
+        call.recording_paused = !call.recording_paused;
+        let cmd = if call.recording_paused {
+            RecorderCommand::Pause { call: id, at: now }
+        } else {
+            RecorderCommand::Resume { call: id, at: now }
+        };
+        info!(parent: &call.span, paused = call.recording_paused, "recording pause key");
+        if let Some(r) = &self.recorder {
+            r.command(cmd);
+        }
     }
 
     /// Every phone of attempt `ai` refused or failed.
@@ -1484,6 +1589,16 @@ impl CallControl {
                 _ => AcdCommand::Abandon(acd::CallId(id)),
             };
             self.acd(cmd);
+        }
+        if call.recording {
+            if let Some(r) = &self.recorder {
+                r.command(RecorderCommand::Stop {
+                    call: id,
+                    at: now,
+                    end: std::time::SystemTime::now(),
+                    dropped: call.media.counters().tap_dropped(),
+                });
+            }
         }
         let duration = now.saturating_duration_since(call.created);
         let talk = call.connected_at.map(|t| now.saturating_duration_since(t));

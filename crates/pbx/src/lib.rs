@@ -22,5 +22,7 @@ pub mod config;
 pub mod control;
 pub mod service;
 
-pub use config::{AgentSetup, Announcements, FeatureCodes, PbxConfig, QueueSetup, TrunkRule};
+pub use config::{
+    AgentSetup, Announcements, FeatureCodes, PbxConfig, QueueSetup, RecordPolicy, TrunkRule,
+};
 pub use control::{CallControl, Output};

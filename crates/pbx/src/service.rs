@@ -54,6 +54,7 @@ impl PbxHandle {
 pub fn start(
     cfg: PbxConfig,
     media: MediaConfig,
+    recorder: Option<recorder::service::Recorder>,
     sip: &SipHandle,
     sip_events: mpsc::Receiver<SipEvent>,
 ) -> Result<PbxHandle, PbxError> {
@@ -63,7 +64,14 @@ pub fn start(
     let (media_tx, media_rx) = mpsc::channel(4096);
     let acd_task = tokio::spawn(acd_task::run(engine, Instant::now(), acd_rx, report_tx));
     let relay = Relay::new(media, media_tx);
-    let control = CallControl::new(cfg, relay.clone(), sip.locations.clone(), queues, agents);
+    let control = CallControl::new(
+        cfg,
+        relay.clone(),
+        recorder,
+        sip.locations.clone(),
+        queues,
+        agents,
+    );
     let (stop_tx, stop_rx) = oneshot::channel();
     let task = tokio::spawn(run(
         control,

@@ -107,6 +107,8 @@ pub enum RecorderCommand {
         /// Frames the relay's tap dropped for this call.
         dropped: u64,
     },
+    /// Server shutdown: finish every recording now and end the thread.
+    Shutdown,
 }
 
 /// Recorder counters.
@@ -130,6 +132,7 @@ pub struct Recorder {
     commands: mpsc::Sender<RecorderCommand>,
     frames: mpsc::Sender<RecordFrame>,
     stats: Arc<RecorderStats>,
+    thread: Arc<std::sync::Mutex<Option<std::thread::JoinHandle<()>>>>,
 }
 
 impl Recorder {
@@ -142,14 +145,24 @@ impl Recorder {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_time()
             .build()?;
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("recorder".into())
             .spawn(move || rt.block_on(run(cfg, crx, frx, st)))?;
         Ok(Recorder {
             commands: ctx,
             frames: ftx,
             stats,
+            thread: Arc::new(std::sync::Mutex::new(Some(thread))),
         })
+    }
+
+    /// Finish every recording and wait for the recorder thread to end (server shutdown).
+    pub async fn shutdown(&self) {
+        let _ = self.commands.send(RecorderCommand::Shutdown).await;
+        let handle = self.thread.lock().ok().and_then(|mut t| t.take());
+        if let Some(h) = handle {
+            let _ = tokio::task::spawn_blocking(move || h.join()).await;
+        }
     }
 
     /// The queue the relay's tap sends frames into (with `try_send`).
@@ -201,7 +214,29 @@ async fn run(
         tokio::select! {
             biased;
             cmd = commands.recv(), if commands_open => match cmd {
-                Some(c) => command(&cfg, &mut active, c, &stats, &mut buf),
+                Some(RecorderCommand::Shutdown) => {
+                    let now = Instant::now();
+                    let calls: Vec<u64> = active.keys().copied().collect();
+                    for call in calls {
+                        let stop = RecorderCommand::Stop {
+                            call,
+                            at: now,
+                            end: SystemTime::now(),
+                            dropped: 0,
+                        };
+                        command(&cfg, &mut active, stop, &stats, &mut buf);
+                    }
+                    break;
+                }
+                Some(c) => {
+                    if matches!(c, RecorderCommand::Stop { .. }) {
+                        // Frames that arrived before the hang-up belong in the file.
+                        while let Ok(f) = frames.try_recv() {
+                            place(&mut active, f, &stats);
+                        }
+                    }
+                    command(&cfg, &mut active, c, &stats, &mut buf);
+                }
                 None => commands_open = false,
             },
             f = frames.recv() => match f {
@@ -298,6 +333,7 @@ fn command(
                 }
             }
         }
+        RecorderCommand::Shutdown => {}
         RecorderCommand::Pause { call, at } => {
             if let Some(a) = active.get_mut(&call) {
                 a.timeline.pause(at);

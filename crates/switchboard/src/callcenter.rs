@@ -11,7 +11,7 @@ use std::time::Duration;
 use acd::{AgentSkill, EmptyPolicy, OverflowTarget, QueueMembership, SkillRequirement, Strategy};
 use media::prompt::Prompt;
 use media::MediaConfig;
-use pbx::{AgentSetup, Announcements, FeatureCodes, QueueSetup, TrunkRule};
+use pbx::{AgentSetup, Announcements, FeatureCodes, QueueSetup, RecordPolicy, TrunkRule};
 use serde::Deserialize;
 use sip::endpoint::Trunk;
 
@@ -69,6 +69,26 @@ impl Default for CallsSection {
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct RecordingSection {
+    dir: String,
+    flush_every: u64,
+    seed: u64,
+    pause_key: String,
+}
+
+impl Default for RecordingSection {
+    fn default() -> Self {
+        RecordingSection {
+            dir: "data/recordings".into(),
+            flush_every: 2,
+            seed: 0,
+            pause_key: "*1".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct TrunkSection {
     addresses: Vec<String>,
@@ -85,6 +105,8 @@ pub(crate) struct ServerTables {
     pub(crate) calls: CallsSection,
     #[serde(default)]
     pub(crate) trunks: BTreeMap<String, TrunkSection>,
+    #[serde(default)]
+    pub(crate) recording: RecordingSection,
 }
 
 // ------------------------------------------------------------------ queues.toml, agents.toml
@@ -125,6 +147,7 @@ struct QueueEntry {
     greeting: Option<String>,
     music: Option<String>,
     announce_every: Option<u64>,
+    record: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -178,6 +201,9 @@ pub(crate) struct CallCenter {
     pub(crate) queues: Vec<QueueSetup>,
     pub(crate) agents: Vec<AgentSetup>,
     pub(crate) announcements: Announcements,
+    pub(crate) recording: recorder::service::RecorderConfig,
+    pub(crate) recording_seed: u64,
+    pub(crate) recording_pause_key: String,
 }
 
 struct Errors<'a> {
@@ -357,6 +383,39 @@ pub(crate) fn build(
     if c.ring_timeout == 0 {
         s.err("calls", "ring_timeout", "must be at least 1 second");
     }
+
+    // [recording]
+    let rec = &tables.recording;
+    if rec.dir.trim().is_empty() {
+        s.err("recording", "dir", "must name a directory");
+    }
+    if rec.flush_every == 0 || rec.flush_every > 60 {
+        s.err(
+            "recording",
+            "flush_every",
+            "must be 1–60 seconds (how much audio a crash may cost)",
+        );
+    }
+    if rec
+        .pause_key
+        .chars()
+        .any(|c| !c.is_ascii_digit() && c != '*' && c != '#')
+    {
+        s.err(
+            "recording",
+            "pause_key",
+            "must be DTMF keys (0-9, *, #) or empty to disable",
+        );
+    }
+    let recording_dir = {
+        let d = PathBuf::from(&rec.dir);
+        if d.is_absolute() {
+            d
+        } else {
+            // Relative to the working directory, like the shipped "data/recordings".
+            std::env::current_dir().map(|c| c.join(&d)).unwrap_or(d)
+        }
+    };
 
     // [trunks.*]
     let mut trunks = Vec::new();
@@ -605,12 +664,35 @@ pub(crate) fn build(
                 "must be at least 1 second (leave it out for never)",
             );
         }
+        let record = match e.record.as_deref() {
+            None | Some("never") => RecordPolicy::Never,
+            Some("always") => RecordPolicy::Always,
+            Some(p) => {
+                match p
+                    .strip_suffix('%')
+                    .and_then(|n| n.trim().parse::<u8>().ok())
+                {
+                    Some(0) => RecordPolicy::Never,
+                    Some(100) => RecordPolicy::Always,
+                    Some(n) if n < 100 => RecordPolicy::Sample(n),
+                    _ => {
+                        q.err(
+                        &table,
+                        "record",
+                        format!("\"{p}\" is not \"always\", \"never\" or a percentage such as \"10%\""),
+                    );
+                        RecordPolicy::Never
+                    }
+                }
+            }
+        };
         queues.push(QueueSetup {
             number: e.number.clone(),
             acd: acd_cfg,
             greeting,
             music,
             announce_every: e.announce_every.filter(|&s| s > 0).map(Duration::from_secs),
+            record,
         });
     }
     // Overflow cycles: follow each chain of queue overflows.
@@ -736,6 +818,13 @@ pub(crate) fn build(
         queues,
         agents,
         announcements,
+        recording: recorder::service::RecorderConfig {
+            dir: recording_dir,
+            flush_every: Duration::from_secs(tables.recording.flush_every),
+            ..recorder::service::RecorderConfig::default()
+        },
+        recording_seed: tables.recording.seed,
+        recording_pause_key: tables.recording.pause_key.clone(),
     })
 }
 

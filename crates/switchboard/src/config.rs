@@ -78,6 +78,8 @@ struct ServerFile {
     calls: crate::callcenter::CallsSection,
     #[serde(default)]
     trunks: std::collections::BTreeMap<String, crate::callcenter::TrunkSection>,
+    #[serde(default)]
+    recording: crate::callcenter::RecordingSection,
 }
 
 #[derive(Debug, Deserialize)]
@@ -591,6 +593,7 @@ pub(crate) fn load(dir: &Path, sip_bind: Option<&str>) -> Result<Config, ConfigE
             media: server.media,
             calls: server.calls,
             trunks: server.trunks,
+            recording: server.recording,
         },
         server_text,
         &user_names,

@@ -34,6 +34,20 @@ enum Command {
     },
     /// What-if simulation of a queue in virtual time, beside the Erlang C prediction.
     Simulate(simulate::SimulateArgs),
+    /// Call recordings.
+    Recordings {
+        #[command(subcommand)]
+        action: RecordingsAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum RecordingsAction {
+    /// Finish recordings left unfinished by a crash (the server also does this at start-up).
+    Repair {
+        /// The recordings directory (recording.dir).
+        dir: PathBuf,
+    },
 }
 
 /// Options of `switchboard serve`.
@@ -54,6 +68,30 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve::run(args),
+        Command::Recordings {
+            action: RecordingsAction::Repair { dir },
+        } => {
+            if !dir.is_dir() {
+                eprintln!(
+                    "switchboard recordings repair: {} is not a directory",
+                    dir.display()
+                );
+                return ExitCode::FAILURE;
+            }
+            let (repaired, failed) = recorder::file::repair(&dir);
+            for p in &repaired {
+                println!("repaired {}", p.display());
+            }
+            for e in &failed {
+                eprintln!("cannot repair {e}");
+            }
+            println!("{} repaired, {} failed", repaired.len(), failed.len());
+            if failed.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
         Command::Simulate(args) => match simulate::run(&args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

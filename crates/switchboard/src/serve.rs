@@ -119,8 +119,17 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         features: cc.features.clone(),
         announcements: cc.announcements.clone(),
         seed: rand::rng().next_u64(),
+        recording_seed: cc.recording_seed,
+        recording_pause_key: cc.recording_pause_key.clone(),
     };
-    let pbx = pbx::service::start(pbx_cfg, cc.media.clone(), &handle, events_rx)?;
+    let recorder = start_recorder(&cc.recording)?;
+    let pbx = pbx::service::start(
+        pbx_cfg,
+        cc.media.clone(),
+        recorder.clone(),
+        &handle,
+        events_rx,
+    )?;
     info!(
         via = %ep_cfg.via_host,
         users = cfg.users.len(),
@@ -133,12 +142,34 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     info!("shutting down");
     // Calls first (their BYEs go out through the SIP task), then the SIP task.
     pbx.shutdown().await;
+    if let Some(r) = &recorder {
+        r.shutdown().await;
+    }
     handle.shutdown().await;
     let _ = task.await;
     if let Some(s) = handle.stats().await {
         info!(?s, "final counters");
     }
     Ok(())
+}
+
+/// Finish what a crash left unfinished, then start the recorder thread (only when some
+/// queue records).
+fn start_recorder(
+    cfg: &recorder::service::RecorderConfig,
+) -> anyhow::Result<Option<recorder::service::Recorder>> {
+    if cfg.dir.exists() {
+        let (repaired, failed) = recorder::file::repair(&cfg.dir);
+        for p in &repaired {
+            tracing::warn!(path = %p.display(), "repaired a recording left unfinished by a crash");
+        }
+        for e in &failed {
+            tracing::warn!(error = %e, "could not repair a recording");
+        }
+    }
+    let r = recorder::service::Recorder::start(cfg.clone())?;
+    info!(dir = %cfg.dir.display(), "recorder ready");
+    Ok(Some(r))
 }
 
 async fn shutdown_signal() {
