@@ -101,13 +101,17 @@ fn create_file(path: &Path) -> io::Result<File> {
         .open(path)
 }
 
-fn write_json_atomically(path: &Path, value: &Sidecar) -> io::Result<()> {
+/// Write JSON through a temporary file and a rename (readers never see half a file);
+/// `durable` fsyncs it first.
+fn write_json_atomically(path: &Path, value: &Sidecar, durable: bool) -> io::Result<()> {
     let tmp = path.with_extension("json.tmp");
     let _ = std::fs::remove_file(&tmp);
     let mut f = create_file(&tmp)?;
     serde_json::to_writer_pretty(&mut f, value).map_err(io::Error::other)?;
     f.write_all(b"\n")?;
-    f.sync_all()?;
+    if durable {
+        f.sync_all()?;
+    }
     std::fs::rename(&tmp, path)
 }
 
@@ -145,6 +149,8 @@ pub fn spec() -> hound::WavSpec {
 pub struct RecordingFile {
     dir: PathBuf,
     name: String,
+    /// `dir/NAME.wav.part`.
+    part: PathBuf,
     writer: Option<hound::WavWriter<BufWriter<File>>>,
     frames: u64,
     last_flush: Instant,
@@ -203,12 +209,14 @@ impl RecordingFile {
                 path: wav.clone(),
                 source,
             })?;
+        // Not fsynced: starting a recording must not wait for the disk (repair falls back to
+        // an empty sidecar if a crash loses this one).
         let json = dir.join(format!("{name}.json.part"));
-        write_json_atomically(&json, &sidecar).map_err(io_err(&json))?;
-        sync_dir(dir);
+        write_json_atomically(&json, &sidecar, false).map_err(io_err(&json))?;
         Ok(RecordingFile {
             dir: dir.to_owned(),
             name: name.to_owned(),
+            part: wav,
             writer: Some(writer),
             frames: 0,
             last_flush: now,
@@ -230,9 +238,10 @@ impl RecordingFile {
         for s in interleaved {
             i16w.write_sample(*s);
         }
-        let path = self.dir.join(format!("{}.wav.part", self.name));
-        i16w.flush()
-            .map_err(|source| RecordingError::Wav { path, source })?;
+        i16w.flush().map_err(|source| RecordingError::Wav {
+            path: self.part.clone(),
+            source,
+        })?;
         self.frames += interleaved.len() as u64 / 2;
         Ok(())
     }
@@ -244,9 +253,10 @@ impl RecordingFile {
         }
         self.last_flush = now;
         if let Some(w) = self.writer.as_mut() {
-            let path = self.dir.join(format!("{}.wav.part", self.name));
-            w.flush()
-                .map_err(|source| RecordingError::Wav { path, source })?;
+            w.flush().map_err(|source| RecordingError::Wav {
+                path: self.part.clone(),
+                source,
+            })?;
         }
         Ok(())
     }
@@ -256,6 +266,17 @@ impl RecordingFile {
         self.frames
     }
 
+    /// Write out what hound still buffers, without the fsync of [`RecordingFile::finish`].
+    pub fn flush(&mut self) -> Result<(), RecordingError> {
+        if let Some(w) = self.writer.as_mut() {
+            w.flush().map_err(|source| RecordingError::Wav {
+                path: self.part.clone(),
+                source,
+            })?;
+        }
+        Ok(())
+    }
+
     /// Finalize: header, fsync, sidecar with hash, rename into place. Returns the WAV path.
     pub fn finish(
         mut self,
@@ -263,7 +284,7 @@ impl RecordingFile {
         pauses: Vec<(f64, f64)>,
         dropped_frames: u64,
     ) -> Result<(PathBuf, Sidecar), RecordingError> {
-        let part = self.dir.join(format!("{}.wav.part", self.name));
+        let part = self.part.clone();
         if let Some(w) = self.writer.take() {
             w.finalize().map_err(|source| RecordingError::Wav {
                 path: part.clone(),
@@ -286,7 +307,7 @@ impl RecordingFile {
         sc.dropped_frames = dropped_frames;
         sc.sha256 = Some(sha256_file(&wav).map_err(io_err(&wav))?);
         let json = self.dir.join(format!("{}.json", self.name));
-        write_json_atomically(&json, &sc).map_err(io_err(&json))?;
+        write_json_atomically(&json, &sc, true).map_err(io_err(&json))?;
         let _ = std::fs::remove_file(self.dir.join(format!("{}.json.part", self.name)));
         sync_dir(&self.dir);
         Ok((wav, sc))
@@ -420,7 +441,7 @@ pub fn repair_one(part: &Path) -> Result<PathBuf, RepairError> {
     sc.duration = data_len as f64 / block as f64 / 8000.0;
     sc.repaired = true;
     sc.sha256 = sha256_file(&wav).ok();
-    write_json_atomically(&json, &sc).map_err(|source| RepairError::Io {
+    write_json_atomically(&json, &sc, true).map_err(|source| RepairError::Io {
         path: json.clone(),
         source,
     })?;

@@ -27,7 +27,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-use crate::file::{date_folder, RecordingFile, Sidecar};
+use crate::file::{date_folder, RecordingError, RecordingFile, Sidecar};
 use crate::g711::Law;
 use crate::timeline::{Channel, Timeline, TimelineConfig};
 
@@ -116,6 +116,8 @@ pub enum RecorderCommand {
 pub struct RecorderStats {
     /// Recordings in progress.
     pub active: AtomicU64,
+    /// Recordings whose files have been created (cumulative).
+    pub files_created: AtomicU64,
     /// Recordings finished.
     pub finished: AtomicU64,
     /// Recordings that failed (file system errors).
@@ -192,11 +194,45 @@ impl Recorder {
     }
 }
 
+/// A recording's files: created off this thread (creating files costs milliseconds on a
+/// real disk), then written here.
+enum FileState {
+    Creating(tokio::sync::oneshot::Receiver<Result<RecordingFile, RecordingError>>),
+    Ready(Box<RecordingFile>),
+    Failed,
+}
+
 struct Active {
     law: Law,
     timeline: Timeline,
-    file: RecordingFile,
-    failed: bool,
+    file: FileState,
+}
+
+impl Active {
+    /// The file, once created (or `None` while it is being created or after a failure).
+    fn ready(&mut self, call: u64, stats: &RecorderStats) -> Option<&mut RecordingFile> {
+        if let FileState::Creating(rx) = &mut self.file {
+            match rx.try_recv() {
+                Ok(Ok(f)) => {
+                    stats.files_created.fetch_add(1, Ordering::Relaxed);
+                    self.file = FileState::Ready(Box::new(f));
+                }
+                Ok(Err(e)) => {
+                    warn!(call_id = call, error = %e, "cannot start recording");
+                    stats.failed.fetch_add(1, Ordering::Relaxed);
+                    self.file = FileState::Failed;
+                }
+                Err(tokio::sync::oneshot::error::TryRecvError::Empty) => {}
+                Err(tokio::sync::oneshot::error::TryRecvError::Closed) => {
+                    self.file = FileState::Failed;
+                }
+            }
+        }
+        match &mut self.file {
+            FileState::Ready(f) => Some(f),
+            _ => None,
+        }
+    }
 }
 
 async fn run(
@@ -209,6 +245,7 @@ async fn run(
     let mut tick = tokio::time::interval(Duration::from_millis(50));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut buf: Vec<i16> = Vec::with_capacity(8000);
+    let mut finishing: Vec<tokio::task::JoinHandle<()>> = Vec::new();
     let mut commands_open = true;
     loop {
         tokio::select! {
@@ -224,7 +261,10 @@ async fn run(
                             end: SystemTime::now(),
                             dropped: 0,
                         };
-                        command(&cfg, &mut active, stop, &stats, &mut buf);
+                        command(&cfg, &mut active, stop, &stats, &mut finishing);
+                    }
+                    for j in finishing.drain(..) {
+                        let _ = j.await;
                     }
                     break;
                 }
@@ -235,7 +275,8 @@ async fn run(
                             place(&mut active, f, &stats);
                         }
                     }
-                    command(&cfg, &mut active, c, &stats, &mut buf);
+                    command(&cfg, &mut active, c, &stats, &mut finishing);
+                    finishing.retain(|j| !j.is_finished());
                 }
                 None => commands_open = false,
             },
@@ -256,6 +297,10 @@ async fn run(
             _ = tick.tick() => {
                 let now = Instant::now();
                 for (call, a) in active.iter_mut() {
+                    // Until its file exists a recording keeps buffering on its timeline.
+                    if a.ready(*call, &stats).is_none() {
+                        continue;
+                    }
                     buf.clear();
                     a.timeline.advance(now, &mut buf);
                     write(*call, a, &buf, now, &cfg);
@@ -281,15 +326,14 @@ fn place(active: &mut HashMap<u64, Active>, f: RecordFrame, stats: &RecorderStat
 }
 
 fn write(call: u64, a: &mut Active, samples: &[i16], now: Instant, cfg: &RecorderConfig) {
-    if a.failed {
+    let FileState::Ready(f) = &mut a.file else {
         return;
-    }
-    let r = a
-        .file
+    };
+    let r = f
         .write(samples)
-        .and_then(|()| a.file.flush_if_due(now, cfg.flush_every));
+        .and_then(|()| f.flush_if_due(now, cfg.flush_every));
     if let Err(e) = r {
-        a.failed = true;
+        a.file = FileState::Failed;
         warn!(call, error = %e, "recording write failed; the recording is incomplete");
     }
 }
@@ -298,8 +342,8 @@ fn command(
     cfg: &RecorderConfig,
     active: &mut HashMap<u64, Active>,
     cmd: RecorderCommand,
-    stats: &RecorderStats,
-    buf: &mut Vec<i16>,
+    stats: &Arc<RecorderStats>,
+    finishing: &mut Vec<tokio::task::JoinHandle<()>>,
 ) {
     match cmd {
         RecorderCommand::Start {
@@ -314,24 +358,19 @@ fn command(
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs());
             let name = format!("{stamp}-call{call}");
-            match RecordingFile::create(&dir, &name, *sidecar, at) {
-                Ok(file) => {
-                    stats.active.fetch_add(1, Ordering::Relaxed);
-                    active.insert(
-                        call,
-                        Active {
-                            law,
-                            timeline: Timeline::new(cfg.timeline, at),
-                            file,
-                            failed: false,
-                        },
-                    );
-                }
-                Err(e) => {
-                    stats.failed.fetch_add(1, Ordering::Relaxed);
-                    warn!(call, error = %e, "cannot start recording");
-                }
-            }
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            tokio::task::spawn_blocking(move || {
+                let _ = tx.send(RecordingFile::create(&dir, &name, *sidecar, at));
+            });
+            stats.active.fetch_add(1, Ordering::Relaxed);
+            active.insert(
+                call,
+                Active {
+                    law,
+                    timeline: Timeline::new(cfg.timeline, at),
+                    file: FileState::Creating(rx),
+                },
+            );
         }
         RecorderCommand::Shutdown => {}
         RecorderCommand::Pause { call, at } => {
@@ -356,29 +395,51 @@ fn command(
                 return;
             };
             stats.active.fetch_sub(1, Ordering::Relaxed);
-            buf.clear();
-            a.timeline.finish(at, buf);
-            write(call, &mut a, buf, at, cfg);
+            let mut rest = Vec::new();
+            a.timeline.finish(at, &mut rest);
             let pauses = a.timeline.pauses(at);
-            let left = a.timeline.stats(Channel::Left);
-            let right = a.timeline.stats(Channel::Right);
-            match a.file.finish(end, pauses, dropped) {
-                Ok((path, sc)) => {
-                    stats.finished.fetch_add(1, Ordering::Relaxed);
-                    info!(
-                        call_id = call,
-                        path = %path.display(),
-                        seconds = sc.duration,
-                        late_packets = left.late + right.late,
-                        dropped_frames = dropped,
-                        "recording finished"
-                    );
+            let late = a.timeline.stats(Channel::Left).late + a.timeline.stats(Channel::Right).late;
+            // Finalizing fsyncs and hashes the whole file: off this thread, so the other
+            // recordings keep being written meanwhile (and a file still being created is
+            // waited for there, not here).
+            let state = a.file;
+            let stats = stats.clone();
+            let job = tokio::task::spawn_blocking(move || {
+                let mut file = match state {
+                    FileState::Ready(f) => *f,
+                    FileState::Creating(rx) => match rx.blocking_recv() {
+                        Ok(Ok(f)) => f,
+                        Ok(Err(e)) => {
+                            stats.failed.fetch_add(1, Ordering::Relaxed);
+                            warn!(call_id = call, error = %e, "cannot start recording");
+                            return;
+                        }
+                        Err(_) => return,
+                    },
+                    FileState::Failed => return,
+                };
+                if let Err(e) = file.write(&rest) {
+                    warn!(call_id = call, error = %e, "recording write failed");
                 }
-                Err(e) => {
-                    stats.failed.fetch_add(1, Ordering::Relaxed);
-                    warn!(call_id = call, error = %e, "cannot finish recording");
+                match file.finish(end, pauses, dropped) {
+                    Ok((path, sc)) => {
+                        stats.finished.fetch_add(1, Ordering::Relaxed);
+                        info!(
+                            call_id = call,
+                            path = %path.display(),
+                            seconds = sc.duration,
+                            late_packets = late,
+                            dropped_frames = dropped,
+                            "recording finished"
+                        );
+                    }
+                    Err(e) => {
+                        stats.failed.fetch_add(1, Ordering::Relaxed);
+                        warn!(call_id = call, error = %e, "cannot finish recording");
+                    }
                 }
-            }
+            });
+            finishing.push(job);
         }
     }
 }

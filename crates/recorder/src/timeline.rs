@@ -20,7 +20,6 @@
 //! Samples are committed [`TimelineConfig::reorder`] behind real time, so a packet that
 //! arrives up to that late still lands in place; anything later is dropped and counted.
 
-use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use crate::g711::Law;
@@ -83,12 +82,48 @@ struct Anchor {
     window_n: u32,
 }
 
+/// Samples from the committed position on: a vector consumed from the front, compacted now
+/// and then (whole-slice copies, no per-sample bookkeeping).
+#[derive(Debug, Default)]
+struct Pending {
+    data: Vec<i16>,
+    head: usize,
+}
+
+impl Pending {
+    /// Write `samples` at `offset` samples past the committed position.
+    fn write(&mut self, offset: usize, samples: &[i16]) {
+        let start = self.head + offset;
+        let end = start + samples.len();
+        if self.data.len() < end {
+            self.data.resize(end, 0);
+        }
+        self.data[start..end].copy_from_slice(samples);
+    }
+
+    /// The next `n` committed samples (fewer if fewer are held; the rest are silence).
+    fn front(&self, n: usize) -> &[i16] {
+        let end = (self.head + n).min(self.data.len());
+        &self.data[self.head.min(end)..end]
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.head = (self.head + n).min(self.data.len());
+        if self.head == self.data.len() {
+            self.data.clear();
+            self.head = 0;
+        } else if self.head > 4096 && self.head * 2 > self.data.len() {
+            self.data.drain(..self.head);
+            self.head = 0;
+        }
+    }
+}
+
 /// One leg's samples between the committed position and the reorder horizon.
 #[derive(Debug)]
 struct Leg {
     anchor: Option<Anchor>,
-    /// Samples from `committed` on (index 0 = position `committed`).
-    future: VecDeque<i16>,
+    future: Pending,
     stats: LegStats,
     scratch: Vec<i16>,
 }
@@ -97,7 +132,10 @@ impl Leg {
     fn new() -> Leg {
         Leg {
             anchor: None,
-            future: VecDeque::with_capacity(RATE as usize / 2),
+            future: Pending {
+                data: Vec::with_capacity(RATE as usize / 2),
+                head: 0,
+            },
             stats: LegStats::default(),
             scratch: Vec::with_capacity(320),
         }
@@ -222,13 +260,10 @@ impl Timeline {
         }
         let skip = (-offset).max(0) as usize;
         let start = offset.max(0) as usize;
-        let end = start + leg.scratch.len() - skip;
-        if leg.future.len() < end {
-            leg.future.resize(end, 0);
-        }
-        for (i, s) in leg.scratch[skip..].iter().enumerate() {
-            leg.future[start + i] = *s;
-        }
+        let Leg {
+            future, scratch, ..
+        } = leg;
+        future.write(start, &scratch[skip..]);
         leg.stats.packets += 1;
     }
 
@@ -285,13 +320,26 @@ impl Timeline {
         }
         let n = n as usize;
         out.reserve(2 * n);
-        let any_pause = self.paused_since.is_some() || !self.pauses.is_empty();
-        for i in 0..n {
-            let pos = self.committed + i as i64;
-            let mute = any_pause && self.muted(pos);
-            for leg in &mut self.legs {
-                let s = leg.future.pop_front().unwrap_or(0);
-                out.push(if mute { 0 } else { s });
+        let first = out.len();
+        {
+            let l = self.legs[0].future.front(n);
+            let r = self.legs[1].future.front(n);
+            let both = l.len().min(r.len());
+            out.extend(l[..both].iter().zip(&r[..both]).flat_map(|(a, b)| [*a, *b]));
+            for i in both..n {
+                out.push(l.get(i).copied().unwrap_or(0));
+                out.push(r.get(i).copied().unwrap_or(0));
+            }
+        }
+        for leg in &mut self.legs {
+            leg.future.consume(n);
+        }
+        if self.paused_since.is_some() || !self.pauses.is_empty() {
+            for i in 0..n {
+                if self.muted(self.committed + i as i64) {
+                    out[first + 2 * i] = 0;
+                    out[first + 2 * i + 1] = 0;
+                }
             }
         }
         self.committed = target;
