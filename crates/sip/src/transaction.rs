@@ -455,6 +455,12 @@ impl Transactions {
                     tx.state = TxState::Proceeding;
                 } else {
                     tx.state = TxState::Completed;
+                    // From here on the transaction only absorbs retransmissions with
+                    // `last_sent` until Timer J (32 s on UDP): the request itself is no
+                    // longer needed, and at thousands of REGISTERs a second its headers
+                    // are most of the table's memory.
+                    tx.request.headers = Headers::default();
+                    tx.request.body = Bytes::new();
                     let wait = if reliable {
                         Duration::ZERO
                     } else {
