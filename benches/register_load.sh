@@ -94,6 +94,10 @@ bind = "127.0.0.1:$PORT"
 realm = "127.0.0.1"
 udp_recv_buffer = 4194304   # the anchor's Kamailio probes up to 4 MiB too
 
+timer_j = 5                 # completed REGISTER transactions kept 5 s, like Kamailio's tm
+                            # wt_timer default (the anchor's Kamailio answers REGISTER
+                            # statelessly and keeps nothing); RFC 3261 says 32 s
+
 [registrar]
 qualify_interval = 0        # SIPp does not answer OPTIONS pings
 

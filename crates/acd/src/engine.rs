@@ -44,6 +44,8 @@ struct Queue {
     logged_in: u32,
     available: u32,
     counters: QueueCounters,
+    /// Removed by a reconfiguration: takes no new calls; its connected calls finish.
+    retired: bool,
 }
 
 /// An eligibility class: a queue plus one resolved requirement set. Every waiting call is in
@@ -295,6 +297,7 @@ impl Acd {
             logged_in: 0,
             available: 0,
             counters: QueueCounters::default(),
+            retired: false,
         });
         Ok(QueueId(idx))
     }
@@ -374,6 +377,308 @@ impl Acd {
             }
         }
         Ok(AgentId(idx))
+    }
+
+    /// Reconfigure an agent: new name, skills and queues (a config reload). The agent keeps
+    /// its state and any call it has; its eligibility changes at once, so if it is Ready and
+    /// now eligible for a waiting call, that call is offered to it.
+    pub fn update_agent(
+        &mut self,
+        agent: AgentId,
+        cfg: AgentConfig,
+        now: Time,
+    ) -> Result<(), AcdError> {
+        let a = self.agent_idx(agent)?;
+        let (skills, queues) = self.resolve_agent(&cfg)?;
+        self.agents[a as usize].name = Arc::from(cfg.name.as_str());
+        self.reattach(a, skills, queues, now);
+        self.settle(now);
+        Ok(())
+    }
+
+    /// Remove an agent (a config reload): it is logged out (an offer is withdrawn) and loses
+    /// its skills and queues, so it takes no further work; an agent on a call keeps that call
+    /// and is logged out by call control when it ends. Its id stays reserved.
+    pub fn remove_agent(&mut self, agent: AgentId, now: Time) -> Result<(), AcdError> {
+        let a = self.agent_idx(agent)?;
+        if !matches!(self.agents[a as usize].state, AgentState::OnCall(_)) {
+            self.logout(agent, now)?;
+        }
+        self.reattach(a, Vec::new(), Vec::new(), now);
+        self.settle(now);
+        Ok(())
+    }
+
+    /// Reconfigure a queue (a config reload). Settings that do not change who may take a call
+    /// (timeouts, wrap-up, overflow, policies, service level) apply to the next decisions;
+    /// new skills, strategy or escalation steps rebuild the queue's eligibility classes and
+    /// re-class its calls in place (nobody loses their place in line), then any Ready agent
+    /// now eligible for a waiting call gets it.
+    pub fn update_queue(
+        &mut self,
+        queue: QueueId,
+        cfg: QueueConfig,
+        now: Time,
+    ) -> Result<(), AcdError> {
+        let q = queue.0;
+        let Some(old) = self.queues.get(q as usize) else {
+            return Err(AcdError::UnknownQueue);
+        };
+        if old.retired || *old.name != *cfg.name {
+            return Err(AcdError::UnknownQueue);
+        }
+        Self::check_escalation(&cfg)?;
+        let mut reqs = Vec::with_capacity(cfg.skills.len());
+        for r in &cfg.skills {
+            let p = Proficiency::new(r.min).ok_or(AcdError::BadProficiency(r.min))?;
+            reqs.push((self.skill(&r.skill)?, p.get(), r.optional));
+        }
+        let old = &self.queues[q as usize];
+        let rebuild = old.reqs != reqs
+            || old.cfg.strategy != cfg.strategy
+            || old.cfg.escalation != cfg.escalation;
+        let queue = &mut self.queues[q as usize];
+        queue.cfg = cfg;
+        if !rebuild {
+            return Ok(());
+        }
+        queue.reqs = reqs;
+        // Drop the old classes: agents forget them, calls are re-classed below.
+        let old_classes = std::mem::take(&mut queue.classes);
+        queue.step_classes = vec![None; queue.cfg.escalation.len() + 1];
+        let members = queue.members.clone();
+        for &c in &old_classes {
+            let class = &mut self.classes[c as usize];
+            class.members = Bitset::default();
+            class.ready = ReadySet::new(false);
+            class.waiting.clear();
+            class.logged_in = 0;
+            class.available = 0;
+        }
+        for &m in &members {
+            self.agents[m as usize]
+                .classes
+                .retain(|ac| !old_classes.contains(&ac.class));
+        }
+        self.class_index.retain(|k, _| k.0 != q);
+        let max_step = self.queues[q as usize].cfg.escalation.len() as u8;
+        let mut ids: Vec<(u64, CallId)> = self
+            .calls
+            .iter()
+            .filter(|(_, c)| c.queue == q)
+            .map(|(id, c)| (c.seq, *id))
+            .collect();
+        ids.sort_unstable();
+        for (_, id) in ids {
+            let (extra, step) = {
+                let call = self.calls.get_mut(&id).expect("present");
+                call.step = call.step.min(max_step);
+                (std::mem::take(&mut call.extra), call.step as usize)
+            };
+            let class = self.class_for(q, &extra, step);
+            let call = self.calls.get_mut(&id).expect("present");
+            call.extra = extra;
+            call.class = class;
+            if matches!(call.phase, Phase::Waiting) {
+                let key = call.key();
+                self.classes[class as usize].waiting.insert(key, id);
+                self.dirty.push(class);
+            }
+        }
+        self.rebalance(now);
+        self.settle(now);
+        Ok(())
+    }
+
+    /// Remove a queue (a config reload). Calls waiting or ringing in it follow its overflow
+    /// rule at once (to the target queue, to the external destination, or they end as timed
+    /// out); connected calls finish normally. Its agents stop serving it. The name becomes
+    /// free; the id stays reserved.
+    pub fn remove_queue(&mut self, queue: QueueId, now: Time) -> Result<(), AcdError> {
+        let q = queue.0;
+        if self.queues.get(q as usize).is_none_or(|x| x.retired) {
+            return Err(AcdError::UnknownQueue);
+        }
+        let mut waiting: Vec<(u8, u64, CallId)> = self
+            .calls
+            .iter()
+            .filter(|(_, c)| c.queue == q && !matches!(c.phase, Phase::Connected { .. }))
+            .map(|(id, c)| (9 - c.priority, c.seq, *id))
+            .collect();
+        waiting.sort_unstable();
+        for (_, _, id) in waiting {
+            self.max_wait(id, now);
+        }
+        let members = self.queues[q as usize].members.clone();
+        for m in members {
+            let skills = self.agents[m as usize].skills.clone();
+            let queues: Vec<(QueueIdx, u8)> = self.agents[m as usize]
+                .queues
+                .iter()
+                .copied()
+                .filter(|&(x, _)| x != q)
+                .collect();
+            self.reattach(m, skills, queues, now);
+        }
+        let queue = &mut self.queues[q as usize];
+        queue.retired = true;
+        let name = queue.name.clone();
+        self.queue_names.remove(&name);
+        self.settle(now);
+        Ok(())
+    }
+
+    fn check_escalation(cfg: &QueueConfig) -> Result<(), AcdError> {
+        let mut prev: Option<&crate::config::EscalationStep> = None;
+        for step in &cfg.escalation {
+            if let Some(p) = prev {
+                if step.after < p.after
+                    || step.lower_by < p.lower_by
+                    || (p.drop_optional && !step.drop_optional)
+                {
+                    return Err(AcdError::BadEscalation);
+                }
+            }
+            prev = Some(step);
+        }
+        Ok(())
+    }
+
+    /// Skills and queues of an agent config, resolved to ids (checked, not applied).
+    #[allow(clippy::type_complexity)]
+    fn resolve_agent(
+        &mut self,
+        cfg: &AgentConfig,
+    ) -> Result<(Vec<(Skill, u8)>, Vec<(QueueIdx, u8)>), AcdError> {
+        let mut skills = Vec::with_capacity(cfg.skills.len());
+        for s in &cfg.skills {
+            let p =
+                Proficiency::new(s.proficiency).ok_or(AcdError::BadProficiency(s.proficiency))?;
+            skills.push((self.skill(&s.skill)?, p.get()));
+        }
+        skills.sort_unstable();
+        skills.dedup_by(|b, a| {
+            if a.0 == b.0 {
+                a.1 = a.1.max(b.1);
+                true
+            } else {
+                false
+            }
+        });
+        let mut queues = Vec::with_capacity(cfg.queues.len());
+        for m in &cfg.queues {
+            let q = *self
+                .queue_names
+                .get(m.queue.as_str())
+                .ok_or(AcdError::UnknownQueue)?;
+            if m.priority > 9 {
+                return Err(AcdError::BadPriority(m.priority));
+            }
+            if !queues.iter().any(|&(x, _)| x == q) {
+                queues.push((q, m.priority));
+            }
+        }
+        Ok((skills, queues))
+    }
+
+    /// Replace an agent's skills and queues, keeping every index in step: skill lists, queue
+    /// member lists and counts, class memberships and counts, Ready sets. A Ready agent then
+    /// takes its best waiting call if it now has one.
+    fn reattach(
+        &mut self,
+        a: AgentIdx,
+        skills: Vec<(Skill, u8)>,
+        queues: Vec<(QueueIdx, u8)>,
+        now: Time,
+    ) {
+        let (li, av, indexed) = {
+            let agent = &self.agents[a as usize];
+            (
+                u32::from(is_logged_in(&agent.state)),
+                u32::from(is_available(&agent.state)),
+                agent.indexed,
+            )
+        };
+        {
+            let Acd {
+                agents,
+                classes,
+                queues: qs,
+                skill_agents,
+                ..
+            } = self;
+            let agent = &mut agents[a as usize];
+            let old_classes = std::mem::take(&mut agent.classes);
+            for ac in &old_classes {
+                let class = &mut classes[ac.class as usize];
+                if indexed {
+                    class.ready.remove(rank(class.strategy, agent, a, ac));
+                }
+                class.members.remove(a);
+                class.logged_in -= li;
+                class.available -= av;
+            }
+            agent.indexed = false;
+            for &(s, level) in &agent.skills {
+                skill_agents[s.0 as usize][level as usize - 1].retain(|&x| x != a);
+            }
+            for &(q, _) in &agent.queues {
+                let queue = &mut qs[q as usize];
+                queue.members.retain(|&x| x != a);
+                queue.logged_in -= li;
+                queue.available -= av;
+            }
+            agent.skills = skills;
+            agent.queues = queues;
+        }
+        let agent_skills = self.agents[a as usize].skills.clone();
+        for &(s, level) in &agent_skills {
+            self.skill_agents[s.0 as usize][level as usize - 1].push(a);
+        }
+        let agent_queues = self.agents[a as usize].queues.clone();
+        for &(q, prio) in &agent_queues {
+            let queue = &mut self.queues[q as usize];
+            queue.members.push(a);
+            queue.logged_in += li;
+            queue.available += av;
+            for ci in 0..self.queues[q as usize].classes.len() {
+                let c = self.queues[q as usize].classes[ci];
+                let agent = &self.agents[a as usize];
+                let class = &mut self.classes[c as usize];
+                if !agent.satisfies(&class.reqs) {
+                    continue;
+                }
+                let skill_sum = class
+                    .reqs
+                    .iter()
+                    .map(|&(s, _)| u16::from(agent.proficiency(s)))
+                    .sum();
+                class.members.insert(a);
+                class.logged_in += li;
+                class.available += av;
+                self.agents[a as usize].classes.push(AgentClass {
+                    class: c,
+                    queue_priority: prio,
+                    skill_sum,
+                });
+            }
+        }
+        if self.agents[a as usize].state == AgentState::Ready {
+            match self.best_call_for(a) {
+                Some(call) => self.offer(call, OfferedTo::One(a), now),
+                None => {
+                    let Acd {
+                        agents, classes, ..
+                    } = self;
+                    let agent = &mut agents[a as usize];
+                    agent.indexed = true;
+                    for ac in &agent.classes {
+                        let class = &mut classes[ac.class as usize];
+                        class.ready.insert(rank(class.strategy, agent, a, ac));
+                    }
+                }
+            }
+        }
     }
 
     /// Number of agents added.
@@ -580,7 +885,7 @@ impl Acd {
 
     fn arrive(&mut self, arrival: CallArrival, now: Time) -> Result<(), AcdError> {
         let q = arrival.queue.0;
-        if q as usize >= self.queues.len() {
+        if q as usize >= self.queues.len() || self.queues[q as usize].retired {
             return Err(AcdError::UnknownQueue);
         }
         if arrival.priority > 9 {
@@ -856,6 +1161,10 @@ impl Acd {
             return;
         };
         call.escalate_at = None;
+        if call.step as usize >= self.queues[call.queue as usize].cfg.escalation.len() {
+            // The queue lost escalation steps in a reconfiguration.
+            return;
+        }
         call.step += 1;
         let (q, step, old) = (call.queue, call.step as usize, call.class);
         let queue = &self.queues[q as usize];

@@ -44,6 +44,12 @@ impl Bitset {
         self.words[w] |= 1 << (i % 64);
     }
 
+    pub(crate) fn remove(&mut self, i: u32) {
+        if let Some(w) = self.words.get_mut((i / 64) as usize) {
+            *w &= !(1 << (i % 64));
+        }
+    }
+
     pub(crate) fn contains(&self, i: u32) -> bool {
         self.words
             .get((i / 64) as usize)

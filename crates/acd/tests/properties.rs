@@ -39,6 +39,12 @@ enum Op {
     Fail(usize),
     Abandon(usize),
     Hangup(usize, bool),
+    /// A config reload gives an agent new skill levels (0 = none) and queues (bit mask).
+    Reskill {
+        agent: usize,
+        levels: [u8; 3],
+        queues: u8,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -54,6 +60,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => any::<usize>().prop_map(Op::Fail),
         1 => any::<usize>().prop_map(Op::Abandon),
         3 => (any::<usize>(), any::<bool>()).prop_map(|(i, b)| Op::Hangup(i, b)),
+        1 => (0usize..8, proptest::array::uniform3(0u8..=10), 0u8..4)
+            .prop_map(|(agent, levels, queues)| Op::Reskill { agent, levels, queues }),
     ]
 }
 
@@ -447,6 +455,35 @@ fn run(
                     m.check(&acd)?;
                 }
                 m.now = target;
+                continue;
+            }
+            Some(Op::Reskill {
+                agent,
+                levels,
+                queues,
+            }) => {
+                let a = agent % n_agents;
+                let cfg = AgentConfig {
+                    name: m.agents[a].name.clone(),
+                    skills: SKILLS
+                        .iter()
+                        .zip(levels)
+                        .filter(|(_, l)| *l > 0)
+                        .map(|(s, l)| AgentSkill::new(*s, l))
+                        .collect(),
+                    queues: (0..N_QUEUES)
+                        .filter(|q| queues & (1 << q) != 0)
+                        .map(|q| QueueMembership {
+                            queue: format!("q{q}"),
+                            priority: q as u8,
+                        })
+                        .collect(),
+                };
+                let r = acd.update_agent(AgentId(a as u32), cfg.clone(), m.now);
+                prop_assert!(r.is_ok(), "reskill failed: {:?}", r);
+                m.agents[a] = cfg;
+                m.drain(&mut acd)?;
+                m.check(&acd)?;
                 continue;
             }
             Some(Op::Login(a)) => AcdCommand::Login(AgentId((a % n_agents) as u32)),

@@ -29,6 +29,12 @@ pub struct TimerConfig {
     pub t2: Duration,
     /// Maximum time a message stays in the network (default 5 s).
     pub t4: Duration,
+    /// Timer J on unreliable transports: how long a completed non-INVITE server transaction
+    /// stays to answer retransmissions. RFC 3261 says 64·T1 (32 s); a registrar under heavy
+    /// load may hold it shorter (Kamailio's `wt_timer` defaults to 5 s), trading memory for
+    /// the rare retransmission that arrives later, which is then treated as a new request.
+    /// `None` is the RFC value.
+    pub timer_j: Option<Duration>,
 }
 
 impl Default for TimerConfig {
@@ -37,6 +43,7 @@ impl Default for TimerConfig {
             t1: Duration::from_millis(500),
             t2: Duration::from_secs(4),
             t4: Duration::from_secs(5),
+            timer_j: None,
         }
     }
 }
@@ -464,7 +471,7 @@ impl Transactions {
                     let wait = if reliable {
                         Duration::ZERO
                     } else {
-                        cfg.t1 * 64
+                        cfg.timer_j.unwrap_or(cfg.t1 * 64)
                     };
                     self.set_timer(id, TxTimer::J, now + wait);
                 }

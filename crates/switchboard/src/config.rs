@@ -94,6 +94,7 @@ struct SipSection {
     udp_recv_buffer: usize,
     max_message_size: usize,
     force_rport: bool,
+    timer_j: Option<u64>,
 }
 
 impl Default for SipSection {
@@ -108,6 +109,7 @@ impl Default for SipSection {
             udp_recv_buffer: 4 << 20,
             max_message_size: sip::parse::DEFAULT_MAX_MESSAGE_SIZE,
             force_rport: true,
+            timer_j: None,
         }
     }
 }
@@ -231,6 +233,8 @@ pub(crate) struct Config {
     pub domains: Vec<String>,
     /// Reply at the source port.
     pub force_rport: bool,
+    /// Timer J override (seconds), if set.
+    pub timer_j: Option<Duration>,
     /// Registrar.
     pub registrar: RegistrarConfig,
     /// Digest.
@@ -423,6 +427,13 @@ pub(crate) fn load(dir: &Path, sip_bind: Option<&str>) -> Result<Config, ConfigE
             "must be between 1500 and 65535 octets",
         );
     }
+    if server.sip.timer_j.is_some_and(|j| !(1..=32).contains(&j)) {
+        r.err(
+            "sip",
+            "timer_j",
+            "must be 1–32 seconds (32 = RFC 3261's 64×T1)",
+        );
+    }
     if let Some(a) = &server.sip.advertise {
         if a.trim().is_empty() || a.contains(char::is_whitespace) {
             r.err("sip", "advertise", "must be host or host:port");
@@ -613,6 +624,7 @@ pub(crate) fn load(dir: &Path, sip_bind: Option<&str>) -> Result<Config, ConfigE
         realm: server.sip.realm,
         domains: server.sip.domains,
         force_rport: server.sip.force_rport,
+        timer_j: server.sip.timer_j.map(Duration::from_secs),
         registrar: RegistrarConfig {
             min_expires: reg.min_expires,
             max_expires: reg.max_expires,

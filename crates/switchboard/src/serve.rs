@@ -78,6 +78,10 @@ fn endpoint_config(cfg: &Config) -> EndpointConfig {
         },
         max_message_size: cfg.max_message_size,
         force_rport: cfg.force_rport,
+        timers: sip::transaction::TimerConfig {
+            timer_j: cfg.timer_j,
+            ..Default::default()
+        },
         secret,
         seed: rand::rng().next_u64(),
         ..EndpointConfig::default()
