@@ -15,6 +15,18 @@ pub enum AcdRequest {
     Command(AcdCommand),
     /// Ask for a waiting call's position and estimated wait (for an announcement).
     Position(CallId),
+    /// Config reload: a new queue (it gets the next queue id).
+    AddQueue(Box<acd::QueueConfig>),
+    /// Config reload: new settings for a queue.
+    UpdateQueue(acd::QueueId, Box<acd::QueueConfig>),
+    /// Config reload: a queue is gone (its callers follow its overflow rule).
+    RemoveQueue(acd::QueueId),
+    /// Config reload: a new agent (it gets the next agent id).
+    AddAgent(Box<acd::AgentConfig>),
+    /// Config reload: new skills and queues for an agent.
+    UpdateAgent(acd::AgentId, Box<acd::AgentConfig>),
+    /// Config reload: an agent is gone.
+    RemoveAgent(acd::AgentId),
 }
 
 /// What the ACD task reports.
@@ -30,6 +42,13 @@ pub enum AcdReport {
         position: Option<usize>,
         /// The engine's estimate for a caller at the back of this queue.
         estimated_wait: Option<Duration>,
+    },
+    /// A reconfiguration the engine refused or that did not go as call control expected.
+    ReconfigureFailed {
+        /// What was asked.
+        what: String,
+        /// Why.
+        error: String,
     },
     /// A command the engine refused.
     Refused {
@@ -74,6 +93,76 @@ pub async fn run(
                     if let Err(error) = acd.handle_command(now, cmd.clone()) {
                         warn!(?cmd, %error, "ACD refused a command");
                         out.push(AcdReport::Refused { command: cmd, error });
+                    }
+                }
+                Some(AcdRequest::AddQueue(cfg)) => {
+                    let name = cfg.name.clone();
+                    let expected = acd::QueueId(acd.queue_count() as u32);
+                    match acd.add_queue(*cfg) {
+                        Ok(id) if id == expected => info!(queue = %name, "queue added"),
+                        Ok(id) => out.push(AcdReport::ReconfigureFailed {
+                            what: format!("add queue {name}"),
+                            error: format!("got id {id:?}, call control expected {expected:?}"),
+                        }),
+                        Err(e) => out.push(AcdReport::ReconfigureFailed {
+                            what: format!("add queue {name}"),
+                            error: e.to_string(),
+                        }),
+                    }
+                }
+                Some(AcdRequest::UpdateQueue(id, cfg)) => {
+                    let name = cfg.name.clone();
+                    let now = engine_time(epoch, Instant::now());
+                    match acd.update_queue(id, *cfg, now) {
+                        Ok(()) => info!(queue = %name, "queue updated"),
+                        Err(e) => out.push(AcdReport::ReconfigureFailed {
+                            what: format!("update queue {name}"),
+                            error: e.to_string(),
+                        }),
+                    }
+                }
+                Some(AcdRequest::RemoveQueue(id)) => {
+                    let now = engine_time(epoch, Instant::now());
+                    if let Err(e) = acd.remove_queue(id, now) {
+                        out.push(AcdReport::ReconfigureFailed {
+                            what: format!("remove queue {id:?}"),
+                            error: e.to_string(),
+                        });
+                    }
+                }
+                Some(AcdRequest::AddAgent(cfg)) => {
+                    let name = cfg.name.clone();
+                    let expected = acd::AgentId(acd.agent_count() as u32);
+                    match acd.add_agent(*cfg) {
+                        Ok(id) if id == expected => info!(agent = %name, "agent added"),
+                        Ok(id) => out.push(AcdReport::ReconfigureFailed {
+                            what: format!("add agent {name}"),
+                            error: format!("got id {id:?}, call control expected {expected:?}"),
+                        }),
+                        Err(e) => out.push(AcdReport::ReconfigureFailed {
+                            what: format!("add agent {name}"),
+                            error: e.to_string(),
+                        }),
+                    }
+                }
+                Some(AcdRequest::UpdateAgent(id, cfg)) => {
+                    let name = cfg.name.clone();
+                    let now = engine_time(epoch, Instant::now());
+                    match acd.update_agent(id, *cfg, now) {
+                        Ok(()) => info!(agent = %name, "agent updated"),
+                        Err(e) => out.push(AcdReport::ReconfigureFailed {
+                            what: format!("update agent {name}"),
+                            error: e.to_string(),
+                        }),
+                    }
+                }
+                Some(AcdRequest::RemoveAgent(id)) => {
+                    let now = engine_time(epoch, Instant::now());
+                    if let Err(e) = acd.remove_agent(id, now) {
+                        out.push(AcdReport::ReconfigureFailed {
+                            what: format!("remove agent {id:?}"),
+                            error: e.to_string(),
+                        });
                     }
                 }
                 Some(AcdRequest::Position(call)) => {

@@ -33,6 +33,7 @@ pub enum PbxError {
 #[derive(Debug)]
 pub struct PbxHandle {
     stop: Option<oneshot::Sender<()>>,
+    reloads: mpsc::Sender<PbxConfig>,
     task: JoinHandle<()>,
     acd_task: JoinHandle<()>,
     /// The media relay (counters).
@@ -40,6 +41,11 @@ pub struct PbxHandle {
 }
 
 impl PbxHandle {
+    /// Apply a reloaded configuration (see [`CallControl::reload`]).
+    pub async fn reload(&self, cfg: PbxConfig) -> bool {
+        self.reloads.send(cfg).await.is_ok()
+    }
+
     /// Hang up every call, deliver the last SIP commands, and stop.
     pub async fn shutdown(mut self) {
         if let Some(stop) = self.stop.take() {
@@ -73,6 +79,7 @@ pub fn start(
         agents,
     );
     let (stop_tx, stop_rx) = oneshot::channel();
+    let (reload_tx, reload_rx) = mpsc::channel(4);
     let task = tokio::spawn(run(
         control,
         sip.commands().clone(),
@@ -80,10 +87,12 @@ pub fn start(
         acd_tx,
         report_rx,
         media_rx,
+        reload_rx,
         stop_rx,
     ));
     Ok(PbxHandle {
         stop: Some(stop_tx),
+        reloads: reload_tx,
         task,
         acd_task,
         relay,
@@ -137,6 +146,7 @@ async fn run(
     acd_tx: mpsc::Sender<AcdRequest>,
     mut reports: mpsc::Receiver<AcdReport>,
     mut media_events: mpsc::Receiver<MediaEvent>,
+    mut reloads: mpsc::Receiver<PbxConfig>,
     mut stop: oneshot::Receiver<()>,
 ) {
     let mut out = Outbox {
@@ -162,6 +172,7 @@ async fn run(
             },
             Some(r) = reports.recv() => control.on_acd(Instant::now(), r),
             Some(m) = media_events.recv() => control.on_media(Instant::now(), m),
+            Some(cfg) = reloads.recv() => control.reload(cfg),
             p = sip_tx.reserve(), if !out.sip.is_empty() => {
                 if let (Ok(p), Some(c)) = (p, out.sip.pop_front()) {
                     p.send(c);

@@ -144,6 +144,8 @@ pub enum SipCommand {
     },
     /// Replace the user accounts (config reload).
     SetUsers(HashMap<String, UserAccount>),
+    /// Replace the trunks and the call challenge switch (config reload).
+    SetCallAuth(sip::endpoint::CallAuthConfig),
     /// Read the counters.
     Stats(oneshot::Sender<TransportStats>),
 }
@@ -443,6 +445,7 @@ impl Driver {
                 self.endpoint.cancel(now, tx);
             }
             SipCommand::SetUsers(users) => self.endpoint.set_users(users),
+            SipCommand::SetCallAuth(calls) => self.endpoint.set_call_auth(calls),
             SipCommand::Stats(reply) => {
                 let _ = reply.send(TransportStats {
                     endpoint: *self.endpoint.stats(),

@@ -410,6 +410,11 @@ impl Endpoint {
         self.users = users;
     }
 
+    /// Replace who may place calls (config reload: trunks and the challenge switch).
+    pub fn set_call_auth(&mut self, calls: CallAuthConfig) {
+        self.cfg.calls = calls;
+    }
+
     /// The counters.
     pub fn stats(&self) -> &Stats {
         &self.stats

@@ -38,7 +38,11 @@ pub(crate) fn run(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(serve(cfg)) {
+    let reload = Reload {
+        dir: args.config.clone(),
+        sip_bind: args.sip_bind.clone(),
+    };
+    match rt.block_on(serve(cfg, reload)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!(error = %e, "switchboard stopped");
@@ -88,7 +92,69 @@ fn endpoint_config(cfg: &Config) -> EndpointConfig {
     }
 }
 
-async fn serve(cfg: Config) -> anyhow::Result<()> {
+/// Where a reload reads the config from (the same place and overrides as at start).
+struct Reload {
+    dir: std::path::PathBuf,
+    sip_bind: Option<String>,
+}
+
+fn pbx_config(cfg: &Config, contact_host: &str, seed: u64) -> pbx::PbxConfig {
+    let cc = &cfg.callcenter;
+    pbx::PbxConfig {
+        contact_host: contact_host.to_owned(),
+        queues: cc.queues.clone(),
+        agents: cc.agents.clone(),
+        trunks: cc.trunk_rules.clone(),
+        extensions: cc.extensions,
+        extension_ring_timeout: cc.ring_timeout,
+        features: cc.features.clone(),
+        announcements: cc.announcements.clone(),
+        seed,
+        recording_seed: cc.recording_seed,
+        recording_pause_key: cc.recording_pause_key.clone(),
+    }
+}
+
+/// Settings that a running server cannot change: they take effect at the next start.
+fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
+    let mut v = Vec::new();
+    if old.sip_bind != new.sip_bind || old.udp != new.udp || old.tcp != new.tcp {
+        v.push("sip.bind/udp/tcp");
+    }
+    if old.realm != new.realm {
+        v.push("sip.realm");
+    }
+    if old.advertise != new.advertise {
+        v.push("sip.advertise");
+    }
+    if old.registrar != new.registrar || old.auth != new.auth || old.security != new.security {
+        v.push("registrar/auth/security");
+    }
+    if old.callcenter.media != new.callcenter.media {
+        v.push("media");
+    }
+    if old.callcenter.recording != new.callcenter.recording {
+        v.push("recording.dir/flush_every");
+    }
+    v
+}
+
+/// The last reload's outcome, for the log and `status.json` beside the recordings.
+fn write_status(cfg: &Config, ok: bool, errors: &[String]) {
+    let Some(dir) = cfg.callcenter.recording.dir.parent() else {
+        return;
+    };
+    let now = recorder::file::utc(std::time::SystemTime::now());
+    let status = serde_json::json!({
+        "last_reload": now,
+        "last_reload_ok": ok,
+        "errors": errors,
+    });
+    let _ = std::fs::create_dir_all(dir);
+    let _ = std::fs::write(dir.join("status.json"), format!("{status:#}\n"));
+}
+
+async fn serve(cfg: Config, reload: Reload) -> anyhow::Result<()> {
     let ep_cfg = endpoint_config(&cfg);
     let endpoint = Endpoint::new(ep_cfg.clone(), cfg.users.clone(), Instant::now());
     let tcfg = TransportConfig {
@@ -113,19 +179,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         cfg.users.len()
     );
     let cc = &cfg.callcenter;
-    let pbx_cfg = pbx::PbxConfig {
-        contact_host: ep_cfg.via_host.clone(),
-        queues: cc.queues.clone(),
-        agents: cc.agents.clone(),
-        trunks: cc.trunk_rules.clone(),
-        extensions: cc.extensions,
-        extension_ring_timeout: cc.ring_timeout,
-        features: cc.features.clone(),
-        announcements: cc.announcements.clone(),
-        seed: rand::rng().next_u64(),
-        recording_seed: cc.recording_seed,
-        recording_pause_key: cc.recording_pause_key.clone(),
-    };
+    let pbx_cfg = pbx_config(&cfg, &ep_cfg.via_host, rand::rng().next_u64());
     let recorder = start_recorder(&cc.recording)?;
     let pbx = pbx::service::start(
         pbx_cfg,
@@ -142,7 +196,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         rtp = %format!("{}:{}-{}", cc.media.advertise, cc.media.port_min, cc.media.port_max),
         "switchboard started"
     );
-    shutdown_signal().await;
+    run_until_shutdown(cfg, reload, &ep_cfg.via_host, &handle, &pbx).await;
     info!("shutting down");
     // Calls first (their BYEs go out through the SIP task), then the SIP task.
     pbx.shutdown().await;
@@ -174,6 +228,125 @@ fn start_recorder(
     let r = recorder::service::Recorder::start(cfg.clone())?;
     info!(dir = %cfg.dir.display(), "recorder ready");
     Ok(Some(r))
+}
+
+/// Serve until SIGINT/SIGTERM, reloading the config on SIGHUP and when a file of the config
+/// directory changes (after 300 ms without further changes, so an editor's save is one
+/// reload). An invalid config is reported and the running one kept.
+async fn run_until_shutdown(
+    mut cfg: Config,
+    reload: Reload,
+    contact_host: &str,
+    sip: &sip_transport::SipHandle,
+    pbx: &pbx::service::PbxHandle,
+) {
+    let (change_tx, mut changes) = mpsc::channel::<()>(16);
+    let _watcher = watch(&reload.dir, change_tx);
+    #[cfg(unix)]
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        #[cfg(unix)]
+        let hup_recv = async {
+            match hup.as_mut() {
+                Some(h) => h.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let hup_recv = std::future::pending::<Option<()>>();
+        let why = tokio::select! {
+            _ = &mut shutdown => return,
+            _ = hup_recv => "SIGHUP",
+            Some(()) = changes.recv() => {
+                // Settle: an editor writes, renames, and touches several files at once.
+                loop {
+                    match tokio::time::timeout(std::time::Duration::from_millis(300), changes.recv()).await {
+                        Ok(Some(())) => continue,
+                        _ => break,
+                    }
+                }
+                "file change"
+            }
+        };
+        match config::load(&reload.dir, reload.sip_bind.as_deref()) {
+            Err(errors) => {
+                let lines: Vec<String> = errors.0.iter().map(ToString::to_string).collect();
+                for l in &lines {
+                    tracing::warn!(error = %l, "config error");
+                }
+                tracing::error!(
+                    trigger = why,
+                    errors = lines.len(),
+                    "config reload failed: the previous configuration keeps running"
+                );
+                write_status(&cfg, false, &lines);
+            }
+            Ok(new) => {
+                for what in needs_restart(&cfg, &new) {
+                    tracing::warn!(setting = what, "changed; takes effect at the next start");
+                }
+                let _ = sip
+                    .command(sip_transport::SipCommand::SetUsers(new.users.clone()))
+                    .await;
+                let _ = sip
+                    .command(sip_transport::SipCommand::SetCallAuth(CallAuthConfig {
+                        trunks: new.callcenter.trunks.clone(),
+                        challenge: new.callcenter.challenge,
+                    }))
+                    .await;
+                pbx.reload(pbx_config(&new, contact_host, 0)).await;
+                info!(
+                    trigger = why,
+                    users = new.users.len(),
+                    queues = new.callcenter.queues.len(),
+                    agents = new.callcenter.agents.len(),
+                    "config reloaded"
+                );
+                write_status(&new, true, &[]);
+                cfg = new;
+            }
+        }
+    }
+}
+
+/// Watch the config directory; every change sends a tick. `None` (logged) if the platform
+/// cannot watch: SIGHUP still reloads.
+fn watch(dir: &std::path::Path, tx: mpsc::Sender<()>) -> Option<notify::RecommendedWatcher> {
+    use notify::{EventKind, RecursiveMode, Watcher};
+    let handler = move |res: notify::Result<notify::Event>| {
+        if let Ok(ev) = res {
+            // Only config files and prompts: nothing the server writes itself.
+            let relevant = ev.paths.iter().any(|p| {
+                matches!(
+                    p.extension().and_then(|e| e.to_str()),
+                    Some("toml") | Some("wav")
+                )
+            });
+            if relevant
+                && matches!(
+                    ev.kind,
+                    EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_)
+                )
+            {
+                let _ = tx.try_send(());
+            }
+        }
+    };
+    match notify::recommended_watcher(handler) {
+        Ok(mut w) => match w.watch(dir, RecursiveMode::Recursive) {
+            Ok(()) => Some(w),
+            Err(e) => {
+                tracing::warn!(error = %e, dir = %dir.display(), "cannot watch the config directory; reload with SIGHUP");
+                None
+            }
+        },
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch the config directory; reload with SIGHUP");
+            None
+        }
+    }
 }
 
 async fn shutdown_signal() {
