@@ -1118,3 +1118,123 @@ fn the_agents_pause_key_silences_the_recording_and_lists_the_pause() {
     );
     std::fs::remove_dir_all(&rec_dir).unwrap();
 }
+
+// ------------------------------------------------------------------ config reload
+
+fn agents_toml(agents: &[(u32, &str)]) -> String {
+    let mut out = String::new();
+    for (a, skills) in agents {
+        let _ = writeln!(
+            out,
+            "[agents.{a}]\nuser = \"{a}\"\nskills = {{ {skills} }}\nqueues = [\"support\"]\nlogin_on_start = true\n"
+        );
+    }
+    out
+}
+
+fn reload(server: &Server, file: &str, text: &str, expect: &str, n: usize) -> String {
+    std::fs::write(server.dir().join(file), text).unwrap();
+    server.hup();
+    let log = wait_for_log(server, expect, n, Duration::from_secs(5));
+    assert!(
+        log.matches(expect).count() >= n,
+        "no {expect:?} after the reload:\n{log}"
+    );
+    log
+}
+
+#[test]
+fn a_reload_keeps_a_waiting_caller_queued_and_an_added_agent_takes_the_call() {
+    let server = Server::start(&call_center(1041..=1041, "longest-idle", 10));
+    // Agent 1041 is configured but its phone is not registered: the caller waits.
+    let caller = RawCaller::call(&server, "600");
+    let log = wait_for_log(&server, "call queued", 1, Duration::from_secs(5));
+    assert!(log.contains("call queued"), "{log}");
+    // The admin adds agent 1042 (ready at start) and reloads.
+    reload(
+        &server,
+        "agents.toml",
+        &agents_toml(&[(1041, "english = 5"), (1042, "english = 5")]),
+        "config reloaded",
+        1,
+    );
+    let mut agent = RawAgent::register(&server, 1042);
+    agent.answer();
+    let log = wait_for_log(&server, "call connected", 1, Duration::from_secs(5));
+    assert!(log.contains("agent added"), "{log}");
+    let connected: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("call connected"))
+        .collect();
+    assert_eq!(connected.len(), 1, "{log}");
+    assert!(connected[0].contains("agent=1042"), "{log}");
+    assert!(
+        connected[0].contains("call_id=1"),
+        "the caller who waited through the reload"
+    );
+    assert!(caller.hang_up());
+}
+
+#[test]
+fn a_reload_that_moves_a_skill_changes_who_gets_the_next_call() {
+    let mut cfg = call_center(1043..=1044, "longest-idle", 10);
+    cfg.files[0].1.push_str("required_skills = [\"spanish\"]\n");
+    cfg.files[1].1 = agents_toml(&[(1043, "spanish = 5"), (1044, "english = 5")]);
+    let server = Server::start(&cfg);
+    let mut first = RawAgent::register(&server, 1043);
+    let mut second = RawAgent::register(&server, 1044);
+    let c1 = RawCaller::call(&server, "600");
+    first.answer();
+    let log = wait_for_log(&server, "call connected", 1, Duration::from_secs(5));
+    assert!(
+        log.lines()
+            .any(|l| l.contains("call connected") && l.contains("agent=1043")),
+        "{log}"
+    );
+    assert!(c1.hang_up());
+    // Spanish moves from 1043 to 1044.
+    reload(
+        &server,
+        "agents.toml",
+        &agents_toml(&[(1043, "english = 5"), (1044, "spanish = 5")]),
+        "config reloaded",
+        1,
+    );
+    let c2 = RawCaller::call(&server, "600");
+    second.answer();
+    let log = wait_for_log(&server, "call connected", 2, Duration::from_secs(5));
+    let connected: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("call connected"))
+        .collect();
+    assert_eq!(connected.len(), 2, "{log}");
+    assert!(connected[1].contains("agent=1044"), "{log}");
+    assert!(c2.hang_up());
+}
+
+#[test]
+fn a_broken_config_is_reported_and_the_old_one_keeps_serving_until_it_is_fixed() {
+    let server = Server::start(&call_center(1045..=1045, "longest-idle", 10));
+    let good = std::fs::read_to_string(server.dir().join("queues.toml")).unwrap();
+    let broken = good.replace("strategy = \"longest-idle\"", "strategy = \"longest-idel\"");
+    let log = reload(&server, "queues.toml", &broken, "config reload failed", 1);
+    assert!(
+        log.contains("queues.toml:3: queues.support.strategy: unknown strategy \"longest-idel\"; did you mean \"longest-idle\"?"),
+        "{log}"
+    );
+    // Still serving with the old configuration: a caller reaches the agent.
+    let mut agent = RawAgent::register(&server, 1045);
+    let caller = RawCaller::call(&server, "600");
+    agent.answer();
+    let log = wait_for_log(&server, "call connected", 1, Duration::from_secs(5));
+    assert!(log.contains("agent=1045"), "{log}");
+    assert!(caller.hang_up());
+    // Fixing the file is enough: the watcher reloads it without a signal.
+    std::fs::write(
+        server.dir().join("queues.toml"),
+        good.replace("ring_timeout = 10", "ring_timeout = 12"),
+    )
+    .unwrap();
+    let log = wait_for_log(&server, "config reloaded", 1, Duration::from_secs(5));
+    assert!(log.contains("trigger=\"file change\""), "{log}");
+}

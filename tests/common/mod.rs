@@ -252,6 +252,7 @@ impl ServerConfig {
              \n\
              [calls]\n\
              challenge = {challenge}\n\
+             {recording}\
              {extra}\n",
             realm = self.realm,
             qualify = self.qualify_interval,
@@ -263,6 +264,15 @@ impl ServerConfig {
             pmin = ports.0,
             pmax = ports.1,
             challenge = self.challenge,
+            // Recordings (and the reload status file beside them) stay in the test's dir.
+            recording = if self.extra_toml.contains("[recording]") {
+                String::new()
+            } else {
+                format!(
+                    "\n[recording]\ndir = \"{}\"\n",
+                    dir.join("data/recordings").display()
+                )
+            },
             extra = self.extra_toml,
         );
         let mut users = String::from("# written by tests/common/mod.rs\n");
@@ -373,6 +383,15 @@ impl Server {
     /// True while the process runs.
     pub(crate) fn is_running(&mut self) -> bool {
         matches!(self.child.as_mut().map(Child::try_wait), Some(Ok(None)))
+    }
+
+    /// SIGHUP: reload the configuration.
+    pub(crate) fn hup(&self) {
+        if let Some(c) = &self.child {
+            let _ = Command::new("kill")
+                .args(["-HUP", &c.id().to_string()])
+                .status();
+        }
     }
 
     /// SIGKILL: the process dies at once, as in a crash or an OOM kill.

@@ -82,13 +82,15 @@ pub fn start(
     let (reload_tx, reload_rx) = mpsc::channel(4);
     let task = tokio::spawn(run(
         control,
+        Inputs {
+            sip_events,
+            reports: report_rx,
+            media_events: media_rx,
+            reloads: reload_rx,
+            stop: stop_rx,
+        },
         sip.commands().clone(),
-        sip_events,
         acd_tx,
-        report_rx,
-        media_rx,
-        reload_rx,
-        stop_rx,
     ));
     Ok(PbxHandle {
         stop: Some(stop_tx),
@@ -139,16 +141,28 @@ impl Outbox {
     }
 }
 
+/// What the call-control task reads.
+struct Inputs {
+    sip_events: mpsc::Receiver<SipEvent>,
+    reports: mpsc::Receiver<AcdReport>,
+    media_events: mpsc::Receiver<MediaEvent>,
+    reloads: mpsc::Receiver<PbxConfig>,
+    stop: oneshot::Receiver<()>,
+}
+
 async fn run(
     mut control: CallControl,
+    inputs: Inputs,
     sip_tx: mpsc::Sender<SipCommand>,
-    mut sip_events: mpsc::Receiver<SipEvent>,
     acd_tx: mpsc::Sender<AcdRequest>,
-    mut reports: mpsc::Receiver<AcdReport>,
-    mut media_events: mpsc::Receiver<MediaEvent>,
-    mut reloads: mpsc::Receiver<PbxConfig>,
-    mut stop: oneshot::Receiver<()>,
 ) {
+    let Inputs {
+        mut sip_events,
+        mut reports,
+        mut media_events,
+        mut reloads,
+        mut stop,
+    } = inputs;
     let mut out = Outbox {
         sip: VecDeque::new(),
         acd: control.startup_commands().into(),

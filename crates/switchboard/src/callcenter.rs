@@ -857,6 +857,240 @@ fn parse_strategy(s: &str) -> Option<Strategy> {
 mod tests {
     use super::*;
 
+    /// The shipped config copied to a temporary directory, with `edits` applied:
+    /// (file, text to find, replacement) or (file, "", whole new contents).
+    struct Fixture(PathBuf);
+
+    impl Fixture {
+        fn new(edits: &[(&str, &str, &str)]) -> Fixture {
+            use std::sync::atomic::{AtomicU32, Ordering};
+            static N: AtomicU32 = AtomicU32::new(0);
+            let dir = std::env::temp_dir().join(format!(
+                "sb-fixture-{}-{}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::Relaxed)
+            ));
+            let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config");
+            std::fs::create_dir_all(dir.join("prompts")).unwrap();
+            for f in [
+                "switchboard.toml",
+                "users.toml",
+                "queues.toml",
+                "agents.toml",
+            ] {
+                std::fs::copy(shipped.join(f), dir.join(f)).unwrap();
+            }
+            for e in std::fs::read_dir(shipped.join("prompts")).unwrap() {
+                let e = e.unwrap();
+                std::fs::copy(e.path(), dir.join("prompts").join(e.file_name())).unwrap();
+            }
+            for (file, find, replace) in edits {
+                let p = dir.join(file);
+                let text = if find.is_empty() {
+                    (*replace).to_owned()
+                } else {
+                    let t = std::fs::read_to_string(&p).unwrap();
+                    assert!(t.contains(find), "fixture: {find:?} not in {file}");
+                    t.replacen(find, replace, 1)
+                };
+                std::fs::write(&p, text).unwrap();
+            }
+            Fixture(dir)
+        }
+
+        /// The errors of loading it, one per line.
+        fn errors(&self) -> String {
+            match crate::config::load(&self.0, None) {
+                Ok(_) => String::new(),
+                Err(e) => e.to_string(),
+            }
+        }
+    }
+
+    impl Drop for Fixture {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn has(errors: &str, needle: &str) {
+        assert!(errors.contains(needle), "expected {needle:?} in:\n{errors}");
+    }
+
+    #[test]
+    fn the_shipped_config_is_clean() {
+        assert_eq!(Fixture::new(&[]).errors(), "");
+    }
+
+    #[test]
+    fn an_unknown_skill_names_file_line_key_and_a_suggestion() {
+        let f = Fixture::new(&[
+            (
+                "agents.toml",
+                "skills = { english = 5 }",
+                "skills = { english = 5, spanish = 4 }",
+            ),
+            (
+                "queues.toml",
+                "record = \"always\"",
+                "record = \"always\"\nrequired_skills = [\"english\", \"spansh\"]",
+            ),
+        ]);
+        has(
+            &f.errors(),
+            "queues.toml:29: queues.support.required_skills[1]: unknown skill \"spansh\" (no agent has it); did you mean \"spanish\"?",
+        );
+    }
+
+    #[test]
+    fn numbers_must_be_unique_across_users_queues_and_feature_codes() {
+        let f = Fixture::new(&[("queues.toml", "number = \"600\"", "number = \"1006\"")]);
+        has(
+            &f.errors(),
+            "queues.toml:21: queues.support.number: \"1006\" is also a user in users.toml",
+        );
+        let f = Fixture::new(&[("queues.toml", "number = \"600\"", "number = \"*71\"")]);
+        has(
+            &f.errors(),
+            "queues.support.number: \"*71\" is the login feature code",
+        );
+        let f = Fixture::new(&[(
+            "queues.toml",
+            "record = \"always\"",
+            "record = \"always\"\n\n[queues.billing]\nnumber = \"600\"",
+        )]);
+        has(&f.errors(), "queues.toml:21: queues.support.number: \"600\" is also the number of queue \"billing\"");
+    }
+
+    #[test]
+    fn agents_must_name_known_users_and_queues() {
+        let f = Fixture::new(&[
+            ("agents.toml", "user = \"1001\"", "user = \"1O01\""),
+            (
+                "agents.toml",
+                "queues = [\"support\"]",
+                "queues = [\"suport\"]",
+            ),
+        ]);
+        let e = f.errors();
+        has(&e, "agents.toml:14: agents.1001.user: unknown user \"1O01\" (not in users.toml); did you mean \"1001\"?");
+        has(&e, "agents.toml:16: agents.1001.queues[0]: unknown queue \"suport\"; did you mean \"support\"?");
+        let f = Fixture::new(&[("agents.toml", "user = \"1002\"", "user = \"1001\"")]);
+        has(
+            &f.errors(),
+            "agents.1002.user: user \"1001\" is already agent \"1001\"",
+        );
+    }
+
+    #[test]
+    fn overflow_targets_must_exist_and_must_not_loop() {
+        let f = Fixture::new(&[(
+            "queues.toml",
+            "record = \"always\"",
+            "record = \"always\"\noverflow = \"queue:billing\"\nmax_wait = 60\n\n\
+             [queues.billing]\nnumber = \"601\"\noverflow = \"queue:support\"",
+        )]);
+        has(&f.errors(), "overflow cycle: billing -> support -> billing");
+        let f = Fixture::new(&[(
+            "queues.toml",
+            "record = \"always\"",
+            "record = \"always\"\noverflow = \"queue:biling\"",
+        )]);
+        has(
+            &f.errors(),
+            "queues.support.overflow: unknown queue \"biling\"",
+        );
+        let f = Fixture::new(&[(
+            "queues.toml",
+            "record = \"always\"",
+            "record = \"always\"\noverflow = \"somewhere\"",
+        )]);
+        has(&f.errors(), "queues.support.overflow: \"somewhere\" must be \"queue:<name>\" or \"number:<dial string>\"");
+    }
+
+    #[test]
+    fn the_rtp_range_must_not_be_empty_or_inverted() {
+        let f = Fixture::new(&[("switchboard.toml", "port_max = 20000", "port_max = 9000")]);
+        has(
+            &f.errors(),
+            "switchboard.toml:60: media.port_min: the RTP port range 10000–9000 is empty or inverted",
+        );
+    }
+
+    #[test]
+    fn prompts_must_exist_and_be_8k_mono() {
+        let f = Fixture::new(&[(
+            "queues.toml",
+            "music = \"prompts/moh.wav\"",
+            "music = \"prompts/mho.wav\"",
+        )]);
+        has(&f.errors(), "queues.toml:25: queues.support.music:");
+        has(&f.errors(), "mho.wav");
+        // A 16 kHz file: refused with the reason and how to convert it.
+        let f = Fixture::new(&[]);
+        let spec = hound::WavSpec {
+            channels: 1,
+            sample_rate: 16_000,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let mut w = hound::WavWriter::create(f.0.join("prompts/moh.wav"), spec).unwrap();
+        w.write_sample(0i16).unwrap();
+        w.finalize().unwrap();
+        let e = f.errors();
+        has(&e, "queues.support.music:");
+        has(&e, "sample rate is 16000 Hz");
+        has(&e, "sox in.wav -r 8000 -c 1 -b 16 out.wav");
+    }
+
+    #[test]
+    fn strategies_record_policies_trunks_and_unknown_keys_are_checked() {
+        let f = Fixture::new(&[(
+            "queues.toml",
+            "strategy = \"longest-idle\"",
+            "strategy = \"longest-idel\"",
+        )]);
+        has(&f.errors(), "queues.toml:22: queues.support.strategy: unknown strategy \"longest-idel\"; did you mean \"longest-idle\"?");
+        let f = Fixture::new(&[("queues.toml", "record = \"always\"", "record = \"often\"")]);
+        has(
+            &f.errors(),
+            "queues.support.record: \"often\" is not \"always\", \"never\" or a percentage",
+        );
+        let f = Fixture::new(&[(
+            "switchboard.toml",
+            "# [trunks.carrier]",
+            "[trunks.carrier]\naddresses = [\"198.51.100.300\"]\n",
+        )]);
+        let e = f.errors();
+        has(
+            &e,
+            "trunks.carrier.addresses: \"198.51.100.300\" is not an IP address",
+        );
+        has(
+            &e,
+            "trunks.carrier.numbers: a trunk must list the numbers it may call",
+        );
+        let f = Fixture::new(&[("queues.toml", "ring_timeout = 15", "ring_timout = 15")]);
+        let e = f.errors();
+        has(&e, "queues.toml:23");
+        has(&e, "unknown field `ring_timout`");
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let f = Fixture::new(&[
+            (
+                "queues.toml",
+                "strategy = \"longest-idle\"",
+                "strategy = \"fastest\"",
+            ),
+            ("agents.toml", "user = \"1003\"", "user = \"9999\""),
+            ("switchboard.toml", "port_max = 20000", "port_max = 100"),
+        ]);
+        let e = f.errors();
+        assert_eq!(e.lines().count(), 3, "{e}");
+    }
+
     #[test]
     fn suggestions_find_near_misses_only() {
         let c = ["spanish", "english", "billing"];

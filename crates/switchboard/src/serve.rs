@@ -164,6 +164,14 @@ async fn serve(cfg: Config, reload: Reload) -> anyhow::Result<()> {
         max_message_size: cfg.max_message_size,
         ..TransportConfig::default()
     };
+    // Reload triggers exist before anyone is told the server is up: a SIGHUP that arrived
+    // before its handler would end the process.
+    let (change_tx, changes) = mpsc::channel::<()>(16);
+    let watcher = watch(&reload.dir, change_tx);
+    #[cfg(unix)]
+    let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    #[cfg(not(unix))]
+    let hup: Option<()> = None;
     let (events_tx, events_rx) = mpsc::channel(4096);
     let (handle, task) = sip_transport::start(endpoint, tcfg, events_tx).await?;
     // One line on stdout that scripts and tests can wait for.
@@ -196,7 +204,12 @@ async fn serve(cfg: Config, reload: Reload) -> anyhow::Result<()> {
         rtp = %format!("{}:{}-{}", cc.media.advertise, cc.media.port_min, cc.media.port_max),
         "switchboard started"
     );
-    run_until_shutdown(cfg, reload, &ep_cfg.via_host, &handle, &pbx).await;
+    let triggers = Triggers {
+        changes,
+        hup,
+        _watcher: watcher,
+    };
+    run_until_shutdown(cfg, reload, triggers, &ep_cfg.via_host, &handle, &pbx).await;
     info!("shutting down");
     // Calls first (their BYEs go out through the SIP task), then the SIP task.
     pbx.shutdown().await;
@@ -233,17 +246,30 @@ fn start_recorder(
 /// Serve until SIGINT/SIGTERM, reloading the config on SIGHUP and when a file of the config
 /// directory changes (after 300 ms without further changes, so an editor's save is one
 /// reload). An invalid config is reported and the running one kept.
+/// What makes the server reload.
+struct Triggers {
+    changes: mpsc::Receiver<()>,
+    #[cfg(unix)]
+    hup: Option<tokio::signal::unix::Signal>,
+    #[cfg(not(unix))]
+    hup: Option<()>,
+    _watcher: Option<notify::RecommendedWatcher>,
+}
+
 async fn run_until_shutdown(
     mut cfg: Config,
     reload: Reload,
+    triggers: Triggers,
     contact_host: &str,
     sip: &sip_transport::SipHandle,
     pbx: &pbx::service::PbxHandle,
 ) {
-    let (change_tx, mut changes) = mpsc::channel::<()>(16);
-    let _watcher = watch(&reload.dir, change_tx);
-    #[cfg(unix)]
-    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    let Triggers {
+        mut changes,
+        #[allow(unused_mut)]
+        mut hup,
+        _watcher,
+    } = triggers;
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
     loop {
@@ -255,18 +281,17 @@ async fn run_until_shutdown(
             }
         };
         #[cfg(not(unix))]
-        let hup_recv = std::future::pending::<Option<()>>();
+        let hup_recv = {
+            let _ = &mut hup;
+            std::future::pending::<Option<()>>()
+        };
         let why = tokio::select! {
             _ = &mut shutdown => return,
             _ = hup_recv => "SIGHUP",
             Some(()) = changes.recv() => {
                 // Settle: an editor writes, renames, and touches several files at once.
-                loop {
-                    match tokio::time::timeout(std::time::Duration::from_millis(300), changes.recv()).await {
-                        Ok(Some(())) => continue,
-                        _ => break,
-                    }
-                }
+                let settle = std::time::Duration::from_millis(300);
+                while let Ok(Some(())) = tokio::time::timeout(settle, changes.recv()).await {}
                 "file change"
             }
         };
