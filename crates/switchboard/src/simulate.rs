@@ -48,9 +48,12 @@ pub(crate) struct SimulateArgs {
     /// Print one JSON object instead of the table.
     #[arg(long)]
     pub(crate) json: bool,
-    /// Take agents and queues from a config directory (not yet supported).
-    #[arg(long)]
+    /// Take the agent count from a config directory: the agents serving `--queue`.
+    #[arg(long, conflicts_with = "agents")]
     pub(crate) config: Option<PathBuf>,
+    /// With `--config`: the queue to simulate (default: the only queue, else an error).
+    #[arg(long, requires = "config")]
+    pub(crate) queue: Option<String>,
 }
 
 fn secs(name: &str, v: f64) -> anyhow::Result<Duration> {
@@ -60,12 +63,44 @@ fn secs(name: &str, v: f64) -> anyhow::Result<Duration> {
 
 /// Runs the simulation and prints the report.
 pub(crate) fn run(args: &SimulateArgs) -> anyhow::Result<()> {
-    if let Some(dir) = &args.config {
-        bail!(
-            "--config {}: simulating the agents and queues of a config directory is not yet supported; use --agents N",
-            dir.display()
-        );
-    }
+    let agents = match &args.config {
+        None => args.agents.context("--agents is required")?,
+        Some(dir) => {
+            let cfg = crate::config::load(dir, None).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let queues = &cfg.callcenter.queues;
+            let name = match (&args.queue, queues.as_slice()) {
+                (Some(q), _) => q.clone(),
+                (None, [only]) => only.acd.name.clone(),
+                (None, []) => bail!("{}: no queues configured", dir.display()),
+                (None, _) => bail!(
+                    "{}: several queues; choose one with --queue ({})",
+                    dir.display(),
+                    queues
+                        .iter()
+                        .map(|q| q.acd.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            };
+            if !queues.iter().any(|q| q.acd.name == name) {
+                bail!("{}: no queue \"{name}\"", dir.display());
+            }
+            let n = cfg
+                .callcenter
+                .agents
+                .iter()
+                .filter(|a| a.acd.queues.iter().any(|m| m.queue == name))
+                .count() as u32;
+            if n == 0 {
+                bail!("{}: queue \"{name}\" has no agents", dir.display());
+            }
+            eprintln!(
+                "simulating queue \"{name}\" of {} with its {n} agents",
+                dir.display()
+            );
+            n
+        }
+    };
     let cfg = SimConfig {
         calls_per_hour: args.calls_per_hour,
         aht: secs("aht", args.aht)?,
@@ -74,7 +109,7 @@ pub(crate) fn run(args: &SimulateArgs) -> anyhow::Result<()> {
             AhtDist::Fixed => HandleTime::Fixed,
         },
         patience: args.patience.map(|p| secs("patience", p)).transpose()?,
-        agents: args.agents.context("--agents is required")?,
+        agents,
         sl_threshold: secs("sl-threshold", args.sl_threshold)?,
         hours: args.hours,
         seed: args.seed,
@@ -197,17 +232,33 @@ mod tests {
     }
 
     #[test]
-    fn config_dir_is_refused_clearly() {
+    fn the_agents_of_a_config_dirs_queue_are_simulated() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config");
         let cli = Cli::parse_from([
             "x",
             "--calls-per-hour",
-            "100",
+            "60",
+            "--aht",
+            "180",
+            "--hours",
+            "2",
+            "--json",
+            "--config",
+            dir.to_str().unwrap(),
+        ]);
+        run(&cli.args).unwrap();
+        let cli = Cli::parse_from([
+            "x",
+            "--calls-per-hour",
+            "60",
             "--aht",
             "180",
             "--config",
-            "config",
+            dir.to_str().unwrap(),
+            "--queue",
+            "sales",
         ]);
         let err = run(&cli.args).unwrap_err().to_string();
-        assert!(err.contains("not yet supported"), "{err}");
+        assert!(err.contains("no queue \"sales\""), "{err}");
     }
 }
