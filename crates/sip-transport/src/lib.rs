@@ -340,14 +340,14 @@ impl Driver {
                 r = recv_udp(self.udp.as_ref(), &mut buf) => match r {
                     Ok((n, from)) => {
                         let flow = Flow { transport: Transport::Udp, remote: from, conn: None };
-                        self.endpoint.handle_message(Instant::now(), flow, &buf[..n]);
+                        feed(&mut self.endpoint, flow, &buf[..n]);
                         // Drain what else is already queued before flushing (fewer wake-ups).
                         for _ in 0..63 {
                             let Some(sock) = self.udp.as_ref() else { break };
                             match sock.try_recv_from(&mut buf) {
                                 Ok((n, from)) => {
                                     let flow = Flow { transport: Transport::Udp, remote: from, conn: None };
-                                    self.endpoint.handle_message(Instant::now(), flow, &buf[..n]);
+                                    feed(&mut self.endpoint, flow, &buf[..n]);
                                 }
                                 Err(_) => break,
                             }
@@ -400,7 +400,7 @@ impl Driver {
                     remote,
                     conn: Some(id),
                 };
-                self.endpoint.handle_message(Instant::now(), flow, &bytes);
+                feed(&mut self.endpoint, flow, &bytes);
             }
             TcpEvent::Closed(id) => {
                 self.conns.remove(&id);
@@ -546,6 +546,22 @@ impl Driver {
         } else {
             self.locations.insert(aor.clone(), now);
         }
+    }
+}
+
+/// Hand one message to the endpoint. A message from the network must never take the server
+/// down: should parsing or handling it panic (a bug), the panic is caught here, logged with
+/// the sender, and the message dropped, and the SIP task goes on serving everyone else.
+fn feed(endpoint: &mut Endpoint, flow: Flow, data: &[u8]) {
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        endpoint.handle_message(Instant::now(), flow, data)
+    }));
+    if r.is_err() {
+        tracing::error!(
+            remote = %flow.remote,
+            len = data.len(),
+            "a message made the SIP stack panic; it was dropped (please report this)"
+        );
     }
 }
 

@@ -238,7 +238,7 @@ fn parse_version(v: &str) -> Result<(), Malformed> {
 }
 
 fn parse_start_line(line: &str) -> Result<StartLine, Malformed> {
-    if line.len() >= 4 && line[..4].eq_ignore_ascii_case("SIP/") {
+    if is_status_line(line) {
         // Status-Line = SIP-Version SP Status-Code SP Reason-Phrase
         let mut it = line.splitn(3, ' ');
         let version = it.next().unwrap_or_default();
@@ -274,8 +274,17 @@ fn parse_start_line(line: &str) -> Result<StartLine, Malformed> {
     })
 }
 
+/// True when the start line begins with "SIP/" (any case), i.e. a status line. Byte-wise:
+/// the line may hold replacement characters from invalid UTF-8, and slicing a `str` at a
+/// byte that is not a character boundary panics.
+fn is_status_line(line: &str) -> bool {
+    line.as_bytes()
+        .get(..4)
+        .is_some_and(|b| b.eq_ignore_ascii_case(b"SIP/"))
+}
+
 fn looks_like_request(line: &str) -> bool {
-    !(line.len() >= 4 && line[..4].eq_ignore_ascii_case("SIP/"))
+    !is_status_line(line)
 }
 
 /// Parse one message from a datagram (or one framed message of a stream).
@@ -502,6 +511,16 @@ mod tests {
         let e = parse_message(b"SIP/2.0 4294967301 x\r\nl: 0\r\n\r\n", 1000).unwrap_err();
         assert!(e.reply.is_none());
         assert!(parse_message(b"OPTIONS sip:a@b SIP/2.0\r\nl: 0\r\n\r\n", 10).is_err());
+    }
+
+    #[test]
+    fn invalid_utf8_before_the_start_line_is_refused_not_a_panic() {
+        // Found by the fuzzer: 0xFF bytes become 3-byte replacement characters, and the old
+        // check sliced the line at byte 4, inside one of them.
+        let mut m = vec![0xFF; 84];
+        m.extend_from_slice(b"OPTIONS sip:a@b SIP/2.0\r\nl: 0\r\n\r\n");
+        assert!(parse_message(&m, 65_535).is_err());
+        assert!(parse_message(b"\xC3\xA9\xC3\xA9 x\r\n\r\n", 65_535).is_err());
     }
 
     #[test]
