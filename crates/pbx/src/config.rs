@@ -73,6 +73,9 @@ pub struct QueueSetup {
     pub announce_every: Option<Duration>,
     /// Which calls are recorded (from the moment the agent answers).
     pub record: RecordPolicy,
+    /// Call priority of this queue's calls (0–9, 9 first): where an agent serves several
+    /// queues, calls of a higher priority go first.
+    pub priority: u8,
 }
 
 /// An agent: an ACD agent tied to a SIP account whose registered phones ring for offers.

@@ -774,6 +774,7 @@ impl CallControl {
         let prompts: Vec<Prompt> = setup.greeting.iter().cloned().collect();
         let music = setup.music.clone();
         let every = setup.announce_every;
+        let priority = setup.priority;
         let queue = self.queue_ids[q];
         let Some(call) = self.calls.get_mut(&id) else {
             return;
@@ -789,7 +790,7 @@ impl CallControl {
         self.acd(AcdCommand::Arrive(CallArrival {
             call: acd::CallId(id),
             queue,
-            priority: 0,
+            priority,
             extra_skills: Vec::new(),
         }));
         if let Some(every) = every {

@@ -70,6 +70,10 @@ pub struct Binding {
     pub user_agent: Option<String>,
     /// Next OPTIONS ping, if qualify is on.
     pub next_qualify: Option<Instant>,
+    /// When the expiry check of this binding is scheduled (it may be earlier than
+    /// `expires_at` after a refresh: the check then re-schedules itself). One timer entry per
+    /// binding, however often it is refreshed.
+    expiry_check: Instant,
 }
 
 impl Binding {
@@ -378,6 +382,11 @@ impl Registrar {
                         });
                     }
                     b.expires_at = expires_at;
+                    if expires_at < b.expiry_check {
+                        // Refreshed to a shorter lifetime: check earlier.
+                        b.expiry_check = expires_at;
+                        new_deadlines.push((expires_at, Due::Expiry, u.key.clone()));
+                    }
                     b.call_id = req.call_id.to_owned();
                     b.cseq = req.cseq;
                     b.flow = req.flow;
@@ -405,13 +414,14 @@ impl Registrar {
                         reg_id: u.reg_id,
                         user_agent: req.user_agent.map(str::to_owned),
                         next_qualify,
+                        expiry_check: expires_at,
                     });
                     if let Some(at) = next_qualify {
                         new_deadlines.push((at, Due::Qualify, u.key.clone()));
                     }
+                    new_deadlines.push((expires_at, Due::Expiry, u.key));
                 }
             }
-            new_deadlines.push((expires_at, Due::Expiry, u.key));
         }
         // Per-AOR limit: replace the oldest bindings rather than refuse the phone.
         while list.len() > limit {
@@ -500,7 +510,13 @@ impl Registrar {
                 continue;
             };
             match due {
-                Due::Expiry if list[i].expires_at == at => {
+                Due::Expiry if list[i].expiry_check == at && list[i].expires_at > at => {
+                    // Refreshed since this check was scheduled: check again at the new expiry.
+                    let next = list[i].expires_at;
+                    list[i].expiry_check = next;
+                    self.heap.push(Reverse((next, Due::Expiry, aor, key)));
+                }
+                Due::Expiry if list[i].expiry_check == at => {
                     let b = list.remove(i);
                     if list.is_empty() {
                         self.aors.remove(&aor);
@@ -558,6 +574,34 @@ mod tests {
             qualify_interval: None,
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn refreshes_keep_one_timer_per_binding_and_expiry_follows_the_last_refresh() {
+        let t0 = Instant::now();
+        let mut r = Registrar::new(cfg());
+        // A phone refreshing every second for ten minutes (new Call-ID each time, as SIPp
+        // and many phones do): the timer heap must not grow with the refreshes.
+        for i in 0..600u32 {
+            let now = t0 + Duration::from_secs(u64::from(i));
+            let cid = format!("c{i}");
+            r.register(now, &req(vec!["<sip:1001@10.0.0.1>"], Some("120"), &cid, 1))
+                .unwrap();
+            r.handle_timeout(now);
+        }
+        assert!(r.heap.len() <= 2, "{} timer entries", r.heap.len());
+        // Last refresh at 599 s for 120 s: alive at 718 s, gone at 719 s.
+        r.handle_timeout(t0 + Duration::from_secs(718));
+        assert_eq!(r.binding_count(), 1);
+        r.handle_timeout(t0 + Duration::from_secs(719));
+        assert_eq!(r.binding_count(), 0);
+        // A refresh that shortens the lifetime is honoured on time.
+        r.register(t0, &req(vec!["<sip:1001@10.0.0.1>"], Some("3600"), "x", 1))
+            .unwrap();
+        r.register(t0, &req(vec!["<sip:1001@10.0.0.1>"], Some("60"), "x", 2))
+            .unwrap();
+        r.handle_timeout(t0 + Duration::from_secs(60));
+        assert_eq!(r.binding_count(), 0);
     }
 
     #[test]

@@ -148,6 +148,22 @@ struct QueueEntry {
     music: Option<String>,
     announce_every: Option<u64>,
     record: Option<String>,
+    priority: Option<u8>,
+    #[serde(default)]
+    escalation: Vec<EscalationEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EscalationEntry {
+    /// Seconds of waiting after which the step applies.
+    after: u64,
+    /// How much every minimum proficiency drops (cumulative steps: give the total).
+    #[serde(default)]
+    lower_by: u8,
+    /// Whether optional skills stop counting.
+    #[serde(default)]
+    drop_optional: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -601,6 +617,52 @@ pub(crate) fn build(
         if let Some(a) = e.auto_pause_after {
             acd_cfg.auto_pause_after = a;
         }
+        let mut prev: Option<&EscalationEntry> = None;
+        for (i, step) in e.escalation.iter().enumerate() {
+            let key = format!("escalation[{i}]");
+            if let Some(p) = prev {
+                if step.after <= p.after {
+                    q.err(
+                        &table,
+                        &key,
+                        format!(
+                            "after = {} must be later than the previous step ({})",
+                            step.after, p.after
+                        ),
+                    );
+                }
+                if step.lower_by < p.lower_by {
+                    q.err(
+                        &table,
+                        &key,
+                        "lower_by must not shrink from one step to the next (give the total)",
+                    );
+                }
+                if p.drop_optional && !step.drop_optional {
+                    q.err(
+                        &table,
+                        &key,
+                        "once optional skills are dropped, later steps must drop them too",
+                    );
+                }
+            }
+            if step.lower_by > 9 {
+                q.err(&table, &key, "lower_by must be 0–9");
+            }
+            acd_cfg.escalation.push(acd::EscalationStep {
+                after: Duration::from_secs(step.after),
+                lower_by: step.lower_by,
+                drop_optional: step.drop_optional,
+            });
+            prev = Some(step);
+        }
+        if e.priority.is_some_and(|p| p > 9) {
+            q.err(
+                &table,
+                "priority",
+                "call priority must be 0–9 (9 is served first)",
+            );
+        }
         for (key, v, slot) in [
             ("join_empty", &e.join_empty, &mut acd_cfg.join_empty),
             (
@@ -693,6 +755,7 @@ pub(crate) fn build(
             music,
             announce_every: e.announce_every.filter(|&s| s > 0).map(Duration::from_secs),
             record,
+            priority: e.priority.unwrap_or(0).min(9),
         });
     }
     // Overflow cycles: follow each chain of queue overflows.
@@ -1074,6 +1137,60 @@ mod tests {
         let e = f.errors();
         has(&e, "queues.toml:23");
         has(&e, "unknown field `ring_timout`");
+    }
+
+    /// The worked example of docs/configuration.md passes the check as written.
+    #[test]
+    fn the_documented_multilingual_help_desk_is_valid() {
+        let doc = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/configuration.md"),
+        )
+        .unwrap();
+        let example = &doc[doc.find("## Worked example").unwrap()..];
+        let blocks: Vec<&str> = example
+            .split("```toml\n")
+            .skip(1)
+            .map(|b| b.split("```").next().unwrap())
+            .collect();
+        assert_eq!(blocks.len(), 2);
+        let f = Fixture::new(&[
+            ("queues.toml", "", blocks[0]),
+            ("agents.toml", "", blocks[1]),
+        ]);
+        assert_eq!(f.errors(), "");
+        let c = crate::config::load(&f.0, None).unwrap();
+        let english = c
+            .callcenter
+            .queues
+            .iter()
+            .find(|q| q.acd.name == "english")
+            .unwrap();
+        assert_eq!(english.acd.escalation.len(), 1);
+        assert_eq!(english.acd.escalation[0].lower_by, 3);
+        let sup = c
+            .callcenter
+            .queues
+            .iter()
+            .find(|q| q.acd.name == "supervisors")
+            .unwrap();
+        assert_eq!(sup.priority, 5);
+        assert_eq!(sup.record, RecordPolicy::Sample(10));
+    }
+
+    #[test]
+    fn escalation_steps_must_widen_step_by_step() {
+        let f = Fixture::new(&[(
+            "queues.toml",
+            "record = \"always\"",
+            "record = \"always\"\npriority = 12\nescalation = [{ after = 60, lower_by = 3 }, { after = 30, lower_by = 1 }]",
+        )]);
+        let e = f.errors();
+        has(
+            &e,
+            "queues.support.escalation[1]: after = 30 must be later than the previous step (60)",
+        );
+        has(&e, "queues.support.escalation[1]: lower_by must not shrink");
+        has(&e, "queues.support.priority: call priority must be 0–9");
     }
 
     #[test]
