@@ -15,7 +15,7 @@ use pbx::{AgentSetup, Announcements, FeatureCodes, QueueSetup, RecordPolicy, Tru
 use serde::Deserialize;
 use sip::endpoint::Trunk;
 
-use crate::config::{line_of, toml_error, ConfigError};
+use crate::config::{locate, toml_error, ConfigError, Overrides};
 
 // ------------------------------------------------------------------ switchboard.toml tables
 
@@ -225,6 +225,8 @@ pub(crate) struct CallCenter {
 struct Errors<'a> {
     file: PathBuf,
     text: &'a str,
+    /// Environment overrides (switchboard.toml only; empty for the other files).
+    overrides: &'a Overrides,
     out: &'a mut Vec<ConfigError>,
 }
 
@@ -235,9 +237,10 @@ impl Errors<'_> {
             (false, true) => table.to_owned(),
             (false, false) => format!("{table}.{key}"),
         };
+        let (file, line) = locate(&self.file, self.text, self.overrides, table, key);
         self.out.push(ConfigError {
-            file: self.file.clone(),
-            line: line_of(self.text, table, key.split('[').next().unwrap_or(key)),
+            file,
+            line,
             key: Some(path),
             reason: reason.into(),
         });
@@ -316,15 +319,18 @@ pub(crate) fn build(
     dir: &Path,
     tables: ServerTables,
     server_text: &str,
+    overrides: &Overrides,
     users: &HashSet<String>,
     sip_advertise_host: Option<&str>,
     out: &mut Vec<ConfigError>,
 ) -> Option<CallCenter> {
     let before = out.len();
     let server_path = dir.join("switchboard.toml");
+    let no_overrides = Overrides::new();
     let mut s = Errors {
         file: server_path,
         text: server_text,
+        overrides,
         out,
     };
 
@@ -519,6 +525,7 @@ pub(crate) fn build(
     let mut q = Errors {
         file: queues_path.clone(),
         text: &queues_text,
+        overrides: &no_overrides,
         out,
     };
     let mut queues = Vec::new();
@@ -794,6 +801,7 @@ pub(crate) fn build(
     let mut a = Errors {
         file: agents_path,
         text: &agents_text,
+        overrides: &no_overrides,
         out,
     };
     let mut agents = Vec::new();

@@ -278,9 +278,62 @@ pub(crate) fn line_of(text: &str, table: &str, key: &str) -> Option<usize> {
     None
 }
 
+/// Environment overrides of `switchboard.toml`: dotted key path → the variable that set it.
+pub(crate) type Overrides = std::collections::BTreeMap<String, String>;
+
+/// The prefix of environment overrides: `SWITCHBOARD__<TABLE>__<KEY>=<value>` sets
+/// `[table] key` of switchboard.toml (`SWITCHBOARD__MEDIA__ADVERTISE=203.0.113.10`,
+/// `SWITCHBOARD__AUTH__ALGORITHMS='["SHA-256", "MD5"]'`). Values are TOML values; a value
+/// that is not one is taken as a string.
+pub(crate) const ENV_PREFIX: &str = "SWITCHBOARD__";
+
+/// Read the overrides from the environment: (key path, variable, value).
+fn env_overrides(
+    vars: impl Iterator<Item = (String, String)>,
+) -> Vec<(Vec<String>, String, toml::Value)> {
+    let mut out: Vec<(Vec<String>, String, toml::Value)> = vars
+        .filter_map(|(name, raw)| {
+            let rest = name.strip_prefix(ENV_PREFIX)?;
+            let path: Vec<String> = rest.split("__").map(|p| p.to_ascii_lowercase()).collect();
+            if path.iter().any(String::is_empty) {
+                return None;
+            }
+            let value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+                .ok()
+                .and_then(|mut t| t.remove("v"))
+                .unwrap_or(toml::Value::String(raw));
+            Some((path, name, value))
+        })
+        .collect();
+    out.sort_by(|a, b| a.1.cmp(&b.1));
+    out
+}
+
+/// Where an error about `table.key` of switchboard.toml comes from: the file and its line, or
+/// the environment variable that overrode the key.
+pub(crate) fn locate(
+    file: &Path,
+    text: &str,
+    overrides: &Overrides,
+    table: &str,
+    key: &str,
+) -> (PathBuf, Option<usize>) {
+    let base_key = key.split('[').next().unwrap_or(key);
+    let path = if table.is_empty() {
+        base_key.to_owned()
+    } else {
+        format!("{table}.{base_key}")
+    };
+    match overrides.get(&path) {
+        Some(var) => (PathBuf::from(format!("environment {var}")), None),
+        None => (file.to_owned(), line_of(text, table, base_key)),
+    }
+}
+
 struct Report<'a> {
     file: &'a Path,
     text: &'a str,
+    overrides: &'a Overrides,
     errors: Vec<ConfigError>,
 }
 
@@ -293,9 +346,10 @@ impl Report<'_> {
         } else {
             format!("{table}.{key}")
         };
+        let (file, line) = locate(self.file, self.text, self.overrides, table, key);
         self.errors.push(ConfigError {
-            file: self.file.to_owned(),
-            line: line_of(self.text, table, key),
+            file,
+            line,
             key: Some(path),
             reason: reason.into(),
         });
@@ -352,6 +406,15 @@ fn hex32(s: &str) -> Option<[u8; 32]> {
 /// Read and validate `switchboard.toml` and `users.toml` from `dir`.
 /// `sip_bind` overrides `sip.bind` (from the CLI flag or SWITCHBOARD_SIP_BIND).
 pub(crate) fn load(dir: &Path, sip_bind: Option<&str>) -> Result<Config, ConfigErrors> {
+    load_with_env(dir, sip_bind, std::env::vars())
+}
+
+/// [`load`] with the environment given (tests).
+pub(crate) fn load_with_env(
+    dir: &Path,
+    sip_bind: Option<&str>,
+    env: impl Iterator<Item = (String, String)>,
+) -> Result<Config, ConfigErrors> {
     let mut errors = Vec::new();
     let server_path = dir.join("switchboard.toml");
     let users_path = dir.join("users.toml");
@@ -371,9 +434,48 @@ pub(crate) fn load(dir: &Path, sip_bind: Option<&str>) -> Result<Config, ConfigE
     };
     let server_text = read(&server_path, &mut errors);
     let users_text = read(&users_path, &mut errors);
+    let overrides_list = env_overrides(env);
+    let overrides: Overrides = overrides_list
+        .iter()
+        .map(|(p, var, _)| (p.join("."), var.clone()))
+        .collect();
     let server: Option<ServerFile> = server_text.as_deref().and_then(|t| {
-        toml::from_str(t)
+        // First the file alone, so its own mistakes are reported with their lines …
+        let from_file: ServerFile = toml::from_str(t)
             .map_err(|e| errors.push(toml_error(&server_path, t, e)))
+            .ok()?;
+        if overrides_list.is_empty() {
+            return Some(from_file);
+        }
+        // … then with the environment overrides on top.
+        let mut table: toml::Table = toml::from_str(t).ok()?;
+        for (path, _, value) in &overrides_list {
+            let mut at = &mut table;
+            for p in &path[..path.len() - 1] {
+                let entry = at
+                    .entry(p.clone())
+                    .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+                if !entry.is_table() {
+                    *entry = toml::Value::Table(toml::Table::new());
+                }
+                let toml::Value::Table(next) = entry else {
+                    unreachable!()
+                };
+                at = next;
+            }
+            at.insert(path[path.len() - 1].clone(), value.clone());
+        }
+        toml::Value::Table(table)
+            .try_into::<ServerFile>()
+            .map_err(|e| {
+                let vars: Vec<&str> = overrides_list.iter().map(|o| o.1.as_str()).collect();
+                errors.push(ConfigError {
+                    file: PathBuf::from(format!("environment {}", vars.join(", "))),
+                    line: None,
+                    key: None,
+                    reason: e.message().to_owned(),
+                })
+            })
             .ok()
     });
     let users: Option<UsersFile> = users_text.as_deref().and_then(|t| {
@@ -390,6 +492,7 @@ pub(crate) fn load(dir: &Path, sip_bind: Option<&str>) -> Result<Config, ConfigE
     let mut r = Report {
         file: &server_path,
         text: server_text,
+        overrides: &overrides,
         errors: Vec::new(),
     };
     let bind_text = sip_bind.unwrap_or(&server.sip.bind);
@@ -505,9 +608,11 @@ pub(crate) fn load(dir: &Path, sip_bind: Option<&str>) -> Result<Config, ConfigE
     errors.extend(r.errors);
 
     // users.toml
+    let no_overrides = Overrides::new();
     let mut u = Report {
         file: &users_path,
         text: users_text,
+        overrides: &no_overrides,
         errors: Vec::new(),
     };
     let mut accounts = HashMap::new();
@@ -607,6 +712,7 @@ pub(crate) fn load(dir: &Path, sip_bind: Option<&str>) -> Result<Config, ConfigE
             recording: server.recording,
         },
         server_text,
+        &overrides,
         &user_names,
         advertise_host,
         &mut errors,
@@ -734,6 +840,51 @@ mod tests {
         assert!(
             s.contains("users.toml:3: users.1002: give either password"),
             "{s}"
+        );
+    }
+
+    #[test]
+    fn environment_overrides_apply_and_their_errors_name_the_variable() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config");
+        let env = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+                .collect::<Vec<_>>()
+                .into_iter()
+        };
+        let c = load_with_env(
+            &dir,
+            None,
+            env(&[
+                ("SWITCHBOARD__MEDIA__ADVERTISE", "203.0.113.10"),
+                ("SWITCHBOARD__SIP__REALM", "acme"),
+                ("SWITCHBOARD__AUTH__ALGORITHMS", "[\"SHA-256\", \"MD5\"]"),
+                ("SWITCHBOARD__REGISTRAR__MAX_CONTACTS", "2"),
+                ("SWITCHBOARD_LOG", "debug"), // not an override (single underscore)
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.callcenter.media.advertise.to_string(), "203.0.113.10");
+        assert_eq!(c.realm, "acme");
+        assert_eq!(c.auth.algorithms, vec![Algorithm::Sha256, Algorithm::Md5]);
+        assert_eq!(c.registrar.max_contacts, 2);
+        // A bad value is reported against the variable, not a line of the file.
+        let e = load_with_env(&dir, None, env(&[("SWITCHBOARD__MEDIA__TIMEOUT", "0")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(
+                "environment SWITCHBOARD__MEDIA__TIMEOUT: media.timeout: must be at least 1 second"
+            ),
+            "{e}"
+        );
+        let e = load_with_env(&dir, None, env(&[("SWITCHBOARD__SIP__REALME", "x")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("environment SWITCHBOARD__SIP__REALME") && e.contains("realme"),
+            "{e}"
         );
     }
 
