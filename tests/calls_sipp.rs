@@ -464,6 +464,11 @@ struct RawCaller {
 
 impl RawCaller {
     fn call(server: &Server, number: &str) -> RawCaller {
+        Self::call_with(server, number, false)
+    }
+
+    /// `late`: a delayed offer: no SDP in the INVITE, the answer (PCMA) goes in the ACK.
+    fn call_with(server: &Server, number: &str, late: bool) -> RawCaller {
         let sip = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let rtp = std::sync::Arc::new(std::net::UdpSocket::bind("127.0.0.1:0").unwrap());
         let local = sip.local_addr().unwrap();
@@ -473,13 +478,19 @@ impl RawCaller {
             "v=0\r\no=c 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
              m=audio {media} RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n"
         );
+        let invite_sdp = if late { "" } else { sdp.as_str() };
+        let ctype = if late {
+            ""
+        } else {
+            "Content-Type: application/sdp\r\n"
+        };
         let msg = format!(
             "INVITE sip:{number}@{srv} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKinv{media};rport\r\n\
              Max-Forwards: 70\r\nFrom: <sip:customer@127.0.0.1>;tag=c{media}\r\nTo: <sip:{number}@{srv}>\r\n\
              Call-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContact: <sip:customer@{local}>\r\n\
-             Content-Type: application/sdp\r\nContent-Length: {len}\r\n\r\n{sdp}",
+             {ctype}Content-Length: {len}\r\n\r\n{invite_sdp}",
             srv = server.udp,
-            len = sdp.len()
+            len = invite_sdp.len()
         );
         sip.send_to(msg.as_bytes(), server.udp).unwrap();
         sip.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
@@ -512,7 +523,16 @@ impl RawCaller {
             to,
             call_id,
         };
-        c.send("ACK", 1, media);
+        if late {
+            assert!(ok.contains("RTP/AVP 0 8 101"), "our offer in the 200: {ok}");
+            let answer = format!(
+                "v=0\r\no=c 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+                 m=audio {media} RTP/AVP 8\r\n"
+            );
+            c.send_body("ACK", 1, media, &answer);
+        } else {
+            c.send("ACK", 1, media);
+        }
         // The relay latches on our first packet: say something (one PCMU frame).
         let mut p = vec![0x80, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 9];
         p.extend_from_slice(&[0xFF; 160]);
@@ -528,14 +548,24 @@ impl RawCaller {
     }
 
     fn send(&self, method: &str, cseq: u32, n: u16) {
+        self.send_body(method, cseq, n, "");
+    }
+
+    fn send_body(&self, method: &str, cseq: u32, n: u16, body: &str) {
         let local = self.sip.local_addr().unwrap();
+        let ctype = if body.is_empty() {
+            ""
+        } else {
+            "Content-Type: application/sdp\r\n"
+        };
         let msg = format!(
             "{method} sip:600@{srv} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK{method}{n}x{cseq};rport\r\n\
              Max-Forwards: 70\r\nFrom: <sip:customer@127.0.0.1>;tag=c{n}\r\nTo: {to}\r\n\
-             Call-ID: {cid}\r\nCSeq: {cseq} {method}\r\nContent-Length: 0\r\n\r\n",
+             Call-ID: {cid}\r\nCSeq: {cseq} {method}\r\n{ctype}Content-Length: {len}\r\n\r\n{body}",
             srv = self.server,
             to = self.to,
-            cid = self.call_id
+            cid = self.call_id,
+            len = body.len()
         );
         self.sip.send_to(msg.as_bytes(), self.server).unwrap();
     }
@@ -636,6 +666,8 @@ struct RawAgent {
     cseq: u32,
     sending: std::sync::Arc<std::sync::atomic::AtomicBool>,
     relay_port: u16,
+    /// The last INVITE the server sent this phone.
+    last_invite: String,
 }
 
 fn md5_hex(s: &str) -> String {
@@ -670,6 +702,7 @@ impl RawAgent {
             cseq: 0,
             sending: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true)),
             relay_port: 0,
+            last_invite: String::new(),
         };
         let local = agent.sip.local_addr().unwrap();
         let reg = |auth: &str, cseq: u32| {
@@ -790,6 +823,7 @@ impl RawAgent {
         }
         self.dialog = Some((call_id, to, from, contact));
         self.relay_port = relay_port;
+        self.last_invite = inv.clone();
         // A 440 Hz tone from the agent, SSRC 0xA6E47, until dropped.
         send_tone(
             self.rtp.clone(),
@@ -1237,4 +1271,77 @@ fn a_broken_config_is_reported_and_the_old_one_keeps_serving_until_it_is_fixed()
     .unwrap();
     let log = wait_for_log(&server, "config reloaded", 1, Duration::from_secs(5));
     assert!(log.contains("trigger=\"file change\""), "{log}");
+}
+
+#[test]
+fn a_delayed_offer_is_answered_with_our_offer_and_the_ack_settles_the_codec() {
+    let mut cfg = call_center(1046..=1046, "longest-idle", 10);
+    let prompts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/prompts");
+    cfg.files[0].1.push_str(&format!(
+        "music = \"{}\"\n",
+        prompts.join("moh.wav").display()
+    ));
+    let server = Server::start(&cfg);
+    let caller = RawCaller::call_with(&server, "600", true);
+    // The ACK chose PCMA: the music comes as PCMA.
+    let got = caller.listen(Duration::from_millis(600));
+    assert!(got.len() > 20, "{} packets", got.len());
+    assert!(
+        got.iter().all(|p| p.0 & 0x7F == 8),
+        "PCMA as answered in the ACK"
+    );
+    let log = wait_for_log(&server, "call queued", 1, Duration::from_secs(5));
+    assert!(log.contains("call queued"), "{log}");
+    assert!(caller.hang_up());
+    // With an agent ready, the agent's phone is offered the codec the caller answered with.
+    let mut agent = RawAgent::register(&server, 1046);
+    let caller = RawCaller::call_with(&server, "600", true);
+    agent.answer();
+    assert!(
+        agent.last_invite.contains("m=audio") && agent.last_invite.contains("RTP/AVP 8"),
+        "{}",
+        agent.last_invite
+    );
+    let log = wait_for_log(&server, "call connected", 1, Duration::from_secs(5));
+    assert!(log.contains("agent=1046"), "{log}");
+    assert!(caller.hang_up());
+}
+
+#[test]
+fn a_waiting_caller_hears_position_and_wait_announcements() {
+    let mut cfg = call_center(1047..=1047, "longest-idle", 10);
+    let prompts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/prompts");
+    cfg.files[0].1.push_str(&format!(
+        "music = \"{}\"\nannounce_every = 1\n",
+        prompts.join("moh.wav").display()
+    ));
+    cfg.calls_extra = format!("prompts = \"{}\"\n", prompts.display());
+    cfg.log = "pbx=debug,info".into();
+    let server = Server::start(&cfg);
+    let first = RawCaller::call(&server, "600");
+    let second = RawCaller::call(&server, "600");
+    // Both wait (nobody's phone is registered); each hears its place in line every second.
+    let log = wait_for_log(&server, "position announcement", 4, Duration::from_secs(6));
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("position announcement"))
+        .collect();
+    assert!(lines.len() >= 4, "{log}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("call_id=1") && l.contains("position=Some(1)")),
+        "{log}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("call_id=2") && l.contains("position=Some(2)")),
+        "{log}"
+    );
+    // The announcement interrupts the music: a new talkspurt (marker bit) every second.
+    let got = second.listen(Duration::from_millis(2_500));
+    let marks = got.iter().filter(|p| p.0 & 0x80 != 0).count();
+    assert!(marks >= 2, "{marks} talkspurts in 2.5 s");
+    assert!(first.hang_up() && second.hang_up());
 }

@@ -171,6 +171,8 @@ pub(crate) struct ServerConfig {
     pub(crate) extra_toml: String,
     /// `[calls] challenge`.
     pub(crate) challenge: bool,
+    /// More keys for the `[calls]` table, as TOML lines.
+    pub(crate) calls_extra: String,
     /// Other files of the config dir: (name, contents), e.g. queues.toml, agents.toml.
     pub(crate) files: Vec<(String, String)>,
 }
@@ -209,6 +211,7 @@ impl Default for ServerConfig {
             log: "info".into(),
             extra_toml: String::new(),
             challenge: true,
+            calls_extra: String::new(),
             files: Vec::new(),
         }
     }
@@ -252,6 +255,7 @@ impl ServerConfig {
              \n\
              [calls]\n\
              challenge = {challenge}\n\
+             {calls_extra}\
              {recording}\
              {extra}\n",
             realm = self.realm,
@@ -264,6 +268,7 @@ impl ServerConfig {
             pmin = ports.0,
             pmax = ports.1,
             challenge = self.challenge,
+            calls_extra = self.calls_extra,
             // Recordings (and the reload status file beside them) stay in the test's dir.
             recording = if self.extra_toml.contains("[recording]") {
                 String::new()

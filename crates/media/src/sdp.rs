@@ -384,6 +384,17 @@ impl LocalMedia {
     }
 }
 
+/// Our offer when the other side did not make one (an INVITE without SDP, "delayed offer"):
+/// PCMU and PCMA with telephone-event 101, sendrecv; the answer comes in the ACK.
+pub fn offer_g711(session_id: u64, version: u64, addr: Ipv4Addr, port: u16) -> String {
+    format!(
+        "v=0\r\no=switchboard {session_id} {version} IN IP4 {addr}\r\ns=switchboard\r\n\
+         c=IN IP4 {addr}\r\nt=0 0\r\nm=audio {port} RTP/AVP 0 8 101\r\n\
+         a=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n\
+         a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\na=ptime:20\r\na=sendrecv\r\n"
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -100,6 +100,9 @@ struct CallerLeg {
     offer: SessionDescription,
     media: Negotiated,
     sdp_version: u64,
+    /// Delayed offer: the INVITE had no SDP, our 200 carried the offer, and the caller's
+    /// answer is still to come in the ACK.
+    late: bool,
 }
 
 /// One phone being rung for an offer.
@@ -148,6 +151,8 @@ struct Call {
     recording_paused: bool,
     /// The agent's last DTMF keys (for the recording pause key).
     agent_keys: String,
+    /// A queue call with a delayed offer joins its queue when the ACK brings the answer.
+    pending_queue: Option<usize>,
     created: Instant,
     connected_at: Option<Instant>,
 }
@@ -478,7 +483,7 @@ impl CallControl {
                     self.plain(tx, 481);
                 }
             }
-            SipEvent::Ack { .. } => {}
+            SipEvent::Ack { request, .. } => self.on_ack(now, request),
             SipEvent::Cancelled { tx } => {
                 if let Some(&id) = self.by_invite.get(&tx) {
                     self.end_call(now, id, EndReason::CallerCancelled, None);
@@ -493,6 +498,48 @@ impl CallControl {
             }
             SipEvent::Binding(change) => debug!(?change, "binding changed"),
             SipEvent::Banned { ip } => info!(source = %ip, "source banned"),
+        }
+    }
+
+    /// An ACK for one of our 2xx answers: for a delayed offer it carries the caller's answer.
+    fn on_ack(&mut self, now: Instant, ack: Request) {
+        let key = (
+            ack.headers.get("Call-ID").unwrap_or_default().to_owned(),
+            to_tag(&ack.headers).unwrap_or_default(),
+        );
+        let Some(&(id, Leg::Caller)) = self.by_dialog.get(&key) else {
+            return;
+        };
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        if !call.caller.late {
+            return;
+        }
+        let answer = SessionDescription::parse(&ack.body).and_then(|sd| {
+            let n = negotiate(&sd)?;
+            Ok((sd, n))
+        });
+        let (sd, n) = match answer {
+            Ok(x) => x,
+            Err(e) => {
+                info!(parent: &call.span, error = %e, "the ACK carried no usable SDP answer");
+                return self.end_call(now, id, EndReason::Failed, None);
+            }
+        };
+        call.caller.late = false;
+        call.caller.offer = sd;
+        call.caller.media = n;
+        call.media.command(SessionCommand::Remote {
+            leg: Leg::Caller,
+            rtp: n.remote,
+            law: n.law,
+            pt: n.pt,
+            telephone_event: n.telephone_event,
+            sends: n.direction.sends(),
+        });
+        if let Some(q) = call.pending_queue.take() {
+            self.enter_queue(now, id, q);
         }
     }
 
@@ -595,8 +642,10 @@ impl CallControl {
             }
         };
         // Offer/answer: the caller's offer must contain PCMU or PCMA.
-        if invite.body.is_empty() {
-            // Delayed offer (an offer in our 2xx, the answer in the ACK) is not supported yet.
+        let late = invite.body.is_empty();
+        if late && !matches!(route, Route::Queue(_)) {
+            // Delayed offer (our offer in the 2xx, the answer in the ACK) is supported for
+            // calls to queues, which are answered at once; not for calls that ring a phone.
             let mut h = Headers::default();
             h.push(
                 "Warning",
@@ -604,16 +653,29 @@ impl CallControl {
             );
             return self.respond(tx, 488, None, h, Bytes::new());
         }
-        let offer = match SessionDescription::parse(&invite.body) {
-            Ok(o) => o,
-            Err(e) => {
-                let mut h = Headers::default();
-                h.push("Warning", format!("399 switchboard \"{e}\""));
-                return self.respond(tx, 400, None, h, Bytes::new());
+        let offer = if late {
+            SessionDescription { media: Vec::new() }
+        } else {
+            match SessionDescription::parse(&invite.body) {
+                Ok(o) => o,
+                Err(e) => {
+                    let mut h = Headers::default();
+                    h.push("Warning", format!("399 switchboard \"{e}\""));
+                    return self.respond(tx, 400, None, h, Bytes::new());
+                }
             }
         };
         let negotiated = match negotiate(&offer) {
             Ok(n) => n,
+            // Delayed offer: a placeholder until the ACK brings the answer.
+            Err(_) if late => Negotiated {
+                index: 0,
+                law: recorder::g711::Law::Mu,
+                pt: 0,
+                telephone_event: Some(101),
+                remote: None,
+                direction: Direction::SendRecv,
+            },
             Err(e @ (SdpError::NoCommonCodec | SdpError::AddressFamily)) => {
                 let mut h = Headers::default();
                 h.push("Warning", format!("305 switchboard \"{e}\""));
@@ -667,6 +729,7 @@ impl CallControl {
                 offer,
                 media: negotiated,
                 sdp_version: 1,
+                late,
             },
             media,
             attempts: Vec::new(),
@@ -675,6 +738,7 @@ impl CallControl {
             recording: false,
             recording_paused: false,
             agent_keys: String::new(),
+            pending_queue: None,
             created: now,
             connected_at: None,
         };
@@ -744,7 +808,11 @@ impl CallControl {
             telephone_event: call.caller.media.telephone_event,
             direction: call.caller.media.direction.answer(),
         };
-        let body = local.answer(&call.caller.offer, call.caller.media.index);
+        let body = if call.caller.late {
+            media::sdp::offer_g711(id, local.version, local.addr, local.port)
+        } else {
+            local.answer(&call.caller.offer, call.caller.media.index)
+        };
         let number = request_user(&call.caller.invite).unwrap_or_else(|| "switchboard".into());
         let mut h = Headers::default();
         let contact = match call.caller.flow.transport {
@@ -770,6 +838,18 @@ impl CallControl {
 
     fn join_queue(&mut self, now: Instant, id: u64, q: usize) {
         self.answer_caller(id);
+        if let Some(call) = self.calls.get_mut(&id) {
+            if call.caller.late {
+                // The answer comes in the ACK; the call joins the queue then.
+                call.phase = Phase::Waiting;
+                call.pending_queue = Some(q);
+                return;
+            }
+        }
+        self.enter_queue(now, id, q);
+    }
+
+    fn enter_queue(&mut self, now: Instant, id: u64, q: usize) {
         let setup: &QueueSetup = &self.cfg.queues[q];
         let prompts: Vec<Prompt> = setup.greeting.iter().cloned().collect();
         let music = setup.music.clone();
