@@ -514,8 +514,29 @@ impl Endpoint {
         extra: Headers,
         body: Bytes,
     ) -> Result<(), crate::transaction::TxError> {
+        // Only what a response copies from its request (and the method and CSeq for the 2xx
+        // bookkeeping below), not the whole request.
         let (req, flow) = match (self.tx.request(tx), self.tx.flow(tx)) {
-            (Some(r), Some(f)) => (r.clone(), f),
+            (Some(r), Some(f)) => {
+                let mut h = Headers(Vec::with_capacity(6));
+                for header in r.headers.iter() {
+                    if matches!(
+                        header.name.as_str(),
+                        "Via" | "From" | "To" | "Call-ID" | "CSeq"
+                    ) {
+                        h.0.push(header.clone());
+                    }
+                }
+                (
+                    Request {
+                        method: r.method.clone(),
+                        uri: String::new(),
+                        headers: h,
+                        body: Bytes::new(),
+                    },
+                    f,
+                )
+            }
             _ => return Err(crate::transaction::TxError::Unknown),
         };
         let mut resp = self.response_to(&req, &flow, status, to_tag);
@@ -976,21 +997,20 @@ impl Endpoint {
             return;
         }
         let reply_flow = self.response_flow(&req.headers, &flow);
-        let method = req.method.clone();
-        let headers = req.headers.clone();
         match self.tx.receive_request(now, reply_flow, req) {
-            Ok(Some(_)) => {}
-            Ok(None) if method == Method::Ack => {}
-            Ok(None) => {
-                self.stats.overloaded += 1;
-                let mut resp = self.stateless_response(&headers, &flow, 503);
-                resp.headers.push("Retry-After", "5");
-                self.send_stateless(&headers, flow, resp);
-            }
-            Err(_) => {
-                self.stats.rejected += 1;
-                let resp = self.stateless_response(&headers, &flow, 400);
-                self.send_stateless(&headers, flow, resp);
+            Ok(_) => {}
+            Err(refused) => {
+                let headers = &refused.request.headers;
+                let resp = if refused.error == crate::transaction::TxError::Full {
+                    self.stats.overloaded += 1;
+                    let mut resp = self.stateless_response(headers, &flow, 503);
+                    resp.headers.push("Retry-After", "5");
+                    resp
+                } else {
+                    self.stats.rejected += 1;
+                    self.stateless_response(headers, &flow, 400)
+                };
+                self.send_stateless(headers, flow, resp);
             }
         }
     }

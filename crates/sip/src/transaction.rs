@@ -162,6 +162,17 @@ pub enum TxError {
     BadRequest,
     /// A caller-chosen id is not from the user space or names a live transaction.
     IdInUse,
+    /// The table is full: the new request was not taken (answer 503).
+    Full,
+}
+
+/// A request the layer did not take, handed back so that it can still be answered.
+#[derive(Debug)]
+pub struct Refused {
+    /// Why.
+    pub error: TxError,
+    /// The request.
+    pub request: Box<Request>,
 }
 
 #[derive(Debug)]
@@ -357,16 +368,21 @@ impl Transactions {
 
     /// A request arrived. Retransmissions are absorbed here (answered from the transaction);
     /// new requests become server transactions and are passed up as [`TxOutput::Request`];
-    /// an ACK for a 2xx is passed up as [`TxOutput::AckFor2xx`].
-    /// Returns `Err(TxError::BadRequest)` when the request has no usable Via/CSeq, and
-    /// `Ok(None)` when the table is full for a new request.
+    /// an ACK for a 2xx is passed up as [`TxOutput::AckFor2xx`] (and `Ok(None)` returned).
+    /// A request that has no usable Via/CSeq ([`TxError::BadRequest`]) or finds the table
+    /// full ([`TxError::Full`]) is handed back in [`Refused`].
     pub fn receive_request(
         &mut self,
         now: Instant,
         flow: Flow,
         req: Request,
-    ) -> Result<Option<TxId>, TxError> {
-        let key = server_key(&req, None).ok_or(TxError::BadRequest)?;
+    ) -> Result<Option<TxId>, Refused> {
+        let Some(key) = server_key(&req, None) else {
+            return Err(Refused {
+                error: TxError::BadRequest,
+                request: Box::new(req),
+            });
+        };
         if let Some(&id) = self.by_key.get(&key) {
             let t4 = self.timers_cfg.t4;
             let Some(tx) = self.txs.get_mut(&id) else {
@@ -407,7 +423,10 @@ impl Transactions {
             return Ok(None);
         }
         if self.is_full() {
-            return Ok(None);
+            return Err(Refused {
+                error: TxError::Full,
+                request: Box::new(req),
+            });
         }
         let id = self.alloc_id();
         let kind = if req.method == Method::Invite {
