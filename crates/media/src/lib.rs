@@ -28,6 +28,9 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+/// The recorder the tap feeds, for the layers above the relay.
+pub use recorder;
+
 pub mod ports;
 pub mod prompt;
 pub mod relay;

@@ -23,6 +23,9 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
+use crate::recorder::file::{utc, Sidecar};
+use crate::recorder::g711::Law;
+use crate::recorder::service::{Recorder, RecorderCommand};
 use acd::{
     AcdCommand, AcdEvent, AgentId, AgentState, CallArrival, CallOutcome, Overflow, Party, QueueId,
 };
@@ -34,9 +37,6 @@ use media::relay::{
 use media::sdp::{negotiate, Direction, LocalMedia, Negotiated, SdpError, SessionDescription};
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use recorder::file::{utc, Sidecar};
-use recorder::g711::Law;
-use recorder::service::{Recorder, RecorderCommand};
 use sip::endpoint::Caller;
 use sip::header::NameAddr;
 use sip::message::{Headers, Method, Request, Response};
@@ -670,7 +670,7 @@ impl CallControl {
             // Delayed offer: a placeholder until the ACK brings the answer.
             Err(_) if late => Negotiated {
                 index: 0,
-                law: recorder::g711::Law::Mu,
+                law: crate::recorder::g711::Law::Mu,
                 pt: 0,
                 telephone_event: Some(101),
                 remote: None,
@@ -1862,7 +1862,7 @@ fn route_name(route: &Route, cfg: &PbxConfig) -> String {
 
 fn decode(p: &Prompt) -> Vec<i16> {
     let mut out = Vec::new();
-    recorder::g711::Law::Mu.decode_into(p.encoded(recorder::g711::Law::Mu), &mut out);
+    crate::recorder::g711::Law::Mu.decode_into(p.encoded(crate::recorder::g711::Law::Mu), &mut out);
     out
 }
 

@@ -17,6 +17,15 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+// The binary reaches the services below only through call control (the dependency rule
+// `switchboard -> pbx -> { sip-transport -> sip, media -> recorder, acd }`): their config and
+// account types are re-exported here.
+pub use acd;
+pub use media;
+pub use media::recorder;
+pub use sip;
+pub use sip_transport;
+
 pub mod acd_task;
 pub mod config;
 pub mod control;

@@ -60,7 +60,7 @@ impl PbxHandle {
 pub fn start(
     cfg: PbxConfig,
     media: MediaConfig,
-    recorder: Option<recorder::service::Recorder>,
+    recorder: Option<crate::recorder::service::Recorder>,
     sip: &SipHandle,
     sip_events: mpsc::Receiver<SipEvent>,
 ) -> Result<PbxHandle, PbxError> {

@@ -8,12 +8,14 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use acd::{AgentSkill, EmptyPolicy, OverflowTarget, QueueMembership, SkillRequirement, Strategy};
-use media::prompt::Prompt;
-use media::MediaConfig;
+use pbx::acd::{
+    AgentSkill, EmptyPolicy, OverflowTarget, QueueMembership, SkillRequirement, Strategy,
+};
+use pbx::media::prompt::Prompt;
+use pbx::media::MediaConfig;
+use pbx::sip::endpoint::Trunk;
 use pbx::{AgentSetup, Announcements, FeatureCodes, QueueSetup, RecordPolicy, TrunkRule};
 use serde::Deserialize;
-use sip::endpoint::Trunk;
 
 use crate::config::{locate, toml_error, ConfigError, Overrides};
 
@@ -217,7 +219,7 @@ pub(crate) struct CallCenter {
     pub(crate) queues: Vec<QueueSetup>,
     pub(crate) agents: Vec<AgentSetup>,
     pub(crate) announcements: Announcements,
-    pub(crate) recording: recorder::service::RecorderConfig,
+    pub(crate) recording: pbx::recorder::service::RecorderConfig,
     pub(crate) recording_seed: u64,
     pub(crate) recording_pause_key: String,
 }
@@ -563,7 +565,7 @@ pub(crate) fn build(
                 );
             }
         }
-        let mut acd_cfg = acd::QueueConfig::named(name.clone());
+        let mut acd_cfg = pbx::acd::QueueConfig::named(name.clone());
         if let Some(st) = &e.strategy {
             match parse_strategy(st) {
                 Some(x) => acd_cfg.strategy = x,
@@ -656,7 +658,7 @@ pub(crate) fn build(
             if step.lower_by > 9 {
                 q.err(&table, &key, "lower_by must be 0–9");
             }
-            acd_cfg.escalation.push(acd::EscalationStep {
+            acd_cfg.escalation.push(pbx::acd::EscalationStep {
                 after: Duration::from_secs(step.after),
                 lower_by: step.lower_by,
                 drop_optional: step.drop_optional,
@@ -826,9 +828,9 @@ pub(crate) fn build(
                 format!("user \"{}\" is already agent \"{other}\"", e.user),
             );
         }
-        let mut acd_cfg = acd::AgentConfig {
+        let mut acd_cfg = pbx::acd::AgentConfig {
             name: e.name.clone().unwrap_or_else(|| key.clone()),
-            ..acd::AgentConfig::default()
+            ..pbx::acd::AgentConfig::default()
         };
         for (skill, level) in &e.skills {
             if !(1..=10).contains(level) {
@@ -889,10 +891,10 @@ pub(crate) fn build(
         queues,
         agents,
         announcements,
-        recording: recorder::service::RecorderConfig {
+        recording: pbx::recorder::service::RecorderConfig {
             dir: recording_dir,
             flush_every: Duration::from_secs(tables.recording.flush_every),
-            ..recorder::service::RecorderConfig::default()
+            ..pbx::recorder::service::RecorderConfig::default()
         },
         recording_seed: tables.recording.seed,
         recording_pause_key: tables.recording.pause_key.clone(),

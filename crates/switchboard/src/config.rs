@@ -9,11 +9,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use pbx::sip::digest::{Algorithm, UserSecret};
+use pbx::sip::endpoint::{AuthConfig, RateLimit, SecurityConfig};
+use pbx::sip::registrar::RegistrarConfig;
+use pbx::sip::UserAccount;
 use serde::Deserialize;
-use sip::digest::{Algorithm, UserSecret};
-use sip::endpoint::{AuthConfig, RateLimit, SecurityConfig};
-use sip::registrar::RegistrarConfig;
-use sip::UserAccount;
 
 /// One problem in a config file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,7 +107,7 @@ impl Default for SipSection {
             domains: Vec::new(),
             advertise: None,
             udp_recv_buffer: 4 << 20,
-            max_message_size: sip::parse::DEFAULT_MAX_MESSAGE_SIZE,
+            max_message_size: pbx::sip::parse::DEFAULT_MAX_MESSAGE_SIZE,
             force_rport: true,
             timer_j: None,
         }

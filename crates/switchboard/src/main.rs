@@ -78,7 +78,7 @@ fn main() -> ExitCode {
                 );
                 return ExitCode::FAILURE;
             }
-            let (repaired, failed) = recorder::file::repair(&dir);
+            let (repaired, failed) = pbx::recorder::file::repair(&dir);
             for p in &repaired {
                 println!("repaired {}", p.display());
             }

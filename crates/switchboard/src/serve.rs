@@ -3,10 +3,10 @@
 use std::process::ExitCode;
 use std::time::Instant;
 
+use pbx::sip::endpoint::CallAuthConfig;
+use pbx::sip::{Endpoint, EndpointConfig};
+use pbx::sip_transport::TransportConfig;
 use rand::RngCore;
-use sip::endpoint::CallAuthConfig;
-use sip::{Endpoint, EndpointConfig};
-use sip_transport::TransportConfig;
 use tokio::sync::mpsc;
 use tracing::{error, info};
 
@@ -82,7 +82,7 @@ fn endpoint_config(cfg: &Config) -> EndpointConfig {
         },
         max_message_size: cfg.max_message_size,
         force_rport: cfg.force_rport,
-        timers: sip::transaction::TimerConfig {
+        timers: pbx::sip::transaction::TimerConfig {
             timer_j: cfg.timer_j,
             ..Default::default()
         },
@@ -144,7 +144,7 @@ fn write_status(cfg: &Config, ok: bool, errors: &[String]) {
     let Some(dir) = cfg.callcenter.recording.dir.parent() else {
         return;
     };
-    let now = recorder::file::utc(std::time::SystemTime::now());
+    let now = pbx::recorder::file::utc(std::time::SystemTime::now());
     let status = serde_json::json!({
         "last_reload": now,
         "last_reload_ok": ok,
@@ -173,7 +173,7 @@ async fn serve(cfg: Config, reload: Reload) -> anyhow::Result<()> {
     #[cfg(not(unix))]
     let hup: Option<()> = None;
     let (events_tx, events_rx) = mpsc::channel(4096);
-    let (handle, task) = sip_transport::start(endpoint, tcfg, events_tx).await?;
+    let (handle, task) = pbx::sip_transport::start(endpoint, tcfg, events_tx).await?;
     // One line on stdout that scripts and tests can wait for.
     println!(
         "switchboard: SIP listening on udp {} tcp {} (realm {}, {} users)",
@@ -227,10 +227,10 @@ async fn serve(cfg: Config, reload: Reload) -> anyhow::Result<()> {
 /// Finish what a crash left unfinished, then start the recorder thread (only when some
 /// queue records).
 fn start_recorder(
-    cfg: &recorder::service::RecorderConfig,
-) -> anyhow::Result<Option<recorder::service::Recorder>> {
+    cfg: &pbx::recorder::service::RecorderConfig,
+) -> anyhow::Result<Option<pbx::recorder::service::Recorder>> {
     if cfg.dir.exists() {
-        let (repaired, failed) = recorder::file::repair(&cfg.dir);
+        let (repaired, failed) = pbx::recorder::file::repair(&cfg.dir);
         for p in &repaired {
             tracing::warn!(path = %p.display(), "repaired a recording left unfinished by a crash");
         }
@@ -238,7 +238,7 @@ fn start_recorder(
             tracing::warn!(error = %e, "could not repair a recording");
         }
     }
-    let r = recorder::service::Recorder::start(cfg.clone())?;
+    let r = pbx::recorder::service::Recorder::start(cfg.clone())?;
     info!(dir = %cfg.dir.display(), "recorder ready");
     Ok(Some(r))
 }
@@ -261,7 +261,7 @@ async fn run_until_shutdown(
     reload: Reload,
     triggers: Triggers,
     contact_host: &str,
-    sip: &sip_transport::SipHandle,
+    sip: &pbx::sip_transport::SipHandle,
     pbx: &pbx::service::PbxHandle,
 ) {
     let Triggers {
@@ -313,13 +313,15 @@ async fn run_until_shutdown(
                     tracing::warn!(setting = what, "changed; takes effect at the next start");
                 }
                 let _ = sip
-                    .command(sip_transport::SipCommand::SetUsers(new.users.clone()))
+                    .command(pbx::sip_transport::SipCommand::SetUsers(new.users.clone()))
                     .await;
                 let _ = sip
-                    .command(sip_transport::SipCommand::SetCallAuth(CallAuthConfig {
-                        trunks: new.callcenter.trunks.clone(),
-                        challenge: new.callcenter.challenge,
-                    }))
+                    .command(pbx::sip_transport::SipCommand::SetCallAuth(
+                        CallAuthConfig {
+                            trunks: new.callcenter.trunks.clone(),
+                            challenge: new.callcenter.challenge,
+                        },
+                    ))
                     .await;
                 pbx.reload(pbx_config(&new, contact_host, 0)).await;
                 info!(

@@ -1,12 +1,12 @@
 //! `switchboard simulate`: the what-if tool for workforce planners. Parses the flags into an
-//! [`acd::sim::SimConfig`], runs the seeded virtual-time simulation of the real ACD engine
+//! [`pbx::acd::sim::SimConfig`], runs the seeded virtual-time simulation of the real ACD engine
 //! and prints the simulated figures beside Erlang C (or one JSON object with `--json`).
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use acd::sim::{simulate, HandleTime, SimConfig, SimReport};
 use anyhow::{bail, Context};
+use pbx::acd::sim::{simulate, HandleTime, SimConfig, SimReport};
 
 /// Handle-time distribution flag.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
