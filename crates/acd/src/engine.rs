@@ -304,35 +304,7 @@ impl Acd {
 
     /// Adds an agent (logged out). Its queues must exist.
     pub fn add_agent(&mut self, cfg: AgentConfig) -> Result<AgentId, AcdError> {
-        let mut skills = Vec::with_capacity(cfg.skills.len());
-        for s in &cfg.skills {
-            let p =
-                Proficiency::new(s.proficiency).ok_or(AcdError::BadProficiency(s.proficiency))?;
-            skills.push((self.skill(&s.skill)?, p.get()));
-        }
-        skills.sort_unstable();
-        skills.dedup_by(|b, a| {
-            // keep the higher proficiency of a duplicated skill
-            if a.0 == b.0 {
-                a.1 = a.1.max(b.1);
-                true
-            } else {
-                false
-            }
-        });
-        let mut queues = Vec::with_capacity(cfg.queues.len());
-        for m in &cfg.queues {
-            let q = *self
-                .queue_names
-                .get(m.queue.as_str())
-                .ok_or(AcdError::UnknownQueue)?;
-            if m.priority > 9 {
-                return Err(AcdError::BadPriority(m.priority));
-            }
-            if !queues.iter().any(|&(x, _)| x == q) {
-                queues.push((q, m.priority));
-            }
-        }
+        let (skills, queues) = self.resolve_agent(&cfg)?;
         let idx = self.agents.len() as AgentIdx;
         for &(s, level) in &skills {
             self.skill_agents[s.0 as usize][level as usize - 1].push(idx);
@@ -558,6 +530,7 @@ impl Acd {
         }
         skills.sort_unstable();
         skills.dedup_by(|b, a| {
+            // keep the higher proficiency of a duplicated skill
             if a.0 == b.0 {
                 a.1 = a.1.max(b.1);
                 true
