@@ -265,18 +265,7 @@ impl Acd {
         if self.queue_names.contains_key(cfg.name.as_str()) {
             return Err(AcdError::DuplicateQueue);
         }
-        let mut prev: Option<&crate::config::EscalationStep> = None;
-        for step in &cfg.escalation {
-            if let Some(p) = prev {
-                if step.after < p.after
-                    || step.lower_by < p.lower_by
-                    || (p.drop_optional && !step.drop_optional)
-                {
-                    return Err(AcdError::BadEscalation);
-                }
-            }
-            prev = Some(step);
-        }
+        Self::check_escalation(&cfg)?;
         let mut reqs = Vec::with_capacity(cfg.skills.len());
         for r in &cfg.skills {
             let p = Proficiency::new(r.min).ok_or(AcdError::BadProficiency(r.min))?;
