@@ -18,11 +18,12 @@ use tracing::{debug, info, warn};
 
 use crate::digest::{self, Algorithm, Authenticator, UserSecret, Verdict};
 use crate::header::{CSeq, NameAddr, Via, MAGIC_COOKIE};
+use crate::log_limit::LogLimit;
 use crate::message::{Headers, Message, Method, Request, Response};
 use crate::parse::{parse_message, Malformed, DEFAULT_MAX_MESSAGE_SIZE};
 use crate::registrar::{
     Binding, BindingChange, RegisterError, RegisterRequest, Registrar, RegistrarConfig,
-    RemovalReason,
+    RemovalReason, RestoreError, RestoredBinding,
 };
 use crate::transaction::{TimerConfig, Transactions, TxId, TxOutput, TxState};
 use crate::uri::{Scheme, Uri};
@@ -72,6 +73,9 @@ pub struct SecurityConfig {
     pub trusted: Vec<IpAddr>,
     /// Most source addresses tracked at once (memory bound).
     pub max_tracked_sources: usize,
+    /// Dropped messages (flood, garbage, oversize) are logged once per source and reason,
+    /// then as one count per this interval.
+    pub log_interval: Duration,
 }
 
 /// A token bucket.
@@ -95,6 +99,7 @@ impl Default for SecurityConfig {
             }),
             trusted: Vec::new(),
             max_tracked_sources: 100_000,
+            log_interval: Duration::from_secs(30),
         }
     }
 }
@@ -292,6 +297,34 @@ pub struct Stats {
     pub overloaded: u64,
 }
 
+/// Why a message was dropped or refused before it reached a transaction, as logged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DropReason {
+    /// The per-source rate limit.
+    RateLimited,
+    /// The source is banned.
+    Banned,
+    /// Larger than the size limit.
+    Oversize,
+    /// Could not be parsed and could not be answered.
+    Unparseable,
+    /// Malformed or invalid request, answered with an error status.
+    Invalid,
+}
+
+impl DropReason {
+    /// The reason as it appears in the log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::RateLimited => "rate limit",
+            DropReason::Banned => "source banned",
+            DropReason::Oversize => "message too large",
+            DropReason::Unparseable => "unparseable message",
+            DropReason::Invalid => "invalid request",
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 struct SourceState {
     tokens: f64,
@@ -374,6 +407,10 @@ pub struct Endpoint {
     shutting_down: bool,
     /// The latest time seen in any input, for work done while draining outputs.
     last_now: Instant,
+    /// Dropped messages, logged once per source and reason and interval.
+    drops: LogLimit<(IpAddr, DropReason)>,
+    /// Ban ends in time order, to log the lifting of each ban when it happens.
+    ban_ends: VecDeque<(Instant, IpAddr)>,
 }
 
 /// Dummy secret used to spend the same effort on unknown users as on known ones.
@@ -386,7 +423,13 @@ impl Endpoint {
         auth.allow_no_qop = cfg.auth.allow_no_qop;
         let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
         let call_id_host = format!("{:08x}", rng.next_u32());
+        let drops = LogLimit::new(
+            cfg.security.log_interval,
+            cfg.security.max_tracked_sources.clamp(1, 10_000),
+        );
         Endpoint {
+            drops,
+            ban_ends: VecDeque::new(),
             registrar: Registrar::new(cfg.registrar.clone()),
             tx: Transactions::new(cfg.timers, cfg.max_transactions),
             cfg,
@@ -425,6 +468,27 @@ impl Endpoint {
         &self.registrar
     }
 
+    /// Put back a binding kept across a restart (see [`Registrar::restore`]). Bindings of
+    /// names that are no longer accounts are refused.
+    pub fn restore_binding(
+        &mut self,
+        now: Instant,
+        aor: &str,
+        binding: RestoredBinding<'_>,
+    ) -> Result<(), RestoreError> {
+        if !self.users.contains_key(aor) {
+            return Err(RestoreError::BadAor);
+        }
+        self.last_now = self.last_now.max(now);
+        self.registrar.restore(now, aor, binding)
+    }
+
+    /// The AORs whose bindings changed in any way (refreshes included) since the last call;
+    /// see [`Registrar::drain_touched`].
+    pub fn drain_touched_aors(&mut self) -> Vec<String> {
+        self.registrar.drain_touched()
+    }
+
     /// The settings in force.
     pub fn config(&self) -> &EndpointConfig {
         &self.cfg
@@ -448,6 +512,8 @@ impl Endpoint {
             self.tx.poll_timeout(),
             self.registrar.poll_timeout(),
             self.unacked.iter().map(|u| u.next.min(u.give_up)).min(),
+            self.drops.poll_timeout(),
+            self.ban_ends.front().map(|(t, _)| *t),
         ]
         .into_iter()
         .flatten()
@@ -461,19 +527,101 @@ impl Endpoint {
         for (aor, binding) in self.registrar.handle_timeout(now) {
             self.qualify(now, aor, binding);
         }
+        self.lift_bans(now);
+        self.summarise_drops(now);
         self.pump_at(now);
+    }
+
+    /// Lift the bans that ended by `now`, with a log line each.
+    fn lift_bans(&mut self, now: Instant) {
+        while let Some((at, _)) = self.ban_ends.front() {
+            if *at > now {
+                break;
+            }
+            let Some((at, ip)) = self.ban_ends.pop_front() else {
+                break;
+            };
+            if let Some(st) = self.sources.get_mut(&ip) {
+                if st.banned_until == Some(at) {
+                    st.banned_until = None;
+                    st.failures = 0;
+                    info!(source = %ip, "ban lifted");
+                }
+            }
+        }
+    }
+
+    /// One line per source and reason whose drops went on after the first logged one.
+    fn summarise_drops(&mut self, now: Instant) {
+        let secs = self.drops.interval().as_secs();
+        for ((ip, why), dropped) in self.drops.handle_timeout(now) {
+            match why {
+                DropReason::Banned | DropReason::Invalid => info!(
+                    source = %ip,
+                    reason = why.as_str(),
+                    dropped,
+                    interval_secs = secs,
+                    "messages from source dropped (summary)"
+                ),
+                _ => warn!(
+                    source = %ip,
+                    reason = why.as_str(),
+                    dropped,
+                    interval_secs = secs,
+                    "messages from source dropped (summary)"
+                ),
+            }
+        }
+        let untracked = self.drops.take_untracked();
+        if untracked > 0 {
+            warn!(
+                dropped = untracked,
+                "messages dropped from more sources than are tracked one by one"
+            );
+        }
+    }
+
+    /// A message from `flow` was dropped or refused for `why`: the first one from this
+    /// source is logged, the others are counted for [`Endpoint::summarise_drops`].
+    fn note_drop(&mut self, now: Instant, flow: &Flow, why: DropReason, detail: &'static str) {
+        let ip = flow.remote.ip();
+        if !self.drops.note(now, (ip, why)) {
+            return;
+        }
+        let secs = self.drops.interval().as_secs();
+        match why {
+            DropReason::Banned | DropReason::Invalid => info!(
+                source = %ip,
+                transport = flow.transport.as_str(),
+                reason = why.as_str(),
+                detail,
+                summary_every_secs = secs,
+                "message from source dropped; more from it are counted"
+            ),
+            _ => warn!(
+                source = %ip,
+                transport = flow.transport.as_str(),
+                reason = why.as_str(),
+                detail,
+                summary_every_secs = secs,
+                "message from source dropped; more from it are counted"
+            ),
+        }
     }
 
     /// One message arrived (a UDP datagram, or a message cut by [`crate::parse::StreamFramer`]).
     pub fn handle_message(&mut self, now: Instant, flow: Flow, data: &[u8]) {
         self.stats.received += 1;
         let ip = flow.remote.ip();
-        if !self.admit(now, ip) {
+        self.last_now = self.last_now.max(now);
+        if let Some(why) = self.admit(now, ip) {
+            self.note_drop(now, &flow, why, "");
             return;
         }
         if data.len() > self.cfg.max_message_size {
             self.stats.dropped_oversize += 1;
             debug!(remote = %flow.remote, len = data.len(), "oversize message dropped");
+            self.note_drop(now, &flow, DropReason::Oversize, "");
             return;
         }
         match parse_message(data, self.cfg.max_message_size) {
@@ -483,7 +631,7 @@ impl Endpoint {
                     self.stats.dropped_stray_responses += 1;
                 }
             }
-            Err(m) => self.reject_malformed(flow, m),
+            Err(m) => self.reject_malformed(now, flow, m),
         }
         self.pump_at(now);
     }
@@ -711,6 +859,26 @@ impl Endpoint {
             self.route_output(now, out);
         }
         for ch in self.registrar.drain_changes() {
+            if let BindingChange::Removed {
+                aor,
+                contact,
+                reason,
+            } = &ch
+            {
+                let why = match reason {
+                    RemovalReason::Unregistered => "unregistered",
+                    RemovalReason::Expired => "expired",
+                    RemovalReason::Replaced => "replaced by a newer contact",
+                    RemovalReason::Unreachable => "stopped answering OPTIONS",
+                };
+                info!(
+                    reason = why,
+                    aor_bindings = self.registrar.lookup(aor).len(),
+                    bindings = self.registrar.binding_count(),
+                    "binding removed"
+                );
+                debug!(aor = %aor, contact = %contact, reason = why, "binding removed");
+            }
             self.events.push_back(SipEvent::Binding(ch));
         }
     }
@@ -736,7 +904,6 @@ impl Endpoint {
             },
             TxOutput::Timeout(tx) => match self.pending.get(&tx) {
                 Some(Pending::Qualify { aor, key }) => {
-                    info!(aor = %aor, "binding stopped answering OPTIONS; removed");
                     let (aor, key) = (aor.clone(), key.clone());
                     self.registrar
                         .remove(&aor, &key, RemovalReason::Unreachable);
@@ -760,15 +927,15 @@ impl Endpoint {
         format!("{MAGIC_COOKIE}{}", self.new_token())
     }
 
-    /// Rate limit and ban check. Returns false when the message must be ignored.
-    fn admit(&mut self, now: Instant, ip: IpAddr) -> bool {
+    /// Rate limit and ban check. Returns why when the message must be ignored.
+    fn admit(&mut self, now: Instant, ip: IpAddr) -> Option<DropReason> {
         if self.cfg.security.trusted.contains(&ip) {
-            return true;
+            return None;
         }
         let rate = self.cfg.security.rate_limit;
         let Some(st) = self.sources.get_mut(&ip) else {
             if rate.is_none() {
-                return true;
+                return None;
             }
             self.track_source(now, ip);
             return self.admit(now, ip);
@@ -776,10 +943,11 @@ impl Endpoint {
         if let Some(until) = st.banned_until {
             if now < until {
                 self.stats.dropped_banned += 1;
-                return false;
+                return Some(DropReason::Banned);
             }
             st.banned_until = None;
             st.failures = 0;
+            info!(source = %ip, "ban lifted");
         }
         if let Some(rate) = rate {
             let elapsed = now.saturating_duration_since(st.refilled).as_secs_f64();
@@ -787,11 +955,11 @@ impl Endpoint {
             st.tokens = (st.tokens + elapsed * rate.per_second as f64).min(rate.burst as f64);
             if st.tokens < 1.0 {
                 self.stats.dropped_rate_limited += 1;
-                return false;
+                return Some(DropReason::RateLimited);
             }
             st.tokens -= 1.0;
         }
-        true
+        None
     }
 
     fn track_source(&mut self, now: Instant, ip: IpAddr) -> &mut SourceState {
@@ -839,6 +1007,7 @@ impl Endpoint {
         st.failures += 1;
         if st.failures >= max {
             st.banned_until = Some(now + ban);
+            self.ban_ends.push_back((now + ban, ip));
             self.stats.bans += 1;
             warn!(source = %ip, failures = max, ban_secs = ban.as_secs(), "source banned after repeated authentication failures");
             self.events.push_back(SipEvent::Banned { ip });
@@ -847,14 +1016,16 @@ impl Endpoint {
         false
     }
 
-    fn reject_malformed(&mut self, flow: Flow, m: Malformed) {
+    fn reject_malformed(&mut self, now: Instant, flow: Flow, m: Malformed) {
         let Some(ctx) = m.reply else {
             self.stats.dropped_malformed += 1;
             debug!(remote = %flow.remote, reason = m.reason, "unanswerable message dropped");
+            self.note_drop(now, &flow, DropReason::Unparseable, m.reason);
             return;
         };
         self.stats.rejected += 1;
         debug!(remote = %flow.remote, status = m.status, reason = m.reason, "malformed request rejected");
+        self.note_drop(now, &flow, DropReason::Invalid, m.reason);
         let mut resp = self.stateless_response(&ctx.headers, &flow, m.status);
         resp.reason = m.reason.to_owned();
         self.send_stateless(&ctx.headers, flow, resp);
@@ -988,6 +1159,7 @@ impl Endpoint {
         if let Err((status, reason)) = validate(&req) {
             self.stats.rejected += 1;
             debug!(remote = %flow.remote, status, reason, "request rejected");
+            self.note_drop(now, &flow, DropReason::Invalid, reason);
             if req.method == Method::Ack {
                 return; // never answer an ACK
             }
@@ -1291,6 +1463,21 @@ impl Endpoint {
         match self.registrar.register(now, &rr) {
             Ok(bindings) => {
                 self.stats.registrations += 1;
+                for b in bindings
+                    .iter()
+                    .filter(|b| b.call_id == call_id && b.cseq == cseq)
+                {
+                    // The AOR and contact are personal data: debug only.
+                    let (transport, source) = (b.flow.transport.as_str(), b.flow.remote.ip());
+                    let (expires, aor_bindings) = (b.remaining(now), bindings.len());
+                    if b.registered_at == now {
+                        info!(transport, source = %source, expires, aor_bindings, "binding added");
+                        debug!(aor = %aor, contact = %b.uri_text, expires, "binding added");
+                    } else {
+                        info!(transport, source = %source, expires, aor_bindings, "binding refreshed");
+                        debug!(aor = %aor, contact = %b.uri_text, expires, "binding refreshed");
+                    }
+                }
                 let mut h = Headers::default();
                 for b in &bindings {
                     h.push("Contact", contact_value(b, now));

@@ -13,6 +13,7 @@
 //! - [`digest`]: server-side digest authentication (RFC 7616, RFC 8760; MD5 and SHA-256).
 //! - [`registrar`]: bindings (RFC 3261 §10.3) with expiry, ordering, limits and qualify.
 //! - [`dialog`]: dialog state (RFC 3261 §12) and the in-dialog requests built from it.
+//! - [`log_limit`]: first occurrence logged, then one count per interval (floods).
 //! - [`endpoint`]: ties them together, answers REGISTER and OPTIONS, and protects itself from
 //!   strangers; authenticates callers (407) or recognises trunks; retransmits 2xx answers to
 //!   INVITE until their ACK; everything else goes up as [`endpoint::SipEvent`].
@@ -41,6 +42,7 @@ pub mod dialog;
 pub mod digest;
 pub mod endpoint;
 pub mod header;
+pub mod log_limit;
 pub mod message;
 pub mod parse;
 pub mod registrar;

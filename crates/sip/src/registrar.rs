@@ -158,6 +158,53 @@ pub enum RemovalReason {
     Unreachable,
 }
 
+/// A binding kept across a restart, as [`Registrar::restore`] takes it back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RestoredBinding<'a> {
+    /// The contact URI (as [`Binding::uri_text`]).
+    pub contact: &'a str,
+    /// Lifetime left, from the caller's clock: the stored wall-clock expiry minus the time
+    /// of the restore.
+    pub remaining: Duration,
+    /// q-value in thousandths.
+    pub q: Option<u16>,
+    /// Call-ID of the REGISTER that last refreshed it (so the phone's next refresh on the
+    /// same Call-ID is in order).
+    pub call_id: &'a str,
+    /// CSeq of that REGISTER.
+    pub cseq: u32,
+    /// Where requests to the phone go. A connection id from before the restart means
+    /// nothing: give `conn: None`.
+    pub flow: Flow,
+    /// `+sip.instance`, if any.
+    pub instance: Option<&'a str>,
+    /// `reg-id`, if any.
+    pub reg_id: Option<u32>,
+    /// User-Agent.
+    pub user_agent: Option<&'a str>,
+}
+
+/// Why a binding was not restored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RestoreError {
+    /// The AOR is empty (or, at the endpoint, no longer an account).
+    #[error("no such address-of-record")]
+    BadAor,
+    /// The contact is not a SIP or SIPS URI.
+    #[error("contact is not a SIP URI")]
+    BadContact,
+    /// It expired while the server was down.
+    #[error("expired")]
+    Expired,
+    /// The same contact is bound already.
+    #[error("already bound")]
+    Duplicate,
+    /// The AOR has as many contacts as it may.
+    #[error("contact limit reached")]
+    TooMany,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Due {
     Expiry,
@@ -171,6 +218,9 @@ pub struct Registrar {
     aors: HashMap<String, Vec<Binding>>,
     heap: BinaryHeap<Reverse<(Instant, Due, String, String)>>,
     changes: Vec<BindingChange>,
+    /// AORs whose bindings changed in any way since the last [`Registrar::drain_touched`]
+    /// (refreshes too): what a store of the bindings has to write again.
+    touched: Vec<String>,
 }
 
 /// Identity of a contact: RFC 5626 instance + reg-id when present, else the URI's
@@ -223,6 +273,7 @@ impl Registrar {
             aors: HashMap::new(),
             heap: BinaryHeap::new(),
             changes: Vec::new(),
+            touched: Vec::new(),
         }
     }
 
@@ -254,6 +305,88 @@ impl Registrar {
     /// Take the changes since the last call.
     pub fn drain_changes(&mut self) -> Vec<BindingChange> {
         std::mem::take(&mut self.changes)
+    }
+
+    /// Take the AORs whose bindings changed in any way since the last call, refreshes
+    /// included (a refresh moves the expiry but is no [`BindingChange`]), each once. A store
+    /// that keeps the bindings across restarts writes these AORs' [`Registrar::lookup`] again.
+    pub fn drain_touched(&mut self) -> Vec<String> {
+        let mut t = std::mem::take(&mut self.touched);
+        t.sort_unstable();
+        t.dedup();
+        t
+    }
+
+    /// Every binding, by AOR (no order).
+    pub fn bindings(&self) -> impl Iterator<Item = (&str, &Binding)> + '_ {
+        self.aors
+            .iter()
+            .flat_map(|(aor, list)| list.iter().map(move |b| (aor.as_str(), b)))
+    }
+
+    /// Put back a binding kept across a restart, with the lifetime it had left. `now` is the
+    /// time of the restore; the expiry is `now + remaining`, capped at `max_expires`. The
+    /// binding gets a fresh qualify schedule (its phone may have moved while we were down).
+    /// It is not reported as a [`BindingChange`]: it is not new to the phone.
+    ///
+    /// Refused: a contact that is not a SIP or SIPS URI, nothing left to live, a binding
+    /// with the same identity already present (the phone registered again first), or an AOR
+    /// already at the contact limit.
+    pub fn restore(
+        &mut self,
+        now: Instant,
+        aor: &str,
+        b: RestoredBinding<'_>,
+    ) -> Result<(), RestoreError> {
+        if aor.is_empty() {
+            return Err(RestoreError::BadAor);
+        }
+        let uri = Uri::parse(b.contact).map_err(|_| RestoreError::BadContact)?;
+        if !uri.is_sip() {
+            return Err(RestoreError::BadContact);
+        }
+        let lifetime = b
+            .remaining
+            .min(Duration::from_secs(u64::from(self.cfg.max_expires)));
+        if lifetime.is_zero() {
+            return Err(RestoreError::Expired);
+        }
+        let key = binding_key(&uri, b.instance, b.reg_id);
+        let limit = self.cfg.max_contacts.max(1);
+        let existing = self.aors.get(aor).map_or(&[][..], Vec::as_slice);
+        if existing.iter().any(|x| x.key == key) {
+            return Err(RestoreError::Duplicate);
+        }
+        if existing.len() >= limit {
+            return Err(RestoreError::TooMany);
+        }
+        let list = self.aors.entry(aor.to_owned()).or_default();
+        let expires_at = now + lifetime;
+        let next_qualify = self.cfg.qualify_interval.map(|i| now + i);
+        list.push(Binding {
+            uri_text: b.contact.to_owned(),
+            uri,
+            key: key.clone(),
+            expires_at,
+            registered_at: now,
+            q: b.q.filter(|q| *q <= 1000),
+            call_id: b.call_id.to_owned(),
+            cseq: b.cseq,
+            flow: b.flow,
+            instance: b.instance.map(str::to_owned),
+            reg_id: b.reg_id,
+            user_agent: b.user_agent.map(str::to_owned),
+            next_qualify,
+            expiry_check: expires_at,
+        });
+        list.sort_by_key(|b| Reverse(b.q.unwrap_or(1000)));
+        if let Some(at) = next_qualify {
+            self.heap
+                .push(Reverse((at, Due::Qualify, aor.to_owned(), key.clone())));
+        }
+        self.heap
+            .push(Reverse((expires_at, Due::Expiry, aor.to_owned(), key)));
+        Ok(())
     }
 
     /// Apply a REGISTER. On success returns the AOR's bindings after the update (all of them,
@@ -290,6 +423,7 @@ impl Registrar {
                 return Err(RegisterError::OutOfOrder);
             }
             if let Some(list) = self.aors.remove(req.aor) {
+                self.touched.push(req.aor.to_owned());
                 for b in list {
                     self.changes.push(BindingChange::Removed {
                         aor: req.aor.to_owned(),
@@ -354,6 +488,7 @@ impl Registrar {
         }
 
         // Apply.
+        self.touched.push(req.aor.to_owned());
         let limit = req.max_contacts.unwrap_or(self.cfg.max_contacts).max(1);
         let list = self.aors.entry(req.aor.to_owned()).or_default();
         let mut new_deadlines = Vec::new();
@@ -461,6 +596,7 @@ impl Registrar {
         if list.is_empty() {
             self.aors.remove(aor);
         }
+        self.touched.push(aor.to_owned());
         self.changes.push(BindingChange::Removed {
             aor: aor.to_owned(),
             contact: b.uri_text,
@@ -521,6 +657,7 @@ impl Registrar {
                     if list.is_empty() {
                         self.aors.remove(&aor);
                     }
+                    self.touched.push(aor.clone());
                     self.changes.push(BindingChange::Removed {
                         aor,
                         contact: b.uri_text,
@@ -725,6 +862,119 @@ mod tests {
             .register(t0, &req(vec!["<sip:a@h1>;expires=0"], None, "c1", 5))
             .unwrap();
         assert_eq!(b.len(), 1);
+    }
+
+    fn restored<'a>(contact: &'a str, remaining: u64) -> RestoredBinding<'a> {
+        RestoredBinding {
+            contact,
+            remaining: Duration::from_secs(remaining),
+            q: None,
+            call_id: "c-before-restart",
+            cseq: 7,
+            flow: flow(),
+            instance: None,
+            reg_id: None,
+            user_agent: Some("phone"),
+        }
+    }
+
+    #[test]
+    fn restored_bindings_keep_their_remaining_lifetime_in_virtual_time() {
+        // The process restarted: a fresh registrar whose clock starts anywhere.
+        let t0 = Instant::now() + Duration::from_secs(10_000);
+        let mut r = Registrar::new(cfg());
+        r.restore(t0, "1001", restored("sip:1001@10.0.0.1:5062", 90))
+            .unwrap();
+        r.restore(t0, "1002", restored("sip:1002@10.0.0.2:5062", 600))
+            .unwrap();
+        assert_eq!(r.binding_count(), 2);
+        assert_eq!(r.lookup("1001")[0].remaining(t0), 90);
+        assert_eq!(r.lookup("1001")[0].user_agent.as_deref(), Some("phone"));
+        assert!(r.drain_changes().is_empty(), "a restore is not a change");
+        assert_eq!(r.poll_timeout(), Some(t0 + Duration::from_secs(90)));
+        // Alive just before its expiry, gone at it; the other one lives on.
+        r.handle_timeout(t0 + Duration::from_secs(89));
+        assert_eq!(r.lookup("1001").len(), 1);
+        r.handle_timeout(t0 + Duration::from_secs(90));
+        assert!(r.lookup("1001").is_empty());
+        assert_eq!(r.lookup("1002").len(), 1);
+        assert!(matches!(
+            r.drain_changes().as_slice(),
+            [BindingChange::Removed {
+                reason: RemovalReason::Expired,
+                ..
+            }]
+        ));
+        assert_eq!(r.drain_touched(), vec!["1001".to_owned()]);
+        // The phone refreshes on its old Call-ID with a higher CSeq: in order, a refresh.
+        let b = r
+            .register(
+                t0 + Duration::from_secs(100),
+                &RegisterRequest {
+                    aor: "1002",
+                    ..req(
+                        vec!["<sip:1002@10.0.0.2:5062>"],
+                        Some("120"),
+                        "c-before-restart",
+                        8,
+                    )
+                },
+            )
+            .unwrap();
+        assert_eq!(b.len(), 1);
+        assert!(r.drain_changes().is_empty());
+        assert_eq!(r.drain_touched(), vec!["1002".to_owned()]);
+        r.handle_timeout(t0 + Duration::from_secs(219));
+        assert_eq!(r.binding_count(), 1);
+        r.handle_timeout(t0 + Duration::from_secs(220));
+        assert_eq!(r.binding_count(), 0);
+    }
+
+    #[test]
+    fn restore_refuses_what_cannot_be_bound_and_caps_the_lifetime() {
+        let t0 = Instant::now();
+        let mut r = Registrar::new(RegistrarConfig {
+            max_contacts: 1,
+            max_expires: 300,
+            ..cfg()
+        });
+        assert_eq!(
+            r.restore(t0, "1001", restored("sip:1001@h", 0)),
+            Err(RestoreError::Expired)
+        );
+        assert_eq!(
+            r.restore(t0, "1001", restored("tel:+15551234", 60)),
+            Err(RestoreError::BadContact)
+        );
+        assert_eq!(
+            r.restore(t0, "1001", restored("not a uri", 60)),
+            Err(RestoreError::BadContact)
+        );
+        assert_eq!(
+            r.restore(t0, "", restored("sip:1001@h", 60)),
+            Err(RestoreError::BadAor)
+        );
+        assert_eq!(r.aor_count(), 0, "refusals leave nothing behind");
+        r.restore(t0, "1001", restored("sip:1001@h", 86_400))
+            .unwrap();
+        assert_eq!(
+            r.lookup("1001")[0].remaining(t0),
+            300,
+            "capped at max_expires"
+        );
+        assert_eq!(
+            r.restore(t0, "1001", restored("sip:1001@h", 60)),
+            Err(RestoreError::Duplicate)
+        );
+        assert_eq!(
+            r.restore(t0, "1001", restored("sip:1001@other", 60)),
+            Err(RestoreError::TooMany)
+        );
+        let all: Vec<_> = r
+            .bindings()
+            .map(|(a, b)| (a, b.uri_text.as_str()))
+            .collect();
+        assert_eq!(all, vec![("1001", "sip:1001@h")]);
     }
 
     #[test]
