@@ -187,7 +187,16 @@ async fn serve(cfg: Config, reload: Reload) -> anyhow::Result<()> {
         cfg.users.len()
     );
     let cc = &cfg.callcenter;
-    let pbx_cfg = pbx_config(&cfg, &ep_cfg.via_host, rand::rng().next_u64());
+    // Bound to port 0 (tests, or a port left to the OS): the Contact of our dialogs must name
+    // the port we really got, or phones send their BYEs nowhere.
+    let contact_host = match (
+        ep_cfg.via_host.rsplit_once(':'),
+        handle.udp_addr.or(handle.tcp_addr),
+    ) {
+        (Some((host, "0")), Some(bound)) => format!("{host}:{}", bound.port()),
+        _ => ep_cfg.via_host.clone(),
+    };
+    let pbx_cfg = pbx_config(&cfg, &contact_host, rand::rng().next_u64());
     let recorder = start_recorder(&cc.recording)?;
     let pbx = pbx::service::start(
         pbx_cfg,
@@ -209,7 +218,7 @@ async fn serve(cfg: Config, reload: Reload) -> anyhow::Result<()> {
         hup,
         _watcher: watcher,
     };
-    run_until_shutdown(cfg, reload, triggers, &ep_cfg.via_host, &handle, &pbx).await;
+    run_until_shutdown(cfg, reload, triggers, &contact_host, &handle, &pbx).await;
     info!("shutting down");
     // Calls first (their BYEs go out through the SIP task), then the SIP task.
     pbx.shutdown().await;
