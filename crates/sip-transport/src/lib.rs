@@ -14,22 +14,36 @@
 //!
 //! TCP connections each run a reader task (framing with [`sip::parse::StreamFramer`], answering
 //! CRLF keep-alives) and a writer task; requests to a phone registered over TCP reuse its
-//! connection, and a new connection is opened only when that one is gone.
+//! connection, and a new connection is opened only when that one is gone. A connection that
+//! carries no registrar binding and sends nothing for [`TransportConfig::tcp_idle_timeout`]
+//! is closed; one that carries a binding stays open while the binding lives. Each source
+//! address may hold at most [`TransportConfig::max_tcp_per_source`] connections (trusted
+//! addresses excepted); more are closed at once, counted and logged once per source and
+//! interval.
+//!
+//! With [`TransportConfig::binding_store`] set, the registrar's bindings are kept on disk
+//! ([`store`]): restored with their remaining lifetime when the task starts (and published in
+//! [`Locations`] before [`start`] returns), and rewritten by a writer thread as they change.
 //!
 //! Shutdown ([`SipHandle::shutdown`]): requests still unanswered get 503, the transmit queue
 //! is flushed, and the sockets close when [`run`] returns.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-use std::collections::HashMap;
+pub mod store;
+
+use std::collections::{HashMap, HashSet};
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use dashmap::DashMap;
 use sip::endpoint::{Stats, UserAccount};
+use sip::log_limit::LogLimit;
 use sip::message::{Headers, Request};
 use sip::parse::{Framed, StreamFramer};
 use sip::registrar::{Binding, BindingChange};
@@ -56,8 +70,15 @@ pub struct TransportConfig {
     pub max_message_size: usize,
     /// Most simultaneous TCP connections.
     pub max_tcp_connections: usize,
-    /// A TCP connection with no traffic for this long is closed.
+    /// Most simultaneous TCP connections from one source address (the endpoint's trusted
+    /// addresses are not limited); 0 = no limit.
+    pub max_tcp_per_source: usize,
+    /// A TCP connection that carries no registrar binding and sends nothing for this long is
+    /// closed. One carrying a binding stays open while the binding lives.
     pub tcp_idle_timeout: Duration,
+    /// Where the registrar's bindings are kept across restarts; `None` keeps them in memory
+    /// only.
+    pub binding_store: Option<PathBuf>,
 }
 
 impl Default for TransportConfig {
@@ -69,7 +90,9 @@ impl Default for TransportConfig {
             udp_send_buffer: 4 << 20,
             max_message_size: sip::parse::DEFAULT_MAX_MESSAGE_SIZE,
             max_tcp_connections: 10_000,
-            tcp_idle_timeout: Duration::from_secs(3600),
+            max_tcp_per_source: 100,
+            tcp_idle_timeout: Duration::from_secs(60),
+            binding_store: None,
         }
     }
 }
@@ -161,6 +184,10 @@ pub struct TransportStats {
     pub udp_recv_buffer: Option<usize>,
     /// Open TCP connections.
     pub tcp_connections: usize,
+    /// TCP connections refused (per-source or global limit).
+    pub tcp_refused: u64,
+    /// TCP connections closed for idling without a binding.
+    pub tcp_idle_closed: u64,
 }
 
 /// Handle to a running SIP task.
@@ -202,9 +229,44 @@ impl SipHandle {
 }
 
 enum TcpEvent {
-    Opened(ConnId, SocketAddr, mpsc::Sender<Bytes>),
+    Opened(ConnId, SocketAddr, mpsc::Sender<Bytes>, Arc<AtomicBool>),
     Message(ConnId, SocketAddr, Bytes),
-    Closed(ConnId),
+    Closed(ConnId, Closed),
+}
+
+/// Why a connection ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Closed {
+    /// The peer closed it, an error, or the stream could not be framed.
+    Ended,
+    /// It carried no binding and sent nothing for the idle timeout.
+    Idle,
+}
+
+/// A live TCP connection, as the SIP task sees it.
+struct Conn {
+    remote: SocketAddr,
+    tx: mpsc::Sender<Bytes>,
+    /// Set while a registrar binding uses this connection: it is then not closed for idling.
+    bound: Arc<AtomicBool>,
+}
+
+/// Why the transport logged something about a source's connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum ConnNote {
+    PerSourceLimit,
+    GlobalLimit,
+    Idle,
+}
+
+impl ConnNote {
+    fn as_str(self) -> &'static str {
+        match self {
+            ConnNote::PerSourceLimit => "too many connections from this source",
+            ConnNote::GlobalLimit => "too many connections",
+            ConnNote::Idle => "idle without a registration",
+        }
+    }
 }
 
 fn bind_udp(addr: SocketAddr, cfg: &TransportConfig) -> io::Result<(UdpSocket, usize)> {
@@ -265,6 +327,12 @@ pub async fn start(
     let (cmd_tx, cmd_rx) = mpsc::channel(4096);
     let (sd_tx, sd_rx) = mpsc::channel(1);
     let locations: Locations = Arc::new(DashMap::new());
+    let mut endpoint = endpoint;
+    let store = cfg
+        .binding_store
+        .clone()
+        .and_then(|path| open_store(path, &mut endpoint, &locations));
+    let log_interval = endpoint.config().security.log_interval;
     let driver = Driver {
         locations: locations.clone(),
         endpoint,
@@ -272,6 +340,15 @@ pub async fn start(
         udp,
         udp_recv_buffer: granted,
         conns: HashMap::new(),
+        inbound: HashMap::new(),
+        per_source: HashMap::new(),
+        conn_refs: HashMap::new(),
+        aor_conns: HashMap::new(),
+        conn_notes: LogLimit::new(log_interval, 10_000),
+        tcp_refused: 0,
+        tcp_idle_closed: 0,
+        store,
+        store_backlog: HashSet::new(),
         failed_sends: Vec::new(),
         next_conn: 1,
         events,
@@ -289,13 +366,98 @@ pub async fn start(
     ))
 }
 
+/// Read the binding store, restore what is still alive into the endpoint and [`Locations`],
+/// and start its writer. Problems are logged with the path and the reason; the server runs
+/// on without the store (or with an empty one) rather than not at all.
+fn open_store(
+    path: PathBuf,
+    endpoint: &mut Endpoint,
+    locations: &Locations,
+) -> Option<store::StoreWriter> {
+    let loaded = match store::load(&path) {
+        Ok(l) => l,
+        Err(e) => {
+            warn!(path = %path.display(), reason = %e, "binding store not read; starting without the stored bindings");
+            if matches!(e, store::StoreError::Corrupt { .. }) {
+                match store::set_aside(&path) {
+                    Ok(to) => {
+                        warn!(path = %path.display(), kept_as = %to.display(), "unreadable binding store moved aside")
+                    }
+                    Err(e) => {
+                        warn!(path = %path.display(), error = %e, "cannot move the unreadable binding store aside")
+                    }
+                }
+            }
+            Vec::new()
+        }
+    };
+    // Both clocks once: the stored expiries are wall-clock times, the registrar's are Instants.
+    let (now, now_ms) = (Instant::now(), store::unix_ms(SystemTime::now()));
+    let (mut restored, mut expired, mut refused) = (0usize, 0usize, 0usize);
+    for b in &loaded {
+        match b.to_restored(now_ms) {
+            None => expired += 1,
+            Some(r) => match endpoint.restore_binding(now, &b.aor, r) {
+                Ok(()) => restored += 1,
+                Err(e) => {
+                    refused += 1;
+                    debug!(aor = %b.aor, contact = %b.contact, reason = %e, "stored binding not restored");
+                }
+            },
+        }
+    }
+    // Call control finds the restored phones before the first message arrives.
+    let aors: HashSet<&str> = endpoint
+        .registrar()
+        .bindings()
+        .map(|(aor, _)| aor)
+        .collect();
+    for aor in aors {
+        locations.insert(aor.to_owned(), endpoint.registrar().lookup(aor).to_vec());
+    }
+    info!(
+        path = %path.display(),
+        restored,
+        expired,
+        refused,
+        "registrar bindings restored from the store"
+    );
+    let keep: Vec<store::StoredBinding> = endpoint
+        .registrar()
+        .bindings()
+        .map(|(aor, b)| store::StoredBinding::from_binding(aor, b, now, now_ms))
+        .collect();
+    match store::StoreWriter::start(path.clone(), keep) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            warn!(path = %path.display(), error = %e, "cannot start the binding store writer; bindings will not survive a restart");
+            None
+        }
+    }
+}
+
 struct Driver {
     locations: Locations,
     endpoint: Endpoint,
     cfg: TransportConfig,
     udp: Option<UdpSocket>,
     udp_recv_buffer: Option<usize>,
-    conns: HashMap<ConnId, (SocketAddr, mpsc::Sender<Bytes>)>,
+    conns: HashMap<ConnId, Conn>,
+    /// Accepted connections by source address, counted from the accept (before the
+    /// connection task reports itself) so that a burst cannot overrun the per-source limit.
+    inbound: HashMap<ConnId, IpAddr>,
+    per_source: HashMap<IpAddr, usize>,
+    /// Bindings per connection, and the connections each AOR's bindings use.
+    conn_refs: HashMap<ConnId, u32>,
+    aor_conns: HashMap<String, Vec<ConnId>>,
+    /// Refused and idle-closed connections, logged once per source and interval.
+    conn_notes: LogLimit<(IpAddr, ConnNote)>,
+    tcp_refused: u64,
+    tcp_idle_closed: u64,
+    /// The binding store's writer, if configured.
+    store: Option<store::StoreWriter>,
+    /// AORs whose update found the store's queue full: offered again soon.
+    store_backlog: HashSet<String>,
     /// Caller-named requests that could not be sent: reported as timeouts.
     failed_sends: Vec<TxId>,
     next_conn: u64,
@@ -329,7 +491,16 @@ impl Driver {
         tokio::pin!(sleep);
         let mut armed: Option<Instant> = None;
         loop {
-            let deadline = self.endpoint.poll_timeout();
+            let retry_store = (!self.store_backlog.is_empty())
+                .then(|| Instant::now() + Duration::from_millis(50));
+            let deadline = [
+                self.endpoint.poll_timeout(),
+                self.conn_notes.poll_timeout(),
+                retry_store,
+            ]
+            .into_iter()
+            .flatten()
+            .min();
             if deadline != armed {
                 armed = deadline;
                 let at = deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
@@ -356,31 +527,170 @@ impl Driver {
                     Err(e) => debug!(error = %e, "UDP receive error"),
                 },
                 r = accept_tcp(tcp.as_ref()) => match r {
-                    Ok((stream, remote)) => {
-                        if self.conns.len() >= self.cfg.max_tcp_connections {
-                            warn!(remote = %remote, "TCP connection refused: too many connections");
-                        } else {
-                            let id = self.alloc_conn();
-                            spawn_connection(id, stream, remote, None, self.cfg.clone(), tcp_tx.clone());
-                        }
-                    }
+                    Ok((stream, remote)) => self.accept(stream, remote, &tcp_tx),
                     Err(e) => debug!(error = %e, "TCP accept error"),
                 },
                 Some(ev) = tcp_rx.recv() => self.on_tcp(ev),
                 Some(cmd) = commands.recv() => self.on_command(cmd),
                 _ = &mut sleep => {
                     armed = None;
-                    self.endpoint.handle_timeout(Instant::now());
+                    let now = Instant::now();
+                    self.endpoint.handle_timeout(now);
+                    self.summarise_conn_notes(now);
                 }
             }
             self.flush_transmits_with(&tcp_tx).await;
             self.flush_events().await;
+            self.follow_bindings();
         }
         // Graceful shutdown: answer what is pending, flush, close.
         self.endpoint.shutdown(Instant::now());
         self.flush_transmits_with(&tcp_tx).await;
         self.flush_events().await;
+        self.follow_bindings();
+        // What still waits for room in the store's queue is offered until it fits (the
+        // writer drains it), then the writer finishes its last write.
+        for _ in 0..200 {
+            if self.store_backlog.is_empty() || self.store.is_none() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            self.follow_bindings();
+        }
+        if let Some(store) = self.store.take() {
+            store.finish().await;
+        }
         info!("SIP transport stopped");
+    }
+
+    /// A new inbound TCP connection: refused at once beyond the global or per-source limit.
+    fn accept(&mut self, stream: TcpStream, remote: SocketAddr, tcp_tx: &mpsc::Sender<TcpEvent>) {
+        let ip = remote.ip();
+        let limited = !self.endpoint.config().security.trusted.contains(&ip);
+        let from_source = self.per_source.get(&ip).copied().unwrap_or(0);
+        let refused = if self.conns.len().max(self.inbound.len()) >= self.cfg.max_tcp_connections {
+            Some(ConnNote::GlobalLimit)
+        } else if limited
+            && self.cfg.max_tcp_per_source > 0
+            && from_source >= self.cfg.max_tcp_per_source
+        {
+            Some(ConnNote::PerSourceLimit)
+        } else {
+            None
+        };
+        if let Some(why) = refused {
+            drop(stream);
+            self.tcp_refused += 1;
+            if self.conn_notes.note(Instant::now(), (ip, why)) {
+                warn!(
+                    source = %ip,
+                    reason = why.as_str(),
+                    open_from_source = from_source,
+                    limit = self.cfg.max_tcp_per_source,
+                    "TCP connection refused; more from this source are counted"
+                );
+            }
+            return;
+        }
+        let id = self.alloc_conn();
+        self.inbound.insert(id, ip);
+        *self.per_source.entry(ip).or_default() += 1;
+        spawn_connection(id, stream, remote, None, self.cfg.clone(), tcp_tx.clone());
+    }
+
+    fn summarise_conn_notes(&mut self, now: Instant) {
+        let secs = self.conn_notes.interval().as_secs();
+        for ((ip, why), count) in self.conn_notes.handle_timeout(now) {
+            match why {
+                ConnNote::Idle => {
+                    info!(source = %ip, reason = why.as_str(), closed = count, interval_secs = secs, "TCP connections closed (summary)")
+                }
+                _ => {
+                    warn!(source = %ip, reason = why.as_str(), refused = count, interval_secs = secs, "TCP connections refused (summary)")
+                }
+            }
+        }
+        let untracked = self.conn_notes.take_untracked();
+        if untracked > 0 {
+            warn!(
+                count = untracked,
+                "TCP connections refused or closed from more sources than are tracked one by one"
+            );
+        }
+    }
+
+    /// After each input: the AORs whose bindings changed go to the binding store, and the
+    /// connections their bindings use are marked (kept open while bound).
+    fn follow_bindings(&mut self) {
+        let touched = self.endpoint.drain_touched_aors();
+        if touched.is_empty() && self.store_backlog.is_empty() {
+            return;
+        }
+        for aor in &touched {
+            self.track_conns(aor);
+        }
+        let Some(store) = &self.store else {
+            return;
+        };
+        let (now, now_ms) = (Instant::now(), store::unix_ms(SystemTime::now()));
+        let mut pending: Vec<String> = self.store_backlog.drain().collect();
+        pending.extend(touched);
+        let mut full = false;
+        for aor in pending {
+            if full {
+                self.store_backlog.insert(aor);
+                continue;
+            }
+            let bindings = self
+                .endpoint
+                .registrar()
+                .lookup(&aor)
+                .iter()
+                .map(|b| store::StoredBinding::from_binding(&aor, b, now, now_ms))
+                .collect();
+            if let Err(u) = store.offer(store::AorUpdate { aor, bindings }) {
+                full = true;
+                self.store_backlog.insert(u.aor);
+            }
+        }
+    }
+
+    /// Recount which connections `aor`'s bindings use.
+    fn track_conns(&mut self, aor: &str) {
+        let now: Vec<ConnId> = self
+            .endpoint
+            .registrar()
+            .lookup(aor)
+            .iter()
+            .filter_map(|b| b.flow.conn)
+            .collect();
+        let before = if now.is_empty() {
+            self.aor_conns.remove(aor).unwrap_or_default()
+        } else {
+            self.aor_conns
+                .insert(aor.to_owned(), now.clone())
+                .unwrap_or_default()
+        };
+        if before.is_empty() && now.is_empty() {
+            return;
+        }
+        for id in &before {
+            if let Some(n) = self.conn_refs.get_mut(id) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    self.conn_refs.remove(id);
+                }
+            }
+        }
+        for id in &now {
+            *self.conn_refs.entry(*id).or_default() += 1;
+        }
+        for id in before.iter().chain(&now) {
+            if let Some(c) = self.conns.get(id) {
+                c.bound
+                    .store(self.conn_refs.contains_key(id), Ordering::Relaxed);
+            }
+        }
     }
 
     fn alloc_conn(&mut self) -> ConnId {
@@ -391,8 +701,9 @@ impl Driver {
 
     fn on_tcp(&mut self, ev: TcpEvent) {
         match ev {
-            TcpEvent::Opened(id, remote, tx) => {
-                self.conns.insert(id, (remote, tx));
+            TcpEvent::Opened(id, remote, tx, bound) => {
+                bound.store(self.conn_refs.contains_key(&id), Ordering::Relaxed);
+                self.conns.insert(id, Conn { remote, tx, bound });
             }
             TcpEvent::Message(id, remote, bytes) => {
                 let flow = Flow {
@@ -402,8 +713,34 @@ impl Driver {
                 };
                 feed(&mut self.endpoint, flow, &bytes);
             }
-            TcpEvent::Closed(id) => {
-                self.conns.remove(&id);
+            TcpEvent::Closed(id, why) => {
+                let remote = self.conns.remove(&id).map(|c| c.remote);
+                if let Some(ip) = self.inbound.remove(&id) {
+                    if let Some(n) = self.per_source.get_mut(&ip) {
+                        *n = n.saturating_sub(1);
+                        if *n == 0 {
+                            self.per_source.remove(&ip);
+                        }
+                    }
+                }
+                self.conn_refs.remove(&id);
+                if why == Closed::Idle {
+                    self.tcp_idle_closed += 1;
+                    if let Some(r) = remote {
+                        debug!(remote = %r, "TCP connection closed: idle without a registration");
+                        if self
+                            .conn_notes
+                            .note(Instant::now(), (r.ip(), ConnNote::Idle))
+                        {
+                            info!(
+                                source = %r.ip(),
+                                reason = ConnNote::Idle.as_str(),
+                                idle_secs = self.cfg.tcp_idle_timeout.as_secs(),
+                                "TCP connection closed; more from this source are counted"
+                            );
+                        }
+                    }
+                }
             }
         }
     }
@@ -452,6 +789,8 @@ impl Driver {
                     bindings: self.endpoint.registrar().binding_count(),
                     udp_recv_buffer: self.udp_recv_buffer,
                     tcp_connections: self.conns.len(),
+                    tcp_refused: self.tcp_refused,
+                    tcp_idle_closed: self.tcp_idle_closed,
                 });
             }
         }
@@ -490,13 +829,13 @@ impl Driver {
     }
 
     fn send_tcp(&mut self, t: &Transmit) -> bool {
-        let conn = t.flow.conn.and_then(|c| self.conns.get(&c)).or_else(|| {
-            self.conns
-                .values()
-                .find(|(remote, _)| *remote == t.flow.remote)
-        });
+        let conn = t
+            .flow
+            .conn
+            .and_then(|c| self.conns.get(&c))
+            .or_else(|| self.conns.values().find(|c| c.remote == t.flow.remote));
         match conn {
-            Some((_, tx)) => tx.try_send(t.payload.clone()).is_ok(),
+            Some(c) => c.tx.try_send(t.payload.clone()).is_ok(),
             None => false,
         }
     }
@@ -576,9 +915,10 @@ fn spawn_connection(
     let _ = stream.set_nodelay(true);
     let (mut rd, mut wr) = stream.into_split();
     let (out_tx, mut out_rx) = mpsc::channel::<Bytes>(256);
+    let bound = Arc::new(AtomicBool::new(false));
     tokio::spawn(async move {
         if events
-            .send(TcpEvent::Opened(id, remote, out_tx.clone()))
+            .send(TcpEvent::Opened(id, remote, out_tx.clone(), bound.clone()))
             .await
             .is_err()
         {
@@ -597,9 +937,16 @@ fn spawn_connection(
         });
         let mut framer = StreamFramer::new(cfg.max_message_size);
         let mut buf = vec![0u8; 16 * 1024];
+        let mut why = Closed::Ended;
         'read: loop {
             let n = match tokio::time::timeout(cfg.tcp_idle_timeout, rd.read(&mut buf)).await {
-                Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
+                Ok(Ok(0)) | Ok(Err(_)) => break,
+                // Idle: kept while a binding uses the connection, closed otherwise.
+                Err(_) if bound.load(Ordering::Relaxed) => continue,
+                Err(_) => {
+                    why = Closed::Idle;
+                    break;
+                }
                 Ok(Ok(n)) => n,
             };
             framer.push(&buf[..n]);
@@ -622,7 +969,7 @@ fn spawn_connection(
             }
         }
         drop(out_tx);
-        let _ = events.send(TcpEvent::Closed(id)).await;
+        let _ = events.send(TcpEvent::Closed(id, why)).await;
         let _ = writer.await;
     });
 }

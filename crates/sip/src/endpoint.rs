@@ -934,9 +934,8 @@ impl Endpoint {
         }
         let rate = self.cfg.security.rate_limit;
         let Some(st) = self.sources.get_mut(&ip) else {
-            if rate.is_none() {
-                return None;
-            }
+            // Unknown and no rate limit: nothing to check (bans are tracked per source).
+            rate?;
             self.track_source(now, ip);
             return self.admit(now, ip);
         };

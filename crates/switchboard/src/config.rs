@@ -95,6 +95,9 @@ struct SipSection {
     max_message_size: usize,
     force_rport: bool,
     timer_j: Option<u64>,
+    tcp_idle_timeout: u64,
+    max_tcp_connections: usize,
+    max_tcp_per_source: usize,
 }
 
 impl Default for SipSection {
@@ -110,6 +113,9 @@ impl Default for SipSection {
             max_message_size: pbx::sip::parse::DEFAULT_MAX_MESSAGE_SIZE,
             force_rport: true,
             timer_j: None,
+            tcp_idle_timeout: 60,
+            max_tcp_connections: 10_000,
+            max_tcp_per_source: 100,
         }
     }
 }
@@ -122,6 +128,8 @@ struct RegistrarSection {
     default_expires: u32,
     max_contacts: usize,
     qualify_interval: u64,
+    persist: bool,
+    store: Option<String>,
 }
 
 impl Default for RegistrarSection {
@@ -133,6 +141,8 @@ impl Default for RegistrarSection {
             default_expires: d.default_expires,
             max_contacts: d.max_contacts,
             qualify_interval: d.qualify_interval.map_or(0, |i| i.as_secs()),
+            persist: true,
+            store: None,
         }
     }
 }
@@ -166,6 +176,7 @@ struct SecuritySection {
     rate_limit: u32,
     rate_burst: u32,
     trusted: Vec<String>,
+    log_interval: u64,
 }
 
 impl Default for SecuritySection {
@@ -177,6 +188,7 @@ impl Default for SecuritySection {
             rate_limit: 100,
             rate_burst: 200,
             trusted: Vec::new(),
+            log_interval: 30,
         }
     }
 }
@@ -235,6 +247,16 @@ pub(crate) struct Config {
     pub force_rport: bool,
     /// Timer J override (seconds), if set.
     pub timer_j: Option<Duration>,
+    /// TCP connections without a binding are closed after this long without traffic.
+    pub tcp_idle_timeout: Duration,
+    /// Most TCP connections at once.
+    pub max_tcp_connections: usize,
+    /// Most TCP connections from one source address (0 = no limit).
+    pub max_tcp_per_source: usize,
+    /// Where registrar bindings are kept across restarts: `registrar.store`, else
+    /// `registrations.json` in the data directory (beside `recording.dir`); `None` when
+    /// `registrar.persist` is off.
+    pub binding_store: Option<PathBuf>,
     /// Registrar.
     pub registrar: RegistrarConfig,
     /// Digest.
@@ -566,6 +588,26 @@ pub(crate) fn load_with_env(
     if reg.max_contacts == 0 {
         r.err("registrar", "max_contacts", "must be at least 1");
     }
+    if reg
+        .store
+        .as_deref()
+        .is_some_and(|p| p.trim().is_empty() || p.ends_with('/'))
+    {
+        r.err(
+            "registrar",
+            "store",
+            "must be a file path such as \"data/registrations.json\"",
+        );
+    }
+    if server.sip.tcp_idle_timeout == 0 {
+        r.err("sip", "tcp_idle_timeout", "must be at least 1 second");
+    }
+    if server.sip.max_tcp_connections == 0 {
+        r.err("sip", "max_tcp_connections", "must be at least 1");
+    }
+    if server.security.log_interval == 0 {
+        r.err("security", "log_interval", "must be at least 1 second");
+    }
     let algorithms = parse_algorithms(&mut r, "auth", "algorithms", &server.auth.algorithms);
     if server.auth.nonce_lifetime < 10 {
         r.err("auth", "nonce_lifetime", "must be at least 10 seconds");
@@ -731,6 +773,18 @@ pub(crate) fn load_with_env(
         domains: server.sip.domains,
         force_rport: server.sip.force_rport,
         timer_j: server.sip.timer_j.map(Duration::from_secs),
+        tcp_idle_timeout: Duration::from_secs(server.sip.tcp_idle_timeout),
+        max_tcp_connections: server.sip.max_tcp_connections,
+        max_tcp_per_source: server.sip.max_tcp_per_source,
+        binding_store: reg.persist.then(|| match &reg.store {
+            Some(p) => PathBuf::from(p),
+            None => callcenter
+                .recording
+                .dir
+                .parent()
+                .unwrap_or(Path::new("."))
+                .join("registrations.json"),
+        }),
         registrar: RegistrarConfig {
             min_expires: reg.min_expires,
             max_expires: reg.max_expires,
@@ -754,6 +808,7 @@ pub(crate) fn load_with_env(
                 burst: server.security.rate_burst,
             }),
             trusted,
+            log_interval: Duration::from_secs(server.security.log_interval),
             ..SecurityConfig::default()
         },
         log_level: server.log.level,
@@ -898,5 +953,45 @@ mod tests {
         assert_eq!(c.sip_bind.port(), 15060);
         let e = load(&d.0, Some("bogus")).unwrap_err();
         assert!(e.to_string().contains("SWITCHBOARD_SIP_BIND"));
+    }
+
+    #[test]
+    fn binding_store_and_tcp_limits() {
+        let users = "[users.a]\npassword = \"x\"\n";
+        let d = dir_with("[recording]\ndir = \"/srv/sb/recordings\"\n", users);
+        let c = load(&d.0, None).unwrap();
+        assert_eq!(
+            c.binding_store.as_deref(),
+            Some(Path::new("/srv/sb/registrations.json")),
+            "beside the recordings, like status.json"
+        );
+        assert_eq!(c.tcp_idle_timeout, Duration::from_secs(60));
+        assert_eq!(c.max_tcp_per_source, 100);
+        assert_eq!(c.security.log_interval, Duration::from_secs(30));
+        let d = dir_with(
+            "[registrar]\nstore = \"/var/lib/sb/regs.json\"\n[sip]\ntcp_idle_timeout = 5\nmax_tcp_per_source = 3\n",
+            users,
+        );
+        let c = load(&d.0, None).unwrap();
+        assert_eq!(
+            c.binding_store.as_deref(),
+            Some(Path::new("/var/lib/sb/regs.json"))
+        );
+        assert_eq!(c.tcp_idle_timeout, Duration::from_secs(5));
+        assert_eq!(c.max_tcp_per_source, 3);
+        let d = dir_with("[registrar]\npersist = false\n", users);
+        assert_eq!(load(&d.0, None).unwrap().binding_store, None);
+        let d = dir_with(
+            "[registrar]\nstore = \"\"\n[sip]\ntcp_idle_timeout = 0\n[security]\nlog_interval = 0\n",
+            users,
+        );
+        let e = load(&d.0, None).unwrap_err().to_string();
+        for key in [
+            "registrar.store",
+            "sip.tcp_idle_timeout",
+            "security.log_interval",
+        ] {
+            assert!(e.contains(key), "{key} in {e}");
+        }
     }
 }

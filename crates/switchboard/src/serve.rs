@@ -23,9 +23,14 @@ pub(crate) fn run(args: ServeArgs) -> ExitCode {
         }
     };
     let filter = args.log.clone().unwrap_or_else(|| cfg.log_level.clone());
+    // Colours only on a terminal (and not with NO_COLOR): a log written to a file, a pipe
+    // or the journal gets no ANSI escape codes.
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)
+        .with_ansi(colour)
         .init();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -130,6 +135,15 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     if old.registrar != new.registrar || old.auth != new.auth || old.security != new.security {
         v.push("registrar/auth/security");
     }
+    if old.binding_store != new.binding_store {
+        v.push("registrar.persist/store");
+    }
+    if old.tcp_idle_timeout != new.tcp_idle_timeout
+        || old.max_tcp_connections != new.max_tcp_connections
+        || old.max_tcp_per_source != new.max_tcp_per_source
+    {
+        v.push("sip.tcp_idle_timeout/max_tcp_connections/max_tcp_per_source");
+    }
     if old.callcenter.media != new.callcenter.media {
         v.push("media");
     }
@@ -162,6 +176,10 @@ async fn serve(cfg: Config, reload: Reload) -> anyhow::Result<()> {
         tcp: cfg.tcp.then_some(cfg.sip_bind),
         udp_recv_buffer: cfg.udp_recv_buffer,
         max_message_size: cfg.max_message_size,
+        max_tcp_connections: cfg.max_tcp_connections,
+        max_tcp_per_source: cfg.max_tcp_per_source,
+        tcp_idle_timeout: cfg.tcp_idle_timeout,
+        binding_store: cfg.binding_store.clone(),
         ..TransportConfig::default()
     };
     // Reload triggers exist before anyone is told the server is up: a SIGHUP that arrived
