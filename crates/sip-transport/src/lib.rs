@@ -16,7 +16,8 @@
 //! CRLF keep-alives) and a writer task; requests to a phone registered over TCP reuse its
 //! connection, and a new connection is opened only when that one is gone. A connection that
 //! carries no registrar binding and sends nothing for [`TransportConfig::tcp_idle_timeout`]
-//! is closed; one that carries a binding stays open while the binding lives. Each source
+//! is closed; one that carries a binding stays open while the binding lives, and those of
+//! trusted addresses and trunks are never closed for idling. Each source
 //! address may hold at most [`TransportConfig::max_tcp_per_source`] connections (trusted
 //! addresses excepted); more are closed at once, counted and logged once per source and
 //! interval.
@@ -566,7 +567,11 @@ impl Driver {
     /// A new inbound TCP connection: refused at once beyond the global or per-source limit.
     fn accept(&mut self, stream: TcpStream, remote: SocketAddr, tcp_tx: &mpsc::Sender<TcpEvent>) {
         let ip = remote.ip();
-        let limited = !self.endpoint.config().security.trusted.contains(&ip);
+        let ep = self.endpoint.config();
+        let limited = !ep.security.trusted.contains(&ip);
+        // Trusted peers and trunks place calls without registering: their connections must
+        // outlive a quiet call, so they are not closed for idling.
+        let keep = !limited || ep.calls.trunks.iter().any(|t| t.addresses.contains(&ip));
         let from_source = self.per_source.get(&ip).copied().unwrap_or(0);
         let refused = if self.conns.len().max(self.inbound.len()) >= self.cfg.max_tcp_connections {
             Some(ConnNote::GlobalLimit)
@@ -595,7 +600,15 @@ impl Driver {
         let id = self.alloc_conn();
         self.inbound.insert(id, ip);
         *self.per_source.entry(ip).or_default() += 1;
-        spawn_connection(id, stream, remote, None, self.cfg.clone(), tcp_tx.clone());
+        spawn_connection(
+            id,
+            stream,
+            remote,
+            None,
+            keep,
+            self.cfg.clone(),
+            tcp_tx.clone(),
+        );
     }
 
     fn summarise_conn_notes(&mut self, now: Instant) {
@@ -814,9 +827,15 @@ impl Driver {
                             )
                             .await
                             {
-                                Ok(Ok(stream)) => {
-                                    spawn_connection(id, stream, remote, Some(t.payload), cfg, tx)
-                                }
+                                Ok(Ok(stream)) => spawn_connection(
+                                    id,
+                                    stream,
+                                    remote,
+                                    Some(t.payload),
+                                    false,
+                                    cfg,
+                                    tx,
+                                ),
                                 _ => {
                                     debug!(remote = %remote, "TCP connect failed; message dropped")
                                 }
@@ -909,6 +928,7 @@ fn spawn_connection(
     stream: TcpStream,
     remote: SocketAddr,
     first: Option<Bytes>,
+    keep: bool,
     cfg: TransportConfig,
     events: mpsc::Sender<TcpEvent>,
 ) {
@@ -942,7 +962,7 @@ fn spawn_connection(
             let n = match tokio::time::timeout(cfg.tcp_idle_timeout, rd.read(&mut buf)).await {
                 Ok(Ok(0)) | Ok(Err(_)) => break,
                 // Idle: kept while a binding uses the connection, closed otherwise.
-                Err(_) if bound.load(Ordering::Relaxed) => continue,
+                Err(_) if keep || bound.load(Ordering::Relaxed) => continue,
                 Err(_) => {
                     why = Closed::Idle;
                     break;

@@ -243,11 +243,12 @@ async fn serve(cfg: Config, reload: Reload) -> anyhow::Result<()> {
     if let Some(r) = &recorder {
         r.shutdown().await;
     }
-    handle.shutdown().await;
-    let _ = task.await;
+    // The counters are read while the SIP task still answers (after it ends, nobody does).
     if let Some(s) = handle.stats().await {
         info!(?s, "final counters");
     }
+    handle.shutdown().await;
+    let _ = task.await;
     Ok(())
 }
 
