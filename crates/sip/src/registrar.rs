@@ -7,7 +7,7 @@
 //! outcome into a SIP response.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use crate::header::{parse_delta_seconds, Contact, NameAddr};
@@ -219,8 +219,9 @@ pub struct Registrar {
     heap: BinaryHeap<Reverse<(Instant, Due, String, String)>>,
     changes: Vec<BindingChange>,
     /// AORs whose bindings changed in any way since the last [`Registrar::drain_touched`]
-    /// (refreshes too): what a store of the bindings has to write again.
-    touched: Vec<String>,
+    /// (refreshes too): what a store of the bindings has to write again. A set, so that it
+    /// stays bounded by the number of AORs when nobody drains it.
+    touched: HashSet<String>,
 }
 
 /// Identity of a contact: RFC 5626 instance + reg-id when present, else the URI's
@@ -240,6 +241,13 @@ fn binding_key(uri: &Uri, instance: Option<&str>, reg_id: Option<u32>) -> String
             .unwrap_or("")
             .to_ascii_lowercase()
     )
+}
+
+/// Note that `aor` changed (no allocation when it is noted already).
+fn touch(touched: &mut HashSet<String>, aor: &str) {
+    if !touched.contains(aor) {
+        touched.insert(aor.to_owned());
+    }
 }
 
 fn parse_q(v: &str) -> Result<u16, &'static str> {
@@ -273,7 +281,7 @@ impl Registrar {
             aors: HashMap::new(),
             heap: BinaryHeap::new(),
             changes: Vec::new(),
-            touched: Vec::new(),
+            touched: HashSet::new(),
         }
     }
 
@@ -311,9 +319,8 @@ impl Registrar {
     /// included (a refresh moves the expiry but is no [`BindingChange`]), each once. A store
     /// that keeps the bindings across restarts writes these AORs' [`Registrar::lookup`] again.
     pub fn drain_touched(&mut self) -> Vec<String> {
-        let mut t = std::mem::take(&mut self.touched);
+        let mut t: Vec<String> = self.touched.drain().collect();
         t.sort_unstable();
-        t.dedup();
         t
     }
 
@@ -423,7 +430,7 @@ impl Registrar {
                 return Err(RegisterError::OutOfOrder);
             }
             if let Some(list) = self.aors.remove(req.aor) {
-                self.touched.push(req.aor.to_owned());
+                touch(&mut self.touched, req.aor);
                 for b in list {
                     self.changes.push(BindingChange::Removed {
                         aor: req.aor.to_owned(),
@@ -488,7 +495,7 @@ impl Registrar {
         }
 
         // Apply.
-        self.touched.push(req.aor.to_owned());
+        touch(&mut self.touched, req.aor);
         let limit = req.max_contacts.unwrap_or(self.cfg.max_contacts).max(1);
         let list = self.aors.entry(req.aor.to_owned()).or_default();
         let mut new_deadlines = Vec::new();
@@ -596,7 +603,7 @@ impl Registrar {
         if list.is_empty() {
             self.aors.remove(aor);
         }
-        self.touched.push(aor.to_owned());
+        touch(&mut self.touched, aor);
         self.changes.push(BindingChange::Removed {
             aor: aor.to_owned(),
             contact: b.uri_text,
@@ -657,7 +664,7 @@ impl Registrar {
                     if list.is_empty() {
                         self.aors.remove(&aor);
                     }
-                    self.touched.push(aor.clone());
+                    touch(&mut self.touched, &aor);
                     self.changes.push(BindingChange::Removed {
                         aor,
                         contact: b.uri_text,

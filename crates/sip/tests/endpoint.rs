@@ -960,3 +960,99 @@ fn stateless_requests_get_a_via_and_requests_can_be_sent_under_a_chosen_id() {
         "not a user id"
     );
 }
+
+#[test]
+fn restored_bindings_are_reachable_refreshable_and_expire_in_virtual_time() {
+    use sip::registrar::{RestoreError, RestoredBinding};
+    // A new process: its clock starts anywhere; the stored binding had 100 s left.
+    let t0 = Instant::now() + Duration::from_secs(5_000);
+    let mut ep = Endpoint::new(config(), users(None), t0);
+    let restored = |contact| RestoredBinding {
+        contact,
+        remaining: Duration::from_secs(100),
+        q: None,
+        call_id: "stored-call-id",
+        cseq: 1,
+        flow: udp(PHONE),
+        instance: None,
+        reg_id: None,
+        user_agent: None,
+    };
+    assert_eq!(
+        ep.restore_binding(t0, "9999", restored("sip:9999@10.0.0.1")),
+        Err(RestoreError::BadAor),
+        "only accounts that still exist"
+    );
+    ep.restore_binding(t0, "1001", restored("sip:1001@10.0.0.1"))
+        .unwrap();
+    assert!(
+        events(&mut ep).is_empty(),
+        "a restore is no news for call control"
+    );
+    assert!(ep.drain_touched_aors().is_empty());
+    let b = &ep.registrar().lookup("1001")[0];
+    assert_eq!((b.remaining(t0), b.flow), (100, udp(PHONE)));
+    // Nothing happens before the stored expiry; at it, the binding goes.
+    assert!(ep
+        .poll_timeout()
+        .is_some_and(|d| d <= t0 + Duration::from_secs(100)));
+    ep.handle_timeout(t0 + Duration::from_secs(99));
+    assert_eq!(ep.registrar().binding_count(), 1);
+    ep.handle_timeout(t0 + Duration::from_secs(100));
+    assert_eq!(ep.registrar().binding_count(), 0);
+    assert_eq!(ep.drain_touched_aors(), vec!["1001".to_owned()]);
+    // Restored again, the phone refreshes it as usual: one binding, the new lifetime.
+    let t1 = t0 + Duration::from_secs(200);
+    ep.restore_binding(t1, "1001", restored("sip:a@10.0.0.1"))
+        .unwrap();
+    let mut phone = Phone::new(1001, udp(PHONE));
+    register_ok(&mut ep, t1, &mut phone, "<sip:a@10.0.0.1>;expires=300");
+    assert_eq!(ep.registrar().binding_count(), 1);
+    assert_eq!(ep.registrar().lookup("1001")[0].remaining(t1), 300);
+    assert_eq!(ep.drain_touched_aors(), vec!["1001".to_owned()]);
+}
+
+#[test]
+fn a_ban_is_lifted_by_the_timer_at_its_end() {
+    let t0 = Instant::now();
+    let mut cfg = config();
+    cfg.registrar.qualify_interval = None;
+    let ban = cfg.security.ban_duration;
+    let mut ep = Endpoint::new(cfg, users(None), t0);
+    let mut bad = Phone::new(1001, udp(PHONE));
+    bad.password = "wrong".into();
+    for _ in 0..3 {
+        let r = exchange(
+            &mut ep,
+            t0,
+            bad.flow,
+            &bad.register("<sip:x@10.0.0.1>", None, None),
+        );
+        let ch = r[0].1.headers.get("WWW-Authenticate").unwrap().to_owned();
+        let auth = answer_challenge(&ch, &bad.user, &bad.password, 1);
+        exchange(
+            &mut ep,
+            t0,
+            bad.flow,
+            &bad.register("<sip:x@10.0.0.1>", None, Some(auth)),
+        );
+    }
+    assert_eq!(ep.stats().bans, 1);
+    // The ban's end is a deadline of its own: the driver wakes up for it (after the
+    // transactions' timers).
+    let mut deadlines = Vec::new();
+    while let Some(d) = ep.poll_timeout().filter(|d| *d <= t0 + ban) {
+        deadlines.push(d);
+        ep.handle_timeout(d);
+    }
+    assert_eq!(deadlines.last(), Some(&(t0 + ban)), "{deadlines:?}");
+    assert_eq!(ep.poll_timeout(), None, "nothing left to wake up for");
+    let mut good = Phone::new(1001, udp(PHONE));
+    let r = exchange(
+        &mut ep,
+        t0 + ban,
+        good.flow,
+        &good.register("<sip:x@10.0.0.1>", None, None),
+    );
+    assert_eq!(r[0].1.status, 401, "served again");
+}
