@@ -36,6 +36,7 @@ pub mod prompt;
 pub mod relay;
 pub mod rtp;
 pub mod sdp;
+pub mod stream;
 
 pub use relay::{
     Leg, MediaConfig, MediaEvent, MediaEventKind, Relay, Session, SessionCommand, SessionId,

@@ -16,7 +16,15 @@
 //! real address from the first valid packet that reaches its port and from then on accepts
 //! packets from that address only; packets to the leg go there too (or, before anything
 //! arrived, to the address in the peer's SDP). A new remote address from a re-INVITE starts
-//! the learning again. Packets are forwarded as received, never rewritten.
+//! the learning again.
+//!
+//! Each leg hears one continuous RTP stream from the server ([`crate::stream::OutStream`]):
+//! its own random SSRC, sequence numbers and timestamps that continue across the greeting,
+//! music, the other leg's audio, hold music and back, with the marker bit at every switch.
+//! Forwarded packets are rewritten in place (12 header bytes; the payload is untouched). RTCP
+//! is not forwarded (its SSRCs and counts would describe a stream the leg never received): the
+//! relay sends each leg its own sender reports about the stream that leg hears, with a report
+//! block about what that leg's phone sends, and a BYE when the call ends.
 //!
 //! Dropping the [`Session`] handle ends the task and returns the ports, so no exit path of call
 //! control can leak a port pair.
@@ -38,7 +46,8 @@ use tracing::{debug, warn};
 
 use crate::ports::PortPool;
 use crate::prompt::Prompt;
-use crate::rtp::{parse_header, Packetizer, TelephoneEvent, SAMPLES_PER_PACKET};
+use crate::rtp::{parse_header, TelephoneEvent, SAMPLES_PER_PACKET};
+use crate::stream::{OutStream, Reception};
 
 /// Relay settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -369,7 +378,7 @@ impl Relay {
             counters: counters.clone(),
             relay: self.inner.clone(),
             io: [a, b],
-            legs: [LegState::new(id.0, 0), LegState::new(id.0, 1)],
+            legs: [LegState::new(), LegState::new()],
             ports,
             bridged: false,
             tap: None,
@@ -430,19 +439,19 @@ struct LegState {
     timed_out: bool,
     last_event_ts: Option<u32>,
     play: Option<Playback>,
-    packetizer: Packetizer,
+    /// The stream this leg hears (prompts and the other leg's packets).
+    out: OutStream,
+    /// What this leg's phone sends us (for our RTCP reports to it).
+    reception: Reception,
+    /// When the next RTCP report to this leg is due.
+    rtcp_next: Option<Instant>,
 }
 
 impl LegState {
-    fn new(seed: u64, leg: u64) -> LegState {
-        // SSRC, sequence and timestamp start from a hash of the session and leg: distinct per
-        // stream without a random number generator in the hot path.
-        let mut x = seed
-            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
-            .wrapping_add(leg.wrapping_mul(0xD1B5_4A32_D192_ED03));
-        x ^= x >> 29;
-        x = x.wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        x ^= x >> 32;
+    fn new() -> LegState {
+        // SSRC, first sequence number and timestamp are random (RFC 3550 §5.1), drawn once
+        // per leg when the session opens.
+        let (ssrc, seq, ts): (u32, u16, u32) = (rand::random(), rand::random(), rand::random());
         LegState {
             remote: None,
             latched: None,
@@ -456,7 +465,9 @@ impl LegState {
             timed_out: false,
             last_event_ts: None,
             play: None,
-            packetizer: Packetizer::new(x as u32, (x >> 32) as u16, (x >> 40) as u32),
+            out: OutStream::new(ssrc, seq, ts),
+            reception: Reception::default(),
+            rtcp_next: None,
         }
     }
 
@@ -492,6 +503,7 @@ enum Channel {
 impl SessionTask {
     async fn run(mut self, mut commands: mpsc::Receiver<SessionCommand>) {
         let mut buf = vec![0u8; 2048];
+        let mut out = Vec::with_capacity(256);
         let mut tick = tokio::time::interval(Duration::from_millis(20));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut check = tokio::time::interval(Duration::from_secs(1));
@@ -511,8 +523,12 @@ impl SessionTask {
                 r = self.io[0].rtcp.readable() => if r.is_ok() { self.drain(0, Channel::Rtcp, &mut buf, &mut pending) },
                 r = self.io[1].rtp.readable() => if r.is_ok() { self.drain(1, Channel::Rtp, &mut buf, &mut pending) },
                 r = self.io[1].rtcp.readable() => if r.is_ok() { self.drain(1, Channel::Rtcp, &mut buf, &mut pending) },
-                _ = tick.tick(), if playing => self.play_due(Instant::now(), &mut buf, &mut pending),
-                _ = check.tick() => self.check_timeouts(Instant::now(), &mut pending),
+                _ = tick.tick(), if playing => self.play_due(Instant::now(), &mut out, &mut pending),
+                _ = check.tick() => {
+                    let now = Instant::now();
+                    self.check_timeouts(now, &mut pending);
+                    self.send_reports(now, &mut out);
+                }
             }
             for kind in pending.drain(..) {
                 let ev = MediaEvent {
@@ -524,6 +540,7 @@ impl SessionTask {
                 }
             }
         }
+        self.send_byes(&mut out);
         if let Ok(mut pool) = self.relay.pool.lock() {
             for p in self.ports {
                 pool.give(p);
@@ -560,7 +577,7 @@ impl SessionTask {
             SessionCommand::Bridge(on) => self.bridged = on,
             SessionCommand::Play { leg, prompts, then } => {
                 let l = &mut self.legs[leg.index()];
-                l.packetizer.mark();
+                l.out.mark();
                 l.play = Some(Playback {
                     queue: prompts.into(),
                     then,
@@ -583,7 +600,7 @@ impl SessionTask {
                 Channel::Rtcp => &self.io[i].rtcp,
             };
             match sock.try_recv_from(buf) {
-                Ok((n, from)) => self.packet(i, ch, &buf[..n], from, pending),
+                Ok((n, from)) => self.packet(i, ch, &mut buf[..n], from, pending),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(_) => continue,
             }
@@ -594,12 +611,11 @@ impl SessionTask {
         &mut self,
         i: usize,
         ch: Channel,
-        data: &[u8],
+        data: &mut [u8],
         from: SocketAddr,
         pending: &mut Vec<MediaEventKind>,
     ) {
-        let stats = &self.relay.stats;
-        stats.received.fetch_add(1, Ordering::Relaxed);
+        self.relay.stats.received.fetch_add(1, Ordering::Relaxed);
         let now = Instant::now();
         let leg = &mut self.legs[i];
         let header = match ch {
@@ -620,7 +636,10 @@ impl SessionTask {
         };
         match slot {
             Some(addr) if *addr != from => {
-                stats.dropped_strangers.fetch_add(1, Ordering::Relaxed);
+                self.relay
+                    .stats
+                    .dropped_strangers
+                    .fetch_add(1, Ordering::Relaxed);
                 self.counters.strangers.fetch_add(1, Ordering::Relaxed);
                 return;
             }
@@ -632,27 +651,29 @@ impl SessionTask {
         }
         leg.last_rx = Some(now);
         leg.timed_out = false;
-        if header.is_some() {
-            self.counters.received[i].fetch_add(1, Ordering::Relaxed);
-        }
-        if let (Some(h), Some(te)) = (header, leg.telephone_event) {
-            if h.payload_type == te {
-                let payload = &data[h.payload_offset..h.payload_offset + h.payload_len];
-                if let Some(ev) = TelephoneEvent::parse(payload) {
-                    // One report per key press: the event's packets share its timestamp.
-                    if leg.last_event_ts != Some(h.timestamp) {
-                        leg.last_event_ts = Some(h.timestamp);
-                        if let Some(digit) = ev.digit() {
-                            pending.push(MediaEventKind::Dtmf {
-                                leg: Leg::from_index(i),
-                                digit,
-                            });
-                        }
+        let Some(h) = header else {
+            // The phone's RTCP: kept for our reports to it, never forwarded.
+            leg.reception.on_rtcp(now, data);
+            return;
+        };
+        self.counters.received[i].fetch_add(1, Ordering::Relaxed);
+        leg.reception.on_rtp(now, h.seq, h.timestamp, h.ssrc);
+        if leg.telephone_event == Some(h.payload_type) {
+            let payload = &data[h.payload_offset..h.payload_offset + h.payload_len];
+            if let Some(ev) = TelephoneEvent::parse(payload) {
+                // One report per key press: the event's packets share its timestamp.
+                if leg.last_event_ts != Some(h.timestamp) {
+                    leg.last_event_ts = Some(h.timestamp);
+                    if let Some(digit) = ev.digit() {
+                        pending.push(MediaEventKind::Dtmf {
+                            leg: Leg::from_index(i),
+                            digit,
+                        });
                     }
                 }
             }
         }
-        if let (Some(tap), Some(_)) = (&self.tap, header) {
+        if let Some(tap) = &self.tap {
             let frame = RecordFrame {
                 call: self.id.0,
                 channel: if i == 0 {
@@ -667,25 +688,85 @@ impl SessionTask {
                 self.counters.tap_dropped.fetch_add(1, Ordering::Relaxed);
             }
         }
-        if !self.bridged {
+        let o = 1 - i;
+        // A leg that hears a prompt or music hears only that: two sources interleaved in one
+        // stream would be noise.
+        if !self.bridged || self.legs[o].play.is_some() {
             return;
         }
-        let o = 1 - i;
-        let (dest, sock) = match ch {
-            Channel::Rtp => (self.legs[o].rtp_dest(), &self.io[o].rtp),
-            Channel::Rtcp => (self.legs[o].rtcp_dest(), &self.io[o].rtcp),
+        let from_te = self.legs[i].telephone_event;
+        let to_te = self.legs[o].telephone_event;
+        let Some(dest) = self.legs[o].rtp_dest() else {
+            return;
         };
-        if let Some(dest) = dest {
-            match sock.try_send_to(data, dest) {
-                Ok(_) => {
-                    stats.forwarded.fetch_add(1, Ordering::Relaxed);
-                    if header.is_some() {
-                        self.counters.forwarded[i].fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-                Err(_) => {
-                    stats.send_errors.fetch_add(1, Ordering::Relaxed);
-                }
+        if !self.legs[o]
+            .out
+            .forward(now, data, |pt| match (from_te, to_te) {
+                (Some(f), Some(t)) if pt == f => t,
+                _ => pt,
+            })
+        {
+            return;
+        }
+        self.schedule_report(o, now);
+        match self.io[o].rtp.try_send_to(data, dest) {
+            Ok(_) => {
+                self.relay.stats.forwarded.fetch_add(1, Ordering::Relaxed);
+                self.counters.forwarded[i].fetch_add(1, Ordering::Relaxed);
+            }
+            Err(_) => {
+                self.relay.stats.send_errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// The first packet to a leg schedules its first RTCP report (RFC 3550 §6.2: the first
+    /// one goes out after half the minimum interval).
+    fn schedule_report(&mut self, i: usize, now: Instant) {
+        let leg = &mut self.legs[i];
+        if leg.rtcp_next.is_none() {
+            leg.rtcp_next = Some(now + RTCP_INTERVAL / 2);
+        }
+    }
+
+    /// Send every leg whose report is due its RTCP sender report.
+    fn send_reports(&mut self, now: Instant, out: &mut Vec<u8>) {
+        let ntp = ntp_now();
+        for i in 0..2 {
+            let leg = &mut self.legs[i];
+            let due = match leg.rtcp_next {
+                Some(at) => at <= now,
+                // A leg we send nothing to still gets receiver reports about what it sends.
+                None => leg.reception.received() > 0,
+            };
+            if !due {
+                continue;
+            }
+            // 0.5–1.5 × the interval, so the reports of many calls do not line up.
+            let spread = RTCP_INTERVAL.mul_f64(0.5 + rand::random::<f64>());
+            leg.rtcp_next = Some(now + spread);
+            let Some(dest) = leg.rtcp_dest() else {
+                continue;
+            };
+            if leg
+                .out
+                .rtcp_report(now, ntp, &mut leg.reception, RTCP_CNAME, out)
+            {
+                let _ = self.io[i].rtcp.try_send_to(out, dest);
+            }
+        }
+    }
+
+    /// The call is over: each leg that heard our stream gets an RTCP BYE for it.
+    fn send_byes(&mut self, out: &mut Vec<u8>) {
+        for i in 0..2 {
+            let leg = &self.legs[i];
+            if leg.out.packets() == 0 {
+                continue;
+            }
+            if let Some(dest) = leg.rtcp_dest() {
+                leg.out.rtcp_bye(RTCP_CNAME, out);
+                let _ = self.io[i].rtcp.try_send_to(out, dest);
             }
         }
     }
@@ -702,8 +783,7 @@ impl SessionTask {
             if due > play.sent + 10 {
                 // The task was starved: skip the lost time instead of bursting it out.
                 let skipped = due - play.sent - 1;
-                leg.packetizer
-                    .skip((skipped * SAMPLES_PER_PACKET as u64) as u32);
+                leg.out.skip((skipped * SAMPLES_PER_PACKET as u64) as u32);
                 play.sent += skipped;
             }
             let mut finished = false;
@@ -720,7 +800,7 @@ impl SessionTask {
                         if play.sent > 0 {
                             // Each prompt is a talkspurt of its own (the first is marked
                             // when the playback starts).
-                            leg.packetizer.mark();
+                            leg.out.mark();
                         }
                     }
                     let Some(p) = play.current.as_ref() else {
@@ -741,7 +821,10 @@ impl SessionTask {
                 }
                 frame[filled..].fill(leg.law.silence());
                 play.sent += 1;
-                leg.packetizer.packet(leg.pt, &frame, buf);
+                leg.out.originate(now, leg.pt, &frame, buf);
+                if leg.rtcp_next.is_none() {
+                    leg.rtcp_next = Some(now + RTCP_INTERVAL / 2);
+                }
                 if let Some(dest) = dest {
                     if self.io[i].rtp.try_send_to(buf, dest).is_ok() {
                         self.relay.stats.played.fetch_add(1, Ordering::Relaxed);
@@ -777,4 +860,21 @@ impl SessionTask {
             }
         }
     }
+}
+
+/// Minimum RTCP report interval (RFC 3550 §6.2).
+const RTCP_INTERVAL: Duration = Duration::from_secs(5);
+
+/// The CNAME of our streams.
+const RTCP_CNAME: &str = "switchboard";
+
+/// The wall clock as a 64-bit NTP timestamp (seconds since 1900 and a binary fraction).
+fn ntp_now() -> u64 {
+    const UNIX_TO_NTP: u64 = 2_208_988_800;
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = d.as_secs() + UNIX_TO_NTP;
+    let frac = (u64::from(d.subsec_nanos()) << 32) / 1_000_000_000;
+    (secs << 32) | frac
 }

@@ -85,18 +85,20 @@ async fn bridged_legs_hear_each_other_and_strangers_are_shut_out() {
     // speaks; now it is latched and hears the caller.
     let from_agent = rtp(&mut pa, 0, &[0x22; 160]);
     agent.send_to(&from_agent, relay_agent).await.unwrap();
+    let heard = recv(&caller).await.unwrap();
     assert_eq!(
-        recv(&caller).await.unwrap(),
-        from_agent,
-        "caller hears the agent unchanged"
+        heard[12..],
+        from_agent[12..],
+        "caller hears the agent's audio"
     );
+    let h = parse_header(&heard).unwrap();
+    assert_ne!(h.ssrc, 2, "in the caller leg's own stream, not the agent's");
+    assert!(h.marker, "the first packet of a source starts a talkspurt");
     let again = rtp(&mut pc, 0, &[0x33; 160]);
     caller.send_to(&again, relay_caller).await.unwrap();
-    assert_eq!(
-        recv(&agent).await.unwrap(),
-        again,
-        "agent hears the caller unchanged"
-    );
+    let heard = recv(&agent).await.unwrap();
+    assert_eq!(heard[12..], again[12..], "agent hears the caller's audio");
+    assert_ne!(parse_header(&heard).unwrap().ssrc, 1);
 
     // A stranger sending to the caller's relay port is ignored: the agent hears nothing.
     let forged = rtp(&mut Packetizer::new(9, 0, 0), 0, &[0x44; 160]);
@@ -232,4 +234,95 @@ async fn a_silent_leg_is_reported_once_and_a_held_leg_is_not() {
         next_event(&mut events, Duration::from_millis(2500)).await,
         None
     );
+}
+
+/// What a phone's jitter buffer needs: whatever the source, one SSRC, sequence numbers that go
+/// up by one, timestamps that never go back, the marker bit at each switch of source.
+#[tokio::test]
+async fn a_leg_hears_one_continuous_stream_across_greeting_agent_and_hold_music() {
+    let (tx, _events) = mpsc::channel(64);
+    let relay = Relay::new(config(31_300, Duration::from_secs(60)), tx);
+    let s = relay.open(SessionId(4)).unwrap();
+    let relay_agent: SocketAddr = format!("127.0.0.1:{}", s.port(Leg::Agent)).parse().unwrap();
+    let (caller, agent) = (phone().await, phone().await);
+    s.command(remote(Leg::Caller, caller.local_addr().unwrap(), true));
+    s.command(remote(Leg::Agent, agent.local_addr().unwrap(), true));
+    let music = Prompt::tone("music", 440.0, Duration::from_millis(1000), 8000);
+    let play = |s: &media::Session| {
+        s.command(SessionCommand::Play {
+            leg: Leg::Caller,
+            prompts: vec![],
+            then: Some(music.clone()),
+        })
+    };
+    play(&s);
+    let mut heard = Vec::new();
+    take(5, &mut heard, &caller).await;
+    // The agent answers: its stream starts far "behind" the greeting's sequence numbers.
+    s.command(SessionCommand::Stop(Leg::Caller));
+    s.command(SessionCommand::Bridge(true));
+    let mut pa = Packetizer::new(0xA6E7, heard[4].seq.wrapping_sub(30_000), 12345);
+    let switch_at = heard.len();
+    for _ in 0..5 {
+        agent
+            .send_to(&rtp(&mut pa, 0, &[0x22; 160]), relay_agent)
+            .await
+            .unwrap();
+        take(1, &mut heard, &caller).await;
+    }
+    // Hold: music again; resume: the agent's phone restarts its stream with a new SSRC.
+    s.command(SessionCommand::Bridge(false));
+    play(&s);
+    let hold_at = heard.len();
+    take(5, &mut heard, &caller).await;
+    s.command(SessionCommand::Stop(Leg::Caller));
+    s.command(SessionCommand::Bridge(true));
+    let mut pa = Packetizer::new(0xB0B, 7, 99);
+    let resume_at = heard.len();
+    for _ in 0..5 {
+        agent
+            .send_to(&rtp(&mut pa, 0, &[0x22; 160]), relay_agent)
+            .await
+            .unwrap();
+        take(1, &mut heard, &caller).await;
+    }
+    for w in heard.windows(2) {
+        assert_eq!(w[1].ssrc, w[0].ssrc, "one SSRC for the whole call");
+        assert_eq!(w[1].seq, w[0].seq.wrapping_add(1), "no gap, no jump back");
+        assert!(
+            (w[1].timestamp.wrapping_sub(w[0].timestamp) as i32) > 0,
+            "timestamps move on"
+        );
+    }
+    for at in [0, switch_at, hold_at, resume_at] {
+        assert!(heard[at].marker, "switch at packet {at} is marked");
+    }
+    assert!(!heard[switch_at + 1].marker);
+}
+
+#[tokio::test]
+async fn prompt_ssrcs_differ_between_sessions_on_the_same_ports() {
+    let (tx, _events) = mpsc::channel(64);
+    let relay = Relay::new(config(31_400, Duration::from_secs(60)), tx);
+    let caller = phone().await;
+    let mut ssrcs = Vec::new();
+    for n in 0..2 {
+        let s = relay.open(SessionId(10 + n)).unwrap();
+        s.command(remote(Leg::Caller, caller.local_addr().unwrap(), true));
+        s.command(SessionCommand::Play {
+            leg: Leg::Caller,
+            prompts: vec![Prompt::silence(Duration::from_millis(40))],
+            then: None,
+        });
+        ssrcs.push(parse_header(&recv(&caller).await.unwrap()).unwrap().ssrc);
+        drop(s);
+        while recv(&caller).await.is_some() {}
+    }
+    assert_ne!(ssrcs[0], ssrcs[1], "random SSRC per stream");
+}
+
+async fn take(n: usize, heard: &mut Vec<media::rtp::RtpHeader>, caller: &UdpSocket) {
+    for _ in 0..n {
+        heard.push(parse_header(&recv(caller).await.expect("packet")).unwrap());
+    }
 }
