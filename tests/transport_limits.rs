@@ -199,6 +199,23 @@ fn tcp_connections_beyond_the_per_source_limit_close_at_once_idle_ones_after_the
         "idle ones closed after {IDLE_SECS} s: {ends:?}"
     );
 
+    // A stream that is not SIP is closed, with a line that says why.
+    let mut junk = TcpStream::connect(p.tcp).unwrap();
+    junk.write_all(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")
+        .unwrap();
+    junk.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut b = [0u8; 64];
+    let closed = match junk.read(&mut b) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => !matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+    };
+    assert!(closed, "the junk stream is closed");
+
     // The registered connection was idle as long as the others, and it is still open.
     let options = common::raw_request("OPTIONS", p.tcp, local, "TCP", "1001", &[]);
     assert_eq!(tcp_exchange(&mut phone, &options).status, 200);
@@ -217,6 +234,11 @@ fn tcp_connections_beyond_the_per_source_limit_close_at_once_idle_ones_after_the
         "{log}"
     );
     assert!(log.contains("idle without a registration"), "{log}");
+    assert!(
+        log.lines()
+            .any(|l| l.contains("stream not framed as SIP") && l.contains("no Content-Length")),
+        "{log}"
+    );
     assert!(log.contains(&format!("tcp_refused: {EXTRA}")), "{log}");
     assert!(
         log.contains(&format!("tcp_idle_closed: {}", LIMIT - 1)),

@@ -242,6 +242,8 @@ enum Closed {
     Ended,
     /// It carried no binding and sent nothing for the idle timeout.
     Idle,
+    /// The stream could not be cut into messages (too large, no Content-Length).
+    Unframeable(&'static str),
 }
 
 /// A live TCP connection, as the SIP task sees it.
@@ -258,6 +260,7 @@ enum ConnNote {
     PerSourceLimit,
     GlobalLimit,
     Idle,
+    Unframeable,
 }
 
 impl ConnNote {
@@ -266,6 +269,7 @@ impl ConnNote {
             ConnNote::PerSourceLimit => "too many connections from this source",
             ConnNote::GlobalLimit => "too many connections",
             ConnNote::Idle => "idle without a registration",
+            ConnNote::Unframeable => "stream not framed as SIP",
         }
     }
 }
@@ -615,7 +619,7 @@ impl Driver {
         let secs = self.conn_notes.interval().as_secs();
         for ((ip, why), count) in self.conn_notes.handle_timeout(now) {
             match why {
-                ConnNote::Idle => {
+                ConnNote::Idle | ConnNote::Unframeable => {
                     info!(source = %ip, reason = why.as_str(), closed = count, interval_secs = secs, "TCP connections closed (summary)")
                 }
                 _ => {
@@ -737,6 +741,19 @@ impl Driver {
                     }
                 }
                 self.conn_refs.remove(&id);
+                if let (Closed::Unframeable(detail), Some(r)) = (why, remote) {
+                    if self
+                        .conn_notes
+                        .note(Instant::now(), (r.ip(), ConnNote::Unframeable))
+                    {
+                        warn!(
+                            source = %r.ip(),
+                            reason = ConnNote::Unframeable.as_str(),
+                            detail,
+                            "TCP connection closed; more from this source are counted"
+                        );
+                    }
+                }
                 if why == Closed::Idle {
                     self.tcp_idle_closed += 1;
                     if let Some(r) = remote {
@@ -983,6 +1000,10 @@ fn spawn_connection(
                     Ok(None) => break,
                     Err(e) => {
                         debug!(remote = %remote, error = ?e, "closing TCP connection: unframeable stream");
+                        why = Closed::Unframeable(match e {
+                            sip::parse::StreamError::TooLarge => "message too large",
+                            sip::parse::StreamError::MissingContentLength => "no Content-Length",
+                        });
                         break 'read;
                     }
                 }
