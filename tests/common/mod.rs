@@ -30,6 +30,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{mpsc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+pub(crate) mod phone;
+
 /// How long the server may take to print its "SIP listening" line.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long the server may take to exit after SIGTERM before it is killed.
@@ -383,6 +385,24 @@ impl Server {
     /// The server's stderr so far.
     pub(crate) fn log(&self) -> String {
         read_lossy(&self.dir.join("server.log"))
+    }
+
+    /// The server's process id, while it runs.
+    pub(crate) fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// CPU time the server process has used so far (user + system, from /proc).
+    pub(crate) fn cpu_time(&self) -> Duration {
+        let pid = self.pid().expect("server running");
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc/PID/stat");
+        // Fields after the ")" that closes the command name: utime is the 12th, stime the 13th.
+        let after = &stat[stat.rfind(')').expect("stat format") + 2..];
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        let ticks: u64 =
+            fields[11].parse::<u64>().unwrap_or(0) + fields[12].parse::<u64>().unwrap_or(0);
+        // USER_HZ is 100 on Linux.
+        Duration::from_millis(ticks * 10)
     }
 
     /// True while the process runs.

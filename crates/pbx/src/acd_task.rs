@@ -176,7 +176,10 @@ pub async fn run(
                     out.push(AcdReport::Position { call, position, estimated_wait });
                 }
             },
-            _ = &mut sleep => {
+            // Only while armed: an elapsed sleep stays ready, and with nothing left to wait
+            // for it would wake this loop again at once, for ever (an idle server at 100 %
+            // CPU after its first timer).
+            _ = &mut sleep, if armed.is_some() => {
                 armed = None;
                 acd.handle_timeout(engine_time(epoch, Instant::now()));
             }

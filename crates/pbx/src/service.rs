@@ -197,7 +197,8 @@ async fn run(
                     p.send(r);
                 }
             }
-            _ = &mut sleep => {
+            // Only while armed: an elapsed sleep stays ready (see the ACD task).
+            _ = &mut sleep, if armed.is_some() => {
                 armed = None;
                 control.on_timeout(Instant::now());
             }

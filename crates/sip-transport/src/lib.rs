@@ -537,7 +537,9 @@ impl Driver {
                 },
                 Some(ev) = tcp_rx.recv() => self.on_tcp(ev),
                 Some(cmd) = commands.recv() => self.on_command(cmd),
-                _ = &mut sleep => {
+                // Only while armed: an elapsed sleep stays ready, and with no deadline left it
+                // would wake this loop again at once, for ever.
+                _ = &mut sleep, if armed.is_some() => {
                     armed = None;
                     let now = Instant::now();
                     self.endpoint.handle_timeout(now);
