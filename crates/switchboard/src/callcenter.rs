@@ -209,6 +209,9 @@ struct AgentsFile {
 /// What the call-center config turns into.
 #[derive(Debug, Clone)]
 pub(crate) struct CallCenter {
+    /// Problems that do not stop the config from loading (`check` prints them, the server
+    /// logs them at start and on reload).
+    pub(crate) warnings: Vec<ConfigError>,
     pub(crate) media: MediaConfig,
     pub(crate) trunks: Vec<Trunk>,
     pub(crate) trunk_rules: Vec<TrunkRule>,
@@ -869,7 +872,35 @@ pub(crate) fn build(
     if a.out.len() > before {
         return None;
     }
+    // A queue no agent can take calls from is legal (agents may be added by a reload) but
+    // almost always a mistake: its callers would wait for nobody.
+    let mut warnings = Vec::new();
+    let mut w = Errors {
+        file: queues_path.clone(),
+        text: &queues_text,
+        overrides: &no_overrides,
+        out: &mut warnings,
+    };
+    for (key, setup) in queues_file.queues.keys().zip(&queues) {
+        if !agents.iter().any(|agent| serves(&agent.acd, &setup.acd)) {
+            let rule = match setup.acd.join_empty {
+                pbx::acd::EmptyPolicy::Never => {
+                    "callers join it and wait (join_empty = \"never\") until max_wait or overflow"
+                }
+                _ => "callers are turned away by its join_empty rule",
+            };
+            w.err(
+                &format!("queues.{key}"),
+                "",
+                format!(
+                    "no agent serves this queue (none lists it in agents.toml with the skills it \
+                     requires): {rule}"
+                ),
+            );
+        }
+    }
     Some(CallCenter {
+        warnings,
         media: MediaConfig {
             bind,
             advertise,
@@ -980,6 +1011,18 @@ mod tests {
         }
     }
 
+    impl Fixture {
+        /// The warnings of a config that loads, one per line.
+        fn warnings(&self) -> String {
+            let cfg = crate::config::load(&self.0, None).expect("loads");
+            cfg.callcenter
+                .warnings
+                .iter()
+                .map(|w| format!("{w}\n"))
+                .collect()
+        }
+    }
+
     impl Drop for Fixture {
         fn drop(&mut self) {
             let _ = std::fs::remove_dir_all(&self.0);
@@ -993,6 +1036,29 @@ mod tests {
     #[test]
     fn the_shipped_config_is_clean() {
         assert_eq!(Fixture::new(&[]).errors(), "");
+    }
+
+    #[test]
+    fn a_queue_nobody_serves_is_a_warning_naming_file_line_and_queue() {
+        assert_eq!(Fixture::new(&[]).warnings(), "");
+        let f = Fixture::new(&[(
+            "queues.toml",
+            "record = \"always\"",
+            "record = \"always\"\n\n[queues.billing]\nnumber = \"601\"\n",
+        )]);
+        assert_eq!(f.errors(), "", "a warning, not an error");
+        has(
+            &f.warnings(),
+            "queues.toml:30: queues.billing: no agent serves this queue",
+        );
+        // Members without the required skill do not serve it either, unless an escalation
+        // step relaxes the requirement far enough.
+        let f = Fixture::new(&[(
+            "queues.toml",
+            "record = \"always\"",
+            "record = \"always\"\nrequired_skills = [{ skill = \"english\", min = 8 }]",
+        )]);
+        has(&f.warnings(), "queues.support: no agent serves this queue");
     }
 
     #[test]
@@ -1225,4 +1291,26 @@ mod tests {
         assert_eq!(suggest("englsh", c.iter().copied()), Some("english"));
         assert_eq!(suggest("french", c.iter().copied()), None);
     }
+}
+
+/// Whether `agent` can take calls of `queue`: a member with every required skill at the
+/// required level, or at the most relaxed level the queue's escalation steps reach.
+fn serves(agent: &pbx::acd::AgentConfig, queue: &pbx::acd::QueueConfig) -> bool {
+    if !agent.queues.iter().any(|m| m.queue == queue.name) {
+        return false;
+    }
+    let lower = queue
+        .escalation
+        .iter()
+        .map(|s| u32::from(s.lower_by))
+        .sum::<u32>()
+        .min(10) as u8;
+    let drop_optional = queue.escalation.iter().any(|s| s.drop_optional);
+    queue.skills.iter().all(|r| {
+        (r.optional && drop_optional)
+            || agent
+                .skills
+                .iter()
+                .any(|s| s.skill == r.skill && s.proficiency >= r.min.saturating_sub(lower).max(1))
+    })
 }

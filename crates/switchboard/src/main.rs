@@ -102,6 +102,9 @@ fn main() -> ExitCode {
         Command::Check { config } => match config::load(&config, None) {
             Ok(c) => {
                 let cc = &c.callcenter;
+                for w in &cc.warnings {
+                    eprintln!("warning: {w}");
+                }
                 let skills: std::collections::BTreeSet<&str> = cc
                     .agents
                     .iter()

@@ -168,7 +168,15 @@ fn write_status(cfg: &Config, ok: bool, errors: &[String]) {
     let _ = std::fs::write(dir.join("status.json"), format!("{status:#}\n"));
 }
 
+/// The config's warnings (legal but probably wrong), one log line each.
+fn log_warnings(cfg: &Config) {
+    for w in &cfg.callcenter.warnings {
+        tracing::warn!(problem = %w, "config warning");
+    }
+}
+
 async fn serve(cfg: Config, reload: Reload) -> anyhow::Result<()> {
+    log_warnings(&cfg);
     let ep_cfg = endpoint_config(&cfg);
     let endpoint = Endpoint::new(ep_cfg.clone(), cfg.users.clone(), Instant::now());
     let tcfg = TransportConfig {
@@ -359,6 +367,7 @@ async fn run_until_shutdown(
                     agents = new.callcenter.agents.len(),
                     "config reloaded"
                 );
+                log_warnings(&new);
                 write_status(&new, true, &[]);
                 cfg = new;
             }
