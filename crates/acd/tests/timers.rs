@@ -46,7 +46,10 @@ fn run_until(acd: &mut Acd, mut now: Time, until: Time) -> usize {
         while acd.poll_event().is_some() {}
         wakeups += 1;
         if let Some(next) = acd.poll_timeout() {
-            assert!(next > now, "a timer at {next:?} is still due after handle_timeout({now:?})");
+            assert!(
+                next > now,
+                "a timer at {next:?} is still due after handle_timeout({now:?})"
+            );
         }
         assert!(wakeups < 1_000, "the engine keeps asking to be woken");
     }
@@ -74,14 +77,32 @@ fn ring_all_with_agents_whose_offers_fail_leaves_no_timer_due() {
     // Four agents have no phone: their offers fail at once; the first answers.
     let t1 = t0 + Duration::from_millis(3);
     for &a in &agents[1..] {
-        acd.handle_command(t1, AcdCommand::OfferFailed { call: CallId(1), agent: a })
-            .unwrap();
+        acd.handle_command(
+            t1,
+            AcdCommand::OfferFailed {
+                call: CallId(1),
+                agent: a,
+            },
+        )
+        .unwrap();
     }
-    acd.handle_command(t1, AcdCommand::Answer { call: CallId(1), agent: agents[0] })
-        .unwrap();
+    acd.handle_command(
+        t1,
+        AcdCommand::Answer {
+            call: CallId(1),
+            agent: agents[0],
+        },
+    )
+    .unwrap();
     let t2 = t1 + Duration::from_secs(3);
-    acd.handle_command(t2, AcdCommand::Hangup { call: CallId(1), by: Party::Caller })
-        .unwrap();
+    acd.handle_command(
+        t2,
+        AcdCommand::Hangup {
+            call: CallId(1),
+            by: Party::Caller,
+        },
+    )
+    .unwrap();
     while acd.poll_event().is_some() {}
     let wakeups = run_until(&mut acd, t2, t2 + Duration::from_secs(3600));
     assert!(wakeups < 20, "{wakeups} wake-ups for an idle hour");

@@ -40,6 +40,7 @@ use rand_chacha::ChaCha8Rng;
 use sip::endpoint::Caller;
 use sip::header::NameAddr;
 use sip::message::{Headers, Method, Request, Response};
+use sip::registrar::BindingChange;
 use sip::transaction::TxId;
 use sip::{Dialog, Flow, SipEvent, Transport};
 use sip_transport::{Locations, SipCommand};
@@ -47,6 +48,7 @@ use tracing::{debug, info, info_span, warn, Span};
 
 use crate::acd_task::{AcdReport, AcdRequest};
 use crate::config::{AgentSetup, PbxConfig, QueueSetup};
+use crate::presence;
 
 /// Methods we allow in dialogs (the Allow header of our INVITEs and answers).
 const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE";
@@ -153,6 +155,8 @@ struct Call {
     agent_keys: String,
     /// A queue call with a delayed offer joins its queue when the ACK brings the answer.
     pending_queue: Option<usize>,
+    /// Agents (by user) whose phones this call keeps busy.
+    busy_users: Vec<String>,
     created: Instant,
     connected_at: Option<Instant>,
 }
@@ -184,6 +188,8 @@ enum EndReason {
     NoAck,
     MediaTimeout(Leg),
     QueueTimeout,
+    /// The queue's empty-queue rule turned the caller away (or out).
+    QueueEmpty,
     NoAnswer,
     Busy,
     Unreachable,
@@ -203,6 +209,7 @@ impl EndReason {
             EndReason::MediaTimeout(Leg::Caller) => "no media from the caller",
             EndReason::MediaTimeout(Leg::Agent) => "no media from the agent",
             EndReason::QueueTimeout => "queue timeout",
+            EndReason::QueueEmpty => "no agent in the queue (its join_empty/leave_when_empty rule)",
             EndReason::NoAnswer => "no answer",
             EndReason::Busy => "busy",
             EndReason::Unreachable => "not reachable",
@@ -231,6 +238,11 @@ struct AgentInfo {
     user: String,
     name: String,
     state: AgentState,
+    /// Calls of this agent's phone that are not queue offers (placed by it, or an extension
+    /// call to it): while any is up the agent gets no queue calls.
+    in_use: u32,
+    /// The availability change last asked of the ACD, until the next state report.
+    requested: Option<presence::Change>,
 }
 
 /// The call-control state machine.
@@ -323,6 +335,8 @@ impl CallControl {
                 user: a.user.clone(),
                 name: a.acd.name.clone(),
                 state: AgentState::LoggedOut,
+                in_use: 0,
+                requested: None,
             })
             .collect();
         let agent_by_user = agents
@@ -496,7 +510,15 @@ impl CallControl {
                     self.end_call(now, id, EndReason::NoAck, None);
                 }
             }
-            SipEvent::Binding(change) => debug!(?change, "binding changed"),
+            SipEvent::Binding(change) => {
+                debug!(?change, "binding changed");
+                let (BindingChange::Added { aor, .. }
+                | BindingChange::Updated { aor, .. }
+                | BindingChange::Removed { aor, .. }) = change;
+                if let Some(&ai) = self.agent_by_user.get(&aor) {
+                    self.reconcile_agent(ai);
+                }
+            }
             SipEvent::Banned { ip } => info!(source = %ip, "source banned"),
         }
     }
@@ -739,11 +761,27 @@ impl CallControl {
             recording_paused: false,
             agent_keys: String::new(),
             pending_queue: None,
+            busy_users: Vec::new(),
             created: now,
             connected_at: None,
         };
         self.by_invite.insert(tx, id);
         self.calls.insert(id, call);
+        // The caller's own phone is busy with this call: an agent calling the queue (or
+        // anyone) is not offered calls meanwhile, least of all their own.
+        if matches!(route, Route::Queue(_) | Route::Extension(_)) {
+            let own = match &caller {
+                Caller::User(u) => Some(u.clone()),
+                Caller::Anonymous => Some(from_user.clone()),
+                Caller::Trunk(_) => None,
+            };
+            if let Some(u) = own {
+                self.mark_busy(id, &u);
+            }
+            if let Route::Extension(callee) = &route {
+                self.mark_busy(id, callee);
+            }
+        }
         match route {
             Route::Queue(q) => self.join_queue(now, id, q),
             Route::Extension(user) => self.ring_extension(now, id, user),
@@ -1362,11 +1400,15 @@ impl CallControl {
                 if let Some(c) = self.calls.get(&id) {
                     info!(parent: &c.span, agent = %self.agents[ai].name, "offering to agent");
                 }
+                if self.calls[&id].busy_users.contains(&user) {
+                    // Never offer a call to the agent who is making it.
+                    self.set_availability(ai, presence::Change::Park(presence::IN_USE));
+                    return;
+                }
                 if !self.ring(now, id, Some(ai), &user) {
-                    if let Some(c) = self.calls.get(&id) {
-                        info!(parent: &c.span, agent = %self.agents[ai].name, "agent has no registered phone");
-                    }
-                    self.acd(AcdCommand::OfferFailed { call, agent });
+                    // Withdrawn without counting as a ring with no answer: the agent is
+                    // parked until a phone registers.
+                    self.set_availability(ai, presence::Change::Park(presence::NO_PHONE));
                 }
             }
             AcdEvent::Withdraw {
@@ -1402,9 +1444,18 @@ impl CallControl {
                     info!(parent: &c.span, destination = %dest, "overflow to an external destination");
                 }
             }
-            AcdEvent::Timeout { call, .. } => {
+            AcdEvent::Timeout { call, queue } => {
+                let removed = self
+                    .queue_ids
+                    .iter()
+                    .position(|q| *q == queue)
+                    .is_some_and(|i| self.queue_removed.get(i).copied().unwrap_or(false));
                 if let Some(c) = self.calls.get(&call.0) {
-                    info!(parent: &c.span, "maximum wait reached");
+                    if removed {
+                        info!(parent: &c.span, "queue removed by a config reload: the caller leaves it");
+                    } else {
+                        info!(parent: &c.span, "maximum wait reached");
+                    }
                 }
             }
             AcdEvent::CallEnded { call, outcome, .. } => {
@@ -1416,16 +1467,28 @@ impl CallControl {
                 let reason = match outcome {
                     CallOutcome::Completed(_) | CallOutcome::Abandoned => return,
                     CallOutcome::Overflowed => EndReason::Overflowed,
-                    CallOutcome::TimedOut | CallOutcome::JoinEmpty | CallOutcome::LeftEmpty => {
-                        EndReason::QueueTimeout
-                    }
+                    CallOutcome::TimedOut => EndReason::QueueTimeout,
+                    CallOutcome::JoinEmpty | CallOutcome::LeftEmpty => EndReason::QueueEmpty,
                 };
                 self.end_call(now, id, reason, None);
             }
             AcdEvent::AgentState { agent, state } => {
                 if let Some(&ai) = self.agent_by_id.get(&agent) {
-                    info!(agent = %self.agents[ai].name, ?state, "agent state");
+                    let name = &self.agents[ai].name;
+                    match &state {
+                        AgentState::NotReady(r) if r.as_str() == "no-answer" => warn!(
+                            agent = %name,
+                            reason = "did not answer offers in a row (the queue's auto_pause_after)",
+                            "agent paused automatically; the pause key or the API makes them ready"
+                        ),
+                        AgentState::NotReady(r) => {
+                            info!(agent = %name, state = "paused", reason = r.as_str(), "agent state")
+                        }
+                        _ => info!(agent = %name, ?state, "agent state"),
+                    }
                     self.agents[ai].state = state;
+                    self.agents[ai].requested = None;
+                    self.reconcile_agent(ai);
                 }
             }
             AcdEvent::QueueLog(_) => {}
@@ -1616,6 +1679,7 @@ impl CallControl {
             return;
         };
         self.by_invite.remove(&call.caller.invite_tx);
+        self.release_busy(&call.busy_users);
         self.cancel_timers(|t| matches!(t, Timer::Announce(c) | Timer::RingTimeout(c) if *c == id));
         // Phones still ringing: cancel every one.
         for attempt in std::mem::take(&mut call.attempts) {
@@ -1782,6 +1846,8 @@ impl CallControl {
                         user: a.user.clone(),
                         name: a.acd.name.clone(),
                         state: AgentState::LoggedOut,
+                        in_use: 0,
+                        requested: None,
                     });
                     self.agent_by_user.insert(a.user.clone(), i);
                     self.agent_by_id.insert(id, i);
@@ -1848,7 +1914,71 @@ impl CallControl {
     fn drop_call(&mut self, id: u64) {
         if let Some(call) = self.calls.remove(&id) {
             self.by_invite.remove(&call.caller.invite_tx);
+            self.release_busy(&call.busy_users);
         }
+    }
+
+    // ------------------------------------------------------------------ agents' phones
+
+    fn has_phone(&self, user: &str) -> bool {
+        self.locations.get(user).is_some_and(|b| !b.is_empty())
+    }
+
+    /// Call `id` keeps `user`'s phone busy (if `user` is an agent).
+    fn mark_busy(&mut self, id: u64, user: &str) {
+        let Some(&ai) = self.agent_by_user.get(user) else {
+            return;
+        };
+        if let Some(call) = self.calls.get_mut(&id) {
+            call.busy_users.push(user.to_owned());
+        }
+        self.agents[ai].in_use += 1;
+        self.reconcile_agent(ai);
+    }
+
+    fn release_busy(&mut self, users: &[String]) {
+        for u in users {
+            if let Some(&ai) = self.agent_by_user.get(u) {
+                let a = &mut self.agents[ai];
+                a.in_use = a.in_use.saturating_sub(1);
+                self.reconcile_agent(ai);
+            }
+        }
+    }
+
+    /// Bring the ACD's view of an agent in line with their phones ([`presence::reconcile`]).
+    fn reconcile_agent(&mut self, ai: usize) {
+        let a = &self.agents[ai];
+        let has_phone = self.has_phone(&a.user);
+        if let Some(change) = presence::reconcile(&a.state, has_phone, a.in_use > 0) {
+            self.set_availability(ai, change);
+        }
+    }
+
+    fn set_availability(&mut self, ai: usize, change: presence::Change) {
+        let a = &mut self.agents[ai];
+        if a.requested == Some(change) {
+            return;
+        }
+        a.requested = Some(change);
+        let (id, name) = (a.id, a.name.clone());
+        match change {
+            presence::Change::Park(presence::NO_PHONE) => {
+                info!(agent = %name, "agent has no registered phone: not offered calls until one registers")
+            }
+            presence::Change::Park(reason) => {
+                info!(agent = %name, reason, "agent's phone is busy: not offered calls until it is free")
+            }
+            presence::Change::Unpark => {
+                info!(agent = %name, "agent's phone is available: ready for calls")
+            }
+        }
+        self.acd(match change {
+            presence::Change::Park(reason) => {
+                AcdCommand::NotReady(id, acd::ReasonCode::new(reason))
+            }
+            presence::Change::Unpark => AcdCommand::Ready(id),
+        });
     }
 }
 

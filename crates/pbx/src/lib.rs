@@ -29,6 +29,7 @@ pub use sip_transport;
 pub mod acd_task;
 pub mod config;
 pub mod control;
+pub mod presence;
 pub mod service;
 
 pub use config::{

@@ -957,6 +957,28 @@ fn parse_strategy(s: &str) -> Option<Strategy> {
     })
 }
 
+/// Whether `agent` can take calls of `queue`: a member with every required skill at the
+/// required level, or at the most relaxed level the queue's escalation steps reach.
+fn serves(agent: &pbx::acd::AgentConfig, queue: &pbx::acd::QueueConfig) -> bool {
+    if !agent.queues.iter().any(|m| m.queue == queue.name) {
+        return false;
+    }
+    let lower = queue
+        .escalation
+        .iter()
+        .map(|s| u32::from(s.lower_by))
+        .sum::<u32>()
+        .min(10) as u8;
+    let drop_optional = queue.escalation.iter().any(|s| s.drop_optional);
+    queue.skills.iter().all(|r| {
+        (r.optional && drop_optional)
+            || agent
+                .skills
+                .iter()
+                .any(|s| s.skill == r.skill && s.proficiency >= r.min.saturating_sub(lower).max(1))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1291,26 +1313,4 @@ mod tests {
         assert_eq!(suggest("englsh", c.iter().copied()), Some("english"));
         assert_eq!(suggest("french", c.iter().copied()), None);
     }
-}
-
-/// Whether `agent` can take calls of `queue`: a member with every required skill at the
-/// required level, or at the most relaxed level the queue's escalation steps reach.
-fn serves(agent: &pbx::acd::AgentConfig, queue: &pbx::acd::QueueConfig) -> bool {
-    if !agent.queues.iter().any(|m| m.queue == queue.name) {
-        return false;
-    }
-    let lower = queue
-        .escalation
-        .iter()
-        .map(|s| u32::from(s.lower_by))
-        .sum::<u32>()
-        .min(10) as u8;
-    let drop_optional = queue.escalation.iter().any(|s| s.drop_optional);
-    queue.skills.iter().all(|r| {
-        (r.optional && drop_optional)
-            || agent
-                .skills
-                .iter()
-                .any(|s| s.skill == r.skill && s.proficiency >= r.min.saturating_sub(lower).max(1))
-    })
 }
