@@ -963,12 +963,8 @@ fn serves(agent: &pbx::acd::AgentConfig, queue: &pbx::acd::QueueConfig) -> bool 
     if !agent.queues.iter().any(|m| m.queue == queue.name) {
         return false;
     }
-    let lower = queue
-        .escalation
-        .iter()
-        .map(|s| u32::from(s.lower_by))
-        .sum::<u32>()
-        .min(10) as u8;
+    // Steps give totals: the last (largest) one relaxes the most.
+    let lower = queue.escalation.iter().map(|s| s.lower_by).max().unwrap_or(0);
     let drop_optional = queue.escalation.iter().any(|s| s.drop_optional);
     queue.skills.iter().all(|r| {
         (r.optional && drop_optional)
