@@ -1170,7 +1170,7 @@ mod tests {
         let f = Fixture::new(&[("switchboard.toml", "port_max = 20000", "port_max = 9000")]);
         has(
             &f.errors(),
-            "switchboard.toml:60: media.port_min: the RTP port range 10000–9000 is empty or inverted",
+            "switchboard.toml:68: media.port_min: the RTP port range 10000–9000 is empty or inverted",
         );
     }
 
