@@ -368,6 +368,14 @@ fn no_common_codec_gets_488_and_nothing_is_queued() {
 #[test]
 fn agents_log_in_out_and_pause_with_feature_codes() {
     let server = Server::start(&call_center(1050..=1050, "longest-idle", 10));
+    // The agent's phone is registered (an agent without one is kept out of the rotation).
+    let _phone = RawAgent::register(&server, 1050);
+    wait_for_log(
+        &server,
+        "ready for calls agent=1050",
+        1,
+        Duration::from_secs(5),
+    );
     let code = |c: &str, user: u32| {
         caller(&server, "feature_code.xml", 1, 1, 0)
             .arg("-s")
@@ -386,7 +394,7 @@ fn agents_log_in_out_and_pause_with_feature_codes() {
     };
     // Ready at start; *73 pauses, *73 again resumes, *72 logs out, *71 logs in.
     for (c, expect) in [
-        ("*73", "NotReady"),
+        ("*73", "\"paused\" reason=\"pause\""),
         ("*73", "Ready"),
         ("*72", "LoggedOut"),
         ("*71", "Ready"),
