@@ -3,8 +3,9 @@
 //! Every call gets a [`relay::Session`]: an even/odd port pair (RTP/RTCP) per leg from the
 //! configured range, and one tokio task that owns those four sockets. The task latches each
 //! leg onto the address its phone really sends from (symmetric RTP, so NAT works and strangers
-//! cannot inject audio), forwards packets between the legs without parsing more than the RTP
-//! header, reports RFC 4733 DTMF and silent legs, and plays prompts and music-on-hold.
+//! cannot inject audio), forwards packets between the legs rewriting only their RTP header so
+//! that each phone hears one continuous stream ([`stream`]) with its own RTCP reports, reports
+//! RFC 4733 DTMF and silent legs, and plays prompts and music-on-hold.
 //!
 //! # Driving it
 //!
@@ -25,6 +26,7 @@
 //! - [`rtp`]: header fields, telephone-event payloads, packets we originate.
 //! - [`prompt`]: WAV prompts (hound), tones, silence.
 //! - [`ports`]: the port pool.
+//! - [`stream`]: the stream each leg hears (SSRC, sequence, timestamps, RTCP), sans-IO.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

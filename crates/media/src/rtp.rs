@@ -1,7 +1,8 @@
 //! The few RTP facts the relay needs, read straight from the packet bytes (RFC 3550 §5.1):
 //! version, marker, payload type, sequence number, timestamp, SSRC and where the payload
-//! starts. Nothing is copied or validated beyond that: the relay forwards packets as they came.
-//! Plus RFC 4733 telephone-event payloads and the packets we originate for prompts.
+//! starts. Nothing is copied or validated beyond that (the relay rewrites only the fixed header,
+//! see [`crate::stream`]). Plus RFC 4733 telephone-event payloads, and [`Packetizer`], a
+//! minimal sender of its own stream (what a test phone sends).
 
 /// Fixed RTP header length.
 pub const HEADER_LEN: usize = 12;
