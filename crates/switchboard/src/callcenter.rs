@@ -964,7 +964,12 @@ fn serves(agent: &pbx::acd::AgentConfig, queue: &pbx::acd::QueueConfig) -> bool 
         return false;
     }
     // Steps give totals: the last (largest) one relaxes the most.
-    let lower = queue.escalation.iter().map(|s| s.lower_by).max().unwrap_or(0);
+    let lower = queue
+        .escalation
+        .iter()
+        .map(|s| s.lower_by)
+        .max()
+        .unwrap_or(0);
     let drop_optional = queue.escalation.iter().any(|s| s.drop_optional);
     queue.skills.iter().all(|r| {
         (r.optional && drop_optional)
