@@ -7,7 +7,7 @@ mod common;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-use common::phone::Phone;
+use common::phone::{self, Phone};
 use common::{Server, ServerConfig};
 
 /// Queue `support` on 600 (`queue_extra` appended to its table) served by `agents`, all
@@ -53,16 +53,9 @@ fn wait_log(server: &Server, needle: &str, count: usize, within: Duration) -> St
 /// One call from `caller` to 600, answered by `agent`, a second of talk, hung up by the
 /// caller.
 fn answered_call(caller: &mut Phone, agent: &mut Phone) {
-    caller.drain();
-    agent.drain();
-    caller.command("dial", "600");
-    agent.wait_event("CALL_INCOMING", Duration::from_secs(10));
-    agent.command("accept", "");
-    agent.wait_event("CALL_ESTABLISHED", Duration::from_secs(5));
+    phone::connect(caller, agent, "600", Duration::ZERO);
     std::thread::sleep(Duration::from_secs(1));
-    caller.command("hangup", "");
-    caller.wait_event("CALL_CLOSED", Duration::from_secs(5));
-    agent.wait_event("CALL_CLOSED", Duration::from_secs(5));
+    phone::hang_up(caller, agent);
 }
 
 /// After a call through a ring-all queue the server used to spin at 100 % CPU with no call up

@@ -13,7 +13,7 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::phone::{classify, Phone};
+use common::phone::{self, classify, Phone};
 use common::{Server, ServerConfig};
 
 /// The tones: what the agent's phone sends, the caller's phone, the greeting and the music.
@@ -103,20 +103,10 @@ fn call(
     answer_after: Duration,
     talk: Duration,
 ) -> Vec<i16> {
-    caller.drain();
-    agent.drain();
-    caller.command("dial", "600");
-    agent.wait_event("CALL_INCOMING", Duration::from_secs(10));
-    if !answer_after.is_zero() {
-        // The caller is listening to the greeting or the music meanwhile.
-        std::thread::sleep(answer_after);
-    }
-    agent.command("accept", "");
-    agent.wait_event("CALL_ESTABLISHED", Duration::from_secs(5));
+    // While the agent waits, the caller hears the greeting or the music.
+    phone::connect(caller, agent, "600", answer_after);
     std::thread::sleep(talk);
-    caller.command("hangup", "");
-    caller.wait_event("CALL_CLOSED", Duration::from_secs(5));
-    agent.wait_event("CALL_CLOSED", Duration::from_secs(5));
+    phone::hang_up(caller, agent);
     let _ = server;
     caller.last_heard()
 }
@@ -189,12 +179,7 @@ fn the_caller_hears_music_on_hold_and_the_agent_again_after_resume() {
     let mut agent = Phone::start(&server, 1001, AGENT_HZ);
     let mut caller = Phone::start(&server, 1006, CALLER_HZ);
     for round in 0..3 {
-        caller.drain();
-        agent.drain();
-        caller.command("dial", "600");
-        agent.wait_event("CALL_INCOMING", Duration::from_secs(10));
-        agent.command("accept", "");
-        agent.wait_event("CALL_ESTABLISHED", Duration::from_secs(5));
+        phone::connect(&mut caller, &mut agent, "600", Duration::ZERO);
         std::thread::sleep(Duration::from_millis(1000));
         let holds = server.log().matches("agent hold hold=true").count();
         agent.command("hold", "");
@@ -204,9 +189,7 @@ fn the_caller_hears_music_on_hold_and_the_agent_again_after_resume() {
         agent.command("resume", "");
         wait_log(&server, "agent hold hold=false", resumes + 1);
         std::thread::sleep(Duration::from_millis(1500));
-        caller.command("hangup", "");
-        caller.wait_event("CALL_CLOSED", Duration::from_secs(5));
-        agent.wait_event("CALL_CLOSED", Duration::from_secs(5));
+        phone::hang_up(&mut caller, &mut agent);
         let windows = classify(&caller.last_heard(), &TONES);
         let pic = picture(&windows);
         eprintln!("hold round {round}: {pic}");

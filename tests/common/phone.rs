@@ -270,3 +270,24 @@ fn goertzel(x: &[i16], hz: f64) -> f64 {
     }
     s1 * s1 + s2 * s2 - k * s1 * s2
 }
+
+/// `caller` dials `number` and `agent` answers after `answer_after` (zero: at once); returns
+/// when the agent's phone has the call established.
+pub(crate) fn connect(caller: &mut Phone, agent: &mut Phone, number: &str, answer_after: Duration) {
+    caller.drain();
+    agent.drain();
+    caller.command("dial", number);
+    agent.wait_event("CALL_INCOMING", Duration::from_secs(10));
+    if !answer_after.is_zero() {
+        std::thread::sleep(answer_after);
+    }
+    agent.command("accept", "");
+    agent.wait_event("CALL_ESTABLISHED", Duration::from_secs(5));
+}
+
+/// The caller hangs up; returns when both phones have closed the call.
+pub(crate) fn hang_up(caller: &mut Phone, agent: &mut Phone) {
+    caller.command("hangup", "");
+    caller.wait_event("CALL_CLOSED", Duration::from_secs(5));
+    agent.wait_event("CALL_CLOSED", Duration::from_secs(5));
+}
