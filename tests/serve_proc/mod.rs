@@ -29,7 +29,7 @@ pub(crate) struct Proc {
 
 impl Proc {
     /// `switchboard serve --config dir --sip-bind bind` with `env` added; waits for the
-    /// "SIP listening" line (up to 20 s).
+    /// "SIP listening" banner and the "switchboard started" log line (up to 20 s each).
     pub(crate) fn start(dir: &Path, bind: &str, env: &[(&str, &str)]) -> Proc {
         let bin = common::switchboard_bin();
         let mut cmd = Command::new(bin);
@@ -100,6 +100,13 @@ impl Proc {
                 _ => {}
             }
         }
+        // The banner on stdout can overtake the start-up lines on stderr (bindings
+        // restored, agents logged in): wait for the last of them.
+        let log = p.wait_log(Duration::from_secs(20), |l| l.contains("switchboard started"));
+        assert!(
+            log.contains("switchboard started"),
+            "no \"switchboard started\" line within 20 s; stderr:\n{log}"
+        );
         p
     }
 
