@@ -1,0 +1,339 @@
+//! New calls: the dial plan (queue, extension, feature code), answering the caller, joining a
+//! queue.
+
+use super::*;
+
+impl CallControl {
+    pub(super) fn new_call(
+        &mut self,
+        now: Instant,
+        tx: TxId,
+        invite: Request,
+        flow: Flow,
+        caller: Caller,
+    ) {
+        let Some(number) = request_user(&invite) else {
+            return self.plain(tx, 404);
+        };
+        let from_user = invite
+            .headers
+            .get("From")
+            .and_then(user_of)
+            .unwrap_or_default();
+        let route = match self.route(&number, &caller) {
+            Ok(r) => r,
+            Err(status) => {
+                info!(number = %number, status, "call refused by the dial plan");
+                debug!(number = %number, caller = %from_user, ?caller, "refused caller");
+                return self.plain(tx, status);
+            }
+        };
+        // Offer/answer: the caller's offer must contain PCMU or PCMA.
+        let late = invite.body.is_empty();
+        if late && !matches!(route, Route::Queue(_)) {
+            // Delayed offer (our offer in the 2xx, the answer in the ACK) is supported for
+            // calls to queues, which are answered at once; not for calls that ring a phone.
+            let mut h = Headers::default();
+            h.push(
+                "Warning",
+                "399 switchboard \"An SDP offer in the INVITE is required\"",
+            );
+            return self.respond(tx, 488, None, h, Bytes::new());
+        }
+        let offer = if late {
+            SessionDescription { media: Vec::new() }
+        } else {
+            match SessionDescription::parse(&invite.body) {
+                Ok(o) => o,
+                Err(e) => {
+                    let mut h = Headers::default();
+                    h.push("Warning", format!("399 switchboard \"{e}\""));
+                    return self.respond(tx, 400, None, h, Bytes::new());
+                }
+            }
+        };
+        let negotiated = match negotiate(&offer) {
+            Ok(n) => n,
+            // Delayed offer: a placeholder until the ACK brings the answer.
+            Err(_) if late => Negotiated {
+                index: 0,
+                law: crate::recorder::g711::Law::Mu,
+                pt: 0,
+                telephone_event: Some(101),
+                remote: None,
+                direction: Direction::SendRecv,
+            },
+            Err(e @ (SdpError::NoCommonCodec | SdpError::AddressFamily)) => {
+                let mut h = Headers::default();
+                h.push("Warning", format!("305 switchboard \"{e}\""));
+                h.push("Accept", "application/sdp");
+                return self.respond(tx, 488, None, h, Bytes::new());
+            }
+            Err(e) => {
+                let mut h = Headers::default();
+                h.push("Warning", format!("399 switchboard \"{e}\""));
+                return self.respond(tx, 400, None, h, Bytes::new());
+            }
+        };
+        let id = self.next_call;
+        self.next_call += 1;
+        let media = match self.relay.open(SessionId(id)) {
+            Ok(s) => s,
+            Err(e @ MediaError::NoPorts) | Err(e @ MediaError::Socket(_)) => {
+                warn!(error = %e, "no media session for a new call");
+                let mut h = Headers::default();
+                h.push("Retry-After", "10");
+                return self.respond(tx, 503, None, h, Bytes::new());
+            }
+            Err(e) => {
+                warn!(error = %e, "no media session for a new call");
+                return self.plain(tx, 503);
+            }
+        };
+        let span = info_span!("call", call_id = id);
+        info!(parent: &span, number = %number, route = ?route_name(&route, &self.cfg), "call arrived");
+        debug!(parent: &span, caller = %from_user, identity = ?caller, "caller");
+        media.command(SessionCommand::Remote {
+            leg: Leg::Caller,
+            rtp: negotiated.remote,
+            law: negotiated.law,
+            pt: negotiated.pt,
+            telephone_event: negotiated.telephone_event,
+            sends: negotiated.direction.sends(),
+        });
+        let local_tag = self.token();
+        let call = Call {
+            span,
+            route: route.clone(),
+            phase: Phase::Ringing,
+            caller: CallerLeg {
+                invite_tx: tx,
+                invite,
+                flow,
+                local_tag,
+                answered: false,
+                dialog: None,
+                offer,
+                media: negotiated,
+                sdp_version: 1,
+                late,
+            },
+            media,
+            attempts: Vec::new(),
+            agent: None,
+            in_acd: false,
+            recording: false,
+            recording_paused: false,
+            agent_keys: String::new(),
+            pending_queue: None,
+            busy_users: Vec::new(),
+            created: now,
+            connected_at: None,
+        };
+        self.by_invite.insert(tx, id);
+        self.calls.insert(id, call);
+        // The caller's own phone is busy with this call: an agent calling the queue (or
+        // anyone) is not offered calls meanwhile, least of all their own.
+        if matches!(route, Route::Queue(_) | Route::Extension(_)) {
+            let own = match &caller {
+                Caller::User(u) => Some(u.clone()),
+                Caller::Anonymous => Some(from_user.clone()),
+                Caller::Trunk(_) => None,
+            };
+            if let Some(u) = own {
+                self.mark_busy(id, &u);
+            }
+            if let Route::Extension(callee) = &route {
+                self.mark_busy(id, callee);
+            }
+        }
+        match route {
+            Route::Queue(q) => self.join_queue(now, id, q),
+            Route::Extension(user) => self.ring_extension(now, id, user),
+            Route::Feature(f) => self.feature(now, id, f, &caller),
+        }
+    }
+
+    /// The dial plan: which route a number takes for this caller, or the status to refuse it.
+    pub(super) fn route(&self, number: &str, caller: &Caller) -> Result<Route, u16> {
+        let features = &self.cfg.features;
+        let route = if let Some(&q) = self.queue_by_number.get(number) {
+            Route::Queue(q)
+        } else if number == features.login {
+            Route::Feature(Feature::Login)
+        } else if number == features.logout {
+            Route::Feature(Feature::Logout)
+        } else if number == features.pause {
+            Route::Feature(Feature::Pause)
+        } else if self.cfg.extensions && self.locations.contains_key(number) {
+            Route::Extension(number.to_owned())
+        } else if self.cfg.extensions && self.agent_by_user.contains_key(number) {
+            // A known agent user that is not registered right now.
+            return Err(480);
+        } else {
+            return Err(404);
+        };
+        match caller {
+            Caller::User(_) => Ok(route),
+            Caller::Trunk(name) => {
+                let allowed = self
+                    .cfg
+                    .trunks
+                    .iter()
+                    .find(|t| &t.trunk == name)
+                    .is_some_and(|t| t.numbers.iter().any(|n| n == number));
+                if allowed {
+                    Ok(route)
+                } else {
+                    Err(403)
+                }
+            }
+            // Challenges are off: queues only, never extensions or feature codes.
+            Caller::Anonymous => match route {
+                Route::Queue(_) => Ok(route),
+                _ => Err(403),
+            },
+        }
+    }
+
+    /// Answer the caller with 200 OK and our SDP for the caller leg.
+    pub(super) fn answer_caller(&mut self, id: u64) {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let local = LocalMedia {
+            session_id: id,
+            version: call.caller.sdp_version,
+            addr: call.media.advertised(),
+            port: call.media.port(Leg::Caller),
+            law: call.caller.media.law,
+            pt: call.caller.media.pt,
+            telephone_event: call.caller.media.telephone_event,
+            direction: call.caller.media.direction.answer(),
+        };
+        let body = if call.caller.late {
+            media::sdp::offer_g711(id, local.version, local.addr, local.port)
+        } else {
+            local.answer(&call.caller.offer, call.caller.media.index)
+        };
+        let number = request_user(&call.caller.invite).unwrap_or_else(|| "switchboard".into());
+        let mut h = Headers::default();
+        let contact = match call.caller.flow.transport {
+            Transport::Udp => format!("<sip:{number}@{}>", self.cfg.contact_host),
+            Transport::Tcp => format!("<sip:{number}@{};transport=tcp>", self.cfg.contact_host),
+        };
+        h.push("Contact", contact);
+        h.push("Allow", ALLOW);
+        h.push("Content-Type", "application/sdp");
+        let tag = call.caller.local_tag.clone();
+        match Dialog::uas(&call.caller.invite, &tag, call.caller.flow) {
+            Ok(d) => {
+                self.by_dialog
+                    .insert((d.call_id.clone(), tag.clone()), (id, Leg::Caller));
+                call.caller.dialog = Some(d);
+            }
+            Err(e) => warn!(parent: &call.span, error = %e, "caller dialog incomplete"),
+        }
+        call.caller.answered = true;
+        let tx = call.caller.invite_tx;
+        self.respond(tx, 200, Some(tag), h, Bytes::from(body));
+    }
+
+    pub(super) fn join_queue(&mut self, now: Instant, id: u64, q: usize) {
+        self.answer_caller(id);
+        if let Some(call) = self.calls.get_mut(&id) {
+            if call.caller.late {
+                // The answer comes in the ACK; the call joins the queue then.
+                call.phase = Phase::Waiting;
+                call.pending_queue = Some(q);
+                return;
+            }
+        }
+        self.enter_queue(now, id, q);
+    }
+
+    pub(super) fn enter_queue(&mut self, now: Instant, id: u64, q: usize) {
+        let setup: &QueueSetup = &self.cfg.queues[q];
+        let prompts: Vec<Prompt> = setup.greeting.iter().cloned().collect();
+        let music = setup.music.clone();
+        let every = setup.announce_every;
+        let priority = setup.priority;
+        let queue = self.queue_ids[q];
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        call.phase = Phase::Waiting;
+        call.in_acd = true;
+        call.media.command(SessionCommand::Play {
+            leg: Leg::Caller,
+            prompts,
+            then: music,
+        });
+        info!(parent: &call.span, queue = %self.cfg.queues[q].acd.name, "call queued");
+        self.acd(AcdCommand::Arrive(CallArrival {
+            call: acd::CallId(id),
+            queue,
+            priority,
+            extra_skills: Vec::new(),
+        }));
+        if let Some(every) = every {
+            self.timer(now + every, Timer::Announce(id));
+        }
+    }
+
+    pub(super) fn ring_extension(&mut self, now: Instant, id: u64, user: String) {
+        let timeout = self.cfg.extension_ring_timeout;
+        if !self.ring(now, id, None, &user) {
+            self.end_call(now, id, EndReason::Unreachable, None);
+            return;
+        }
+        let tx = self.calls[&id].caller.invite_tx;
+        let tag = self.calls[&id].caller.local_tag.clone();
+        self.respond(tx, 180, Some(tag), Headers::default(), Bytes::new());
+        self.timer(now + timeout, Timer::RingTimeout(id));
+    }
+
+    pub(super) fn feature(&mut self, now: Instant, id: u64, f: Feature, caller: &Caller) {
+        let user = match caller {
+            Caller::User(u) => u.clone(),
+            _ => {
+                return self.end_call(now, id, EndReason::Failed, None);
+            }
+        };
+        let Some(&ai) = self.agent_by_user.get(&user) else {
+            // Not an agent: refuse instead of answering.
+            if let Some(c) = self.calls.get(&id) {
+                info!(parent: &c.span, "feature code from a user who is not an agent");
+            }
+            let tx = self.calls[&id].caller.invite_tx;
+            self.plain(tx, 403);
+            return self.drop_call(id);
+        };
+        let agent = &self.agents[ai];
+        let cmd = match f {
+            Feature::Login => AcdCommand::Login(agent.id),
+            Feature::Logout => AcdCommand::Logout(agent.id),
+            Feature::Pause => match agent.state {
+                AgentState::NotReady(_) => AcdCommand::Ready(agent.id),
+                _ => AcdCommand::NotReady(agent.id, acd::ReasonCode::new("pause")),
+            },
+        };
+        let tone = match (&f, &cmd) {
+            (Feature::Logout, _) | (_, AcdCommand::NotReady(..)) => self.double_beep.clone(),
+            _ => self.beep.clone(),
+        };
+        if let Some(c) = self.calls.get(&id) {
+            info!(parent: &c.span, agent = %agent.name, feature = ?f, "agent feature code");
+        }
+        self.acd(cmd);
+        self.answer_caller(id);
+        if let Some(call) = self.calls.get_mut(&id) {
+            call.phase = Phase::Waiting;
+            call.media.command(SessionCommand::Play {
+                leg: Leg::Caller,
+                prompts: vec![Prompt::silence(Duration::from_millis(200)), tone],
+                then: None,
+            });
+        }
+    }
+}

@@ -1,0 +1,335 @@
+//! Ringing phones: every registered contact of the agent (or callee) at once, the first 2xx
+//! wins, the others get CANCEL, a late 2xx of a cancelled phone gets ACK and BYE.
+
+use super::*;
+
+impl CallControl {
+    /// Ring every registered phone of `user` for call `id`. False when none is registered.
+    pub(super) fn ring(
+        &mut self,
+        _now: Instant,
+        id: u64,
+        agent: Option<usize>,
+        user: &str,
+    ) -> bool {
+        let contacts = self
+            .locations
+            .get(user)
+            .map(|b| b.value().clone())
+            .unwrap_or_default();
+        if contacts.is_empty() {
+            return false;
+        }
+        let Some(call) = self.calls.get(&id) else {
+            return false;
+        };
+        let from_user = call
+            .caller
+            .invite
+            .headers
+            .get("From")
+            .and_then(|f| NameAddr::parse(f).ok());
+        let (display, from_num) = match &from_user {
+            Some(a) => (
+                a.display.clone(),
+                a.uri.user_unescaped().unwrap_or_default(),
+            ),
+            None => (None, String::new()),
+        };
+        let local = LocalMedia {
+            session_id: id,
+            version: 1,
+            addr: call.media.advertised(),
+            port: call.media.port(Leg::Agent),
+            law: call.caller.media.law,
+            pt: call.caller.media.pt,
+            telephone_event: call.caller.media.telephone_event,
+            direction: Direction::SendRecv,
+        };
+        let body = Bytes::from(local.offer());
+        let from_num = if from_num.is_empty() {
+            "anonymous".to_owned()
+        } else {
+            from_num
+        };
+        let mut forks = Vec::new();
+        for b in contacts {
+            let tag = self.token();
+            let call_id = format!("{}@{}", self.token(), self.host);
+            let mut h = Headers::default();
+            let from = match &display {
+                Some(d) => format!(
+                    "\"{}\" <sip:{from_num}@{}>;tag={tag}",
+                    d.replace('"', ""),
+                    self.host
+                ),
+                None => format!("<sip:{from_num}@{}>;tag={tag}", self.host),
+            };
+            h.push("From", from);
+            h.push("To", format!("<sip:{user}@{}>", self.host));
+            h.push("Call-ID", call_id);
+            h.push("CSeq", "1 INVITE");
+            h.push("Contact", self.contact(&b.flow, "switchboard"));
+            h.push("Allow", ALLOW);
+            h.push("Content-Type", "application/sdp");
+            let invite = Request {
+                method: Method::Invite,
+                uri: b.uri_text.clone(),
+                headers: h,
+                body: body.clone(),
+            };
+            let tx = self.send(b.flow, invite.clone(), Role::Fork(id));
+            forks.push(Fork {
+                tx,
+                flow: b.flow,
+                invite,
+                failed: None,
+            });
+        }
+        if let Some(call) = self.calls.get_mut(&id) {
+            debug!(parent: &call.span, user, phones = forks.len(), "ringing");
+            call.attempts.push(Attempt {
+                agent,
+                user: user.to_owned(),
+                forks,
+                local,
+            });
+        }
+        true
+    }
+
+    pub(super) fn on_response(&mut self, now: Instant, tx: TxId, resp: Response) {
+        let Some(&role) = self.by_client.get(&tx) else {
+            return;
+        };
+        match role {
+            Role::Fire => {
+                if resp.status >= 200 {
+                    self.by_client.remove(&tx);
+                }
+            }
+            Role::Orphan => {
+                if (200..300).contains(&resp.status) {
+                    // A phone answered after the call was over: acknowledge and hang up.
+                    if let Some((invite, flow)) = self.orphans.get(&tx).cloned() {
+                        self.ack_and_bye(&invite, &resp, flow);
+                    }
+                }
+            }
+            Role::Fork(id) => self.fork_response(now, id, tx, resp),
+        }
+    }
+
+    pub(super) fn ack_and_bye(&mut self, invite: &Request, resp: &Response, flow: Flow) {
+        if let Ok(mut d) = Dialog::uac(invite, resp, flow) {
+            let ack = d.ack(cseq_num(&invite.headers));
+            self.sip(SipCommand::SendStateless { flow, request: ack });
+            let bye = d.request(Method::Bye);
+            self.send(flow, bye, Role::Fire);
+        }
+    }
+
+    pub(super) fn fork_response(&mut self, now: Instant, id: u64, tx: TxId, resp: Response) {
+        let status = resp.status;
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        // A retransmitted 2xx of the answered phone: re-send the ACK.
+        if let Some(leg) = &call.agent {
+            if (200..300).contains(&status)
+                && resp.headers.get("Call-ID") == Some(leg.dialog.call_id.as_str())
+                && to_tag(&resp.headers).as_deref() == Some(leg.dialog.remote_tag.as_str())
+            {
+                let ack = leg.dialog.ack(cseq_num(&resp.headers));
+                let flow = leg.dialog.flow;
+                self.sip(SipCommand::SendStateless { flow, request: ack });
+                return;
+            }
+        }
+        let found = call
+            .attempts
+            .iter()
+            .enumerate()
+            .find_map(|(ai, a)| a.forks.iter().position(|f| f.tx == tx).map(|fi| (ai, fi)));
+        let Some((ai, fi)) = found else {
+            return;
+        };
+        let attempt = &mut call.attempts[ai];
+        if status < 200 {
+            if status == 180 || status == 183 {
+                debug!(parent: &call.span, status, "agent phone ringing");
+            }
+            return;
+        }
+        if status >= 300 {
+            attempt.forks[fi].failed = Some(status);
+            self.by_client.remove(&tx);
+            let all_failed = attempt.forks.iter().all(|f| f.failed.is_some());
+            if all_failed {
+                let statuses: Vec<u16> = attempt.forks.iter().filter_map(|f| f.failed).collect();
+                self.attempt_failed(now, id, ai, &statuses);
+            }
+            return;
+        }
+        // 2xx: this phone wins.
+        let fork_flow = attempt.forks[fi].flow;
+        let invite = attempt.forks[fi].invite.clone();
+        let dialog = match Dialog::uac(&invite, &resp, fork_flow) {
+            Ok(d) => d,
+            Err(e) => {
+                warn!(parent: &call.span, error = %e, "unusable 2xx from the agent's phone");
+                return self.attempt_failed(now, id, ai, &[500]);
+            }
+        };
+        let ack = dialog.ack(cseq_num(&invite.headers));
+        self.sip(SipCommand::SendStateless {
+            flow: fork_flow,
+            request: ack,
+        });
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let mut attempts = std::mem::take(&mut call.attempts);
+        let attempt = attempts.swap_remove(ai);
+        // Every other phone (of this agent, and of any other agent rung at once) stops.
+        let mut losers: Vec<Fork> = attempts.into_iter().flat_map(|a| a.forks).collect();
+        let others: Vec<TxId> = attempt
+            .forks
+            .iter()
+            .chain(losers.iter())
+            .filter(|f| f.tx != tx && f.failed.is_none())
+            .map(|f| f.tx)
+            .collect();
+        let remote = if resp.body.is_empty() {
+            Err(SdpError::Malformed("no SDP answer"))
+        } else {
+            SessionDescription::parse(&resp.body).and_then(|sd| negotiate(&sd))
+        };
+        let key = (dialog.call_id.clone(), dialog.local_tag.clone());
+        call.agent = Some(AgentLeg {
+            dialog,
+            agent: attempt.agent,
+            user: attempt.user.clone(),
+            local: attempt.local.clone(),
+            on_hold: false,
+        });
+        self.by_dialog.insert(key, (id, Leg::Agent));
+        losers.extend(attempt.forks);
+        for f in losers {
+            if f.tx != tx && f.failed.is_none() {
+                self.orphan(now, f.tx, f.invite, f.flow);
+            } else {
+                self.by_client.remove(&f.tx);
+            }
+        }
+        for t in others {
+            self.sip(SipCommand::Cancel { tx: t });
+        }
+        let negotiated = match remote {
+            Ok(n) => n,
+            Err(e) => {
+                let span = self.calls[&id].span.clone();
+                warn!(parent: &span, error = %e, "agent's answer has no usable SDP");
+                return self.end_call(now, id, EndReason::Failed, None);
+            }
+        };
+        self.connect(now, id, negotiated);
+    }
+
+    /// The agent's (or callee's) phone answered: bridge the legs.
+    pub(super) fn connect(&mut self, now: Instant, id: u64, n: Negotiated) {
+        let needs_answer = self.calls.get(&id).is_some_and(|c| !c.caller.answered);
+        if needs_answer {
+            // An extension call: the caller is answered only now.
+            self.answer_caller(id);
+        }
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        call.media.command(SessionCommand::Remote {
+            leg: Leg::Agent,
+            rtp: n.remote,
+            law: n.law,
+            pt: n.pt,
+            telephone_event: n.telephone_event,
+            sends: n.direction.sends(),
+        });
+        call.media.command(SessionCommand::Stop(Leg::Caller));
+        call.media.command(SessionCommand::Bridge(true));
+        call.phase = Phase::Connected;
+        call.connected_at = Some(now);
+        let waited = now.saturating_duration_since(call.created);
+        let agent = call.agent.as_ref().and_then(|a| a.agent);
+        let user = call
+            .agent
+            .as_ref()
+            .map(|a| a.user.clone())
+            .unwrap_or_default();
+        let name = agent.map_or(user.clone(), |a| self.agents[a].name.clone());
+        info!(parent: &call.span, agent = %name, waited_ms = waited.as_millis() as u64, "call connected");
+        let in_acd = call.in_acd;
+        self.cancel_timers(|t| matches!(t, Timer::Announce(c) | Timer::RingTimeout(c) if *c == id));
+        if let (Some(a), true) = (agent, in_acd) {
+            let agent = self.agents[a].id;
+            self.acd(AcdCommand::Answer {
+                call: acd::CallId(id),
+                agent,
+            });
+        }
+        self.maybe_record(now, id, &name);
+    }
+
+    /// Every phone of attempt `ai` refused or failed.
+    pub(super) fn attempt_failed(&mut self, now: Instant, id: u64, ai: usize, statuses: &[u16]) {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        if ai >= call.attempts.len() {
+            return;
+        }
+        let attempt = call.attempts.remove(ai);
+        let others_ringing = !call.attempts.is_empty();
+        info!(parent: &call.span, user = %attempt.user, ?statuses, "offer not answered");
+        for f in attempt.forks {
+            self.by_client.remove(&f.tx);
+        }
+        match (call.route.clone(), attempt.agent) {
+            (Route::Queue(_), Some(a)) => {
+                let agent = self.agents[a].id;
+                self.acd(AcdCommand::OfferFailed {
+                    call: acd::CallId(id),
+                    agent,
+                });
+            }
+            _ if others_ringing => {}
+            _ => {
+                let reason = if statuses.iter().any(|&s| s == 486 || s == 600) {
+                    EndReason::Busy
+                } else {
+                    EndReason::NoAnswer
+                };
+                self.end_call(now, id, reason, None);
+            }
+        }
+    }
+
+    pub(super) fn on_client_timeout(&mut self, now: Instant, tx: TxId) {
+        match self.by_client.get(&tx).copied() {
+            Some(Role::Fork(id)) => {
+                let resp_like = Response::new(408);
+                self.fork_response(now, id, tx, resp_like);
+            }
+            Some(_) => {
+                self.by_client.remove(&tx);
+                self.orphans.remove(&tx);
+            }
+            None => {}
+        }
+    }
+
+    pub(super) fn orphan(&mut self, now: Instant, tx: TxId, invite: Request, flow: Flow) {
+        self.by_client.insert(tx, Role::Orphan);
+        self.orphans.insert(tx, (invite, flow));
+        self.timer(now + Duration::from_secs(40), Timer::ForgetOrphan(tx));
+    }
+}

@@ -1,0 +1,187 @@
+//! Requests inside a call's dialogs: the ACK of a delayed offer, BYE, re-INVITE/UPDATE (hold,
+//! resume, new address, session refresh).
+
+use super::*;
+
+impl CallControl {
+    pub(super) fn on_ack(&mut self, now: Instant, ack: Request) {
+        let key = (
+            ack.headers.get("Call-ID").unwrap_or_default().to_owned(),
+            to_tag(&ack.headers).unwrap_or_default(),
+        );
+        let Some(&(id, Leg::Caller)) = self.by_dialog.get(&key) else {
+            return;
+        };
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        if !call.caller.late {
+            return;
+        }
+        let answer = SessionDescription::parse(&ack.body).and_then(|sd| {
+            let n = negotiate(&sd)?;
+            Ok((sd, n))
+        });
+        let (sd, n) = match answer {
+            Ok(x) => x,
+            Err(e) => {
+                info!(parent: &call.span, error = %e, "the ACK carried no usable SDP answer");
+                return self.end_call(now, id, EndReason::Failed, None);
+            }
+        };
+        call.caller.late = false;
+        call.caller.offer = sd;
+        call.caller.media = n;
+        call.media.command(SessionCommand::Remote {
+            leg: Leg::Caller,
+            rtp: n.remote,
+            law: n.law,
+            pt: n.pt,
+            telephone_event: n.telephone_event,
+            sends: n.direction.sends(),
+        });
+        if let Some(q) = call.pending_queue.take() {
+            self.enter_queue(now, id, q);
+        }
+    }
+
+    pub(super) fn in_dialog(&mut self, now: Instant, tx: TxId, req: Request, flow: Flow) {
+        let key = (
+            req.headers.get("Call-ID").unwrap_or_default().to_owned(),
+            to_tag(&req.headers).unwrap_or_default(),
+        );
+        let Some(&(id, leg)) = self.by_dialog.get(&key) else {
+            return self.plain(tx, 481);
+        };
+        let Some(call) = self.calls.get_mut(&id) else {
+            return self.plain(tx, 481);
+        };
+        let dialog = match leg {
+            Leg::Caller => call.caller.dialog.as_mut(),
+            Leg::Agent => call.agent.as_mut().map(|a| &mut a.dialog),
+        };
+        let Some(dialog) = dialog else {
+            return self.plain(tx, 481);
+        };
+        if !dialog.accept_remote_cseq(&req) {
+            let mut h = Headers::default();
+            h.push("Retry-After", "1");
+            return self.respond(tx, 500, None, h, Bytes::new());
+        }
+        match req.method {
+            Method::Bye => {
+                self.plain(tx, 200);
+                let reason = match leg {
+                    Leg::Caller => EndReason::CallerHangup,
+                    Leg::Agent => EndReason::AgentHangup,
+                };
+                self.end_call(now, id, reason, Some(leg));
+            }
+            Method::Invite | Method::Update => self.reoffer(now, id, leg, tx, req, flow),
+            Method::Info => self.plain(tx, 200),
+            _ => self.plain(tx, 405),
+        }
+    }
+
+    /// A re-INVITE or UPDATE: hold, resume, a new address, or a session refresh.
+    pub(super) fn reoffer(
+        &mut self,
+        _now: Instant,
+        id: u64,
+        leg: Leg,
+        tx: TxId,
+        req: Request,
+        _flow: Flow,
+    ) {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let span = call.span.clone();
+        let mut h = Headers::default();
+        h.push(
+            "Contact",
+            match leg {
+                Leg::Caller => format!("<sip:switchboard@{}>", self.cfg.contact_host),
+                Leg::Agent => format!("<sip:switchboard@{}>", self.cfg.contact_host),
+            },
+        );
+        h.push("Allow", ALLOW);
+        if req.body.is_empty() {
+            // A refresh without an offer (UPDATE) or a delayed-offer re-INVITE: for the
+            // latter we would have to offer; answer 200 without a body for UPDATE only.
+            if req.method == Method::Update {
+                return self.respond(tx, 200, None, h, Bytes::new());
+            }
+            let mut h = Headers::default();
+            h.push(
+                "Warning",
+                "399 switchboard \"re-INVITE without SDP is not supported\"",
+            );
+            return self.respond(tx, 488, None, h, Bytes::new());
+        }
+        let offer = match SessionDescription::parse(&req.body) {
+            Ok(o) => o,
+            Err(_) => return self.respond(tx, 400, None, Headers::default(), Bytes::new()),
+        };
+        let n = match negotiate(&offer) {
+            Ok(n) => n,
+            Err(_) => return self.respond(tx, 488, None, Headers::default(), Bytes::new()),
+        };
+        let body = match leg {
+            Leg::Caller => {
+                call.caller.sdp_version += 1;
+                let local = LocalMedia {
+                    session_id: id,
+                    version: call.caller.sdp_version,
+                    addr: call.media.advertised(),
+                    port: call.media.port(Leg::Caller),
+                    law: n.law,
+                    pt: n.pt,
+                    telephone_event: n.telephone_event,
+                    direction: n.direction.answer(),
+                };
+                call.caller.media = n;
+                call.caller.offer = offer.clone();
+                local.answer(&offer, n.index)
+            }
+            Leg::Agent => {
+                let Some(a) = call.agent.as_mut() else { return };
+                a.local.version += 1;
+                a.local.direction = n.direction.answer();
+                let hold = n.is_hold();
+                if hold != a.on_hold {
+                    a.on_hold = hold;
+                    info!(parent: &span, hold, "agent hold");
+                    if hold {
+                        let music = match call.route {
+                            Route::Queue(q) => self.cfg.queues[q].music.clone(),
+                            _ => None,
+                        };
+                        call.media.command(SessionCommand::Bridge(false));
+                        if let Some(m) = music {
+                            call.media.command(SessionCommand::Play {
+                                leg: Leg::Caller,
+                                prompts: Vec::new(),
+                                then: Some(m),
+                            });
+                        }
+                    } else {
+                        call.media.command(SessionCommand::Stop(Leg::Caller));
+                        call.media.command(SessionCommand::Bridge(true));
+                    }
+                }
+                a.local.answer(&offer, n.index)
+            }
+        };
+        call.media.command(SessionCommand::Remote {
+            leg,
+            rtp: n.remote,
+            law: n.law,
+            pt: n.pt,
+            telephone_event: n.telephone_event,
+            sends: n.direction.sends(),
+        });
+        h.push("Content-Type", "application/sdp");
+        self.respond(tx, 200, None, h, Bytes::from(body));
+    }
+}

@@ -1,0 +1,645 @@
+//! Call control: the back-to-back user agent's decisions, as a state machine driven by the
+//! events of the SIP endpoint, the ACD and the media relay, with a clock passed in.
+//!
+//! ```text
+//! control.on_sip(now, sip_event);      // or on_acd(now, report), on_media(now, event), on_timeout(now)
+//! while let Some(out) = control.poll_output() { /* to the SIP task or the ACD task */ }
+//! let next = control.poll_timeout();   // announcements, extension ring timeouts
+//! ```
+//!
+//! Media sessions are opened and commanded directly (their handles are synchronous); the
+//! SIP and ACD services are reached through [`Output`]s, because they run in tasks of their
+//! own. Every client request gets an id ([`TxId::user`]) before it leaves, so responses are
+//! matched without waiting for the SIP task.
+//!
+//! A call to a queue: the caller is answered at once (200 OK with the relay's SDP), hears the
+//! greeting and music, and joins the ACD. Each ACD offer rings every registered phone of the
+//! agent; the first 2xx wins, the other phones get CANCEL, and the relay bridges the legs.
+//! Every way a call can end (BYE from either side, CANCEL, ACD timeout or overflow, a silent
+//! leg, a missing ACK, an offer that fails everywhere) goes through [`CallControl::end_call`],
+//! which answers or hangs up every leg that is still up and drops the media session (its
+//! ports go back to the pool).
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use crate::recorder::file::{utc, Sidecar};
+use crate::recorder::g711::Law;
+use crate::recorder::service::{Recorder, RecorderCommand};
+use acd::{
+    AcdCommand, AcdEvent, AgentId, AgentState, CallArrival, CallOutcome, Overflow, Party, QueueId,
+};
+use bytes::Bytes;
+use media::prompt::Prompt;
+use media::relay::{
+    Leg, MediaError, MediaEvent, MediaEventKind, Relay, Session, SessionCommand, SessionId,
+};
+use media::sdp::{negotiate, Direction, LocalMedia, Negotiated, SdpError, SessionDescription};
+use rand::{RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use sip::endpoint::Caller;
+use sip::header::NameAddr;
+use sip::message::{Headers, Method, Request, Response};
+use sip::registrar::BindingChange;
+use sip::transaction::TxId;
+use sip::{Dialog, Flow, SipEvent, Transport};
+use sip_transport::{Locations, SipCommand};
+use tracing::{debug, info, info_span, warn, Span};
+
+use crate::acd_task::{AcdReport, AcdRequest};
+use crate::config::{AgentSetup, PbxConfig, QueueSetup};
+use crate::presence;
+
+mod dialplan;
+mod directory;
+mod forking;
+mod in_dialog;
+mod queueing;
+mod recording;
+mod teardown;
+
+/// Methods we allow in dialogs (the Allow header of our INVITEs and answers).
+const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE";
+
+/// What call control asks of the other services.
+#[derive(Debug)]
+pub enum Output {
+    /// For the SIP task.
+    Sip(SipCommand),
+    /// For the ACD task.
+    Acd(AcdRequest),
+}
+
+/// Where a call goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Route {
+    /// A queue (index into the queue table).
+    Queue(usize),
+    /// Another registered user.
+    Extension(String),
+    /// An agent feature code.
+    Feature(Feature),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Feature {
+    Login,
+    Logout,
+    Pause,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// The caller's INVITE is not answered yet (an extension call ringing).
+    Ringing,
+    /// Answered; waiting in a queue (or playing a feature-code tone).
+    Waiting,
+    /// Caller and agent (or callee) are connected.
+    Connected,
+}
+
+/// The caller's side: our UAS dialog.
+#[derive(Debug)]
+struct CallerLeg {
+    invite_tx: TxId,
+    invite: Request,
+    flow: Flow,
+    local_tag: String,
+    answered: bool,
+    dialog: Option<Dialog>,
+    offer: SessionDescription,
+    media: Negotiated,
+    sdp_version: u64,
+    /// Delayed offer: the INVITE had no SDP, our 200 carried the offer, and the caller's
+    /// answer is still to come in the ACK.
+    late: bool,
+}
+
+/// One phone being rung for an offer.
+#[derive(Debug)]
+struct Fork {
+    tx: TxId,
+    flow: Flow,
+    invite: Request,
+    failed: Option<u16>,
+}
+
+/// An outbound attempt: an ACD offer to an agent, or an extension being rung.
+#[derive(Debug)]
+struct Attempt {
+    agent: Option<usize>,
+    user: String,
+    forks: Vec<Fork>,
+    /// Our SDP offer to the phones (the agent leg of the relay).
+    local: LocalMedia,
+}
+
+/// The answered side: our UAC dialog with the agent's (or callee's) phone.
+#[derive(Debug)]
+struct AgentLeg {
+    dialog: Dialog,
+    agent: Option<usize>,
+    user: String,
+    local: LocalMedia,
+    on_hold: bool,
+}
+
+#[derive(Debug)]
+struct Call {
+    span: Span,
+    route: Route,
+    phase: Phase,
+    caller: CallerLeg,
+    media: Session,
+    /// Phones being rung: one attempt per offered agent (several with ring-all).
+    attempts: Vec<Attempt>,
+    agent: Option<AgentLeg>,
+    /// The ACD knows this call (a queue call that has not ended in the ACD).
+    in_acd: bool,
+    /// Being recorded, and whether paused.
+    recording: bool,
+    recording_paused: bool,
+    /// The agent's last DTMF keys (for the recording pause key).
+    agent_keys: String,
+    /// A queue call with a delayed offer joins its queue when the ACK brings the answer.
+    pending_queue: Option<usize>,
+    /// Agents (by user) whose phones this call keeps busy.
+    busy_users: Vec<String>,
+    created: Instant,
+    connected_at: Option<Instant>,
+}
+
+/// What one of our client transactions is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// An INVITE to a phone for call `call`.
+    Fork(u64),
+    /// An INVITE whose call is gone: a late 2xx gets ACK and BYE.
+    Orphan,
+    /// A BYE or re-INVITE whose answer does not matter.
+    Fire,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Timer {
+    Announce(u64),
+    RingTimeout(u64),
+    ForgetOrphan(TxId),
+}
+
+/// Why a call ended (for the log and for the caller's final answer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum EndReason {
+    CallerHangup,
+    AgentHangup,
+    CallerCancelled,
+    NoAck,
+    MediaTimeout(Leg),
+    QueueTimeout,
+    /// The queue's empty-queue rule turned the caller away (or out).
+    QueueEmpty,
+    NoAnswer,
+    Busy,
+    Unreachable,
+    FeatureDone,
+    Overflowed,
+    Failed,
+    Shutdown,
+}
+
+impl EndReason {
+    fn as_str(self) -> &'static str {
+        match self {
+            EndReason::CallerHangup => "caller hung up",
+            EndReason::AgentHangup => "agent hung up",
+            EndReason::CallerCancelled => "caller cancelled",
+            EndReason::NoAck => "no ACK from the caller",
+            EndReason::MediaTimeout(Leg::Caller) => "no media from the caller",
+            EndReason::MediaTimeout(Leg::Agent) => "no media from the agent",
+            EndReason::QueueTimeout => "queue timeout",
+            EndReason::QueueEmpty => "no agent in the queue (its join_empty/leave_when_empty rule)",
+            EndReason::NoAnswer => "no answer",
+            EndReason::Busy => "busy",
+            EndReason::Unreachable => "not reachable",
+            EndReason::FeatureDone => "feature code done",
+            EndReason::Overflowed => "overflowed",
+            EndReason::Failed => "failed",
+            EndReason::Shutdown => "server shutdown",
+        }
+    }
+
+    /// The final answer for a caller whose INVITE is still unanswered.
+    fn status(self) -> u16 {
+        match self {
+            EndReason::Busy => 486,
+            EndReason::NoAnswer | EndReason::Unreachable => 480,
+            EndReason::CallerCancelled => 487,
+            EndReason::Shutdown => 503,
+            _ => 500,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct AgentInfo {
+    id: AgentId,
+    user: String,
+    name: String,
+    state: AgentState,
+    /// Calls of this agent's phone that are not queue offers (placed by it, or an extension
+    /// call to it): while any is up the agent gets no queue calls.
+    in_use: u32,
+    /// The availability change last asked of the ACD, until the next state report.
+    requested: Option<presence::Change>,
+}
+
+/// The call-control state machine.
+pub struct CallControl {
+    cfg: PbxConfig,
+    relay: Relay,
+    recorder: Option<Recorder>,
+    locations: Locations,
+    rng: ChaCha8Rng,
+    next_call: u64,
+    next_tx: u64,
+    calls: HashMap<u64, Call>,
+    /// Caller's INVITE server transaction → call.
+    by_invite: HashMap<TxId, u64>,
+    /// Our client transactions.
+    by_client: HashMap<TxId, Role>,
+    /// Late-2xx handling for INVITEs of ended calls: the request and its flow.
+    orphans: HashMap<TxId, (Request, Flow)>,
+    /// (Call-ID, our tag) → (call, which side).
+    by_dialog: HashMap<(String, String), (u64, Leg)>,
+    queue_ids: Vec<QueueId>,
+    /// Queues a reload removed (kept for the calls still connected through them).
+    queue_removed: Vec<bool>,
+    queue_by_number: HashMap<String, usize>,
+    agents: Vec<AgentInfo>,
+    agent_by_user: HashMap<String, usize>,
+    agent_by_id: HashMap<AgentId, usize>,
+    timers: BTreeMap<(Instant, u64), Timer>,
+    timer_seq: u64,
+    out: VecDeque<Output>,
+    host: String,
+    beep: Prompt,
+    double_beep: Prompt,
+}
+
+impl std::fmt::Debug for CallControl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallControl")
+            .field("calls", &self.calls.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn user_of(uri_or_addr: &str) -> Option<String> {
+    let a = NameAddr::parse(uri_or_addr).ok()?;
+    a.uri.user_unescaped()
+}
+
+fn request_user(req: &Request) -> Option<String> {
+    sip::uri::Uri::parse(&req.uri).ok()?.user_unescaped()
+}
+
+fn to_tag(headers: &Headers) -> Option<String> {
+    headers
+        .get("To")
+        .and_then(|t| NameAddr::parse(t).ok())
+        .and_then(|t| t.tag().map(str::to_owned))
+}
+
+fn cseq_num(headers: &Headers) -> u32 {
+    headers
+        .get("CSeq")
+        .and_then(|c| sip::header::CSeq::parse(c).ok())
+        .map_or(0, |c| c.seq)
+}
+
+impl CallControl {
+    /// Call control over `cfg`. `queue_ids` and `agent_ids` are what the ACD engine returned
+    /// when the queues and agents of `cfg` were added to it, in the same order.
+    pub fn new(
+        cfg: PbxConfig,
+        relay: Relay,
+        recorder: Option<Recorder>,
+        locations: Locations,
+        queue_ids: Vec<QueueId>,
+        agent_ids: Vec<AgentId>,
+    ) -> CallControl {
+        let queue_by_number = cfg
+            .queues
+            .iter()
+            .enumerate()
+            .map(|(i, q)| (q.number.clone(), i))
+            .collect();
+        let agents: Vec<AgentInfo> = cfg
+            .agents
+            .iter()
+            .zip(&agent_ids)
+            .map(|(a, id)| AgentInfo {
+                id: *id,
+                user: a.user.clone(),
+                name: a.acd.name.clone(),
+                state: AgentState::LoggedOut,
+                in_use: 0,
+                requested: None,
+            })
+            .collect();
+        let agent_by_user = agents
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (a.user.clone(), i))
+            .collect();
+        let agent_by_id = agents.iter().enumerate().map(|(i, a)| (a.id, i)).collect();
+        let host = cfg
+            .contact_host
+            .rsplit_once(':')
+            .map_or(cfg.contact_host.clone(), |(h, _)| h.to_owned());
+        let beep = Prompt::tone("beep", 1000.0, Duration::from_millis(300), 6000);
+        let double_beep = {
+            let on = Prompt::tone("beep", 600.0, Duration::from_millis(150), 6000);
+            let mut s: Vec<i16> = Vec::new();
+            for _ in 0..2 {
+                s.extend(decode(&on));
+                s.extend(std::iter::repeat_n(0, 800));
+            }
+            Prompt::from_samples("double-beep", &s)
+        };
+        CallControl {
+            rng: ChaCha8Rng::seed_from_u64(cfg.seed),
+            cfg,
+            relay,
+            recorder,
+            locations,
+            next_call: 1,
+            next_tx: 1,
+            calls: HashMap::new(),
+            by_invite: HashMap::new(),
+            by_client: HashMap::new(),
+            orphans: HashMap::new(),
+            by_dialog: HashMap::new(),
+            queue_removed: vec![false; queue_ids.len()],
+            queue_ids,
+            queue_by_number,
+            agents,
+            agent_by_user,
+            agent_by_id,
+            timers: BTreeMap::new(),
+            timer_seq: 0,
+            out: VecDeque::new(),
+            host,
+            beep,
+            double_beep,
+        }
+    }
+
+    /// The agents to log in at start (from `login_on_start`): ACD commands to send first.
+    pub fn startup_commands(&self) -> Vec<AcdRequest> {
+        self.cfg
+            .agents
+            .iter()
+            .zip(&self.agents)
+            .filter(|(setup, _)| setup.login_on_start)
+            .map(|(_, a)| AcdRequest::Command(AcdCommand::Login(a.id)))
+            .collect()
+    }
+
+    /// Calls in progress.
+    pub fn call_count(&self) -> usize {
+        self.calls.len()
+    }
+
+    /// Next output for another service.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    /// When [`CallControl::on_timeout`] is due next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.keys().next().map(|(t, _)| *t)
+    }
+
+    // ------------------------------------------------------------------ plumbing
+
+    fn token(&mut self) -> String {
+        format!("{:016x}", self.rng.next_u64())
+    }
+
+    fn new_tx(&mut self) -> TxId {
+        let id = TxId::user(self.next_tx);
+        self.next_tx += 1;
+        id
+    }
+
+    fn sip(&mut self, cmd: SipCommand) {
+        self.out.push_back(Output::Sip(cmd));
+    }
+
+    fn acd(&mut self, cmd: AcdCommand) {
+        self.out.push_back(Output::Acd(AcdRequest::Command(cmd)));
+    }
+
+    fn respond(
+        &mut self,
+        tx: TxId,
+        status: u16,
+        to_tag: Option<String>,
+        headers: Headers,
+        body: Bytes,
+    ) {
+        self.sip(SipCommand::Respond {
+            tx,
+            status,
+            to_tag,
+            headers,
+            body,
+        });
+    }
+
+    fn plain(&mut self, tx: TxId, status: u16) {
+        self.respond(tx, status, None, Headers::default(), Bytes::new());
+    }
+
+    fn send(&mut self, flow: Flow, request: Request, role: Role) -> TxId {
+        let id = self.new_tx();
+        self.by_client.insert(id, role);
+        self.sip(SipCommand::Send { id, flow, request });
+        id
+    }
+
+    fn timer(&mut self, at: Instant, t: Timer) {
+        self.timer_seq += 1;
+        self.timers.insert((at, self.timer_seq), t);
+    }
+
+    fn cancel_timers(&mut self, pred: impl Fn(&Timer) -> bool) {
+        self.timers.retain(|_, t| !pred(t));
+    }
+
+    fn contact(&self, flow: &Flow, user: &str) -> String {
+        match flow.transport {
+            Transport::Udp => format!("<sip:{user}@{}>", self.cfg.contact_host),
+            Transport::Tcp => format!("<sip:{user}@{};transport=tcp>", self.cfg.contact_host),
+        }
+    }
+
+    // ------------------------------------------------------------------ inputs
+
+    /// An event from the SIP endpoint.
+    pub fn on_sip(&mut self, now: Instant, ev: SipEvent) {
+        match ev {
+            SipEvent::Request {
+                tx,
+                request,
+                flow,
+                caller,
+            } => {
+                if to_tag(&request.headers).is_some() {
+                    self.in_dialog(now, tx, request, flow);
+                } else if request.method == Method::Invite {
+                    self.new_call(now, tx, request, flow, caller);
+                } else {
+                    // BYE, INFO, UPDATE … outside any dialog.
+                    self.plain(tx, 481);
+                }
+            }
+            SipEvent::Ack { request, .. } => self.on_ack(now, request),
+            SipEvent::Cancelled { tx } => {
+                if let Some(&id) = self.by_invite.get(&tx) {
+                    self.end_call(now, id, EndReason::CallerCancelled, None);
+                }
+            }
+            SipEvent::Response { tx, response } => self.on_response(now, tx, response),
+            SipEvent::Timeout { tx } => self.on_client_timeout(now, tx),
+            SipEvent::AckTimeout { tx } => {
+                if let Some(&id) = self.by_invite.get(&tx) {
+                    self.end_call(now, id, EndReason::NoAck, None);
+                }
+            }
+            SipEvent::Binding(change) => {
+                debug!(?change, "binding changed");
+                let (BindingChange::Added { aor, .. }
+                | BindingChange::Updated { aor, .. }
+                | BindingChange::Removed { aor, .. }) = change;
+                if let Some(&ai) = self.agent_by_user.get(&aor) {
+                    self.reconcile_agent(ai);
+                }
+            }
+            SipEvent::Banned { ip } => info!(source = %ip, "source banned"),
+        }
+    }
+
+    /// An ACK for one of our 2xx answers: for a delayed offer it carries the caller's answer.
+    /// A report of the ACD task.
+    pub fn on_acd(&mut self, now: Instant, report: AcdReport) {
+        match report {
+            AcdReport::Event(ev) => self.on_acd_event(now, ev),
+            AcdReport::Position {
+                call,
+                position,
+                estimated_wait,
+            } => self.announce(call.0, position, estimated_wait),
+            AcdReport::Refused { command, error } => {
+                warn!(?command, %error, "ACD refused a command");
+            }
+            AcdReport::ReconfigureFailed { what, error } => {
+                warn!(%what, %error, "ACD reconfiguration failed");
+            }
+        }
+    }
+
+    /// An event of the media relay.
+    pub fn on_media(&mut self, now: Instant, ev: MediaEvent) {
+        let id = ev.session.0;
+        let Some(call) = self.calls.get(&id) else {
+            return;
+        };
+        match ev.kind {
+            MediaEventKind::Dtmf { leg, digit } => {
+                debug!(parent: &call.span, ?leg, %digit, "DTMF");
+                if leg == Leg::Agent {
+                    self.agent_key(now, id, digit);
+                }
+            }
+            MediaEventKind::Timeout { leg } => {
+                info!(parent: &call.span, ?leg, "media timeout");
+                self.end_call(now, id, EndReason::MediaTimeout(leg), None);
+            }
+            MediaEventKind::PlaybackDone { leg: Leg::Caller } => {
+                if matches!(call.route, Route::Feature(_)) {
+                    self.end_call(now, id, EndReason::FeatureDone, None);
+                }
+            }
+            MediaEventKind::PlaybackDone { .. } => {}
+        }
+    }
+
+    /// Fire due timers.
+    pub fn on_timeout(&mut self, now: Instant) {
+        while let Some((&key, _)) = self.timers.iter().next() {
+            if key.0 > now {
+                break;
+            }
+            let Some(t) = self.timers.remove(&key) else {
+                break;
+            };
+            match t {
+                Timer::Announce(id) => {
+                    if let Some(c) = self.calls.get(&id) {
+                        if c.phase == Phase::Waiting && c.in_acd {
+                            self.out
+                                .push_back(Output::Acd(AcdRequest::Position(acd::CallId(id))));
+                        }
+                    }
+                }
+                Timer::RingTimeout(id) => {
+                    if self
+                        .calls
+                        .get(&id)
+                        .is_some_and(|c| c.phase == Phase::Ringing)
+                    {
+                        self.end_call(now, id, EndReason::NoAnswer, None);
+                    }
+                }
+                Timer::ForgetOrphan(tx) => {
+                    self.orphans.remove(&tx);
+                    self.by_client.remove(&tx);
+                }
+            }
+        }
+    }
+}
+
+fn route_name(route: &Route, cfg: &PbxConfig) -> String {
+    match route {
+        Route::Queue(q) => format!("queue {}", cfg.queues[*q].acd.name),
+        Route::Extension(_) => "extension".to_owned(),
+        Route::Feature(f) => format!("feature {f:?}"),
+    }
+}
+
+fn decode(p: &Prompt) -> Vec<i16> {
+    let mut out = Vec::new();
+    crate::recorder::g711::Law::Mu.decode_into(p.encoded(crate::recorder::g711::Law::Mu), &mut out);
+    out
+}
+
+/// Build the ACD engine for `cfg`: its queues and agents, in order.
+pub fn build_acd(
+    cfg: &PbxConfig,
+    seed: u64,
+) -> Result<(acd::Acd, Vec<QueueId>, Vec<AgentId>), acd::AcdError> {
+    let mut engine = acd::Acd::new(seed);
+    let mut queues = Vec::with_capacity(cfg.queues.len());
+    for q in &cfg.queues {
+        queues.push(engine.add_queue(q.acd.clone())?);
+    }
+    let mut agents = Vec::with_capacity(cfg.agents.len());
+    for a in &cfg.agents {
+        let setup: &AgentSetup = a;
+        agents.push(engine.add_agent(setup.acd.clone())?);
+    }
+    Ok((engine, queues, agents))
+}

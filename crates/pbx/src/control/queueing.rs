@@ -1,0 +1,155 @@
+//! What the ACD decides: offers, withdrawals, timeouts, agent states; position announcements.
+
+use super::*;
+
+impl CallControl {
+    pub(super) fn on_acd_event(&mut self, now: Instant, ev: AcdEvent) {
+        match ev {
+            AcdEvent::Offer { call, agent, .. } => {
+                let id = call.0;
+                let Some(&ai) = self.agent_by_id.get(&agent) else {
+                    return;
+                };
+                if !self.calls.contains_key(&id) {
+                    return;
+                }
+                let user = self.agents[ai].user.clone();
+                if let Some(c) = self.calls.get(&id) {
+                    info!(parent: &c.span, agent = %self.agents[ai].name, "offering to agent");
+                }
+                if self.calls[&id].busy_users.contains(&user) {
+                    // Never offer a call to the agent who is making it.
+                    self.set_availability(ai, presence::Change::Park(presence::IN_USE));
+                    return;
+                }
+                if !self.ring(now, id, Some(ai), &user) {
+                    // Withdrawn without counting as a ring with no answer: the agent is
+                    // parked until a phone registers.
+                    self.set_availability(ai, presence::Change::Park(presence::NO_PHONE));
+                }
+            }
+            AcdEvent::Withdraw {
+                call,
+                agent,
+                reason,
+            } => {
+                let id = call.0;
+                let Some(c) = self.calls.get_mut(&id) else {
+                    return;
+                };
+                let agents = &self.agents;
+                let Some(ai) = c
+                    .attempts
+                    .iter()
+                    .position(|a| a.agent.is_some_and(|x| agents[x].id == agent))
+                else {
+                    return;
+                };
+                info!(parent: &c.span, ?reason, "offer withdrawn");
+                let attempt = c.attempts.remove(ai);
+                for f in attempt.forks {
+                    if f.failed.is_none() {
+                        self.sip(SipCommand::Cancel { tx: f.tx });
+                        self.orphan(now, f.tx, f.invite, f.flow);
+                    } else {
+                        self.by_client.remove(&f.tx);
+                    }
+                }
+            }
+            AcdEvent::Overflow { call, to, .. } => {
+                if let (Some(c), Overflow::External(dest)) = (self.calls.get(&call.0), &to) {
+                    info!(parent: &c.span, destination = %dest, "overflow to an external destination");
+                }
+            }
+            AcdEvent::Timeout { call, queue } => {
+                let removed = self
+                    .queue_ids
+                    .iter()
+                    .position(|q| *q == queue)
+                    .is_some_and(|i| self.queue_removed.get(i).copied().unwrap_or(false));
+                if let Some(c) = self.calls.get(&call.0) {
+                    if removed {
+                        info!(parent: &c.span, "queue removed by a config reload: the caller leaves it");
+                    } else {
+                        info!(parent: &c.span, "maximum wait reached");
+                    }
+                }
+            }
+            AcdEvent::CallEnded { call, outcome, .. } => {
+                let id = call.0;
+                let Some(c) = self.calls.get_mut(&id) else {
+                    return;
+                };
+                c.in_acd = false;
+                let reason = match outcome {
+                    CallOutcome::Completed(_) | CallOutcome::Abandoned => return,
+                    CallOutcome::Overflowed => EndReason::Overflowed,
+                    CallOutcome::TimedOut => EndReason::QueueTimeout,
+                    CallOutcome::JoinEmpty | CallOutcome::LeftEmpty => EndReason::QueueEmpty,
+                };
+                self.end_call(now, id, reason, None);
+            }
+            AcdEvent::AgentState { agent, state } => {
+                if let Some(&ai) = self.agent_by_id.get(&agent) {
+                    let name = &self.agents[ai].name;
+                    match &state {
+                        AgentState::NotReady(r) if r.as_str() == "no-answer" => warn!(
+                            agent = %name,
+                            reason = "did not answer offers in a row (the queue's auto_pause_after)",
+                            "agent paused automatically; the pause key or the API makes them ready"
+                        ),
+                        AgentState::NotReady(r) => {
+                            info!(agent = %name, state = "paused", reason = r.as_str(), "agent state")
+                        }
+                        _ => info!(agent = %name, ?state, "agent state"),
+                    }
+                    self.agents[ai].state = state;
+                    self.agents[ai].requested = None;
+                    self.reconcile_agent(ai);
+                }
+            }
+            AcdEvent::QueueLog(_) => {}
+        }
+    }
+
+    pub(super) fn announce(&mut self, id: u64, position: Option<usize>, wait: Option<Duration>) {
+        let Some(call) = self.calls.get(&id) else {
+            return;
+        };
+        if call.phase != Phase::Waiting {
+            return;
+        }
+        let Route::Queue(q) = call.route else { return };
+        let every = self.cfg.queues[q].announce_every;
+        let music = self.cfg.queues[q].music.clone();
+        let a = &self.cfg.announcements;
+        let number = |n: usize| a.numbers.get(n).cloned();
+        let mut prompts = Vec::new();
+        if let (Some(p), Some(pos)) = (&a.position, position) {
+            if let Some(n) = number(pos) {
+                prompts.push(p.clone());
+                prompts.push(n);
+            }
+        }
+        if let (Some(w), Some(m), Some(wait)) = (&a.wait, &a.minutes, wait) {
+            let mins = (wait.as_secs() as usize).div_ceil(60).max(1);
+            if let Some(n) = number(mins) {
+                prompts.push(w.clone());
+                prompts.push(n);
+                prompts.push(m.clone());
+            }
+        }
+        debug!(parent: &call.span, ?position, ?wait, "position announcement");
+        if !prompts.is_empty() {
+            call.media.command(SessionCommand::Play {
+                leg: Leg::Caller,
+                prompts,
+                then: music,
+            });
+        }
+        if let Some(every) = every {
+            let at = Instant::now() + every;
+            self.timer(at, Timer::Announce(id));
+        }
+    }
+}

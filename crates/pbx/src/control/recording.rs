@@ -1,0 +1,92 @@
+//! Recording a connected call, and the agent's pause key.
+
+use super::*;
+
+impl CallControl {
+    /// Start recording a connected queue call if its queue's policy says so.
+    pub(super) fn maybe_record(&mut self, now: Instant, id: u64, agent: &str) {
+        let Some(recorder) = self.recorder.clone() else {
+            return;
+        };
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let Route::Queue(q) = call.route else { return };
+        let setup = &self.cfg.queues[q];
+        if !setup.record.records(self.cfg.recording_seed, id) {
+            return;
+        }
+        let law = call.caller.media.law;
+        let caller = call
+            .caller
+            .invite
+            .headers
+            .get("From")
+            .and_then(user_of)
+            .unwrap_or_default();
+        let sidecar = Sidecar {
+            call_id: id,
+            queue: setup.acd.name.clone(),
+            caller,
+            agent: agent.to_owned(),
+            codec: match law {
+                Law::Mu => "PCMU",
+                Law::A => "PCMA",
+            }
+            .into(),
+            start: utc(std::time::SystemTime::now()),
+            end: None,
+            duration: 0.0,
+            pauses: Vec::new(),
+            channels: "left: caller, right: agent".into(),
+            dropped_frames: 0,
+            sha256: None,
+            repaired: false,
+        };
+        if recorder.command(RecorderCommand::Start {
+            call: id,
+            law,
+            sidecar: Box::new(sidecar),
+            at: now,
+        }) {
+            call.media
+                .command(SessionCommand::Tap(Some(recorder.frames())));
+            call.recording = true;
+            info!(parent: &call.span, "recording");
+        }
+    }
+
+    /// An agent key: the pause key toggles the recording's pause.
+    pub(super) fn agent_key(&mut self, now: Instant, id: u64, digit: char) {
+        let key = self.cfg.recording_pause_key.clone();
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        if !call.recording || key.is_empty() {
+            return;
+        }
+        call.agent_keys.push(digit);
+        let excess = call
+            .agent_keys
+            .chars()
+            .count()
+            .saturating_sub(key.chars().count());
+        if excess > 0 {
+            call.agent_keys = call.agent_keys.chars().skip(excess).collect();
+        }
+        if call.agent_keys != key {
+            return;
+        }
+        call.agent_keys.clear();
+        call.recording_paused = !call.recording_paused;
+        let cmd = if call.recording_paused {
+            RecorderCommand::Pause { call: id, at: now }
+        } else {
+            RecorderCommand::Resume { call: id, at: now }
+        };
+        info!(parent: &call.span, paused = call.recording_paused, "recording pause key");
+        if let Some(r) = &self.recorder {
+            r.command(cmd);
+        }
+    }
+}
