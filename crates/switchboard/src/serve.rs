@@ -198,6 +198,9 @@ async fn serve(cfg: Config, reload: Reload) -> anyhow::Result<()> {
     let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     #[cfg(not(unix))]
     let hup: Option<()> = None;
+    // Likewise SIGTERM and SIGINT: a stop asked for right after start-up is a clean shutdown,
+    // not the default action of the signal.
+    let shutdown = ShutdownSignals::install();
     let (events_tx, events_rx) = mpsc::channel(4096);
     let (handle, task) = pbx::sip_transport::start(endpoint, tcfg, events_tx).await?;
     // One line on stdout that scripts and tests can wait for.
@@ -242,6 +245,7 @@ async fn serve(cfg: Config, reload: Reload) -> anyhow::Result<()> {
     let triggers = Triggers {
         changes,
         hup,
+        shutdown,
         _watcher: watcher,
     };
     run_until_shutdown(cfg, reload, triggers, &contact_host, &handle, &pbx).await;
@@ -289,6 +293,7 @@ struct Triggers {
     hup: Option<tokio::signal::unix::Signal>,
     #[cfg(not(unix))]
     hup: Option<()>,
+    shutdown: ShutdownSignals,
     _watcher: Option<notify::RecommendedWatcher>,
 }
 
@@ -304,9 +309,10 @@ async fn run_until_shutdown(
         mut changes,
         #[allow(unused_mut)]
         mut hup,
+        shutdown,
         _watcher,
     } = triggers;
-    let shutdown = shutdown_signal();
+    let shutdown = shutdown.recv();
     tokio::pin!(shutdown);
     loop {
         #[cfg(unix)]
@@ -413,24 +419,53 @@ fn watch(dir: &std::path::Path, tx: mpsc::Sender<()>) -> Option<notify::Recommen
     }
 }
 
-async fn shutdown_signal() {
+/// SIGTERM and SIGINT, listened for from start-up on.
+struct ShutdownSignals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = match signal(SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
+    term: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    int: Option<tokio::signal::unix::Signal>,
+}
+
+impl ShutdownSignals {
+    fn install() -> ShutdownSignals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            ShutdownSignals {
+                term: signal(SignalKind::terminate()).ok(),
+                int: signal(SignalKind::interrupt()).ok(),
+            }
+        }
+        #[cfg(not(unix))]
+        ShutdownSignals {}
+    }
+
+    /// The first of them.
+    async fn recv(self) {
+        #[cfg(unix)]
+        {
+            let ShutdownSignals { term, int } = self;
+            async fn one(s: Option<tokio::signal::unix::Signal>) {
+                match s {
+                    Some(mut s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending().await,
+                }
+            }
+            if term.is_none() && int.is_none() {
                 let _ = tokio::signal::ctrl_c().await;
                 return;
             }
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
+            tokio::select! {
+                _ = one(term) => {}
+                _ = one(int) => {}
+            }
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
