@@ -102,7 +102,9 @@ impl Proc {
         }
         // The banner on stdout can overtake the start-up lines on stderr (bindings
         // restored, agents logged in): wait for the last of them.
-        let log = p.wait_log(Duration::from_secs(20), |l| l.contains("switchboard started"));
+        let log = p.wait_log(Duration::from_secs(20), |l| {
+            l.contains("switchboard started")
+        });
         assert!(
             log.contains("switchboard started"),
             "no \"switchboard started\" line within 20 s; stderr:\n{log}"

@@ -15,14 +15,19 @@ pub enum AcdRequest {
     Command(AcdCommand),
     /// Ask for a waiting call's position and estimated wait (for an announcement).
     Position(CallId),
-    /// Config reload: a new queue (it gets the next queue id).
+    /// Config reload: a new queue; its id comes back in [`AcdReport::QueueAdded`].
     AddQueue(Box<acd::QueueConfig>),
     /// Config reload: new settings for a queue.
     UpdateQueue(acd::QueueId, Box<acd::QueueConfig>),
     /// Config reload: a queue is gone (its callers follow its overflow rule).
     RemoveQueue(acd::QueueId),
-    /// Config reload: a new agent (it gets the next agent id).
-    AddAgent(Box<acd::AgentConfig>),
+    /// Config reload: a new agent; its id comes back in [`AcdReport::AgentAdded`].
+    AddAgent {
+        /// The agent's SIP user (call control's key for the agent).
+        user: String,
+        /// The agent's settings.
+        config: Box<acd::AgentConfig>,
+    },
     /// Config reload: new skills and queues for an agent.
     UpdateAgent(acd::AgentId, Box<acd::AgentConfig>),
     /// Config reload: an agent is gone.
@@ -43,7 +48,21 @@ pub enum AcdReport {
         /// The engine's estimate for a caller at the back of this queue.
         estimated_wait: Option<Duration>,
     },
-    /// A reconfiguration the engine refused or that did not go as call control expected.
+    /// Answer to [`AcdRequest::AddQueue`].
+    QueueAdded {
+        /// The queue's name.
+        name: String,
+        /// The id the engine gave it.
+        id: acd::QueueId,
+    },
+    /// Answer to [`AcdRequest::AddAgent`].
+    AgentAdded {
+        /// The agent's SIP user, as in the request.
+        user: String,
+        /// The id the engine gave the agent.
+        id: acd::AgentId,
+    },
+    /// A reconfiguration the engine refused.
     ReconfigureFailed {
         /// What was asked.
         what: String,
@@ -62,6 +81,108 @@ pub enum AcdReport {
 /// The engine's clock: microseconds since the task started.
 fn engine_time(epoch: Instant, now: Instant) -> Time {
     Time::from(now.saturating_duration_since(epoch))
+}
+
+/// Apply one request to the engine at `now`; what it answers goes to `out`. The task below
+/// does this with every request; a test can drive the engine the same way without a runtime.
+pub fn apply(acd: &mut Acd, now: Time, req: AcdRequest, out: &mut Vec<AcdReport>) {
+    match req {
+        AcdRequest::Command(cmd) => {
+            if let Err(error) = acd.handle_command(now, cmd.clone()) {
+                warn!(?cmd, %error, "ACD refused a command");
+                out.push(AcdReport::Refused {
+                    command: cmd,
+                    error,
+                });
+            }
+        }
+        AcdRequest::AddQueue(cfg) => {
+            let name = cfg.name.clone();
+            match acd.add_queue(*cfg) {
+                Ok(id) => {
+                    info!(queue = %name, "queue added");
+                    out.push(AcdReport::QueueAdded { name, id });
+                }
+                Err(e) => out.push(AcdReport::ReconfigureFailed {
+                    what: format!("add queue {name}"),
+                    error: e.to_string(),
+                }),
+            }
+        }
+        AcdRequest::UpdateQueue(id, cfg) => {
+            let name = cfg.name.clone();
+            match acd.update_queue(id, *cfg, now) {
+                Ok(()) => info!(queue = %name, "queue updated"),
+                Err(e) => out.push(AcdReport::ReconfigureFailed {
+                    what: format!("update queue {name}"),
+                    error: e.to_string(),
+                }),
+            }
+        }
+        AcdRequest::RemoveQueue(id) => {
+            if let Err(e) = acd.remove_queue(id, now) {
+                out.push(AcdReport::ReconfigureFailed {
+                    what: format!("remove queue {id:?}"),
+                    error: e.to_string(),
+                });
+            }
+        }
+        AcdRequest::AddAgent { user, config } => {
+            let name = config.name.clone();
+            match acd.add_agent(*config) {
+                Ok(id) => {
+                    info!(agent = %name, "agent added");
+                    out.push(AcdReport::AgentAdded { user, id });
+                }
+                Err(e) => out.push(AcdReport::ReconfigureFailed {
+                    what: format!("add agent {name}"),
+                    error: e.to_string(),
+                }),
+            }
+        }
+        AcdRequest::UpdateAgent(id, cfg) => {
+            let name = cfg.name.clone();
+            match acd.update_agent(id, *cfg, now) {
+                Ok(()) => info!(agent = %name, "agent updated"),
+                Err(e) => out.push(AcdReport::ReconfigureFailed {
+                    what: format!("update agent {name}"),
+                    error: e.to_string(),
+                }),
+            }
+        }
+        AcdRequest::RemoveAgent(id) => {
+            if let Err(e) = acd.remove_agent(id, now) {
+                out.push(AcdReport::ReconfigureFailed {
+                    what: format!("remove agent {id:?}"),
+                    error: e.to_string(),
+                });
+            }
+        }
+        AcdRequest::Position(call) => {
+            let (position, estimated_wait) = match acd.call_queue(call) {
+                Some(q) => (
+                    acd.waiting_calls(q).position(|c| c == call).map(|p| p + 1),
+                    acd.estimated_wait(q, 0),
+                ),
+                None => (None, None),
+            };
+            out.push(AcdReport::Position {
+                call,
+                position,
+                estimated_wait,
+            });
+        }
+    }
+}
+
+/// Move the engine's events into `out`; queue-log records go to `queue_log` instead.
+pub fn drain(acd: &mut Acd, out: &mut Vec<AcdReport>, mut queue_log: impl FnMut(&QueueLogEvent)) {
+    while let Some(ev) = acd.poll_event() {
+        match ev {
+            AcdEvent::QueueLog(q) => queue_log(&q),
+            ev => out.push(AcdReport::Event(ev)),
+        }
+    }
 }
 
 /// Run the ACD task until the request channel closes.
@@ -88,93 +209,7 @@ pub async fn run(
         tokio::select! {
             req = requests.recv() => match req {
                 None => break,
-                Some(AcdRequest::Command(cmd)) => {
-                    let now = engine_time(epoch, Instant::now());
-                    if let Err(error) = acd.handle_command(now, cmd.clone()) {
-                        warn!(?cmd, %error, "ACD refused a command");
-                        out.push(AcdReport::Refused { command: cmd, error });
-                    }
-                }
-                Some(AcdRequest::AddQueue(cfg)) => {
-                    let name = cfg.name.clone();
-                    let expected = acd::QueueId(acd.queue_count() as u32);
-                    match acd.add_queue(*cfg) {
-                        Ok(id) if id == expected => info!(queue = %name, "queue added"),
-                        Ok(id) => out.push(AcdReport::ReconfigureFailed {
-                            what: format!("add queue {name}"),
-                            error: format!("got id {id:?}, call control expected {expected:?}"),
-                        }),
-                        Err(e) => out.push(AcdReport::ReconfigureFailed {
-                            what: format!("add queue {name}"),
-                            error: e.to_string(),
-                        }),
-                    }
-                }
-                Some(AcdRequest::UpdateQueue(id, cfg)) => {
-                    let name = cfg.name.clone();
-                    let now = engine_time(epoch, Instant::now());
-                    match acd.update_queue(id, *cfg, now) {
-                        Ok(()) => info!(queue = %name, "queue updated"),
-                        Err(e) => out.push(AcdReport::ReconfigureFailed {
-                            what: format!("update queue {name}"),
-                            error: e.to_string(),
-                        }),
-                    }
-                }
-                Some(AcdRequest::RemoveQueue(id)) => {
-                    let now = engine_time(epoch, Instant::now());
-                    if let Err(e) = acd.remove_queue(id, now) {
-                        out.push(AcdReport::ReconfigureFailed {
-                            what: format!("remove queue {id:?}"),
-                            error: e.to_string(),
-                        });
-                    }
-                }
-                Some(AcdRequest::AddAgent(cfg)) => {
-                    let name = cfg.name.clone();
-                    let expected = acd::AgentId(acd.agent_count() as u32);
-                    match acd.add_agent(*cfg) {
-                        Ok(id) if id == expected => info!(agent = %name, "agent added"),
-                        Ok(id) => out.push(AcdReport::ReconfigureFailed {
-                            what: format!("add agent {name}"),
-                            error: format!("got id {id:?}, call control expected {expected:?}"),
-                        }),
-                        Err(e) => out.push(AcdReport::ReconfigureFailed {
-                            what: format!("add agent {name}"),
-                            error: e.to_string(),
-                        }),
-                    }
-                }
-                Some(AcdRequest::UpdateAgent(id, cfg)) => {
-                    let name = cfg.name.clone();
-                    let now = engine_time(epoch, Instant::now());
-                    match acd.update_agent(id, *cfg, now) {
-                        Ok(()) => info!(agent = %name, "agent updated"),
-                        Err(e) => out.push(AcdReport::ReconfigureFailed {
-                            what: format!("update agent {name}"),
-                            error: e.to_string(),
-                        }),
-                    }
-                }
-                Some(AcdRequest::RemoveAgent(id)) => {
-                    let now = engine_time(epoch, Instant::now());
-                    if let Err(e) = acd.remove_agent(id, now) {
-                        out.push(AcdReport::ReconfigureFailed {
-                            what: format!("remove agent {id:?}"),
-                            error: e.to_string(),
-                        });
-                    }
-                }
-                Some(AcdRequest::Position(call)) => {
-                    let (position, estimated_wait) = match acd.call_queue(call) {
-                        Some(q) => (
-                            acd.waiting_calls(q).position(|c| c == call).map(|p| p + 1),
-                            acd.estimated_wait(q, 0),
-                        ),
-                        None => (None, None),
-                    };
-                    out.push(AcdReport::Position { call, position, estimated_wait });
-                }
+                Some(req) => apply(&mut acd, engine_time(epoch, Instant::now()), req, &mut out),
             },
             // Only while armed: an elapsed sleep stays ready, and with nothing left to wait
             // for it would wake this loop again at once, for ever (an idle server at 100 %
@@ -184,13 +219,7 @@ pub async fn run(
                 acd.handle_timeout(engine_time(epoch, Instant::now()));
             }
         }
-        while let Some(ev) = acd.poll_event() {
-            if let AcdEvent::QueueLog(q) = &ev {
-                log_queue_event(q);
-                continue;
-            }
-            out.push(AcdReport::Event(ev));
-        }
+        drain(&mut acd, &mut out, log_queue_event);
         for r in out {
             if reports.send(r).await.is_err() {
                 return;

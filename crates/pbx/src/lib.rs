@@ -35,4 +35,7 @@ pub mod service;
 pub use config::{
     AgentSetup, Announcements, FeatureCodes, PbxConfig, QueueSetup, RecordPolicy, TrunkRule,
 };
-pub use control::{CallControl, Output};
+pub use control::{
+    CallControl, Held, MediaInput, MediaPorts, MediaRequest, MediaTotals, Now, Output,
+    RecordingRequest,
+};

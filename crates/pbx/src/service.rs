@@ -1,15 +1,18 @@
 //! The call-control task: feeds [`CallControl`] with what the SIP task, the ACD task and the
-//! media relay report, and delivers its outputs.
+//! media relay report, and delivers its outputs. It is the I/O side of call control: it reads
+//! the clocks, owns the relay's session handles and talks to the recorder; media-session
+//! requests are carried out at once (opening a session binds its sockets) and their answers
+//! fed straight back.
 //!
 //! Back-pressure without deadlock: the SIP task waits when call control's event queue is full,
 //! so call control must never wait on the SIP task's command queue while it is not reading
 //! events. Its outputs therefore go into local queues that are flushed with `try_send` and,
 //! when a queue is full, by a `reserve()` branch of the same `select!` that keeps reading.
 
-use std::collections::VecDeque;
-use std::time::{Duration, Instant};
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant, SystemTime};
 
-use media::relay::{MediaConfig, MediaEvent, Relay};
+use media::relay::{Leg, MediaConfig, MediaEvent, Relay, Session, SessionCommand, SessionId};
 use sip::SipEvent;
 use sip_transport::{SipCommand, SipHandle};
 use tokio::sync::{mpsc, oneshot};
@@ -18,7 +21,19 @@ use tracing::{info, warn};
 
 use crate::acd_task::{self, AcdReport, AcdRequest};
 use crate::config::PbxConfig;
-use crate::control::{build_acd, CallControl, Output};
+use crate::control::{
+    build_acd, CallControl, MediaInput, MediaPorts, MediaRequest, MediaTotals, Now, Output,
+    RecordingRequest,
+};
+use crate::recorder::service::{Recorder, RecorderCommand};
+
+/// The clocks, read here (call control never reads them).
+fn now() -> Now {
+    Now {
+        instant: Instant::now(),
+        wall: SystemTime::now(),
+    }
+}
 
 /// Why call control could not start.
 #[derive(Debug, thiserror::Error)]
@@ -72,16 +87,22 @@ pub fn start(
     let relay = Relay::new(media, media_tx);
     let control = CallControl::new(
         cfg,
-        relay.clone(),
-        recorder,
+        recorder.is_some(),
         sip.locations.clone(),
-        queues,
-        agents,
+        &queues,
+        &agents,
+        now(),
     );
+    let media = MediaSide {
+        relay: relay.clone(),
+        recorder,
+        sessions: HashMap::new(),
+    };
     let (stop_tx, stop_rx) = oneshot::channel();
     let (reload_tx, reload_rx) = mpsc::channel(4);
     let task = tokio::spawn(run(
         control,
+        media,
         Inputs {
             sip_events,
             reports: report_rx,
@@ -101,17 +122,122 @@ pub fn start(
     })
 }
 
+/// The relay sessions and the recorder, driven by call control's outputs.
+struct MediaSide {
+    relay: Relay,
+    recorder: Option<Recorder>,
+    sessions: HashMap<SessionId, Session>,
+}
+
+impl MediaSide {
+    /// Carry out a media request; its answer, if it has one, to feed back to call control.
+    fn media(&mut self, id: SessionId, req: MediaRequest) -> Option<MediaInput> {
+        match req {
+            MediaRequest::Open => {
+                let ports = match self.relay.open(id) {
+                    Ok(s) => {
+                        let ports = MediaPorts {
+                            addr: s.advertised(),
+                            caller: s.port(Leg::Caller),
+                            agent: s.port(Leg::Agent),
+                        };
+                        self.sessions.insert(id, s);
+                        Some(ports)
+                    }
+                    Err(e) => {
+                        warn!(call_id = id.0, error = %e, "no media session for a new call");
+                        None
+                    }
+                };
+                Some(MediaInput::Opened { session: id, ports })
+            }
+            MediaRequest::Command(cmd) => {
+                if let Some(s) = self.sessions.get(&id) {
+                    s.command(cmd);
+                }
+                None
+            }
+            MediaRequest::Tap(on) => {
+                if let Some(s) = self.sessions.get(&id) {
+                    let tap = match (&self.recorder, on) {
+                        (Some(r), true) => Some(r.frames()),
+                        _ => None,
+                    };
+                    s.command(SessionCommand::Tap(tap));
+                }
+                None
+            }
+            MediaRequest::Close => {
+                // Dropping the session ends its task and frees its ports.
+                let totals = self
+                    .sessions
+                    .remove(&id)
+                    .map_or_else(MediaTotals::default, |s| {
+                        let c = s.counters();
+                        MediaTotals {
+                            from_caller: c.received(Leg::Caller),
+                            from_agent: c.received(Leg::Agent),
+                            to_agent: c.forwarded(Leg::Caller),
+                            to_caller: c.forwarded(Leg::Agent),
+                        }
+                    });
+                Some(MediaInput::Closed {
+                    session: id,
+                    totals,
+                })
+            }
+        }
+    }
+
+    fn recording(&mut self, req: RecordingRequest) {
+        let Some(r) = &self.recorder else { return };
+        let cmd = match req {
+            RecordingRequest::Start {
+                call,
+                law,
+                sidecar,
+                at,
+            } => RecorderCommand::Start {
+                call,
+                law,
+                sidecar,
+                at,
+            },
+            RecordingRequest::Pause { call, at } => RecorderCommand::Pause { call, at },
+            RecordingRequest::Resume { call, at } => RecorderCommand::Resume { call, at },
+            RecordingRequest::Stop { call, at, end } => RecorderCommand::Stop {
+                call,
+                at,
+                end,
+                dropped: self
+                    .sessions
+                    .get(&SessionId(call))
+                    .map_or(0, |s| s.counters().tap_dropped()),
+            },
+        };
+        r.command(cmd);
+    }
+}
+
 struct Outbox {
     sip: VecDeque<SipCommand>,
     acd: VecDeque<AcdRequest>,
 }
 
 impl Outbox {
-    fn take(&mut self, control: &mut CallControl) {
+    /// Drain call control's outputs: SIP and ACD ones into the queues, media and recording
+    /// ones carried out now (with their answers fed back, which may make more outputs).
+    fn take(&mut self, control: &mut CallControl, media: &mut MediaSide) {
         while let Some(o) = control.poll_output() {
             match o {
                 Output::Sip(c) => self.sip.push_back(c),
                 Output::Acd(r) => self.acd.push_back(r),
+                Output::Media(id, req) => {
+                    if let Some(answer) = media.media(id, req) {
+                        control.on_media(now(), answer);
+                    }
+                }
+                Output::Recording(req) => media.recording(req),
             }
         }
     }
@@ -152,6 +278,7 @@ struct Inputs {
 
 async fn run(
     mut control: CallControl,
+    mut media: MediaSide,
     inputs: Inputs,
     sip_tx: mpsc::Sender<SipCommand>,
     acd_tx: mpsc::Sender<AcdRequest>,
@@ -181,11 +308,11 @@ async fn run(
         tokio::select! {
             _ = &mut stop => break,
             ev = sip_events.recv() => match ev {
-                Some(ev) => control.on_sip(Instant::now(), ev),
+                Some(ev) => control.on_sip(now(), ev),
                 None => break,
             },
-            Some(r) = reports.recv() => control.on_acd(Instant::now(), r),
-            Some(m) = media_events.recv() => control.on_media(Instant::now(), m),
+            Some(r) = reports.recv() => control.on_acd(now(), r),
+            Some(m) = media_events.recv() => control.on_media(now(), MediaInput::Event(m)),
             Some(cfg) = reloads.recv() => control.reload(cfg),
             p = sip_tx.reserve(), if !out.sip.is_empty() => {
                 if let (Ok(p), Some(c)) = (p, out.sip.pop_front()) {
@@ -200,15 +327,15 @@ async fn run(
             // Only while armed: an elapsed sleep stays ready (see the ACD task).
             _ = &mut sleep, if armed.is_some() => {
                 armed = None;
-                control.on_timeout(Instant::now());
+                control.on_timeout(now());
             }
         }
-        out.take(&mut control);
+        out.take(&mut control, &mut media);
     }
     // Shutdown: every call still up is ended properly before the SIP task stops.
     let calls = control.call_count();
-    control.hang_up_all(Instant::now());
-    out.take(&mut control);
+    control.hang_up_all(now());
+    out.take(&mut control, &mut media);
     if calls > 0 {
         info!(calls, "hanging up calls for shutdown");
     }

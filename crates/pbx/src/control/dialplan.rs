@@ -77,35 +77,14 @@ impl CallControl {
         };
         let id = self.next_call;
         self.next_call += 1;
-        let media = match self.relay.open(SessionId(id)) {
-            Ok(s) => s,
-            Err(e @ MediaError::NoPorts) | Err(e @ MediaError::Socket(_)) => {
-                warn!(error = %e, "no media session for a new call");
-                let mut h = Headers::default();
-                h.push("Retry-After", "10");
-                return self.respond(tx, 503, None, h, Bytes::new());
-            }
-            Err(e) => {
-                warn!(error = %e, "no media session for a new call");
-                return self.plain(tx, 503);
-            }
-        };
         let span = info_span!("call", call_id = id);
-        info!(parent: &span, number = %number, route = ?route_name(&route, &self.cfg), "call arrived");
+        info!(parent: &span, number = %number, route = ?route_name(&route, &self.dir), "call arrived");
         debug!(parent: &span, caller = %from_user, identity = ?caller, "caller");
-        media.command(SessionCommand::Remote {
-            leg: Leg::Caller,
-            rtp: negotiated.remote,
-            law: negotiated.law,
-            pt: negotiated.pt,
-            telephone_event: negotiated.telephone_event,
-            sends: negotiated.direction.sends(),
-        });
         let local_tag = self.token();
         let call = Call {
             span,
             route: route.clone(),
-            phase: Phase::Ringing,
+            phase: Phase::Opening,
             caller: CallerLeg {
                 invite_tx: tx,
                 invite,
@@ -118,7 +97,8 @@ impl CallControl {
                 sdp_version: 1,
                 late,
             },
-            media,
+            identity: caller.clone(),
+            ports: None,
             attempts: Vec::new(),
             agent: None,
             in_acd: false,
@@ -132,6 +112,19 @@ impl CallControl {
         };
         self.by_invite.insert(tx, id);
         self.calls.insert(id, call);
+        self.out
+            .push_back(Output::Media(SessionId(id), MediaRequest::Open));
+        self.media(
+            id,
+            SessionCommand::Remote {
+                leg: Leg::Caller,
+                rtp: negotiated.remote,
+                law: negotiated.law,
+                pt: negotiated.pt,
+                telephone_event: negotiated.telephone_event,
+                sends: negotiated.direction.sends(),
+            },
+        );
         // The caller's own phone is busy with this call: an agent calling the queue (or
         // anyone) is not offered calls meanwhile, least of all their own.
         if matches!(route, Route::Queue(_) | Route::Extension(_)) {
@@ -147,17 +140,39 @@ impl CallControl {
                 self.mark_busy(id, callee);
             }
         }
-        match route {
+    }
+
+    /// The relay opened (or could not open) the call's media session: the call goes on.
+    pub(super) fn media_opened(&mut self, now: Instant, id: u64, ports: Option<MediaPorts>) {
+        let Some(call) = self.calls.get_mut(&id) else {
+            // Ended before its session opened: the close is already on its way.
+            return;
+        };
+        if call.phase != Phase::Opening {
+            return;
+        }
+        let Some(ports) = ports else {
+            warn!(parent: &call.span, "no media session for a new call");
+            let tx = call.caller.invite_tx;
+            let mut h = Headers::default();
+            h.push("Retry-After", "10");
+            self.respond(tx, 503, None, h, Bytes::new());
+            return self.drop_call(id);
+        };
+        call.ports = Some(ports);
+        call.phase = Phase::Ringing;
+        let identity = call.identity.clone();
+        match call.route.clone() {
             Route::Queue(q) => self.join_queue(now, id, q),
             Route::Extension(user) => self.ring_extension(now, id, user),
-            Route::Feature(f) => self.feature(now, id, f, &caller),
+            Route::Feature(f) => self.feature(now, id, f, &identity),
         }
     }
 
     /// The dial plan: which route a number takes for this caller, or the status to refuse it.
     pub(super) fn route(&self, number: &str, caller: &Caller) -> Result<Route, u16> {
         let features = &self.cfg.features;
-        let route = if let Some(&q) = self.queue_by_number.get(number) {
+        let route = if let Some(q) = self.dir.queue_by_number(number) {
             Route::Queue(q)
         } else if number == features.login {
             Route::Feature(Feature::Login)
@@ -167,7 +182,7 @@ impl CallControl {
             Route::Feature(Feature::Pause)
         } else if self.cfg.extensions && self.locations.contains_key(number) {
             Route::Extension(number.to_owned())
-        } else if self.cfg.extensions && self.agent_by_user.contains_key(number) {
+        } else if self.cfg.extensions && self.dir.agent_by_user(number).is_some() {
             // A known agent user that is not registered right now.
             return Err(480);
         } else {
@@ -201,11 +216,14 @@ impl CallControl {
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
+        let Some(ports) = call.ports else {
+            return;
+        };
         let local = LocalMedia {
             session_id: id,
             version: call.caller.sdp_version,
-            addr: call.media.advertised(),
-            port: call.media.port(Leg::Caller),
+            addr: ports.addr,
+            port: ports.caller,
             law: call.caller.media.law,
             pt: call.caller.media.pt,
             telephone_event: call.caller.media.telephone_event,
@@ -253,23 +271,27 @@ impl CallControl {
     }
 
     pub(super) fn enter_queue(&mut self, now: Instant, id: u64, q: usize) {
-        let setup: &QueueSetup = &self.cfg.queues[q];
+        let entry = &self.dir.queues[q];
+        let setup: &QueueSetup = &entry.setup;
         let prompts: Vec<Prompt> = setup.greeting.iter().cloned().collect();
         let music = setup.music.clone();
         let every = setup.announce_every;
         let priority = setup.priority;
-        let queue = self.queue_ids[q];
+        let queue = entry.id;
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
         call.phase = Phase::Waiting;
         call.in_acd = true;
-        call.media.command(SessionCommand::Play {
-            leg: Leg::Caller,
-            prompts,
-            then: music,
-        });
-        info!(parent: &call.span, queue = %self.cfg.queues[q].acd.name, "call queued");
+        self.out.push_back(media_cmd(
+            id,
+            SessionCommand::Play {
+                leg: Leg::Caller,
+                prompts,
+                then: music,
+            },
+        ));
+        info!(parent: &call.span, queue = %self.dir.queues[q].setup.acd.name, "call queued");
         self.acd(AcdCommand::Arrive(CallArrival {
             call: acd::CallId(id),
             queue,
@@ -300,7 +322,7 @@ impl CallControl {
                 return self.end_call(now, id, EndReason::Failed, None);
             }
         };
-        let Some(&ai) = self.agent_by_user.get(&user) else {
+        let Some(ai) = self.dir.agent_by_user(&user) else {
             // Not an agent: refuse instead of answering.
             if let Some(c) = self.calls.get(&id) {
                 info!(parent: &c.span, "feature code from a user who is not an agent");
@@ -309,7 +331,7 @@ impl CallControl {
             self.plain(tx, 403);
             return self.drop_call(id);
         };
-        let agent = &self.agents[ai];
+        let agent = &self.dir.agents[ai];
         let cmd = match f {
             Feature::Login => AcdCommand::Login(agent.id),
             Feature::Logout => AcdCommand::Logout(agent.id),
@@ -323,17 +345,20 @@ impl CallControl {
             _ => self.beep.clone(),
         };
         if let Some(c) = self.calls.get(&id) {
-            info!(parent: &c.span, agent = %agent.name, feature = ?f, "agent feature code");
+            info!(parent: &c.span, agent = %agent.name(), feature = ?f, "agent feature code");
         }
         self.acd(cmd);
         self.answer_caller(id);
         if let Some(call) = self.calls.get_mut(&id) {
             call.phase = Phase::Waiting;
-            call.media.command(SessionCommand::Play {
-                leg: Leg::Caller,
-                prompts: vec![Prompt::silence(Duration::from_millis(200)), tone],
-                then: None,
-            });
+            self.out.push_back(media_cmd(
+                id,
+                SessionCommand::Play {
+                    leg: Leg::Caller,
+                    prompts: vec![Prompt::silence(Duration::from_millis(200)), tone],
+                    then: None,
+                },
+            ));
         }
     }
 }

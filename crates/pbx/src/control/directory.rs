@@ -1,7 +1,316 @@
-//! The queues and agents call control knows: reloads applied as a difference, and whether an
-//! agent's phone can take a call.
+//! The queues and agents call control knows ([`Directory`]): looked up by number, user and ACD
+//! id, with reloads applied as a difference. The ACD hands out the ids of queues and agents a
+//! reload adds ([`AcdReport::QueueAdded`], [`AcdReport::AgentAdded`]); until its answer comes
+//! back, a new queue is not routable and a new agent is not offered calls. Also here: whether
+//! an agent's phone can take a call (it is registered, it is not busy with a call of its own).
 
 use super::*;
+
+/// A queue and its settings.
+#[derive(Debug)]
+pub(super) struct QueueEntry {
+    pub(super) setup: QueueSetup,
+    pub(super) id: QueueId,
+    /// A reload removed it; kept for the calls still connected through it.
+    pub(super) removed: bool,
+}
+
+/// An agent, their settings and what call control knows of their state.
+#[derive(Debug)]
+pub(super) struct AgentInfo {
+    pub(super) setup: AgentSetup,
+    pub(super) id: AgentId,
+    pub(super) state: AgentState,
+    /// Calls of this agent's phone that are not queue offers (placed by it, or an extension
+    /// call to it): while any is up the agent gets no queue calls.
+    pub(super) in_use: u32,
+    /// The availability change last asked of the ACD, until the next state report.
+    pub(super) requested: Option<presence::Change>,
+    /// A reload removed the agent.
+    pub(super) removed: bool,
+}
+
+impl AgentInfo {
+    pub(super) fn name(&self) -> &str {
+        &self.setup.acd.name
+    }
+    pub(super) fn user(&self) -> &str {
+        &self.setup.user
+    }
+}
+
+/// Something a reload added, waiting for its ACD id.
+#[derive(Debug)]
+struct Pending<T> {
+    /// The settings as they are now (a later reload may change them again).
+    setup: T,
+    /// What the ACD was given when it was added.
+    sent: T,
+    /// A later reload removed it again.
+    removed: bool,
+}
+
+/// Queues and agents.
+#[derive(Debug, Default)]
+pub(super) struct Directory {
+    pub(super) queues: Vec<QueueEntry>,
+    by_number: HashMap<String, usize>,
+    by_queue_id: HashMap<QueueId, usize>,
+    pub(super) agents: Vec<AgentInfo>,
+    by_user: HashMap<String, usize>,
+    by_agent_id: HashMap<AgentId, usize>,
+    pending_queues: HashMap<String, Pending<QueueSetup>>,
+    pending_agents: HashMap<String, Pending<AgentSetup>>,
+}
+
+/// What a reload changed (for the log line).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(super) struct ReloadSummary {
+    pub(super) queues_added: usize,
+    pub(super) queues_changed: usize,
+    pub(super) queues_removed: usize,
+    pub(super) agents_added: usize,
+    pub(super) agents_changed: usize,
+    pub(super) agents_removed: usize,
+}
+
+impl Directory {
+    /// The queues and agents of the config, with the ids the ACD gave them (same order).
+    pub(super) fn new(
+        queues: Vec<QueueSetup>,
+        queue_ids: &[QueueId],
+        agents: Vec<AgentSetup>,
+        agent_ids: &[AgentId],
+    ) -> Directory {
+        let mut d = Directory::default();
+        for (setup, id) in queues.into_iter().zip(queue_ids) {
+            d.insert_queue(setup, *id);
+        }
+        for (setup, id) in agents.into_iter().zip(agent_ids) {
+            d.insert_agent(setup, *id);
+        }
+        d
+    }
+
+    fn insert_queue(&mut self, setup: QueueSetup, id: QueueId) -> usize {
+        let i = self.queues.len();
+        self.by_number.insert(setup.number.clone(), i);
+        self.by_queue_id.insert(id, i);
+        self.queues.push(QueueEntry {
+            setup,
+            id,
+            removed: false,
+        });
+        i
+    }
+
+    fn insert_agent(&mut self, setup: AgentSetup, id: AgentId) -> usize {
+        let i = self.agents.len();
+        self.by_user.insert(setup.user.clone(), i);
+        self.by_agent_id.insert(id, i);
+        self.agents.push(AgentInfo {
+            setup,
+            id,
+            state: AgentState::LoggedOut,
+            in_use: 0,
+            requested: None,
+            removed: false,
+        });
+        i
+    }
+
+    /// The queue a number dials (not a removed one).
+    pub(super) fn queue_by_number(&self, number: &str) -> Option<usize> {
+        self.by_number.get(number).copied()
+    }
+
+    /// The queue with this ACD id (removed ones too).
+    pub(super) fn queue_by_id(&self, id: QueueId) -> Option<usize> {
+        self.by_queue_id.get(&id).copied()
+    }
+
+    /// The agent of a SIP user (not a removed one).
+    pub(super) fn agent_by_user(&self, user: &str) -> Option<usize> {
+        self.by_user.get(user).copied()
+    }
+
+    /// The agent with this ACD id.
+    pub(super) fn agent_by_id(&self, id: AgentId) -> Option<usize> {
+        self.by_agent_id.get(&id).copied()
+    }
+
+    /// The agents to log in at start (`login_on_start`).
+    pub(super) fn startup_logins(&self) -> Vec<AcdRequest> {
+        self.agents
+            .iter()
+            .filter(|a| a.setup.login_on_start)
+            .map(|a| AcdRequest::Command(AcdCommand::Login(a.id)))
+            .collect()
+    }
+
+    /// Apply reloaded queues and agents as a difference (queues by name, agents by user):
+    /// the ACD requests it takes, in order.
+    pub(super) fn reload(
+        &mut self,
+        queues: Vec<QueueSetup>,
+        agents: Vec<AgentSetup>,
+        out: &mut Vec<AcdRequest>,
+    ) -> ReloadSummary {
+        let mut sum = ReloadSummary::default();
+        // Queues first: agents may name new ones.
+        let mut seen = vec![false; self.queues.len()];
+        let mut pending_seen: Vec<String> = Vec::new();
+        let live: HashMap<String, usize> = self
+            .queues
+            .iter()
+            .enumerate()
+            .filter(|(_, q)| !q.removed)
+            .map(|(i, q)| (q.setup.acd.name.clone(), i))
+            .collect();
+        for q in queues {
+            let name = q.acd.name.clone();
+            if let Some(&i) = live.get(&name) {
+                seen[i] = true;
+                let entry = &mut self.queues[i];
+                if entry.setup.acd != q.acd {
+                    out.push(AcdRequest::UpdateQueue(entry.id, Box::new(q.acd.clone())));
+                    sum.queues_changed += 1;
+                }
+                if entry.setup.number != q.number {
+                    self.by_number.remove(&entry.setup.number);
+                    self.by_number.insert(q.number.clone(), i);
+                }
+                entry.setup = q;
+            } else if let Some(p) = self.pending_queues.get_mut(&name) {
+                p.setup = q;
+                p.removed = false;
+                pending_seen.push(name);
+            } else {
+                out.push(AcdRequest::AddQueue(Box::new(q.acd.clone())));
+                self.pending_queues.insert(
+                    name.clone(),
+                    Pending {
+                        sent: q.clone(),
+                        setup: q,
+                        removed: false,
+                    },
+                );
+                pending_seen.push(name);
+                sum.queues_added += 1;
+            }
+        }
+        // Agents by user.
+        let mut agent_seen = vec![false; self.agents.len()];
+        let mut pending_agents_seen: Vec<String> = Vec::new();
+        for a in agents {
+            if let Some(i) = self.agent_by_user(&a.user) {
+                agent_seen[i] = true;
+                let entry = &mut self.agents[i];
+                if entry.setup.acd != a.acd {
+                    out.push(AcdRequest::UpdateAgent(entry.id, Box::new(a.acd.clone())));
+                    sum.agents_changed += 1;
+                }
+                entry.setup = a;
+            } else if let Some(p) = self.pending_agents.get_mut(&a.user) {
+                pending_agents_seen.push(a.user.clone());
+                p.setup = a;
+                p.removed = false;
+            } else {
+                out.push(AcdRequest::AddAgent {
+                    user: a.user.clone(),
+                    config: Box::new(a.acd.clone()),
+                });
+                pending_agents_seen.push(a.user.clone());
+                self.pending_agents.insert(
+                    a.user.clone(),
+                    Pending {
+                        sent: a.clone(),
+                        setup: a,
+                        removed: false,
+                    },
+                );
+                sum.agents_added += 1;
+            }
+        }
+        for (user, p) in self.pending_agents.iter_mut() {
+            if !pending_agents_seen.contains(user) {
+                p.removed = true;
+            }
+        }
+        for (i, seen) in agent_seen.iter().enumerate() {
+            let a = &mut self.agents[i];
+            if !seen && !a.removed {
+                a.removed = true;
+                self.by_user.remove(&a.setup.user);
+                out.push(AcdRequest::RemoveAgent(a.id));
+                sum.agents_removed += 1;
+            }
+        }
+        // Removed queues last: the agents no longer point at them.
+        for (name, p) in self.pending_queues.iter_mut() {
+            if !pending_seen.contains(name) {
+                p.removed = true;
+            }
+        }
+        for (i, seen) in seen.iter().enumerate() {
+            let q = &mut self.queues[i];
+            if !seen && !q.removed {
+                q.removed = true;
+                if self.by_number.get(&q.setup.number) == Some(&i) {
+                    self.by_number.remove(&q.setup.number);
+                }
+                out.push(AcdRequest::RemoveQueue(q.id));
+                sum.queues_removed += 1;
+            }
+        }
+        sum
+    }
+
+    /// The ACD added a queue a reload asked for: it becomes routable (or, if a later reload
+    /// changed or removed it meanwhile, the ACD hears that now).
+    pub(super) fn queue_added(&mut self, name: &str, id: QueueId, out: &mut Vec<AcdRequest>) {
+        let Some(p) = self.pending_queues.remove(name) else {
+            return;
+        };
+        if p.removed {
+            out.push(AcdRequest::RemoveQueue(id));
+            return;
+        }
+        if p.setup.acd != p.sent.acd {
+            out.push(AcdRequest::UpdateQueue(id, Box::new(p.setup.acd.clone())));
+        }
+        self.insert_queue(p.setup, id);
+    }
+
+    /// The ACD added an agent a reload asked for: the agent is logged in if the config says
+    /// so (and changed or removed if a later reload did that meanwhile).
+    pub(super) fn agent_added(
+        &mut self,
+        user: &str,
+        id: AgentId,
+        out: &mut Vec<AcdRequest>,
+    ) -> Option<usize> {
+        let p = self.pending_agents.remove(user)?;
+        if p.removed {
+            out.push(AcdRequest::RemoveAgent(id));
+            return None;
+        }
+        if p.setup.acd != p.sent.acd {
+            out.push(AcdRequest::UpdateAgent(id, Box::new(p.setup.acd.clone())));
+        }
+        let login = p.setup.login_on_start;
+        let i = self.insert_agent(p.setup, id);
+        if login {
+            out.push(AcdRequest::Command(AcdCommand::Login(id)));
+        }
+        Some(i)
+    }
+
+    /// Queues and agents still waiting for their ACD ids.
+    pub(super) fn pending(&self) -> usize {
+        self.pending_queues.len() + self.pending_agents.len()
+    }
+}
 
 impl CallControl {
     /// Apply a reloaded configuration as a difference: queues and agents added, changed or
@@ -10,115 +319,9 @@ impl CallControl {
     /// are untouched; callers waiting in a removed queue follow its overflow rule (in the
     /// ACD). `contact_host` and `seed` are not reloaded.
     pub fn reload(&mut self, new: PbxConfig) {
-        let mut added_queues = 0;
-        let mut changed_queues = 0;
-        // Queues by name.
-        let mut seen = vec![false; self.cfg.queues.len()];
-        let mut by_name: HashMap<String, usize> = HashMap::new();
-        for (i, q) in self.cfg.queues.iter().enumerate() {
-            if !self.queue_removed[i] {
-                by_name.insert(q.acd.name.clone(), i);
-            }
-        }
-        let mut update_queues = Vec::new();
-        for q in new.queues {
-            match by_name.get(&q.acd.name) {
-                Some(&i) => {
-                    seen[i] = true;
-                    if self.cfg.queues[i].acd != q.acd {
-                        update_queues.push((self.queue_ids[i], q.acd.clone()));
-                        changed_queues += 1;
-                    }
-                    self.cfg.queues[i] = q;
-                }
-                None => {
-                    let id = QueueId(self.queue_ids.len() as u32);
-                    self.out
-                        .push_back(Output::Acd(AcdRequest::AddQueue(Box::new(q.acd.clone()))));
-                    self.queue_ids.push(id);
-                    self.queue_removed.push(false);
-                    self.cfg.queues.push(q);
-                    seen.push(true);
-                    added_queues += 1;
-                }
-            }
-        }
-        for (id, cfg) in update_queues {
-            self.out
-                .push_back(Output::Acd(AcdRequest::UpdateQueue(id, Box::new(cfg))));
-        }
-        // Agents by user.
-        let mut added_agents = 0;
-        let mut changed_agents = 0;
-        let mut removed_agents = 0;
-        let mut agent_seen = vec![false; self.agents.len()];
-        for a in new.agents {
-            match self.agent_by_user.get(&a.user).copied() {
-                Some(i) => {
-                    agent_seen[i] = true;
-                    if self.cfg.agents[i].acd != a.acd {
-                        let id = self.agents[i].id;
-                        self.out.push_back(Output::Acd(AcdRequest::UpdateAgent(
-                            id,
-                            Box::new(a.acd.clone()),
-                        )));
-                        changed_agents += 1;
-                    }
-                    self.agents[i].name = a.acd.name.clone();
-                    self.cfg.agents[i] = a;
-                }
-                None => {
-                    let id = AgentId(self.agents.len() as u32);
-                    self.out
-                        .push_back(Output::Acd(AcdRequest::AddAgent(Box::new(a.acd.clone()))));
-                    if a.login_on_start {
-                        self.out
-                            .push_back(Output::Acd(AcdRequest::Command(AcdCommand::Login(id))));
-                    }
-                    let i = self.agents.len();
-                    self.agents.push(AgentInfo {
-                        id,
-                        user: a.user.clone(),
-                        name: a.acd.name.clone(),
-                        state: AgentState::LoggedOut,
-                        in_use: 0,
-                        requested: None,
-                    });
-                    self.agent_by_user.insert(a.user.clone(), i);
-                    self.agent_by_id.insert(id, i);
-                    self.cfg.agents.push(a);
-                    agent_seen.push(true);
-                    added_agents += 1;
-                }
-            }
-        }
-        for (i, seen) in agent_seen.iter().enumerate() {
-            if !seen && self.agent_by_user.get(&self.agents[i].user) == Some(&i) {
-                let user = self.agents[i].user.clone();
-                self.agent_by_user.remove(&user);
-                self.out
-                    .push_back(Output::Acd(AcdRequest::RemoveAgent(self.agents[i].id)));
-                removed_agents += 1;
-            }
-        }
-        // Removed queues last: the agents no longer point at them.
-        let mut removed_queues = 0;
-        for (i, seen) in seen.iter().enumerate() {
-            if !seen && !self.queue_removed[i] {
-                self.queue_removed[i] = true;
-                self.out
-                    .push_back(Output::Acd(AcdRequest::RemoveQueue(self.queue_ids[i])));
-                removed_queues += 1;
-            }
-        }
-        self.queue_by_number = self
-            .cfg
-            .queues
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| !self.queue_removed[*i])
-            .map(|(i, q)| (q.number.clone(), i))
-            .collect();
+        let mut out = Vec::new();
+        let sum = self.dir.reload(new.queues, new.agents, &mut out);
+        self.out.extend(out.into_iter().map(Output::Acd));
         self.cfg.trunks = new.trunks;
         self.cfg.extensions = new.extensions;
         self.cfg.extension_ring_timeout = new.extension_ring_timeout;
@@ -127,12 +330,12 @@ impl CallControl {
         self.cfg.recording_seed = new.recording_seed;
         self.cfg.recording_pause_key = new.recording_pause_key;
         info!(
-            queues_added = added_queues,
-            queues_changed = changed_queues,
-            queues_removed = removed_queues,
-            agents_added = added_agents,
-            agents_changed = changed_agents,
-            agents_removed = removed_agents,
+            queues_added = sum.queues_added,
+            queues_changed = sum.queues_changed,
+            queues_removed = sum.queues_removed,
+            agents_added = sum.agents_added,
+            agents_changed = sum.agents_changed,
+            agents_removed = sum.agents_removed,
             "configuration applied"
         );
     }
@@ -143,20 +346,20 @@ impl CallControl {
 
     /// Call `id` keeps `user`'s phone busy (if `user` is an agent).
     pub(super) fn mark_busy(&mut self, id: u64, user: &str) {
-        let Some(&ai) = self.agent_by_user.get(user) else {
+        let Some(ai) = self.dir.agent_by_user(user) else {
             return;
         };
         if let Some(call) = self.calls.get_mut(&id) {
             call.busy_users.push(user.to_owned());
         }
-        self.agents[ai].in_use += 1;
+        self.dir.agents[ai].in_use += 1;
         self.reconcile_agent(ai);
     }
 
     pub(super) fn release_busy(&mut self, users: &[String]) {
         for u in users {
-            if let Some(&ai) = self.agent_by_user.get(u) {
-                let a = &mut self.agents[ai];
+            if let Some(ai) = self.dir.agent_by_user(u) {
+                let a = &mut self.dir.agents[ai];
                 a.in_use = a.in_use.saturating_sub(1);
                 self.reconcile_agent(ai);
             }
@@ -165,20 +368,23 @@ impl CallControl {
 
     /// Bring the ACD's view of an agent in line with their phones ([`presence::reconcile`]).
     pub(super) fn reconcile_agent(&mut self, ai: usize) {
-        let a = &self.agents[ai];
-        let has_phone = self.has_phone(&a.user);
+        let a = &self.dir.agents[ai];
+        if a.removed {
+            return;
+        }
+        let has_phone = self.has_phone(a.user());
         if let Some(change) = presence::reconcile(&a.state, has_phone, a.in_use > 0) {
             self.set_availability(ai, change);
         }
     }
 
     pub(super) fn set_availability(&mut self, ai: usize, change: presence::Change) {
-        let a = &mut self.agents[ai];
+        let a = &mut self.dir.agents[ai];
         if a.requested == Some(change) {
             return;
         }
         a.requested = Some(change);
-        let (id, name) = (a.id, a.name.clone());
+        let (id, name) = (a.id, a.name().to_owned());
         match change {
             presence::Change::Park(presence::NO_PHONE) => {
                 info!(agent = %name, "agent has no registered phone: not offered calls until one registers")

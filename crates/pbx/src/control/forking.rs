@@ -23,6 +23,9 @@ impl CallControl {
         let Some(call) = self.calls.get(&id) else {
             return false;
         };
+        let Some(ports) = call.ports else {
+            return false;
+        };
         let from_user = call
             .caller
             .invite
@@ -39,8 +42,8 @@ impl CallControl {
         let local = LocalMedia {
             session_id: id,
             version: 1,
-            addr: call.media.advertised(),
-            port: call.media.port(Leg::Agent),
+            addr: ports.addr,
+            port: ports.agent,
             law: call.caller.media.law,
             pt: call.caller.media.pt,
             telephone_event: call.caller.media.telephone_event,
@@ -246,16 +249,21 @@ impl CallControl {
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
-        call.media.command(SessionCommand::Remote {
-            leg: Leg::Agent,
-            rtp: n.remote,
-            law: n.law,
-            pt: n.pt,
-            telephone_event: n.telephone_event,
-            sends: n.direction.sends(),
-        });
-        call.media.command(SessionCommand::Stop(Leg::Caller));
-        call.media.command(SessionCommand::Bridge(true));
+        self.out.push_back(media_cmd(
+            id,
+            SessionCommand::Remote {
+                leg: Leg::Agent,
+                rtp: n.remote,
+                law: n.law,
+                pt: n.pt,
+                telephone_event: n.telephone_event,
+                sends: n.direction.sends(),
+            },
+        ));
+        self.out
+            .push_back(media_cmd(id, SessionCommand::Stop(Leg::Caller)));
+        self.out
+            .push_back(media_cmd(id, SessionCommand::Bridge(true)));
         call.phase = Phase::Connected;
         call.connected_at = Some(now);
         let waited = now.saturating_duration_since(call.created);
@@ -265,12 +273,12 @@ impl CallControl {
             .as_ref()
             .map(|a| a.user.clone())
             .unwrap_or_default();
-        let name = agent.map_or(user.clone(), |a| self.agents[a].name.clone());
+        let name = agent.map_or(user.clone(), |a| self.dir.agents[a].name().to_owned());
         info!(parent: &call.span, agent = %name, waited_ms = waited.as_millis() as u64, "call connected");
         let in_acd = call.in_acd;
         self.cancel_timers(|t| matches!(t, Timer::Announce(c) | Timer::RingTimeout(c) if *c == id));
         if let (Some(a), true) = (agent, in_acd) {
-            let agent = self.agents[a].id;
+            let agent = self.dir.agents[a].id;
             self.acd(AcdCommand::Answer {
                 call: acd::CallId(id),
                 agent,
@@ -295,7 +303,7 @@ impl CallControl {
         }
         match (call.route.clone(), attempt.agent) {
             (Route::Queue(_), Some(a)) => {
-                let agent = self.agents[a].id;
+                let agent = self.dir.agents[a].id;
                 self.acd(AcdCommand::OfferFailed {
                     call: acd::CallId(id),
                     agent,

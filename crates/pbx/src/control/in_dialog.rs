@@ -32,14 +32,17 @@ impl CallControl {
         call.caller.late = false;
         call.caller.offer = sd;
         call.caller.media = n;
-        call.media.command(SessionCommand::Remote {
-            leg: Leg::Caller,
-            rtp: n.remote,
-            law: n.law,
-            pt: n.pt,
-            telephone_event: n.telephone_event,
-            sends: n.direction.sends(),
-        });
+        self.out.push_back(media_cmd(
+            id,
+            SessionCommand::Remote {
+                leg: Leg::Caller,
+                rtp: n.remote,
+                law: n.law,
+                pt: n.pt,
+                telephone_event: n.telephone_event,
+                sends: n.direction.sends(),
+            },
+        ));
         if let Some(q) = call.pending_queue.take() {
             self.enter_queue(now, id, q);
         }
@@ -130,11 +133,12 @@ impl CallControl {
         let body = match leg {
             Leg::Caller => {
                 call.caller.sdp_version += 1;
+                let Some(ports) = call.ports else { return };
                 let local = LocalMedia {
                     session_id: id,
                     version: call.caller.sdp_version,
-                    addr: call.media.advertised(),
-                    port: call.media.port(Leg::Caller),
+                    addr: ports.addr,
+                    port: ports.caller,
                     law: n.law,
                     pt: n.pt,
                     telephone_event: n.telephone_event,
@@ -154,33 +158,42 @@ impl CallControl {
                     info!(parent: &span, hold, "agent hold");
                     if hold {
                         let music = match call.route {
-                            Route::Queue(q) => self.cfg.queues[q].music.clone(),
+                            Route::Queue(q) => self.dir.queues[q].setup.music.clone(),
                             _ => None,
                         };
-                        call.media.command(SessionCommand::Bridge(false));
+                        self.out
+                            .push_back(media_cmd(id, SessionCommand::Bridge(false)));
                         if let Some(m) = music {
-                            call.media.command(SessionCommand::Play {
-                                leg: Leg::Caller,
-                                prompts: Vec::new(),
-                                then: Some(m),
-                            });
+                            self.out.push_back(media_cmd(
+                                id,
+                                SessionCommand::Play {
+                                    leg: Leg::Caller,
+                                    prompts: Vec::new(),
+                                    then: Some(m),
+                                },
+                            ));
                         }
                     } else {
-                        call.media.command(SessionCommand::Stop(Leg::Caller));
-                        call.media.command(SessionCommand::Bridge(true));
+                        self.out
+                            .push_back(media_cmd(id, SessionCommand::Stop(Leg::Caller)));
+                        self.out
+                            .push_back(media_cmd(id, SessionCommand::Bridge(true)));
                     }
                 }
                 a.local.answer(&offer, n.index)
             }
         };
-        call.media.command(SessionCommand::Remote {
-            leg,
-            rtp: n.remote,
-            law: n.law,
-            pt: n.pt,
-            telephone_event: n.telephone_event,
-            sends: n.direction.sends(),
-        });
+        self.out.push_back(media_cmd(
+            id,
+            SessionCommand::Remote {
+                leg,
+                rtp: n.remote,
+                law: n.law,
+                pt: n.pt,
+                telephone_event: n.telephone_event,
+                sends: n.direction.sends(),
+            },
+        ));
         h.push("Content-Type", "application/sdp");
         self.respond(tx, 200, None, h, Bytes::from(body));
     }

@@ -1,39 +1,52 @@
-//! Call control: the back-to-back user agent's decisions, as a state machine driven by the
-//! events of the SIP endpoint, the ACD and the media relay, with a clock passed in.
+//! Call control: the back-to-back user agent's decisions, as a sans-IO state machine in the
+//! manner of [`sip::Endpoint`]. It reads no clock, opens no socket and spawns nothing: the
+//! time ([`Now`], monotonic and wall clock) and every event come in as inputs, and everything
+//! it wants done comes out as an [`Output`]: SIP commands, ACD requests, media-session
+//! requests (open, command, close a relay session) and recording requests. What those
+//! services answer (the ports a session got, its DTMF and timeouts, its packet totals, the
+//! ids the ACD gave to added queues and agents) comes back as inputs.
 //!
 //! ```text
-//! control.on_sip(now, sip_event);      // or on_acd(now, report), on_media(now, event), on_timeout(now)
-//! while let Some(out) = control.poll_output() { /* to the SIP task or the ACD task */ }
-//! let next = control.poll_timeout();   // announcements, extension ring timeouts
+//! control.on_sip(now, sip_event);   // or on_acd(now, report), on_media(now, media_input),
+//!                                   // on_timeout(now), reload(now, cfg)
+//! while let Some(out) = control.poll_output() {
+//!     // Output::Sip -> SIP task, Output::Acd -> ACD task,
+//!     // Output::Media -> relay (answer with on_media), Output::Recording -> recorder
+//! }
+//! let next = control.poll_timeout();   // announcements, ring timeouts, forgotten INVITEs
 //! ```
 //!
-//! Media sessions are opened and commanded directly (their handles are synchronous); the
-//! SIP and ACD services are reached through [`Output`]s, because they run in tasks of their
-//! own. Every client request gets an id ([`TxId::user`]) before it leaves, so responses are
+//! Every client request gets an id ([`TxId::user`]) before it leaves, so responses are
 //! matched without waiting for the SIP task.
 //!
-//! A call to a queue: the caller is answered at once (200 OK with the relay's SDP), hears the
-//! greeting and music, and joins the ACD. Each ACD offer rings every registered phone of the
-//! agent; the first 2xx wins, the other phones get CANCEL, and the relay bridges the legs.
-//! Every way a call can end (BYE from either side, CANCEL, ACD timeout or overflow, a silent
-//! leg, a missing ACK, an offer that fails everywhere) goes through [`CallControl::end_call`],
-//! which answers or hangs up every leg that is still up and drops the media session (its
-//! ports go back to the pool).
+//! A call to a queue: call control asks for a media session; once the relay reports its
+//! ports, the caller is answered (200 OK with the relay's SDP), hears the greeting and music,
+//! and joins the ACD. Each ACD offer rings every registered phone of the agent
+//! ([`forking`]); the first 2xx wins, the other phones get CANCEL, and the relay bridges the
+//! legs. Every way a call can end (BYE from either side, CANCEL, ACD timeout or overflow, a
+//! silent leg, a missing ACK, an offer that fails everywhere) goes through
+//! [`teardown`], which answers or hangs up every leg that is still up and closes the media
+//! session (its ports go back to the pool); the "call ended" line is written when the relay
+//! reports the session's totals.
+//!
+//! Where things are: [`dialplan`] (new calls, routes, answering, joining a queue),
+//! [`forking`] (ringing phones, first 2xx wins, CANCEL, late 2xx), [`in_dialog`] (ACK of a
+//! delayed offer, BYE, re-INVITE/UPDATE, hold), [`queueing`] (what the ACD decides,
+//! announcements), [`recording`], [`teardown`], and [`directory`] (queues and agents,
+//! reloads, agents' phones).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::time::{Duration, Instant};
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::recorder::file::{utc, Sidecar};
 use crate::recorder::g711::Law;
-use crate::recorder::service::{Recorder, RecorderCommand};
 use acd::{
     AcdCommand, AcdEvent, AgentId, AgentState, CallArrival, CallOutcome, Overflow, Party, QueueId,
 };
 use bytes::Bytes;
 use media::prompt::Prompt;
-use media::relay::{
-    Leg, MediaError, MediaEvent, MediaEventKind, Relay, Session, SessionCommand, SessionId,
-};
+use media::relay::{Leg, MediaEvent, MediaEventKind, SessionCommand, SessionId};
 use media::sdp::{negotiate, Direction, LocalMedia, Negotiated, SdpError, SessionDescription};
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -58,8 +71,20 @@ mod queueing;
 mod recording;
 mod teardown;
 
+use directory::Directory;
+
 /// Methods we allow in dialogs (the Allow header of our INVITEs and answers).
 const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE";
+
+/// The time, as an input: the monotonic clock decides (timers, durations), the wall clock is
+/// only written down (a recording's start and end).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Now {
+    /// Monotonic time.
+    pub instant: Instant,
+    /// Wall-clock time at the same moment.
+    pub wall: SystemTime,
+}
 
 /// What call control asks of the other services.
 #[derive(Debug)]
@@ -68,6 +93,118 @@ pub enum Output {
     Sip(SipCommand),
     /// For the ACD task.
     Acd(AcdRequest),
+    /// For the media relay, about one call's session.
+    Media(SessionId, MediaRequest),
+    /// For the recorder.
+    Recording(RecordingRequest),
+}
+
+/// What call control asks of the media relay for one session.
+#[derive(Debug)]
+pub enum MediaRequest {
+    /// Allocate a port pair per leg; answered with [`MediaInput::Opened`].
+    Open,
+    /// A command for the open session (never [`SessionCommand::Tap`]: see `Tap` below).
+    Command(SessionCommand),
+    /// Copy the session's packets to the recorder (`true`) or stop (`false`).
+    Tap(bool),
+    /// End the session and free its ports; answered with [`MediaInput::Closed`].
+    Close,
+}
+
+/// What call control asks of the recorder.
+#[derive(Debug)]
+pub enum RecordingRequest {
+    /// Start recording call `call` (its session's tap follows as a [`MediaRequest::Tap`]).
+    Start {
+        /// The call (and media session) id.
+        call: u64,
+        /// Its codec.
+        law: Law,
+        /// The sidecar as known at the start.
+        sidecar: Box<Sidecar>,
+        /// Timeline position 0.
+        at: Instant,
+    },
+    /// Silence from `at` on.
+    Pause {
+        /// The call.
+        call: u64,
+        /// From when.
+        at: Instant,
+    },
+    /// Record again from `at` on.
+    Resume {
+        /// The call.
+        call: u64,
+        /// From when.
+        at: Instant,
+    },
+    /// The call is over (the driver adds the frames the session's tap dropped).
+    Stop {
+        /// The call.
+        call: u64,
+        /// When it ended.
+        at: Instant,
+        /// Wall-clock end, for the sidecar.
+        end: SystemTime,
+    },
+}
+
+/// The ports of an open media session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MediaPorts {
+    /// The address written into our SDP.
+    pub addr: Ipv4Addr,
+    /// RTP port of the caller leg.
+    pub caller: u16,
+    /// RTP port of the agent leg.
+    pub agent: u16,
+}
+
+impl MediaPorts {
+    /// The RTP port of a leg.
+    pub fn port(&self, leg: Leg) -> u16 {
+        match leg {
+            Leg::Caller => self.caller,
+            Leg::Agent => self.agent,
+        }
+    }
+}
+
+/// A session's packet counts when it closed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MediaTotals {
+    /// RTP packets received from the caller.
+    pub from_caller: u64,
+    /// RTP packets received from the agent.
+    pub from_agent: u64,
+    /// Packets of the caller forwarded to the agent.
+    pub to_agent: u64,
+    /// Packets of the agent forwarded to the caller.
+    pub to_caller: u64,
+}
+
+/// What the media relay reports.
+#[derive(Debug, Clone)]
+pub enum MediaInput {
+    /// Answer to [`MediaRequest::Open`]: the ports, or `None` when no session could be opened
+    /// (no free ports, a socket error; the driver logs why).
+    Opened {
+        /// The session.
+        session: SessionId,
+        /// Its ports.
+        ports: Option<MediaPorts>,
+    },
+    /// Something happened in a session (DTMF, a silent leg, a prompt finished).
+    Event(MediaEvent),
+    /// Answer to [`MediaRequest::Close`].
+    Closed {
+        /// The session.
+        session: SessionId,
+        /// Its packet counts.
+        totals: MediaTotals,
+    },
 }
 
 /// Where a call goes.
@@ -90,6 +227,8 @@ enum Feature {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
+    /// Waiting for the relay to open the call's media session.
+    Opening,
     /// The caller's INVITE is not answered yet (an extension call ringing).
     Ringing,
     /// Answered; waiting in a queue (or playing a feature-code tone).
@@ -150,7 +289,10 @@ struct Call {
     route: Route,
     phase: Phase,
     caller: CallerLeg,
-    media: Session,
+    /// Who the caller is (as the SIP endpoint authenticated them).
+    identity: Caller,
+    /// The media session's ports, once the relay has opened it.
+    ports: Option<MediaPorts>,
     /// Phones being rung: one attempt per offered agent (several with ring-all).
     attempts: Vec<Attempt>,
     agent: Option<AgentLeg>,
@@ -167,6 +309,36 @@ struct Call {
     busy_users: Vec<String>,
     created: Instant,
     connected_at: Option<Instant>,
+}
+
+/// What call control holds on to (see [`CallControl::held`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Held {
+    /// Calls in progress.
+    pub calls: usize,
+    /// Ended calls waiting for their media totals.
+    pub closing: usize,
+    /// Dialogs.
+    pub dialogs: usize,
+    /// Callers' INVITE transactions.
+    pub server_transactions: usize,
+    /// Our client transactions (not counting INVITEs of ended calls kept for a late 2xx).
+    pub client_transactions: usize,
+    /// INVITEs of ended calls kept for a late 2xx (forgotten after 40 s).
+    pub orphans: usize,
+    /// Timers, not counting the ones that forget those INVITEs.
+    pub timers: usize,
+    /// Queues and agents a reload added, waiting for their ACD ids.
+    pub pending_directory: usize,
+}
+
+/// A call that has ended, until the relay reports its totals.
+#[derive(Debug)]
+struct Ended {
+    span: Span,
+    reason: EndReason,
+    duration: Duration,
+    talk: Option<Duration>,
 }
 
 /// What one of our client transactions is for.
@@ -240,25 +412,17 @@ impl EndReason {
     }
 }
 
-#[derive(Debug)]
-struct AgentInfo {
-    id: AgentId,
-    user: String,
-    name: String,
-    state: AgentState,
-    /// Calls of this agent's phone that are not queue offers (placed by it, or an extension
-    /// call to it): while any is up the agent gets no queue calls.
-    in_use: u32,
-    /// The availability change last asked of the ACD, until the next state report.
-    requested: Option<presence::Change>,
-}
-
 /// The call-control state machine.
 pub struct CallControl {
+    /// Settings (its `queues` and `agents` live in `dir`).
     cfg: PbxConfig,
-    relay: Relay,
-    recorder: Option<Recorder>,
+    /// Queues and agents.
+    dir: Directory,
+    /// Whether a recorder runs (recording requests are made only then).
+    recorder: bool,
     locations: Locations,
+    /// The wall clock at the latest input.
+    wall: SystemTime,
     rng: ChaCha8Rng,
     next_call: u64,
     next_tx: u64,
@@ -271,13 +435,8 @@ pub struct CallControl {
     orphans: HashMap<TxId, (Request, Flow)>,
     /// (Call-ID, our tag) → (call, which side).
     by_dialog: HashMap<(String, String), (u64, Leg)>,
-    queue_ids: Vec<QueueId>,
-    /// Queues a reload removed (kept for the calls still connected through them).
-    queue_removed: Vec<bool>,
-    queue_by_number: HashMap<String, usize>,
-    agents: Vec<AgentInfo>,
-    agent_by_user: HashMap<String, usize>,
-    agent_by_id: HashMap<AgentId, usize>,
+    /// Calls that ended and wait for their media totals (for the "call ended" line).
+    closing: HashMap<u64, Ended>,
     timers: BTreeMap<(Instant, u64), Timer>,
     timer_seq: u64,
     out: VecDeque<Output>,
@@ -320,39 +479,24 @@ fn cseq_num(headers: &Headers) -> u32 {
 impl CallControl {
     /// Call control over `cfg`. `queue_ids` and `agent_ids` are what the ACD engine returned
     /// when the queues and agents of `cfg` were added to it, in the same order.
+    /// Call control over `cfg`. `queue_ids` and `agent_ids` are what the ACD engine returned
+    /// when the queues and agents of `cfg` were added to it, in the same order (see
+    /// [`build_acd`]). `recorder` says whether a recorder runs; `locations` is the registrar's
+    /// view of who is registered where (written by the SIP driver).
     pub fn new(
-        cfg: PbxConfig,
-        relay: Relay,
-        recorder: Option<Recorder>,
+        mut cfg: PbxConfig,
+        recorder: bool,
         locations: Locations,
-        queue_ids: Vec<QueueId>,
-        agent_ids: Vec<AgentId>,
+        queue_ids: &[QueueId],
+        agent_ids: &[AgentId],
+        now: Now,
     ) -> CallControl {
-        let queue_by_number = cfg
-            .queues
-            .iter()
-            .enumerate()
-            .map(|(i, q)| (q.number.clone(), i))
-            .collect();
-        let agents: Vec<AgentInfo> = cfg
-            .agents
-            .iter()
-            .zip(&agent_ids)
-            .map(|(a, id)| AgentInfo {
-                id: *id,
-                user: a.user.clone(),
-                name: a.acd.name.clone(),
-                state: AgentState::LoggedOut,
-                in_use: 0,
-                requested: None,
-            })
-            .collect();
-        let agent_by_user = agents
-            .iter()
-            .enumerate()
-            .map(|(i, a)| (a.user.clone(), i))
-            .collect();
-        let agent_by_id = agents.iter().enumerate().map(|(i, a)| (a.id, i)).collect();
+        let dir = Directory::new(
+            std::mem::take(&mut cfg.queues),
+            queue_ids,
+            std::mem::take(&mut cfg.agents),
+            agent_ids,
+        );
         let host = cfg
             .contact_host
             .rsplit_once(':')
@@ -370,9 +514,10 @@ impl CallControl {
         CallControl {
             rng: ChaCha8Rng::seed_from_u64(cfg.seed),
             cfg,
-            relay,
+            dir,
             recorder,
             locations,
+            wall: now.wall,
             next_call: 1,
             next_tx: 1,
             calls: HashMap::new(),
@@ -380,12 +525,7 @@ impl CallControl {
             by_client: HashMap::new(),
             orphans: HashMap::new(),
             by_dialog: HashMap::new(),
-            queue_removed: vec![false; queue_ids.len()],
-            queue_ids,
-            queue_by_number,
-            agents,
-            agent_by_user,
-            agent_by_id,
+            closing: HashMap::new(),
             timers: BTreeMap::new(),
             timer_seq: 0,
             out: VecDeque::new(),
@@ -397,18 +537,46 @@ impl CallControl {
 
     /// The agents to log in at start (from `login_on_start`): ACD commands to send first.
     pub fn startup_commands(&self) -> Vec<AcdRequest> {
-        self.cfg
-            .agents
-            .iter()
-            .zip(&self.agents)
-            .filter(|(setup, _)| setup.login_on_start)
-            .map(|(_, a)| AcdRequest::Command(AcdCommand::Login(a.id)))
-            .collect()
+        self.dir.startup_logins()
     }
 
     /// Calls in progress.
     pub fn call_count(&self) -> usize {
         self.calls.len()
+    }
+
+    /// What call control still holds on to, for checks that nothing leaks: calls, ended calls
+    /// waiting for their media totals, dialogs, client and server transactions, and timers
+    /// other than the ones that forget cancelled INVITEs.
+    pub fn held(&self) -> Held {
+        Held {
+            calls: self.calls.len(),
+            closing: self.closing.len(),
+            dialogs: self.by_dialog.len(),
+            server_transactions: self.by_invite.len(),
+            client_transactions: self
+                .by_client
+                .values()
+                .filter(|r| !matches!(r, Role::Orphan))
+                .count(),
+            orphans: self.orphans.len(),
+            timers: self
+                .timers
+                .values()
+                .filter(|t| !matches!(t, Timer::ForgetOrphan(_)))
+                .count(),
+            pending_directory: self.dir.pending(),
+        }
+    }
+
+    /// Agents with the ACD's last reported state, by SIP user (removed ones left out).
+    pub fn agent_states(&self) -> Vec<(String, AgentState)> {
+        self.dir
+            .agents
+            .iter()
+            .filter(|a| !a.removed)
+            .map(|a| (a.user().to_owned(), a.state.clone()))
+            .collect()
     }
 
     /// Next output for another service.
@@ -435,6 +603,11 @@ impl CallControl {
 
     fn sip(&mut self, cmd: SipCommand) {
         self.out.push_back(Output::Sip(cmd));
+    }
+
+    fn media(&mut self, id: u64, cmd: SessionCommand) {
+        self.out
+            .push_back(Output::Media(SessionId(id), MediaRequest::Command(cmd)));
     }
 
     fn acd(&mut self, cmd: AcdCommand) {
@@ -487,8 +660,15 @@ impl CallControl {
 
     // ------------------------------------------------------------------ inputs
 
+    /// Take the time of an input: the wall clock is kept, the monotonic time returned.
+    fn at(&mut self, now: Now) -> Instant {
+        self.wall = now.wall;
+        now.instant
+    }
+
     /// An event from the SIP endpoint.
-    pub fn on_sip(&mut self, now: Instant, ev: SipEvent) {
+    pub fn on_sip(&mut self, now: Now, ev: SipEvent) {
+        let now = self.at(now);
         match ev {
             SipEvent::Request {
                 tx,
@@ -523,7 +703,7 @@ impl CallControl {
                 let (BindingChange::Added { aor, .. }
                 | BindingChange::Updated { aor, .. }
                 | BindingChange::Removed { aor, .. }) = change;
-                if let Some(&ai) = self.agent_by_user.get(&aor) {
+                if let Some(ai) = self.dir.agent_by_user(&aor) {
                     self.reconcile_agent(ai);
                 }
             }
@@ -533,25 +713,48 @@ impl CallControl {
 
     /// An ACK for one of our 2xx answers: for a delayed offer it carries the caller's answer.
     /// A report of the ACD task.
-    pub fn on_acd(&mut self, now: Instant, report: AcdReport) {
+    pub fn on_acd(&mut self, now: Now, report: AcdReport) {
+        let now = self.at(now);
         match report {
             AcdReport::Event(ev) => self.on_acd_event(now, ev),
             AcdReport::Position {
                 call,
                 position,
                 estimated_wait,
-            } => self.announce(call.0, position, estimated_wait),
+            } => self.announce(now, call.0, position, estimated_wait),
             AcdReport::Refused { command, error } => {
                 warn!(?command, %error, "ACD refused a command");
             }
             AcdReport::ReconfigureFailed { what, error } => {
                 warn!(%what, %error, "ACD reconfiguration failed");
             }
+            AcdReport::QueueAdded { name, id } => {
+                let mut out = Vec::new();
+                self.dir.queue_added(&name, id, &mut out);
+                self.out.extend(out.into_iter().map(Output::Acd));
+            }
+            AcdReport::AgentAdded { user, id } => {
+                let mut out = Vec::new();
+                let added = self.dir.agent_added(&user, id, &mut out);
+                self.out.extend(out.into_iter().map(Output::Acd));
+                if let Some(ai) = added {
+                    self.reconcile_agent(ai);
+                }
+            }
         }
     }
 
-    /// An event of the media relay.
-    pub fn on_media(&mut self, now: Instant, ev: MediaEvent) {
+    /// What the media relay reports.
+    pub fn on_media(&mut self, now: Now, input: MediaInput) {
+        let now = self.at(now);
+        match input {
+            MediaInput::Opened { session, ports } => self.media_opened(now, session.0, ports),
+            MediaInput::Event(ev) => self.media_event(now, ev),
+            MediaInput::Closed { session, totals } => self.media_closed(session.0, totals),
+        }
+    }
+
+    fn media_event(&mut self, now: Instant, ev: MediaEvent) {
         let id = ev.session.0;
         let Some(call) = self.calls.get(&id) else {
             return;
@@ -577,7 +780,8 @@ impl CallControl {
     }
 
     /// Fire due timers.
-    pub fn on_timeout(&mut self, now: Instant) {
+    pub fn on_timeout(&mut self, now: Now) {
+        let now = self.at(now);
         while let Some((&key, _)) = self.timers.iter().next() {
             if key.0 > now {
                 break;
@@ -612,9 +816,9 @@ impl CallControl {
     }
 }
 
-fn route_name(route: &Route, cfg: &PbxConfig) -> String {
+fn route_name(route: &Route, dir: &Directory) -> String {
     match route {
-        Route::Queue(q) => format!("queue {}", cfg.queues[*q].acd.name),
+        Route::Queue(q) => format!("queue {}", dir.queues[*q].setup.acd.name),
         Route::Extension(_) => "extension".to_owned(),
         Route::Feature(f) => format!("feature {f:?}"),
     }
@@ -642,4 +846,9 @@ pub fn build_acd(
         agents.push(engine.add_agent(setup.acd.clone())?);
     }
     Ok((engine, queues, agents))
+}
+
+/// A command for call `id`'s media session.
+fn media_cmd(id: u64, cmd: SessionCommand) -> Output {
+    Output::Media(SessionId(id), MediaRequest::Command(cmd))
 }

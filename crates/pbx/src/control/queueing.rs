@@ -7,15 +7,15 @@ impl CallControl {
         match ev {
             AcdEvent::Offer { call, agent, .. } => {
                 let id = call.0;
-                let Some(&ai) = self.agent_by_id.get(&agent) else {
+                let Some(ai) = self.dir.agent_by_id(agent) else {
                     return;
                 };
                 if !self.calls.contains_key(&id) {
                     return;
                 }
-                let user = self.agents[ai].user.clone();
+                let user = self.dir.agents[ai].user().to_owned();
                 if let Some(c) = self.calls.get(&id) {
-                    info!(parent: &c.span, agent = %self.agents[ai].name, "offering to agent");
+                    info!(parent: &c.span, agent = %self.dir.agents[ai].name(), "offering to agent");
                 }
                 if self.calls[&id].busy_users.contains(&user) {
                     // Never offer a call to the agent who is making it.
@@ -37,7 +37,7 @@ impl CallControl {
                 let Some(c) = self.calls.get_mut(&id) else {
                     return;
                 };
-                let agents = &self.agents;
+                let agents = &self.dir.agents;
                 let Some(ai) = c
                     .attempts
                     .iter()
@@ -63,10 +63,9 @@ impl CallControl {
             }
             AcdEvent::Timeout { call, queue } => {
                 let removed = self
-                    .queue_ids
-                    .iter()
-                    .position(|q| *q == queue)
-                    .is_some_and(|i| self.queue_removed.get(i).copied().unwrap_or(false));
+                    .dir
+                    .queue_by_id(queue)
+                    .is_some_and(|i| self.dir.queues[i].removed);
                 if let Some(c) = self.calls.get(&call.0) {
                     if removed {
                         info!(parent: &c.span, "queue removed by a config reload: the caller leaves it");
@@ -90,8 +89,8 @@ impl CallControl {
                 self.end_call(now, id, reason, None);
             }
             AcdEvent::AgentState { agent, state } => {
-                if let Some(&ai) = self.agent_by_id.get(&agent) {
-                    let name = &self.agents[ai].name;
+                if let Some(ai) = self.dir.agent_by_id(agent) {
+                    let name = self.dir.agents[ai].name();
                     match &state {
                         AgentState::NotReady(r) if r.as_str() == "no-answer" => warn!(
                             agent = %name,
@@ -103,8 +102,8 @@ impl CallControl {
                         }
                         _ => info!(agent = %name, ?state, "agent state"),
                     }
-                    self.agents[ai].state = state;
-                    self.agents[ai].requested = None;
+                    self.dir.agents[ai].state = state;
+                    self.dir.agents[ai].requested = None;
                     self.reconcile_agent(ai);
                 }
             }
@@ -112,7 +111,13 @@ impl CallControl {
         }
     }
 
-    pub(super) fn announce(&mut self, id: u64, position: Option<usize>, wait: Option<Duration>) {
+    pub(super) fn announce(
+        &mut self,
+        now: Instant,
+        id: u64,
+        position: Option<usize>,
+        wait: Option<Duration>,
+    ) {
         let Some(call) = self.calls.get(&id) else {
             return;
         };
@@ -120,8 +125,8 @@ impl CallControl {
             return;
         }
         let Route::Queue(q) = call.route else { return };
-        let every = self.cfg.queues[q].announce_every;
-        let music = self.cfg.queues[q].music.clone();
+        let every = self.dir.queues[q].setup.announce_every;
+        let music = self.dir.queues[q].setup.music.clone();
         let a = &self.cfg.announcements;
         let number = |n: usize| a.numbers.get(n).cloned();
         let mut prompts = Vec::new();
@@ -141,14 +146,17 @@ impl CallControl {
         }
         debug!(parent: &call.span, ?position, ?wait, "position announcement");
         if !prompts.is_empty() {
-            call.media.command(SessionCommand::Play {
-                leg: Leg::Caller,
-                prompts,
-                then: music,
-            });
+            self.out.push_back(media_cmd(
+                id,
+                SessionCommand::Play {
+                    leg: Leg::Caller,
+                    prompts,
+                    then: music,
+                },
+            ));
         }
         if let Some(every) = every {
-            let at = Instant::now() + every;
+            let at = now + every;
             self.timer(at, Timer::Announce(id));
         }
     }

@@ -5,14 +5,14 @@ use super::*;
 impl CallControl {
     /// Start recording a connected queue call if its queue's policy says so.
     pub(super) fn maybe_record(&mut self, now: Instant, id: u64, agent: &str) {
-        let Some(recorder) = self.recorder.clone() else {
+        if !self.recorder {
             return;
-        };
+        }
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
         let Route::Queue(q) = call.route else { return };
-        let setup = &self.cfg.queues[q];
+        let setup = &self.dir.queues[q].setup;
         if !setup.record.records(self.cfg.recording_seed, id) {
             return;
         }
@@ -34,7 +34,7 @@ impl CallControl {
                 Law::A => "PCMA",
             }
             .into(),
-            start: utc(std::time::SystemTime::now()),
+            start: utc(self.wall),
             end: None,
             duration: 0.0,
             pauses: Vec::new(),
@@ -43,17 +43,17 @@ impl CallControl {
             sha256: None,
             repaired: false,
         };
-        if recorder.command(RecorderCommand::Start {
-            call: id,
-            law,
-            sidecar: Box::new(sidecar),
-            at: now,
-        }) {
-            call.media
-                .command(SessionCommand::Tap(Some(recorder.frames())));
-            call.recording = true;
-            info!(parent: &call.span, "recording");
-        }
+        self.out
+            .push_back(Output::Recording(RecordingRequest::Start {
+                call: id,
+                law,
+                sidecar: Box::new(sidecar),
+                at: now,
+            }));
+        self.out
+            .push_back(Output::Media(SessionId(id), MediaRequest::Tap(true)));
+        call.recording = true;
+        info!(parent: &call.span, "recording");
     }
 
     /// An agent key: the pause key toggles the recording's pause.
@@ -80,13 +80,11 @@ impl CallControl {
         call.agent_keys.clear();
         call.recording_paused = !call.recording_paused;
         let cmd = if call.recording_paused {
-            RecorderCommand::Pause { call: id, at: now }
+            RecordingRequest::Pause { call: id, at: now }
         } else {
-            RecorderCommand::Resume { call: id, at: now }
+            RecordingRequest::Resume { call: id, at: now }
         };
         info!(parent: &call.span, paused = call.recording_paused, "recording pause key");
-        if let Some(r) = &self.recorder {
-            r.command(cmd);
-        }
+        self.out.push_back(Output::Recording(cmd));
     }
 }

@@ -79,35 +79,49 @@ impl CallControl {
             self.acd(cmd);
         }
         if call.recording {
-            if let Some(r) = &self.recorder {
-                r.command(RecorderCommand::Stop {
+            self.out
+                .push_back(Output::Recording(RecordingRequest::Stop {
                     call: id,
                     at: now,
-                    end: std::time::SystemTime::now(),
-                    dropped: call.media.counters().tap_dropped(),
-                });
-            }
+                    end: self.wall,
+                }));
         }
-        let duration = now.saturating_duration_since(call.created);
-        let talk = call.connected_at.map(|t| now.saturating_duration_since(t));
-        let m = call.media.counters();
+        // The session ends and its ports go back to the pool; the "call ended" line waits
+        // for its totals.
+        self.out
+            .push_back(Output::Media(SessionId(id), MediaRequest::Close));
+        self.closing.insert(
+            id,
+            Ended {
+                span: call.span,
+                reason,
+                duration: now.saturating_duration_since(call.created),
+                talk: call.connected_at.map(|t| now.saturating_duration_since(t)),
+            },
+        );
+    }
+
+    /// The relay closed a session: the call's last line.
+    pub(super) fn media_closed(&mut self, id: u64, m: MediaTotals) {
+        let Some(e) = self.closing.remove(&id) else {
+            return;
+        };
         info!(
-            parent: &call.span,
-            reason = reason.as_str(),
-            duration_ms = duration.as_millis() as u64,
-            talk_ms = talk.map(|t| t.as_millis() as u64),
-            rtp_from_caller = m.received(Leg::Caller),
-            rtp_from_agent = m.received(Leg::Agent),
-            rtp_to_agent = m.forwarded(Leg::Caller),
-            rtp_to_caller = m.forwarded(Leg::Agent),
+            parent: &e.span,
+            reason = e.reason.as_str(),
+            duration_ms = e.duration.as_millis() as u64,
+            talk_ms = e.talk.map(|t| t.as_millis() as u64),
+            rtp_from_caller = m.from_caller,
+            rtp_from_agent = m.from_agent,
+            rtp_to_agent = m.to_agent,
+            rtp_to_caller = m.to_caller,
             "call ended"
         );
-        // Dropping the session ends its task and frees its ports.
-        drop(call);
     }
 
     /// Server shutdown: end every call (BYE to answered legs, 503 to unanswered callers).
-    pub fn hang_up_all(&mut self, now: Instant) {
+    pub fn hang_up_all(&mut self, now: Now) {
+        let now = self.at(now);
         let ids: Vec<u64> = self.calls.keys().copied().collect();
         for id in ids {
             self.end_call(now, id, EndReason::Shutdown, None);
@@ -119,6 +133,10 @@ impl CallControl {
         if let Some(call) = self.calls.remove(&id) {
             self.by_invite.remove(&call.caller.invite_tx);
             self.release_busy(&call.busy_users);
+            if call.ports.is_some() {
+                self.out
+                    .push_back(Output::Media(SessionId(id), MediaRequest::Close));
+            }
         }
     }
 }
