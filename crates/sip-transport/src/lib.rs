@@ -780,41 +780,6 @@ impl Driver {
     fn on_command(&mut self, cmd: SipCommand) {
         let now = Instant::now();
         match cmd {
-            SipCommand::Respond {
-                tx,
-                status,
-                to_tag,
-                headers,
-                body,
-            } => {
-                if let Err(e) =
-                    self.endpoint
-                        .respond_tagged(now, tx, status, to_tag.as_deref(), headers, body)
-                {
-                    debug!(tx = tx.0, ?e, "response not sent");
-                }
-            }
-            SipCommand::Send { id, flow, request } => {
-                if let Err(e) = self.endpoint.send_request_as(now, flow, request, id) {
-                    debug!(tx = id.0, ?e, "request not sent");
-                    self.failed_sends.push(id);
-                }
-            }
-            SipCommand::SendStateless { flow, request } => {
-                self.endpoint.send_stateless_request(now, flow, request);
-            }
-            SipCommand::SendRequest {
-                flow,
-                request,
-                reply,
-            } => {
-                let _ = reply.send(self.endpoint.send_request(now, flow, request));
-            }
-            SipCommand::Cancel { tx } => {
-                self.endpoint.cancel(now, tx);
-            }
-            SipCommand::SetUsers(users) => self.endpoint.set_users(users),
-            SipCommand::SetCallAuth(calls) => self.endpoint.set_call_auth(calls),
             SipCommand::Stats(reply) => {
                 let _ = reply.send(TransportStats {
                     endpoint: *self.endpoint.stats(),
@@ -824,6 +789,11 @@ impl Driver {
                     tcp_refused: self.tcp_refused,
                     tcp_idle_closed: self.tcp_idle_closed,
                 });
+            }
+            cmd => {
+                if let Some(failed) = apply(&mut self.endpoint, now, cmd) {
+                    self.failed_sends.push(failed);
+                }
             }
         }
     }
@@ -910,19 +880,69 @@ impl Driver {
         }
     }
 
-    /// Copy the bindings of the AOR a change is about into [`Locations`].
     fn publish_location(&self, change: &BindingChange) {
-        let aor = match change {
-            BindingChange::Added { aor, .. }
-            | BindingChange::Updated { aor, .. }
-            | BindingChange::Removed { aor, .. } => aor,
-        };
-        let now = self.endpoint.registrar().lookup(aor).to_vec();
-        if now.is_empty() {
-            self.locations.remove(aor);
-        } else {
-            self.locations.insert(aor.clone(), now);
+        publish_location(&self.endpoint, &self.locations, change);
+    }
+}
+
+/// Carry out a command on the endpoint at `now` (every command but [`SipCommand::Stats`],
+/// which needs the sockets). Returns the id of a [`SipCommand::Send`] that could not be sent:
+/// the layer above must hear a [`SipEvent::Timeout`] for it. The driver task does this with
+/// every command; a test can drive an endpoint the same way without sockets.
+pub fn apply(endpoint: &mut Endpoint, now: Instant, cmd: SipCommand) -> Option<TxId> {
+    match cmd {
+        SipCommand::Respond {
+            tx,
+            status,
+            to_tag,
+            headers,
+            body,
+        } => {
+            if let Err(e) =
+                endpoint.respond_tagged(now, tx, status, to_tag.as_deref(), headers, body)
+            {
+                debug!(tx = tx.0, ?e, "response not sent");
+            }
         }
+        SipCommand::Send { id, flow, request } => {
+            if let Err(e) = endpoint.send_request_as(now, flow, request, id) {
+                debug!(tx = id.0, ?e, "request not sent");
+                return Some(id);
+            }
+        }
+        SipCommand::SendStateless { flow, request } => {
+            endpoint.send_stateless_request(now, flow, request);
+        }
+        SipCommand::SendRequest {
+            flow,
+            request,
+            reply,
+        } => {
+            let _ = reply.send(endpoint.send_request(now, flow, request));
+        }
+        SipCommand::Cancel { tx } => {
+            endpoint.cancel(now, tx);
+        }
+        SipCommand::SetUsers(users) => endpoint.set_users(users),
+        SipCommand::SetCallAuth(calls) => endpoint.set_call_auth(calls),
+        SipCommand::Stats(_) => {}
+    }
+    None
+}
+
+/// Copy the bindings of the AOR a change is about from the endpoint's registrar into
+/// [`Locations`] (what the driver does before it passes a [`SipEvent::Binding`] on).
+pub fn publish_location(endpoint: &Endpoint, locations: &Locations, change: &BindingChange) {
+    let aor = match change {
+        BindingChange::Added { aor, .. }
+        | BindingChange::Updated { aor, .. }
+        | BindingChange::Removed { aor, .. } => aor,
+    };
+    let now = endpoint.registrar().lookup(aor).to_vec();
+    if now.is_empty() {
+        locations.remove(aor);
+    } else {
+        locations.insert(aor.clone(), now);
     }
 }
 
