@@ -129,6 +129,22 @@ impl Proc {
         }
     }
 
+    /// Wait up to `within` for the process to exit by itself; its status, or `None` if it
+    /// still runs.
+    pub(crate) fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + within;
+        let c = self.child.as_mut()?;
+        loop {
+            if let Ok(Some(status)) = c.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// SIGTERM and wait for the exit (SIGKILL after 10 s); the whole stderr afterwards.
     pub(crate) fn stop(&mut self) -> String {
         if let Some(mut c) = self.child.take() {

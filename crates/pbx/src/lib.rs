@@ -1,16 +1,18 @@
 //! Call control for Switchboard: the back-to-back user agent between callers and agents.
 //!
-//! Three services run beside the SIP task: the ACD task ([`acd_task`], owner of the
-//! [`acd::Acd`] engine), the media relay ([`media::Relay`], one task per call), and call
-//! control itself ([`service`]), which owns the channels between them and every call's state
-//! ([`control::CallControl`]).
+//! [`control::CallControl`] decides, sans-IO: time and events in, SIP commands, ACD
+//! requests, media-session and recording requests out (its drive contract is in
+//! [`control`]). Two tokio tasks do the I/O around it: the ACD task ([`acd_task`], owner of
+//! the [`acd::Acd`] engine) and the call-control task ([`service`]), which reads the clocks,
+//! owns the media relay's sessions ([`media::Relay`], one task per call) and the recorder's
+//! handle, and owns the channels between them.
 //!
 //! ```text
-//! SIP task ──SipEvent──> call control ──SipCommand──> SIP task
-//!                         │   ▲
-//!              AcdRequest │   │ AcdReport          MediaEvent (DTMF, timeouts)
-//!                         ▼   │                          │
-//!                       ACD task            relay sessions ──┘
+//! SIP task ──SipEvent──> call-control task ──SipCommand──> SIP task
+//!                         │   ▲     │    ▲
+//!              AcdRequest │   │     │    │ MediaEvent (DTMF, timeouts)
+//!                         ▼   │     ▼    │
+//!                       ACD task   relay sessions ── frames ──> recorder
 //! ```
 //!
 //! [`config`] holds the typed settings the binary fills from its config files.

@@ -44,11 +44,47 @@ pub enum PbxError {
     Acd(#[from] acd::AcdError),
 }
 
+/// A service task that ended while the server was meant to be running.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskStopped {
+    /// Which task.
+    pub task: &'static str,
+    /// How it ended ("panicked: …", "ended early").
+    pub reason: String,
+}
+
+impl std::fmt::Display for TaskStopped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the {} task {}", self.task, self.reason)
+    }
+}
+
+impl TaskStopped {
+    /// What a finished task's join result says, for task `task`.
+    pub fn from_join(task: &'static str, r: Result<(), tokio::task::JoinError>) -> TaskStopped {
+        let reason = match r {
+            Ok(()) => "ended early".to_owned(),
+            Err(e) if e.is_panic() => {
+                let p = e.into_panic();
+                let msg = p
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| p.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "(no message)".to_owned());
+                format!("panicked: {msg}")
+            }
+            Err(_) => "was cancelled".to_owned(),
+        };
+        TaskStopped { task, reason }
+    }
+}
+
 /// A running call-control service.
 #[derive(Debug)]
 pub struct PbxHandle {
     stop: Option<oneshot::Sender<()>>,
     reloads: mpsc::Sender<PbxConfig>,
+    faults: mpsc::Sender<()>,
     task: JoinHandle<()>,
     acd_task: JoinHandle<()>,
     /// The media relay (counters).
@@ -59,6 +95,22 @@ impl PbxHandle {
     /// Apply a reloaded configuration (see [`CallControl::reload`]).
     pub async fn reload(&self, cfg: PbxConfig) -> bool {
         self.reloads.send(cfg).await.is_ok()
+    }
+
+    /// Wait until the call-control or the ACD task ends by itself (a panic, or a return
+    /// while the server runs). Callers would otherwise stay on music for ever: the server
+    /// must stop and be restarted. After this returned the handle is only good for dropping.
+    pub async fn stopped(&mut self) -> TaskStopped {
+        tokio::select! {
+            r = &mut self.task => TaskStopped::from_join("call control", r),
+            r = &mut self.acd_task => TaskStopped::from_join("ACD", r),
+        }
+    }
+
+    /// Make the call-control task panic (a fault for tests of the supervision).
+    #[doc(hidden)]
+    pub fn inject_fault(&self) -> bool {
+        self.faults.try_send(()).is_ok()
     }
 
     /// Hang up every call, deliver the last SIP commands, and stop.
@@ -100,6 +152,7 @@ pub fn start(
     };
     let (stop_tx, stop_rx) = oneshot::channel();
     let (reload_tx, reload_rx) = mpsc::channel(4);
+    let (fault_tx, fault_rx) = mpsc::channel(1);
     let task = tokio::spawn(run(
         control,
         media,
@@ -108,6 +161,7 @@ pub fn start(
             reports: report_rx,
             media_events: media_rx,
             reloads: reload_rx,
+            faults: fault_rx,
             stop: stop_rx,
         },
         sip.commands().clone(),
@@ -116,6 +170,7 @@ pub fn start(
     Ok(PbxHandle {
         stop: Some(stop_tx),
         reloads: reload_tx,
+        faults: fault_tx,
         task,
         acd_task,
         relay,
@@ -273,6 +328,7 @@ struct Inputs {
     reports: mpsc::Receiver<AcdReport>,
     media_events: mpsc::Receiver<MediaEvent>,
     reloads: mpsc::Receiver<PbxConfig>,
+    faults: mpsc::Receiver<()>,
     stop: oneshot::Receiver<()>,
 }
 
@@ -288,6 +344,7 @@ async fn run(
         mut reports,
         mut media_events,
         mut reloads,
+        mut faults,
         mut stop,
     } = inputs;
     let mut out = Outbox {
@@ -314,6 +371,7 @@ async fn run(
             Some(r) = reports.recv() => control.on_acd(now(), r),
             Some(m) = media_events.recv() => control.on_media(now(), MediaInput::Event(m)),
             Some(cfg) = reloads.recv() => control.reload(cfg),
+            Some(()) = faults.recv() => panic!("fault injected into call control"),
             p = sip_tx.reserve(), if !out.sip.is_empty() => {
                 if let (Ok(p), Some(c)) = (p, out.sip.pop_front()) {
                     p.send(c);

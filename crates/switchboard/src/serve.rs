@@ -8,7 +8,7 @@ use pbx::sip::{Endpoint, EndpointConfig};
 use pbx::sip_transport::TransportConfig;
 use rand::RngCore;
 use tokio::sync::mpsc;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::config::{self, Config};
 use crate::ServeArgs;
@@ -227,7 +227,7 @@ async fn serve(cfg: Config, reload: Reload) -> anyhow::Result<()> {
     };
     let pbx_cfg = pbx_config(&cfg, &contact_host, rand::rng().next_u64());
     let recorder = start_recorder(&cc.recording)?;
-    let pbx = pbx::service::start(
+    let mut pbx = pbx::service::start(
         pbx_cfg,
         cc.media.clone(),
         recorder.clone(),
@@ -242,13 +242,33 @@ async fn serve(cfg: Config, reload: Reload) -> anyhow::Result<()> {
         rtp = %format!("{}:{}-{}", cc.media.advertise, cc.media.port_min, cc.media.port_max),
         "switchboard started"
     );
+    // A test-only fault: the call-control task panics right after start.
+    if std::env::var("SWITCHBOARD_FAULT").as_deref() == Ok("call-control") {
+        warn!("SWITCHBOARD_FAULT=call-control: making the call-control task panic");
+        pbx.inject_fault();
+    }
+    let mut task = task;
     let triggers = Triggers {
         changes,
         hup,
         shutdown,
         _watcher: watcher,
     };
-    run_until_shutdown(cfg, reload, triggers, &contact_host, &handle, &pbx).await;
+    let tasks = Tasks {
+        pbx: &mut pbx,
+        sip: &mut task,
+    };
+    if let Err(stopped) =
+        run_until_shutdown(cfg, reload, triggers, &contact_host, &handle, tasks).await
+    {
+        // Nobody can take or end calls any more: stop, and let the service manager start
+        // the server again. Recordings are finished first.
+        error!(task = stopped.task, reason = %stopped.reason, "a service task stopped: exiting");
+        if let Some(r) = &recorder {
+            r.shutdown().await;
+        }
+        anyhow::bail!("{stopped}; exiting so that the server is restarted");
+    }
     info!("shutting down");
     // Calls first (their BYEs go out through the SIP task), then the SIP task.
     pbx.shutdown().await;
@@ -297,14 +317,21 @@ struct Triggers {
     _watcher: Option<notify::RecommendedWatcher>,
 }
 
+/// The service tasks the server watches.
+struct Tasks<'a> {
+    pbx: &'a mut pbx::service::PbxHandle,
+    sip: &'a mut tokio::task::JoinHandle<()>,
+}
+
 async fn run_until_shutdown(
     mut cfg: Config,
     reload: Reload,
     triggers: Triggers,
     contact_host: &str,
     sip: &pbx::sip_transport::SipHandle,
-    pbx: &pbx::service::PbxHandle,
-) {
+    tasks: Tasks<'_>,
+) -> Result<(), pbx::service::TaskStopped> {
+    let Tasks { pbx, sip: sip_task } = tasks;
     let Triggers {
         mut changes,
         #[allow(unused_mut)]
@@ -328,7 +355,11 @@ async fn run_until_shutdown(
             std::future::pending::<Option<()>>()
         };
         let why = tokio::select! {
-            _ = &mut shutdown => return,
+            _ = &mut shutdown => return Ok(()),
+            stopped = pbx.stopped() => return Err(stopped),
+            r = &mut *sip_task => {
+                return Err(pbx::service::TaskStopped::from_join("SIP transport", r));
+            }
             _ = hup_recv => "SIGHUP",
             Some(()) = changes.recv() => {
                 // Settle: an editor writes, renames, and touches several files at once.
