@@ -22,17 +22,17 @@
 //! A call to a queue: call control asks for a media session; once the relay reports its
 //! ports, the caller is answered (200 OK with the relay's SDP), hears the greeting and music,
 //! and joins the ACD. Each ACD offer rings every registered phone of the agent
-//! ([`forking`]); the first 2xx wins, the other phones get CANCEL, and the relay bridges the
+//! (`forking`); the first 2xx wins, the other phones get CANCEL, and the relay bridges the
 //! legs. Every way a call can end (BYE from either side, CANCEL, ACD timeout or overflow, a
 //! silent leg, a missing ACK, an offer that fails everywhere) goes through
-//! [`teardown`], which answers or hangs up every leg that is still up and closes the media
+//! `teardown`, which answers or hangs up every leg that is still up and closes the media
 //! session (its ports go back to the pool); the "call ended" line is written when the relay
 //! reports the session's totals.
 //!
-//! Where things are: [`dialplan`] (new calls, routes, answering, joining a queue),
-//! [`forking`] (ringing phones, first 2xx wins, CANCEL, late 2xx), [`in_dialog`] (ACK of a
-//! delayed offer, BYE, re-INVITE/UPDATE, hold), [`queueing`] (what the ACD decides,
-//! announcements), [`recording`], [`teardown`], and [`directory`] (queues and agents,
+//! Where things are: `dialplan` (new calls, routes, answering, joining a queue),
+//! `forking` (ringing phones, first 2xx wins, CANCEL, late 2xx), `in_dialog` (ACK of a
+//! delayed offer, BYE, re-INVITE/UPDATE, hold), `queueing` (what the ACD decides,
+//! announcements), `recording`, `teardown`, and `directory` (queues and agents,
 //! reloads, agents' phones).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
