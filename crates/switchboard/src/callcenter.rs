@@ -358,7 +358,8 @@ pub(crate) fn build(
         .or_else(|| sip_advertise_host.map(str::to_owned))
         .unwrap_or_else(|| match bind {
             IpAddr::V4(a) if !a.is_unspecified() => a.to_string(),
-            _ => "127.0.0.1".to_owned(),
+            // Phones on other machines must be able to reach what our SDP names.
+            _ => outward_ipv4().unwrap_or(Ipv4Addr::LOCALHOST).to_string(),
         });
     let advertise: Ipv4Addr = match advertise_text.parse() {
         Ok(a) => a,
@@ -1313,5 +1314,17 @@ mod tests {
         assert_eq!(suggest("spansh", c.iter().copied()), Some("spanish"));
         assert_eq!(suggest("englsh", c.iter().copied()), Some("english"));
         assert_eq!(suggest("french", c.iter().copied()), None);
+    }
+}
+
+/// The address of the interface that routes outward: a UDP socket "connected" to a
+/// documentation address (no packet is sent) takes the source address the kernel would use.
+/// `None` without a route (an isolated machine: the media stays on loopback).
+pub(crate) fn outward_ipv4() -> Option<Ipv4Addr> {
+    let s = std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).ok()?;
+    s.connect((Ipv4Addr::new(192, 0, 2, 1), 9)).ok()?;
+    match s.local_addr().ok()?.ip() {
+        IpAddr::V4(a) if !a.is_unspecified() => Some(a),
+        _ => None,
     }
 }
