@@ -322,6 +322,9 @@ impl Outbox {
     }
 }
 
+/// SIP commands held for the SIP task beyond which call control reads no more SIP events.
+const OUTBOX_LIMIT: usize = 8192;
+
 /// What the call-control task reads.
 struct Inputs {
     sip_events: mpsc::Receiver<SipEvent>,
@@ -364,7 +367,9 @@ async fn run(
         }
         tokio::select! {
             _ = &mut stop => break,
-            ev = sip_events.recv() => match ev {
+            // While the SIP task is not taking what we have for it, read no more from it:
+            // its event queue fills, and it answers new calls 503 instead of queueing them.
+            ev = sip_events.recv(), if out.sip.len() < OUTBOX_LIMIT => match ev {
                 Some(ev) => control.on_sip(now(), ev),
                 None => break,
             },

@@ -189,6 +189,9 @@ pub struct TransportStats {
     pub tcp_refused: u64,
     /// TCP connections closed for idling without a binding.
     pub tcp_idle_closed: u64,
+    /// New calls answered 503 because call control was behind (its event queue was more
+    /// than three quarters full).
+    pub calls_shed: u64,
 }
 
 /// Handle to a running SIP task.
@@ -352,6 +355,8 @@ pub async fn start(
         conn_notes: LogLimit::new(log_interval, 10_000),
         tcp_refused: 0,
         tcp_idle_closed: 0,
+        calls_shed: 0,
+        shed_notes: LogLimit::new(Duration::from_secs(10), 1),
         store,
         store_backlog: HashSet::new(),
         failed_sends: Vec::new(),
@@ -459,6 +464,9 @@ struct Driver {
     conn_notes: LogLimit<(IpAddr, ConnNote)>,
     tcp_refused: u64,
     tcp_idle_closed: u64,
+    calls_shed: u64,
+    /// Shedding is logged once per interval.
+    shed_notes: LogLimit<()>,
     /// The binding store's writer, if configured.
     store: Option<store::StoreWriter>,
     /// AORs whose update found the store's queue full: offered again soon.
@@ -788,6 +796,7 @@ impl Driver {
                     tcp_connections: self.conns.len(),
                     tcp_refused: self.tcp_refused,
                     tcp_idle_closed: self.tcp_idle_closed,
+                    calls_shed: self.calls_shed,
                 });
             }
             cmd => {
@@ -873,6 +882,14 @@ impl Driver {
             if let SipEvent::Binding(change) = &ev {
                 self.publish_location(change);
             }
+            if let Some(tx) = new_call(&ev) {
+                if self.events.capacity() * 4 < self.events.max_capacity() {
+                    // Call control is behind: a new call waits for nobody. Everything
+                    // else (BYEs, responses, registrations) still queues below.
+                    self.shed(tx);
+                    continue;
+                }
+            }
             // Bounded channel: call control applies back-pressure here.
             if self.events.send(ev).await.is_err() {
                 break;
@@ -880,8 +897,46 @@ impl Driver {
         }
     }
 
+    /// Turn a new call away with 503 and Retry-After (RFC 3261 §21.5.4).
+    fn shed(&mut self, tx: TxId) {
+        self.calls_shed += 1;
+        let mut h = Headers::default();
+        h.push("Retry-After", "5");
+        let now = Instant::now();
+        let _ = self.endpoint.respond(now, tx, 503, h, Bytes::new());
+        for ((), n) in self.shed_notes.handle_timeout(now) {
+            warn!(
+                shed = self.calls_shed,
+                since_last_line = n,
+                "call control is still behind: new calls get 503"
+            );
+        }
+        if self.shed_notes.note(now, ()) {
+            warn!(
+                shed = self.calls_shed,
+                "call control is behind: new calls get 503 with Retry-After"
+            );
+        }
+    }
+
     fn publish_location(&self, change: &BindingChange) {
         publish_location(&self.endpoint, &self.locations, change);
+    }
+}
+
+/// The server transaction of a new call (an INVITE outside any dialog).
+fn new_call(ev: &SipEvent) -> Option<TxId> {
+    match ev {
+        SipEvent::Request { tx, request, .. }
+            if request.method == sip::message::Method::Invite
+                && request
+                    .headers
+                    .get("To")
+                    .is_none_or(|t| !t.contains(";tag=")) =>
+        {
+            Some(*tx)
+        }
+        _ => None,
     }
 }
 

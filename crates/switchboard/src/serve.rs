@@ -65,11 +65,15 @@ fn endpoint_config(cfg: &Config) -> EndpointConfig {
     }
     let via_host = cfg.advertise.clone().unwrap_or_else(|| {
         if cfg.sip_bind.ip().is_unspecified() {
-            tracing::warn!(
-                "sip.advertise is not set and sip.bind is a wildcard: requests we send carry \
-                 127.0.0.1 in Via and rely on phones honouring rport; set sip.advertise"
+            // Phones on other machines send their in-dialog requests (BYE) to what our
+            // Contact names: the interface that routes outward, not loopback.
+            let host = crate::callcenter::outward_ipv4().unwrap_or(std::net::Ipv4Addr::LOCALHOST);
+            tracing::info!(
+                address = %host,
+                "sip.advertise is not set and sip.bind is a wildcard: Via and Contact name the \
+                 address of the interface that routes outward; set sip.advertise behind NAT"
             );
-            format!("127.0.0.1:{}", cfg.sip_bind.port())
+            format!("{host}:{}", cfg.sip_bind.port())
         } else {
             cfg.sip_bind.to_string()
         }
@@ -93,7 +97,31 @@ fn endpoint_config(cfg: &Config) -> EndpointConfig {
         },
         secret,
         seed: rand::rng().next_u64(),
+        max_transactions: default_max_transactions(),
         ..EndpointConfig::default()
+    }
+}
+
+/// The most a live transaction holds, with its source's rate-limit state: a challenged
+/// INVITE measured 2.9 kB, a challenged REGISTER 1.5 kB
+/// (`cargo run --release -p sip --example transaction_memory -- INVITE`), rounded up.
+const TRANSACTION_BYTES: u64 = 4096;
+
+/// As many live transactions as fit in a quarter of the machine's memory (10,000 to
+/// 2,000,000); beyond it new requests get 503. A flood of unanswerable requests then costs
+/// at most that quarter.
+fn default_max_transactions() -> usize {
+    let total = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .map(|kib| kib * 1024);
+    match total {
+        Some(bytes) => (bytes / 4 / TRANSACTION_BYTES).clamp(10_000, 2_000_000) as usize,
+        None => 200_000,
     }
 }
 
@@ -240,6 +268,7 @@ async fn serve(cfg: Config, reload: Reload) -> anyhow::Result<()> {
         queues = cc.queues.len(),
         agents = cc.agents.len(),
         rtp = %format!("{}:{}-{}", cc.media.advertise, cc.media.port_min, cc.media.port_max),
+        max_transactions = ep_cfg.max_transactions,
         "switchboard started"
     );
     // A test-only fault: the call-control task panics right after start.

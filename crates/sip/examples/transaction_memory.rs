@@ -1,0 +1,89 @@
+//! How many bytes a live transaction holds: the figure behind the default of
+//! `[sip] max_transactions`. Feeds an endpoint unauthenticated INVITEs and REGISTERs from
+//! many sources (each answered 407/401, its server transaction kept for Timer H/J, as in a
+//! flood) and divides the growth of the resident memory by their number.
+//!
+//! `cargo run --release -p sip --example transaction_memory -- INVITE` (or `REGISTER`)
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use sip::endpoint::{CallAuthConfig, SecurityConfig};
+use sip::{Endpoint, EndpointConfig, Flow, Transport};
+
+/// Resident memory of this process in bytes (Linux), from /proc/self/statm.
+fn resident() -> i64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: i64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+fn message(method: &str, i: u32) -> String {
+    let body = if method == "INVITE" {
+        "v=0\r\no=- 1 1 IN IP4 198.51.100.7\r\ns=-\r\nc=IN IP4 198.51.100.7\r\nt=0 0\r\n\
+         m=audio 40000 RTP/AVP 0 8 101\r\na=rtpmap:101 telephone-event/8000\r\n"
+    } else {
+        ""
+    };
+    format!(
+        "{method} sip:600@switchboard SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 198.51.100.7:5060;branch=z9hG4bK-{i}-x;rport\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:caller{i}@example.com>;tag=f{i}\r\n\
+         To: <sip:600@switchboard>\r\n\
+         Call-ID: flood-{i}@198.51.100.7\r\n\
+         CSeq: 1 {method}\r\n\
+         Contact: <sip:caller{i}@198.51.100.7:5060>\r\n\
+         User-Agent: a-typical-phone/1.0\r\n\
+         Content-Type: application/sdp\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+fn main() {
+    let now = Instant::now();
+    let cfg = EndpointConfig {
+        security: SecurityConfig {
+            rate_limit: None,
+            max_auth_failures: u32::MAX,
+            ..Default::default()
+        },
+        calls: CallAuthConfig {
+            trunks: Vec::new(),
+            challenge: true,
+        },
+        ..Default::default()
+    };
+    let mut ep = Endpoint::new(cfg, HashMap::new(), now);
+    let n: u32 = 100_000;
+    // One method per run: memory freed by one run would be reused by the next.
+    let method = std::env::args().nth(1).unwrap_or_else(|| "INVITE".into());
+    let method = method.as_str();
+    {
+        let before = resident();
+        for i in 0..n {
+            // A different source per message, as in a flood from many addresses.
+            let flow = Flow {
+                transport: Transport::Udp,
+                remote: std::net::SocketAddr::from((
+                    [10, (i >> 16) as u8, (i >> 8) as u8, i as u8],
+                    5060,
+                )),
+                conn: None,
+            };
+            ep.handle_message(now, flow, message(method, i).as_bytes());
+            while ep.poll_transmit().is_some() {}
+            while ep.poll_event().is_some() {}
+        }
+        let after = resident();
+        println!(
+            "{method}: {n} answered with a challenge, {} bytes held per transaction (with its source's state)",
+            (after - before) / i64::from(n)
+        );
+    }
+}
