@@ -1,9 +1,11 @@
 //! How many bytes a live transaction holds: the figure behind the default of
-//! `[sip] max_transactions`. Feeds an endpoint unauthenticated INVITEs and REGISTERs from
-//! many sources (each answered 407/401, its server transaction kept for Timer H/J, as in a
-//! flood) and divides the growth of the resident memory by their number.
+//! `[sip] max_transactions`. `INVITE`: a carrier's INVITEs (no challenge; each becomes a
+//! server transaction passed up and left unanswered, as while call control is behind);
+//! `challenged`: INVITEs without credentials from as many addresses (answered 407
+//! statelessly: only the per-source state stays). Divides the growth of the resident memory
+//! by the number of requests.
 //!
-//! `cargo run --release -p sip --example transaction_memory -- INVITE` (or `REGISTER`)
+//! `cargo run --release -p sip --example transaction_memory -- INVITE` (or `challenged`)
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -54,7 +56,11 @@ fn main() {
             ..Default::default()
         },
         calls: CallAuthConfig {
-            trunks: Vec::new(),
+            trunks: vec![sip::endpoint::Trunk {
+                name: "carrier".into(),
+                addresses: vec![std::net::IpAddr::from([192, 0, 2, 50])],
+                numbers: vec!["600".into()],
+            }],
             challenge: true,
         },
         ..Default::default()
@@ -67,22 +73,25 @@ fn main() {
     {
         let before = resident();
         for i in 0..n {
-            // A different source per message, as in a flood from many addresses.
+            // The carrier, or a different source per message as in a flood.
+            let ip = if method == "INVITE" {
+                [192, 0, 2, 50]
+            } else {
+                [10, (i >> 16) as u8, (i >> 8) as u8, i as u8]
+            };
             let flow = Flow {
                 transport: Transport::Udp,
-                remote: std::net::SocketAddr::from((
-                    [10, (i >> 16) as u8, (i >> 8) as u8, i as u8],
-                    5060,
-                )),
+                remote: std::net::SocketAddr::from((ip, 5060)),
                 conn: None,
             };
-            ep.handle_message(now, flow, message(method, i).as_bytes());
+            ep.handle_message(now, flow, message("INVITE", i).as_bytes());
             while ep.poll_transmit().is_some() {}
             while ep.poll_event().is_some() {}
         }
         let after = resident();
         println!(
-            "{method}: {n} answered with a challenge, {} bytes held per transaction (with its source's state)",
+            "{method}: {n} requests, {} transactions live, {} bytes held per request",
+            ep.transaction_count(),
             (after - before) / i64::from(n)
         );
     }

@@ -448,6 +448,11 @@ impl Endpoint {
         }
     }
 
+    /// Live transactions (bounded by [`EndpointConfig::max_transactions`]).
+    pub fn transaction_count(&self) -> usize {
+        self.tx.len()
+    }
+
     /// Replace the user accounts (config reload). Existing bindings stay.
     pub fn set_users(&mut self, users: HashMap<String, UserAccount>) {
         self.users = users;
@@ -1296,6 +1301,10 @@ impl Endpoint {
             h.push(kind.challenge_header(), c);
         }
         let _ = self.respond(now, tx, kind.status(), h, Bytes::new());
+        // Statelessly, as registrars and proxies do: a challenge holds nothing, so a flood of
+        // requests without credentials from any number of addresses costs no table space.
+        // A retransmitted request gets a fresh challenge; the ACK of a 407 finds nothing.
+        self.tx.forget(tx);
     }
 
     fn forbid_and_maybe_ban(

@@ -358,6 +358,12 @@ impl Transactions {
         }
     }
 
+    /// Drop a transaction now, whatever its state (a final response sent statelessly: its
+    /// retransmissions are not absorbed, a retransmitted request is answered afresh).
+    pub fn forget(&mut self, id: TxId) {
+        self.terminate(id);
+    }
+
     /// Look up the server INVITE transaction a CANCEL refers to (RFC 3261 §9.2).
     pub fn find_invite_for_cancel(&self, cancel: &Request) -> Option<TxId> {
         let key = server_key(cancel, Some("INVITE"))?;

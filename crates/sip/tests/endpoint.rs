@@ -1056,3 +1056,57 @@ fn a_ban_is_lifted_by_the_timer_at_its_end() {
     );
     assert_eq!(r[0].1.status, 401, "served again");
 }
+
+#[test]
+fn challenges_are_stateless_so_a_flood_from_many_addresses_fills_no_table() {
+    let t0 = Instant::now();
+    let mut cfg = config();
+    cfg.security.max_auth_failures = u32::MAX;
+    cfg.max_transactions = 100;
+    let mut ep = Endpoint::new(cfg, users(None), t0);
+    for i in 0..1000u32 {
+        let from = udp(&format!("198.51.{}.{}:5060", i / 250, i % 250 + 1));
+        let r = exchange(
+            &mut ep,
+            t0,
+            from,
+            invite_from(&format!("z9hG4bKflood{i}"), "1006", None).as_bytes(),
+        );
+        assert_eq!(r.last().map(|x| x.1.status), Some(407), "INVITE {i}");
+        let mut phone = Phone::new(1001 + i % 10, from);
+        let r = exchange(
+            &mut ep,
+            t0,
+            from,
+            &phone.register("<sip:x@198.51.0.1>", None, None),
+        );
+        assert_eq!(r.last().map(|x| x.1.status), Some(401), "REGISTER {i}");
+    }
+    assert_eq!(
+        ep.transaction_count(),
+        0,
+        "no transaction kept for a challenge"
+    );
+    assert!(events(&mut ep).is_empty());
+    // The table (100) never filled: an authenticated caller still gets through.
+    let phone = udp(PHONE);
+    let r = exchange(
+        &mut ep,
+        t0,
+        phone,
+        invite_from("z9hG4bKreal1", "1006", None).as_bytes(),
+    );
+    let ch = r[1].1.headers.get("Proxy-Authenticate").unwrap().to_owned();
+    let auth = answer_challenge_for(&ch, "1006", "demo1006", 1, "INVITE", "sip:600@switchboard");
+    let r = exchange(
+        &mut ep,
+        t0,
+        phone,
+        invite_from("z9hG4bKreal2", "1006", Some(&auth)).as_bytes(),
+    );
+    assert_eq!(r.iter().map(|x| x.1.status).collect::<Vec<_>>(), vec![100]);
+    assert!(matches!(
+        events(&mut ep).as_slice(),
+        [SipEvent::Request { .. }]
+    ));
+}

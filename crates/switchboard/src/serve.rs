@@ -102,9 +102,9 @@ fn endpoint_config(cfg: &Config) -> EndpointConfig {
     }
 }
 
-/// The most a live transaction holds, with its source's rate-limit state: a challenged
-/// INVITE measured 2.9 kB, a challenged REGISTER 1.5 kB
+/// The most a live transaction holds: an unanswered INVITE with its SDP measured 2.8 kB
 /// (`cargo run --release -p sip --example transaction_memory -- INVITE`), rounded up.
+/// Challenges keep no transaction (64 bytes of per-source state, `-- challenged`).
 const TRANSACTION_BYTES: u64 = 4096;
 
 /// As many live transactions as fit in a quarter of the machine's memory (10,000 to
