@@ -192,6 +192,8 @@ pub struct TransportStats {
     /// New calls answered 503 because call control was behind (its event queue was more
     /// than three quarters full).
     pub calls_shed: u64,
+    /// UDP datagrams of unknown sources dropped unread while the socket was behind.
+    pub datagrams_shed: u64,
 }
 
 /// Handle to a running SIP task.
@@ -341,7 +343,9 @@ pub async fn start(
         .clone()
         .and_then(|path| open_store(path, &mut endpoint, &locations));
     let log_interval = endpoint.config().security.log_interval;
-    let driver = Driver {
+    let mut driver = Driver {
+        known: Known::default(),
+        datagrams_shed: 0,
         locations: locations.clone(),
         endpoint,
         cfg,
@@ -357,12 +361,18 @@ pub async fn start(
         tcp_idle_closed: 0,
         calls_shed: 0,
         shed_notes: LogLimit::new(Duration::from_secs(10), 1),
+        datagram_notes: LogLimit::new(Duration::from_secs(10), 1),
         store,
         store_backlog: HashSet::new(),
         failed_sends: Vec::new(),
         next_conn: 1,
         events,
     };
+    // Phones whose bindings were restored are known sources from the start.
+    let aors: Vec<String> = driver.locations.iter().map(|e| e.key().clone()).collect();
+    for aor in aors {
+        driver.known.follow(&driver.locations, &aor);
+    }
     let task = tokio::spawn(driver.run(tcp, cmd_rx, sd_rx));
     Ok((
         SipHandle {
@@ -446,7 +456,53 @@ fn open_store(
     }
 }
 
+/// Source addresses with a registered binding (refcounted by AOR): under a flood their
+/// datagrams are handled first (see [`Driver::run`]).
+#[derive(Debug, Default)]
+struct Known {
+    ips: HashMap<IpAddr, usize>,
+    by_aor: HashMap<String, Vec<IpAddr>>,
+}
+
+impl Known {
+    /// Take the current bindings of `aor` from [`Locations`].
+    fn follow(&mut self, locations: &Locations, aor: &str) {
+        for ip in self.by_aor.remove(aor).unwrap_or_default() {
+            if let Some(n) = self.ips.get_mut(&ip) {
+                *n -= 1;
+                if *n == 0 {
+                    self.ips.remove(&ip);
+                }
+            }
+        }
+        let now: Vec<IpAddr> = locations
+            .get(aor)
+            .map(|b| b.iter().map(|b| b.flow.remote.ip()).collect())
+            .unwrap_or_default();
+        for ip in &now {
+            *self.ips.entry(*ip).or_default() += 1;
+        }
+        if !now.is_empty() {
+            self.by_aor.insert(aor.to_owned(), now);
+        }
+    }
+
+    fn contains(&self, ip: &IpAddr) -> bool {
+        self.ips.contains_key(ip)
+    }
+}
+
+/// Datagrams read in one go before the loop serves anything else.
+const UDP_BATCH: usize = 1024;
+/// Datagrams from unknown sources handled per batch once the batch shows the socket is
+/// behind (more than this many queued); the rest of theirs is dropped unread.
+const UNKNOWN_PER_BATCH: usize = 16;
+
 struct Driver {
+    /// Registered phones' addresses.
+    known: Known,
+    /// Datagrams from unknown sources dropped while the socket was behind.
+    datagrams_shed: u64,
     locations: Locations,
     endpoint: Endpoint,
     cfg: TransportConfig,
@@ -467,6 +523,8 @@ struct Driver {
     calls_shed: u64,
     /// Shedding is logged once per interval.
     shed_notes: LogLimit<()>,
+    /// Dropped datagrams are logged once per interval.
+    datagram_notes: LogLimit<()>,
     /// The binding store's writer, if configured.
     store: Option<store::StoreWriter>,
     /// AORs whose update found the store's queue full: offered again soon.
@@ -526,10 +584,23 @@ impl Driver {
                         let flow = Flow { transport: Transport::Udp, remote: from, conn: None };
                         feed(&mut self.endpoint, flow, &buf[..n]);
                         // Drain what else is already queued before flushing (fewer wake-ups).
-                        for _ in 0..63 {
+                        // Once the batch shows the socket is behind (a flood, or a storm), the
+                        // datagrams of registered phones and trunks are all handled and those
+                        // of unknown sources only up to a budget: the rest is dropped unread,
+                        // so the socket is drained far faster than it fills and the kernel
+                        // does not drop a customer's INVITE at random.
+                        let mut unknown = usize::from(!self.is_known(from.ip()));
+                        for i in 1..UDP_BATCH {
                             let Some(sock) = self.udp.as_ref() else { break };
                             match sock.try_recv_from(&mut buf) {
                                 Ok((n, from)) => {
+                                    if !self.is_known(from.ip()) {
+                                        unknown += 1;
+                                        if i >= UNKNOWN_PER_BATCH && unknown > UNKNOWN_PER_BATCH {
+                                            self.shed_datagram();
+                                            continue;
+                                        }
+                                    }
                                     let flow = Flow { transport: Transport::Udp, remote: from, conn: None };
                                     feed(&mut self.endpoint, flow, &buf[..n]);
                                 }
@@ -797,6 +868,7 @@ impl Driver {
                     tcp_refused: self.tcp_refused,
                     tcp_idle_closed: self.tcp_idle_closed,
                     calls_shed: self.calls_shed,
+                    datagrams_shed: self.datagrams_shed,
                 });
             }
             cmd => {
@@ -919,8 +991,41 @@ impl Driver {
         }
     }
 
-    fn publish_location(&self, change: &BindingChange) {
+    fn publish_location(&mut self, change: &BindingChange) {
         publish_location(&self.endpoint, &self.locations, change);
+        let (BindingChange::Added { aor, .. }
+        | BindingChange::Updated { aor, .. }
+        | BindingChange::Removed { aor, .. }) = change;
+        self.known.follow(&self.locations, aor);
+    }
+
+    /// A registered phone, a trunk, or a trusted address.
+    fn is_known(&self, ip: IpAddr) -> bool {
+        if self.known.contains(&ip) {
+            return true;
+        }
+        let cfg = self.endpoint.config();
+        cfg.calls.trunks.iter().any(|t| t.addresses.contains(&ip))
+            || cfg.security.trusted.contains(&ip)
+    }
+
+    fn shed_datagram(&mut self) {
+        self.datagrams_shed += 1;
+        let now = Instant::now();
+        for ((), n) in self.datagram_notes.handle_timeout(now) {
+            warn!(
+                dropped = n,
+                total = self.datagrams_shed,
+                "SIP socket still behind: datagrams of unknown sources dropped unread"
+            );
+        }
+        if self.datagram_notes.note(now, ()) {
+            warn!(
+                total = self.datagrams_shed,
+                "SIP socket behind (a flood?): datagrams of unknown sources dropped unread, \
+                 registered phones and trunks served first"
+            );
+        }
     }
 }
 

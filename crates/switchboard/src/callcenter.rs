@@ -981,6 +981,18 @@ fn serves(agent: &pbx::acd::AgentConfig, queue: &pbx::acd::QueueConfig) -> bool 
     })
 }
 
+/// The address of the interface that routes outward: a UDP socket "connected" to a
+/// documentation address (no packet is sent) takes the source address the kernel would use.
+/// `None` without a route (an isolated machine: the media stays on loopback).
+pub(crate) fn outward_ipv4() -> Option<Ipv4Addr> {
+    let s = std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).ok()?;
+    s.connect((Ipv4Addr::new(192, 0, 2, 1), 9)).ok()?;
+    match s.local_addr().ok()?.ip() {
+        IpAddr::V4(a) if !a.is_unspecified() => Some(a),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1314,17 +1326,5 @@ mod tests {
         assert_eq!(suggest("spansh", c.iter().copied()), Some("spanish"));
         assert_eq!(suggest("englsh", c.iter().copied()), Some("english"));
         assert_eq!(suggest("french", c.iter().copied()), None);
-    }
-}
-
-/// The address of the interface that routes outward: a UDP socket "connected" to a
-/// documentation address (no packet is sent) takes the source address the kernel would use.
-/// `None` without a route (an isolated machine: the media stays on loopback).
-pub(crate) fn outward_ipv4() -> Option<Ipv4Addr> {
-    let s = std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).ok()?;
-    s.connect((Ipv4Addr::new(192, 0, 2, 1), 9)).ok()?;
-    match s.local_addr().ok()?.ip() {
-        IpAddr::V4(a) if !a.is_unspecified() => Some(a),
-        _ => None,
     }
 }
