@@ -141,7 +141,11 @@ fn a_flood_from_many_addresses_costs_bounded_memory_and_a_customer_still_reaches
                 }
                 let s = &socks[(i % socks.len() as u64) as usize];
                 let from = s.local_addr().unwrap();
-                let method = if i.is_multiple_of(2) { "INVITE" } else { "REGISTER" };
+                let method = if i.is_multiple_of(2) {
+                    "INVITE"
+                } else {
+                    "REGISTER"
+                };
                 if s.send_to(junk(method, i, from).as_bytes(), target).is_ok() {
                     sent.fetch_add(1, Ordering::Relaxed);
                 }

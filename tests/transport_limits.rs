@@ -246,3 +246,61 @@ fn tcp_connections_beyond_the_per_source_limit_close_at_once_idle_ones_after_the
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn a_tcp_peer_that_stops_reading_loses_messages_but_keeps_its_one_connection() {
+    let dir = serve_proc::config_dir(
+        "tcp-not-reading",
+        "",
+        "rate_limit = 0\nlog_interval = 60",
+        &[],
+    );
+    let mut p = Proc::start(&dir, "127.0.0.1:0", &[]);
+    // A peer with a tiny receive buffer that sends and does not read.
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    sock.connect(&p.tcp.into()).unwrap();
+    let mut peer: TcpStream = sock.into();
+    let local = peer.local_addr().unwrap();
+    let mut writer = peer.try_clone().unwrap();
+    let target = p.tcp;
+    let sender = std::thread::spawn(move || {
+        for _ in 0..30_000 {
+            let req = common::raw_request("OPTIONS", target, local, "TCP", "1001", &[]);
+            if writer.write_all(req.as_bytes()).is_err() {
+                break;
+            }
+        }
+    });
+    let log = p.wait_log(Duration::from_secs(60), |l| {
+        l.contains("TCP messages dropped, connection kept")
+    });
+    assert!(
+        log.contains("TCP messages dropped, connection kept"),
+        "the server never found the peer's queue full:\n{log}"
+    );
+    let _ = sender.join();
+    // The peer reads again: everything queued arrives, and the connection still answers.
+    peer.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut quiet_since = Instant::now();
+    while quiet_since.elapsed() < Duration::from_secs(2) {
+        match peer.read(&mut buf) {
+            Ok(0) => panic!("the server closed the connection"),
+            Ok(_) => quiet_since = Instant::now(),
+            Err(_) => {}
+        }
+    }
+    let last = common::raw_request("OPTIONS", p.tcp, local, "TCP", "1001", &[]);
+    let r = tcp_exchange(&mut peer, &last);
+    assert_eq!(r.status, 200, "{}", r.text);
+    let log = p.stop();
+    let counters = log
+        .lines()
+        .find(|l| l.contains("final counters"))
+        .unwrap_or_else(|| panic!("no final counters:\n{log}"));
+    assert!(counters.contains("tcp_connections: 1,"), "{counters}");
+    assert!(!counters.contains("tcp_queue_full: 0 "), "{counters}");
+    assert!(!counters.contains("tcp_queue_full: 0,"), "{counters}");
+}

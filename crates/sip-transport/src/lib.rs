@@ -194,6 +194,8 @@ pub struct TransportStats {
     pub calls_shed: u64,
     /// UDP datagrams of unknown sources dropped unread while the socket was behind.
     pub datagrams_shed: u64,
+    /// Messages dropped because a TCP connection's write queue was full.
+    pub tcp_queue_full: u64,
 }
 
 /// Handle to a running SIP task.
@@ -238,6 +240,18 @@ enum TcpEvent {
     Opened(ConnId, SocketAddr, mpsc::Sender<Bytes>, Arc<AtomicBool>),
     Message(ConnId, SocketAddr, Bytes),
     Closed(ConnId, Closed),
+    /// An outbound connection could not be made.
+    ConnectFailed(SocketAddr),
+}
+
+/// What became of a message for a TCP peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TcpSend {
+    Sent,
+    /// The connection's write queue is full (the peer does not read): dropped.
+    Full,
+    /// No connection to that peer.
+    NoConnection,
 }
 
 /// Why a connection ended.
@@ -262,6 +276,7 @@ struct Conn {
 /// Why the transport logged something about a source's connections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum ConnNote {
+    NotReading,
     PerSourceLimit,
     GlobalLimit,
     Idle,
@@ -271,6 +286,7 @@ enum ConnNote {
 impl ConnNote {
     fn as_str(self) -> &'static str {
         match self {
+            ConnNote::NotReading => "the peer does not read what we send (write queue full)",
             ConnNote::PerSourceLimit => "too many connections from this source",
             ConnNote::GlobalLimit => "too many connections",
             ConnNote::Idle => "idle without a registration",
@@ -344,6 +360,9 @@ pub async fn start(
         .and_then(|path| open_store(path, &mut endpoint, &locations));
     let log_interval = endpoint.config().security.log_interval;
     let mut driver = Driver {
+        by_remote: HashMap::new(),
+        connecting: HashMap::new(),
+        tcp_queue_full: 0,
         known: Known::default(),
         datagrams_shed: 0,
         locations: locations.clone(),
@@ -499,6 +518,12 @@ const UDP_BATCH: usize = 1024;
 const UNKNOWN_PER_BATCH: usize = 16;
 
 struct Driver {
+    /// Open connections by the peer's address (the newest, if several).
+    by_remote: HashMap<SocketAddr, ConnId>,
+    /// Outbound connections being made, with what waits to be sent on them.
+    connecting: HashMap<SocketAddr, Vec<Bytes>>,
+    /// Messages dropped because a connection's write queue was full.
+    tcp_queue_full: u64,
     /// Registered phones' addresses.
     known: Known,
     /// Datagrams from unknown sources dropped while the socket was behind.
@@ -658,7 +683,8 @@ impl Driver {
         // outlive a quiet call, so they are not closed for idling.
         let keep = !limited || ep.calls.trunks.iter().any(|t| t.addresses.contains(&ip));
         let from_source = self.per_source.get(&ip).copied().unwrap_or(0);
-        let refused = if self.conns.len().max(self.inbound.len()) >= self.cfg.max_tcp_connections {
+        let open = self.conns.len().max(self.inbound.len()) + self.connecting.len();
+        let refused = if open >= self.cfg.max_tcp_connections {
             Some(ConnNote::GlobalLimit)
         } else if limited
             && self.cfg.max_tcp_per_source > 0
@@ -702,6 +728,9 @@ impl Driver {
             match why {
                 ConnNote::Idle | ConnNote::Unframeable => {
                     info!(source = %ip, reason = why.as_str(), closed = count, interval_secs = secs, "TCP connections closed (summary)")
+                }
+                ConnNote::NotReading => {
+                    warn!(source = %ip, reason = why.as_str(), dropped = count, interval_secs = secs, "TCP messages dropped (summary)")
                 }
                 _ => {
                     warn!(source = %ip, reason = why.as_str(), refused = count, interval_secs = secs, "TCP connections refused (summary)")
@@ -801,7 +830,18 @@ impl Driver {
         match ev {
             TcpEvent::Opened(id, remote, tx, bound) => {
                 bound.store(self.conn_refs.contains_key(&id), Ordering::Relaxed);
+                // Messages that waited for this outbound connection.
+                for b in self.connecting.remove(&remote).unwrap_or_default() {
+                    if tx.try_send(b).is_err() {
+                        self.tcp_queue_full += 1;
+                    }
+                }
+                self.by_remote.insert(remote, id);
                 self.conns.insert(id, Conn { remote, tx, bound });
+            }
+            TcpEvent::ConnectFailed(remote) => {
+                let dropped = self.connecting.remove(&remote).map_or(0, |v| v.len());
+                debug!(remote = %remote, dropped, "TCP connect failed; messages dropped");
             }
             TcpEvent::Message(id, remote, bytes) => {
                 let flow = Flow {
@@ -813,6 +853,11 @@ impl Driver {
             }
             TcpEvent::Closed(id, why) => {
                 let remote = self.conns.remove(&id).map(|c| c.remote);
+                if let Some(r) = remote {
+                    if self.by_remote.get(&r) == Some(&id) {
+                        self.by_remote.remove(&r);
+                    }
+                }
                 if let Some(ip) = self.inbound.remove(&id) {
                     if let Some(n) = self.per_source.get_mut(&ip) {
                         *n = n.saturating_sub(1);
@@ -869,6 +914,7 @@ impl Driver {
                     tcp_idle_closed: self.tcp_idle_closed,
                     calls_shed: self.calls_shed,
                     datagrams_shed: self.datagrams_shed,
+                    tcp_queue_full: self.tcp_queue_full,
                 });
             }
             cmd => {
@@ -883,50 +929,85 @@ impl Driver {
         while let Some(t) = self.endpoint.poll_transmit() {
             match t.flow.transport {
                 Transport::Udp => self.send_udp(&t).await,
-                Transport::Tcp => {
-                    if !self.send_tcp(&t) {
-                        // The phone's connection is gone: open a new one to the flow's address.
-                        let id = self.alloc_conn();
-                        let remote = t.flow.remote;
-                        let cfg = self.cfg.clone();
-                        let tx = tcp_tx.clone();
-                        tokio::spawn(async move {
-                            match tokio::time::timeout(
-                                Duration::from_secs(5),
-                                TcpStream::connect(remote),
-                            )
-                            .await
-                            {
-                                Ok(Ok(stream)) => spawn_connection(
-                                    id,
-                                    stream,
-                                    remote,
-                                    Some(t.payload),
-                                    false,
-                                    cfg,
-                                    tx,
-                                ),
-                                _ => {
-                                    debug!(remote = %remote, "TCP connect failed; message dropped")
-                                }
-                            }
-                        });
+                Transport::Tcp => match self.send_tcp(&t) {
+                    TcpSend::Sent => {}
+                    TcpSend::Full => {
+                        // The peer does not read: the connection stays, the message goes
+                        // (the transaction times out like a lost datagram).
+                        self.tcp_queue_full += 1;
+                        let ip = t.flow.remote.ip();
+                        if self
+                            .conn_notes
+                            .note(Instant::now(), (ip, ConnNote::NotReading))
+                        {
+                            warn!(
+                                source = %ip,
+                                reason = ConnNote::NotReading.as_str(),
+                                "TCP messages dropped, connection kept; more are counted"
+                            );
+                        }
                     }
-                }
+                    TcpSend::NoConnection => self.connect_tcp(t, tcp_tx),
+                },
             }
         }
     }
 
-    fn send_tcp(&mut self, t: &Transmit) -> bool {
-        let conn = t
-            .flow
-            .conn
-            .and_then(|c| self.conns.get(&c))
-            .or_else(|| self.conns.values().find(|c| c.remote == t.flow.remote));
+    fn send_tcp(&mut self, t: &Transmit) -> TcpSend {
+        let conn = t.flow.conn.and_then(|c| self.conns.get(&c)).or_else(|| {
+            self.by_remote
+                .get(&t.flow.remote)
+                .and_then(|id| self.conns.get(id))
+        });
         match conn {
-            Some(c) => c.tx.try_send(t.payload.clone()).is_ok(),
-            None => false,
+            Some(c) => match c.tx.try_send(t.payload.clone()) {
+                Ok(()) => TcpSend::Sent,
+                Err(mpsc::error::TrySendError::Full(_)) => TcpSend::Full,
+                Err(mpsc::error::TrySendError::Closed(_)) => TcpSend::NoConnection,
+            },
+            None => TcpSend::NoConnection,
         }
+    }
+
+    /// The peer's connection is gone: open one to the flow's address (one at a time per
+    /// address; what comes meanwhile waits for it), counted against the connection limit.
+    fn connect_tcp(&mut self, t: Transmit, tcp_tx: &mpsc::Sender<TcpEvent>) {
+        let remote = t.flow.remote;
+        if let Some(waiting) = self.connecting.get_mut(&remote) {
+            if waiting.len() < 256 {
+                waiting.push(t.payload);
+            } else {
+                self.tcp_queue_full += 1;
+            }
+            return;
+        }
+        if self.conns.len() + self.connecting.len() >= self.cfg.max_tcp_connections {
+            self.tcp_refused += 1;
+            if self
+                .conn_notes
+                .note(Instant::now(), (remote.ip(), ConnNote::GlobalLimit))
+            {
+                warn!(
+                    remote = %remote,
+                    reason = ConnNote::GlobalLimit.as_str(),
+                    "outbound TCP connection not opened; message dropped"
+                );
+            }
+            return;
+        }
+        // Everything for this peer goes out in order once the connection is up.
+        self.connecting.insert(remote, vec![t.payload]);
+        let id = self.alloc_conn();
+        let cfg = self.cfg.clone();
+        let tx = tcp_tx.clone();
+        tokio::spawn(async move {
+            match tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(remote)).await {
+                Ok(Ok(stream)) => spawn_connection(id, stream, remote, None, false, cfg, tx),
+                _ => {
+                    let _ = tx.send(TcpEvent::ConnectFailed(remote)).await;
+                }
+            }
+        });
     }
 
     async fn send_udp(&mut self, t: &Transmit) {
