@@ -6,9 +6,8 @@
 //!
 //! - [`parse`]: framing and normalisation (RFC 3261 §7, §18.3) before anything looks at a
 //!   message: compact forms, folded lines, bare LF, Content-Length, size limit.
-//!   [`message`], [`uri`] and [`header`] are the model and the typed header views. rsip 0.4
-//!   rejects compact and folded headers, extension methods and IPv6 references, so it is not
-//!   used to parse input; [`message::Method::to_rsip`] maps to its model where callers want it.
+//!   [`message`], [`uri`] and [`header`] are the model and the typed header views (the
+//!   project's own: see `docs/conformance.md` for why no SIP parsing crate is used).
 //! - [`transaction`]: the four RFC 3261 §17 state machines, timers A–K (+ L, M of RFC 6026).
 //! - [`digest`]: server-side digest authentication (RFC 7616, RFC 8760; MD5 and SHA-256).
 //! - [`registrar`]: bindings (RFC 3261 §10.3) with expiry, ordering, limits and qualify.

@@ -86,28 +86,6 @@ impl Method {
             Method::Extension(s) => s,
         }
     }
-
-    /// The same method in rsip's model, for the methods rsip knows.
-    /// rsip has no variant for extension methods, which is why parsing happens here.
-    pub fn to_rsip(&self) -> Option<rsip::Method> {
-        Some(match self {
-            Method::Invite => rsip::Method::Invite,
-            Method::Ack => rsip::Method::Ack,
-            Method::Bye => rsip::Method::Bye,
-            Method::Cancel => rsip::Method::Cancel,
-            Method::Register => rsip::Method::Register,
-            Method::Options => rsip::Method::Options,
-            Method::Info => rsip::Method::Info,
-            Method::Update => rsip::Method::Update,
-            Method::Prack => rsip::Method::PRack,
-            Method::Subscribe => rsip::Method::Subscribe,
-            Method::Notify => rsip::Method::Notify,
-            Method::Refer => rsip::Method::Refer,
-            Method::Message => rsip::Method::Message,
-            Method::Publish => rsip::Method::Publish,
-            Method::Extension(_) => return None,
-        })
-    }
 }
 
 impl fmt::Display for Method {
@@ -360,14 +338,16 @@ mod tests {
     }
 
     #[test]
-    fn methods_are_case_sensitive_and_map_to_rsip() {
+    fn methods_are_case_sensitive() {
         assert_eq!(Method::from_token("INVITE"), Method::Invite);
         assert_eq!(
             Method::from_token("invite"),
             Method::Extension("invite".into())
         );
-        assert_eq!(Method::Register.to_rsip(), Some(rsip::Method::Register));
-        assert_eq!(Method::from_token("NEWMETHOD").to_rsip(), None);
+        assert_eq!(
+            Method::from_token("NEWMETHOD"),
+            Method::Extension("NEWMETHOD".into())
+        );
     }
 
     #[test]
