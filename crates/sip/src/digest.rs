@@ -1016,42 +1016,23 @@ impl HashOut {
 
 /// Lower-case hex.
 fn to_hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(char::from(DIGITS[usize::from(b >> 4)]));
-        s.push(char::from(DIGITS[usize::from(b & 0x0f)]));
-    }
-    s
+    hex::encode(bytes)
 }
 
 /// Decode hex (either case) into `out`; the number of bytes, or `None` if malformed or longer.
 fn decode_hex(s: &str, out: &mut [u8; 32]) -> Option<usize> {
-    let pairs = s.as_bytes().chunks_exact(2);
-    if !pairs.remainder().is_empty() || pairs.len() > out.len() {
+    if !s.len().is_multiple_of(2) || s.len() / 2 > out.len() {
         return None;
     }
-    let n = pairs.len();
-    for (o, pair) in out.iter_mut().zip(pairs) {
-        let &[hi, lo] = pair else { return None };
-        *o = (hex_val(hi)? << 4) | hex_val(lo)?;
-    }
+    let n = s.len() / 2;
+    hex::decode_to_slice(s, out.get_mut(..n)?).ok()?;
     Some(n)
-}
-
-fn hex_val(c: u8) -> Option<u8> {
-    char::from(c)
-        .to_digit(16)
-        .and_then(|v| u8::try_from(v).ok())
 }
 
 /// Equality in time that depends only on the lengths (which are public), not the contents.
 fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
-    std::hint::black_box(diff) == 0
+    use subtle::ConstantTimeEq;
+    a.ct_eq(b).into()
 }
 
 /// A quoted-string (RFC 3261 §25.1) for `s`.
@@ -1068,57 +1049,24 @@ fn quote(s: &str) -> String {
     q
 }
 
-const B64URL: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
 /// base64url without padding (RFC 4648 §5): only characters that need no escaping anywhere.
 fn base64url(bytes: &[u8]) -> String {
-    let mut s = String::with_capacity((bytes.len() * 8).div_ceil(6));
-    let mut acc: u32 = 0;
-    let mut bits = 0u32;
-    for &b in bytes {
-        acc = (acc << 8) | u32::from(b);
-        bits += 8;
-        while bits >= 6 {
-            bits -= 6;
-            s.push(char::from(B64URL[((acc >> bits) & 0x3f) as usize]));
-        }
-        acc &= (1 << bits) - 1;
-    }
-    if bits > 0 {
-        s.push(char::from(B64URL[((acc << (6 - bits)) & 0x3f) as usize]));
-    }
-    s
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
 /// Decode base64url without padding into exactly `out`; false unless `s` is the canonical
-/// encoding of `out.len()` bytes.
+/// encoding of `out.len()` bytes (the engine refuses non-zero trailing bits, so two strings
+/// never decode to one nonce).
 fn base64url_decode(s: &[u8], out: &mut [u8]) -> bool {
-    let mut acc: u32 = 0;
-    let mut bits = 0u32;
-    let mut n = 0;
-    for &c in s {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'-' => 62,
-            b'_' => 63,
-            _ => return false,
-        };
-        acc = (acc << 6) | u32::from(v);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            let Some(o) = out.get_mut(n) else {
-                return false;
-            };
-            *o = (acc >> bits) as u8;
-            n += 1;
-            acc &= (1 << bits) - 1;
+    use base64::Engine;
+    match base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(s) {
+        Ok(v) if v.len() == out.len() => {
+            out.copy_from_slice(&v);
+            true
         }
+        _ => false,
     }
-    // Left-over bits must be zero, or two strings would decode to one nonce.
-    n == out.len() && acc == 0
 }
 
 #[cfg(test)]
@@ -1692,6 +1640,8 @@ mod tests {
         // same bytes, which must not pass.
         let mut alt = s.into_bytes();
         let last = alt.len() - 1;
+        const B64URL: &[u8; 64] =
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
         let v = B64URL.iter().position(|&c| c == alt[last]).unwrap();
         alt[last] = B64URL[v | 1];
         assert!(!base64url_decode(&alt, &mut back));
