@@ -7,7 +7,7 @@
 //! `recording_table`, `trunk_table`, `queue`, `agent`), each returning its typed settings,
 //! then the checks across files, then the warnings.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -231,7 +231,8 @@ pub(crate) struct CallCenter {
     pub(crate) recording_pause_key: String,
 }
 
-/// The closest name within edit distance 2, for "did you mean".
+/// The closest name within edit distance 2, ignoring case, for "did you mean" (the first in
+/// alphabetical order when several are as close).
 fn suggest<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
     fn distance(a: &str, b: &str) -> usize {
         let b: Vec<char> = b.chars().collect();
@@ -246,10 +247,11 @@ fn suggest<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> Option<
         }
         prev[b.len()]
     }
+    let word = word.to_lowercase();
     candidates
-        .map(|c| (distance(word, c), c))
+        .map(|c| (distance(&word, &c.to_lowercase()), c))
         .filter(|(d, _)| *d <= 2)
-        .min_by_key(|(d, _)| *d)
+        .min()
         .map(|(_, c)| c)
 }
 
@@ -322,7 +324,8 @@ struct Known<'a> {
 /// (`server`, `None` when that file did not load), queues.toml and agents.toml. `users` are
 /// the accounts of users.toml (`None` when it did not load). Problems go to `found`; the
 /// result is `None` when any were errors, or when switchboard.toml did not load. Warnings
-/// (a queue nobody serves) are looked for only in a config without errors.
+/// (a queue nobody serves, a skill no queue asks for) are looked for only in a config
+/// without errors.
 pub(crate) fn build(
     dir: &Path,
     server: Option<ServerSource<'_>>,
@@ -382,12 +385,18 @@ pub(crate) fn build(
     if found.errors.len() > errors_before {
         return None;
     }
-    let (Some(tables), Some((queues_toml, qf)), Some(queues), Some(agents)) =
-        (tables, &queues, queue_setups, agent_setups)
+    let (
+        Some(tables),
+        Some((queues_toml, qf)),
+        Some(queues),
+        Some((agents_toml, af)),
+        Some(agents),
+    ) = (tables, &queues, queue_setups, &agents, agent_setups)
     else {
         return None;
     };
     unserved_queues(&mut Report::new(queues_toml, found), qf, &queues, &agents);
+    unasked_skills(&mut Report::new(agents_toml, found), af, &queues);
     let Tables {
         media,
         calls,
@@ -1039,6 +1048,29 @@ fn unserved_queues(
     }
 }
 
+/// An agent skill that no queue asks for (not even as an optional skill) decides nothing:
+/// legal, but usually a typo of a skill a queue does ask for, or a leftover. A warning at
+/// the skill, suggesting the closest skill a queue asks for.
+fn unasked_skills(r: &mut Report<'_>, f: &AgentsFile, queues: &[QueueSetup]) {
+    let asked: BTreeSet<&str> = queues
+        .iter()
+        .flat_map(|q| q.acd.skills.iter().map(|s| s.skill.as_str()))
+        .collect();
+    for (key, e) in &f.agents {
+        for skill in e.skills.keys() {
+            if !asked.contains(skill.as_str()) {
+                r.warn(
+                    &KeyPath::top("agents").key(key).key("skills").key(skill),
+                    format!(
+                        "no queue asks for this skill{}",
+                        did_you_mean(skill, asked.iter().copied())
+                    ),
+                );
+            }
+        }
+    }
+}
+
 const STRATEGIES: &[&str] = &[
     "longest-idle",
     "fewest-calls",
@@ -1173,20 +1205,20 @@ mod tests {
         assert_eq!(Fixture::new(&[]).warnings(), "");
         let f = Fixture::new(&[(
             "queues.toml",
-            "record = \"always\"",
-            "record = \"always\"\n\n[queues.billing]\nnumber = \"601\"\n",
+            "required_skills = [\"english\"]",
+            "required_skills = [\"english\"]\n\n[queues.billing]\nnumber = \"601\"\n",
         )]);
         assert_eq!(f.errors(), "", "a warning, not an error");
         has(
             &f.warnings(),
-            "queues.toml:30: queues.billing: no agent serves this queue",
+            "queues.toml:31: queues.billing: no agent serves this queue",
         );
         // Members without the required skill do not serve it either, unless an escalation
         // step relaxes the requirement far enough.
         let f = Fixture::new(&[(
             "queues.toml",
-            "record = \"always\"",
-            "record = \"always\"\nrequired_skills = [{ skill = \"english\", min = 8 }]",
+            "required_skills = [\"english\"]",
+            "required_skills = [{ skill = \"english\", min = 8 }]",
         )]);
         has(&f.warnings(), "queues.support: no agent serves this queue");
     }
@@ -1201,8 +1233,8 @@ mod tests {
             ),
             (
                 "queues.toml",
-                "record = \"always\"",
-                "record = \"always\"\nrequired_skills = [\"english\", \"spansh\"]",
+                "required_skills = [\"english\"]",
+                "required_skills = [\"english\", \"spansh\"]",
             ),
         ]);
         has(
@@ -1473,10 +1505,58 @@ mod tests {
     }
 
     #[test]
+    fn an_agent_skill_no_queue_asks_for_is_a_warning_with_a_suggestion() {
+        let f = Fixture::new(&[(
+            "agents.toml",
+            "skills = { english = 5 }",
+            "skills = { englsh = 5 }",
+        )]);
+        assert_eq!(f.errors(), "", "a warning, not an error");
+        assert_eq!(
+            f.warnings().lines().collect::<Vec<_>>(),
+            [format!(
+                "{}: agents.1001.skills.englsh: no queue asks for this skill; did you mean \"english\"?",
+                f.0.join("agents.toml:15").display()
+            )]
+        );
+        // Case does not hide a near miss; a skill like no other gets no suggestion.
+        let f = Fixture::new(&[(
+            "agents.toml",
+            "skills = { english = 5 }",
+            "skills = { English = 5, english = 5,\n  french = 2 }",
+        )]);
+        let w = f.warnings();
+        assert_eq!(w.lines().count(), 2, "{w}");
+        has(&w, "agents.toml:15: agents.1001.skills.English: no queue asks for this skill; did you mean \"english\"?\n");
+        has(
+            &w,
+            "agents.toml:16: agents.1001.skills.french: no queue asks for this skill\n",
+        );
+        // An optional skill is asked for too.
+        let f = Fixture::new(&[
+            (
+                "agents.toml",
+                "skills = { english = 5 }",
+                "skills = { english = 5, vip = 1 }",
+            ),
+            (
+                "queues.toml",
+                "required_skills = [\"english\"]",
+                "required_skills = [\"english\", { skill = \"vip\", optional = true }]",
+            ),
+        ]);
+        assert_eq!(f.warnings(), "");
+    }
+
+    #[test]
     fn suggestions_find_near_misses_only() {
         let c = ["spanish", "english", "billing"];
         assert_eq!(suggest("spansh", c.iter().copied()), Some("spanish"));
         assert_eq!(suggest("englsh", c.iter().copied()), Some("english"));
         assert_eq!(suggest("french", c.iter().copied()), None);
+        assert_eq!(suggest("SPANISH", c.iter().copied()), Some("spanish"));
+        // As close as each other: the first by name, whatever the order given.
+        assert_eq!(suggest("bat", ["cat", "bar"].into_iter()), Some("bar"));
+        assert_eq!(suggest("bat", ["bar", "cat"].into_iter()), Some("bar"));
     }
 }

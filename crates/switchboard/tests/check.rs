@@ -72,6 +72,26 @@ fn the_shipped_config_checks_clean() {
 }
 
 #[test]
+fn an_agent_skill_no_queue_asks_for_is_printed_as_a_warning_and_the_check_passes() {
+    let c = ConfigCopy::new(
+        "skill-warning",
+        Some((
+            "agents.toml",
+            "skills = { english = 5 }",
+            "skills = { englsh = 5 }",
+        )),
+    );
+    let (ok, stdout, stderr) = c.check();
+    assert!(ok, "a warning does not fail the check: {stderr}");
+    assert!(stdout.contains(": OK: "), "{stdout}");
+    let expected = format!(
+        "warning: {}: agents.1001.skills.englsh: no queue asks for this skill; did you mean \"english\"?\n",
+        c.0.join("agents.toml:15").display()
+    );
+    assert_eq!(stderr, expected);
+}
+
+#[test]
 fn a_file_that_does_not_parse_is_one_error_and_the_check_fails() {
     let c = ConfigCopy::new(
         "syntax-error",
