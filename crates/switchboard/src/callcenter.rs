@@ -1,9 +1,13 @@
 //! The call-center parts of the config directory: `queues.toml`, `agents.toml`, and the
-//! `[media]`, `[calls]` and `[trunks.*]` tables of `switchboard.toml`. Read once, validated
-//! as a whole (every problem reported, each naming the file, line and key), and turned into
-//! the typed settings of the `pbx` and `media` crates.
+//! `[media]`, `[calls]`, `[recording]` and `[trunks.*]` tables of `switchboard.toml`. Read
+//! once, validated as a whole (every problem reported, each naming the file, line and key),
+//! and turned into the typed settings of the `pbx` and `media` crates.
+//!
+//! [`build`] is the map: one function per table (`media_table`, `calls_table`,
+//! `recording_table`, `trunk_table`, `queue`, `agent`), each returning its typed settings,
+//! then the checks across files, then the warnings.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -17,7 +21,7 @@ use pbx::sip::endpoint::Trunk;
 use pbx::{AgentSetup, Announcements, FeatureCodes, QueueSetup, RecordPolicy, TrunkRule};
 use serde::Deserialize;
 
-use crate::config::{locate, toml_error, ConfigError, Overrides};
+use crate::config::{ConfigError, Findings, KeyPath, Overrides, Presence, Report, TomlFile};
 
 // ------------------------------------------------------------------ switchboard.toml tables
 
@@ -227,32 +231,8 @@ pub(crate) struct CallCenter {
     pub(crate) recording_pause_key: String,
 }
 
-struct Errors<'a> {
-    file: PathBuf,
-    text: &'a str,
-    /// Environment overrides (switchboard.toml only; empty for the other files).
-    overrides: &'a Overrides,
-    out: &'a mut Vec<ConfigError>,
-}
-
-impl Errors<'_> {
-    fn err(&mut self, table: &str, key: &str, reason: impl Into<String>) {
-        let path = match (table.is_empty(), key.is_empty()) {
-            (true, _) => key.to_owned(),
-            (false, true) => table.to_owned(),
-            (false, false) => format!("{table}.{key}"),
-        };
-        let (file, line) = locate(&self.file, self.text, self.overrides, table, key);
-        self.out.push(ConfigError {
-            file,
-            line,
-            key: Some(path),
-            reason: reason.into(),
-        });
-    }
-}
-
-/// The closest name within edit distance 2, for "did you mean".
+/// The closest name within edit distance 2, ignoring case, for "did you mean" (the first in
+/// alphabetical order when several are as close).
 fn suggest<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
     fn distance(a: &str, b: &str) -> usize {
         let b: Vec<char> = b.chars().collect();
@@ -267,10 +247,11 @@ fn suggest<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> Option<
         }
         prev[b.len()]
     }
+    let word = word.to_lowercase();
     candidates
-        .map(|c| (distance(word, c), c))
+        .map(|c| (distance(&word, &c.to_lowercase()), c))
         .filter(|(d, _)| *d <= 2)
-        .min_by_key(|(d, _)| *d)
+        .min()
         .map(|(_, c)| c)
 }
 
@@ -278,75 +259,182 @@ fn did_you_mean<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> St
     suggest(word, candidates).map_or(String::new(), |s| format!("; did you mean \"{s}\"?"))
 }
 
-fn read_optional(path: &Path, out: &mut Vec<ConfigError>) -> Option<String> {
-    match std::fs::read_to_string(path) {
-        Ok(t) => Some(t),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => {
-            out.push(ConfigError {
-                file: path.to_owned(),
-                line: None,
-                key: None,
-                reason: format!("cannot read: {e}"),
-            });
-            None
+/// Prompt files, each decoded once however many tables name it.
+struct Prompts {
+    /// The config directory: prompt paths are relative to it.
+    dir: PathBuf,
+    cache: HashMap<PathBuf, Prompt>,
+}
+
+impl Prompts {
+    fn new(dir: &Path) -> Prompts {
+        Prompts {
+            dir: dir.to_owned(),
+            cache: HashMap::new(),
+        }
+    }
+
+    /// The prompt at `rel`, named by `key`; a file that is missing or not 8 kHz mono is an
+    /// error at `key`.
+    fn load(&mut self, r: &mut Report<'_>, key: &KeyPath, rel: &Path) -> Option<Prompt> {
+        let path = self.dir.join(rel);
+        if let Some(p) = self.cache.get(&path) {
+            return Some(p.clone());
+        }
+        match Prompt::load(&path) {
+            Ok(p) => {
+                self.cache.insert(path, p.clone());
+                Some(p)
+            }
+            Err(err) => {
+                r.err(key, err.to_string());
+                None
+            }
         }
     }
 }
 
-fn load_prompt(
-    dir: &Path,
-    rel: &str,
-    e: &mut Errors<'_>,
-    table: &str,
-    key: &str,
-    cache: &mut HashMap<PathBuf, Prompt>,
-) -> Option<Prompt> {
-    let path = dir.join(rel);
-    if let Some(p) = cache.get(&path) {
-        return Some(p.clone());
-    }
-    match Prompt::load(&path) {
-        Ok(p) => {
-            cache.insert(path, p.clone());
-            Some(p)
-        }
-        Err(err) => {
-            e.err(table, key, err.to_string());
-            None
-        }
-    }
+/// switchboard.toml as the call center sees it: the file (for line numbers), the environment
+/// overrides laid over it, and its call-center tables.
+pub(crate) type ServerSource<'a> = (&'a TomlFile, &'a Overrides, &'a ServerTables);
+
+/// The call-center tables of switchboard.toml, checked.
+struct Tables {
+    media: MediaConfig,
+    calls: Calls,
+    recording: Recording,
+    trunks: Vec<Trunk>,
+    trunk_rules: Vec<TrunkRule>,
 }
 
-/// Validate and build the call-center settings. `users` are the SIP accounts of users.toml;
-/// `server_text` is switchboard.toml's text (for line numbers).
+/// What the other files define, for the references between files. `None` for a file that
+/// did not load: references to it are not checked (its own error says what is wrong).
+struct Known<'a> {
+    /// Accounts of users.toml.
+    users: Option<&'a HashSet<String>>,
+    /// `[calls]` feature codes.
+    features: Option<&'a FeatureCodes>,
+    /// Queue names of queues.toml.
+    queues: Option<HashSet<&'a str>>,
+    /// Skills that agents of agents.toml have.
+    skills: Option<HashSet<&'a str>>,
+}
+
+/// Validate and build the call-center settings: the call-center tables of switchboard.toml
+/// (`server`, `None` when that file did not load), queues.toml and agents.toml. `users` are
+/// the accounts of users.toml (`None` when it did not load). Problems go to `found`; the
+/// result is `None` when any were errors, or when switchboard.toml did not load. Warnings
+/// (a queue nobody serves, a skill no queue asks for) are looked for only in a config
+/// without errors.
 pub(crate) fn build(
     dir: &Path,
-    tables: ServerTables,
-    server_text: &str,
-    overrides: &Overrides,
-    users: &HashSet<String>,
+    server: Option<ServerSource<'_>>,
     sip_advertise_host: Option<&str>,
-    out: &mut Vec<ConfigError>,
+    users: Option<&HashSet<String>>,
+    found: &mut Findings,
 ) -> Option<CallCenter> {
-    let before = out.len();
-    let server_path = dir.join("switchboard.toml");
-    let no_overrides = Overrides::new();
-    let mut s = Errors {
-        file: server_path,
-        text: server_text,
-        overrides,
-        out,
+    let errors_before = found.errors.len();
+    let mut prompts = Prompts::new(dir);
+    let tables = server.map(|(file, overrides, t)| {
+        let mut r = Report::with_overrides(file, overrides, found);
+        let media = media_table(&mut r, &t.media, sip_advertise_host);
+        let calls = calls_table(&mut r, &t.calls, &mut prompts);
+        let recording = recording_table(&mut r, &t.recording);
+        let (trunks, trunk_rules) = t
+            .trunks
+            .iter()
+            .map(|(name, trunk)| trunk_table(&mut r, name, trunk))
+            .unzip();
+        Tables {
+            media,
+            calls,
+            recording,
+            trunks,
+            trunk_rules,
+        }
+    });
+    let queues = TomlFile::read::<QueuesFile>(
+        dir.join("queues.toml"),
+        Presence::Optional,
+        &mut found.errors,
+    );
+    let agents = TomlFile::read::<AgentsFile>(
+        dir.join("agents.toml"),
+        Presence::Optional,
+        &mut found.errors,
+    );
+    let known = Known {
+        users,
+        features: tables.as_ref().map(|t| &t.calls.features),
+        queues: queues
+            .as_ref()
+            .map(|(_, q)| q.queues.keys().map(String::as_str).collect()),
+        skills: agents.as_ref().map(|(_, a)| {
+            a.agents
+                .values()
+                .flat_map(|a| a.skills.keys().map(String::as_str))
+                .collect()
+        }),
     };
+    let queue_setups = queues
+        .as_ref()
+        .map(|(file, q)| queues_file(&mut Report::new(file, found), q, &known, &mut prompts));
+    let agent_setups = agents
+        .as_ref()
+        .map(|(file, a)| agents_file(&mut Report::new(file, found), a, &known));
+    if found.errors.len() > errors_before {
+        return None;
+    }
+    let (
+        Some(tables),
+        Some((queues_toml, qf)),
+        Some(queues),
+        Some((agents_toml, af)),
+        Some(agents),
+    ) = (tables, &queues, queue_setups, &agents, agent_setups)
+    else {
+        return None;
+    };
+    unserved_queues(&mut Report::new(queues_toml, found), qf, &queues, &agents);
+    unasked_skills(&mut Report::new(agents_toml, found), af, &queues);
+    let Tables {
+        media,
+        calls,
+        recording,
+        trunks,
+        trunk_rules,
+    } = tables;
+    Some(CallCenter {
+        warnings: std::mem::take(&mut found.warnings),
+        media,
+        trunks,
+        trunk_rules,
+        challenge: calls.challenge,
+        extensions: calls.extensions,
+        ring_timeout: calls.ring_timeout,
+        features: calls.features,
+        queues,
+        agents,
+        announcements: calls.announcements,
+        recording: recording.config,
+        recording_seed: recording.seed,
+        recording_pause_key: recording.pause_key,
+    })
+}
 
-    // [media]
-    let m = &tables.media;
+/// `[media]`. The address phones send audio to defaults to sip.advertise's host, else the
+/// bind address, else the interface that routes outward.
+fn media_table(
+    r: &mut Report<'_>,
+    m: &MediaSection,
+    sip_advertise_host: Option<&str>,
+) -> MediaConfig {
+    let t = KeyPath::top("media");
     let bind: IpAddr = match m.bind.parse() {
         Ok(a) => a,
         Err(_) => {
-            s.err(
-                "media",
-                "bind",
+            r.err(
+                &t.key("bind"),
                 format!("\"{}\" is not an IP address", m.bind),
             );
             IpAddr::V4(Ipv4Addr::UNSPECIFIED)
@@ -364,63 +452,123 @@ pub(crate) fn build(
     let advertise: Ipv4Addr = match advertise_text.parse() {
         Ok(a) => a,
         Err(_) => {
-            s.err(
-                "media",
-                "advertise",
+            r.err(
+                &t.key("advertise"),
                 format!("\"{advertise_text}\" is not an IPv4 address (phones send RTP to it)"),
             );
             Ipv4Addr::LOCALHOST
         }
     };
     if m.port_min < 1024 || m.port_min >= m.port_max {
-        s.err(
-            "media",
-            "port_min",
+        r.err(
+            &t.key("port_min"),
             format!(
                 "the RTP port range {}–{} is empty or inverted (port_min must be below port_max, and at least 1024)",
                 m.port_min, m.port_max
             ),
         );
     } else if m.port_max - m.port_min < 3 {
-        s.err(
-            "media",
-            "port_max",
+        r.err(
+            &t.key("port_max"),
             "the RTP range must hold at least two port pairs",
         );
     }
     if m.timeout == 0 {
-        s.err("media", "timeout", "must be at least 1 second");
+        r.err(&t.key("timeout"), "must be at least 1 second");
     }
+    MediaConfig {
+        bind,
+        advertise,
+        port_min: m.port_min,
+        port_max: m.port_max,
+        timeout: Duration::from_secs(m.timeout),
+        ..MediaConfig::default()
+    }
+}
 
-    // [calls]
-    let c = &tables.calls;
-    let codes = [
+/// The address of the interface that routes outward: a UDP socket "connected" to a
+/// documentation address (no packet is sent) takes the source address the kernel would use.
+/// `None` without a route (an isolated machine: the media stays on loopback).
+pub(crate) fn outward_ipv4() -> Option<Ipv4Addr> {
+    let s = std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).ok()?;
+    s.connect((Ipv4Addr::new(192, 0, 2, 1), 9)).ok()?;
+    match s.local_addr().ok()?.ip() {
+        IpAddr::V4(a) if !a.is_unspecified() => Some(a),
+        _ => None,
+    }
+}
+
+/// `[calls]`, checked.
+struct Calls {
+    challenge: bool,
+    extensions: bool,
+    ring_timeout: Duration,
+    features: FeatureCodes,
+    announcements: Announcements,
+}
+
+/// `[calls]`, with the announcement prompts of `calls.prompts`.
+fn calls_table(r: &mut Report<'_>, c: &CallsSection, prompts: &mut Prompts) -> Calls {
+    let t = KeyPath::top("calls");
+    for (k, v) in [
         ("login", &c.login),
         ("logout", &c.logout),
         ("pause", &c.pause),
-    ];
-    for (k, v) in codes {
+    ] {
         if v.is_empty() || v.contains(char::is_whitespace) {
-            s.err(
-                "calls",
-                k,
+            r.err(
+                &t.key(k),
                 "a feature code must be a non-empty dial string such as \"*71\"",
             );
         }
     }
     if c.ring_timeout == 0 {
-        s.err("calls", "ring_timeout", "must be at least 1 second");
+        r.err(&t.key("ring_timeout"), "must be at least 1 second");
     }
+    let mut announcements = Announcements::default();
+    if let Some(p) = &c.prompts {
+        let key = t.key("prompts");
+        let dir = Path::new(p);
+        let mut get = |f: &str, r: &mut Report<'_>| prompts.load(r, &key, &dir.join(f));
+        announcements.position = get("position.wav", r);
+        announcements.wait = get("wait.wav", r);
+        announcements.minutes = get("minutes.wav", r);
+        for n in 0..=20 {
+            match get(&format!("{n}.wav"), r) {
+                Some(p) => announcements.numbers.push(p),
+                None => break,
+            }
+        }
+    }
+    Calls {
+        challenge: c.challenge,
+        extensions: c.extensions,
+        ring_timeout: Duration::from_secs(c.ring_timeout),
+        features: FeatureCodes {
+            login: c.login.clone(),
+            logout: c.logout.clone(),
+            pause: c.pause.clone(),
+        },
+        announcements,
+    }
+}
 
-    // [recording]
-    let rec = &tables.recording;
+/// `[recording]`, checked.
+struct Recording {
+    config: pbx::recorder::service::RecorderConfig,
+    seed: u64,
+    pause_key: String,
+}
+
+/// `[recording]`.
+fn recording_table(r: &mut Report<'_>, rec: &RecordingSection) -> Recording {
+    let t = KeyPath::top("recording");
     if rec.dir.trim().is_empty() {
-        s.err("recording", "dir", "must name a directory");
+        r.err(&t.key("dir"), "must name a directory");
     }
     if rec.flush_every == 0 || rec.flush_every > 60 {
-        s.err(
-            "recording",
-            "flush_every",
+        r.err(
+            &t.key("flush_every"),
             "must be 1–60 seconds (how much audio a crash may cost)",
         );
     }
@@ -429,13 +577,12 @@ pub(crate) fn build(
         .chars()
         .any(|c| !c.is_ascii_digit() && c != '*' && c != '#')
     {
-        s.err(
-            "recording",
-            "pause_key",
+        r.err(
+            &t.key("pause_key"),
             "must be DTMF keys (0-9, *, #) or empty to disable",
         );
     }
-    let recording_dir = {
+    let dir = {
         let d = PathBuf::from(&rec.dir);
         if d.is_absolute() {
             d
@@ -444,335 +591,337 @@ pub(crate) fn build(
             std::env::current_dir().map(|c| c.join(&d)).unwrap_or(d)
         }
     };
-
-    // [trunks.*]
-    let mut trunks = Vec::new();
-    let mut trunk_rules = Vec::new();
-    for (name, t) in &tables.trunks {
-        let table = format!("trunks.{name}");
-        let mut addrs = Vec::new();
-        if t.addresses.is_empty() {
-            s.err(
-                &table,
-                "addresses",
-                "a trunk needs at least one source address",
-            );
-        }
-        for a in &t.addresses {
-            match a.parse::<IpAddr>() {
-                Ok(ip) => addrs.push(ip),
-                Err(_) => s.err(&table, "addresses", format!("\"{a}\" is not an IP address")),
-            }
-        }
-        if t.numbers.is_empty() {
-            s.err(
-                &table,
-                "numbers",
-                "a trunk must list the numbers it may call (e.g. [\"600\"])",
-            );
-        }
-        trunks.push(Trunk {
-            name: name.clone(),
-            addresses: addrs,
-            numbers: t.numbers.clone(),
-        });
-        trunk_rules.push(TrunkRule {
-            trunk: name.clone(),
-            numbers: t.numbers.clone(),
-        });
+    Recording {
+        config: pbx::recorder::service::RecorderConfig {
+            dir,
+            flush_every: Duration::from_secs(rec.flush_every),
+            ..pbx::recorder::service::RecorderConfig::default()
+        },
+        seed: rec.seed,
+        pause_key: rec.pause_key.clone(),
     }
+}
 
-    // Announcement prompts (optional directory).
-    let mut cache = HashMap::new();
-    let mut announcements = Announcements::default();
-    if let Some(p) = &c.prompts {
-        let pdir = dir.join(p);
-        let mut get =
-            |f: &str, s: &mut Errors<'_>| load_prompt(&pdir, f, s, "calls", "prompts", &mut cache);
-        announcements.position = get("position.wav", &mut s);
-        announcements.wait = get("wait.wav", &mut s);
-        announcements.minutes = get("minutes.wav", &mut s);
-        for n in 0..=20 {
-            match get(&format!("{n}.wav"), &mut s) {
-                Some(p) => announcements.numbers.push(p),
-                None => break,
-            }
+/// `[trunks.NAME]`: the trunk (for the SIP endpoint) and the numbers it may call (for call
+/// control).
+fn trunk_table(r: &mut Report<'_>, name: &str, t: &TrunkSection) -> (Trunk, TrunkRule) {
+    let table = KeyPath::top("trunks").key(name);
+    let mut addresses = Vec::new();
+    if t.addresses.is_empty() {
+        r.err(
+            &table.key("addresses"),
+            "a trunk needs at least one source address",
+        );
+    }
+    for a in &t.addresses {
+        match a.parse::<IpAddr>() {
+            Ok(ip) => addresses.push(ip),
+            Err(_) => r.err(
+                &table.key("addresses"),
+                format!("\"{a}\" is not an IP address"),
+            ),
         }
     }
+    if t.numbers.is_empty() {
+        r.err(
+            &table.key("numbers"),
+            "a trunk must list the numbers it may call (e.g. [\"600\"])",
+        );
+    }
+    let trunk = Trunk {
+        name: name.to_owned(),
+        addresses,
+        numbers: t.numbers.clone(),
+    };
+    let rule = TrunkRule {
+        trunk: name.to_owned(),
+        numbers: t.numbers.clone(),
+    };
+    (trunk, rule)
+}
 
-    // queues.toml
-    let queues_path = dir.join("queues.toml");
-    let queues_text = read_optional(&queues_path, s.out).unwrap_or_default();
-    let queues_file: QueuesFile = match toml::from_str(&queues_text) {
-        Ok(q) => q,
-        Err(e) => {
-            s.out.push(toml_error(&queues_path, &queues_text, e));
-            QueuesFile::default()
-        }
-    };
-    let agents_path = dir.join("agents.toml");
-    let agents_text = read_optional(&agents_path, s.out).unwrap_or_default();
-    let agents_file: AgentsFile = match toml::from_str(&agents_text) {
-        Ok(a) => a,
-        Err(e) => {
-            s.out.push(toml_error(&agents_path, &agents_text, e));
-            AgentsFile::default()
-        }
-    };
-    // Skills are whatever agents have; a queue requiring a skill no agent has is a typo.
-    let known_skills: HashSet<&str> = agents_file
-        .agents
-        .values()
-        .flat_map(|a| a.skills.keys().map(String::as_str))
-        .collect();
-    let queue_names: HashSet<&str> = queues_file.queues.keys().map(String::as_str).collect();
-
-    let out = s.out;
-    let mut q = Errors {
-        file: queues_path.clone(),
-        text: &queues_text,
-        overrides: &no_overrides,
-        out,
-    };
+/// queues.toml: every queue, then what involves several of them (shared numbers, overflow
+/// cycles). In the order of their names.
+fn queues_file(
+    r: &mut Report<'_>,
+    f: &QueuesFile,
+    known: &Known<'_>,
+    prompts: &mut Prompts,
+) -> Vec<QueueSetup> {
     let mut queues = Vec::new();
-    let mut numbers: HashMap<&str, String> = HashMap::new();
-    for (name, e) in &queues_file.queues {
-        let table = format!("queues.{name}");
-        if e.number.is_empty()
-            || !e
-                .number
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"*#+-_.".contains(&b))
-        {
-            q.err(&table, "number", "must be a dial string such as \"600\"");
-        }
-        if users.contains(&e.number) {
-            q.err(
-                &table,
-                "number",
-                format!("\"{}\" is also a user in users.toml", e.number),
-            );
-        }
-        if let Some(other) = numbers.insert(&e.number, name.clone()) {
-            q.err(
-                &table,
-                "number",
+    let mut numbers: HashMap<&str, &str> = HashMap::new();
+    for (name, e) in &f.queues {
+        queues.push(queue(r, name, e, known, prompts));
+        if let Some(other) = numbers.insert(&e.number, name) {
+            r.err(
+                &KeyPath::top("queues").key(name).key("number"),
                 format!("\"{}\" is also the number of queue \"{other}\"", e.number),
             );
         }
-        for (code, value) in codes {
+    }
+    overflow_cycles(r, f);
+    queues
+}
+
+/// `[queues.NAME]`.
+fn queue(
+    r: &mut Report<'_>,
+    name: &str,
+    e: &QueueEntry,
+    known: &Known<'_>,
+    prompts: &mut Prompts,
+) -> QueueSetup {
+    let t = KeyPath::top("queues").key(name);
+    if e.number.is_empty()
+        || !e
+            .number
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"*#+-_.".contains(&b))
+    {
+        r.err(&t.key("number"), "must be a dial string such as \"600\"");
+    }
+    if known.users.is_some_and(|u| u.contains(&e.number)) {
+        r.err(
+            &t.key("number"),
+            format!("\"{}\" is also a user in users.toml", e.number),
+        );
+    }
+    if let Some(f) = known.features {
+        for (code, value) in [
+            ("login", &f.login),
+            ("logout", &f.logout),
+            ("pause", &f.pause),
+        ] {
             if e.number == *value {
-                q.err(
-                    &table,
-                    "number",
+                r.err(
+                    &t.key("number"),
                     format!("\"{}\" is the {code} feature code", e.number),
                 );
             }
         }
-        let mut acd_cfg = pbx::acd::QueueConfig::named(name.clone());
-        if let Some(st) = &e.strategy {
-            match parse_strategy(st) {
-                Some(x) => acd_cfg.strategy = x,
-                None => q.err(
-                    &table,
-                    "strategy",
-                    format!(
-                        "unknown strategy \"{st}\"{}",
-                        did_you_mean(st, STRATEGIES.iter().copied())
-                    ),
+    }
+    let mut acd = pbx::acd::QueueConfig::named(name.to_owned());
+    if let Some(st) = &e.strategy {
+        match parse_strategy(st) {
+            Some(x) => acd.strategy = x,
+            None => r.err(
+                &t.key("strategy"),
+                format!(
+                    "unknown strategy \"{st}\"{}",
+                    did_you_mean(st, STRATEGIES.iter().copied())
                 ),
-            }
+            ),
         }
-        for (i, sk) in e.required_skills.iter().enumerate() {
-            let (skill, min, optional) = match sk {
-                SkillEntry::Name(s) => (s.clone(), 1, false),
-                SkillEntry::Full {
-                    skill,
-                    min,
-                    optional,
-                } => (skill.clone(), *min, *optional),
-            };
-            let key = format!("required_skills[{i}]");
-            if !known_skills.contains(skill.as_str()) {
-                q.err(
-                    &table,
-                    &key,
-                    format!(
-                        "unknown skill \"{skill}\" (no agent has it){}",
-                        did_you_mean(&skill, known_skills.iter().copied())
-                    ),
-                );
-            }
-            if !(1..=10).contains(&min) {
-                q.err(&table, &key, format!("min {min} is outside 1–10"));
-            }
-            acd_cfg.skills.push(SkillRequirement {
+    }
+    for (i, sk) in e.required_skills.iter().enumerate() {
+        let (skill, min, optional) = match sk {
+            SkillEntry::Name(s) => (s.clone(), 1, false),
+            SkillEntry::Full {
                 skill,
                 min,
                 optional,
-            });
-        }
-        if let Some(t) = e.ring_timeout {
-            if t == 0 {
-                q.err(&table, "ring_timeout", "must be at least 1 second");
-            }
-            acd_cfg.ring_timeout = Some(Duration::from_secs(t));
-        }
-        if let Some(w) = e.wrap_up {
-            acd_cfg.wrap_up = Duration::from_secs(w);
-        }
-        if let Some(w) = e.max_wait {
-            acd_cfg.max_wait = (w > 0).then(|| Duration::from_secs(w));
-        }
-        if let Some(s) = e.service_level {
-            acd_cfg.service_level = Duration::from_secs(s);
-        }
-        if let Some(a) = e.auto_pause_after {
-            acd_cfg.auto_pause_after = a;
-        }
-        let mut prev: Option<&EscalationEntry> = None;
-        for (i, step) in e.escalation.iter().enumerate() {
-            let key = format!("escalation[{i}]");
-            if let Some(p) = prev {
-                if step.after <= p.after {
-                    q.err(
-                        &table,
-                        &key,
-                        format!(
-                            "after = {} must be later than the previous step ({})",
-                            step.after, p.after
-                        ),
-                    );
-                }
-                if step.lower_by < p.lower_by {
-                    q.err(
-                        &table,
-                        &key,
-                        "lower_by must not shrink from one step to the next (give the total)",
-                    );
-                }
-                if p.drop_optional && !step.drop_optional {
-                    q.err(
-                        &table,
-                        &key,
-                        "once optional skills are dropped, later steps must drop them too",
-                    );
-                }
-            }
-            if step.lower_by > 9 {
-                q.err(&table, &key, "lower_by must be 0–9");
-            }
-            acd_cfg.escalation.push(pbx::acd::EscalationStep {
-                after: Duration::from_secs(step.after),
-                lower_by: step.lower_by,
-                drop_optional: step.drop_optional,
-            });
-            prev = Some(step);
-        }
-        if e.priority.is_some_and(|p| p > 9) {
-            q.err(
-                &table,
-                "priority",
-                "call priority must be 0–9 (9 is served first)",
-            );
-        }
-        for (key, v, slot) in [
-            ("join_empty", &e.join_empty, &mut acd_cfg.join_empty),
-            (
-                "leave_when_empty",
-                &e.leave_when_empty,
-                &mut acd_cfg.leave_when_empty,
-            ),
-        ] {
-            if let Some(v) = v {
-                match v.as_str() {
-                    "never" => *slot = EmptyPolicy::Never,
-                    "no-agents-logged-in" => *slot = EmptyPolicy::NoAgentsLoggedIn,
-                    "no-agents-available" => *slot = EmptyPolicy::NoAgentsAvailable,
-                    other => q.err(
-                        &table,
-                        key,
-                        format!("\"{other}\" is not one of \"never\", \"no-agents-logged-in\", \"no-agents-available\""),
+            } => (skill.clone(), *min, *optional),
+        };
+        let key = t.key("required_skills").index(i);
+        // Skills are whatever agents have: one that no agent has is a typo.
+        if let Some(skills) = &known.skills {
+            if !skills.contains(skill.as_str()) {
+                r.err(
+                    &key,
+                    format!(
+                        "unknown skill \"{skill}\" (no agent has it){}",
+                        did_you_mean(&skill, skills.iter().copied())
                     ),
-                }
+                );
             }
         }
-        if let Some(o) = &e.overflow {
-            match o.split_once(':') {
-                Some(("queue", target)) => {
-                    if !queue_names.contains(target) {
-                        q.err(
-                            &table,
-                            "overflow",
-                            format!(
-                                "unknown queue \"{target}\"{}",
-                                did_you_mean(target, queue_names.iter().copied())
-                            ),
-                        );
-                    } else if target == name {
-                        q.err(&table, "overflow", "a queue cannot overflow into itself");
-                    }
-                    acd_cfg.overflow = Some(OverflowTarget::Queue(target.to_owned()));
-                }
-                Some(("number", target)) => {
-                    acd_cfg.overflow = Some(OverflowTarget::External(target.to_owned()))
-                }
-                _ => q.err(
-                    &table,
-                    "overflow",
-                    format!("\"{o}\" must be \"queue:<name>\" or \"number:<dial string>\""),
+        if !(1..=10).contains(&min) {
+            r.err(&key, format!("min {min} is outside 1–10"));
+        }
+        acd.skills.push(SkillRequirement {
+            skill,
+            min,
+            optional,
+        });
+    }
+    if let Some(s) = e.ring_timeout {
+        if s == 0 {
+            r.err(&t.key("ring_timeout"), "must be at least 1 second");
+        }
+        acd.ring_timeout = Some(Duration::from_secs(s));
+    }
+    if let Some(s) = e.wrap_up {
+        acd.wrap_up = Duration::from_secs(s);
+    }
+    if let Some(s) = e.max_wait {
+        acd.max_wait = (s > 0).then(|| Duration::from_secs(s));
+    }
+    if let Some(s) = e.service_level {
+        acd.service_level = Duration::from_secs(s);
+    }
+    if let Some(n) = e.auto_pause_after {
+        acd.auto_pause_after = n;
+    }
+    acd.escalation = escalation(r, &t.key("escalation"), &e.escalation);
+    if e.priority.is_some_and(|p| p > 9) {
+        r.err(
+            &t.key("priority"),
+            "call priority must be 0–9 (9 is served first)",
+        );
+    }
+    for (key, v, slot) in [
+        ("join_empty", &e.join_empty, &mut acd.join_empty),
+        (
+            "leave_when_empty",
+            &e.leave_when_empty,
+            &mut acd.leave_when_empty,
+        ),
+    ] {
+        if let Some(v) = v {
+            match v.as_str() {
+                "never" => *slot = EmptyPolicy::Never,
+                "no-agents-logged-in" => *slot = EmptyPolicy::NoAgentsLoggedIn,
+                "no-agents-available" => *slot = EmptyPolicy::NoAgentsAvailable,
+                other => r.err(
+                    &t.key(key),
+                    format!("\"{other}\" is not one of \"never\", \"no-agents-logged-in\", \"no-agents-available\""),
                 ),
             }
         }
-        let greeting = e
-            .greeting
-            .as_deref()
-            .and_then(|p| load_prompt(dir, p, &mut q, &table, "greeting", &mut cache));
-        let music = e
-            .music
-            .as_deref()
-            .and_then(|p| load_prompt(dir, p, &mut q, &table, "music", &mut cache));
-        if e.announce_every == Some(0) {
-            q.err(
-                &table,
-                "announce_every",
-                "must be at least 1 second (leave it out for never)",
-            );
+    }
+    if let Some(o) = &e.overflow {
+        acd.overflow = overflow(r, &t.key("overflow"), name, o, known);
+    }
+    let greeting = e
+        .greeting
+        .as_deref()
+        .and_then(|p| prompts.load(r, &t.key("greeting"), Path::new(p)));
+    let music = e
+        .music
+        .as_deref()
+        .and_then(|p| prompts.load(r, &t.key("music"), Path::new(p)));
+    if e.announce_every == Some(0) {
+        r.err(
+            &t.key("announce_every"),
+            "must be at least 1 second (leave it out for never)",
+        );
+    }
+    let record = match e.record.as_deref() {
+        None | Some("never") => RecordPolicy::Never,
+        Some("always") => RecordPolicy::Always,
+        Some(p) => match p
+            .strip_suffix('%')
+            .and_then(|n| n.trim().parse::<u8>().ok())
+        {
+            Some(0) => RecordPolicy::Never,
+            Some(100) => RecordPolicy::Always,
+            Some(n) if n < 100 => RecordPolicy::Sample(n),
+            _ => {
+                r.err(
+                    &t.key("record"),
+                    format!("\"{p}\" is not \"always\", \"never\" or a percentage such as \"10%\""),
+                );
+                RecordPolicy::Never
+            }
+        },
+    };
+    QueueSetup {
+        number: e.number.clone(),
+        acd,
+        greeting,
+        music,
+        announce_every: e.announce_every.filter(|&s| s > 0).map(Duration::from_secs),
+        record,
+        priority: e.priority.unwrap_or(0).min(9),
+    }
+}
+
+/// A queue's `escalation` steps: each later than the one before, relaxing at least as much.
+fn escalation(
+    r: &mut Report<'_>,
+    key: &KeyPath,
+    steps: &[EscalationEntry],
+) -> Vec<pbx::acd::EscalationStep> {
+    let mut prev: Option<&EscalationEntry> = None;
+    let mut out = Vec::new();
+    for (i, step) in steps.iter().enumerate() {
+        let key = key.index(i);
+        if let Some(p) = prev {
+            if step.after <= p.after {
+                r.err(
+                    &key,
+                    format!(
+                        "after = {} must be later than the previous step ({})",
+                        step.after, p.after
+                    ),
+                );
+            }
+            if step.lower_by < p.lower_by {
+                r.err(
+                    &key,
+                    "lower_by must not shrink from one step to the next (give the total)",
+                );
+            }
+            if p.drop_optional && !step.drop_optional {
+                r.err(
+                    &key,
+                    "once optional skills are dropped, later steps must drop them too",
+                );
+            }
         }
-        let record = match e.record.as_deref() {
-            None | Some("never") => RecordPolicy::Never,
-            Some("always") => RecordPolicy::Always,
-            Some(p) => {
-                match p
-                    .strip_suffix('%')
-                    .and_then(|n| n.trim().parse::<u8>().ok())
-                {
-                    Some(0) => RecordPolicy::Never,
-                    Some(100) => RecordPolicy::Always,
-                    Some(n) if n < 100 => RecordPolicy::Sample(n),
-                    _ => {
-                        q.err(
-                        &table,
-                        "record",
-                        format!("\"{p}\" is not \"always\", \"never\" or a percentage such as \"10%\""),
+        if step.lower_by > 9 {
+            r.err(&key, "lower_by must be 0–9");
+        }
+        out.push(pbx::acd::EscalationStep {
+            after: Duration::from_secs(step.after),
+            lower_by: step.lower_by,
+            drop_optional: step.drop_optional,
+        });
+        prev = Some(step);
+    }
+    out
+}
+
+/// A queue's `overflow`: `queue:<name>` (a queue of this file, not itself) or
+/// `number:<dial string>`.
+fn overflow(
+    r: &mut Report<'_>,
+    key: &KeyPath,
+    queue: &str,
+    o: &str,
+    known: &Known<'_>,
+) -> Option<OverflowTarget> {
+    match o.split_once(':') {
+        Some(("queue", target)) => {
+            if let Some(names) = &known.queues {
+                if !names.contains(target) {
+                    r.err(
+                        key,
+                        format!(
+                            "unknown queue \"{target}\"{}",
+                            did_you_mean(target, names.iter().copied())
+                        ),
                     );
-                        RecordPolicy::Never
-                    }
+                } else if target == queue {
+                    r.err(key, "a queue cannot overflow into itself");
                 }
             }
-        };
-        queues.push(QueueSetup {
-            number: e.number.clone(),
-            acd: acd_cfg,
-            greeting,
-            music,
-            announce_every: e.announce_every.filter(|&s| s > 0).map(Duration::from_secs),
-            record,
-            priority: e.priority.unwrap_or(0).min(9),
-        });
+            Some(OverflowTarget::Queue(target.to_owned()))
+        }
+        Some(("number", target)) => Some(OverflowTarget::External(target.to_owned())),
+        _ => {
+            r.err(
+                key,
+                format!("\"{o}\" must be \"queue:<name>\" or \"number:<dial string>\""),
+            );
+            None
+        }
     }
-    // Overflow cycles: follow each chain of queue overflows.
-    let next: HashMap<&str, &str> = queues_file
+}
+
+/// Overflow cycles: follow each chain of queue overflows.
+fn overflow_cycles(r: &mut Report<'_>, f: &QueuesFile) {
+    let next: HashMap<&str, &str> = f
         .queues
         .iter()
         .filter_map(|(n, e)| {
@@ -788,9 +937,8 @@ pub(crate) fn build(
         while let Some(&n) = next.get(cur) {
             if n == *start {
                 seen.push(n);
-                q.err(
-                    &format!("queues.{start}"),
-                    "overflow",
+                r.err(
+                    &KeyPath::top("queues").key(start).key("overflow"),
                     format!("overflow cycle: {}", seen.join(" -> ")),
                 );
                 break;
@@ -802,22 +950,31 @@ pub(crate) fn build(
             cur = n;
         }
     }
+}
 
-    let out = q.out;
-    let mut a = Errors {
-        file: agents_path,
-        text: &agents_text,
-        overrides: &no_overrides,
-        out,
-    };
+/// agents.toml: every agent, then that no two share a user. In the order of their names.
+fn agents_file(r: &mut Report<'_>, f: &AgentsFile, known: &Known<'_>) -> Vec<AgentSetup> {
     let mut agents = Vec::new();
     let mut agent_users: HashMap<&str, &str> = HashMap::new();
-    for (key, e) in &agents_file.agents {
-        let table = format!("agents.{key}");
+    for (key, e) in &f.agents {
+        agents.push(agent(r, key, e, known));
+        if let Some(other) = agent_users.insert(&e.user, key) {
+            r.err(
+                &KeyPath::top("agents").key(key).key("user"),
+                format!("user \"{}\" is already agent \"{other}\"", e.user),
+            );
+        }
+    }
+    agents
+}
+
+/// `[agents.NAME]`.
+fn agent(r: &mut Report<'_>, key: &str, e: &AgentEntry, known: &Known<'_>) -> AgentSetup {
+    let t = KeyPath::top("agents").key(key);
+    if let Some(users) = known.users {
         if !users.contains(&e.user) {
-            a.err(
-                &table,
-                "user",
+            r.err(
+                &t.key("user"),
                 format!(
                     "unknown user \"{}\" (not in users.toml){}",
                     e.user,
@@ -825,74 +982,63 @@ pub(crate) fn build(
                 ),
             );
         }
-        if let Some(other) = agent_users.insert(&e.user, key) {
-            a.err(
-                &table,
-                "user",
-                format!("user \"{}\" is already agent \"{other}\"", e.user),
+    }
+    let mut acd = pbx::acd::AgentConfig {
+        name: e.name.clone().unwrap_or_else(|| key.to_owned()),
+        ..pbx::acd::AgentConfig::default()
+    };
+    for (skill, level) in &e.skills {
+        if !(1..=10).contains(level) {
+            r.err(
+                &t.key("skills"),
+                format!("{skill} = {level}: proficiency must be 1–10"),
             );
         }
-        let mut acd_cfg = pbx::acd::AgentConfig {
-            name: e.name.clone().unwrap_or_else(|| key.clone()),
-            ..pbx::acd::AgentConfig::default()
+        acd.skills.push(AgentSkill::new(skill.clone(), *level));
+    }
+    for (i, m) in e.queues.iter().enumerate() {
+        let (queue, priority) = match m {
+            MembershipEntry::Name(q) => (q.clone(), 0),
+            MembershipEntry::Full { queue, priority } => (queue.clone(), *priority),
         };
-        for (skill, level) in &e.skills {
-            if !(1..=10).contains(level) {
-                a.err(
-                    &table,
-                    "skills",
-                    format!("{skill} = {level}: proficiency must be 1–10"),
-                );
-            }
-            acd_cfg.skills.push(AgentSkill::new(skill.clone(), *level));
-        }
-        for (i, m) in e.queues.iter().enumerate() {
-            let (queue, priority) = match m {
-                MembershipEntry::Name(q) => (q.clone(), 0),
-                MembershipEntry::Full { queue, priority } => (queue.clone(), *priority),
-            };
-            if !queue_names.contains(queue.as_str()) {
-                a.err(
-                    &table,
-                    &format!("queues[{i}]"),
+        if let Some(names) = &known.queues {
+            if !names.contains(queue.as_str()) {
+                r.err(
+                    &t.key("queues").index(i),
                     format!(
                         "unknown queue \"{queue}\"{}",
-                        did_you_mean(&queue, queue_names.iter().copied())
+                        did_you_mean(&queue, names.iter().copied())
                     ),
                 );
             }
-            acd_cfg.queues.push(QueueMembership { queue, priority });
         }
-        agents.push(AgentSetup {
-            acd: acd_cfg,
-            user: e.user.clone(),
-            login_on_start: e.login_on_start,
-        });
+        acd.queues.push(QueueMembership { queue, priority });
     }
+    AgentSetup {
+        acd,
+        user: e.user.clone(),
+        login_on_start: e.login_on_start,
+    }
+}
 
-    if a.out.len() > before {
-        return None;
-    }
-    // A queue no agent can take calls from is legal (agents may be added by a reload) but
-    // almost always a mistake: its callers would wait for nobody.
-    let mut warnings = Vec::new();
-    let mut w = Errors {
-        file: queues_path.clone(),
-        text: &queues_text,
-        overrides: &no_overrides,
-        out: &mut warnings,
-    };
-    for (key, setup) in queues_file.queues.keys().zip(&queues) {
+/// A queue no agent can take calls from is legal (agents may be added by a reload) but
+/// almost always a mistake: its callers would wait for nobody. A warning at the queue.
+fn unserved_queues(
+    r: &mut Report<'_>,
+    f: &QueuesFile,
+    queues: &[QueueSetup],
+    agents: &[AgentSetup],
+) {
+    for (name, setup) in f.queues.keys().zip(queues) {
         if !agents.iter().any(|agent| serves(&agent.acd, &setup.acd)) {
             let rule = match setup.acd.join_empty {
-                pbx::acd::EmptyPolicy::Never => {
+                EmptyPolicy::Never => {
                     "callers join it and wait (join_empty = \"never\") until max_wait or overflow"
                 }
                 _ => "callers are turned away by its join_empty rule",
             };
-            w.err(
-                &format!("queues.{key}"),
-                "",
+            r.warn(
+                &KeyPath::top("queues").key(name),
                 format!(
                     "no agent serves this queue (none lists it in agents.toml with the skills it \
                      requires): {rule}"
@@ -900,37 +1046,29 @@ pub(crate) fn build(
             );
         }
     }
-    Some(CallCenter {
-        warnings,
-        media: MediaConfig {
-            bind,
-            advertise,
-            port_min: m.port_min,
-            port_max: m.port_max,
-            timeout: Duration::from_secs(m.timeout),
-            ..MediaConfig::default()
-        },
-        trunks,
-        trunk_rules,
-        challenge: c.challenge,
-        extensions: c.extensions,
-        ring_timeout: Duration::from_secs(c.ring_timeout),
-        features: FeatureCodes {
-            login: c.login.clone(),
-            logout: c.logout.clone(),
-            pause: c.pause.clone(),
-        },
-        queues,
-        agents,
-        announcements,
-        recording: pbx::recorder::service::RecorderConfig {
-            dir: recording_dir,
-            flush_every: Duration::from_secs(tables.recording.flush_every),
-            ..pbx::recorder::service::RecorderConfig::default()
-        },
-        recording_seed: tables.recording.seed,
-        recording_pause_key: tables.recording.pause_key.clone(),
-    })
+}
+
+/// An agent skill that no queue asks for (not even as an optional skill) decides nothing:
+/// legal, but usually a typo of a skill a queue does ask for, or a leftover. A warning at
+/// the skill, suggesting the closest skill a queue asks for.
+fn unasked_skills(r: &mut Report<'_>, f: &AgentsFile, queues: &[QueueSetup]) {
+    let asked: BTreeSet<&str> = queues
+        .iter()
+        .flat_map(|q| q.acd.skills.iter().map(|s| s.skill.as_str()))
+        .collect();
+    for (key, e) in &f.agents {
+        for skill in e.skills.keys() {
+            if !asked.contains(skill.as_str()) {
+                r.warn(
+                    &KeyPath::top("agents").key(key).key("skills").key(skill),
+                    format!(
+                        "no queue asks for this skill{}",
+                        did_you_mean(skill, asked.iter().copied())
+                    ),
+                );
+            }
+        }
+    }
 }
 
 const STRATEGIES: &[&str] = &[
@@ -979,18 +1117,6 @@ fn serves(agent: &pbx::acd::AgentConfig, queue: &pbx::acd::QueueConfig) -> bool 
                 .iter()
                 .any(|s| s.skill == r.skill && s.proficiency >= r.min.saturating_sub(lower).max(1))
     })
-}
-
-/// The address of the interface that routes outward: a UDP socket "connected" to a
-/// documentation address (no packet is sent) takes the source address the kernel would use.
-/// `None` without a route (an isolated machine: the media stays on loopback).
-pub(crate) fn outward_ipv4() -> Option<Ipv4Addr> {
-    let s = std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).ok()?;
-    s.connect((Ipv4Addr::new(192, 0, 2, 1), 9)).ok()?;
-    match s.local_addr().ok()?.ip() {
-        IpAddr::V4(a) if !a.is_unspecified() => Some(a),
-        _ => None,
-    }
 }
 
 #[cfg(test)]
@@ -1079,20 +1205,20 @@ mod tests {
         assert_eq!(Fixture::new(&[]).warnings(), "");
         let f = Fixture::new(&[(
             "queues.toml",
-            "record = \"always\"",
-            "record = \"always\"\n\n[queues.billing]\nnumber = \"601\"\n",
+            "required_skills = [\"english\"]",
+            "required_skills = [\"english\"]\n\n[queues.billing]\nnumber = \"601\"\n",
         )]);
         assert_eq!(f.errors(), "", "a warning, not an error");
         has(
             &f.warnings(),
-            "queues.toml:30: queues.billing: no agent serves this queue",
+            "queues.toml:31: queues.billing: no agent serves this queue",
         );
         // Members without the required skill do not serve it either, unless an escalation
         // step relaxes the requirement far enough.
         let f = Fixture::new(&[(
             "queues.toml",
-            "record = \"always\"",
-            "record = \"always\"\nrequired_skills = [{ skill = \"english\", min = 8 }]",
+            "required_skills = [\"english\"]",
+            "required_skills = [{ skill = \"english\", min = 8 }]",
         )]);
         has(&f.warnings(), "queues.support: no agent serves this queue");
     }
@@ -1107,8 +1233,8 @@ mod tests {
             ),
             (
                 "queues.toml",
-                "record = \"always\"",
-                "record = \"always\"\nrequired_skills = [\"english\", \"spansh\"]",
+                "required_skills = [\"english\"]",
+                "required_skills = [\"english\", \"spansh\"]",
             ),
         ]);
         has(
@@ -1320,11 +1446,117 @@ mod tests {
         assert_eq!(e.lines().count(), 3, "{e}");
     }
 
+    /// A file that does not parse is one error with its line; the files that refer to it are
+    /// still checked, but not against it (no "unknown queue" for every agent because
+    /// queues.toml is broken).
+    #[test]
+    fn a_file_that_does_not_parse_is_one_error_without_follow_on_errors() {
+        let f = Fixture::new(&[("queues.toml", "ring_timeout = 15", "ring_timeout = = 15")]);
+        let e = f.errors();
+        assert_eq!(e.lines().count(), 1, "{e}");
+        has(&e, "queues.toml:23: ");
+        // The same with an unknown key: the file does not fit, and is one error.
+        let f = Fixture::new(&[("queues.toml", "ring_timeout = 15", "ring_timout = 15")]);
+        let e = f.errors();
+        assert_eq!(e.lines().count(), 1, "{e}");
+        has(&e, "queues.toml:23: unknown field `ring_timout`");
+        // A broken agents.toml: one error, not one per skill that queues require.
+        let f = Fixture::new(&[("agents.toml", "[agents.1003]", "[agents.1003")]);
+        let e = f.errors();
+        assert_eq!(e.lines().count(), 1, "{e}");
+        has(&e, "agents.toml:25: ");
+        // A broken users.toml: no "unknown user" for every agent.
+        let f = Fixture::new(&[(
+            "users.toml",
+            "password = \"demo1004\"",
+            "password = demo1004",
+        )]);
+        let e = f.errors();
+        assert_eq!(e.lines().count(), 1, "{e}");
+        has(&e, "users.toml:");
+        // A broken switchboard.toml: the other files are still checked on their own.
+        let f = Fixture::new(&[
+            ("switchboard.toml", "[media]", "[media"),
+            (
+                "agents.toml",
+                "queues = [\"support\"]",
+                "queues = [\"suport\"]",
+            ),
+        ]);
+        let e = f.errors();
+        assert_eq!(e.lines().count(), 2, "{e}");
+        has(&e, "switchboard.toml:61: ");
+        has(
+            &e,
+            "agents.toml:16: agents.1001.queues[0]: unknown queue \"suport\"",
+        );
+        // Several syntax errors in one file: the first one, once.
+        let f = Fixture::new(&[
+            ("queues.toml", "ring_timeout = 15", "ring_timeout = "),
+            (
+                "queues.toml",
+                "announce_every = 30",
+                "announce_every = = 30",
+            ),
+        ]);
+        let e = f.errors();
+        assert_eq!(e.lines().count(), 1, "{e}");
+        has(&e, "queues.toml:23: ");
+    }
+
+    #[test]
+    fn an_agent_skill_no_queue_asks_for_is_a_warning_with_a_suggestion() {
+        let f = Fixture::new(&[(
+            "agents.toml",
+            "skills = { english = 5 }",
+            "skills = { englsh = 5 }",
+        )]);
+        assert_eq!(f.errors(), "", "a warning, not an error");
+        assert_eq!(
+            f.warnings().lines().collect::<Vec<_>>(),
+            [format!(
+                "{}: agents.1001.skills.englsh: no queue asks for this skill; did you mean \"english\"?",
+                f.0.join("agents.toml:15").display()
+            )]
+        );
+        // Case does not hide a near miss; a skill like no other gets no suggestion.
+        let f = Fixture::new(&[(
+            "agents.toml",
+            "skills = { english = 5 }",
+            "skills = { English = 5, english = 5,\n  french = 2 }",
+        )]);
+        let w = f.warnings();
+        assert_eq!(w.lines().count(), 2, "{w}");
+        has(&w, "agents.toml:15: agents.1001.skills.English: no queue asks for this skill; did you mean \"english\"?\n");
+        has(
+            &w,
+            "agents.toml:16: agents.1001.skills.french: no queue asks for this skill\n",
+        );
+        // An optional skill is asked for too.
+        let f = Fixture::new(&[
+            (
+                "agents.toml",
+                "skills = { english = 5 }",
+                "skills = { english = 5, vip = 1 }",
+            ),
+            (
+                "queues.toml",
+                "required_skills = [\"english\"]",
+                "required_skills = [\"english\", { skill = \"vip\", optional = true }]",
+            ),
+        ]);
+        assert_eq!(f.warnings(), "");
+    }
+
     #[test]
     fn suggestions_find_near_misses_only() {
         let c = ["spanish", "english", "billing"];
         assert_eq!(suggest("spansh", c.iter().copied()), Some("spanish"));
         assert_eq!(suggest("englsh", c.iter().copied()), Some("english"));
         assert_eq!(suggest("french", c.iter().copied()), None);
+        assert_eq!(suggest("SPANISH", c.iter().copied()), Some("spanish"));
+        // As close as each other: the first by name, whatever the order given.
+        assert_eq!(suggest("bat", ["cat", "bar"].into_iter()), Some("bar"));
+        assert_eq!(suggest("bat", ["bar", "cat"].into_iter()), Some("bar"));
     }
 }

@@ -1,9 +1,14 @@
-//! Config files: `switchboard.toml` (server) and `users.toml` (SIP accounts).
+//! Config files: `switchboard.toml` (server) and `users.toml` (SIP accounts); the
+//! call-center files are in [`crate::callcenter`].
 //!
-//! Files are parsed into structs that reject unknown keys, then validated as a whole; every
-//! problem is reported at once as `file:line: key: reason`.
+//! Each file is parsed into structs that reject unknown keys; then one function per table
+//! (`sip_table`, `registrar_table`, …, `user`) checks it and returns its typed settings,
+//! reporting every problem as `file:line: key: reason` (lines from the TOML parser's spans,
+//! see [`source`]). A file that does not parse is one error, and nothing is checked against it.
 
-use std::collections::HashMap;
+mod source;
+
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -14,6 +19,8 @@ use pbx::sip::endpoint::{AuthConfig, RateLimit, SecurityConfig};
 use pbx::sip::registrar::RegistrarConfig;
 use pbx::sip::UserAccount;
 use serde::Deserialize;
+
+pub(crate) use source::{Findings, KeyPath, Presence, Report, TomlFile};
 
 /// One problem in a config file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -273,33 +280,6 @@ pub(crate) struct Config {
     pub callcenter: crate::callcenter::CallCenter,
 }
 
-/// Find the line of `key` inside `[table]` (or at top level when `table` is empty).
-pub(crate) fn line_of(text: &str, table: &str, key: &str) -> Option<usize> {
-    let mut current = String::new();
-    for (i, raw) in text.lines().enumerate() {
-        let line = raw.trim();
-        if let Some(t) = line.strip_prefix('[') {
-            current = t
-                .trim_end_matches(']')
-                .trim()
-                .trim_matches('"')
-                .replace("\"", "");
-            if key.is_empty() && current == table {
-                return Some(i + 1);
-            }
-            continue;
-        }
-        if current == table {
-            if let Some((k, _)) = line.split_once('=') {
-                if k.trim().trim_matches('"') == key {
-                    return Some(i + 1);
-                }
-            }
-        }
-    }
-    None
-}
-
 /// Environment overrides of `switchboard.toml`: dotted key path → the variable that set it.
 pub(crate) type Overrides = std::collections::BTreeMap<String, String>;
 
@@ -309,11 +289,12 @@ pub(crate) type Overrides = std::collections::BTreeMap<String, String>;
 /// that is not one is taken as a string.
 pub(crate) const ENV_PREFIX: &str = "SWITCHBOARD__";
 
-/// Read the overrides from the environment: (key path, variable, value).
-fn env_overrides(
-    vars: impl Iterator<Item = (String, String)>,
-) -> Vec<(Vec<String>, String, toml::Value)> {
-    let mut out: Vec<(Vec<String>, String, toml::Value)> = vars
+/// One environment override: the key path it sets, the variable, the value.
+type Override = (Vec<String>, String, toml::Value);
+
+/// Read the overrides from the environment.
+fn env_overrides(vars: impl Iterator<Item = (String, String)>) -> Vec<Override> {
+    let mut out: Vec<Override> = vars
         .filter_map(|(name, raw)| {
             let rest = name.strip_prefix(ENV_PREFIX)?;
             let path: Vec<String> = rest.split("__").map(|p| p.to_ascii_lowercase()).collect();
@@ -331,81 +312,498 @@ fn env_overrides(
     out
 }
 
-/// Where an error about `table.key` of switchboard.toml comes from: the file and its line, or
-/// the environment variable that overrode the key.
-pub(crate) fn locate(
-    file: &Path,
-    text: &str,
-    overrides: &Overrides,
-    table: &str,
-    key: &str,
-) -> (PathBuf, Option<usize>) {
-    let base_key = key.split('[').next().unwrap_or(key);
-    let path = if table.is_empty() {
-        base_key.to_owned()
-    } else {
-        format!("{table}.{base_key}")
-    };
-    match overrides.get(&path) {
-        Some(var) => (PathBuf::from(format!("environment {var}")), None),
-        None => (file.to_owned(), line_of(text, table, base_key)),
-    }
+/// Read and validate the config directory `dir`: `switchboard.toml` and `users.toml` here,
+/// `queues.toml` and `agents.toml` in [`crate::callcenter`].
+/// `sip_bind` overrides `sip.bind` (from the CLI flag or SWITCHBOARD_SIP_BIND).
+pub(crate) fn load(dir: &Path, sip_bind: Option<&str>) -> Result<Config, ConfigErrors> {
+    load_with_env(dir, sip_bind, std::env::vars())
 }
 
-struct Report<'a> {
-    file: &'a Path,
-    text: &'a str,
-    overrides: &'a Overrides,
-    errors: Vec<ConfigError>,
-}
+/// [`load`] with the environment given (tests).
+///
+/// Every file is read and checked on its own; then what refers across files (agents to users
+/// and queues, queues to skills and numbers) is checked against the files that loaded. A file
+/// that does not parse is one error, and nothing is checked against it.
+pub(crate) fn load_with_env(
+    dir: &Path,
+    sip_bind: Option<&str>,
+    env: impl Iterator<Item = (String, String)>,
+) -> Result<Config, ConfigErrors> {
+    let overrides_list = env_overrides(env);
+    let overrides: Overrides = overrides_list
+        .iter()
+        .map(|(p, var, _)| (p.join("."), var.clone()))
+        .collect();
+    let mut found = Findings::default();
+    let server = server_file(
+        dir.join("switchboard.toml"),
+        &overrides_list,
+        &mut found.errors,
+    );
+    let users = TomlFile::read::<UsersFile>(
+        dir.join("users.toml"),
+        Presence::Required,
+        &mut found.errors,
+    );
 
-impl Report<'_> {
-    fn err(&mut self, table: &str, key: &str, reason: impl Into<String>) {
-        let path = if table.is_empty() {
-            key.to_owned()
-        } else if key.is_empty() {
-            table.to_owned()
-        } else {
-            format!("{table}.{key}")
+    let server = server.map(|(file, s)| {
+        let mut r = Report::with_overrides(&file, &overrides, &mut found);
+        let checked = Server {
+            sip: sip_table(&mut r, &s.sip, sip_bind),
+            registrar: registrar_table(&mut r, &s.registrar),
+            auth: auth_table(&mut r, &s.auth),
+            security: security_table(&mut r, &s.security),
+            log_level: log_table(&mut r, &s.log),
         };
-        let (file, line) = locate(self.file, self.text, self.overrides, table, key);
-        self.errors.push(ConfigError {
-            file,
-            line,
-            key: Some(path),
-            reason: reason.into(),
-        });
+        let tables = crate::callcenter::ServerTables {
+            media: s.media,
+            calls: s.calls,
+            trunks: s.trunks,
+            recording: s.recording,
+        };
+        (file, checked, tables)
+    });
+    let accounts = users.map(|(file, u)| {
+        let mut r = Report::new(&file, &mut found);
+        let algorithms = server
+            .as_ref()
+            .map(|s| s.1.auth.config.algorithms.as_slice());
+        users_file(&mut r, &u, algorithms)
+    });
+    let user_names: Option<HashSet<String>> =
+        accounts.as_ref().map(|a| a.keys().cloned().collect());
+    let advertise_host = server
+        .as_ref()
+        .and_then(|s| s.1.sip.advertise.as_deref())
+        .map(|a| a.rsplit_once(':').map_or(a, |(h, _)| h));
+    let callcenter = crate::callcenter::build(
+        dir,
+        server
+            .as_ref()
+            .map(|(file, _, tables)| (file, &overrides, tables)),
+        advertise_host,
+        user_names.as_ref(),
+        &mut found,
+    );
+    let (Some((_, server, _)), Some(users), Some(callcenter)) = (server, accounts, callcenter)
+    else {
+        return Err(ConfigErrors(found.errors));
+    };
+    if !found.errors.is_empty() {
+        return Err(ConfigErrors(found.errors));
+    }
+    let Server {
+        sip,
+        registrar,
+        auth,
+        security,
+        log_level,
+    } = server;
+    Ok(Config {
+        sip_bind: sip.bind,
+        udp: sip.udp,
+        tcp: sip.tcp,
+        advertise: sip.advertise,
+        udp_recv_buffer: sip.udp_recv_buffer,
+        max_message_size: sip.max_message_size,
+        realm: sip.realm,
+        domains: sip.domains,
+        force_rport: sip.force_rport,
+        timer_j: sip.timer_j,
+        tcp_idle_timeout: sip.tcp_idle_timeout,
+        max_tcp_connections: sip.max_tcp_connections,
+        max_tcp_per_source: sip.max_tcp_per_source,
+        binding_store: registrar.persist.then(|| match registrar.store {
+            Some(p) => p,
+            None => callcenter
+                .recording
+                .dir
+                .parent()
+                .unwrap_or(Path::new("."))
+                .join("registrations.json"),
+        }),
+        registrar: registrar.config,
+        auth: auth.config,
+        secret: auth.secret,
+        security,
+        log_level,
+        users,
+        callcenter,
+    })
+}
+
+/// switchboard.toml: the file alone first, so that its own mistakes are reported with their
+/// lines, then with the environment overrides laid over it.
+fn server_file(
+    path: PathBuf,
+    overrides: &[Override],
+    errors: &mut Vec<ConfigError>,
+) -> Option<(TomlFile, ServerFile)> {
+    let (file, from_file) = TomlFile::read::<ServerFile>(path, Presence::Required, errors)?;
+    if overrides.is_empty() {
+        return Some((file, from_file));
+    }
+    let mut table = file.table();
+    for (path, _, value) in overrides {
+        let mut at = &mut table;
+        for p in &path[..path.len() - 1] {
+            let entry = at
+                .entry(p.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            if !entry.is_table() {
+                *entry = toml::Value::Table(toml::Table::new());
+            }
+            let toml::Value::Table(next) = entry else {
+                unreachable!()
+            };
+            at = next;
+        }
+        at.insert(path[path.len() - 1].clone(), value.clone());
+    }
+    match toml::Value::Table(table).try_into::<ServerFile>() {
+        Ok(s) => Some((file, s)),
+        Err(e) => {
+            let vars: Vec<&str> = overrides.iter().map(|o| o.1.as_str()).collect();
+            errors.push(ConfigError {
+                file: PathBuf::from(format!("environment {}", vars.join(", "))),
+                line: None,
+                key: None,
+                reason: e.message().to_owned(),
+            });
+            None
+        }
     }
 }
 
-pub(crate) fn toml_error(file: &Path, text: &str, e: toml::de::Error) -> ConfigError {
-    let line = e
-        .span()
-        .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
-    ConfigError {
-        file: file.to_owned(),
-        line,
-        key: None,
-        reason: e.message().to_owned(),
+/// The server's own tables of switchboard.toml, checked.
+struct Server {
+    sip: Sip,
+    registrar: Registrar,
+    auth: Auth,
+    security: SecurityConfig,
+    log_level: String,
+}
+
+/// `[sip]`, checked.
+struct Sip {
+    bind: SocketAddr,
+    udp: bool,
+    tcp: bool,
+    advertise: Option<String>,
+    udp_recv_buffer: usize,
+    max_message_size: usize,
+    realm: String,
+    domains: Vec<String>,
+    force_rport: bool,
+    timer_j: Option<Duration>,
+    tcp_idle_timeout: Duration,
+    max_tcp_connections: usize,
+    max_tcp_per_source: usize,
+}
+
+/// `[sip]`. `bind_flag` (`--sip-bind` / SWITCHBOARD_SIP_BIND) wins over `sip.bind`.
+fn sip_table(r: &mut Report<'_>, s: &SipSection, bind_flag: Option<&str>) -> Sip {
+    let t = KeyPath::top("sip");
+    let bind_text = bind_flag.unwrap_or(&s.bind);
+    let bind = match bind_text.parse::<SocketAddr>() {
+        Ok(a) => a,
+        Err(_) => {
+            let reason = format!("\"{bind_text}\" is not an address:port such as \"0.0.0.0:5060\"");
+            if bind_flag.is_some() {
+                r.push(ConfigError {
+                    file: PathBuf::from("--sip-bind / SWITCHBOARD_SIP_BIND"),
+                    line: None,
+                    key: None,
+                    reason,
+                });
+            } else {
+                r.err(&t.key("bind"), reason);
+            }
+            SocketAddr::from(([0, 0, 0, 0], 5060))
+        }
+    };
+    if !s.udp && !s.tcp {
+        r.err(
+            &t.key("udp"),
+            "at least one of sip.udp and sip.tcp must be true",
+        );
+    }
+    if s.realm.trim().is_empty() || s.realm.contains('"') {
+        r.err(&t.key("realm"), "must be a non-empty string without quotes");
+    }
+    if s.max_message_size < 1500 || s.max_message_size > 65_535 {
+        r.err(
+            &t.key("max_message_size"),
+            "must be between 1500 and 65535 octets",
+        );
+    }
+    if s.timer_j.is_some_and(|j| !(1..=32).contains(&j)) {
+        r.err(
+            &t.key("timer_j"),
+            "must be 1–32 seconds (32 = RFC 3261's 64×T1)",
+        );
+    }
+    if let Some(a) = &s.advertise {
+        if a.trim().is_empty() || a.contains(char::is_whitespace) {
+            r.err(&t.key("advertise"), "must be host or host:port");
+        }
+    }
+    if s.tcp_idle_timeout == 0 {
+        r.err(&t.key("tcp_idle_timeout"), "must be at least 1 second");
+    }
+    if s.max_tcp_connections == 0 {
+        r.err(&t.key("max_tcp_connections"), "must be at least 1");
+    }
+    Sip {
+        bind,
+        udp: s.udp,
+        tcp: s.tcp,
+        advertise: s.advertise.clone(),
+        udp_recv_buffer: s.udp_recv_buffer,
+        max_message_size: s.max_message_size,
+        realm: s.realm.clone(),
+        domains: s.domains.clone(),
+        force_rport: s.force_rport,
+        timer_j: s.timer_j.map(Duration::from_secs),
+        tcp_idle_timeout: Duration::from_secs(s.tcp_idle_timeout),
+        max_tcp_connections: s.max_tcp_connections,
+        max_tcp_per_source: s.max_tcp_per_source,
     }
 }
 
-fn parse_algorithms(
+/// `[registrar]`, checked.
+struct Registrar {
+    config: RegistrarConfig,
+    /// Keep bindings across restarts.
+    persist: bool,
+    /// Where (default: beside the recordings, decided once `[recording]` is known).
+    store: Option<PathBuf>,
+}
+
+/// `[registrar]`.
+fn registrar_table(r: &mut Report<'_>, reg: &RegistrarSection) -> Registrar {
+    let t = KeyPath::top("registrar");
+    if reg.min_expires == 0 {
+        r.err(&t.key("min_expires"), "must be at least 1 second");
+    }
+    if reg.min_expires > reg.max_expires {
+        r.err(
+            &t.key("min_expires"),
+            format!(
+                "{} is above max_expires ({})",
+                reg.min_expires, reg.max_expires
+            ),
+        );
+    }
+    if reg.default_expires < reg.min_expires || reg.default_expires > reg.max_expires {
+        r.err(
+            &t.key("default_expires"),
+            "must lie between min_expires and max_expires",
+        );
+    }
+    if reg.max_contacts == 0 {
+        r.err(&t.key("max_contacts"), "must be at least 1");
+    }
+    if reg
+        .store
+        .as_deref()
+        .is_some_and(|p| p.trim().is_empty() || p.ends_with('/'))
+    {
+        r.err(
+            &t.key("store"),
+            "must be a file path such as \"data/registrations.json\"",
+        );
+    }
+    Registrar {
+        config: RegistrarConfig {
+            min_expires: reg.min_expires,
+            max_expires: reg.max_expires,
+            default_expires: reg.default_expires,
+            max_contacts: reg.max_contacts,
+            qualify_interval: (reg.qualify_interval > 0)
+                .then(|| Duration::from_secs(reg.qualify_interval)),
+        },
+        persist: reg.persist,
+        store: reg.store.as_ref().map(PathBuf::from),
+    }
+}
+
+/// `[auth]`, checked.
+struct Auth {
+    config: AuthConfig,
+    /// The nonce key, if configured.
+    secret: Option<[u8; 32]>,
+}
+
+/// `[auth]`.
+fn auth_table(r: &mut Report<'_>, a: &AuthSection) -> Auth {
+    let t = KeyPath::top("auth");
+    let algorithms = parse_algorithms(r, &t.key("algorithms"), &a.algorithms);
+    if a.nonce_lifetime < 10 {
+        r.err(&t.key("nonce_lifetime"), "must be at least 10 seconds");
+    }
+    let secret = match &a.secret {
+        Some(s) => {
+            let v = hex32(s);
+            if v.is_none() {
+                r.err(&t.key("secret"), "must be 64 hex digits (32 bytes)");
+            }
+            v
+        }
+        None => None,
+    };
+    Auth {
+        config: AuthConfig {
+            algorithms,
+            nonce_lifetime: Duration::from_secs(a.nonce_lifetime),
+            allow_no_qop: a.allow_no_qop,
+        },
+        secret,
+    }
+}
+
+/// `[security]`.
+fn security_table(r: &mut Report<'_>, s: &SecuritySection) -> SecurityConfig {
+    let t = KeyPath::top("security");
+    if s.log_interval == 0 {
+        r.err(&t.key("log_interval"), "must be at least 1 second");
+    }
+    let mut trusted = Vec::new();
+    for a in &s.trusted {
+        match a.parse::<IpAddr>() {
+            Ok(ip) => trusted.push(ip),
+            Err(_) => r.err(&t.key("trusted"), format!("\"{a}\" is not an IP address")),
+        }
+    }
+    if s.rate_limit > 0 && s.rate_burst == 0 {
+        r.err(
+            &t.key("rate_burst"),
+            "must be at least 1 when rate_limit is on",
+        );
+    }
+    SecurityConfig {
+        max_auth_failures: s.max_auth_failures,
+        failure_window: Duration::from_secs(s.failure_window),
+        ban_duration: Duration::from_secs(s.ban_duration),
+        rate_limit: (s.rate_limit > 0).then_some(RateLimit {
+            per_second: s.rate_limit,
+            burst: s.rate_burst,
+        }),
+        trusted,
+        log_interval: Duration::from_secs(s.log_interval),
+        ..SecurityConfig::default()
+    }
+}
+
+/// `[log]`: the log filter.
+fn log_table(r: &mut Report<'_>, l: &LogSection) -> String {
+    if tracing_subscriber::EnvFilter::try_new(&l.level).is_err() {
+        r.err(
+            &KeyPath::top("log").key("level"),
+            "not a log filter such as \"info\" or \"sip=debug,info\"",
+        );
+    }
+    l.level.clone()
+}
+
+/// users.toml. `algorithms` are those of `[auth]` (`None` when switchboard.toml did not
+/// load: an account's hashes are then checked against its own `algorithms` only).
+fn users_file(
     r: &mut Report<'_>,
-    table: &str,
-    key: &str,
-    names: &[String],
-) -> Vec<Algorithm> {
+    f: &UsersFile,
+    algorithms: Option<&[Algorithm]>,
+) -> HashMap<String, UserAccount> {
+    let mut names: Vec<&String> = f.users.keys().collect();
+    names.sort();
+    names
+        .into_iter()
+        .map(|name| (name.clone(), user(r, name, &f.users[name], algorithms)))
+        .collect()
+}
+
+/// `[users.NAME]`.
+fn user(
+    r: &mut Report<'_>,
+    name: &str,
+    e: &UserEntry,
+    algorithms: Option<&[Algorithm]>,
+) -> UserAccount {
+    let t = KeyPath::top("users").key(name);
+    if name.is_empty()
+        || !name
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || b"-_.!~*'()&=+$,;?/".contains(&c))
+    {
+        r.err(
+            &t,
+            "user name must be a plain SIP user part (letters, digits, - _ .)",
+        );
+    }
+    let algs = e
+        .algorithms
+        .as_ref()
+        .map(|a| parse_algorithms(r, &t.key("algorithms"), a));
+    let is_hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|c| c.is_ascii_hexdigit());
+    let secret = match (&e.password, &e.ha1_md5, &e.ha1_sha256) {
+        (Some(p), None, None) => {
+            if p.is_empty() {
+                r.err(&t.key("password"), "must not be empty");
+            }
+            UserSecret::Password(p.clone())
+        }
+        (None, md5, sha) if md5.is_some() || sha.is_some() => {
+            if md5.as_deref().is_some_and(|h| !is_hex(h, 32)) {
+                r.err(
+                    &t.key("ha1_md5"),
+                    "must be 32 hex digits: MD5(user:realm:password)",
+                );
+            }
+            if sha.as_deref().is_some_and(|h| !is_hex(h, 64)) {
+                r.err(
+                    &t.key("ha1_sha256"),
+                    "must be 64 hex digits: SHA-256(user:realm:password)",
+                );
+            }
+            let offered = algs.as_deref().or(algorithms).unwrap_or_default();
+            for a in offered {
+                let needs_sha = matches!(a, Algorithm::Sha256 | Algorithm::Sha256Sess);
+                if needs_sha && sha.is_none() || !needs_sha && md5.is_none() {
+                    r.err(
+                        &t,
+                        format!("algorithm {a} is offered but no matching ha1 is given"),
+                    );
+                }
+            }
+            UserSecret::Ha1 {
+                md5: md5.clone(),
+                sha256: sha.clone(),
+            }
+        }
+        _ => {
+            r.err(&t, "give either password, or ha1_md5 and/or ha1_sha256");
+            UserSecret::Password(String::new())
+        }
+    };
+    if e.max_contacts == Some(0) {
+        r.err(&t.key("max_contacts"), "must be at least 1");
+    }
+    UserAccount {
+        secret,
+        algorithms: algs,
+        max_contacts: e.max_contacts,
+    }
+}
+
+fn parse_algorithms(r: &mut Report<'_>, key: &KeyPath, names: &[String]) -> Vec<Algorithm> {
     let mut out = Vec::new();
     if names.is_empty() {
-        r.err(table, key, "at least one algorithm is needed");
+        r.err(key, "at least one algorithm is needed");
     }
     for n in names {
         match n.parse::<Algorithm>() {
             Ok(a) if !out.contains(&a) => out.push(a),
-            Ok(_) => r.err(table, key, format!("\"{n}\" is listed twice")),
+            Ok(_) => r.err(key, format!("\"{n}\" is listed twice")),
             Err(_) => r.err(
-                table,
                 key,
                 format!("unknown algorithm \"{n}\"; use \"SHA-256\", \"MD5\", \"SHA-256-sess\" or \"MD5-sess\""),
             ),
@@ -423,398 +821,6 @@ fn hex32(s: &str) -> Option<[u8; 32]> {
         *b = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
     }
     Some(out)
-}
-
-/// Read and validate `switchboard.toml` and `users.toml` from `dir`.
-/// `sip_bind` overrides `sip.bind` (from the CLI flag or SWITCHBOARD_SIP_BIND).
-pub(crate) fn load(dir: &Path, sip_bind: Option<&str>) -> Result<Config, ConfigErrors> {
-    load_with_env(dir, sip_bind, std::env::vars())
-}
-
-/// [`load`] with the environment given (tests).
-pub(crate) fn load_with_env(
-    dir: &Path,
-    sip_bind: Option<&str>,
-    env: impl Iterator<Item = (String, String)>,
-) -> Result<Config, ConfigErrors> {
-    let mut errors = Vec::new();
-    let server_path = dir.join("switchboard.toml");
-    let users_path = dir.join("users.toml");
-    let read = |p: &Path, errors: &mut Vec<ConfigError>| -> Option<String> {
-        match std::fs::read_to_string(p) {
-            Ok(t) => Some(t),
-            Err(e) => {
-                errors.push(ConfigError {
-                    file: p.to_owned(),
-                    line: None,
-                    key: None,
-                    reason: format!("cannot read: {e}"),
-                });
-                None
-            }
-        }
-    };
-    let server_text = read(&server_path, &mut errors);
-    let users_text = read(&users_path, &mut errors);
-    let overrides_list = env_overrides(env);
-    let overrides: Overrides = overrides_list
-        .iter()
-        .map(|(p, var, _)| (p.join("."), var.clone()))
-        .collect();
-    let server: Option<ServerFile> = server_text.as_deref().and_then(|t| {
-        // First the file alone, so its own mistakes are reported with their lines …
-        let from_file: ServerFile = toml::from_str(t)
-            .map_err(|e| errors.push(toml_error(&server_path, t, e)))
-            .ok()?;
-        if overrides_list.is_empty() {
-            return Some(from_file);
-        }
-        // … then with the environment overrides on top.
-        let mut table: toml::Table = toml::from_str(t).ok()?;
-        for (path, _, value) in &overrides_list {
-            let mut at = &mut table;
-            for p in &path[..path.len() - 1] {
-                let entry = at
-                    .entry(p.clone())
-                    .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-                if !entry.is_table() {
-                    *entry = toml::Value::Table(toml::Table::new());
-                }
-                let toml::Value::Table(next) = entry else {
-                    unreachable!()
-                };
-                at = next;
-            }
-            at.insert(path[path.len() - 1].clone(), value.clone());
-        }
-        toml::Value::Table(table)
-            .try_into::<ServerFile>()
-            .map_err(|e| {
-                let vars: Vec<&str> = overrides_list.iter().map(|o| o.1.as_str()).collect();
-                errors.push(ConfigError {
-                    file: PathBuf::from(format!("environment {}", vars.join(", "))),
-                    line: None,
-                    key: None,
-                    reason: e.message().to_owned(),
-                })
-            })
-            .ok()
-    });
-    let users: Option<UsersFile> = users_text.as_deref().and_then(|t| {
-        toml::from_str(t)
-            .map_err(|e| errors.push(toml_error(&users_path, t, e)))
-            .ok()
-    });
-    let (Some(server), Some(users), Some(server_text), Some(users_text)) =
-        (server, users, server_text.as_deref(), users_text.as_deref())
-    else {
-        return Err(ConfigErrors(errors));
-    };
-
-    let mut r = Report {
-        file: &server_path,
-        text: server_text,
-        overrides: &overrides,
-        errors: Vec::new(),
-    };
-    let bind_text = sip_bind.unwrap_or(&server.sip.bind);
-    let sip_bind = match bind_text.parse::<SocketAddr>() {
-        Ok(a) => a,
-        Err(_) => {
-            let reason = format!("\"{bind_text}\" is not an address:port such as \"0.0.0.0:5060\"");
-            if sip_bind.is_some() {
-                r.errors.push(ConfigError {
-                    file: PathBuf::from("--sip-bind / SWITCHBOARD_SIP_BIND"),
-                    line: None,
-                    key: None,
-                    reason,
-                });
-            } else {
-                r.err("sip", "bind", reason);
-            }
-            SocketAddr::from(([0, 0, 0, 0], 5060))
-        }
-    };
-    if !server.sip.udp && !server.sip.tcp {
-        r.err(
-            "sip",
-            "udp",
-            "at least one of sip.udp and sip.tcp must be true",
-        );
-    }
-    if server.sip.realm.trim().is_empty() || server.sip.realm.contains('"') {
-        r.err("sip", "realm", "must be a non-empty string without quotes");
-    }
-    if server.sip.max_message_size < 1500 || server.sip.max_message_size > 65_535 {
-        r.err(
-            "sip",
-            "max_message_size",
-            "must be between 1500 and 65535 octets",
-        );
-    }
-    if server.sip.timer_j.is_some_and(|j| !(1..=32).contains(&j)) {
-        r.err(
-            "sip",
-            "timer_j",
-            "must be 1–32 seconds (32 = RFC 3261's 64×T1)",
-        );
-    }
-    if let Some(a) = &server.sip.advertise {
-        if a.trim().is_empty() || a.contains(char::is_whitespace) {
-            r.err("sip", "advertise", "must be host or host:port");
-        }
-    }
-    let reg = &server.registrar;
-    if reg.min_expires == 0 {
-        r.err("registrar", "min_expires", "must be at least 1 second");
-    }
-    if reg.min_expires > reg.max_expires {
-        r.err(
-            "registrar",
-            "min_expires",
-            format!(
-                "{} is above max_expires ({})",
-                reg.min_expires, reg.max_expires
-            ),
-        );
-    }
-    if reg.default_expires < reg.min_expires || reg.default_expires > reg.max_expires {
-        r.err(
-            "registrar",
-            "default_expires",
-            "must lie between min_expires and max_expires",
-        );
-    }
-    if reg.max_contacts == 0 {
-        r.err("registrar", "max_contacts", "must be at least 1");
-    }
-    if reg
-        .store
-        .as_deref()
-        .is_some_and(|p| p.trim().is_empty() || p.ends_with('/'))
-    {
-        r.err(
-            "registrar",
-            "store",
-            "must be a file path such as \"data/registrations.json\"",
-        );
-    }
-    if server.sip.tcp_idle_timeout == 0 {
-        r.err("sip", "tcp_idle_timeout", "must be at least 1 second");
-    }
-    if server.sip.max_tcp_connections == 0 {
-        r.err("sip", "max_tcp_connections", "must be at least 1");
-    }
-    if server.security.log_interval == 0 {
-        r.err("security", "log_interval", "must be at least 1 second");
-    }
-    let algorithms = parse_algorithms(&mut r, "auth", "algorithms", &server.auth.algorithms);
-    if server.auth.nonce_lifetime < 10 {
-        r.err("auth", "nonce_lifetime", "must be at least 10 seconds");
-    }
-    let secret = match &server.auth.secret {
-        Some(s) => {
-            let v = hex32(s);
-            if v.is_none() {
-                r.err("auth", "secret", "must be 64 hex digits (32 bytes)");
-            }
-            v
-        }
-        None => None,
-    };
-    let mut trusted = Vec::new();
-    for t in &server.security.trusted {
-        match t.parse::<IpAddr>() {
-            Ok(ip) => trusted.push(ip),
-            Err(_) => r.err(
-                "security",
-                "trusted",
-                format!("\"{t}\" is not an IP address"),
-            ),
-        }
-    }
-    if server.security.rate_limit > 0 && server.security.rate_burst == 0 {
-        r.err(
-            "security",
-            "rate_burst",
-            "must be at least 1 when rate_limit is on",
-        );
-    }
-    if tracing_subscriber::EnvFilter::try_new(&server.log.level).is_err() {
-        r.err(
-            "log",
-            "level",
-            "not a log filter such as \"info\" or \"sip=debug,info\"",
-        );
-    }
-    errors.extend(r.errors);
-
-    // users.toml
-    let no_overrides = Overrides::new();
-    let mut u = Report {
-        file: &users_path,
-        text: users_text,
-        overrides: &no_overrides,
-        errors: Vec::new(),
-    };
-    let mut accounts = HashMap::new();
-    let mut names: Vec<&String> = users.users.keys().collect();
-    names.sort();
-    for name in names {
-        let e = &users.users[name];
-        let table = format!("users.{name}");
-        if name.is_empty()
-            || !name
-                .bytes()
-                .all(|c| c.is_ascii_alphanumeric() || b"-_.!~*'()&=+$,;?/".contains(&c))
-        {
-            u.err(
-                &table,
-                "",
-                "user name must be a plain SIP user part (letters, digits, - _ .)",
-            );
-        }
-        let algs = e
-            .algorithms
-            .as_ref()
-            .map(|a| parse_algorithms(&mut u, &table, "algorithms", a));
-        let is_hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|c| c.is_ascii_hexdigit());
-        let secret = match (&e.password, &e.ha1_md5, &e.ha1_sha256) {
-            (Some(p), None, None) => {
-                if p.is_empty() {
-                    u.err(&table, "password", "must not be empty");
-                }
-                UserSecret::Password(p.clone())
-            }
-            (None, md5, sha) if md5.is_some() || sha.is_some() => {
-                if md5.as_deref().is_some_and(|h| !is_hex(h, 32)) {
-                    u.err(
-                        &table,
-                        "ha1_md5",
-                        "must be 32 hex digits: MD5(user:realm:password)",
-                    );
-                }
-                if sha.as_deref().is_some_and(|h| !is_hex(h, 64)) {
-                    u.err(
-                        &table,
-                        "ha1_sha256",
-                        "must be 64 hex digits: SHA-256(user:realm:password)",
-                    );
-                }
-                let offered = algs.clone().unwrap_or_else(|| algorithms.clone());
-                for a in &offered {
-                    let needs_sha = matches!(a, Algorithm::Sha256 | Algorithm::Sha256Sess);
-                    if needs_sha && sha.is_none() || !needs_sha && md5.is_none() {
-                        u.err(
-                            &table,
-                            "",
-                            format!("algorithm {a} is offered but no matching ha1 is given"),
-                        );
-                    }
-                }
-                UserSecret::Ha1 {
-                    md5: md5.clone(),
-                    sha256: sha.clone(),
-                }
-            }
-            _ => {
-                u.err(
-                    &table,
-                    "",
-                    "give either password, or ha1_md5 and/or ha1_sha256",
-                );
-                UserSecret::Password(String::new())
-            }
-        };
-        if e.max_contacts == Some(0) {
-            u.err(&table, "max_contacts", "must be at least 1");
-        }
-        accounts.insert(
-            name.clone(),
-            UserAccount {
-                secret,
-                algorithms: algs,
-                max_contacts: e.max_contacts,
-            },
-        );
-    }
-    errors.extend(u.errors);
-    let user_names: std::collections::HashSet<String> = accounts.keys().cloned().collect();
-    let advertise_host = server
-        .sip
-        .advertise
-        .as_deref()
-        .map(|a| a.rsplit_once(':').map_or(a, |(h, _)| h));
-    let callcenter = crate::callcenter::build(
-        dir,
-        crate::callcenter::ServerTables {
-            media: server.media,
-            calls: server.calls,
-            trunks: server.trunks,
-            recording: server.recording,
-        },
-        server_text,
-        &overrides,
-        &user_names,
-        advertise_host,
-        &mut errors,
-    );
-    let Some(callcenter) = callcenter.filter(|_| errors.is_empty()) else {
-        return Err(ConfigErrors(errors));
-    };
-    Ok(Config {
-        sip_bind,
-        udp: server.sip.udp,
-        tcp: server.sip.tcp,
-        advertise: server.sip.advertise,
-        udp_recv_buffer: server.sip.udp_recv_buffer,
-        max_message_size: server.sip.max_message_size,
-        realm: server.sip.realm,
-        domains: server.sip.domains,
-        force_rport: server.sip.force_rport,
-        timer_j: server.sip.timer_j.map(Duration::from_secs),
-        tcp_idle_timeout: Duration::from_secs(server.sip.tcp_idle_timeout),
-        max_tcp_connections: server.sip.max_tcp_connections,
-        max_tcp_per_source: server.sip.max_tcp_per_source,
-        binding_store: reg.persist.then(|| match &reg.store {
-            Some(p) => PathBuf::from(p),
-            None => callcenter
-                .recording
-                .dir
-                .parent()
-                .unwrap_or(Path::new("."))
-                .join("registrations.json"),
-        }),
-        registrar: RegistrarConfig {
-            min_expires: reg.min_expires,
-            max_expires: reg.max_expires,
-            default_expires: reg.default_expires,
-            max_contacts: reg.max_contacts,
-            qualify_interval: (reg.qualify_interval > 0)
-                .then(|| Duration::from_secs(reg.qualify_interval)),
-        },
-        auth: AuthConfig {
-            algorithms,
-            nonce_lifetime: Duration::from_secs(server.auth.nonce_lifetime),
-            allow_no_qop: server.auth.allow_no_qop,
-        },
-        secret,
-        security: SecurityConfig {
-            max_auth_failures: server.security.max_auth_failures,
-            failure_window: Duration::from_secs(server.security.failure_window),
-            ban_duration: Duration::from_secs(server.security.ban_duration),
-            rate_limit: (server.security.rate_limit > 0).then_some(RateLimit {
-                per_second: server.security.rate_limit,
-                burst: server.security.rate_burst,
-            }),
-            trusted,
-            log_interval: Duration::from_secs(server.security.log_interval),
-            ..SecurityConfig::default()
-        },
-        log_level: server.log.level,
-        users: accounts,
-        callcenter,
-    })
 }
 
 #[cfg(test)]

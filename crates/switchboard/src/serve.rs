@@ -1,5 +1,6 @@
 //! `switchboard serve`: load the config, start the SIP transport, run until SIGINT/SIGTERM.
 
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -181,11 +182,17 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     v
 }
 
-/// The last reload's outcome, for the log and `status.json` beside the recordings.
-fn write_status(cfg: &Config, ok: bool, errors: &[String]) {
-    let Some(dir) = cfg.callcenter.recording.dir.parent() else {
+/// The last reload's outcome, for the log and `status.json` beside the recordings (in the
+/// parent of `recording.dir`). Written on the blocking pool: it is file I/O.
+async fn write_status(cfg: &Config, ok: bool, errors: Vec<String>) {
+    let Some(dir) = cfg.callcenter.recording.dir.parent().map(Path::to_owned) else {
         return;
     };
+    off_the_workers(move || write_status_file(&dir, ok, &errors)).await;
+}
+
+/// [`write_status`]'s file: `status.json` in `dir`.
+fn write_status_file(dir: &Path, ok: bool, errors: &[String]) {
     let now = pbx::recorder::file::utc(std::time::SystemTime::now());
     let status = serde_json::json!({
         "last_reload": now,
@@ -194,6 +201,19 @@ fn write_status(cfg: &Config, ok: bool, errors: &[String]) {
     });
     let _ = std::fs::create_dir_all(dir);
     let _ = std::fs::write(dir.join("status.json"), format!("{status:#}\n"));
+}
+
+/// Run blocking work (file I/O, decoding prompts) on tokio's blocking pool and wait for it, so
+/// that the async workers go on serving SIP and media meanwhile. A panic in the work is
+/// resumed here, as if it had run inline.
+async fn off_the_workers<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(v) => v,
+        Err(e) => match e.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            Err(e) => panic!("blocking work did not run: {e}"),
+        },
+    }
 }
 
 /// The config's warnings (legal but probably wrong), one log line each.
@@ -397,7 +417,10 @@ async fn run_until_shutdown(
                 "file change"
             }
         };
-        match config::load(&reload.dir, reload.sip_bind.as_deref()) {
+        // Reading the files and decoding the prompts blocks: not on an async worker.
+        let (dir, sip_bind) = (reload.dir.clone(), reload.sip_bind.clone());
+        let loaded = off_the_workers(move || config::load(&dir, sip_bind.as_deref())).await;
+        match loaded {
             Err(errors) => {
                 let lines: Vec<String> = errors.0.iter().map(ToString::to_string).collect();
                 for l in &lines {
@@ -408,7 +431,7 @@ async fn run_until_shutdown(
                     errors = lines.len(),
                     "config reload failed: the previous configuration keeps running"
                 );
-                write_status(&cfg, false, &lines);
+                write_status(&cfg, false, lines).await;
             }
             Ok(new) => {
                 for what in needs_restart(&cfg, &new) {
@@ -434,7 +457,7 @@ async fn run_until_shutdown(
                     "config reloaded"
                 );
                 log_warnings(&new);
-                write_status(&new, true, &[]);
+                write_status(&new, true, Vec::new()).await;
                 cfg = new;
             }
         }
@@ -527,5 +550,30 @@ impl ShutdownSignals {
         {
             let _ = tokio::signal::ctrl_c().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blocking_work_runs_off_the_async_workers_and_its_panic_is_the_callers() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let worker = std::thread::current().id();
+        let ran_on = rt.block_on(off_the_workers(|| std::thread::current().id()));
+        assert_ne!(ran_on, worker, "the blocking work ran on the async worker");
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            rt.block_on(off_the_workers(|| -> () {
+                panic!("a config file that makes load panic")
+            }))
+        }));
+        let payload = panicked.expect_err("the panic reaches the caller");
+        assert_eq!(
+            payload.downcast_ref::<&str>(),
+            Some(&"a config file that makes load panic")
+        );
     }
 }
