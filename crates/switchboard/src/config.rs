@@ -105,6 +105,7 @@ struct SipSection {
     tcp_idle_timeout: u64,
     max_tcp_connections: usize,
     max_tcp_per_source: usize,
+    max_transactions: Option<usize>,
 }
 
 impl Default for SipSection {
@@ -123,6 +124,7 @@ impl Default for SipSection {
             tcp_idle_timeout: 60,
             max_tcp_connections: 10_000,
             max_tcp_per_source: 100,
+            max_transactions: None,
         }
     }
 }
@@ -246,6 +248,8 @@ pub(crate) struct Config {
     pub udp_recv_buffer: usize,
     /// Largest message.
     pub max_message_size: usize,
+    /// Most live transactions, if configured (else sized from memory at start).
+    pub max_transactions: Option<usize>,
     /// Realm.
     pub realm: String,
     /// Registrar domains.
@@ -406,6 +410,7 @@ pub(crate) fn load_with_env(
         advertise: sip.advertise,
         udp_recv_buffer: sip.udp_recv_buffer,
         max_message_size: sip.max_message_size,
+        max_transactions: sip.max_transactions,
         realm: sip.realm,
         domains: sip.domains,
         force_rport: sip.force_rport,
@@ -499,6 +504,7 @@ struct Sip {
     tcp_idle_timeout: Duration,
     max_tcp_connections: usize,
     max_tcp_per_source: usize,
+    max_transactions: Option<usize>,
 }
 
 /// `[sip]`. `bind_flag` (`--sip-bind` / SWITCHBOARD_SIP_BIND) wins over `sip.bind`.
@@ -554,6 +560,12 @@ fn sip_table(r: &mut Report<'_>, s: &SipSection, bind_flag: Option<&str>) -> Sip
     if s.max_tcp_connections == 0 {
         r.err(&t.key("max_tcp_connections"), "must be at least 1");
     }
+    if s.max_transactions.is_some_and(|n| n < 100) {
+        r.err(
+            &t.key("max_transactions"),
+            "must be at least 100 (about 4 kB each; leave it out to size it from memory)",
+        );
+    }
     Sip {
         bind,
         udp: s.udp,
@@ -568,6 +580,7 @@ fn sip_table(r: &mut Report<'_>, s: &SipSection, bind_flag: Option<&str>) -> Sip
         tcp_idle_timeout: Duration::from_secs(s.tcp_idle_timeout),
         max_tcp_connections: s.max_tcp_connections,
         max_tcp_per_source: s.max_tcp_per_source,
+        max_transactions: s.max_transactions,
     }
 }
 
@@ -872,6 +885,26 @@ mod tests {
         let s = e.to_string();
         assert!(s.contains("switchboard.toml:3"), "{s}");
         assert!(s.contains("bnd"), "{s}");
+    }
+
+    #[test]
+    fn the_transaction_table_size_is_checked_and_optional() {
+        let d = dir_with(
+            "[sip]\nbind = \"127.0.0.1:5060\"\nmax_transactions = 5\n",
+            "",
+        );
+        let s = load(&d.0, None).unwrap_err().to_string();
+        assert!(
+            s.contains("switchboard.toml:3: sip.max_transactions: must be at least 100"),
+            "{s}"
+        );
+        let d = dir_with(
+            "[sip]\nbind = \"127.0.0.1:5060\"\nmax_transactions = 50000\n",
+            "",
+        );
+        assert_eq!(load(&d.0, None).unwrap().max_transactions, Some(50_000));
+        let d = dir_with("[sip]\nbind = \"127.0.0.1:5060\"\n", "");
+        assert_eq!(load(&d.0, None).unwrap().max_transactions, None);
     }
 
     #[test]

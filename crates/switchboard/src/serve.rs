@@ -98,7 +98,9 @@ fn endpoint_config(cfg: &Config) -> EndpointConfig {
         },
         secret,
         seed: rand::rng().next_u64(),
-        max_transactions: default_max_transactions(),
+        max_transactions: cfg
+            .max_transactions
+            .unwrap_or_else(default_max_transactions),
         ..EndpointConfig::default()
     }
 }
@@ -172,6 +174,9 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
         || old.max_tcp_per_source != new.max_tcp_per_source
     {
         v.push("sip.tcp_idle_timeout/max_tcp_connections/max_tcp_per_source");
+    }
+    if old.max_transactions != new.max_transactions {
+        v.push("sip.max_transactions");
     }
     if old.callcenter.media != new.callcenter.media {
         v.push("media");
