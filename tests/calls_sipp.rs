@@ -579,7 +579,7 @@ impl RawCaller {
     }
 
     /// RTP headers and payloads received during `d`.
-    fn listen(&self, d: Duration) -> Vec<(u8, u16, u32, u32, Vec<u8>)> {
+    fn listen(&self, d: Duration) -> Vec<Heard> {
         let end = Instant::now() + d;
         self.rtp
             .set_read_timeout(Some(Duration::from_millis(50)))
@@ -895,7 +895,7 @@ fn an_agent_on_hold_puts_music_to_the_caller_and_resume_reconnects_them() {
     let caller = RawCaller::call(&server, "600");
     agent.answer();
     // Which packets carry the agent's 440 Hz tone (decoded, as the caller's phone plays them).
-    let agent_share = |pkts: &[(u8, u16, u32, u32, Vec<u8>)]| -> f64 {
+    let agent_share = |pkts: &[Heard]| -> f64 {
         let agent = pkts
             .iter()
             .filter(|p| {
@@ -911,7 +911,7 @@ fn an_agent_on_hold_puts_music_to_the_caller_and_resume_reconnects_them() {
     let agent_ssrc = 0xA6E47u32;
     // Listen in 300 ms windows until one satisfies `good` (up to 5 s); that window, and
     // everything heard before it.
-    let until = |what: &str, good: &dyn Fn(&[(u8, u16, u32, u32, Vec<u8>)]) -> bool| {
+    let until = |what: &str, good: &dyn Fn(&[Heard]) -> bool| {
         let deadline = Instant::now() + Duration::from_secs(5);
         let mut all = Vec::new();
         loop {
@@ -970,6 +970,10 @@ fn an_agent_on_hold_puts_music_to_the_caller_and_resume_reconnects_them() {
         "{log}"
     );
 }
+
+/// A packet the caller's phone received: payload type byte, sequence number, timestamp,
+/// SSRC, payload.
+type Heard = (u8, u16, u32, u32, Vec<u8>);
 
 /// Send a PCMU sine of `hz` in 20 ms packets from `sock` to 127.0.0.1:`port` while `on`.
 fn send_tone(
