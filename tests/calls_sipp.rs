@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use std::ops::RangeInclusive;
 use std::time::{Duration, Instant};
 
-use common::{Server, ServerConfig, SippOutcome, SippProcess, SippRun};
+use common::{agent_phones, Server, ServerConfig, SippOutcome, SippRun};
 
 /// A server with queue `support` on 600 served by agents `agents` (all ready at start),
 /// and callers coming in over a trunk for 127.0.0.1 allowed to dial 600 only.
@@ -35,65 +35,6 @@ fn call_center(agents: RangeInclusive<u32>, strategy: &str, ring_timeout: u32) -
         extra_toml: "[trunks.lab]\naddresses = [\"127.0.0.1\"]\nnumbers = [\"600\"]\n".into(),
         ..ServerConfig::default()
     }
-}
-
-/// Start SIPp phones for `users`, answering each incoming call with `incoming`, until the
-/// server has sent them `calls` calls in total. Waits until all of them are registered.
-fn agent_phones(
-    server: &Server,
-    users: RangeInclusive<u32>,
-    incoming: &str,
-    calls: u32,
-    extra: &[&str],
-) -> SippProcess {
-    let n = users.clone().count() as u32;
-    let csv = common::users_csv(server.dir(), users.clone(), common::demo_password);
-    let mut run = SippRun::new(server, "agent_phone.xml")
-        .injection(&csv)
-        .calls(n)
-        .limit(n)
-        .rate(100)
-        .timeout_s(90)
-        .arg("-oocsf")
-        .arg(common::scenario(incoming).to_string_lossy().into_owned())
-        .arg("-set")
-        .arg("agent_calls")
-        .arg(calls.to_string())
-        .arg("-rtp_echo")
-        .media_port();
-    for a in extra {
-        run = run.arg(*a);
-    }
-    let phones = run.spawn();
-    // Registered when every user's binding is in the server log (debug) or, simpler, when
-    // the phones' message trace shows n 200 OKs to REGISTER.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let registered = phones
-            .messages()
-            .matches("CSeq: 2 REGISTER")
-            .filter(|_| true)
-            .count();
-        let oks = count_register_oks(&phones.messages());
-        if oks >= n as usize {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "agent phones did not register within 10 s ({oks}/{n}, {registered} authenticated REGISTERs)\n{}",
-            server.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    phones
-}
-
-/// 200 OKs to REGISTER in a SIPp message trace.
-fn count_register_oks(trace: &str) -> usize {
-    trace
-        .split("\n\n")
-        .filter(|m| m.contains("SIP/2.0 200 OK") && m.contains("REGISTER"))
-        .count()
 }
 
 fn caller(server: &Server, scenario: &str, calls: u32, rate: u32, pause_ms: u32) -> SippRun {

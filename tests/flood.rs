@@ -6,40 +6,17 @@
 
 mod common;
 
-use std::fmt::Write as _;
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Server, ServerConfig, SippRun};
+use common::{Server, SippRun};
 
 /// Growth of the server's resident memory the flood may cause.
 const MEMORY_BOUND: u64 = 64 * 1024 * 1024;
 /// Flood rate (requests per second over all sources).
 const RATE: f64 = 50_000.0;
-
-fn help_desk() -> ServerConfig {
-    let mut agents = String::new();
-    let _ = writeln!(
-        agents,
-        "[agents.1001]\nuser = \"1001\"\nskills = {{ english = 5 }}\nqueues = [\"support\"]\nlogin_on_start = true\n"
-    );
-    ServerConfig {
-        files: vec![
-            (
-                "queues.toml".into(),
-                "[queues.support]\nnumber = \"600\"\nstrategy = \"longest-idle\"\n\
-                 ring_timeout = 10\nauto_pause_after = 100\n"
-                    .into(),
-            ),
-            ("agents.toml".into(), agents),
-        ],
-        extra_toml: "[trunks.lab]\naddresses = [\"127.0.0.1\"]\nnumbers = [\"600\"]\n".into(),
-        rate_limit: 20,
-        ..ServerConfig::default()
-    }
-}
 
 fn resident(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -89,28 +66,11 @@ fn junk(method: &str, i: u64, from: SocketAddr) -> String {
 
 #[test]
 fn a_flood_from_many_addresses_costs_bounded_memory_and_a_customer_still_reaches_the_agent() {
-    let server = Server::start(&help_desk());
+    let server = Server::start(&common::one_agent_help_desk());
     let pid = server.pid().expect("running");
 
     // The agent's phone registers and answers one call.
-    let csv = common::users_csv(server.dir(), 1001..=1001, common::demo_password);
-    let phone = SippRun::new(&server, "agent_phone.xml")
-        .injection(&csv)
-        .calls(1)
-        .limit(1)
-        .timeout_s(60)
-        .arg("-oocsf")
-        .arg(
-            common::scenario("agent_phone_answer.xml")
-                .to_string_lossy()
-                .into_owned(),
-        )
-        .arg("-set")
-        .arg("agent_calls")
-        .arg("1")
-        .arg("-rtp_echo")
-        .media_port()
-        .spawn();
+    let phone = common::agent_phones(&server, 1001..=1001, "agent_phone_answer.xml", 1, &[]);
     wait_until(Duration::from_secs(10), "the agent is ready", || {
         server.log().contains("agent's phone is available")
     });

@@ -5,34 +5,10 @@
 mod common;
 mod serve_proc;
 
-use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-use common::{Server, ServerConfig, SippRun};
+use common::{Server, SippRun};
 use serve_proc::Proc;
-
-/// Queue `support` on 600 served by agent 1001 (ready at start); callers come over a trunk
-/// for 127.0.0.1 that may dial 600.
-fn help_desk() -> ServerConfig {
-    let mut agents = String::new();
-    let _ = writeln!(
-        agents,
-        "[agents.1001]\nuser = \"1001\"\nskills = {{ english = 5 }}\nqueues = [\"support\"]\nlogin_on_start = true\n"
-    );
-    ServerConfig {
-        files: vec![
-            (
-                "queues.toml".into(),
-                "[queues.support]\nnumber = \"600\"\nstrategy = \"longest-idle\"\n\
-                 ring_timeout = 10\nauto_pause_after = 100\n"
-                    .into(),
-            ),
-            ("agents.toml".into(), agents),
-        ],
-        extra_toml: "[trunks.lab]\naddresses = [\"127.0.0.1\"]\nnumbers = [\"600\"]\n".into(),
-        ..ServerConfig::default()
-    }
-}
 
 fn wait_until(within: Duration, what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + within;
@@ -53,31 +29,11 @@ fn registers_sent(trace: &str) -> usize {
 #[test]
 fn an_agent_registered_before_a_crash_is_offered_a_queue_call_after_the_restart_without_registering_again(
 ) {
-    let mut first = Server::start(&help_desk());
+    let mut first = Server::start(&common::one_agent_help_desk());
     let store = first.dir().join("data/registrations.json");
 
     // The agent's phone (SIPp) registers once and then only answers calls.
-    let csv = common::users_csv(first.dir(), 1001..=1001, common::demo_password);
-    let phone = SippRun::new(&first, "agent_phone.xml")
-        .injection(&csv)
-        .calls(1)
-        .limit(1)
-        .timeout_s(60)
-        .arg("-oocsf")
-        .arg(
-            common::scenario("agent_phone_answer.xml")
-                .to_string_lossy()
-                .into_owned(),
-        )
-        .arg("-set")
-        .arg("agent_calls")
-        .arg("1")
-        .arg("-rtp_echo")
-        .media_port()
-        .spawn();
-    wait_until(Duration::from_secs(10), "the phone registers", || {
-        phone.messages().contains("SIP/2.0 200 OK")
-    });
+    let phone = common::agent_phones(&first, 1001..=1001, "agent_phone_answer.xml", 1, &[]);
     let registered = registers_sent(&phone.messages());
     assert_eq!(registered, 2, "REGISTER, 401, REGISTER with digest");
 

@@ -1150,3 +1150,85 @@ impl Drop for Baresip {
         }
     }
 }
+
+/// Start SIPp phones for `users`, answering each incoming call with `incoming`, until the
+/// server has sent them `calls` calls in total. Waits until all of them are registered.
+pub(crate) fn agent_phones(
+    server: &Server,
+    users: std::ops::RangeInclusive<u32>,
+    incoming: &str,
+    calls: u32,
+    extra: &[&str],
+) -> SippProcess {
+    let n = users.clone().count() as u32;
+    let csv = users_csv(server.dir(), users.clone(), demo_password);
+    let mut run = SippRun::new(server, "agent_phone.xml")
+        .injection(&csv)
+        .calls(n)
+        .limit(n)
+        .rate(100)
+        .timeout_s(90)
+        .arg("-oocsf")
+        .arg(scenario(incoming).to_string_lossy().into_owned())
+        .arg("-set")
+        .arg("agent_calls")
+        .arg(calls.to_string())
+        .arg("-rtp_echo")
+        .media_port();
+    for a in extra {
+        run = run.arg(*a);
+    }
+    let phones = run.spawn();
+    // Registered when every user's binding is in the server log (debug) or, simpler, when
+    // the phones' message trace shows n 200 OKs to REGISTER.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let registered = phones
+            .messages()
+            .matches("CSeq: 2 REGISTER")
+            .filter(|_| true)
+            .count();
+        let oks = count_register_oks(&phones.messages());
+        if oks >= n as usize {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "agent phones did not register within 10 s ({oks}/{n}, {registered} authenticated REGISTERs)\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    phones
+}
+
+/// 200 OKs to REGISTER in a SIPp message trace.
+pub(crate) fn count_register_oks(trace: &str) -> usize {
+    trace
+        .split("\n\n")
+        .filter(|m| m.contains("SIP/2.0 200 OK") && m.contains("REGISTER"))
+        .count()
+}
+
+/// Queue `support` on 600 served by agent 1001 (ready at start, `english = 5`); callers come
+/// over a trunk for 127.0.0.1 that may dial 600.
+pub(crate) fn one_agent_help_desk() -> ServerConfig {
+    ServerConfig {
+        files: vec![
+            (
+                "queues.toml".into(),
+                "[queues.support]\nnumber = \"600\"\nstrategy = \"longest-idle\"\n\
+                 required_skills = [\"english\"]\nring_timeout = 10\nauto_pause_after = 100\n"
+                    .into(),
+            ),
+            (
+                "agents.toml".into(),
+                "[agents.1001]\nuser = \"1001\"\nskills = { english = 5 }\nqueues = [\"support\"]\n\
+                 login_on_start = true\n"
+                    .into(),
+            ),
+        ],
+        extra_toml: "[trunks.lab]\naddresses = [\"127.0.0.1\"]\nnumbers = [\"600\"]\n".into(),
+        ..ServerConfig::default()
+    }
+}

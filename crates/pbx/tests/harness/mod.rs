@@ -547,40 +547,21 @@ impl Phone {
                 dialog: None,
             });
             let i = self.incoming.len() - 1;
-            match self.policy {
-                Policy::Answer(after) => {
-                    let _ = self.ep.respond_tagged(
-                        now,
-                        tx,
-                        180,
-                        Some(&tag),
-                        Headers::default(),
-                        Bytes::new(),
-                    );
-                    self.incoming[i].answer_at = Some(now + after);
-                }
-                Policy::Ignore => {
-                    let _ = self.ep.respond_tagged(
-                        now,
-                        tx,
-                        180,
-                        Some(&tag),
-                        Headers::default(),
-                        Bytes::new(),
-                    );
-                }
-                Policy::Reject(status) => {
-                    let _ = self.ep.respond_tagged(
-                        now,
-                        tx,
-                        status,
-                        Some(&tag),
-                        Headers::default(),
-                        Bytes::new(),
-                    );
-                    self.incoming[i].state = InState::Rejected;
-                }
-            }
+            let (status, answer_at, state) = match self.policy {
+                Policy::Answer(after) => (180, Some(now + after), InState::Ringing),
+                Policy::Ignore => (180, None, InState::Ringing),
+                Policy::Reject(status) => (status, None, InState::Rejected),
+            };
+            let _ = self.ep.respond_tagged(
+                now,
+                tx,
+                status,
+                Some(&tag),
+                Headers::default(),
+                Bytes::new(),
+            );
+            self.incoming[i].answer_at = answer_at;
+            self.incoming[i].state = state;
             return;
         }
         // In a dialog.
