@@ -25,6 +25,7 @@
 //! - [`sdp`]: parsing, codec choice and answers (RFC 3264) for one G.711 audio stream.
 //! - [`rtp`]: header fields, telephone-event payloads, packets we originate.
 //! - [`prompt`]: WAV prompts (hound), tones, silence.
+//! - [`latch`]: whom each leg accepts RTP from and sends it to (probation, no RTP bleed), sans-IO.
 //! - [`ports`]: the port pool.
 //! - [`stream`]: the stream each leg hears (SSRC, sequence, timestamps, RTCP), sans-IO.
 #![forbid(unsafe_code)]
@@ -33,6 +34,7 @@
 /// The recorder the tap feeds, for the layers above the relay.
 pub use recorder;
 
+pub mod latch;
 pub mod ports;
 pub mod prompt;
 pub mod relay;
