@@ -1,6 +1,7 @@
 //! The relay over real loopback sockets: two "phones" (plain UDP sockets) and a stranger.
 
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use media::relay::{Leg, MediaConfig, MediaEventKind, Relay, SessionCommand, SessionId};
@@ -72,17 +73,25 @@ async fn bridged_legs_hear_each_other_and_strangers_are_shut_out() {
         .unwrap();
     let relay_agent: SocketAddr = format!("127.0.0.1:{}", s.port(Leg::Agent)).parse().unwrap();
     let (caller, agent, stranger) = (phone().await, phone().await, phone().await);
-    // The SDP addresses are private ones behind a NAT: latching must find the real ones.
-    s.command(remote(Leg::Caller, "10.9.9.9:4000".parse().unwrap(), true));
-    s.command(remote(Leg::Agent, "10.9.9.8:4000".parse().unwrap(), true));
+    // Both phones send from the addresses of their SDP (phones behind NAT: further down).
+    s.command(remote(Leg::Caller, caller.local_addr().unwrap(), true));
+    s.command(remote(Leg::Agent, agent.local_addr().unwrap(), true));
     s.command(SessionCommand::Bridge(true));
 
     let mut pc = Packetizer::new(1, 0, 0);
     let mut pa = Packetizer::new(2, 0, 0);
     let from_caller = rtp(&mut pc, 0, &[0x11; 160]);
     caller.send_to(&from_caller, relay_caller).await.unwrap();
-    // The agent's leg has not latched yet: the packet went to the SDP address, lost. The agent
-    // speaks; now it is latched and hears the caller.
+    // The agent has not spoken yet: the caller's audio goes to the agent's SDP address.
+    let heard = recv(&agent).await.unwrap();
+    assert_eq!(
+        heard[12..],
+        from_caller[12..],
+        "agent hears the caller's audio"
+    );
+    let h = parse_header(&heard).unwrap();
+    assert_ne!(h.ssrc, 1, "in the agent leg's own stream, not the caller's");
+    assert!(h.marker, "the first packet of a source starts a talkspurt");
     let from_agent = rtp(&mut pa, 0, &[0x22; 160]);
     agent.send_to(&from_agent, relay_agent).await.unwrap();
     let heard = recv(&caller).await.unwrap();
@@ -104,13 +113,7 @@ async fn bridged_legs_hear_each_other_and_strangers_are_shut_out() {
     let forged = rtp(&mut Packetizer::new(9, 0, 0), 0, &[0x44; 160]);
     stranger.send_to(&forged, relay_caller).await.unwrap();
     assert!(recv(&agent).await.is_none());
-    assert_eq!(
-        relay
-            .stats()
-            .dropped_strangers
-            .load(std::sync::atomic::Ordering::Relaxed),
-        1
-    );
+    assert_eq!(relay.stats().dropped_strangers.load(Ordering::Relaxed), 1);
     // Garbage that is not RTP is never forwarded either.
     caller.send_to(b"hello", relay_caller).await.unwrap();
     assert!(recv(&agent).await.is_none());
@@ -337,3 +340,4 @@ async fn prompt_ssrcs_differ_between_sessions_on_the_same_ports() {
     }
     assert_ne!(ssrcs[0], ssrcs[1], "random SSRC per stream");
 }
+
