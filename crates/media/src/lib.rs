@@ -2,10 +2,12 @@
 //!
 //! Every call gets a [`relay::Session`]: an even/odd port pair (RTP/RTCP) per leg from the
 //! configured range, and one tokio task that owns those four sockets. The task latches each
-//! leg onto the address its phone really sends from (symmetric RTP, so NAT works and strangers
-//! cannot inject audio), forwards packets between the legs rewriting only their RTP header so
-//! that each phone hears one continuous stream ([`stream`]) with its own RTCP reports, reports
-//! RFC 4733 DTMF and silent legs, and plays prompts and music-on-hold.
+//! leg onto the address its phone really sends from (symmetric RTP, so NAT works; an address
+//! other than the SDP's is learned only after a probation, and never while the phone talks, so
+//! strangers can neither inject audio nor capture a leg: [`latch`]), forwards packets between
+//! the legs rewriting only their RTP header so that each phone hears one continuous stream
+//! ([`stream`]) with its own RTCP reports, reports RFC 4733 DTMF and silent legs, and plays
+//! prompts and music-on-hold.
 //!
 //! # Driving it
 //!

@@ -649,7 +649,10 @@ impl SessionTask {
                     .fetch_add(1, Ordering::Relaxed);
                 self.counters.strangers.fetch_add(1, Ordering::Relaxed);
                 if report {
-                    debug!(session = self.id.0, leg = i, remote = %from, "media from a stranger dropped");
+                    debug!(
+                        session = self.id.0, leg = i, remote = %from,
+                        "media from a stranger dropped"
+                    );
                 }
                 return;
             }
