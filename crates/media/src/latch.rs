@@ -11,9 +11,9 @@
 //!    [`PROBATION`] in-sequence RTP packets (version 2, one SSRC, consecutive sequence numbers:
 //!    what a phone sends and a port scan does not), and only once the current source has gone
 //!    silent for [`SILENCE`]. Before the first packet of a source arrives, the signalled address
-//!    counts as the source, heard when it was signalled. Until then its packets are dropped.
-//!    That is how a phone behind NAT (its SDP carries its private address) is learned, and how a
-//!    phone whose NAT mapping changes mid-call is learned again.
+//!    counts as the source, heard when it was signalled. Until a stranger becomes the source,
+//!    its packets are dropped. That is how a phone behind NAT (its SDP carries its private
+//!    address) is learned, and how a phone whose NAT mapping changes mid-call is learned again.
 //! 4. A leg whose phone is not expected to send (on hold) learns no stranger: its silence says
 //!    nothing.
 //!
@@ -36,9 +36,10 @@
 //!   its SDP arrived at the earliest, so it neither hears nor is heard for the first 2 s of the
 //!   call; a phone whose NAT mapping changes loses about 2 s of audio.
 //! - What it cannot do: a stranger that sends a well-formed RTP stream to the port of a leg
-//!   whose phone is behind NAT, and keeps sending it, can be learned before that phone is (the
-//!   media alone cannot tell them apart). Phones that put their public address in the SDP
-//!   (STUN, ICE, a NAT-aware proxy) are not exposed to this.
+//!   whose phone is behind NAT, and keeps sending it, can be learned before that phone is, or
+//!   once that phone has been silent for 2 s (silence suppression): the media alone cannot tell
+//!   them apart. Phones that put their public address in the SDP (STUN, ICE, a NAT-aware proxy)
+//!   are not exposed to this: they take their leg back with their next packet.
 //!
 //! Sans-IO: time is an input, nothing here reads a clock or a socket.
 //!
