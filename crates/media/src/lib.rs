@@ -2,10 +2,12 @@
 //!
 //! Every call gets a [`relay::Session`]: an even/odd port pair (RTP/RTCP) per leg from the
 //! configured range, and one tokio task that owns those four sockets. The task latches each
-//! leg onto the address its phone really sends from (symmetric RTP, so NAT works and strangers
-//! cannot inject audio), forwards packets between the legs rewriting only their RTP header so
-//! that each phone hears one continuous stream ([`stream`]) with its own RTCP reports, reports
-//! RFC 4733 DTMF and silent legs, and plays prompts and music-on-hold.
+//! leg onto the address its phone really sends from (symmetric RTP, so NAT works; an address
+//! other than the SDP's is learned only after a probation, and never while the phone talks, so
+//! strangers can neither inject audio nor capture a leg: [`latch`]), forwards packets between
+//! the legs rewriting only their RTP header so that each phone hears one continuous stream
+//! ([`stream`]) with its own RTCP reports, reports RFC 4733 DTMF and silent legs, and plays
+//! prompts and music-on-hold.
 //!
 //! # Driving it
 //!
@@ -25,6 +27,7 @@
 //! - [`sdp`]: parsing, codec choice and answers (RFC 3264) for one G.711 audio stream.
 //! - [`rtp`]: header fields, telephone-event payloads, packets we originate.
 //! - [`prompt`]: WAV prompts (hound), tones, silence.
+//! - [`latch`]: whom each leg accepts RTP from and sends it to (probation, no RTP bleed), sans-IO.
 //! - [`ports`]: the port pool.
 //! - [`stream`]: the stream each leg hears (SSRC, sequence, timestamps, RTCP), sans-IO.
 #![forbid(unsafe_code)]
@@ -33,6 +36,7 @@
 /// The recorder the tap feeds, for the layers above the relay.
 pub use recorder;
 
+pub mod latch;
 pub mod ports;
 pub mod prompt;
 pub mod relay;

@@ -12,11 +12,19 @@
 //! }
 //! ```
 //!
-//! Symmetric latching (what NAT needs and what keeps strangers out): a leg learns its peer's
-//! real address from the first valid packet that reaches its port and from then on accepts
-//! packets from that address only; packets to the leg go there too (or, before anything
-//! arrived, to the address in the peer's SDP). A new remote address from a re-INVITE starts
-//! the learning again.
+//! Latching (what NAT needs and what keeps strangers out, [`crate::latch`]): each leg accepts
+//! RTP from one address, its *source*, and sends the leg's RTP there. Packets from the address
+//! in the phone's SDP are accepted at once and make it the source. Any other address must first
+//! send [`crate::latch::PROBATION`] (3) in-sequence RTP packets, and is learned only once the
+//! current source (before any packet, the SDP address) has been silent for
+//! [`crate::latch::SILENCE`] (2 s): that is how a phone behind NAT is found, and found again
+//! when its NAT mapping changes, while a stranger who sprays the port range before the phone
+//! speaks (RTP bleed) learns nothing and cannot displace a phone that is talking. Until a source
+//! is learned, the leg's audio goes to the SDP address only. A stranger's packets are dropped
+//! before anything else looks at them (not forwarded, recorded or searched for DTMF), counted
+//! ([`RelayStats::dropped_strangers`]), and logged at debug level once per address for the
+//! first few addresses of a leg. RTCP is accepted from the SDP's RTCP address or from the host
+//! of the RTP source. A new remote address from a re-INVITE starts the learning again.
 //!
 //! Each leg hears one continuous RTP stream from the server ([`crate::stream::OutStream`]):
 //! its own random SSRC, sequence numbers and timestamps that continue across the greeting,
@@ -44,9 +52,10 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
+use crate::latch::{Admission, Dropped, Latch};
 use crate::ports::PortPool;
 use crate::prompt::Prompt;
-use crate::rtp::{parse_header, TelephoneEvent, SAMPLES_PER_PACKET};
+use crate::rtp::{TelephoneEvent, SAMPLES_PER_PACKET};
 use crate::stream::{OutStream, Reception};
 
 /// Relay settings.
@@ -209,7 +218,8 @@ pub struct RelayStats {
     pub received: AtomicU64,
     /// Packets forwarded to the other leg.
     pub forwarded: AtomicU64,
-    /// Packets from an address other than the latched one (strangers, stale calls).
+    /// Packets from an address a leg does not accept: strangers, stale calls, and a phone
+    /// behind NAT while it is on probation ([`crate::latch`]).
     pub dropped_strangers: AtomicU64,
     /// Packets that could not be sent (socket buffer full or error).
     pub send_errors: AtomicU64,
@@ -224,7 +234,8 @@ pub struct SessionCounters {
     pub received: [AtomicU64; 2],
     /// Packets forwarded from each leg to the other.
     pub forwarded: [AtomicU64; 2],
-    /// Packets from strangers (not the latched address), both legs.
+    /// Packets from addresses the legs do not accept (see [`RelayStats::dropped_strangers`]),
+    /// both legs.
     pub strangers: AtomicU64,
     /// Packets the recorder's queue could not take.
     pub tap_dropped: AtomicU64,
@@ -244,6 +255,11 @@ impl SessionCounters {
     /// Packets the recorder's queue could not take.
     pub fn tap_dropped(&self) -> u64 {
         self.tap_dropped.load(Ordering::Relaxed)
+    }
+
+    /// Packets dropped because they came from an address the legs do not accept.
+    pub fn strangers(&self) -> u64 {
+        self.strangers.load(Ordering::Relaxed)
     }
 }
 
@@ -378,7 +394,7 @@ impl Relay {
             counters: counters.clone(),
             relay: self.inner.clone(),
             io: [a, b],
-            legs: [LegState::new(), LegState::new()],
+            legs: [LegState::new(Instant::now()), LegState::new(Instant::now())],
             ports,
             bridged: false,
             tap: None,
@@ -427,9 +443,8 @@ struct Playback {
 }
 
 struct LegState {
-    remote: Option<SocketAddr>,
-    latched: Option<SocketAddr>,
-    latched_rtcp: Option<SocketAddr>,
+    /// Whom the leg accepts packets from and sends them to.
+    latch: Latch,
     law: Law,
     pt: u8,
     telephone_event: Option<u8>,
@@ -448,14 +463,12 @@ struct LegState {
 }
 
 impl LegState {
-    fn new() -> LegState {
+    fn new(now: Instant) -> LegState {
         // SSRC, first sequence number and timestamp are random (RFC 3550 §5.1), drawn once
         // per leg when the session opens.
         let (ssrc, seq, ts): (u32, u16, u32) = (rand::random(), rand::random(), rand::random());
         LegState {
-            remote: None,
-            latched: None,
-            latched_rtcp: None,
+            latch: Latch::new(now),
             law: Law::Mu,
             pt: 0,
             telephone_event: None,
@@ -472,14 +485,11 @@ impl LegState {
     }
 
     fn rtp_dest(&self) -> Option<SocketAddr> {
-        self.latched.or(self.remote)
+        self.latch.destination()
     }
 
     fn rtcp_dest(&self) -> Option<SocketAddr> {
-        self.latched_rtcp.or_else(|| {
-            self.remote
-                .map(|r| SocketAddr::new(r.ip(), r.port().wrapping_add(1)))
-        })
+        self.latch.rtcp_destination()
     }
 }
 
@@ -560,19 +570,16 @@ impl SessionTask {
                 telephone_event,
                 sends,
             } => {
+                let now = Instant::now();
                 let l = &mut self.legs[leg.index()];
-                if l.remote.is_some() && l.remote != rtp {
-                    // The peer moved (re-INVITE): learn its address again.
-                    l.latched = None;
-                    l.latched_rtcp = None;
-                }
-                l.remote = rtp;
+                // A peer that moved (re-INVITE) is learned again.
+                l.latch.signal(now, rtp, sends);
                 l.law = law;
                 l.pt = pt;
                 l.telephone_event = telephone_event;
                 l.sends = sends;
                 l.timed_out = false;
-                l.active_since = Some(Instant::now());
+                l.active_since = Some(now);
             }
             SessionCommand::Bridge(on) => self.bridged = on,
             SessionCommand::Play { leg, prompts, then } => {
@@ -618,37 +625,38 @@ impl SessionTask {
         self.relay.stats.received.fetch_add(1, Ordering::Relaxed);
         let now = Instant::now();
         let leg = &mut self.legs[i];
-        let header = match ch {
-            Channel::Rtp => match parse_header(data) {
-                Some(h) => Some(h),
-                None => return, // not RTP: never latch on it, never forward it
-            },
-            Channel::Rtcp => {
-                if data.len() < 8 || data[0] >> 6 != 2 {
-                    return;
+        // Whom the packet is from comes first: a stranger's packet is dropped before anything
+        // else looks at it.
+        let verdict = match ch {
+            Channel::Rtp => match leg.latch.admit(now, from, data) {
+                Admission::Accept(h) => Ok(Some(h)),
+                Admission::Learned(h) => {
+                    debug!(session = self.id.0, leg = i, remote = %from, "media latched");
+                    Ok(Some(h))
                 }
-                None
-            }
+                Admission::Drop(d) => Err(d),
+            },
+            Channel::Rtcp => leg.latch.admit_rtcp(from, data).map(|()| None),
         };
-        let slot = match ch {
-            Channel::Rtp => &mut leg.latched,
-            Channel::Rtcp => &mut leg.latched_rtcp,
-        };
-        match slot {
-            Some(addr) if *addr != from => {
+        let header = match verdict {
+            Ok(h) => h,
+            // From the phone, but not a valid RTP (or RTCP) packet: dropped, not counted.
+            Err(Dropped::Malformed) => return,
+            Err(Dropped::Stranger { report }) => {
                 self.relay
                     .stats
                     .dropped_strangers
                     .fetch_add(1, Ordering::Relaxed);
                 self.counters.strangers.fetch_add(1, Ordering::Relaxed);
+                if report {
+                    debug!(
+                        session = self.id.0, leg = i, remote = %from,
+                        "media from a stranger dropped"
+                    );
+                }
                 return;
             }
-            Some(_) => {}
-            None => {
-                debug!(session = self.id.0, leg = i, remote = %from, "media latched");
-                *slot = Some(from);
-            }
-        }
+        };
         leg.last_rx = Some(now);
         leg.timed_out = false;
         let Some(h) = header else {

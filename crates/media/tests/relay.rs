@@ -1,7 +1,9 @@
 //! The relay over real loopback sockets: two "phones" (plain UDP sockets) and a stranger.
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use media::relay::{Leg, MediaConfig, MediaEventKind, Relay, SessionCommand, SessionId};
 use media::rtp::{parse_header, Packetizer};
@@ -72,17 +74,25 @@ async fn bridged_legs_hear_each_other_and_strangers_are_shut_out() {
         .unwrap();
     let relay_agent: SocketAddr = format!("127.0.0.1:{}", s.port(Leg::Agent)).parse().unwrap();
     let (caller, agent, stranger) = (phone().await, phone().await, phone().await);
-    // The SDP addresses are private ones behind a NAT: latching must find the real ones.
-    s.command(remote(Leg::Caller, "10.9.9.9:4000".parse().unwrap(), true));
-    s.command(remote(Leg::Agent, "10.9.9.8:4000".parse().unwrap(), true));
+    // Both phones send from the addresses of their SDP (phones behind NAT: further down).
+    s.command(remote(Leg::Caller, caller.local_addr().unwrap(), true));
+    s.command(remote(Leg::Agent, agent.local_addr().unwrap(), true));
     s.command(SessionCommand::Bridge(true));
 
     let mut pc = Packetizer::new(1, 0, 0);
     let mut pa = Packetizer::new(2, 0, 0);
     let from_caller = rtp(&mut pc, 0, &[0x11; 160]);
     caller.send_to(&from_caller, relay_caller).await.unwrap();
-    // The agent's leg has not latched yet: the packet went to the SDP address, lost. The agent
-    // speaks; now it is latched and hears the caller.
+    // The agent has not spoken yet: the caller's audio goes to the agent's SDP address.
+    let heard = recv(&agent).await.unwrap();
+    assert_eq!(
+        heard[12..],
+        from_caller[12..],
+        "agent hears the caller's audio"
+    );
+    let h = parse_header(&heard).unwrap();
+    assert_ne!(h.ssrc, 1, "in the agent leg's own stream, not the caller's");
+    assert!(h.marker, "the first packet of a source starts a talkspurt");
     let from_agent = rtp(&mut pa, 0, &[0x22; 160]);
     agent.send_to(&from_agent, relay_agent).await.unwrap();
     let heard = recv(&caller).await.unwrap();
@@ -104,13 +114,7 @@ async fn bridged_legs_hear_each_other_and_strangers_are_shut_out() {
     let forged = rtp(&mut Packetizer::new(9, 0, 0), 0, &[0x44; 160]);
     stranger.send_to(&forged, relay_caller).await.unwrap();
     assert!(recv(&agent).await.is_none());
-    assert_eq!(
-        relay
-            .stats()
-            .dropped_strangers
-            .load(std::sync::atomic::Ordering::Relaxed),
-        1
-    );
+    assert_eq!(relay.stats().dropped_strangers.load(Ordering::Relaxed), 1);
     // Garbage that is not RTP is never forwarded either.
     caller.send_to(b"hello", relay_caller).await.unwrap();
     assert!(recv(&agent).await.is_none());
@@ -336,4 +340,262 @@ async fn prompt_ssrcs_differ_between_sessions_on_the_same_ports() {
         while recv(&caller).await.is_some() {}
     }
     assert_ne!(ssrcs[0], ssrcs[1], "random SSRC per stream");
+}
+
+/// Everything a socket receives, as it arrives (the socket still sends).
+fn listen(sock: Arc<UdpSocket>) -> mpsc::UnboundedReceiver<Vec<u8>> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    listen_into(sock, tx);
+    rx
+}
+
+fn listen_into(sock: Arc<UdpSocket>, tx: mpsc::UnboundedSender<Vec<u8>>) {
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 2048];
+        while let Ok((n, _)) = sock.recv_from(&mut buf).await {
+            if tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+}
+
+fn payload(p: &[u8]) -> &[u8] {
+    parse_header(p).map_or(&[][..], |h| &p[h.payload_offset..])
+}
+
+/// Wait for a condition, failing after `within`.
+async fn wait_until(what: &str, within: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !cond() {
+        assert!(Instant::now() < deadline, "{what}: not within {within:?}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// What the caller and the agent send: 20 ms of audio each, told apart by their bytes.
+const CALLER_AUDIO: [u8; 160] = [0x11; 160];
+const AGENT_AUDIO: [u8; 160] = [0x22; 160];
+
+/// An RTP bleed attacker: a well-formed RTP stream to each relay port from one socket (if
+/// `stream`), and a scan from another, every packet of which starts a stream of its own.
+struct Attacker {
+    stream: Option<(Arc<UdpSocket>, [Packetizer; 2])>,
+    scan: Arc<UdpSocket>,
+    scanned: u32,
+    sent: u64,
+    /// What the attacker's sockets receive.
+    heard: mpsc::UnboundedReceiver<Vec<u8>>,
+}
+
+impl Attacker {
+    async fn new(stream: bool) -> Attacker {
+        let scan = Arc::new(phone().await);
+        let (tx, heard) = mpsc::unbounded_channel();
+        listen_into(scan.clone(), tx.clone());
+        let stream = if stream {
+            let sock = Arc::new(phone().await);
+            listen_into(sock.clone(), tx);
+            Some((
+                sock,
+                [Packetizer::new(0x66, 100, 0), Packetizer::new(0x67, 200, 0)],
+            ))
+        } else {
+            None
+        };
+        Attacker {
+            stream,
+            scan,
+            scanned: 0,
+            sent: 0,
+            heard,
+        }
+    }
+
+    /// One round at both relay ports.
+    async fn send(&mut self, ports: [SocketAddr; 2]) {
+        for (i, to) in ports.into_iter().enumerate() {
+            if let Some((sock, streams)) = &mut self.stream {
+                let p = rtp(&mut streams[i], 0, &[0x66; 160]);
+                sock.send_to(&p, to).await.unwrap();
+                self.sent += 1;
+            }
+            self.scanned += 1;
+            let n = self.scanned;
+            let mut one = Packetizer::new(0x5CA0_0000 + n, (n * 7919) as u16, n * 160);
+            self.scan
+                .send_to(&rtp(&mut one, 0, &[0x66; 160]), to)
+                .await
+                .unwrap();
+            self.sent += 1;
+        }
+    }
+
+    /// Packets the attacker has received, waiting up to `grace` for one on its way.
+    async fn received(&mut self, grace: Duration) -> usize {
+        let late = match timeout(grace, self.heard.recv()).await {
+            Ok(Some(_)) => 1,
+            _ => 0,
+        };
+        late + std::iter::from_fn(|| self.heard.try_recv().ok()).count()
+    }
+}
+
+/// The two phones talk (a packet each every 20 ms, the attacker's round in between) until each
+/// has heard the other.
+async fn talk_until_both_hear(
+    phones: [&UdpSocket; 2],
+    heard: &mut [mpsc::UnboundedReceiver<Vec<u8>>; 2],
+    ports: [SocketAddr; 2],
+    attacker: &mut Attacker,
+    within: Duration,
+) {
+    let mut streams = [Packetizer::new(0xCA11, 0, 0), Packetizer::new(0xA6E7, 0, 0)];
+    let audio = [CALLER_AUDIO, AGENT_AUDIO];
+    let mut heard_other = [false, false];
+    let deadline = Instant::now() + within;
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    while heard_other != [true, true] {
+        assert!(
+            Instant::now() < deadline,
+            "audio did not flow both ways within {within:?} (caller heard the agent, agent heard \
+             the caller: {heard_other:?})"
+        );
+        tick.tick().await;
+        for i in 0..2 {
+            let p = rtp(&mut streams[i], 0, &audio[i]);
+            phones[i].send_to(&p, ports[i]).await.unwrap();
+        }
+        attacker.send(ports).await;
+        for i in 0..2 {
+            while let Ok(p) = heard[i].try_recv() {
+                heard_other[i] |= payload(&p) == audio[1 - i];
+            }
+        }
+    }
+}
+
+fn relay_ports(s: &media::Session) -> [SocketAddr; 2] {
+    [Leg::Caller, Leg::Agent].map(|leg| SocketAddr::from(([127, 0, 0, 1], s.port(leg))))
+}
+
+/// RTP bleed (CVE-2017-14099): a stranger sends RTP to both legs' ports before the phones say
+/// anything, a well-formed stream and a scan, and keeps at it. The phones send from the
+/// addresses of their SDP: they are accepted at once, hear each other, and the stranger hears
+/// nothing, ever.
+#[tokio::test]
+async fn a_stranger_who_sends_before_the_phones_hears_nothing() {
+    let (tx, _events) = mpsc::channel(64);
+    let relay = Relay::new(config(31_500, Duration::from_secs(60)), tx);
+    let s = relay.open(SessionId(20)).unwrap();
+    let ports = relay_ports(&s);
+    let (caller, agent) = (phone().await, phone().await);
+    s.command(remote(Leg::Caller, caller.local_addr().unwrap(), true));
+    s.command(remote(Leg::Agent, agent.local_addr().unwrap(), true));
+    s.command(SessionCommand::Bridge(true));
+    let caller = Arc::new(caller);
+    let agent = Arc::new(agent);
+    let mut heard = [listen(caller.clone()), listen(agent.clone())];
+    let mut attacker = Attacker::new(true).await;
+
+    // The stranger first, and the relay has seen it before either phone speaks.
+    for _ in 0..5 {
+        attacker.send(ports).await;
+    }
+    let sent = attacker.sent;
+    wait_until(
+        "the stranger's packets reach the relay",
+        Duration::from_secs(5),
+        || relay.stats().received.load(Ordering::Relaxed) >= sent,
+    )
+    .await;
+    assert_eq!(s.counters().received(Leg::Caller), 0);
+
+    talk_until_both_hear(
+        [&caller, &agent],
+        &mut heard,
+        ports,
+        &mut attacker,
+        Duration::from_secs(10),
+    )
+    .await;
+    // Audio verifiably flowed both ways; whatever the relay sent the stranger has arrived by
+    // the time this read gives up.
+    assert_eq!(
+        attacker.received(Duration::from_millis(500)).await,
+        0,
+        "the stranger heard something"
+    );
+    // Every packet of the attacker was dropped as a stranger's, and nothing of the phones.
+    let sent = attacker.sent;
+    wait_until(
+        "every attacker packet counted as a stranger's",
+        Duration::from_secs(5),
+        || s.counters().strangers() == sent,
+    )
+    .await;
+    assert!(s.counters().forwarded(Leg::Caller) > 0 && s.counters().forwarded(Leg::Agent) > 0);
+}
+
+/// The caller is behind NAT: its SDP gives an address it does not send from (a socket that
+/// stands for its private address), and a stranger scans both ports before and while it talks.
+/// Until the caller's real address is learned (probation, and the SDP address silent for 2 s),
+/// the agent's audio goes to the SDP address; then the two hear each other, and the stranger
+/// never hears anything.
+#[tokio::test]
+async fn a_phone_behind_nat_is_learned_and_a_scanning_stranger_is_not() {
+    let (tx, _events) = mpsc::channel(64);
+    let relay = Relay::new(config(31_600, Duration::from_secs(60)), tx);
+    let s = relay.open(SessionId(21)).unwrap();
+    let ports = relay_ports(&s);
+    let (caller, agent, private) = (phone().await, phone().await, Arc::new(phone().await));
+    s.command(remote(Leg::Caller, private.local_addr().unwrap(), true));
+    s.command(remote(Leg::Agent, agent.local_addr().unwrap(), true));
+    s.command(SessionCommand::Bridge(true));
+    let caller = Arc::new(caller);
+    let agent = Arc::new(agent);
+    let mut heard = [listen(caller.clone()), listen(agent.clone())];
+    let mut at_private = listen(private);
+    // Only a scan: a well-formed stream racing a phone behind NAT that has not spoken yet is
+    // what the media alone cannot tell apart (see media::latch).
+    let mut attacker = Attacker::new(false).await;
+
+    for _ in 0..5 {
+        attacker.send(ports).await;
+    }
+    let sent = attacker.sent;
+    wait_until("the scan reaches the relay", Duration::from_secs(5), || {
+        relay.stats().received.load(Ordering::Relaxed) >= sent
+    })
+    .await;
+
+    talk_until_both_hear(
+        [&caller, &agent],
+        &mut heard,
+        ports,
+        &mut attacker,
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(
+        attacker.received(Duration::from_millis(500)).await,
+        0,
+        "the stranger heard something"
+    );
+    let before_learning = std::iter::from_fn(|| at_private.try_recv().ok())
+        .filter(|p| payload(p) == AGENT_AUDIO)
+        .count();
+    assert!(
+        before_learning > 0,
+        "before the caller was learned, the agent's audio went to its SDP address"
+    );
+    // The caller's packets on probation are dropped with the stranger's.
+    let sent = attacker.sent;
+    wait_until(
+        "the caller's packets on probation counted with the stranger's",
+        Duration::from_secs(5),
+        || s.counters().strangers() > sent,
+    )
+    .await;
+    assert!(s.counters().received(Leg::Caller) > 0);
 }
