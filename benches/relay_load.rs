@@ -236,6 +236,7 @@ fn main() {
                     pt: 0,
                     telephone_event: None,
                     sends: true,
+                    host: None,
                 });
             }
             s.command(SessionCommand::Bridge(true));

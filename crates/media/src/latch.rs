@@ -14,7 +14,10 @@
 //!    counts as the source, heard when it was signalled. Until a stranger becomes the source,
 //!    its packets are dropped. That is how a phone behind NAT (its SDP carries its private
 //!    address) is learned, and how a phone whose NAT mapping changes mid-call is learned again.
-//! 4. A leg whose phone is not expected to send (on hold) learns no stranger: its silence says
+//! 4. An address of the host the phone's SIP comes from (its public address when it is behind
+//!    NAT: [`Latch::signalling_host`]) is learned after the probation alone, without waiting
+//!    for the silence, unless the source already is on that host.
+//! 5. A leg whose phone is not expected to send (on hold) learns no stranger: its silence says
 //!    nothing.
 //!
 //! A packet that is not RTP never counts towards a probation, and breaks the probation of the
@@ -32,13 +35,13 @@
 //!   packets, and loses them.
 //! - [`SILENCE`] is 2 s: a phone sends every 20 ms, so 2 s without a packet means it is not
 //!   there any more (or it suppresses silence, and then it wins the leg back the moment it speaks
-//!   if it sends from its signalled address). The cost: a phone behind NAT is learned 2 s after
-//!   its SDP arrived at the earliest, so it neither hears nor is heard for the first 2 s of the
-//!   call; a phone whose NAT mapping changes loses about 2 s of audio.
-//! - What it cannot do: a stranger that sends a well-formed RTP stream to the port of a leg
-//!   whose phone is behind NAT, and keeps sending it, can be learned before that phone is, or
-//!   once that phone has been silent for 2 s (silence suppression): the media alone cannot tell
-//!   them apart. Phones that put their public address in the SDP (STUN, ICE, a NAT-aware proxy)
+//!   if it sends from its signalled address). A phone behind NAT sends from the host its SIP
+//!   comes from and is learned after its first three packets; only a phone whose RTP leaves
+//!   from another host than its SIP (a separate media gateway) waits out the 2 s.
+//! - What it cannot do: a stranger that sends a well-formed RTP stream from another host to the
+//!   port of a leg whose phone is behind NAT can be learned once that phone has been silent
+//!   for 2 s (silence suppression), and one that forges the phone's public address as its
+//!   source can be learned first (it would not hear the call: our audio goes to that address). Phones that put their public address in the SDP (STUN, ICE, a NAT-aware proxy)
 //!   are not exposed to this: they take their leg back with their next packet.
 //!
 //! Sans-IO: time is an input, nothing here reads a clock or a socket.
@@ -55,7 +58,7 @@
 //! assert_eq!(latch.destination(), Some(phone));
 //! ```
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use crate::rtp::{looks_like_rtcp, parse_header, RtpHeader};
@@ -117,6 +120,8 @@ pub struct Latch {
     signalled: Option<SocketAddr>,
     /// Whether the phone is expected to send.
     sends: bool,
+    /// The host the phone's signalling comes from.
+    host: Option<IpAddr>,
     /// The address packets are accepted from.
     source: Option<SocketAddr>,
     /// When the source last sent, or when the phone last signalled if that is later.
@@ -134,6 +139,7 @@ impl Latch {
         Latch {
             signalled: None,
             sends: true,
+            host: None,
             source: None,
             heard: now,
             rtcp: None,
@@ -155,6 +161,14 @@ impl Latch {
         self.sends = sends;
         // The phone just spoke, in its signalling.
         self.heard = self.heard.max(now);
+    }
+
+    /// The host the phone's SIP comes from. A phone behind NAT sends its RTP from there (its
+    /// SDP names its private address): an address of that host is learned after the
+    /// probation alone, at the start of a call and after a change of NAT mapping, with no wait
+    /// for the signalled address's silence. Another host still waits.
+    pub fn signalling_host(&mut self, host: Option<IpAddr>) {
+        self.host = host;
     }
 
     /// The address the leg accepts RTP from, once one is learned.
@@ -202,7 +216,7 @@ impl Latch {
             }
         };
         match header {
-            Some(h) if run >= PROBATION && self.may_relearn(now) => {
+            Some(h) if run >= PROBATION && self.may_relearn(now, from) => {
                 self.learn(now, from);
                 Admission::Learned(h)
             }
@@ -225,10 +239,16 @@ impl Latch {
         Ok(())
     }
 
-    /// A stranger may be learned: the phone sends, and the source (or the signalled address)
-    /// has been silent long enough.
-    fn may_relearn(&self, now: Instant) -> bool {
-        self.sends && now.saturating_duration_since(self.heard) >= SILENCE
+    /// A stranger may be learned: the phone sends, and either it sends from the phone's
+    /// signalling host (while the source is not already that host) or the source (or the
+    /// signalled address) has been silent long enough.
+    fn may_relearn(&self, now: Instant, from: SocketAddr) -> bool {
+        if !self.sends {
+            return false;
+        }
+        let from_host = self.host == Some(from.ip());
+        let source_on_host = self.source.is_some_and(|s| Some(s.ip()) == self.host);
+        (from_host && !source_on_host) || now.saturating_duration_since(self.heard) >= SILENCE
     }
 
     fn learn(&mut self, now: Instant, from: SocketAddr) {
@@ -451,6 +471,42 @@ mod tests {
             phone.send(&mut l, late + ms(20 * u64::from(PROBATION))),
             Admission::Learned(_)
         ));
+    }
+
+    #[test]
+    fn a_phone_behind_nat_that_sends_from_its_signalling_host_is_learned_at_its_third_packet() {
+        let t0 = Instant::now();
+        let mut l = signalled(t0);
+        l.signalling_host(Some(addr(NAT).ip()));
+        // A stranger on another host sends a proper stream from the start: still waits.
+        let mut stranger = Sender::new(STRANGER, 66);
+        let mut phone = Sender::new(NAT, 1);
+        for n in 1..PROBATION {
+            let now = t0 + ms(20 * u64::from(n));
+            assert!(!used(stranger.send(&mut l, now)));
+            assert!(!used(phone.send(&mut l, now)));
+        }
+        let third = t0 + ms(20 * u64::from(PROBATION));
+        assert!(!used(stranger.send(&mut l, third)));
+        assert!(
+            matches!(phone.send(&mut l, third), Admission::Learned(_)),
+            "the third packet from the phone's own host, 60 ms into the call"
+        );
+        assert_eq!(l.destination(), Some(addr(NAT)));
+        // The stranger never gets in while the phone talks.
+        for n in 1..200 {
+            let now = third + ms(20 * n);
+            assert!(used(phone.send(&mut l, now)));
+            assert!(!used(stranger.send(&mut l, now)));
+        }
+        // Another port of the same host (a second phone behind that NAT, or a forged source)
+        // does not take a leg that already is on the host while it talks.
+        let mut other = Sender::new("198.51.100.7:40000", 9);
+        for n in 0..100 {
+            let now = third + ms(4000 + 20 * n);
+            assert!(used(phone.send(&mut l, now)));
+            assert!(!used(other.send(&mut l, now)));
+        }
     }
 
     #[test]

@@ -15,9 +15,10 @@
 //! Latching (what NAT needs and what keeps strangers out, [`crate::latch`]): each leg accepts
 //! RTP from one address, its *source*, and sends the leg's RTP there. Packets from the address
 //! in the phone's SDP are accepted at once and make it the source. Any other address must first
-//! send [`crate::latch::PROBATION`] (3) in-sequence RTP packets, and is learned only once the
-//! current source (before any packet, the SDP address) has been silent for
-//! [`crate::latch::SILENCE`] (2 s): that is how a phone behind NAT is found, and found again
+//! send [`crate::latch::PROBATION`] (3) in-sequence RTP packets, and is learned then if it is
+//! on the host the leg's SIP comes from (`SessionCommand::Remote::host`: a phone behind NAT),
+//! otherwise only once the current source (before any packet, the SDP address) has been silent
+//! for [`crate::latch::SILENCE`] (2 s): that is how a phone behind NAT is found, and found again
 //! when its NAT mapping changes, while a stranger who sprays the port range before the phone
 //! speaks (RTP bleed) learns nothing and cannot displace a phone that is talking. Until a source
 //! is learned, the leg's audio goes to the SDP address only. A stranger's packets are dropped
@@ -145,6 +146,10 @@ pub enum SessionCommand {
         /// Whether the peer is expected to send (not on hold): only then does silence
         /// count towards the media timeout.
         sends: bool,
+        /// The address the leg's signalling comes from (the phone's public address when it
+        /// is behind NAT): RTP from that host is learned after the probation alone, without
+        /// waiting out the signalled address's silence.
+        host: Option<IpAddr>,
     },
     /// Connect the two legs (each hears the other) or disconnect them.
     Bridge(bool),
@@ -569,11 +574,13 @@ impl SessionTask {
                 pt,
                 telephone_event,
                 sends,
+                host,
             } => {
                 let now = Instant::now();
                 let l = &mut self.legs[leg.index()];
                 // A peer that moved (re-INVITE) is learned again.
                 l.latch.signal(now, rtp, sends);
+                l.latch.signalling_host(host);
                 l.law = law;
                 l.pt = pt;
                 l.telephone_event = telephone_event;

@@ -36,6 +36,7 @@ fn remote(leg: Leg, addr: SocketAddr, sends: bool) -> SessionCommand {
         pt: 0,
         telephone_event: Some(101),
         sends,
+        host: None,
     }
 }
 

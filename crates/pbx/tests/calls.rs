@@ -59,6 +59,8 @@ fn a_caller_reaches_an_agent_both_legs_are_bridged_and_the_caller_hangs_up() {
         Some(agent_ip),
         "agent's RTP address"
     );
+    // Each leg's relay knows where that leg's SIP comes from (its NAT's public address).
+    assert_eq!(s.host, [Some(addr(CARRIER).ip()), Some(agent_ip)]);
     // Only one agent rang.
     let rung: usize = w.phones[1..].iter().map(|p| p.incoming.len()).sum();
     assert_eq!(rung, 1);
@@ -468,6 +470,5 @@ fn an_agent_whose_phone_unregisters_is_parked_and_comes_back_when_it_registers()
     w.register(p);
     w.run_for(SECOND);
     assert_eq!(w.agent_state("1001"), Some(AgentState::Ready));
-    let _ = CARRIER;
     w.assert_settles();
 }

@@ -123,6 +123,7 @@ impl CallControl {
                 pt: negotiated.pt,
                 telephone_event: negotiated.telephone_event,
                 sends: negotiated.direction.sends(),
+                host: Some(flow.remote.ip()),
             },
         );
         // The caller's own phone is busy with this call: an agent calling the queue (or

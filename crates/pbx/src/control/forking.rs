@@ -258,6 +258,7 @@ impl CallControl {
                 pt: n.pt,
                 telephone_event: n.telephone_event,
                 sends: n.direction.sends(),
+                host: call.agent.as_ref().map(|a| a.dialog.flow.remote.ip()),
             },
         ));
         self.out

@@ -41,6 +41,7 @@ impl CallControl {
                 pt: n.pt,
                 telephone_event: n.telephone_event,
                 sends: n.direction.sends(),
+                host: Some(call.caller.flow.remote.ip()),
             },
         ));
         if let Some(q) = call.pending_queue.take() {
@@ -94,7 +95,7 @@ impl CallControl {
         leg: Leg,
         tx: TxId,
         req: Request,
-        _flow: Flow,
+        flow: Flow,
     ) {
         let Some(call) = self.calls.get_mut(&id) else {
             return;
@@ -192,6 +193,7 @@ impl CallControl {
                 pt: n.pt,
                 telephone_event: n.telephone_event,
                 sends: n.direction.sends(),
+                host: Some(flow.remote.ip()),
             },
         ));
         h.push("Content-Type", "application/sdp");

@@ -713,6 +713,8 @@ pub struct FakeSession {
     pub ports: MediaPorts,
     /// Where each leg's RTP goes (from SDP), and whether that peer sends.
     pub remote: [Option<SocketAddr>; 2],
+    /// The host each leg's signalling comes from (RTP from there is learned quickly).
+    pub host: [Option<std::net::IpAddr>; 2],
     pub bridged: bool,
     /// What each leg hears from the relay's player: prompt names, then the loop (if any).
     pub playing: [Option<(Vec<String>, Option<String>)>; 2],
@@ -763,6 +765,7 @@ impl FakeMedia {
                         FakeSession {
                             ports: p,
                             remote: [None, None],
+                            host: [None, None],
                             bridged: false,
                             playing: [None, None],
                             tap: false,
@@ -774,7 +777,10 @@ impl FakeMedia {
             MediaRequest::Command(cmd) => {
                 let s = self.open.get_mut(&id.0)?;
                 match cmd {
-                    SessionCommand::Remote { leg, rtp, .. } => s.remote[leg_index(leg)] = rtp,
+                    SessionCommand::Remote { leg, rtp, host, .. } => {
+                        s.remote[leg_index(leg)] = rtp;
+                        s.host[leg_index(leg)] = host;
+                    }
                     SessionCommand::Bridge(on) => s.bridged = on,
                     SessionCommand::Play { leg, prompts, then } => {
                         s.playing[leg_index(leg)] = Some((
