@@ -102,8 +102,18 @@ impl PbxHandle {
     /// must stop and be restarted. After this returned the handle is only good for dropping.
     pub async fn stopped(&mut self) -> TaskStopped {
         tokio::select! {
+            biased;
             r = &mut self.task => TaskStopped::from_join("call control", r),
-            r = &mut self.acd_task => TaskStopped::from_join("ACD", r),
+            r = &mut self.acd_task => {
+                // The ACD task ends by itself when call control's requests stop coming: if
+                // call control is ending too, it went first, and that is the cause to report.
+                if r.is_ok() {
+                    if let Ok(cc) = tokio::time::timeout(Duration::from_secs(1), &mut self.task).await {
+                        return TaskStopped::from_join("call control", cc);
+                    }
+                }
+                TaskStopped::from_join("ACD", r)
+            }
         }
     }
 
