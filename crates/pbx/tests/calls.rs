@@ -472,3 +472,35 @@ fn an_agent_whose_phone_unregisters_is_parked_and_comes_back_when_it_registers()
     assert_eq!(w.agent_state("1001"), Some(AgentState::Ready));
     w.assert_settles();
 }
+
+#[test]
+fn session_refreshes_keep_the_call_up_and_change_nothing() {
+    let mut w = World::new(harness::config(), &["1001"]);
+    let call = w.customer_calls("600");
+    w.run_until(5 * SECOND, "the agent answers", |w| {
+        w.phones[1].talking().is_some()
+    });
+    w.run_for(SECOND);
+    let (_, before) = only_session(&w);
+    // Every 10 minutes of an hour-long call: an UPDATE without SDP, then a re-INVITE with
+    // the same offer (the two ways phones refresh a session).
+    for _ in 0..6 {
+        w.run_for(Duration::from_secs(600));
+        let now = w.now;
+        w.phones[1].refresh_incoming(now, 0);
+        w.run_for(SECOND);
+        let same = w.phones[1].sdp();
+        let now = w.now;
+        w.phones[1].reinvite_incoming(now, 0, same);
+        w.run_for(SECOND);
+    }
+    let answers = &w.phones[1].in_dialog_answers;
+    assert_eq!(answers.len(), 12, "{answers:?}");
+    assert!(answers.iter().all(|(_, s)| *s == 200), "{answers:?}");
+    let (_, after) = only_session(&w);
+    assert!(after.bridged);
+    assert_eq!(after.remote, before.remote);
+    assert_eq!(w.carrier().outgoing[call].state, OutState::Up);
+    assert_eq!(w.phones[1].talking(), Some(0));
+    w.assert_settles();
+}

@@ -437,6 +437,19 @@ impl Phone {
         }
     }
 
+    /// Send an UPDATE without a body on incoming call `i` (a session refresh, RFC 4028).
+    pub fn refresh_incoming(&mut self, now: Instant, i: usize) {
+        let c = &mut self.incoming[i];
+        let d = c.dialog.as_mut().expect("dialog");
+        let mut req = d.request(Method::Update);
+        req.headers
+            .push("Contact", format!("<sip:{}@{}>", self.user, self.addr));
+        let flow = d.flow;
+        if let Ok(tx) = self.ep.send_request(now, flow, req) {
+            self.in_dialog_txs.insert(tx, Method::Update);
+        }
+    }
+
     /// The incoming call that is up (answered or confirmed), if any.
     pub fn talking(&self) -> Option<usize> {
         self.incoming
