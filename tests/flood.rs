@@ -29,14 +29,6 @@ fn resident(pid: u32) -> u64 {
         .map_or(0, |kib| kib * 1024)
 }
 
-fn wait_until(within: Duration, what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !cond() {
-        assert!(Instant::now() < deadline, "not within {within:?}: {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 fn junk(method: &str, i: u64, from: SocketAddr) -> String {
     let user = 1000 + i % 50;
     let (uri, to_user) = if method == "INVITE" {
@@ -71,7 +63,7 @@ fn a_flood_from_many_addresses_costs_bounded_memory_and_a_customer_still_reaches
 
     // The agent's phone registers and answers one call.
     let phone = common::agent_phones(&server, 1001..=1001, "agent_phone_answer.xml", 1, &[]);
-    wait_until(Duration::from_secs(10), "the agent is ready", || {
+    common::wait_until(Duration::from_secs(10), "the agent is ready", || {
         server.log().contains("agent's phone is available")
     });
     let before = resident(pid);
@@ -117,7 +109,7 @@ fn a_flood_from_many_addresses_costs_bounded_memory_and_a_customer_still_reaches
         })
     };
     // Well under way before the customer calls.
-    wait_until(Duration::from_secs(10), "the flood is under way", || {
+    common::wait_until(Duration::from_secs(10), "the flood is under way", || {
         sent.load(Ordering::Relaxed) > 50_000
     });
     let mut peak = before;

@@ -5,18 +5,10 @@
 mod common;
 mod serve_proc;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{Server, SippRun};
 use serve_proc::Proc;
-
-fn wait_until(within: Duration, what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !cond() {
-        assert!(Instant::now() < deadline, "not within {within:?}: {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 /// The REGISTER requests in a SIPp message trace (sent by the phone).
 fn registers_sent(trace: &str) -> usize {
@@ -38,7 +30,7 @@ fn an_agent_registered_before_a_crash_is_offered_a_queue_call_after_the_restart_
     assert_eq!(registered, 2, "REGISTER, 401, REGISTER with digest");
 
     // The binding reaches the disk while the server runs (no shutdown needed) …
-    wait_until(Duration::from_secs(10), "the binding is stored", || {
+    common::wait_until(Duration::from_secs(10), "the binding is stored", || {
         std::fs::read_to_string(&store).is_ok_and(|t| t.contains("sip:1001@127.0.0.1"))
     });
     // … and the server dies without a word: a crash, an OOM kill, a power cut.

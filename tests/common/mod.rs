@@ -1232,3 +1232,12 @@ pub(crate) fn one_agent_help_desk() -> ServerConfig {
         ..ServerConfig::default()
     }
 }
+
+/// Wait until `cond` holds, checking every 20 ms, up to `within`; panics naming `what`.
+pub(crate) fn wait_until(within: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !cond() {
+        assert!(Instant::now() < deadline, "not within {within:?}: {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
