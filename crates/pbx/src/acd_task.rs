@@ -191,6 +191,7 @@ pub async fn run(
     epoch: Instant,
     mut requests: mpsc::Receiver<AcdRequest>,
     reports: mpsc::Sender<AcdReport>,
+    queue_log: Option<crate::service::EventSink>,
 ) {
     let sleep = tokio::time::sleep(Duration::from_secs(3600));
     tokio::pin!(sleep);
@@ -219,7 +220,9 @@ pub async fn run(
                 acd.handle_timeout(engine_time(epoch, Instant::now()));
             }
         }
-        drain(&mut acd, &mut out, log_queue_event);
+        drain(&mut acd, &mut out, |q| {
+            log_queue_event(q, queue_log.as_ref())
+        });
         for r in out {
             if reports.send(r).await.is_err() {
                 return;
@@ -228,9 +231,13 @@ pub async fn run(
     }
 }
 
-fn log_queue_event(q: &QueueLogEvent) {
+fn log_queue_event(q: &QueueLogEvent, sink: Option<&crate::service::EventSink>) {
     let unix = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    info!(target: "queue_log", line = %q.to_queue_log_line(unix), "queue event");
+    let line = q.to_queue_log_line(unix);
+    info!(target: "queue_log", line = %line, "queue event");
+    if let Some(s) = sink {
+        s.send(crate::service::PbxEvent::QueueLog(line));
+    }
 }

@@ -32,6 +32,7 @@ pub mod acd_task;
 pub mod config;
 pub mod control;
 pub mod presence;
+pub mod record;
 pub mod service;
 
 pub use config::{

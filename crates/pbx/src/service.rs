@@ -10,6 +10,8 @@
 //! when a queue is full, by a `reserve()` branch of the same `select!` that keeps reading.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use media::relay::{Leg, MediaConfig, MediaEvent, Relay, Session, SessionCommand, SessionId};
@@ -42,6 +44,53 @@ pub enum PbxError {
     /// The ACD refused a queue or agent of the config.
     #[error("ACD configuration: {0}")]
     Acd(#[from] acd::AcdError),
+}
+
+/// What call control and the ACD write down, for the storage task.
+#[derive(Debug, Clone)]
+pub enum PbxEvent {
+    /// A call ended.
+    Call(Box<crate::record::CallRecord>),
+    /// An agent's state changed.
+    AgentState(crate::record::AgentStateChange),
+    /// A line of Asterisk's `queue_log` format (`epoch|callid|queue|agent|event|data…`).
+    QueueLog(String),
+}
+
+/// Where [`PbxEvent`]s go: a bounded queue that never makes call handling wait. What does not
+/// fit is counted ([`EventSink::dropped`]) and logged once per 1,000.
+#[derive(Debug, Clone)]
+pub struct EventSink {
+    tx: mpsc::Sender<PbxEvent>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl EventSink {
+    /// A sink into `tx`.
+    pub fn new(tx: mpsc::Sender<PbxEvent>) -> EventSink {
+        EventSink {
+            tx,
+            dropped: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// Hand over an event without waiting.
+    pub fn send(&self, ev: PbxEvent) {
+        if self.tx.try_send(ev).is_err() {
+            let n = self.dropped.fetch_add(1, Ordering::Relaxed);
+            if n.is_multiple_of(1000) {
+                warn!(
+                    dropped = n + 1,
+                    "storage is behind: call records or queue-log lines dropped"
+                );
+            }
+        }
+    }
+
+    /// Events that did not fit.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
 }
 
 /// A service task that ended while the server was meant to be running.
@@ -140,12 +189,19 @@ pub fn start(
     recorder: Option<crate::recorder::service::Recorder>,
     sip: &SipHandle,
     sip_events: mpsc::Receiver<SipEvent>,
+    events: Option<EventSink>,
 ) -> Result<PbxHandle, PbxError> {
     let (engine, queues, agents) = build_acd(&cfg, cfg.seed)?;
     let (acd_tx, acd_rx) = mpsc::channel(4096);
     let (report_tx, report_rx) = mpsc::channel(4096);
     let (media_tx, media_rx) = mpsc::channel(4096);
-    let acd_task = tokio::spawn(acd_task::run(engine, Instant::now(), acd_rx, report_tx));
+    let acd_task = tokio::spawn(acd_task::run(
+        engine,
+        Instant::now(),
+        acd_rx,
+        report_tx,
+        events.clone(),
+    ));
     let relay = Relay::new(media, media_tx);
     let control = CallControl::new(
         cfg,
@@ -159,6 +215,7 @@ pub fn start(
         relay: relay.clone(),
         recorder,
         sessions: HashMap::new(),
+        events,
     };
     let (stop_tx, stop_rx) = oneshot::channel();
     let (reload_tx, reload_rx) = mpsc::channel(4);
@@ -192,6 +249,8 @@ struct MediaSide {
     relay: Relay,
     recorder: Option<Recorder>,
     sessions: HashMap<SessionId, Session>,
+    /// Where call records and agent states go.
+    events: Option<EventSink>,
 }
 
 impl MediaSide {
@@ -303,6 +362,16 @@ impl Outbox {
                     }
                 }
                 Output::Recording(req) => media.recording(req),
+                Output::Record(r) => {
+                    if let Some(e) = &media.events {
+                        e.send(PbxEvent::Call(r));
+                    }
+                }
+                Output::AgentState(s) => {
+                    if let Some(e) = &media.events {
+                        e.send(PbxEvent::AgentState(s));
+                    }
+                }
             }
         }
     }

@@ -10,6 +10,7 @@ use harness::{addr, queue, InState, OutState, Policy, World, CARRIER};
 use pbx::acd::AgentState;
 use pbx::media::prompt::Prompt;
 use pbx::media::relay::{Leg, MediaEventKind};
+use pbx::record::{HungUpBy, Outcome, RingResult};
 
 const SECOND: Duration = Duration::from_secs(1);
 
@@ -84,6 +85,40 @@ fn a_caller_reaches_an_agent_both_legs_are_bridged_and_the_caller_hangs_up() {
         "{:?}",
         w.queue_log
     );
+    // The call record says what happened.
+    assert_eq!(w.records.len(), 1);
+    let r = &w.records[0];
+    assert_eq!(r.outcome, Outcome::Answered);
+    assert_eq!(r.hung_up_by, HungUpBy::Caller);
+    assert_eq!(r.queue.as_deref(), Some("support"));
+    assert_eq!(r.agent.as_deref(), Some(w.phones[agent].user.as_str()));
+    assert_eq!(r.dialed, "600");
+    assert_eq!(r.source, "trunk:carrier");
+    assert_eq!(r.caller, "carrier");
+    assert!(r.queued.is_some() && r.first_offer.is_some() && r.answered.is_some());
+    assert!(r.arrived <= r.queued.unwrap() && r.queued <= r.first_offer);
+    assert!(r.first_offer <= r.answered && r.answered.unwrap() <= r.ended);
+    // The agent's phone answered after its 500 ms; the caller stayed a second after that.
+    assert!(
+        r.wait >= Duration::from_millis(500) && r.wait < SECOND,
+        "{:?}",
+        r.wait
+    );
+    assert!(r.talk >= SECOND, "{:?}", r.talk);
+    assert_eq!(r.attempts.len(), 1);
+    assert_eq!(r.attempts[0].result, RingResult::Answered);
+    // The agent went ringing, busy and ready again, each written down.
+    let user = w.phones[agent].user.clone();
+    let states: Vec<&str> = w
+        .agent_log
+        .iter()
+        .filter(|s| s.user == user)
+        .map(|s| s.state)
+        .collect();
+    assert!(
+        states.ends_with(&["ringing", "busy", "ready"]),
+        "{states:?}"
+    );
     w.assert_settles();
 }
 
@@ -135,6 +170,15 @@ fn a_caller_who_hangs_up_while_queued_is_an_abandon() {
         "{:?}",
         w.queue_log
     );
+    let r = &w.records[0];
+    assert_eq!(
+        (r.outcome, r.hung_up_by),
+        (Outcome::Abandoned, HungUpBy::Caller)
+    );
+    assert_eq!(r.agent, None);
+    assert_eq!(r.attempts.len(), 1);
+    assert_eq!(r.attempts[0].result, RingResult::Cancelled);
+    assert!(r.wait >= 3 * SECOND);
     w.assert_settles();
 }
 
@@ -158,6 +202,16 @@ fn an_agent_who_does_not_answer_is_skipped_and_the_next_agent_gets_the_call() {
     );
     assert_eq!(w.carrier().outgoing[call].state, OutState::Up);
     w.assert_settles();
+    let r = &w.records[0];
+    assert_eq!(r.outcome, Outcome::Answered);
+    let results: Vec<(&str, RingResult)> = r
+        .attempts
+        .iter()
+        .map(|a| (a.agent.as_str(), a.result))
+        .collect();
+    assert_eq!(results.len(), 2, "{results:?}");
+    assert_eq!(results[0], ("1001", RingResult::Cancelled), "rang out");
+    assert_eq!(results[1].1, RingResult::Answered);
 }
 
 #[test]
@@ -171,6 +225,9 @@ fn a_busy_agent_puts_the_call_back_in_line_for_the_next_agent() {
     });
     assert_eq!(w.phones[first].incoming[0].state, InState::Rejected);
     w.assert_settles();
+    let r = &w.records[0];
+    assert_eq!(r.attempts[0].result, RingResult::Refused(486));
+    assert_eq!(r.attempts[1].result, RingResult::Answered);
 }
 
 #[test]
@@ -249,6 +306,12 @@ fn hold_plays_music_to_the_caller_and_resume_reconnects_the_legs() {
     assert!(s.bridged, "resumed");
     assert_eq!(s.playing[0], None);
     w.assert_settles();
+    // Held from the hold re-INVITE to the resume one: a second and the network's delays.
+    let hold = w.records[0].hold;
+    assert!(
+        hold >= SECOND && hold < SECOND + Duration::from_millis(50),
+        "{hold:?}"
+    );
 }
 
 #[test]
@@ -370,6 +433,8 @@ fn feature_codes_log_an_agent_out_and_in_with_a_tone() {
     assert_eq!(w.phones[p].outgoing[again].state, OutState::Ended);
     assert_eq!(w.agent_state("1001"), Some(AgentState::Ready));
     w.assert_settles();
+    assert!(w.records.iter().all(|r| r.outcome == Outcome::FeatureCode));
+    assert_eq!(w.records[0].source, "user:1001");
 }
 
 #[test]

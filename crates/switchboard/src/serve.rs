@@ -286,6 +286,7 @@ async fn serve(cfg: Config, reload: Reload) -> anyhow::Result<()> {
         recorder.clone(),
         &handle,
         events_rx,
+        None,
     )?;
     info!(
         via = %ep_cfg.via_host,

@@ -109,6 +109,7 @@ impl CallControl {
             busy_users: Vec::new(),
             created: now,
             connected_at: None,
+            history: History::new(self.wall),
         };
         self.by_invite.insert(tx, id);
         self.calls.insert(id, call);
@@ -284,6 +285,7 @@ impl CallControl {
         };
         call.phase = Phase::Waiting;
         call.in_acd = true;
+        call.history.queued = Some(self.wall);
         self.out.push_back(media_cmd(
             id,
             SessionCommand::Play {

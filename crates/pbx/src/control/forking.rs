@@ -55,6 +55,8 @@ impl CallControl {
         } else {
             from_num
         };
+        let name = agent.map_or_else(|| user.to_owned(), |a| self.dir.agents[a].name().to_owned());
+        let wall = self.wall;
         let mut forks = Vec::new();
         for b in contacts {
             let tag = self.token();
@@ -82,8 +84,21 @@ impl CallControl {
                 body: body.clone(),
             };
             let tx = self.send(b.flow, invite.clone(), Role::Fork(id));
+            let Some(call) = self.calls.get_mut(&id) else {
+                break;
+            };
+            let h = &mut call.history;
+            h.first_offer.get_or_insert(wall);
+            h.attempts.push(RingAttempt {
+                agent: name.clone(),
+                contact: b.uri_text.clone(),
+                started: wall,
+                ended: None,
+                result: RingResult::Ringing,
+            });
             forks.push(Fork {
                 tx,
+                attempt: h.attempts.len() - 1,
                 flow: b.flow,
                 invite,
                 failed: None,
@@ -166,6 +181,8 @@ impl CallControl {
         }
         if status >= 300 {
             attempt.forks[fi].failed = Some(status);
+            let i = attempt.forks[fi].attempt;
+            call.history.rang(i, RingResult::Refused(status), self.wall);
             self.by_client.remove(&tx);
             let all_failed = attempt.forks.iter().all(|f| f.failed.is_some());
             if all_failed {
@@ -218,6 +235,14 @@ impl CallControl {
         });
         self.by_dialog.insert(key, (id, Leg::Agent));
         losers.extend(attempt.forks);
+        for f in &losers {
+            let result = if f.tx == tx {
+                RingResult::Answered
+            } else {
+                RingResult::Cancelled
+            };
+            call.history.rang(f.attempt, result, self.wall);
+        }
         for f in losers {
             if f.tx != tx && f.failed.is_none() {
                 self.orphan(now, f.tx, f.invite, f.flow);
@@ -267,6 +292,7 @@ impl CallControl {
             .push_back(media_cmd(id, SessionCommand::Bridge(true)));
         call.phase = Phase::Connected;
         call.connected_at = Some(now);
+        call.history.answered = Some(self.wall);
         let waited = now.saturating_duration_since(call.created);
         let agent = call.agent.as_ref().and_then(|a| a.agent);
         let user = call
@@ -275,6 +301,7 @@ impl CallControl {
             .map(|a| a.user.clone())
             .unwrap_or_default();
         let name = agent.map_or(user.clone(), |a| self.dir.agents[a].name().to_owned());
+        call.history.agent = Some(name.clone());
         info!(parent: &call.span, agent = %name, waited_ms = waited.as_millis() as u64, "call connected");
         let in_acd = call.in_acd;
         self.cancel_timers(|t| matches!(t, Timer::Announce(c) | Timer::RingTimeout(c) if *c == id));

@@ -90,7 +90,7 @@ impl CallControl {
     /// A re-INVITE or UPDATE: hold, resume, a new address, or a session refresh.
     pub(super) fn reoffer(
         &mut self,
-        _now: Instant,
+        now: Instant,
         id: u64,
         leg: Leg,
         tx: TxId,
@@ -156,6 +156,7 @@ impl CallControl {
                 let hold = n.is_hold();
                 if hold != a.on_hold {
                     a.on_hold = hold;
+                    call.history.held(hold, now);
                     info!(parent: &span, hold, "agent hold");
                     if hold {
                         let music = match call.route {

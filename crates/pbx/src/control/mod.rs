@@ -62,6 +62,7 @@ use tracing::{debug, info, info_span, warn, Span};
 use crate::acd_task::{AcdReport, AcdRequest};
 use crate::config::{AgentSetup, PbxConfig, QueueSetup};
 use crate::presence;
+use crate::record::{AgentStateChange, CallRecord, HungUpBy, Outcome, RingAttempt, RingResult};
 
 mod dialplan;
 mod directory;
@@ -97,6 +98,10 @@ pub enum Output {
     Media(SessionId, MediaRequest),
     /// For the recorder.
     Recording(RecordingRequest),
+    /// A call ended: its record, for storage.
+    Record(Box<CallRecord>),
+    /// An agent's state changed (as the ACD reports it), for storage.
+    AgentState(AgentStateChange),
 }
 
 /// What call control asks of the media relay for one session.
@@ -258,6 +263,8 @@ struct CallerLeg {
 #[derive(Debug)]
 struct Fork {
     tx: TxId,
+    /// Its entry in the call's [`History::attempts`].
+    attempt: usize,
     flow: Flow,
     invite: Request,
     failed: Option<u16>,
@@ -309,6 +316,60 @@ struct Call {
     busy_users: Vec<String>,
     created: Instant,
     connected_at: Option<Instant>,
+    /// What the call record will say.
+    history: History,
+}
+
+/// The times and ring attempts of a call, for its record.
+#[derive(Debug)]
+struct History {
+    arrived: SystemTime,
+    queued: Option<SystemTime>,
+    first_offer: Option<SystemTime>,
+    answered: Option<SystemTime>,
+    /// Who answered.
+    agent: Option<String>,
+    /// Since when the agent holds the caller.
+    hold_since: Option<Instant>,
+    hold: Duration,
+    attempts: Vec<RingAttempt>,
+}
+
+impl History {
+    fn new(arrived: SystemTime) -> History {
+        History {
+            arrived,
+            queued: None,
+            first_offer: None,
+            answered: None,
+            agent: None,
+            hold_since: None,
+            hold: Duration::ZERO,
+            attempts: Vec::new(),
+        }
+    }
+
+    /// How ringing phone `i` ended (the first word counts).
+    fn rang(&mut self, i: usize, result: RingResult, at: SystemTime) {
+        if let Some(a) = self.attempts.get_mut(i) {
+            if a.result == RingResult::Ringing {
+                a.result = result;
+                a.ended = Some(at);
+            }
+        }
+    }
+
+    /// Hold started (`true`) or ended.
+    fn held(&mut self, on: bool, now: Instant) {
+        match (on, self.hold_since) {
+            (true, None) => self.hold_since = Some(now),
+            (false, Some(since)) => {
+                self.hold += now.saturating_duration_since(since);
+                self.hold_since = None;
+            }
+            _ => {}
+        }
+    }
 }
 
 /// What call control holds on to (see [`CallControl::held`]).

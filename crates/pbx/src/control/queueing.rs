@@ -47,6 +47,9 @@ impl CallControl {
                 };
                 info!(parent: &c.span, ?reason, "offer withdrawn");
                 let attempt = c.attempts.remove(ai);
+                for f in &attempt.forks {
+                    c.history.rang(f.attempt, RingResult::Cancelled, self.wall);
+                }
                 for f in attempt.forks {
                     if f.failed.is_none() {
                         self.sip(SipCommand::Cancel { tx: f.tx });
@@ -102,6 +105,22 @@ impl CallControl {
                         }
                         _ => info!(agent = %name, ?state, "agent state"),
                     }
+                    let a = &self.dir.agents[ai];
+                    let (code, reason) = match &state {
+                        AgentState::LoggedOut => ("logged_out", None),
+                        AgentState::Ready => ("ready", None),
+                        AgentState::NotReady(r) => ("not_ready", Some(r.as_str().to_owned())),
+                        AgentState::Offered(_) => ("ringing", None),
+                        AgentState::OnCall(_) => ("busy", None),
+                        AgentState::WrapUp { .. } => ("wrap_up", None),
+                    };
+                    self.out.push_back(Output::AgentState(AgentStateChange {
+                        agent: a.name().to_owned(),
+                        user: a.user().to_owned(),
+                        state: code,
+                        reason,
+                        at: self.wall,
+                    }));
                     self.dir.agents[ai].state = state;
                     self.dir.agents[ai].requested = None;
                     self.reconcile_agent(ai);

@@ -20,6 +20,10 @@ impl CallControl {
         self.cancel_timers(|t| matches!(t, Timer::Announce(c) | Timer::RingTimeout(c) if *c == id));
         // Phones still ringing: cancel every one.
         for attempt in std::mem::take(&mut call.attempts) {
+            for f in &attempt.forks {
+                call.history
+                    .rang(f.attempt, RingResult::Cancelled, self.wall);
+            }
             for f in attempt.forks {
                 if f.failed.is_none() {
                     self.sip(SipCommand::Cancel { tx: f.tx });
@@ -86,6 +90,8 @@ impl CallControl {
                     end: self.wall,
                 }));
         }
+        let record = self.record(now, id, &mut call, reason);
+        self.out.push_back(Output::Record(Box::new(record)));
         // The session ends and its ports go back to the pool; the "call ended" line waits
         // for its totals.
         self.out
@@ -99,6 +105,88 @@ impl CallControl {
                 talk: call.connected_at.map(|t| now.saturating_duration_since(t)),
             },
         );
+    }
+
+    /// The call record of a call that ends now for `reason`.
+    fn record(&self, now: Instant, id: u64, call: &mut Call, reason: EndReason) -> CallRecord {
+        let h = &mut call.history;
+        h.held(false, now);
+        let answered = call.connected_at.is_some();
+        let outcome = match reason {
+            EndReason::FeatureDone => Outcome::FeatureCode,
+            EndReason::Shutdown if !answered => Outcome::Shutdown,
+            _ if answered => Outcome::Answered,
+            EndReason::CallerHangup | EndReason::CallerCancelled => Outcome::Abandoned,
+            EndReason::QueueTimeout => Outcome::TimedOut,
+            EndReason::QueueEmpty => Outcome::NoAgents,
+            EndReason::Overflowed => Outcome::Overflowed,
+            EndReason::NoAnswer => Outcome::NoAnswer,
+            EndReason::Busy => Outcome::Busy,
+            EndReason::Unreachable => Outcome::Unreachable,
+            EndReason::Shutdown => Outcome::Shutdown,
+            EndReason::AgentHangup
+            | EndReason::NoAck
+            | EndReason::MediaTimeout(_)
+            | EndReason::Failed => Outcome::Failed,
+        };
+        let hung_up_by = match reason {
+            EndReason::CallerHangup | EndReason::CallerCancelled => HungUpBy::Caller,
+            EndReason::AgentHangup => HungUpBy::Agent,
+            _ => HungUpBy::System,
+        };
+        let from = call
+            .caller
+            .invite
+            .headers
+            .get("From")
+            .and_then(|f| NameAddr::parse(f).ok());
+        let queue = match call.route {
+            Route::Queue(q) => Some(&self.dir.queues[q].setup),
+            _ => None,
+        };
+        let wait_end = call.connected_at.unwrap_or(now);
+        CallRecord {
+            call_id: id,
+            sip_call_id: call
+                .caller
+                .invite
+                .headers
+                .get("Call-ID")
+                .unwrap_or_default()
+                .to_owned(),
+            caller: from
+                .as_ref()
+                .and_then(|f| f.uri.user_unescaped())
+                .unwrap_or_default(),
+            caller_name: from.and_then(|f| f.display),
+            dialed: request_user(&call.caller.invite).unwrap_or_default(),
+            source: match &call.identity {
+                Caller::Trunk(t) => format!("trunk:{t}"),
+                Caller::User(u) => format!("user:{u}"),
+                Caller::Anonymous => "anonymous".to_owned(),
+            },
+            queue: queue.map(|q| q.acd.name.clone()),
+            agent: h.agent.clone(),
+            arrived: h.arrived,
+            queued: h.queued,
+            first_offer: h.first_offer,
+            answered: h.answered,
+            ended: self.wall,
+            wait: wait_end.saturating_duration_since(call.created),
+            talk: call
+                .connected_at
+                .map_or(Duration::ZERO, |t| now.saturating_duration_since(t)),
+            hold: h.hold,
+            wrap_up: match (queue, answered) {
+                (Some(q), true) => q.acd.wrap_up,
+                _ => Duration::ZERO,
+            },
+            outcome,
+            hung_up_by,
+            reason: reason.as_str().to_owned(),
+            recorded: call.recording,
+            attempts: std::mem::take(&mut h.attempts),
+        }
     }
 
     /// The relay closed a session: the call's last line.

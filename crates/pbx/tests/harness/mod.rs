@@ -851,6 +851,10 @@ pub struct World {
     pub acd_reports: Vec<AcdReport>,
     /// Queue-log events, as Asterisk-style event names.
     pub queue_log: Vec<String>,
+    /// Call records, in the order calls ended.
+    pub records: Vec<pbx::record::CallRecord>,
+    /// Agent state changes.
+    pub agent_log: Vec<pbx::record::AgentStateChange>,
 }
 
 impl World {
@@ -886,6 +890,8 @@ impl World {
             wire_seq: 0,
             acd_reports: Vec::new(),
             queue_log: Vec::new(),
+            records: Vec::new(),
+            agent_log: Vec::new(),
         };
         for r in startup {
             w.send_acd(r);
@@ -1042,6 +1048,8 @@ impl World {
                         RecordingRequest::Resume { call, .. } => format!("resume {call}"),
                         RecordingRequest::Stop { call, .. } => format!("stop {call}"),
                     }),
+                    Output::Record(r) => self.records.push(*r),
+                    Output::AgentState(s) => self.agent_log.push(s),
                 }
             }
             for i in 0..self.phones.len() {
@@ -1182,6 +1190,31 @@ impl World {
             self.media.opened, self.media.closed,
             "ports not all returned"
         );
+        // One record per call that got going, each a different call.
+        assert_eq!(
+            self.records.len(),
+            self.media.opened,
+            "a call record per call"
+        );
+        let ids: std::collections::BTreeSet<u64> = self.records.iter().map(|r| r.call_id).collect();
+        assert_eq!(ids.len(), self.records.len(), "one record per call");
+        for r in &self.records {
+            assert!(r.arrived <= r.ended, "{r:?}");
+            assert!(
+                r.attempts
+                    .iter()
+                    .all(|a| a.result != pbx::record::RingResult::Ringing && a.ended.is_some()),
+                "every phone rung has its result: {r:?}"
+            );
+            assert_eq!(
+                r.attempts
+                    .iter()
+                    .filter(|a| a.result == pbx::record::RingResult::Answered)
+                    .count(),
+                usize::from(r.answered.is_some()),
+                "one phone answered an answered call: {r:?}"
+            );
+        }
         assert_eq!(self.waiting(), 0, "callers left in the ACD");
         for p in &self.phones {
             for (i, c) in p.incoming.iter().enumerate() {
