@@ -1,0 +1,517 @@
+//! Where Switchboard keeps what happened: one row per call (with a row per phone rung), agent
+//! state changes, and the queue log in Asterisk's `queue_log` file format.
+//!
+//! SQLite by default: one file, write-ahead log, `synchronous = NORMAL` (a committed
+//! transaction survives the process being killed; only a power cut can take the last few).
+//! One writer ([`Store`], owned by the storage task), any number of readers
+//! ([`Store::open_read_only`]) at the same time.
+//!
+//! ```
+//! # let dir = std::env::temp_dir().join(format!("store-doc-{}", std::process::id()));
+//! # std::fs::create_dir_all(&dir).unwrap();
+//! use store::{CallRow, Store};
+//! let mut s = Store::open(&dir.join("calls.db")).unwrap();
+//! let mut call = CallRow::new(7, 1_700_000_000_000);
+//! call.outcome = "answered".into();
+//! s.insert_calls(&[call]).unwrap();
+//! assert_eq!(s.call(7).unwrap().unwrap().outcome, "answered");
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+
+/// What can go wrong with storage.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The database refused (cannot open, disk full, locked too long, corrupt).
+    #[error("database {path}: {source}")]
+    Database {
+        /// The database file.
+        path: PathBuf,
+        /// Why.
+        source: rusqlite::Error,
+    },
+    /// A file (the queue log, a directory) could not be written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// One phone rung for a call.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AttemptRow {
+    /// The agent's name (or the called user).
+    pub agent: String,
+    /// The phone's contact.
+    pub contact: String,
+    /// When it started ringing (Unix milliseconds).
+    pub started_ms: i64,
+    /// When it stopped.
+    pub ended_ms: Option<i64>,
+    /// `answered`, `cancelled`, `refused 486`, …
+    pub result: String,
+}
+
+/// One call. Times are Unix milliseconds; durations milliseconds.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CallRow {
+    /// The server's id for the call (unique per server start; see `sip_call_id`).
+    pub call_id: u64,
+    /// The caller's SIP Call-ID.
+    pub sip_call_id: String,
+    /// The caller's number.
+    pub caller: String,
+    /// The caller's display name.
+    pub caller_name: Option<String>,
+    /// The number dialled.
+    pub dialed: String,
+    /// `trunk:NAME`, `user:NAME` or `anonymous`.
+    pub source: String,
+    /// The queue, for queue calls.
+    pub queue: Option<String>,
+    /// Who answered.
+    pub agent: Option<String>,
+    /// Arrival.
+    pub arrived_ms: i64,
+    /// Joined the queue.
+    pub queued_ms: Option<i64>,
+    /// First phone rang.
+    pub first_offer_ms: Option<i64>,
+    /// Answered.
+    pub answered_ms: Option<i64>,
+    /// Ended.
+    pub ended_ms: i64,
+    /// Arrival to answer (or to the end).
+    pub wait_ms: i64,
+    /// Answer to the end.
+    pub talk_ms: i64,
+    /// On hold.
+    pub hold_ms: i64,
+    /// The agent's wrap-up after it.
+    pub wrap_up_ms: i64,
+    /// `answered`, `abandoned`, `overflowed`, `timed_out`, `no_agents`, …
+    pub outcome: String,
+    /// `caller`, `agent` or `system`.
+    pub hung_up_by: String,
+    /// The reason in words.
+    pub reason: String,
+    /// Recorded.
+    pub recorded: bool,
+    /// Every phone rung.
+    pub attempts: Vec<AttemptRow>,
+}
+
+impl CallRow {
+    /// A call `call_id` that arrived and ended at `at_ms`, everything else empty.
+    pub fn new(call_id: u64, at_ms: i64) -> CallRow {
+        CallRow {
+            call_id,
+            arrived_ms: at_ms,
+            ended_ms: at_ms,
+            ..CallRow::default()
+        }
+    }
+}
+
+/// An agent's state from `at_ms` on.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AgentStateRow {
+    /// The agent's name.
+    pub agent: String,
+    /// The agent's SIP user.
+    pub user: String,
+    /// `logged_out`, `ready`, `not_ready`, `ringing`, `busy`, `wrap_up`.
+    pub state: String,
+    /// The pause reason.
+    pub reason: Option<String>,
+    /// Since when (Unix milliseconds).
+    pub at_ms: i64,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS calls (
+    id INTEGER PRIMARY KEY,
+    call_id INTEGER NOT NULL,
+    sip_call_id TEXT NOT NULL,
+    caller TEXT NOT NULL,
+    caller_name TEXT,
+    dialed TEXT NOT NULL,
+    source TEXT NOT NULL,
+    queue TEXT,
+    agent TEXT,
+    arrived_ms INTEGER NOT NULL,
+    queued_ms INTEGER,
+    first_offer_ms INTEGER,
+    answered_ms INTEGER,
+    ended_ms INTEGER NOT NULL,
+    wait_ms INTEGER NOT NULL,
+    talk_ms INTEGER NOT NULL,
+    hold_ms INTEGER NOT NULL,
+    wrap_up_ms INTEGER NOT NULL,
+    outcome TEXT NOT NULL,
+    hung_up_by TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    recorded INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS calls_arrived ON calls (arrived_ms);
+CREATE INDEX IF NOT EXISTS calls_queue ON calls (queue, arrived_ms);
+CREATE INDEX IF NOT EXISTS calls_agent ON calls (agent, arrived_ms);
+CREATE TABLE IF NOT EXISTS ring_attempts (
+    call INTEGER NOT NULL REFERENCES calls (id),
+    seq INTEGER NOT NULL,
+    agent TEXT NOT NULL,
+    contact TEXT NOT NULL,
+    started_ms INTEGER NOT NULL,
+    ended_ms INTEGER,
+    result TEXT NOT NULL,
+    PRIMARY KEY (call, seq)
+);
+CREATE TABLE IF NOT EXISTS agent_states (
+    id INTEGER PRIMARY KEY,
+    agent TEXT NOT NULL,
+    user TEXT NOT NULL,
+    state TEXT NOT NULL,
+    reason TEXT,
+    at_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS agent_states_agent ON agent_states (agent, at_ms);
+";
+
+/// The database.
+#[derive(Debug)]
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Open (creating it and its directory if needed) the database at `path` for writing.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
+                path: dir.to_owned(),
+                source,
+            })?;
+        }
+        let db = |source| StoreError::Database {
+            path: path.to_owned(),
+            source,
+        };
+        let conn = Connection::open(path).map_err(db)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(db)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(db)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(db)?;
+        conn.execute_batch(SCHEMA).map_err(db)?;
+        Ok(Store {
+            conn,
+            path: path.to_owned(),
+        })
+    }
+
+    /// Open an existing database for reading (reports, tests) beside the writer.
+    pub fn open_read_only(path: &Path) -> Result<Store, StoreError> {
+        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(
+            |source| StoreError::Database {
+                path: path.to_owned(),
+                source,
+            },
+        )?;
+        let _ = conn.busy_timeout(std::time::Duration::from_secs(5));
+        Ok(Store {
+            conn,
+            path: path.to_owned(),
+        })
+    }
+
+    fn err(&self, source: rusqlite::Error) -> StoreError {
+        StoreError::Database {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// Write calls (and their ring attempts) in one transaction.
+    pub fn insert_calls(&mut self, calls: &[CallRow]) -> Result<(), StoreError> {
+        let tx = self.conn.transaction().map_err(|e| StoreError::Database {
+            path: self.path.clone(),
+            source: e,
+        })?;
+        let result = (|| -> rusqlite::Result<()> {
+            let mut call_stmt = tx.prepare_cached(
+                "INSERT INTO calls (call_id, sip_call_id, caller, caller_name, dialed, source,
+                    queue, agent, arrived_ms, queued_ms, first_offer_ms, answered_ms, ended_ms,
+                    wait_ms, talk_ms, hold_ms, wrap_up_ms, outcome, hung_up_by, reason, recorded)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
+                    ?17, ?18, ?19, ?20, ?21)",
+            )?;
+            let mut attempt_stmt = tx.prepare_cached(
+                "INSERT INTO ring_attempts (call, seq, agent, contact, started_ms, ended_ms, result)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?;
+            for c in calls {
+                call_stmt.execute(params![
+                    c.call_id as i64,
+                    c.sip_call_id,
+                    c.caller,
+                    c.caller_name,
+                    c.dialed,
+                    c.source,
+                    c.queue,
+                    c.agent,
+                    c.arrived_ms,
+                    c.queued_ms,
+                    c.first_offer_ms,
+                    c.answered_ms,
+                    c.ended_ms,
+                    c.wait_ms,
+                    c.talk_ms,
+                    c.hold_ms,
+                    c.wrap_up_ms,
+                    c.outcome,
+                    c.hung_up_by,
+                    c.reason,
+                    c.recorded,
+                ])?;
+                let row = tx.last_insert_rowid();
+                for (i, a) in c.attempts.iter().enumerate() {
+                    attempt_stmt.execute(params![
+                        row,
+                        i as i64,
+                        a.agent,
+                        a.contact,
+                        a.started_ms,
+                        a.ended_ms,
+                        a.result
+                    ])?;
+                }
+            }
+            Ok(())
+        })();
+        let path = &self.path;
+        let db = |source| StoreError::Database {
+            path: path.clone(),
+            source,
+        };
+        result.map_err(db)?;
+        tx.commit().map_err(db)
+    }
+
+    /// Write agent state changes in one transaction.
+    pub fn insert_agent_states(&mut self, rows: &[AgentStateRow]) -> Result<(), StoreError> {
+        let tx = self.conn.transaction().map_err(|e| StoreError::Database {
+            path: self.path.clone(),
+            source: e,
+        })?;
+        let result = (|| -> rusqlite::Result<()> {
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO agent_states (agent, user, state, reason, at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            for r in rows {
+                stmt.execute(params![r.agent, r.user, r.state, r.reason, r.at_ms])?;
+            }
+            Ok(())
+        })();
+        let path = &self.path;
+        let db = |source| StoreError::Database {
+            path: path.clone(),
+            source,
+        };
+        result.map_err(db)?;
+        tx.commit().map_err(db)
+    }
+
+    /// Calls stored.
+    pub fn call_count(&self) -> Result<u64, StoreError> {
+        self.conn
+            .query_row("SELECT COUNT(*) FROM calls", [], |r| r.get::<_, i64>(0))
+            .map(|n| n as u64)
+            .map_err(|e| self.err(e))
+    }
+
+    /// The latest stored call with this id.
+    pub fn call(&self, call_id: u64) -> Result<Option<CallRow>, StoreError> {
+        let row = self
+            .conn
+            .query_row(
+                &format!("{SELECT_CALL} WHERE call_id = ?1 ORDER BY id DESC LIMIT 1"),
+                [call_id as i64],
+                |r| Ok((r.get::<_, i64>(0)?, call_row(r)?)),
+            )
+            .optional()
+            .map_err(|e| self.err(e))?;
+        match row {
+            Some((id, mut c)) => {
+                c.attempts = self.attempts(id)?;
+                Ok(Some(c))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Calls that arrived in `[from_ms, to_ms)`, oldest first.
+    pub fn calls_between(&self, from_ms: i64, to_ms: i64) -> Result<Vec<CallRow>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!(
+                "{SELECT_CALL} WHERE arrived_ms >= ?1 AND arrived_ms < ?2 ORDER BY arrived_ms, id"
+            ))
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([from_ms, to_ms], |r| {
+                Ok((r.get::<_, i64>(0)?, call_row(r)?))
+            })
+            .map_err(|e| self.err(e))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.err(e))?;
+        drop(stmt);
+        let mut out = Vec::with_capacity(rows.len());
+        for (id, mut c) in rows {
+            c.attempts = self.attempts(id)?;
+            out.push(c);
+        }
+        Ok(out)
+    }
+
+    fn attempts(&self, row: i64) -> Result<Vec<AttemptRow>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT agent, contact, started_ms, ended_ms, result FROM ring_attempts
+                 WHERE call = ?1 ORDER BY seq",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([row], |r| {
+                Ok(AttemptRow {
+                    agent: r.get(0)?,
+                    contact: r.get(1)?,
+                    started_ms: r.get(2)?,
+                    ended_ms: r.get(3)?,
+                    result: r.get(4)?,
+                })
+            })
+            .map_err(|e| self.err(e))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.err(e));
+        rows
+    }
+
+    /// An agent's state changes, oldest first.
+    pub fn agent_states(&self, agent: &str) -> Result<Vec<AgentStateRow>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT agent, user, state, reason, at_ms FROM agent_states
+                 WHERE agent = ?1 ORDER BY at_ms, id",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([agent], |r| {
+                Ok(AgentStateRow {
+                    agent: r.get(0)?,
+                    user: r.get(1)?,
+                    state: r.get(2)?,
+                    reason: r.get(3)?,
+                    at_ms: r.get(4)?,
+                })
+            })
+            .map_err(|e| self.err(e))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.err(e));
+        rows
+    }
+}
+
+const SELECT_CALL: &str = "SELECT id, call_id, sip_call_id, caller, caller_name, dialed, source,
+    queue, agent, arrived_ms, queued_ms, first_offer_ms, answered_ms, ended_ms, wait_ms, talk_ms,
+    hold_ms, wrap_up_ms, outcome, hung_up_by, reason, recorded FROM calls";
+
+fn call_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CallRow> {
+    Ok(CallRow {
+        call_id: r.get::<_, i64>(1)? as u64,
+        sip_call_id: r.get(2)?,
+        caller: r.get(3)?,
+        caller_name: r.get(4)?,
+        dialed: r.get(5)?,
+        source: r.get(6)?,
+        queue: r.get(7)?,
+        agent: r.get(8)?,
+        arrived_ms: r.get(9)?,
+        queued_ms: r.get(10)?,
+        first_offer_ms: r.get(11)?,
+        answered_ms: r.get(12)?,
+        ended_ms: r.get(13)?,
+        wait_ms: r.get(14)?,
+        talk_ms: r.get(15)?,
+        hold_ms: r.get(16)?,
+        wrap_up_ms: r.get(17)?,
+        outcome: r.get(18)?,
+        hung_up_by: r.get(19)?,
+        reason: r.get(20)?,
+        recorded: r.get(21)?,
+        attempts: Vec::new(),
+    })
+}
+
+/// The queue log file, in Asterisk's `queue_log` format: one event per line, appended.
+#[derive(Debug)]
+pub struct QueueLog {
+    file: File,
+    path: PathBuf,
+}
+
+impl QueueLog {
+    /// Open `path` for appending (creating it and its directory).
+    pub fn open(path: &Path) -> Result<QueueLog, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
+                path: dir.to_owned(),
+                source,
+            })?;
+        }
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|source| StoreError::Io {
+                path: path.to_owned(),
+                source,
+            })?;
+        Ok(QueueLog {
+            file,
+            path: path.to_owned(),
+        })
+    }
+
+    /// Append lines (each without its newline) in one write.
+    pub fn append(&mut self, lines: &[String]) -> Result<(), StoreError> {
+        if lines.is_empty() {
+            return Ok(());
+        }
+        let mut buf = String::with_capacity(lines.iter().map(|l| l.len() + 1).sum());
+        for l in lines {
+            buf.push_str(l);
+            buf.push('\n');
+        }
+        self.file
+            .write_all(buf.as_bytes())
+            .map_err(|source| StoreError::Io {
+                path: self.path.clone(),
+                source,
+            })
+    }
+}

@@ -1,0 +1,160 @@
+//! The store keeps what it was given across reopening, beside a reader, and a killed writer
+//! loses nothing it committed.
+
+use std::path::PathBuf;
+
+use store::{AgentStateRow, AttemptRow, CallRow, QueueLog, Store};
+
+fn dir(label: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("store-test-{label}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+fn call(id: u64, at: i64, outcome: &str) -> CallRow {
+    CallRow {
+        sip_call_id: format!("c{id}@example"),
+        caller: "+4930123456".into(),
+        dialed: "600".into(),
+        source: "trunk:carrier".into(),
+        queue: Some("support".into()),
+        agent: (outcome == "answered").then(|| "Ada".to_owned()),
+        answered_ms: (outcome == "answered").then_some(at + 4000),
+        ended_ms: at + 60_000,
+        wait_ms: 4000,
+        talk_ms: 56_000,
+        outcome: outcome.into(),
+        hung_up_by: "caller".into(),
+        reason: "caller hung up".into(),
+        attempts: vec![
+            AttemptRow {
+                agent: "Bob".into(),
+                contact: "sip:1002@10.0.0.2".into(),
+                started_ms: at + 1000,
+                ended_ms: Some(at + 3000),
+                result: "refused 486".into(),
+            },
+            AttemptRow {
+                agent: "Ada".into(),
+                contact: "sip:1001@10.0.0.1".into(),
+                started_ms: at + 3000,
+                ended_ms: Some(at + 4000),
+                result: "answered".into(),
+            },
+        ],
+        ..CallRow::new(id, at)
+    }
+}
+
+#[test]
+fn calls_and_agent_states_come_back_as_written_after_reopening() {
+    let d = dir("reopen");
+    let db = d.join("data/calls.db");
+    let t0 = 1_800_000_000_000;
+    {
+        let mut s = Store::open(&db).unwrap();
+        s.insert_calls(&[call(1, t0, "answered"), call(2, t0 + 10, "abandoned")])
+            .unwrap();
+        s.insert_agent_states(&[AgentStateRow {
+            agent: "Ada".into(),
+            user: "1001".into(),
+            state: "not_ready".into(),
+            reason: Some("lunch".into()),
+            at_ms: t0,
+        }])
+        .unwrap();
+    }
+    let s = Store::open(&db).unwrap();
+    assert_eq!(s.call_count().unwrap(), 2);
+    assert_eq!(s.call(1).unwrap().unwrap(), call(1, t0, "answered"));
+    assert_eq!(s.call(2).unwrap().unwrap().outcome, "abandoned");
+    let between = s.calls_between(t0, t0 + 5).unwrap();
+    assert_eq!(between.len(), 1);
+    assert_eq!(between[0].attempts.len(), 2);
+    assert_eq!(
+        s.agent_states("Ada").unwrap()[0].reason.as_deref(),
+        Some("lunch")
+    );
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn a_reader_sees_what_the_writer_committed_while_it_writes() {
+    let d = dir("reader");
+    let db = d.join("calls.db");
+    let mut w = Store::open(&db).unwrap();
+    let r = Store::open_read_only(&db).unwrap();
+    for i in 0..50 {
+        w.insert_calls(&[call(i, 1_800_000_000_000 + i as i64, "answered")])
+            .unwrap();
+        assert_eq!(r.call_count().unwrap(), i + 1);
+    }
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn a_killed_writer_loses_nothing_it_committed() {
+    // The writer is a child process that commits calls one by one, says how many, and is
+    // killed (SIGKILL) in the middle; everything it reported is there afterwards.
+    if let Ok(path) = std::env::var("STORE_TEST_CHILD_DB") {
+        let mut w = Store::open(std::path::Path::new(&path)).unwrap();
+        for i in 0.. {
+            w.insert_calls(&[call(i, 1_800_000_000_000, "answered")])
+                .unwrap();
+            println!("committed {}", i + 1);
+        }
+    }
+    let d = dir("killed");
+    std::fs::create_dir_all(&d).unwrap();
+    let db = d.join("calls.db");
+    let exe = std::env::current_exe().unwrap();
+    let mut child = std::process::Command::new(exe)
+        .args([
+            "--exact",
+            "a_killed_writer_loses_nothing_it_committed",
+            "--nocapture",
+        ])
+        .env("STORE_TEST_CHILD_DB", &db)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::BufRead;
+    let out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut committed = 0;
+    for line in out.lines() {
+        let Ok(line) = line else { break };
+        if let Some(n) = line.strip_prefix("committed ") {
+            committed = n.parse().unwrap();
+            if committed >= 200 {
+                child.kill().unwrap();
+                break;
+            }
+        }
+    }
+    let _ = child.wait();
+    assert!(committed >= 200, "the writer ran");
+    let s = Store::open(&db).unwrap();
+    assert!(s.call_count().unwrap() >= committed, "{committed} reported");
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn the_queue_log_is_appended_line_by_line() {
+    let d = dir("qlog");
+    let p = d.join("data/queue_log");
+    {
+        let mut q = QueueLog::open(&p).unwrap();
+        q.append(&["1|1|support|NONE|ENTERQUEUE||+4930|1".into()])
+            .unwrap();
+    }
+    let mut q = QueueLog::open(&p).unwrap();
+    q.append(&[
+        "2|1|support|1001|CONNECT|2|1|1".into(),
+        "9|1|support|1001|COMPLETECALLER|2|7|1".into(),
+    ])
+    .unwrap();
+    let text = std::fs::read_to_string(&p).unwrap();
+    assert_eq!(text.lines().count(), 3);
+    assert!(text.ends_with("COMPLETECALLER|2|7|1\n"));
+    let _ = std::fs::remove_dir_all(&d);
+}
