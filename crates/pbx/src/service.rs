@@ -57,17 +57,18 @@ pub enum PbxEvent {
     QueueLog(String),
 }
 
-/// Where [`PbxEvent`]s go: a bounded queue that never makes call handling wait. What does not
-/// fit is counted ([`EventSink::dropped`]) and logged once per 1,000.
+/// Where [`PbxEvent`]s go: a bounded queue (a `std` channel, for the storage thread) that
+/// never makes call handling wait. What does not fit is counted ([`EventSink::dropped`]) and
+/// logged once per 1,000.
 #[derive(Debug, Clone)]
 pub struct EventSink {
-    tx: mpsc::Sender<PbxEvent>,
+    tx: std::sync::mpsc::SyncSender<PbxEvent>,
     dropped: Arc<AtomicU64>,
 }
 
 impl EventSink {
     /// A sink into `tx`.
-    pub fn new(tx: mpsc::Sender<PbxEvent>) -> EventSink {
+    pub fn new(tx: std::sync::mpsc::SyncSender<PbxEvent>) -> EventSink {
         EventSink {
             tx,
             dropped: Arc::new(AtomicU64::new(0)),

@@ -87,6 +87,35 @@ struct ServerFile {
     trunks: std::collections::BTreeMap<String, crate::callcenter::TrunkSection>,
     #[serde(default)]
     recording: crate::callcenter::RecordingSection,
+    #[serde(default)]
+    storage: StorageSection,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct StorageSection {
+    enabled: bool,
+    database: Option<PathBuf>,
+    queue_log: Option<PathBuf>,
+}
+
+impl Default for StorageSection {
+    fn default() -> Self {
+        StorageSection {
+            enabled: true,
+            database: None,
+            queue_log: None,
+        }
+    }
+}
+
+/// Where call records and the queue log go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Storage {
+    /// The SQLite database.
+    pub database: PathBuf,
+    /// The queue log (Asterisk `queue_log` format).
+    pub queue_log: PathBuf,
 }
 
 #[derive(Debug, Deserialize)]
@@ -279,6 +308,8 @@ pub(crate) struct Config {
     /// Log filter.
     pub log_level: String,
     /// Accounts.
+    /// Call records and the queue log, unless `[storage] enabled = false`.
+    pub storage: Option<Storage>,
     pub users: HashMap<String, UserAccount>,
     /// Queues, agents, trunks, media.
     pub callcenter: crate::callcenter::CallCenter,
@@ -358,6 +389,7 @@ pub(crate) fn load_with_env(
             auth: auth_table(&mut r, &s.auth),
             security: security_table(&mut r, &s.security),
             log_level: log_table(&mut r, &s.log),
+            storage: storage_table(&mut r, &s.storage),
         };
         let tables = crate::callcenter::ServerTables {
             media: s.media,
@@ -402,7 +434,23 @@ pub(crate) fn load_with_env(
         auth,
         security,
         log_level,
+        storage,
     } = server;
+    // Relative to the data directory (the parent of `recording.dir`), like the bindings.
+    let data_dir = callcenter
+        .recording
+        .dir
+        .parent()
+        .unwrap_or(Path::new("."))
+        .to_owned();
+    let storage = storage.enabled.then(|| Storage {
+        database: storage
+            .database
+            .unwrap_or_else(|| data_dir.join("switchboard.db")),
+        queue_log: storage
+            .queue_log
+            .unwrap_or_else(|| data_dir.join("queue_log")),
+    });
     Ok(Config {
         sip_bind: sip.bind,
         udp: sip.udp,
@@ -432,6 +480,7 @@ pub(crate) fn load_with_env(
         secret: auth.secret,
         security,
         log_level,
+        storage,
         users,
         callcenter,
     })
@@ -487,6 +536,7 @@ struct Server {
     auth: Auth,
     security: SecurityConfig,
     log_level: String,
+    storage: StorageSection,
 }
 
 /// `[sip]`, checked.
@@ -709,6 +759,24 @@ fn security_table(r: &mut Report<'_>, s: &SecuritySection) -> SecurityConfig {
 }
 
 /// `[log]`: the log filter.
+/// `[storage]`.
+fn storage_table(r: &mut Report<'_>, s: &StorageSection) -> StorageSection {
+    let t = KeyPath::top("storage");
+    for (key, p) in [("database", &s.database), ("queue_log", &s.queue_log)] {
+        if p.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+            r.err(
+                &t.key(key),
+                "must be a file path (leave it out for the default)",
+            );
+        }
+    }
+    StorageSection {
+        enabled: s.enabled,
+        database: s.database.clone(),
+        queue_log: s.queue_log.clone(),
+    }
+}
+
 fn log_table(r: &mut Report<'_>, l: &LogSection) -> String {
     if tracing_subscriber::EnvFilter::try_new(&l.level).is_err() {
         r.err(

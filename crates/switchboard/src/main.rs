@@ -9,6 +9,7 @@ mod callcenter;
 mod config;
 mod serve;
 mod simulate;
+mod storage;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -175,6 +175,9 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     {
         v.push("sip.tcp_idle_timeout/max_tcp_connections/max_tcp_per_source");
     }
+    if old.storage != new.storage {
+        v.push("storage");
+    }
     if old.max_transactions != new.max_transactions {
         v.push("sip.max_transactions");
     }
@@ -280,13 +283,21 @@ async fn serve(cfg: Config, reload: Reload) -> anyhow::Result<()> {
     };
     let pbx_cfg = pbx_config(&cfg, &contact_host, rand::rng().next_u64());
     let recorder = start_recorder(&cc.recording)?;
+    let storage = match &cfg.storage {
+        Some(s) => Some(crate::storage::start(s)?),
+        None => None,
+    };
+    let (events, storage) = match storage {
+        Some((sink, handle)) => (Some(sink), Some(handle)),
+        None => (None, None),
+    };
     let mut pbx = pbx::service::start(
         pbx_cfg,
         cc.media.clone(),
         recorder.clone(),
         &handle,
         events_rx,
-        None,
+        events,
     )?;
     info!(
         via = %ep_cfg.via_host,
@@ -327,6 +338,11 @@ async fn serve(cfg: Config, reload: Reload) -> anyhow::Result<()> {
     info!("shutting down");
     // Calls first (their BYEs go out through the SIP task), then the SIP task.
     pbx.shutdown().await;
+    // Call control and the ACD are gone, and with them the last senders: the storage thread
+    // writes what is left and ends.
+    if let Some(s) = storage {
+        s.finish().await;
+    }
     if let Some(r) = &recorder {
         r.shutdown().await;
     }

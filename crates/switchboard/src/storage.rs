@@ -1,0 +1,211 @@
+//! The storage thread: takes what call control and the ACD write down (call records, agent
+//! state changes, queue-log lines) off a bounded channel and writes it to the database and the
+//! queue log, in batches of what has arrived meanwhile (one transaction each). Call handling
+//! never waits for it ([`pbx::service::EventSink`] drops and counts what does not fit). While
+//! the database refuses (disk full, locked), the batch is kept and tried again every second,
+//! up to `MAX_PENDING` records; the queue log is written regardless.
+
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use pbx::record::{AgentStateChange, CallRecord};
+use pbx::service::{EventSink, PbxEvent};
+use store::{AgentStateRow, AttemptRow, CallRow, QueueLog, Store};
+use tracing::{error, info, warn};
+
+use crate::config;
+
+/// Events the channel holds before [`EventSink`] drops.
+const QUEUE: usize = 65_536;
+/// Records kept for a database that refuses, before the oldest are dropped.
+const MAX_PENDING: usize = 100_000;
+/// Events written per transaction at most.
+const BATCH: usize = 1024;
+
+/// The running storage thread.
+#[derive(Debug)]
+pub(crate) struct StorageHandle {
+    thread: JoinHandle<()>,
+}
+
+impl StorageHandle {
+    /// Wait for the thread to write what is left (call it after every sender is gone).
+    pub(crate) async fn finish(self) {
+        let _ = tokio::task::spawn_blocking(move || self.thread.join()).await;
+    }
+}
+
+/// Open the database and the queue log and start the thread.
+pub(crate) fn start(cfg: &config::Storage) -> anyhow::Result<(EventSink, StorageHandle)> {
+    let db = Store::open(&cfg.database)?;
+    let qlog = QueueLog::open(&cfg.queue_log)?;
+    let calls = db.call_count().unwrap_or(0);
+    info!(
+        database = %cfg.database.display(),
+        queue_log = %cfg.queue_log.display(),
+        calls,
+        "call records ready"
+    );
+    let (tx, rx) = sync_channel(QUEUE);
+    let thread = std::thread::Builder::new()
+        .name("storage".into())
+        .spawn(move || run(db, qlog, rx))?;
+    Ok((EventSink::new(tx), StorageHandle { thread }))
+}
+
+fn ms(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn dur_ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// A call record as a row.
+pub(crate) fn call_row(r: &CallRecord) -> CallRow {
+    CallRow {
+        call_id: r.call_id,
+        sip_call_id: r.sip_call_id.clone(),
+        caller: r.caller.clone(),
+        caller_name: r.caller_name.clone(),
+        dialed: r.dialed.clone(),
+        source: r.source.clone(),
+        queue: r.queue.clone(),
+        agent: r.agent.clone(),
+        arrived_ms: ms(r.arrived),
+        queued_ms: r.queued.map(ms),
+        first_offer_ms: r.first_offer.map(ms),
+        answered_ms: r.answered.map(ms),
+        ended_ms: ms(r.ended),
+        wait_ms: dur_ms(r.wait),
+        talk_ms: dur_ms(r.talk),
+        hold_ms: dur_ms(r.hold),
+        wrap_up_ms: dur_ms(r.wrap_up),
+        outcome: r.outcome.as_str().to_owned(),
+        hung_up_by: r.hung_up_by.as_str().to_owned(),
+        reason: r.reason.clone(),
+        recorded: r.recorded,
+        attempts: r
+            .attempts
+            .iter()
+            .map(|a| AttemptRow {
+                agent: a.agent.clone(),
+                contact: a.contact.clone(),
+                started_ms: ms(a.started),
+                ended_ms: a.ended.map(ms),
+                result: a.result.as_str(),
+            })
+            .collect(),
+    }
+}
+
+fn state_row(s: &AgentStateChange) -> AgentStateRow {
+    AgentStateRow {
+        agent: s.agent.clone(),
+        user: s.user.clone(),
+        state: s.state.to_owned(),
+        reason: s.reason.clone(),
+        at_ms: ms(s.at),
+    }
+}
+
+fn run(mut db: Store, mut qlog: QueueLog, rx: Receiver<PbxEvent>) {
+    let mut calls: Vec<CallRow> = Vec::new();
+    let mut states: Vec<AgentStateRow> = Vec::new();
+    let mut lines: Vec<String> = Vec::new();
+    let mut failing = false;
+    loop {
+        // Wait for something (or, while the database refuses, for the next try).
+        let first = match rx.recv_timeout(Duration::from_secs(1)) {
+            Ok(ev) => Some(ev),
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => {
+                write(
+                    &mut db,
+                    &mut qlog,
+                    &mut calls,
+                    &mut states,
+                    &mut lines,
+                    &mut failing,
+                );
+                if !calls.is_empty() || !states.is_empty() {
+                    error!(
+                        calls = calls.len(),
+                        states = states.len(),
+                        "storage stopped with records the database did not take"
+                    );
+                }
+                return;
+            }
+        };
+        let mut take = |ev: PbxEvent| match ev {
+            PbxEvent::Call(r) => calls.push(call_row(&r)),
+            PbxEvent::AgentState(s) => states.push(state_row(&s)),
+            PbxEvent::QueueLog(l) => lines.push(l),
+        };
+        if let Some(ev) = first {
+            take(ev);
+            for ev in rx.try_iter().take(BATCH - 1) {
+                take(ev);
+            }
+        }
+        write(
+            &mut db,
+            &mut qlog,
+            &mut calls,
+            &mut states,
+            &mut lines,
+            &mut failing,
+        );
+    }
+}
+
+/// Write what is pending; keep what the database refused (bounded).
+fn write(
+    db: &mut Store,
+    qlog: &mut QueueLog,
+    calls: &mut Vec<CallRow>,
+    states: &mut Vec<AgentStateRow>,
+    lines: &mut Vec<String>,
+    failing: &mut bool,
+) {
+    if let Err(e) = qlog.append(lines) {
+        warn!(error = %e, lines = lines.len(), "queue log not written");
+    }
+    lines.clear();
+    let mut refused = None;
+    match db.insert_calls(calls) {
+        Ok(()) => calls.clear(),
+        Err(e) => refused = Some(e),
+    }
+    match db.insert_agent_states(states) {
+        Ok(()) => states.clear(),
+        Err(e) => refused = refused.or(Some(e)),
+    }
+    match refused {
+        None => {
+            if *failing {
+                info!("the database takes records again");
+                *failing = false;
+            }
+        }
+        Some(e) => {
+            if !*failing {
+                error!(error = %e, pending = calls.len(), "call records not written; retrying every second");
+                *failing = true;
+            }
+            let extra = calls.len().saturating_sub(MAX_PENDING);
+            if extra > 0 {
+                calls.drain(..extra);
+                warn!(
+                    dropped = extra,
+                    "call records dropped: the database refused too long"
+                );
+            }
+            let extra = states.len().saturating_sub(MAX_PENDING);
+            states.drain(..extra);
+        }
+    }
+}

@@ -1,0 +1,157 @@
+//! Real calls (SIPp over loopback) leave call records in the database and Asterisk-style lines
+//! in the queue log, and a SIGKILL loses none of the records of calls that had ended.
+
+mod common;
+mod serve_proc;
+
+use std::time::Duration;
+
+use common::{Server, ServerConfig, SippRun};
+use serve_proc::Proc;
+use store::Store;
+
+/// Queue `support` (600) served by agent 1001; queue `sales` (601) served by nobody; a trunk
+/// for 127.0.0.1 may dial both.
+fn center() -> ServerConfig {
+    ServerConfig {
+        files: vec![
+            (
+                "queues.toml".into(),
+                "[queues.support]\nnumber = \"600\"\nrequired_skills = [\"english\"]\n\
+                 ring_timeout = 10\nauto_pause_after = 100\n\n\
+                 [queues.sales]\nnumber = \"601\"\n"
+                    .into(),
+            ),
+            (
+                "agents.toml".into(),
+                "[agents.1001]\nuser = \"1001\"\nskills = { english = 5 }\nqueues = [\"support\"]\n\
+                 login_on_start = true\n"
+                    .into(),
+            ),
+        ],
+        extra_toml: "[trunks.lab]\naddresses = [\"127.0.0.1\"]\nnumbers = [\"600\", \"601\"]\n"
+            .into(),
+        ..ServerConfig::default()
+    }
+}
+
+fn call(server: &Server, number: &str, hold_ms: u32) -> common::SippOutcome {
+    SippRun::new(server, "caller.xml")
+        .calls(1)
+        .limit(1)
+        .rate(1)
+        .timeout_s(30)
+        .arg("-s")
+        .arg(number)
+        .arg("-d")
+        .arg(hold_ms.to_string())
+        .media_port()
+        .run()
+}
+
+fn stored(db: &std::path::Path) -> u64 {
+    Store::open_read_only(db)
+        .and_then(|s| s.call_count())
+        .unwrap_or(0)
+}
+
+#[test]
+fn answered_and_abandoned_calls_are_recorded_and_survive_a_sigkill() {
+    let mut server = Server::start(&center());
+    let db = server.dir().join("data/switchboard.db");
+    let qlog = server.dir().join("data/queue_log");
+    let phone = common::agent_phones(&server, 1001..=1001, "agent_phone_answer.xml", 1, &[]);
+
+    // An answered call: the agent's phone answers, the caller talks a second and hangs up.
+    let out = call(&server, "600", 1500);
+    assert!(out.successful() == 1, "{}", out.diagnostics());
+    // A call to a queue nobody serves: the caller waits a second and gives up.
+    let out = call(&server, "601", 1000);
+    assert!(out.successful() == 1, "{}", out.diagnostics());
+    let _ = phone.wait();
+    common::wait_until(Duration::from_secs(10), "both records stored", || {
+        stored(&db) == 2
+    });
+
+    let store = Store::open_read_only(&db).unwrap();
+    let answered = store.call(1).unwrap().expect("the first call");
+    assert_eq!(answered.outcome, "answered", "{answered:?}");
+    assert_eq!(answered.queue.as_deref(), Some("support"));
+    assert_eq!(answered.agent.as_deref(), Some("1001"));
+    assert_eq!(answered.dialed, "600");
+    assert_eq!(answered.source, "trunk:lab");
+    assert_eq!(answered.hung_up_by, "caller");
+    assert!(answered.answered_ms.is_some() && answered.queued_ms.is_some());
+    assert!(answered.talk_ms >= 1000, "{answered:?}");
+    assert_eq!(answered.attempts.len(), 1);
+    assert_eq!(answered.attempts[0].result, "answered");
+    assert!(answered.attempts[0].contact.contains("1001@"));
+    let abandoned = store.call(2).unwrap().expect("the second call");
+    assert_eq!(abandoned.outcome, "abandoned", "{abandoned:?}");
+    assert_eq!(abandoned.queue.as_deref(), Some("sales"));
+    assert_eq!(abandoned.agent, None);
+    assert!(abandoned.wait_ms >= 900, "{abandoned:?}");
+    let states = store.agent_states("1001").unwrap();
+    let seen: Vec<&str> = states.iter().map(|s| s.state.as_str()).collect();
+    assert!(
+        seen.windows(2).any(|w| w == ["ringing", "busy"]),
+        "{seen:?}"
+    );
+    drop(store);
+
+    // The queue log has the Asterisk events for both, in its format.
+    let text = std::fs::read_to_string(&qlog).unwrap();
+    let events: Vec<(&str, &str)> = text
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split('|').collect();
+            (
+                f.get(2).copied().unwrap_or(""),
+                f.get(4).copied().unwrap_or(""),
+            )
+        })
+        .collect();
+    for want in [
+        ("NONE", "AGENTLOGIN"),
+        ("support", "ENTERQUEUE"),
+        ("support", "CONNECT"),
+        ("support", "COMPLETECALLER"),
+        ("sales", "ENTERQUEUE"),
+        ("sales", "ABANDON"),
+    ] {
+        assert!(events.contains(&want), "{want:?} missing from\n{text}");
+    }
+    assert!(
+        text.lines().all(|l| l
+            .split('|')
+            .next()
+            .is_some_and(|e| e.parse::<u64>().is_ok())),
+        "every line starts with its epoch:\n{text}"
+    );
+
+    // SIGKILL, and the server starts again on the same data: the two records are there, and
+    // the next call is added to them.
+    server.kill();
+    let second = Proc::start(server.dir(), &server.udp.to_string(), &[]);
+    assert_eq!(stored(&db), 2, "records survive the kill");
+    let out = SippRun::new(&server, "caller.xml")
+        .calls(1)
+        .limit(1)
+        .rate(1)
+        .timeout_s(30)
+        .arg("-s")
+        .arg("601")
+        .arg("-d")
+        .arg("200")
+        .media_port()
+        .run();
+    assert!(
+        out.successful() == 1,
+        "{}\n{}",
+        out.diagnostics(),
+        second.log()
+    );
+    common::wait_until(Duration::from_secs(10), "the third record", || {
+        stored(&db) == 3
+    });
+}
