@@ -3,6 +3,7 @@
 #
 #   benches/call_setup_load.sh                 # rates 50..500/s, 10 s each
 #   RATES=100,200 SECONDS=5 benches/call_setup_load.sh
+#   STORAGE=off benches/call_setup_load.sh     # without call records (default: on)
 #
 # One release server (queue "support" on 600, AGENTS agents ready at start, a trunk for
 # 127.0.0.1 allowed to dial 600), one SIPp process playing every agent phone (REGISTER with
@@ -23,6 +24,7 @@ RATES="${RATES:-50,100,200,300,400,500}"
 SECONDS_PER_STEP="${SECONDS:-10}"
 AGENTS="${AGENTS:-400}"
 HOLD_MS="${HOLD_MS:-500}"
+STORAGE="${STORAGE:-on}"
 PORT=26060
 export NO_COLOR=1
 
@@ -59,6 +61,10 @@ addresses = ["127.0.0.1"]
 numbers = ["600"]
 [log]
 level = "info"
+[recording]
+dir = "$OUT/recordings"
+[storage]
+enabled = $([ "$STORAGE" = on ] && echo true || echo false)
 EOF
 : > "$cfg/users.toml"
 : > "$cfg/agents.toml"
@@ -75,7 +81,7 @@ ring_timeout = 10
 EOF
 
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(uname -sr)"
-echo "server: $BIN ($AGENTS agents, hold ${HOLD_MS} ms, ${SECONDS_PER_STEP} s per step)"
+echo "server: $BIN ($AGENTS agents, hold ${HOLD_MS} ms, ${SECONDS_PER_STEP} s per step, storage $STORAGE)"
 echo "sipp: $(sipp -v 2>&1 | grep -m1 -o 'SIPp v[0-9.]*')"
 echo
 printf '%-8s %-9s %-9s %-7s %-10s %-13s %-12s %s\n' rate calls ok failed connected "cpu-s/1000" "achieved/s" clean
