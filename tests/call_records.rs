@@ -129,6 +129,30 @@ fn answered_and_abandoned_calls_are_recorded_and_survive_a_sigkill() {
         "every line starts with its epoch:\n{text}"
     );
 
+    // The interval report counts them (the CLI reads the same database beside the server).
+    let out = std::process::Command::new(common::switchboard_bin())
+        .args(["report", "--format", "csv", "--interval", "60", "--config"])
+        .arg(server.dir())
+        .output()
+        .unwrap();
+    let csv = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{csv}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let row = |queue: &str| -> Vec<String> {
+        csv.lines()
+            .find(|l| l.split(',').nth(1) == Some(queue))
+            .unwrap_or_else(|| panic!("no {queue} row in\n{csv}"))
+            .split(',')
+            .map(str::to_owned)
+            .collect()
+    };
+    // start,queue,offered,answered,abandoned,other,service_level,…
+    assert_eq!(row("support")[2..6], ["1", "1", "0", "0"], "{csv}");
+    assert_eq!(row("sales")[2..6], ["1", "0", "1", "0"], "{csv}");
+
     // SIGKILL, and the server starts again on the same data: the two records are there, and
     // the next call is added to them.
     server.kill();

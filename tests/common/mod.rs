@@ -143,6 +143,23 @@ pub(crate) fn free_port() -> u16 {
     panic!("no free 127.0.0.1 port for both UDP and TCP after 100 tries");
 }
 
+/// A free port whose next port is free too, for peers that bind both (baresip listens for
+/// SIP over TLS on its SIP port + 1).
+pub(crate) fn free_port_pair() -> u16 {
+    for _ in 0..100 {
+        let port = free_port();
+        let Some(next) = port.checked_add(1) else {
+            continue;
+        };
+        if UdpSocket::bind(("127.0.0.1", next)).is_ok()
+            && TcpListener::bind(("127.0.0.1", next)).is_ok()
+        {
+            return port;
+        }
+    }
+    panic!("no free pair of ports on 127.0.0.1");
+}
+
 // ------------------------------------------------------------------ config
 
 /// The password the tests give user `n`: `demo<n>`.
@@ -1057,7 +1074,7 @@ impl Baresip {
             })
             .unwrap_or_else(|| panic!("baresip not found: apt-get install baresip-core"));
         let dir = temp_dir("baresip");
-        let port = free_port();
+        let port = free_port_pair();
         let (rtp_min, rtp_max) = media_ports(20);
         let config = format!(
             "poll_method epoll\n\

@@ -30,7 +30,7 @@ impl Phone {
         let dir = super::temp_dir("phone");
         let snd = dir.join("snd");
         std::fs::create_dir_all(&snd).expect("snd dir");
-        let sip_port = super::free_port();
+        let sip_port = super::free_port_pair();
         let ctrl_port = super::free_port();
         let (rtp_min, rtp_max) = super::media_ports(20);
         let config = format!(

@@ -7,6 +7,7 @@
 
 mod callcenter;
 mod config;
+mod report;
 mod serve;
 mod simulate;
 mod storage;
@@ -35,6 +36,8 @@ enum Command {
     },
     /// What-if simulation of a queue in virtual time, beside the Erlang C prediction.
     Simulate(simulate::SimulateArgs),
+    /// Interval reports from the call records (per queue or per agent; table, CSV or JSON).
+    Report(report::ReportArgs),
     /// Call recordings.
     Recordings {
         #[command(subcommand)]
@@ -93,6 +96,16 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         }
+        Command::Report(args) => match report::run(&args) {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("switchboard report: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Simulate(args) => match simulate::run(&args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
