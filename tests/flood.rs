@@ -63,9 +63,7 @@ fn a_flood_from_many_addresses_costs_bounded_memory_and_a_customer_still_reaches
 
     // The agent's phone registers and answers one call.
     let phone = common::agent_phones(&server, 1001..=1001, "agent_phone_answer.xml", 1, &[]);
-    common::wait_until(Duration::from_secs(10), "the agent is ready", || {
-        server.log().contains("agent's phone is available")
-    });
+    common::wait_agents_ready(&server, &[1001], Duration::from_secs(10));
     let before = resident(pid);
 
     // The flood: 250 senders on 127.0.9.1–250, one thread, no waiting for answers.

@@ -144,12 +144,7 @@ fn a_call_is_never_offered_to_the_agent_who_makes_it() {
     let server = Server::start(&center("longest-idle", "", &[1001, 1002]));
     let mut calling_agent = Phone::start(&server, 1001, 1200.0);
     let mut other = Phone::start(&server, 1002, 440.0);
-    wait_log(
-        &server,
-        "agent's phone is available",
-        2,
-        Duration::from_secs(5),
-    );
+    common::wait_agents_ready(&server, &[1001, 1002], Duration::from_secs(5));
     for _ in 0..3 {
         answered_call(&mut calling_agent, &mut other);
     }

@@ -1258,3 +1258,22 @@ pub(crate) fn wait_until(within: Duration, what: &str, mut cond: impl FnMut() ->
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// Wait until every agent of `users` is ready with a registered phone, as the server log
+/// tells it: the agent's latest state line is `state=Ready` and its phone has a binding. (An
+/// agent whose phone registered before the agent was logged in is never "parked" and so
+/// never "unparked": the latest state is what counts.)
+pub(crate) fn wait_agents_ready(server: &Server, users: &[u32], within: Duration) {
+    wait_until(within, "agents ready with a phone", || {
+        let log = server.log();
+        let bindings = log.matches("binding added").count();
+        bindings >= users.len()
+            && users.iter().all(|u| {
+                let needle = format!("agent state agent={u} ");
+                log.lines()
+                    .rev()
+                    .find(|l| l.contains(&needle))
+                    .is_some_and(|l| l.contains("state=Ready"))
+            })
+    });
+}

@@ -259,18 +259,6 @@ async fn serve(cfg: Config, reload: Reload) -> anyhow::Result<()> {
     let shutdown = ShutdownSignals::install();
     let (events_tx, events_rx) = mpsc::channel(4096);
     let (handle, task) = pbx::sip_transport::start(endpoint, tcfg, events_tx).await?;
-    // One line on stdout that scripts and tests can wait for.
-    println!(
-        "switchboard: SIP listening on udp {} tcp {} (realm {}, {} users)",
-        handle
-            .udp_addr
-            .map_or_else(|| "-".to_owned(), |a| a.to_string()),
-        handle
-            .tcp_addr
-            .map_or_else(|| "-".to_owned(), |a| a.to_string()),
-        cfg.realm,
-        cfg.users.len()
-    );
     let cc = &cfg.callcenter;
     // Bound to port 0 (tests, or a port left to the OS): the Contact of our dialogs must name
     // the port we really got, or phones send their BYEs nowhere.
@@ -307,6 +295,20 @@ async fn serve(cfg: Config, reload: Reload) -> anyhow::Result<()> {
         rtp = %format!("{}:{}-{}", cc.media.advertise, cc.media.port_min, cc.media.port_max),
         max_transactions = ep_cfg.max_transactions,
         "switchboard started"
+    );
+    // One line on stdout that scripts and tests can wait for, once everything is up: call
+    // control, the ACD and storage as well as the sockets (a phone that registers after it
+    // finds its agent logged in).
+    println!(
+        "switchboard: SIP listening on udp {} tcp {} (realm {}, {} users)",
+        handle
+            .udp_addr
+            .map_or_else(|| "-".to_owned(), |a| a.to_string()),
+        handle
+            .tcp_addr
+            .map_or_else(|| "-".to_owned(), |a| a.to_string()),
+        cfg.realm,
+        cfg.users.len()
     );
     // A test-only fault: the call-control task panics right after start.
     if std::env::var("SWITCHBOARD_FAULT").as_deref() == Ok("call-control") {
