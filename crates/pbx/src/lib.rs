@@ -15,6 +15,10 @@
 //!                       ACD task   relay sessions ── frames ──> recorder
 //! ```
 //!
+//! What call control writes down (a [`record::CallRecord`] per call, agent state changes)
+//! and the ACD's queue-log lines leave through a [`service::EventSink`]: a bounded queue the
+//! binary's storage thread reads; call handling never waits for it.
+//!
 //! [`config`] holds the typed settings the binary fills from its config files.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

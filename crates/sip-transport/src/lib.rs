@@ -27,7 +27,7 @@
 //! [`Locations`] before [`start`] returns), and rewritten by a writer thread as they change.
 //!
 //! Shutdown ([`SipHandle::shutdown`]): requests still unanswered get 503, the transmit queue
-//! is flushed, and the sockets close when [`run`] returns.
+//! is flushed, and the sockets close when the driver task returns.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
