@@ -12,7 +12,7 @@ use store::Store;
 
 /// Queue `support` (600) served by agent 1001; queue `sales` (601) served by nobody; a trunk
 /// for 127.0.0.1 may dial both.
-fn center() -> ServerConfig {
+fn center(http_port: u16) -> ServerConfig {
     ServerConfig {
         files: vec![
             (
@@ -29,8 +29,10 @@ fn center() -> ServerConfig {
                     .into(),
             ),
         ],
-        extra_toml: "[trunks.lab]\naddresses = [\"127.0.0.1\"]\nnumbers = [\"600\", \"601\"]\n"
-            .into(),
+        extra_toml: format!(
+            "[trunks.lab]\naddresses = [\"127.0.0.1\"]\nnumbers = [\"600\", \"601\"]\n\n\
+             [http]\nbind = \"127.0.0.1:{http_port}\"\n"
+        ),
         ..ServerConfig::default()
     }
 }
@@ -49,6 +51,45 @@ fn call(server: &Server, number: &str, hold_ms: u32) -> common::SippOutcome {
         .run()
 }
 
+/// GET `path` from 127.0.0.1:`port`: status and body (read to its Content-Length).
+fn http_get(port: u16, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("HTTP server");
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let len = head
+                .lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse::<usize>().ok())?
+                })
+                .unwrap_or(0);
+            if body.len() >= len {
+                let status = head
+                    .split_whitespace()
+                    .nth(1)
+                    .and_then(|c| c.parse().ok())
+                    .unwrap_or(0);
+                return (status, body.to_owned());
+            }
+        }
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => panic!("incomplete HTTP answer:\n{text}"),
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
 fn stored(db: &std::path::Path) -> u64 {
     Store::open_read_only(db)
         .and_then(|s| s.call_count())
@@ -57,10 +98,22 @@ fn stored(db: &std::path::Path) -> u64 {
 
 #[test]
 fn answered_and_abandoned_calls_are_recorded_and_survive_a_sigkill() {
-    let mut server = Server::start(&center());
+    let http = common::free_port();
+    let mut server = Server::start(&center(http));
     let db = server.dir().join("data/switchboard.db");
     let qlog = server.dir().join("data/queue_log");
     let phone = common::agent_phones(&server, 1001..=1001, "agent_phone_answer.xml", 1, &[]);
+
+    // Metrics while the agent's phone is registered and the agent ready.
+    common::wait_agents_ready(&server, &[1001], Duration::from_secs(10));
+    let (status, body) = http_get(http, "/metrics");
+    assert_eq!(status, 200, "{body}");
+    for line in [
+        "switchboard_registrations 1",
+        "switchboard_agents{state=\"ready\"} 1",
+    ] {
+        assert!(body.lines().any(|l| l == line), "{line:?} not in\n{body}");
+    }
 
     // An answered call: the agent's phone answers, the caller talks a second and hangs up.
     let out = call(&server, "600", 1500);
@@ -153,10 +206,30 @@ fn answered_and_abandoned_calls_are_recorded_and_survive_a_sigkill() {
     assert_eq!(row("support")[2..6], ["1", "1", "0", "0"], "{csv}");
     assert_eq!(row("sales")[2..6], ["1", "0", "1", "0"], "{csv}");
 
+    // Prometheus metrics after the calls: calls by queue and outcome, agents by state; no
+    // caller or agent identity in any label.
+    let (status, body) = http_get(http, "/metrics");
+    assert_eq!(status, 200, "{body}");
+    for line in [
+        "switchboard_calls_total{queue=\"support\",outcome=\"answered\"} 1",
+        "switchboard_calls_total{queue=\"sales\",outcome=\"abandoned\"} 1",
+        // The phone unregistered when its scenario ended: the agent is parked.
+        "switchboard_registrations 0",
+        "switchboard_agents{state=\"not_ready\"} 1",
+    ] {
+        assert!(body.lines().any(|l| l == line), "{line:?} not in\n{body}");
+    }
+    assert!(body.contains("switchboard_relay_received_total"), "{body}");
+    assert!(
+        !body.contains("1001") && !body.contains("carrier"),
+        "identities in labels:\n{body}"
+    );
+    assert_eq!(http_get(http, "/nothing").0, 404);
+
     // SIGKILL, and the server starts again on the same data: the two records are there, and
     // the next call is added to them.
     server.kill();
-    let second = Proc::start(server.dir(), &server.udp.to_string(), &[]);
+    let mut second = Proc::start(server.dir(), &server.udp.to_string(), &[]);
     assert_eq!(stored(&db), 2, "records survive the kill");
     let out = SippRun::new(&server, "caller.xml")
         .calls(1)
@@ -178,4 +251,7 @@ fn answered_and_abandoned_calls_are_recorded_and_survive_a_sigkill() {
     common::wait_until(Duration::from_secs(10), "the third record", || {
         stored(&db) == 3
     });
+    // SIGTERM: a clean shutdown (the storage thread and the HTTP server do not hold it up).
+    let log = second.stop();
+    assert!(log.contains("SIP transport stopped"), "{log}");
 }

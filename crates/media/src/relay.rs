@@ -230,6 +230,8 @@ pub struct RelayStats {
     pub send_errors: AtomicU64,
     /// Prompt packets sent.
     pub played: AtomicU64,
+    /// Frames the recorder tap dropped (its queue was full), over all sessions.
+    pub tap_dropped: AtomicU64,
 }
 
 /// Packet counts of one session, readable while it runs (and after).
@@ -701,6 +703,7 @@ impl SessionTask {
             };
             if tap.try_send(frame).is_err() {
                 self.counters.tap_dropped.fetch_add(1, Ordering::Relaxed);
+                self.relay.stats.tap_dropped.fetch_add(1, Ordering::Relaxed);
             }
         }
         let o = 1 - i;

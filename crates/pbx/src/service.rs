@@ -92,6 +92,12 @@ impl EventSink {
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
     }
+
+    /// The count of events that did not fit, readable without holding the sink (holding a
+    /// sink keeps the storage thread's queue open).
+    pub fn dropped_count(&self) -> Arc<AtomicU64> {
+        self.dropped.clone()
+    }
 }
 
 /// A service task that ended while the server was meant to be running.

@@ -181,6 +181,8 @@ pub struct TransportStats {
     pub endpoint: Stats,
     /// Live bindings.
     pub bindings: usize,
+    /// Live transactions.
+    pub transactions: usize,
     /// The UDP receive buffer the kernel granted (bytes), if UDP is on.
     pub udp_recv_buffer: Option<usize>,
     /// Open TCP connections.
@@ -908,6 +910,7 @@ impl Driver {
                 let _ = reply.send(TransportStats {
                     endpoint: *self.endpoint.stats(),
                     bindings: self.endpoint.registrar().binding_count(),
+                    transactions: self.endpoint.transaction_count(),
                     udp_recv_buffer: self.udp_recv_buffer,
                     tcp_connections: self.conns.len(),
                     tcp_refused: self.tcp_refused,

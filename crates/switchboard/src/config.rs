@@ -89,6 +89,14 @@ struct ServerFile {
     recording: crate::callcenter::RecordingSection,
     #[serde(default)]
     storage: StorageSection,
+    #[serde(default)]
+    http: HttpSection,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct HttpSection {
+    bind: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -310,6 +318,8 @@ pub(crate) struct Config {
     /// Accounts.
     /// Call records and the queue log, unless `[storage] enabled = false`.
     pub storage: Option<Storage>,
+    /// Where `/metrics` is served (`[http] bind`), if anywhere.
+    pub http: Option<SocketAddr>,
     pub users: HashMap<String, UserAccount>,
     /// Queues, agents, trunks, media.
     pub callcenter: crate::callcenter::CallCenter,
@@ -390,6 +400,7 @@ pub(crate) fn load_with_env(
             security: security_table(&mut r, &s.security),
             log_level: log_table(&mut r, &s.log),
             storage: storage_table(&mut r, &s.storage),
+            http: http_table(&mut r, &s.http),
         };
         let tables = crate::callcenter::ServerTables {
             media: s.media,
@@ -435,6 +446,7 @@ pub(crate) fn load_with_env(
         security,
         log_level,
         storage,
+        http,
     } = server;
     // Relative to the data directory (the parent of `recording.dir`), like the bindings.
     let data_dir = callcenter
@@ -481,6 +493,7 @@ pub(crate) fn load_with_env(
         security,
         log_level,
         storage,
+        http,
         users,
         callcenter,
     })
@@ -537,6 +550,7 @@ struct Server {
     security: SecurityConfig,
     log_level: String,
     storage: StorageSection,
+    http: Option<SocketAddr>,
 }
 
 /// `[sip]`, checked.
@@ -759,6 +773,21 @@ fn security_table(r: &mut Report<'_>, s: &SecuritySection) -> SecurityConfig {
 }
 
 /// `[log]`: the log filter.
+/// `[http]`: where `/metrics` is served, if anywhere.
+fn http_table(r: &mut Report<'_>, h: &HttpSection) -> Option<SocketAddr> {
+    let text = h.bind.as_deref()?;
+    match text.parse::<SocketAddr>() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            r.err(
+                &KeyPath::top("http").key("bind"),
+                format!("\"{text}\" is not an address:port such as \"127.0.0.1:8080\""),
+            );
+            None
+        }
+    }
+}
+
 /// `[storage]`.
 fn storage_table(r: &mut Report<'_>, s: &StorageSection) -> StorageSection {
     let t = KeyPath::top("storage");

@@ -271,14 +271,10 @@ async fn serve(cfg: Config, reload: Reload) -> anyhow::Result<()> {
     };
     let pbx_cfg = pbx_config(&cfg, &contact_host, rand::rng().next_u64());
     let recorder = start_recorder(&cc.recording)?;
-    let storage = match &cfg.storage {
-        Some(s) => Some(crate::storage::start(s)?),
-        None => None,
-    };
-    let (events, storage) = match storage {
-        Some((sink, handle)) => (Some(sink), Some(handle)),
-        None => (None, None),
-    };
+    let metrics = std::sync::Arc::new(web::Metrics::new());
+    let (events, storage) = crate::storage::start(cfg.storage.as_ref(), metrics.clone())?;
+    let sink = events.clone();
+    let events = Some(events);
     let mut pbx = pbx::service::start(
         pbx_cfg,
         cc.media.clone(),
@@ -296,6 +292,19 @@ async fn serve(cfg: Config, reload: Reload) -> anyhow::Result<()> {
         max_transactions = ep_cfg.max_transactions,
         "switchboard started"
     );
+    let mut http = None;
+    if let Some(bind) = cfg.http {
+        let listener = tokio::net::TcpListener::bind(bind)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen for HTTP on {bind}: {e}"))?;
+        info!(url = %format!("http://{}/metrics", listener.local_addr()?), "metrics served");
+        let sampler = sampler(&handle, &pbx, recorder.clone(), &storage, &sink);
+        http = Some(tokio::spawn(async move {
+            if let Err(e) = web::serve(listener, metrics, sampler).await {
+                tracing::error!(error = %e, "HTTP server stopped");
+            }
+        }));
+    }
     // One line on stdout that scripts and tests can wait for, once everything is up: call
     // control, the ACD and storage as well as the sockets (a phone that registers after it
     // finds its agent logged in).
@@ -342,9 +351,11 @@ async fn serve(cfg: Config, reload: Reload) -> anyhow::Result<()> {
     pbx.shutdown().await;
     // Call control and the ACD are gone, and with them the last senders: the storage thread
     // writes what is left and ends.
-    if let Some(s) = storage {
-        s.finish().await;
+    if let Some(h) = http {
+        h.abort();
     }
+    drop(sink);
+    storage.finish().await;
     if let Some(r) = &recorder {
         r.shutdown().await;
     }
@@ -575,6 +586,50 @@ impl ShutdownSignals {
             let _ = tokio::signal::ctrl_c().await;
         }
     }
+}
+
+/// What `/metrics` samples at each scrape: the SIP task's counters (asked over its command
+/// queue), the relay's, the recorder's and storage's atomics.
+fn sampler(
+    sip: &pbx::sip_transport::SipHandle,
+    pbx: &pbx::service::PbxHandle,
+    recorder: Option<pbx::recorder::service::Recorder>,
+    storage: &crate::storage::StorageHandle,
+    sink: &pbx::service::EventSink,
+) -> web::Sampler {
+    use std::sync::atomic::Ordering::Relaxed;
+    let sip = sip.clone();
+    let relay = pbx.relay.clone();
+    let pending = storage.pending.clone();
+    let dropped = sink.dropped_count();
+    std::sync::Arc::new(move || {
+        let sip = sip.clone();
+        let relay = relay.clone();
+        let recorder = recorder.clone();
+        let pending = pending.clone();
+        let dropped = dropped.clone();
+        Box::pin(async move {
+            let t = sip.stats().await;
+            let r = relay.stats();
+            web::Sample {
+                registrations: t.map_or(0, |t| t.bindings as u64),
+                sip_transactions: t.map_or(0, |t| t.transactions as u64),
+                sip_received: t.map_or(0, |t| t.endpoint.received),
+                calls_shed: t.map_or(0, |t| t.calls_shed),
+                datagrams_shed: t.map_or(0, |t| t.datagrams_shed),
+                media_sessions: r.sessions.load(Relaxed),
+                relay_received: r.received.load(Relaxed),
+                relay_forwarded: r.forwarded.load(Relaxed),
+                relay_strangers: r.dropped_strangers.load(Relaxed),
+                recordings_active: recorder
+                    .as_ref()
+                    .map_or(0, |r| r.stats().active.load(Relaxed)),
+                recording_frames_dropped: r.tap_dropped.load(Relaxed),
+                storage_pending: pending.load(Relaxed),
+                storage_dropped: dropped.load(Relaxed),
+            }
+        })
+    })
 }
 
 #[cfg(test)]

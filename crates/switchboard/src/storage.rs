@@ -1,11 +1,13 @@
 //! The storage thread: takes what call control and the ACD write down (call records, agent
-//! state changes, queue-log lines) off a bounded channel and writes it to the database and the
-//! queue log, in batches of what has arrived meanwhile (one transaction each). Call handling
+//! state changes, queue-log lines) off a bounded channel, counts it in the metrics, and (when
+//! `[storage]` is on) writes it to the database and the queue log, in batches of what has arrived meanwhile (one transaction each). Call handling
 //! never waits for it ([`pbx::service::EventSink`] drops and counts what does not fit). While
 //! the database refuses (disk full, locked), the batch is kept and tried again every second,
 //! up to `MAX_PENDING` records; the queue log is written regardless.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -27,6 +29,8 @@ const BATCH: usize = 1024;
 #[derive(Debug)]
 pub(crate) struct StorageHandle {
     thread: JoinHandle<()>,
+    /// Records waiting for the database.
+    pub(crate) pending: Arc<AtomicU64>,
 }
 
 impl StorageHandle {
@@ -36,22 +40,33 @@ impl StorageHandle {
     }
 }
 
-/// Open the database and the queue log and start the thread.
-pub(crate) fn start(cfg: &config::Storage) -> anyhow::Result<(EventSink, StorageHandle)> {
-    let db = Store::open(&cfg.database)?;
-    let qlog = QueueLog::open(&cfg.queue_log)?;
-    let calls = db.call_count().unwrap_or(0);
-    info!(
-        database = %cfg.database.display(),
-        queue_log = %cfg.queue_log.display(),
-        calls,
-        "call records ready"
-    );
+/// Open the database and the queue log (when `cfg` says so) and start the thread.
+pub(crate) fn start(
+    cfg: Option<&config::Storage>,
+    metrics: Arc<web::Metrics>,
+) -> anyhow::Result<(EventSink, StorageHandle)> {
+    let files = match cfg {
+        Some(cfg) => {
+            let db = Store::open(&cfg.database)?;
+            let qlog = QueueLog::open(&cfg.queue_log)?;
+            let calls = db.call_count().unwrap_or(0);
+            info!(
+                database = %cfg.database.display(),
+                queue_log = %cfg.queue_log.display(),
+                calls,
+                "call records ready"
+            );
+            Some((db, qlog))
+        }
+        None => None,
+    };
     let (tx, rx) = sync_channel(QUEUE);
+    let pending = Arc::new(AtomicU64::new(0));
+    let counted = pending.clone();
     let thread = std::thread::Builder::new()
         .name("storage".into())
-        .spawn(move || run(db, qlog, rx))?;
-    Ok((EventSink::new(tx), StorageHandle { thread }))
+        .spawn(move || run(files, rx, &metrics, &counted))?;
+    Ok((EventSink::new(tx), StorageHandle { thread, pending }))
 }
 
 fn ms(t: SystemTime) -> i64 {
@@ -111,25 +126,37 @@ fn state_row(s: &AgentStateChange) -> AgentStateRow {
     }
 }
 
-fn run(mut db: Store, mut qlog: QueueLog, rx: Receiver<PbxEvent>) {
+fn run(
+    mut files: Option<(Store, QueueLog)>,
+    rx: Receiver<PbxEvent>,
+    metrics: &web::Metrics,
+    pending: &AtomicU64,
+) {
     let mut calls: Vec<CallRow> = Vec::new();
     let mut states: Vec<AgentStateRow> = Vec::new();
     let mut lines: Vec<String> = Vec::new();
     let mut failing = false;
+    let mut flush = |calls: &mut Vec<CallRow>,
+                     states: &mut Vec<AgentStateRow>,
+                     lines: &mut Vec<String>,
+                     failing: &mut bool| {
+        match files.as_mut() {
+            Some((db, qlog)) => write(db, qlog, calls, states, lines, failing),
+            None => {
+                calls.clear();
+                states.clear();
+                lines.clear();
+            }
+        }
+        pending.store((calls.len() + states.len()) as u64, Ordering::Relaxed);
+    };
     loop {
         // Wait for something (or, while the database refuses, for the next try).
         let first = match rx.recv_timeout(Duration::from_secs(1)) {
             Ok(ev) => Some(ev),
             Err(RecvTimeoutError::Timeout) => None,
             Err(RecvTimeoutError::Disconnected) => {
-                write(
-                    &mut db,
-                    &mut qlog,
-                    &mut calls,
-                    &mut states,
-                    &mut lines,
-                    &mut failing,
-                );
+                flush(&mut calls, &mut states, &mut lines, &mut failing);
                 if !calls.is_empty() || !states.is_empty() {
                     error!(
                         calls = calls.len(),
@@ -141,8 +168,14 @@ fn run(mut db: Store, mut qlog: QueueLog, rx: Receiver<PbxEvent>) {
             }
         };
         let mut take = |ev: PbxEvent| match ev {
-            PbxEvent::Call(r) => calls.push(call_row(&r)),
-            PbxEvent::AgentState(s) => states.push(state_row(&s)),
+            PbxEvent::Call(r) => {
+                metrics.call_ended(r.queue.as_deref().unwrap_or(""), r.outcome.as_str());
+                calls.push(call_row(&r));
+            }
+            PbxEvent::AgentState(s) => {
+                metrics.agent_state(&s.agent, s.state);
+                states.push(state_row(&s));
+            }
             PbxEvent::QueueLog(l) => lines.push(l),
         };
         if let Some(ev) = first {
@@ -151,14 +184,7 @@ fn run(mut db: Store, mut qlog: QueueLog, rx: Receiver<PbxEvent>) {
                 take(ev);
             }
         }
-        write(
-            &mut db,
-            &mut qlog,
-            &mut calls,
-            &mut states,
-            &mut lines,
-            &mut failing,
-        );
+        flush(&mut calls, &mut states, &mut lines, &mut failing);
     }
 }
 
