@@ -77,7 +77,7 @@ impl Store {
             .conn
             .prepare_cached(
                 "SELECT arrived_ms, queue, outcome, wait_ms, talk_ms + hold_ms + wrap_up_ms
-                 FROM calls INDEXED BY calls_report
+                 FROM calls
                  WHERE arrived_ms >= ?1 AND arrived_ms < ?2 AND queue IS NOT NULL",
             )
             .map_err(|e| self.err(e))?;

@@ -78,10 +78,6 @@ fn hhmm(ms: i64) -> String {
     format!("{:02}:{:02}", m / 60, m % 60)
 }
 
-fn secs(ms: Option<f64>) -> String {
-    ms.map_or_else(|| "-".to_owned(), |v| format!("{:.1}", v / 1000.0))
-}
-
 /// Run the report; the text to print.
 pub(crate) fn run(args: &ReportArgs) -> anyhow::Result<String> {
     if ![15, 30, 60].contains(&args.interval) {
@@ -109,133 +105,185 @@ pub(crate) fn run(args: &ReportArgs) -> anyhow::Result<String> {
     let to = from + DAY_MS;
     let interval = i64::from(args.interval) * 60_000;
     let db = Store::open_read_only(&storage.database)?;
-    let mut out = String::new();
-    match args.by {
+    let table: Table = match args.by {
         By::Queue => {
             let rows =
                 db.queue_intervals(from, to, interval, i64::from(args.service_level) * 1000)?;
-            match args.format {
-                Format::Json => {
-                    let v: Vec<_> = rows
-                        .iter()
-                        .map(|r| {
-                            json!({
-                                "start": hhmm(r.start_ms), "start_ms": r.start_ms, "queue": r.queue,
-                                "offered": r.offered, "answered": r.answered,
-                                "abandoned": r.abandoned, "other": r.other,
-                                "answered_in_time": r.answered_in_time,
-                                "service_level": r.service_level, "asa_ms": r.asa_ms,
-                                "aht_ms": r.aht_ms, "longest_wait_ms": r.longest_wait_ms,
-                            })
-                        })
-                        .collect();
-                    out = serde_json::to_string_pretty(&v)?;
-                }
-                Format::Csv => {
-                    out.push_str("start,queue,offered,answered,abandoned,other,service_level,asa_s,aht_s,longest_wait_s\n");
-                    for r in &rows {
-                        out.push_str(&format!(
-                            "{},{},{},{},{},{},{},{},{},{:.1}\n",
-                            hhmm(r.start_ms),
-                            r.queue,
-                            r.offered,
-                            r.answered,
-                            r.abandoned,
-                            r.other,
-                            r.service_level.map_or(String::new(), |v| format!("{v:.3}")),
-                            secs(r.asa_ms),
-                            secs(r.aht_ms),
-                            r.longest_wait_ms as f64 / 1000.0
-                        ));
-                    }
-                }
-                Format::Table => {
-                    out.push_str(&format!(
-                        "{:<6} {:<16} {:>7} {:>8} {:>9} {:>6} {:>6} {:>7} {:>7} {:>8}\n",
-                        "UTC",
-                        "queue",
-                        "offered",
-                        "answered",
-                        "abandoned",
-                        "other",
-                        "SL%",
-                        "ASA s",
-                        "AHT s",
-                        "longest"
-                    ));
-                    for r in &rows {
-                        out.push_str(&format!(
-                            "{:<6} {:<16} {:>7} {:>8} {:>9} {:>6} {:>6} {:>7} {:>7} {:>8.1}\n",
-                            hhmm(r.start_ms),
-                            r.queue,
-                            r.offered,
-                            r.answered,
-                            r.abandoned,
-                            r.other,
-                            r.service_level
-                                .map_or("-".to_owned(), |v| format!("{:.0}", v * 100.0)),
-                            secs(r.asa_ms),
-                            secs(r.aht_ms),
-                            r.longest_wait_ms as f64 / 1000.0
-                        ));
-                    }
-                }
+            Table {
+                columns: &[
+                    "start",
+                    "queue",
+                    "offered",
+                    "answered",
+                    "abandoned",
+                    "other",
+                    "service_level",
+                    "asa_s",
+                    "aht_s",
+                    "longest_wait_s",
+                ],
+                rows: rows
+                    .iter()
+                    .map(|r| {
+                        vec![
+                            Cell::Text(hhmm(r.start_ms)),
+                            Cell::Text(r.queue.clone()),
+                            Cell::Count(r.offered),
+                            Cell::Count(r.answered),
+                            Cell::Count(r.abandoned),
+                            Cell::Count(r.other),
+                            Cell::Ratio(r.service_level),
+                            Cell::Seconds(r.asa_ms),
+                            Cell::Seconds(r.aht_ms),
+                            Cell::Seconds(Some(r.longest_wait_ms as f64)),
+                        ]
+                    })
+                    .collect(),
             }
         }
         By::Agent => {
             let rows = db.agent_intervals(from, to, interval)?;
-            match args.format {
-                Format::Json => {
-                    let v: Vec<_> = rows
-                        .iter()
-                        .map(|r| {
-                            json!({
-                                "start": hhmm(r.start_ms), "start_ms": r.start_ms, "agent": r.agent,
-                                "answered": r.answered, "talk_ms": r.talk_ms,
-                                "hold_ms": r.hold_ms, "wrap_up_ms": r.wrap_up_ms,
-                                "aht_ms": r.aht_ms,
-                            })
-                        })
-                        .collect();
-                    out = serde_json::to_string_pretty(&v)?;
-                }
-                Format::Csv => {
-                    out.push_str("start,agent,answered,talk_s,hold_s,wrap_up_s,aht_s\n");
-                    for r in &rows {
-                        out.push_str(&format!(
-                            "{},{},{},{:.1},{:.1},{:.1},{}\n",
-                            hhmm(r.start_ms),
-                            r.agent,
-                            r.answered,
-                            r.talk_ms as f64 / 1000.0,
-                            r.hold_ms as f64 / 1000.0,
-                            r.wrap_up_ms as f64 / 1000.0,
-                            secs(r.aht_ms)
-                        ));
-                    }
-                }
-                Format::Table => {
-                    out.push_str(&format!(
-                        "{:<6} {:<16} {:>8} {:>8} {:>7} {:>8} {:>7}\n",
-                        "UTC", "agent", "answered", "talk s", "hold s", "wrap s", "AHT s"
-                    ));
-                    for r in &rows {
-                        out.push_str(&format!(
-                            "{:<6} {:<16} {:>8} {:>8.1} {:>7.1} {:>8.1} {:>7}\n",
-                            hhmm(r.start_ms),
-                            r.agent,
-                            r.answered,
-                            r.talk_ms as f64 / 1000.0,
-                            r.hold_ms as f64 / 1000.0,
-                            r.wrap_up_ms as f64 / 1000.0,
-                            secs(r.aht_ms)
-                        ));
-                    }
-                }
+            Table {
+                columns: &[
+                    "start",
+                    "agent",
+                    "answered",
+                    "talk_s",
+                    "hold_s",
+                    "wrap_up_s",
+                    "aht_s",
+                ],
+                rows: rows
+                    .iter()
+                    .map(|r| {
+                        vec![
+                            Cell::Text(hhmm(r.start_ms)),
+                            Cell::Text(r.agent.clone()),
+                            Cell::Count(r.answered),
+                            Cell::Seconds(Some(r.talk_ms as f64)),
+                            Cell::Seconds(Some(r.hold_ms as f64)),
+                            Cell::Seconds(Some(r.wrap_up_ms as f64)),
+                            Cell::Seconds(r.aht_ms),
+                        ]
+                    })
+                    .collect(),
             }
         }
+    };
+    Ok(match args.format {
+        Format::Table => table.text(),
+        Format::Csv => table.csv(),
+        Format::Json => serde_json::to_string_pretty(&table.json())?,
+    })
+}
+
+/// One figure of a report.
+enum Cell {
+    Text(String),
+    Count(u64),
+    /// A share, 0–1 (shown as a percentage in the table).
+    Ratio(Option<f64>),
+    /// Milliseconds (shown as seconds).
+    Seconds(Option<f64>),
+}
+
+impl Cell {
+    fn plain(&self) -> String {
+        match self {
+            Cell::Text(t) => t.clone(),
+            Cell::Count(n) => n.to_string(),
+            Cell::Ratio(r) => r.map_or(String::new(), |v| format!("{v:.3}")),
+            Cell::Seconds(ms) => ms.map_or(String::new(), |v| format!("{:.1}", v / 1000.0)),
+        }
     }
-    Ok(out)
+
+    fn shown(&self) -> String {
+        match self {
+            Cell::Ratio(r) => r.map_or("-".into(), |v| format!("{:.0}%", v * 100.0)),
+            Cell::Seconds(None) => "-".into(),
+            c => c.plain(),
+        }
+    }
+
+    fn json(&self) -> serde_json::Value {
+        match self {
+            Cell::Text(t) => json!(t),
+            Cell::Count(n) => json!(n),
+            Cell::Ratio(r) => json!(r),
+            Cell::Seconds(ms) => json!(ms.map(|v| v / 1000.0)),
+        }
+    }
+}
+
+/// A report: named columns, rows of cells, in three renderings.
+struct Table {
+    columns: &'static [&'static str],
+    rows: Vec<Vec<Cell>>,
+}
+
+impl Table {
+    fn csv(&self) -> String {
+        let mut out = self.columns.join(",");
+        out.push('\n');
+        for r in &self.rows {
+            out.push_str(&r.iter().map(Cell::plain).collect::<Vec<_>>().join(","));
+            out.push('\n');
+        }
+        out
+    }
+
+    fn text(&self) -> String {
+        let cells: Vec<Vec<String>> = self
+            .rows
+            .iter()
+            .map(|r| r.iter().map(Cell::shown).collect())
+            .collect();
+        let width = |i: usize| {
+            cells
+                .iter()
+                .map(|r| r[i].len())
+                .chain([self.columns[i].len()])
+                .max()
+                .unwrap_or(0)
+        };
+        let widths: Vec<usize> = (0..self.columns.len()).map(width).collect();
+        let line = |fields: Vec<&str>| {
+            let mut l = String::new();
+            for (i, f) in fields.iter().enumerate() {
+                // Text columns (the first two) to the left, figures to the right.
+                if i < 2 {
+                    l.push_str(&format!("{f:<w$}  ", w = widths[i]));
+                } else {
+                    l.push_str(&format!("{f:>w$}  ", w = widths[i]));
+                }
+            }
+            l.truncate(l.trim_end().len());
+            l.push('\n');
+            l
+        };
+        let mut out = line(self.columns.to_vec());
+        for r in &cells {
+            out.push_str(&line(r.iter().map(String::as_str).collect()));
+        }
+        out
+    }
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::Value::Array(
+            self.rows
+                .iter()
+                .map(|r| {
+                    serde_json::Value::Object(
+                        self.columns
+                            .iter()
+                            .zip(r)
+                            .map(|(c, v)| ((*c).to_owned(), v.json()))
+                            .collect(),
+                    )
+                })
+                .collect(),
+        )
+    }
 }
 
 #[cfg(test)]
@@ -253,5 +301,43 @@ mod tests {
             hhmm(parse_date("2026-11-30").unwrap() + 90 * 60_000),
             "01:30"
         );
+    }
+
+    #[test]
+    fn one_table_three_renderings() {
+        let t = Table {
+            columns: &["start", "queue", "offered", "service_level", "asa_s"],
+            rows: vec![
+                vec![
+                    Cell::Text("09:00".into()),
+                    Cell::Text("support".into()),
+                    Cell::Count(12),
+                    Cell::Ratio(Some(0.75)),
+                    Cell::Seconds(Some(12_345.0)),
+                ],
+                vec![
+                    Cell::Text("09:30".into()),
+                    Cell::Text("sales".into()),
+                    Cell::Count(0),
+                    Cell::Ratio(None),
+                    Cell::Seconds(None),
+                ],
+            ],
+        };
+        assert_eq!(
+            t.csv(),
+            "start,queue,offered,service_level,asa_s\n09:00,support,12,0.750,12.3\n09:30,sales,0,,\n"
+        );
+        let text = t.text();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "start  queue    offered  service_level  asa_s");
+        assert_eq!(lines[1], "09:00  support       12            75%   12.3");
+        assert_eq!(lines[2], "09:30  sales          0              -      -");
+        assert_eq!(
+            t.json()[0],
+            json!({"start": "09:00", "queue": "support", "offered": 12,
+                   "service_level": 0.75, "asa_s": 12.345})
+        );
+        assert_eq!(t.json()[1]["asa_s"], serde_json::Value::Null);
     }
 }
