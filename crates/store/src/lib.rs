@@ -248,6 +248,22 @@ impl Store {
         }
     }
 
+    /// Every row `sql` returns for `params`, each made by `row`.
+    fn rows<T>(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+        row: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<Vec<T>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(sql).map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params, row)
+            .map_err(|e| self.err(e))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.err(e));
+        rows
+    }
+
     /// Write calls (and their ring attempts) in one transaction.
     pub fn insert_calls(&mut self, calls: &[CallRow]) -> Result<(), StoreError> {
         let tx = self.conn.transaction().map_err(|e| StoreError::Database {
@@ -369,20 +385,13 @@ impl Store {
 
     /// Calls that arrived in `[from_ms, to_ms)`, oldest first.
     pub fn calls_between(&self, from_ms: i64, to_ms: i64) -> Result<Vec<CallRow>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(&format!(
+        let rows = self.rows(
+            &format!(
                 "{SELECT_CALL} WHERE arrived_ms >= ?1 AND arrived_ms < ?2 ORDER BY arrived_ms, id"
-            ))
-            .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map([from_ms, to_ms], |r| {
-                Ok((r.get::<_, i64>(0)?, call_row(r)?))
-            })
-            .map_err(|e| self.err(e))?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| self.err(e))?;
-        drop(stmt);
+            ),
+            [from_ms, to_ms],
+            |r| Ok((r.get::<_, i64>(0)?, call_row(r)?)),
+        )?;
         let mut out = Vec::with_capacity(rows.len());
         for (id, mut c) in rows {
             c.attempts = self.attempts(id)?;
@@ -392,15 +401,11 @@ impl Store {
     }
 
     fn attempts(&self, row: i64) -> Result<Vec<AttemptRow>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT agent, contact, started_ms, ended_ms, result FROM ring_attempts
-                 WHERE call = ?1 ORDER BY seq",
-            )
-            .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map([row], |r| {
+        self.rows(
+            "SELECT agent, contact, started_ms, ended_ms, result FROM ring_attempts
+             WHERE call = ?1 ORDER BY seq",
+            [row],
+            |r| {
                 Ok(AttemptRow {
                     agent: r.get(0)?,
                     contact: r.get(1)?,
@@ -408,24 +413,17 @@ impl Store {
                     ended_ms: r.get(3)?,
                     result: r.get(4)?,
                 })
-            })
-            .map_err(|e| self.err(e))?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| self.err(e));
-        rows
+            },
+        )
     }
 
     /// An agent's state changes, oldest first.
     pub fn agent_states(&self, agent: &str) -> Result<Vec<AgentStateRow>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT agent, user, state, reason, at_ms FROM agent_states
-                 WHERE agent = ?1 ORDER BY at_ms, id",
-            )
-            .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map([agent], |r| {
+        self.rows(
+            "SELECT agent, user, state, reason, at_ms FROM agent_states
+             WHERE agent = ?1 ORDER BY at_ms, id",
+            [agent],
+            |r| {
                 Ok(AgentStateRow {
                     agent: r.get(0)?,
                     user: r.get(1)?,
@@ -433,11 +431,8 @@ impl Store {
                     reason: r.get(3)?,
                     at_ms: r.get(4)?,
                 })
-            })
-            .map_err(|e| self.err(e))?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| self.err(e));
-        rows
+            },
+        )
     }
 }
 

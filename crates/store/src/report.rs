@@ -163,21 +163,17 @@ impl Store {
         interval_ms: i64,
     ) -> Result<Vec<AgentInterval>, StoreError> {
         let interval_ms = interval_ms.max(1);
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT (arrived_ms - ?1) / ?3 AS slot, agent, COUNT(*),
-                    SUM(talk_ms), SUM(hold_ms), SUM(wrap_up_ms),
-                    AVG(talk_ms + hold_ms + wrap_up_ms)
-                 FROM calls
-                 WHERE arrived_ms >= ?1 AND arrived_ms < ?2 AND outcome = 'answered'
-                    AND agent IS NOT NULL
-                 GROUP BY agent, slot
-                 ORDER BY slot, agent",
-            )
-            .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map(params![from_ms, to_ms, interval_ms], |r| {
+        self.rows(
+            "SELECT (arrived_ms - ?1) / ?3 AS slot, agent, COUNT(*),
+                SUM(talk_ms), SUM(hold_ms), SUM(wrap_up_ms),
+                AVG(talk_ms + hold_ms + wrap_up_ms)
+             FROM calls
+             WHERE arrived_ms >= ?1 AND arrived_ms < ?2 AND outcome = 'answered'
+                AND agent IS NOT NULL
+             GROUP BY agent, slot
+             ORDER BY slot, agent",
+            params![from_ms, to_ms, interval_ms],
+            |r| {
                 Ok(AgentInterval {
                     start_ms: from_ms + r.get::<_, i64>(0)? * interval_ms,
                     agent: r.get(1)?,
@@ -187,10 +183,7 @@ impl Store {
                     wrap_up_ms: r.get(5)?,
                     aht_ms: r.get(6)?,
                 })
-            })
-            .map_err(|e| self.err(e))?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| self.err(e));
-        rows
+            },
+        )
     }
 }
