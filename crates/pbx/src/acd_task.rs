@@ -232,12 +232,17 @@ pub async fn run(
 }
 
 fn log_queue_event(q: &QueueLogEvent, sink: Option<&crate::service::EventSink>) {
-    let unix = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let line = q.to_queue_log_line(unix);
-    info!(target: "queue_log", line = %line, "queue event");
+    let at = std::time::SystemTime::now();
+    if tracing::enabled!(target: "queue_log", tracing::Level::INFO) {
+        let unix = at
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        info!(target: "queue_log", line = %q.to_queue_log_line(unix), "queue event");
+    }
     if let Some(s) = sink {
-        s.send(crate::service::PbxEvent::QueueLog(line));
+        s.send(crate::service::PbxEvent::Queue {
+            event: q.clone(),
+            at,
+        });
     }
 }

@@ -43,6 +43,6 @@ pub use config::{
     AgentSetup, Announcements, FeatureCodes, PbxConfig, QueueSetup, RecordPolicy, TrunkRule,
 };
 pub use control::{
-    CallControl, Held, MediaInput, MediaPorts, MediaRequest, MediaTotals, Now, Output,
-    RecordingRequest,
+    AgentRequest, CallControl, Held, MediaInput, MediaPorts, MediaRequest, MediaTotals, Now,
+    Output, RecordingRequest,
 };

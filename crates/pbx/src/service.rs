@@ -23,6 +23,7 @@ use tracing::{info, warn};
 
 use crate::acd_task::{self, AcdReport, AcdRequest};
 use crate::config::PbxConfig;
+use crate::control::AgentRequest;
 use crate::control::{
     build_acd, CallControl, MediaInput, MediaPorts, MediaRequest, MediaTotals, Now, Output,
     RecordingRequest,
@@ -53,8 +54,15 @@ pub enum PbxEvent {
     Call(Box<crate::record::CallRecord>),
     /// An agent's state changed.
     AgentState(crate::record::AgentStateChange),
-    /// A line of Asterisk's `queue_log` format (`epoch|callid|queue|agent|event|data…`).
-    QueueLog(String),
+    /// A queue event (a line of Asterisk's `queue_log`: `epoch|callid|queue|agent|event|data…`).
+    Queue {
+        /// What happened.
+        event: acd::QueueLogEvent,
+        /// When.
+        at: std::time::SystemTime,
+    },
+    /// The recorder finished a call's recording.
+    Recording(crate::recorder::service::FinishedRecording),
 }
 
 /// Where [`PbxEvent`]s go: a bounded queue (a `std` channel, for the storage thread) that
@@ -135,11 +143,29 @@ impl TaskStopped {
     }
 }
 
+/// Asks call control for an agent's state ([`CallControl::agent_request`]).
+#[derive(Debug, Clone)]
+pub struct AgentRequests(mpsc::Sender<AgentAsk>);
+
+impl AgentRequests {
+    /// Ask; the refusal is a sentence for the user.
+    pub async fn ask(&self, agent: &str, want: AgentRequest) -> Result<(), String> {
+        let (tx, rx) = oneshot::channel();
+        self.0
+            .send((agent.to_owned(), want, tx))
+            .await
+            .map_err(|_| "call control is not running".to_owned())?;
+        rx.await
+            .map_err(|_| "call control is not running".to_owned())?
+    }
+}
+
 /// A running call-control service.
 #[derive(Debug)]
 pub struct PbxHandle {
     stop: Option<oneshot::Sender<()>>,
     reloads: mpsc::Sender<PbxConfig>,
+    agent_requests: mpsc::Sender<AgentAsk>,
     faults: mpsc::Sender<()>,
     task: JoinHandle<()>,
     acd_task: JoinHandle<()>,
@@ -151,6 +177,11 @@ impl PbxHandle {
     /// Apply a reloaded configuration (see [`CallControl::reload`]).
     pub async fn reload(&self, cfg: PbxConfig) -> bool {
         self.reloads.send(cfg).await.is_ok()
+    }
+
+    /// Where requests for an agent's state go (from a supervisor, over the web).
+    pub fn agent_requests(&self) -> AgentRequests {
+        AgentRequests(self.agent_requests.clone())
     }
 
     /// Wait until the call-control or the ACD task ends by itself (a panic, or a return
@@ -226,6 +257,7 @@ pub fn start(
     };
     let (stop_tx, stop_rx) = oneshot::channel();
     let (reload_tx, reload_rx) = mpsc::channel(4);
+    let (ask_tx, ask_rx) = mpsc::channel(64);
     let (fault_tx, fault_rx) = mpsc::channel(1);
     let task = tokio::spawn(run(
         control,
@@ -235,6 +267,7 @@ pub fn start(
             reports: report_rx,
             media_events: media_rx,
             reloads: reload_rx,
+            agent_requests: ask_rx,
             faults: fault_rx,
             stop: stop_rx,
         },
@@ -244,6 +277,7 @@ pub fn start(
     Ok(PbxHandle {
         stop: Some(stop_tx),
         reloads: reload_tx,
+        agent_requests: ask_tx,
         faults: fault_tx,
         task,
         acd_task,
@@ -412,11 +446,15 @@ impl Outbox {
 const OUTBOX_LIMIT: usize = 8192;
 
 /// What the call-control task reads.
+/// An agent request and where its answer goes.
+type AgentAsk = (String, AgentRequest, oneshot::Sender<Result<(), String>>);
+
 struct Inputs {
     sip_events: mpsc::Receiver<SipEvent>,
     reports: mpsc::Receiver<AcdReport>,
     media_events: mpsc::Receiver<MediaEvent>,
     reloads: mpsc::Receiver<PbxConfig>,
+    agent_requests: mpsc::Receiver<AgentAsk>,
     faults: mpsc::Receiver<()>,
     stop: oneshot::Receiver<()>,
 }
@@ -433,6 +471,7 @@ async fn run(
         mut reports,
         mut media_events,
         mut reloads,
+        mut agent_requests,
         mut faults,
         mut stop,
     } = inputs;
@@ -462,6 +501,9 @@ async fn run(
             Some(r) = reports.recv() => control.on_acd(now(), r),
             Some(m) = media_events.recv() => control.on_media(now(), MediaInput::Event(m)),
             Some(cfg) = reloads.recv() => control.reload(cfg),
+            Some((agent, want, reply)) = agent_requests.recv() => {
+                let _ = reply.send(control.agent_request(&agent, want));
+            }
             Some(()) = faults.recv() => panic!("fault injected into call control"),
             p = sip_tx.reserve(), if !out.sip.is_empty() => {
                 if let (Ok(p), Some(c)) = (p, out.sip.pop_front()) {

@@ -111,6 +111,26 @@ pub enum RecorderCommand {
     Shutdown,
 }
 
+/// A recording the recorder finished: its file is complete, fsynced and hashed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FinishedRecording {
+    /// The call (media session id).
+    pub call: u64,
+    /// The WAV file, relative to the recordings directory.
+    pub file: PathBuf,
+    /// SHA-256 of the WAV file (lower-case hex).
+    pub sha256: String,
+    /// File size.
+    pub bytes: u64,
+    /// Audio length.
+    pub duration: Duration,
+    /// When it was finished.
+    pub finished: SystemTime,
+}
+
+/// Told of every finished recording (from a blocking-pool thread; it must not block).
+pub type OnFinished = Arc<dyn Fn(FinishedRecording) + Send + Sync>;
+
 /// Recorder counters.
 #[derive(Debug, Default)]
 pub struct RecorderStats {
@@ -140,6 +160,14 @@ pub struct Recorder {
 impl Recorder {
     /// Start the recorder thread.
     pub fn start(cfg: RecorderConfig) -> std::io::Result<Recorder> {
+        Recorder::start_notifying(cfg, None)
+    }
+
+    /// Start the recorder thread; `on_finished` hears of every finished recording.
+    pub fn start_notifying(
+        cfg: RecorderConfig,
+        on_finished: Option<OnFinished>,
+    ) -> std::io::Result<Recorder> {
         let (ctx, crx) = mpsc::channel(4096);
         let (ftx, frx) = mpsc::channel(cfg.frame_queue.max(1));
         let stats = Arc::new(RecorderStats::default());
@@ -149,7 +177,7 @@ impl Recorder {
             .build()?;
         let thread = std::thread::Builder::new()
             .name("recorder".into())
-            .spawn(move || rt.block_on(run(cfg, crx, frx, st)))?;
+            .spawn(move || rt.block_on(run(cfg, crx, frx, st, on_finished)))?;
         Ok(Recorder {
             commands: ctx,
             frames: ftx,
@@ -240,6 +268,7 @@ async fn run(
     mut commands: mpsc::Receiver<RecorderCommand>,
     mut frames: mpsc::Receiver<RecordFrame>,
     stats: Arc<RecorderStats>,
+    on_finished: Option<OnFinished>,
 ) {
     let mut active: HashMap<u64, Active> = HashMap::new();
     let mut tick = tokio::time::interval(Duration::from_millis(50));
@@ -261,7 +290,7 @@ async fn run(
                             end: SystemTime::now(),
                             dropped: 0,
                         };
-                        command(&cfg, &mut active, stop, &stats, &mut finishing);
+                        command(&cfg, &mut active, stop, &stats, &on_finished, &mut finishing);
                     }
                     for j in finishing.drain(..) {
                         let _ = j.await;
@@ -275,7 +304,7 @@ async fn run(
                             place(&mut active, f, &stats);
                         }
                     }
-                    command(&cfg, &mut active, c, &stats, &mut finishing);
+                    command(&cfg, &mut active, c, &stats, &on_finished, &mut finishing);
                     finishing.retain(|j| !j.is_finished());
                 }
                 None => commands_open = false,
@@ -343,6 +372,7 @@ fn command(
     active: &mut HashMap<u64, Active>,
     cmd: RecorderCommand,
     stats: &Arc<RecorderStats>,
+    on_finished: &Option<OnFinished>,
     finishing: &mut Vec<tokio::task::JoinHandle<()>>,
 ) {
     match cmd {
@@ -404,6 +434,8 @@ fn command(
             // waited for there, not here).
             let state = a.file;
             let stats = stats.clone();
+            let on_finished = on_finished.clone();
+            let root = cfg.dir.clone();
             let job = tokio::task::spawn_blocking(move || {
                 let mut file = match state {
                     FileState::Ready(f) => *f,
@@ -424,6 +456,16 @@ fn command(
                 match file.finish(end, pauses, dropped) {
                     Ok((path, sc)) => {
                         stats.finished.fetch_add(1, Ordering::Relaxed);
+                        if let Some(notify) = &on_finished {
+                            notify(FinishedRecording {
+                                call,
+                                file: path.strip_prefix(&root).unwrap_or(&path).to_owned(),
+                                sha256: sc.sha256.clone().unwrap_or_default(),
+                                bytes: std::fs::metadata(&path).map_or(0, |m| m.len()),
+                                duration: Duration::from_secs_f64(sc.duration.max(0.0)),
+                                finished: end,
+                            });
+                        }
                         info!(
                             call_id = call,
                             path = %path.display(),

@@ -26,7 +26,9 @@ use std::path::{Path, PathBuf};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 
 pub mod report;
+mod review;
 pub use report::{AgentInterval, QueueInterval};
+pub use review::{AuditRow, CallFilter, FoundCall, RecordingRow, ReviewRow};
 
 /// What can go wrong with storage.
 #[derive(Debug, thiserror::Error)]
@@ -220,6 +222,7 @@ impl Store {
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(db)?;
         conn.execute_batch(SCHEMA).map_err(db)?;
+        conn.execute_batch(review::SCHEMA).map_err(db)?;
         Ok(Store {
             conn,
             path: path.to_owned(),

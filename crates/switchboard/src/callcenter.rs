@@ -157,6 +157,20 @@ struct QueueEntry {
     priority: Option<u8>,
     #[serde(default)]
     escalation: Vec<EscalationEntry>,
+    #[serde(default)]
+    wallboard: WallboardEntry,
+}
+
+/// `[queues.NAME.wallboard]`: when the wallboard turns a queue amber and red.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WallboardEntry {
+    /// Longest wait (seconds) that turns amber, and red.
+    wait_warn: Option<u64>,
+    wait_alert: Option<u64>,
+    /// Service level (percent) below which it turns amber, and red.
+    service_level_warn: Option<u8>,
+    service_level_alert: Option<u8>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -224,6 +238,8 @@ pub(crate) struct CallCenter {
     pub(crate) ring_timeout: Duration,
     pub(crate) features: FeatureCodes,
     pub(crate) queues: Vec<QueueSetup>,
+    /// How each queue is shown on the wallboard.
+    pub(crate) boards: Vec<web::live::QueueBoardConfig>,
     pub(crate) agents: Vec<AgentSetup>,
     pub(crate) announcements: Announcements,
     pub(crate) recording: pbx::recorder::service::RecorderConfig,
@@ -396,6 +412,7 @@ pub(crate) fn build(
         return None;
     };
     unserved_queues(&mut Report::new(queues_toml, found), qf, &queues, &agents);
+    let boards = wallboards(&mut Report::new(queues_toml, found), qf, &queues);
     unasked_skills(&mut Report::new(agents_toml, found), af, &queues);
     let Tables {
         media,
@@ -414,6 +431,7 @@ pub(crate) fn build(
         ring_timeout: calls.ring_timeout,
         features: calls.features,
         queues,
+        boards,
         agents,
         announcements: calls.announcements,
         recording: recording.config,
@@ -661,6 +679,60 @@ fn queues_file(
     }
     overflow_cycles(r, f);
     queues
+}
+
+/// Each queue's wallboard thresholds (`[queues.NAME.wallboard]`), with its service level.
+fn wallboards(
+    r: &mut Report<'_>,
+    f: &QueuesFile,
+    queues: &[QueueSetup],
+) -> Vec<web::live::QueueBoardConfig> {
+    queues
+        .iter()
+        .map(|q| {
+            let name = q.acd.name.as_str();
+            let mut b = web::live::QueueBoardConfig::new(name);
+            b.service_level = q.acd.service_level;
+            let Some(e) = f.queues.get(name).map(|e| &e.wallboard) else {
+                return b;
+            };
+            let t = KeyPath::top("queues").key(name).key("wallboard");
+            if let Some(s) = e.wait_warn {
+                b.wait_warn = Duration::from_secs(s);
+            }
+            if let Some(s) = e.wait_alert {
+                b.wait_alert = Duration::from_secs(s);
+            }
+            if b.wait_alert < b.wait_warn {
+                r.err(&t.key("wait_alert"), "must not be shorter than wait_warn");
+            }
+            for (key, v, slot) in [
+                (
+                    "service_level_warn",
+                    e.service_level_warn,
+                    &mut b.service_level_warn,
+                ),
+                (
+                    "service_level_alert",
+                    e.service_level_alert,
+                    &mut b.service_level_alert,
+                ),
+            ] {
+                match v {
+                    Some(p) if p > 100 => r.err(&t.key(key), "a percentage, 0 to 100"),
+                    Some(p) => *slot = f64::from(p) / 100.0,
+                    None => {}
+                }
+            }
+            if b.service_level_alert > b.service_level_warn {
+                r.err(
+                    &t.key("service_level_alert"),
+                    "must not be above service_level_warn",
+                );
+            }
+            b
+        })
+        .collect()
 }
 
 /// `[queues.NAME]`.

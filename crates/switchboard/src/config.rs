@@ -97,6 +97,16 @@ struct ServerFile {
 #[serde(deny_unknown_fields, default)]
 struct HttpSection {
     bind: Option<String>,
+    secure_cookies: Option<bool>,
+}
+
+/// `[http]`, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Http {
+    /// Where the wallboard, the API and `/metrics` are served.
+    pub bind: SocketAddr,
+    /// Session cookies carry `Secure` (on unless turned off).
+    pub secure_cookies: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -258,6 +268,17 @@ impl Default for LogSection {
 struct UsersFile {
     #[serde(default)]
     users: HashMap<String, UserEntry>,
+    #[serde(default)]
+    logins: std::collections::BTreeMap<String, LoginEntry>,
+}
+
+/// `[logins.NAME]`: a web login.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoginEntry {
+    password_hash: String,
+    roles: Vec<String>,
+    agent: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -318,8 +339,10 @@ pub(crate) struct Config {
     /// Accounts.
     /// Call records and the queue log, unless `[storage] enabled = false`.
     pub storage: Option<Storage>,
-    /// Where `/metrics` is served (`[http] bind`), if anywhere.
-    pub http: Option<SocketAddr>,
+    /// The web side (`[http]`), if it is served.
+    pub http: Option<Http>,
+    /// Web logins (`[logins.NAME]` of users.toml).
+    pub logins: Vec<web::auth::Login>,
     pub users: HashMap<String, UserAccount>,
     /// Queues, agents, trunks, media.
     pub callcenter: crate::callcenter::CallCenter,
@@ -385,7 +408,7 @@ pub(crate) fn load_with_env(
         &overrides_list,
         &mut found.errors,
     );
-    let users = TomlFile::read::<UsersFile>(
+    let users_read = TomlFile::read::<UsersFile>(
         dir.join("users.toml"),
         Presence::Required,
         &mut found.errors,
@@ -410,13 +433,17 @@ pub(crate) fn load_with_env(
         };
         (file, checked, tables)
     });
-    let accounts = users.map(|(file, u)| {
-        let mut r = Report::new(&file, &mut found);
+    let accounts = users_read.as_ref().map(|(file, u)| {
+        let mut r = Report::new(file, &mut found);
         let algorithms = server
             .as_ref()
             .map(|s| s.1.auth.config.algorithms.as_slice());
-        users_file(&mut r, &u, algorithms)
+        (users_file(&mut r, u, algorithms), logins(&mut r, u))
     });
+    let (accounts, logins) = match accounts {
+        Some((a, l)) => (Some(a), Some(l)),
+        None => (None, None),
+    };
     let user_names: Option<HashSet<String>> =
         accounts.as_ref().map(|a| a.keys().cloned().collect());
     let advertise_host = server
@@ -432,10 +459,25 @@ pub(crate) fn load_with_env(
         user_names.as_ref(),
         &mut found,
     );
-    let (Some((_, server, _)), Some(users), Some(callcenter)) = (server, accounts, callcenter)
+    let (Some((_, server, _)), Some(users), Some(callcenter), Some(logins)) =
+        (server, accounts, callcenter, logins)
     else {
         return Err(ConfigErrors(found.errors));
     };
+    // An agent login names an agent of agents.toml.
+    if let Some((file, _)) = &users_read {
+        let mut r = Report::new(file, &mut found);
+        for l in &logins {
+            if let Some(agent) = &l.agent {
+                if !callcenter.agents.iter().any(|a| &a.acd.name == agent) {
+                    r.err(
+                        &KeyPath::top("logins").key(&l.name).key("agent"),
+                        format!("\"{agent}\" is not an agent in agents.toml"),
+                    );
+                }
+            }
+        }
+    }
     if !found.errors.is_empty() {
         return Err(ConfigErrors(found.errors));
     }
@@ -494,6 +536,7 @@ pub(crate) fn load_with_env(
         log_level,
         storage,
         http,
+        logins,
         users,
         callcenter,
     })
@@ -550,7 +593,7 @@ struct Server {
     security: SecurityConfig,
     log_level: String,
     storage: StorageSection,
-    http: Option<SocketAddr>,
+    http: Option<Http>,
 }
 
 /// `[sip]`, checked.
@@ -773,11 +816,14 @@ fn security_table(r: &mut Report<'_>, s: &SecuritySection) -> SecurityConfig {
 }
 
 /// `[log]`: the log filter.
-/// `[http]`: where `/metrics` is served, if anywhere.
-fn http_table(r: &mut Report<'_>, h: &HttpSection) -> Option<SocketAddr> {
+/// `[http]`: where the web side is served, if anywhere.
+fn http_table(r: &mut Report<'_>, h: &HttpSection) -> Option<Http> {
     let text = h.bind.as_deref()?;
     match text.parse::<SocketAddr>() {
-        Ok(a) => Some(a),
+        Ok(bind) => Some(Http {
+            bind,
+            secure_cookies: h.secure_cookies.unwrap_or(true),
+        }),
         Err(_) => {
             r.err(
                 &KeyPath::top("http").key("bind"),
@@ -828,6 +874,50 @@ fn users_file(
     names
         .into_iter()
         .map(|name| (name.clone(), user(r, name, &f.users[name], algorithms)))
+        .collect()
+}
+
+/// users.toml `[logins.NAME]`: web logins, checked (a password must be a hash).
+fn logins(r: &mut Report<'_>, f: &UsersFile) -> Vec<web::auth::Login> {
+    use web::auth::{is_password_hash, Login, Role};
+    f.logins
+        .iter()
+        .map(|(name, e)| {
+            let t = KeyPath::top("logins").key(name);
+            if name.is_empty() || name.len() > 64 || name.chars().any(char::is_whitespace) {
+                r.err(&t, "a login name is 1-64 characters without spaces");
+            }
+            if !is_password_hash(&e.password_hash) {
+                r.err(
+                    &t.key("password_hash"),
+                    "must be an Argon2 hash (make one with: switchboard passwd), never the password itself",
+                );
+            }
+            let mut roles = Vec::new();
+            for role in &e.roles {
+                match Role::parse(role) {
+                    Some(x) => roles.push(x),
+                    None => r.err(
+                        &t.key("roles"),
+                        format!("\"{role}\" is not one of {}", Role::NAMES.join(", ")),
+                    ),
+                }
+            }
+            if e.roles.is_empty() {
+                r.err(&t.key("roles"), format!("give at least one of {}", Role::NAMES.join(", ")));
+            }
+            if roles.contains(&Role::Agent) && e.agent.is_none() {
+                r.err(&t.key("agent"), "an agent login names its agent (agents.toml)");
+            }
+            roles.sort();
+            roles.dedup();
+            Login {
+                name: name.clone(),
+                password_hash: e.password_hash.clone(),
+                roles,
+                agent: e.agent.clone(),
+            }
+        })
         .collect()
 }
 

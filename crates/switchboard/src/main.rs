@@ -38,6 +38,9 @@ enum Command {
     Simulate(simulate::SimulateArgs),
     /// Interval reports from the call records (per queue or per agent; table, CSV or JSON).
     Report(report::ReportArgs),
+    /// Hash a web login's password for users.toml (`[logins.NAME] password_hash`). Reads the
+    /// password from standard input (one line), so it is not left in the shell history.
+    Passwd,
     /// Call recordings.
     Recordings {
         #[command(subcommand)]
@@ -72,6 +75,24 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve::run(args),
+        Command::Passwd => {
+            use std::io::IsTerminal;
+            if std::io::stdin().is_terminal() {
+                eprintln!("password (the line is shown as you type; pipe it in to avoid that):");
+            }
+            let mut line = String::new();
+            if std::io::stdin().read_line(&mut line).is_err() {
+                eprintln!("error: cannot read the password from standard input");
+                return ExitCode::FAILURE;
+            }
+            let password = line.trim_end_matches(['\r', '\n']);
+            if password.len() < 8 {
+                eprintln!("error: use at least 8 characters");
+                return ExitCode::FAILURE;
+            }
+            println!("{}", web::auth::hash_password(password));
+            ExitCode::SUCCESS
+        }
         Command::Recordings {
             action: RecordingsAction::Repair { dir },
         } => {

@@ -270,10 +270,13 @@ async fn serve(cfg: Config, reload: Reload) -> anyhow::Result<()> {
         _ => ep_cfg.via_host.clone(),
     };
     let pbx_cfg = pbx_config(&cfg, &contact_host, rand::rng().next_u64());
-    let recorder = start_recorder(&cc.recording)?;
     let metrics = std::sync::Arc::new(web::Metrics::new());
-    let (events, storage) = crate::storage::start(cfg.storage.as_ref(), metrics.clone())?;
+    let live = std::sync::Arc::new(web::Live::new());
+    live.update(|b| b.configure(cc.boards.clone(), board_agents(&cfg)));
+    let (events, storage) =
+        crate::storage::start(cfg.storage.as_ref(), metrics.clone(), live.clone())?;
     let sink = events.clone();
+    let recorder = start_recorder(&cc.recording, &sink)?;
     let events = Some(events);
     let mut pbx = pbx::service::start(
         pbx_cfg,
@@ -293,14 +296,39 @@ async fn serve(cfg: Config, reload: Reload) -> anyhow::Result<()> {
         "switchboard started"
     );
     let mut http = None;
-    if let Some(bind) = cfg.http {
+    let mut app = None;
+    if let Some(h) = &cfg.http {
+        let bind = h.bind;
         let listener = tokio::net::TcpListener::bind(bind)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen for HTTP on {bind}: {e}"))?;
-        info!(url = %format!("http://{}/metrics", listener.local_addr()?), "metrics served");
+        let addr = listener.local_addr()?;
+        info!(
+            url = %format!("http://{addr}/wallboard"),
+            metrics = %format!("http://{addr}/metrics"),
+            logins = cfg.logins.len(),
+            "web side served"
+        );
+        if !h.secure_cookies && !bind.ip().is_loopback() {
+            warn!("[http] secure_cookies = false on a non-loopback address: session cookies can be read off the network");
+        }
         let sampler = sampler(&handle, &pbx, recorder.clone(), &storage, &sink);
+        let web_app = web::App::new(
+            web::WebConfig {
+                database: cfg.storage.as_ref().map(|s| s.database.clone()),
+                recordings: Some(cc.recording.dir.clone()),
+                secure_cookies: h.secure_cookies,
+                logins: web::auth::Logins::new(cfg.logins.clone()),
+            },
+            metrics,
+            sampler,
+            live.clone(),
+            agent_control(pbx.agent_requests()),
+        );
+        app = Some(web_app.clone());
+        let live = live.clone();
         http = Some(tokio::spawn(async move {
-            if let Err(e) = web::serve(listener, metrics, sampler).await {
+            if let Err(e) = web::serve(listener, web_app, live).await {
                 tracing::error!(error = %e, "HTTP server stopped");
             }
         }));
@@ -334,6 +362,8 @@ async fn serve(cfg: Config, reload: Reload) -> anyhow::Result<()> {
     let tasks = Tasks {
         pbx: &mut pbx,
         sip: &mut task,
+        live: live.clone(),
+        app,
     };
     if let Err(stopped) =
         run_until_shutdown(cfg, reload, triggers, &contact_host, &handle, tasks).await
@@ -368,10 +398,41 @@ async fn serve(cfg: Config, reload: Reload) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The agents on the wallboard, each with the queues it serves.
+fn board_agents(cfg: &Config) -> Vec<(String, Vec<String>)> {
+    cfg.callcenter
+        .agents
+        .iter()
+        .map(|a| {
+            let queues = a.acd.queues.iter().map(|m| m.queue.clone()).collect();
+            (a.acd.name.clone(), queues)
+        })
+        .collect()
+}
+
+/// Carries a supervisor's (or an agent's) state request from the web side to call control.
+fn agent_control(pbx: pbx::service::AgentRequests) -> web::AgentControl {
+    std::sync::Arc::new(move |change: web::AgentChange| {
+        let pbx = pbx.clone();
+        Box::pin(async move {
+            let want = match change.state {
+                web::RequestedState::Ready => pbx::AgentRequest::Ready,
+                web::RequestedState::Paused => {
+                    pbx::AgentRequest::Pause(change.reason.clone().unwrap_or_default())
+                }
+                web::RequestedState::LoggedOut => pbx::AgentRequest::LogOut,
+            };
+            info!(agent = %change.agent, by = %change.by, state = ?change.state, reason = ?change.reason, "agent state changed from the web");
+            pbx.ask(&change.agent, want).await
+        })
+    })
+}
+
 /// Finish what a crash left unfinished, then start the recorder thread (only when some
-/// queue records).
+/// queue records); every finished recording goes to storage.
 fn start_recorder(
     cfg: &pbx::recorder::service::RecorderConfig,
+    sink: &pbx::service::EventSink,
 ) -> anyhow::Result<Option<pbx::recorder::service::Recorder>> {
     if cfg.dir.exists() {
         let (repaired, failed) = pbx::recorder::file::repair(&cfg.dir);
@@ -382,7 +443,13 @@ fn start_recorder(
             tracing::warn!(error = %e, "could not repair a recording");
         }
     }
-    let r = pbx::recorder::service::Recorder::start(cfg.clone())?;
+    let sink = sink.clone();
+    let r = pbx::recorder::service::Recorder::start_notifying(
+        cfg.clone(),
+        Some(std::sync::Arc::new(move |f| {
+            sink.send(pbx::service::PbxEvent::Recording(f));
+        })),
+    )?;
     info!(dir = %cfg.dir.display(), "recorder ready");
     Ok(Some(r))
 }
@@ -405,6 +472,10 @@ struct Triggers {
 struct Tasks<'a> {
     pbx: &'a mut pbx::service::PbxHandle,
     sip: &'a mut tokio::task::JoinHandle<()>,
+    /// The live board (its queues and agents follow reloads).
+    live: std::sync::Arc<web::Live>,
+    /// The web side (its logins follow reloads).
+    app: Option<std::sync::Arc<web::App>>,
 }
 
 async fn run_until_shutdown(
@@ -415,7 +486,12 @@ async fn run_until_shutdown(
     sip: &pbx::sip_transport::SipHandle,
     tasks: Tasks<'_>,
 ) -> Result<(), pbx::service::TaskStopped> {
-    let Tasks { pbx, sip: sip_task } = tasks;
+    let Tasks {
+        pbx,
+        sip: sip_task,
+        live,
+        app,
+    } = tasks;
     let Triggers {
         mut changes,
         #[allow(unused_mut)]
@@ -484,6 +560,10 @@ async fn run_until_shutdown(
                     ))
                     .await;
                 pbx.reload(pbx_config(&new, contact_host, 0)).await;
+                live.update(|b| b.configure(new.callcenter.boards.clone(), board_agents(&new)));
+                if let Some(app) = &app {
+                    app.set_logins(web::auth::Logins::new(new.logins.clone()));
+                }
                 info!(
                     trigger = why,
                     users = new.users.len(),

@@ -11,9 +11,11 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use pbx::acd::{QueueLogEvent, QueueLogKind};
 use pbx::record::{AgentStateChange, CallRecord};
+use pbx::recorder::service::FinishedRecording;
 use pbx::service::{EventSink, PbxEvent};
-use store::{AgentStateRow, AttemptRow, CallRow, QueueLog, Store};
+use store::{AgentStateRow, AttemptRow, CallRow, QueueLog, RecordingRow, Store};
 use tracing::{error, info, warn};
 
 use crate::config;
@@ -44,6 +46,7 @@ impl StorageHandle {
 pub(crate) fn start(
     cfg: Option<&config::Storage>,
     metrics: Arc<web::Metrics>,
+    live: Arc<web::Live>,
 ) -> anyhow::Result<(EventSink, StorageHandle)> {
     let files = match cfg {
         Some(cfg) => {
@@ -65,7 +68,7 @@ pub(crate) fn start(
     let counted = pending.clone();
     let thread = std::thread::Builder::new()
         .name("storage".into())
-        .spawn(move || run(files, rx, &metrics, &counted))?;
+        .spawn(move || run(files, rx, &metrics, &live, &counted))?;
     Ok((EventSink::new(tx), StorageHandle { thread, pending }))
 }
 
@@ -126,12 +129,52 @@ fn state_row(s: &AgentStateChange) -> AgentStateRow {
     }
 }
 
+/// The live board's view of a call record.
+fn ended_call(r: &CallRecord) -> web::live::EndedCall {
+    web::live::EndedCall {
+        call: r.call_id,
+        queue: r.queue.clone(),
+        agent: r.agent.clone(),
+        outcome: r.outcome.as_str().to_owned(),
+        wait: r.wait,
+        handle: r.talk + r.hold + r.wrap_up,
+    }
+}
+
+/// A queue event on the live board: callers entering and leaving queues.
+fn board_queue_event(board: &mut web::live::Board, event: &QueueLogEvent, at: SystemTime) {
+    let (Some(call), Some(queue)) = (event.call, event.queue.as_deref()) else {
+        return;
+    };
+    match event.kind {
+        QueueLogKind::EnterQueue => board.entered(at, call.0, queue),
+        QueueLogKind::Connect { .. }
+        | QueueLogKind::Abandon { .. }
+        | QueueLogKind::ExitWithTimeout { .. }
+        | QueueLogKind::ExitEmpty { .. } => board.left(call.0, queue),
+        _ => {}
+    }
+}
+
+fn recording_row(f: &FinishedRecording) -> RecordingRow {
+    RecordingRow {
+        call_id: f.call,
+        file: f.file.to_string_lossy().into_owned(),
+        sha256: f.sha256.clone(),
+        bytes: f.bytes,
+        duration_ms: dur_ms(f.duration),
+        finished_ms: ms(f.finished),
+    }
+}
+
 fn run(
     mut files: Option<(Store, QueueLog)>,
     rx: Receiver<PbxEvent>,
     metrics: &web::Metrics,
+    live: &web::Live,
     pending: &AtomicU64,
 ) {
+    let mut recordings: Vec<RecordingRow> = Vec::new();
     let mut calls: Vec<CallRow> = Vec::new();
     let mut states: Vec<AgentStateRow> = Vec::new();
     let mut lines: Vec<String> = Vec::new();
@@ -139,7 +182,9 @@ fn run(
     let mut flush = |calls: &mut Vec<CallRow>,
                      states: &mut Vec<AgentStateRow>,
                      lines: &mut Vec<String>,
-                     failing: &mut bool| {
+                     failing: &mut bool,
+                     recordings: &mut Vec<RecordingRow>| {
+        write_recordings(files.as_mut().map(|f| &mut f.0), recordings);
         match files.as_mut() {
             Some((db, qlog)) => write(db, qlog, calls, states, lines, failing),
             None => {
@@ -156,7 +201,13 @@ fn run(
             Ok(ev) => Some(ev),
             Err(RecvTimeoutError::Timeout) => None,
             Err(RecvTimeoutError::Disconnected) => {
-                flush(&mut calls, &mut states, &mut lines, &mut failing);
+                flush(
+                    &mut calls,
+                    &mut states,
+                    &mut lines,
+                    &mut failing,
+                    &mut recordings,
+                );
                 if !calls.is_empty() || !states.is_empty() {
                     error!(
                         calls = calls.len(),
@@ -170,13 +221,20 @@ fn run(
         let mut take = |ev: PbxEvent| match ev {
             PbxEvent::Call(r) => {
                 metrics.call_ended(r.queue.as_deref().unwrap_or(""), r.outcome.as_str());
+                live.update(|b| b.call_ended(r.ended, &ended_call(&r)));
                 calls.push(call_row(&r));
             }
             PbxEvent::AgentState(s) => {
                 metrics.agent_state(&s.agent, s.state);
+                live.update(|b| b.agent_state(s.at, &s.agent, s.state, s.reason.as_deref()));
                 states.push(state_row(&s));
             }
-            PbxEvent::QueueLog(l) => lines.push(l),
+            PbxEvent::Queue { event, at } => {
+                live.update(|b| board_queue_event(b, &event, at));
+                let unix = at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+                lines.push(event.to_queue_log_line(unix));
+            }
+            PbxEvent::Recording(f) => recordings.push(recording_row(&f)),
         };
         if let Some(ev) = first {
             take(ev);
@@ -184,7 +242,33 @@ fn run(
                 take(ev);
             }
         }
-        flush(&mut calls, &mut states, &mut lines, &mut failing);
+        flush(
+            &mut calls,
+            &mut states,
+            &mut lines,
+            &mut failing,
+            &mut recordings,
+        );
+    }
+}
+
+/// Recordings arrive after their call's record: kept until the database takes them (a
+/// recording row only names a file that exists anyway, so they are not spilled).
+fn write_recordings(db: Option<&mut Store>, recordings: &mut Vec<RecordingRow>) {
+    let Some(db) = db else {
+        recordings.clear();
+        return;
+    };
+    if recordings.is_empty() {
+        return;
+    }
+    match db.insert_recordings(recordings) {
+        Ok(()) => recordings.clear(),
+        Err(e) => {
+            warn!(error = %e, recordings = recordings.len(), "recordings not registered yet; retrying");
+            let extra = recordings.len().saturating_sub(MAX_PENDING);
+            recordings.drain(..extra);
+        }
     }
 }
 

@@ -1,338 +1,44 @@
-//! Switchboard's HTTP side. So far: Prometheus metrics at `/metrics` ([`Metrics`], [`serve`]).
+//! Switchboard's web side: the live wallboard, the quality-review pages, the JSON API with
+//! server-sent events, and Prometheus metrics, served by axum.
 //!
-//! Labels never carry an agent's or a caller's identity: calls are counted by queue and
-//! outcome, agents by state.
+//! - [`live`]: the live board supervisors watch (sans-IO [`live::Board`], shared as
+//!   [`live::Live`]).
+//! - [`auth`]: logins with roles, sessions, CSRF tokens, limits on guessing.
+//! - [`api`]: the routes and who may use each.
+//! - [`metrics`]: `/metrics`. Labels never carry an agent's or a caller's identity.
 //!
 //! ```text
-//! let metrics = Arc::new(Metrics::new());
-//! metrics.call_ended("support", "answered");       // from the storage thread
-//! tokio::spawn(web::serve(listener, metrics, refresh)); // refresh() samples the services
+//! let live = Arc::new(Live::new());                 // fed by the storage thread
+//! let app = App::new(web_config, metrics, sampler, live, agent_control);
+//! tokio::spawn(web::serve(listener, app));
 //! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-use std::collections::HashMap;
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+pub mod api;
+pub mod auth;
+pub mod live;
+pub mod metrics;
 
-use axum::extract::State;
-use axum::http::{header, StatusCode};
-use axum::response::IntoResponse;
-use axum::routing::get;
-use axum::Router;
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::registry::Registry;
+pub use api::{AgentChange, AgentControl, App, RequestedState, WebConfig};
+pub use live::Live;
+pub use metrics::{Metrics, Sample, Sampler};
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct CallLabels {
-    queue: String,
-    outcome: String,
-}
+use std::net::SocketAddr;
+use std::sync::Arc;
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct StateLabels {
-    state: String,
-}
-
-/// A counter that mirrors a total kept elsewhere (an atomic of another service): each
-/// refresh adds what the total grew by.
-#[derive(Debug, Default)]
-struct Mirror {
-    counter: Counter,
-    last: AtomicU64,
-}
-
-impl Mirror {
-    fn set_total(&self, total: u64) {
-        let last = self.last.swap(total, Ordering::Relaxed);
-        if total > last {
-            self.counter.inc_by(total - last);
-        }
-    }
-}
-
-/// Samples of the services, taken at each scrape.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Sample {
-    /// Registrar bindings.
-    pub registrations: u64,
-    /// Live SIP transactions.
-    pub sip_transactions: u64,
-    /// SIP messages received (total).
-    pub sip_received: u64,
-    /// New calls answered 503 because call control was behind (total).
-    pub calls_shed: u64,
-    /// UDP datagrams of unknown sources dropped unread under a flood (total).
-    pub datagrams_shed: u64,
-    /// Media sessions open.
-    pub media_sessions: u64,
-    /// RTP packets received by the relay (total).
-    pub relay_received: u64,
-    /// RTP packets forwarded by the relay (total).
-    pub relay_forwarded: u64,
-    /// Packets from strangers dropped by the relay (total).
-    pub relay_strangers: u64,
-    /// Recordings in progress.
-    pub recordings_active: u64,
-    /// Recording frames the relay's tap dropped (total).
-    pub recording_frames_dropped: u64,
-    /// Records waiting for the database.
-    pub storage_pending: u64,
-    /// Records that did not fit the storage queue (total).
-    pub storage_dropped: u64,
-}
-
-/// The metrics, and the registry they are exposed from.
-#[derive(Debug)]
-pub struct Metrics {
-    registry: Registry,
-    calls: Family<CallLabels, Counter>,
-    agents: Family<StateLabels, Gauge>,
-    /// Agent → state, to count agents by state.
-    agent_states: Mutex<HashMap<String, String>>,
-    registrations: Gauge,
-    sip_transactions: Gauge,
-    media_sessions: Gauge,
-    recordings_active: Gauge,
-    storage_pending: Gauge,
-    sip_received: Mirror,
-    calls_shed: Mirror,
-    datagrams_shed: Mirror,
-    relay_received: Mirror,
-    relay_forwarded: Mirror,
-    relay_strangers: Mirror,
-    recording_frames_dropped: Mirror,
-    storage_dropped: Mirror,
-}
-
-impl Default for Metrics {
-    fn default() -> Self {
-        Metrics::new()
-    }
-}
-
-impl Metrics {
-    /// Every metric, registered under `switchboard_`.
-    pub fn new() -> Metrics {
-        let mut registry = Registry::with_prefix("switchboard");
-        let m = Metrics {
-            calls: Family::default(),
-            agents: Family::default(),
-            agent_states: Mutex::new(HashMap::new()),
-            registrations: Gauge::default(),
-            sip_transactions: Gauge::default(),
-            media_sessions: Gauge::default(),
-            recordings_active: Gauge::default(),
-            storage_pending: Gauge::default(),
-            sip_received: Mirror::default(),
-            calls_shed: Mirror::default(),
-            datagrams_shed: Mirror::default(),
-            relay_received: Mirror::default(),
-            relay_forwarded: Mirror::default(),
-            relay_strangers: Mirror::default(),
-            recording_frames_dropped: Mirror::default(),
-            storage_dropped: Mirror::default(),
-            registry: Registry::default(),
-        };
-        registry.register(
-            "calls",
-            "Calls ended, by queue (empty for calls that are not queue calls) and outcome",
-            m.calls.clone(),
-        );
-        registry.register("agents", "Agents by state", m.agents.clone());
-        registry.register(
-            "registrations",
-            "Registrar bindings",
-            m.registrations.clone(),
-        );
-        registry.register(
-            "sip_transactions",
-            "Live SIP transactions",
-            m.sip_transactions.clone(),
-        );
-        registry.register(
-            "media_sessions",
-            "Media sessions open",
-            m.media_sessions.clone(),
-        );
-        registry.register(
-            "recordings_active",
-            "Recordings in progress",
-            m.recordings_active.clone(),
-        );
-        registry.register(
-            "storage_pending",
-            "Records waiting for the database",
-            m.storage_pending.clone(),
-        );
-        for (name, help, mirror) in [
-            ("sip_received", "SIP messages received", &m.sip_received),
-            (
-                "calls_shed",
-                "New calls answered 503 because call control was behind",
-                &m.calls_shed,
-            ),
-            (
-                "datagrams_shed",
-                "UDP datagrams of unknown sources dropped unread while the socket was behind",
-                &m.datagrams_shed,
-            ),
-            ("relay_received", "RTP packets received", &m.relay_received),
-            (
-                "relay_forwarded",
-                "RTP packets forwarded",
-                &m.relay_forwarded,
-            ),
-            (
-                "relay_strangers",
-                "Media packets from strangers dropped",
-                &m.relay_strangers,
-            ),
-            (
-                "recording_frames_dropped",
-                "Recording frames the relay's tap dropped",
-                &m.recording_frames_dropped,
-            ),
-            (
-                "storage_dropped",
-                "Records that did not fit the storage queue",
-                &m.storage_dropped,
-            ),
-        ] {
-            registry.register(name, help, mirror.counter.clone());
-        }
-        Metrics { registry, ..m }
-    }
-
-    /// A call ended (`queue` empty for a call that is not a queue call).
-    pub fn call_ended(&self, queue: &str, outcome: &str) {
-        self.calls
-            .get_or_create(&CallLabels {
-                queue: queue.to_owned(),
-                outcome: outcome.to_owned(),
-            })
-            .inc();
-    }
-
-    /// An agent's state changed.
-    pub fn agent_state(&self, agent: &str, state: &str) {
-        let mut states = self.agent_states.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(old) = states.insert(agent.to_owned(), state.to_owned()) {
-            self.agents.get_or_create(&StateLabels { state: old }).dec();
-        }
-        self.agents
-            .get_or_create(&StateLabels {
-                state: state.to_owned(),
-            })
-            .inc();
-    }
-
-    /// Take in a sample of the services.
-    pub fn sample(&self, s: &Sample) {
-        let g = |g: &Gauge, v: u64| {
-            g.set(i64::try_from(v).unwrap_or(i64::MAX));
-        };
-        g(&self.registrations, s.registrations);
-        g(&self.sip_transactions, s.sip_transactions);
-        g(&self.media_sessions, s.media_sessions);
-        g(&self.recordings_active, s.recordings_active);
-        g(&self.storage_pending, s.storage_pending);
-        self.sip_received.set_total(s.sip_received);
-        self.calls_shed.set_total(s.calls_shed);
-        self.datagrams_shed.set_total(s.datagrams_shed);
-        self.relay_received.set_total(s.relay_received);
-        self.relay_forwarded.set_total(s.relay_forwarded);
-        self.relay_strangers.set_total(s.relay_strangers);
-        self.recording_frames_dropped
-            .set_total(s.recording_frames_dropped);
-        self.storage_dropped.set_total(s.storage_dropped);
-    }
-
-    /// The exposition text (OpenMetrics).
-    pub fn render(&self) -> String {
-        let mut out = String::new();
-        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
-            out.clear();
-        }
-        out
-    }
-}
-
-/// What `/metrics` calls before it renders: a fresh [`Sample`] of the services.
-pub type Sampler = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Sample> + Send>> + Send + Sync>;
-
-#[derive(Clone)]
-struct AppState {
-    metrics: Arc<Metrics>,
-    sampler: Sampler,
-}
-
-async fn metrics_page(State(app): State<AppState>) -> impl IntoResponse {
-    let sample = (app.sampler)().await;
-    app.metrics.sample(&sample);
-    (
-        StatusCode::OK,
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        app.metrics.render(),
-    )
-}
-
-/// Serve `/metrics` on `listener` until the task is dropped; any other path is 404.
+/// Serve every route on `listener` (and publish the live board) until the task is dropped.
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    metrics: Arc<Metrics>,
-    sampler: Sampler,
+    app: Arc<App>,
+    live: Arc<Live>,
 ) -> std::io::Result<()> {
-    let app = Router::new()
-        .route("/metrics", get(metrics_page))
-        .with_state(AppState { metrics, sampler });
-    axum::serve(listener, app).await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn calls_by_queue_and_outcome_agents_by_state_and_mirrored_totals() {
-        let m = Metrics::new();
-        m.call_ended("support", "answered");
-        m.call_ended("support", "answered");
-        m.call_ended("sales", "abandoned");
-        m.agent_state("Ada", "ready");
-        m.agent_state("Bob", "ready");
-        m.agent_state("Ada", "busy");
-        m.sample(&Sample {
-            relay_received: 100,
-            registrations: 7,
-            ..Sample::default()
-        });
-        m.sample(&Sample {
-            relay_received: 150,
-            registrations: 6,
-            ..Sample::default()
-        });
-        let text = m.render();
-        let has = |line: &str| {
-            assert!(text.lines().any(|l| l == line), "{line:?} not in\n{text}");
-        };
-        has("switchboard_calls_total{queue=\"support\",outcome=\"answered\"} 2");
-        has("switchboard_calls_total{queue=\"sales\",outcome=\"abandoned\"} 1");
-        has("switchboard_agents{state=\"ready\"} 1");
-        has("switchboard_agents{state=\"busy\"} 1");
-        has("switchboard_relay_received_total 150");
-        has("switchboard_registrations 6");
-        assert!(
-            !text.contains("Ada") && !text.contains("Bob"),
-            "no identities"
-        );
-    }
+    let publisher = tokio::spawn(live.publish_changes());
+    let r = axum::serve(
+        listener,
+        api::router(app).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .await;
+    publisher.abort();
+    r
 }

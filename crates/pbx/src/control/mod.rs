@@ -473,6 +473,17 @@ impl EndReason {
     }
 }
 
+/// What a supervisor asks of an agent ([`CallControl::agent_request`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentRequest {
+    /// Take calls (logging in first if logged out).
+    Ready,
+    /// No calls, with this reason code (after the current call, if talking).
+    Pause(String),
+    /// Log out of the queues.
+    LogOut,
+}
+
 /// The call-control state machine.
 pub struct CallControl {
     /// Settings (its `queues` and `agents` live in `dir`).
@@ -638,6 +649,41 @@ impl CallControl {
             .filter(|a| !a.removed)
             .map(|a| (a.user().to_owned(), a.state.clone()))
             .collect()
+    }
+
+    /// A supervisor (or the agent, from the web) asks for an agent's state. Refused, with a
+    /// sentence for the user, when the agent is unknown or the change makes no sense now
+    /// (pausing a logged-out agent, logging out an agent who is talking).
+    pub fn agent_request(&mut self, agent: &str, want: AgentRequest) -> Result<(), String> {
+        let Some(a) = self
+            .dir
+            .agents
+            .iter()
+            .find(|a| !a.removed && a.name() == agent)
+        else {
+            return Err(format!("no agent {agent:?}"));
+        };
+        let id = a.id;
+        let cmd = match (want, &a.state) {
+            (AgentRequest::Ready, AgentState::LoggedOut) => AcdCommand::Login(id),
+            (AgentRequest::Ready, AgentState::Offered(_)) => {
+                return Err(format!("{agent}'s phone is ringing; try again in a moment"))
+            }
+            (AgentRequest::Ready, _) => AcdCommand::Ready(id),
+            (AgentRequest::Pause(_), AgentState::LoggedOut) => {
+                return Err(format!("{agent} is logged out"))
+            }
+            (AgentRequest::Pause(reason), _) => {
+                AcdCommand::NotReady(id, acd::ReasonCode::new(&reason))
+            }
+            (AgentRequest::LogOut, AgentState::OnCall(_)) => {
+                return Err(format!("{agent} is on a call"))
+            }
+            (AgentRequest::LogOut, _) => AcdCommand::Logout(id),
+        };
+        info!(agent, command = ?cmd, "agent state asked from outside");
+        self.acd(cmd);
+        Ok(())
     }
 
     /// Next output for another service.

@@ -1,0 +1,301 @@
+//! What quality review and supervision add to the call records: the finished recording of a
+//! call (its file and SHA-256), reviewers' scores and comments, and the audit log of who
+//! looked at which call or recording, or changed an agent's state.
+//!
+//! A call is found by its call id (the `call_id` of [`crate::CallRow`]); the recording and
+//! the reviews are kept in their own tables because they arrive after the call record (the
+//! recorder finishes its files after the call ended) or long after it (a review).
+
+use rusqlite::{params, OptionalExtension};
+
+use crate::{CallRow, Store, StoreError};
+
+pub(crate) const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS recordings (
+    call_id INTEGER PRIMARY KEY,
+    file TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    bytes INTEGER NOT NULL,
+    duration_ms INTEGER NOT NULL,
+    finished_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS reviews (
+    id INTEGER PRIMARY KEY,
+    call_id INTEGER NOT NULL,
+    reviewer TEXT NOT NULL,
+    score INTEGER NOT NULL,
+    comment TEXT NOT NULL,
+    at_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS reviews_call ON reviews (call_id, at_ms);
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY,
+    at_ms INTEGER NOT NULL,
+    login TEXT NOT NULL,
+    action TEXT NOT NULL,
+    call_id INTEGER,
+    detail TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_at ON audit (at_ms);
+";
+
+/// A finished recording of a call.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RecordingRow {
+    /// The call.
+    pub call_id: u64,
+    /// The WAV file, relative to the recordings directory.
+    pub file: String,
+    /// SHA-256 of the finished file (lower-case hex).
+    pub sha256: String,
+    /// File size.
+    pub bytes: u64,
+    /// Audio length (milliseconds).
+    pub duration_ms: i64,
+    /// When the file was finished (Unix milliseconds).
+    pub finished_ms: i64,
+}
+
+/// A reviewer's score of a call.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ReviewRow {
+    /// The call.
+    pub call_id: u64,
+    /// Who reviewed it (their login).
+    pub reviewer: String,
+    /// Score, 0–100.
+    pub score: u8,
+    /// Free text.
+    pub comment: String,
+    /// When (Unix milliseconds).
+    pub at_ms: i64,
+}
+
+/// One line of the audit log.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AuditRow {
+    /// When (Unix milliseconds).
+    pub at_ms: i64,
+    /// Who (their login).
+    pub login: String,
+    /// What: `list_recordings`, `play_recording`, `review`, `agent_state`, …
+    pub action: String,
+    /// The call concerned, if one.
+    pub call_id: Option<u64>,
+    /// The rest: the search, the agent and state, the score.
+    pub detail: String,
+}
+
+/// Which calls a search returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallFilter {
+    /// Arrived at or after (Unix milliseconds).
+    pub from_ms: i64,
+    /// Arrived before (Unix milliseconds).
+    pub to_ms: i64,
+    /// Only this queue.
+    pub queue: Option<String>,
+    /// Only calls this agent answered.
+    pub agent: Option<String>,
+    /// Only this outcome (`answered`, `abandoned`, …).
+    pub outcome: Option<String>,
+    /// Only calls with a finished recording.
+    pub recorded: bool,
+    /// At most this many, newest first.
+    pub limit: u32,
+}
+
+impl Default for CallFilter {
+    fn default() -> Self {
+        CallFilter {
+            from_ms: 0,
+            to_ms: i64::MAX,
+            queue: None,
+            agent: None,
+            outcome: None,
+            recorded: false,
+            limit: 100,
+        }
+    }
+}
+
+/// A call found by a search, with its recording if it has one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FoundCall {
+    /// The call record (without ring attempts; [`Store::call`] has them).
+    pub call: CallRow,
+    /// Its finished recording.
+    pub recording: Option<RecordingRow>,
+}
+
+fn recording_row(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<RecordingRow> {
+    Ok(RecordingRow {
+        call_id: r.get::<_, i64>(at)? as u64,
+        file: r.get(at + 1)?,
+        sha256: r.get(at + 2)?,
+        bytes: r.get::<_, i64>(at + 3)? as u64,
+        duration_ms: r.get(at + 4)?,
+        finished_ms: r.get(at + 5)?,
+    })
+}
+
+impl Store {
+    /// Write finished recordings (a second one for the same call replaces the first).
+    pub fn insert_recordings(&mut self, rows: &[RecordingRow]) -> Result<(), StoreError> {
+        self.in_transaction(|tx| {
+            let mut stmt = tx.prepare_cached(
+                "INSERT OR REPLACE INTO recordings
+                    (call_id, file, sha256, bytes, duration_ms, finished_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            for r in rows {
+                stmt.execute(params![
+                    r.call_id as i64,
+                    r.file,
+                    r.sha256,
+                    r.bytes as i64,
+                    r.duration_ms,
+                    r.finished_ms
+                ])?;
+            }
+            Ok(())
+        })
+    }
+
+    /// The finished recording of a call.
+    pub fn recording(&self, call_id: u64) -> Result<Option<RecordingRow>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT call_id, file, sha256, bytes, duration_ms, finished_ms
+                 FROM recordings WHERE call_id = ?1",
+                [call_id as i64],
+                |r| recording_row(r, 0),
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Calls matching `filter`, newest first, each with its recording.
+    pub fn search_calls(&self, filter: &CallFilter) -> Result<Vec<FoundCall>, StoreError> {
+        let sql = format!(
+            "{} WHERE arrived_ms >= ?1 AND arrived_ms < ?2
+                AND (?3 IS NULL OR queue = ?3)
+                AND (?4 IS NULL OR agent = ?4)
+                AND (?5 IS NULL OR outcome = ?5)
+                AND (?6 = 0 OR call_id IN (SELECT call_id FROM recordings))
+             ORDER BY arrived_ms DESC, id DESC LIMIT ?7",
+            crate::SELECT_CALL
+        );
+        let calls = self.rows(
+            &sql,
+            params![
+                filter.from_ms,
+                filter.to_ms,
+                filter.queue,
+                filter.agent,
+                filter.outcome,
+                filter.recorded,
+                i64::from(filter.limit)
+            ],
+            crate::call_row,
+        )?;
+        let mut out = Vec::with_capacity(calls.len());
+        for call in calls {
+            let recording = self.recording(call.call_id)?;
+            out.push(FoundCall { call, recording });
+        }
+        Ok(out)
+    }
+
+    /// Save a reviewer's score and comment.
+    pub fn insert_review(&mut self, review: &ReviewRow) -> Result<(), StoreError> {
+        self.in_transaction(|tx| {
+            tx.execute(
+                "INSERT INTO reviews (call_id, reviewer, score, comment, at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    review.call_id as i64,
+                    review.reviewer,
+                    review.score,
+                    review.comment,
+                    review.at_ms
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// The reviews of a call, oldest first.
+    pub fn reviews(&self, call_id: u64) -> Result<Vec<ReviewRow>, StoreError> {
+        self.rows(
+            "SELECT call_id, reviewer, score, comment, at_ms FROM reviews
+             WHERE call_id = ?1 ORDER BY at_ms, id",
+            [call_id as i64],
+            |r| {
+                Ok(ReviewRow {
+                    call_id: r.get::<_, i64>(0)? as u64,
+                    reviewer: r.get(1)?,
+                    score: r.get(2)?,
+                    comment: r.get(3)?,
+                    at_ms: r.get(4)?,
+                })
+            },
+        )
+    }
+
+    /// Append to the audit log (committed before this returns).
+    pub fn audit(&mut self, row: &AuditRow) -> Result<(), StoreError> {
+        self.in_transaction(|tx| {
+            tx.execute(
+                "INSERT INTO audit (at_ms, login, action, call_id, detail)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    row.at_ms,
+                    row.login,
+                    row.action,
+                    row.call_id.map(|c| c as i64),
+                    row.detail
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// The audit log in `[from_ms, to_ms)`, oldest first, at most `limit` lines.
+    pub fn audit_log(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<AuditRow>, StoreError> {
+        self.rows(
+            "SELECT at_ms, login, action, call_id, detail FROM audit
+             WHERE at_ms >= ?1 AND at_ms < ?2 ORDER BY at_ms, id LIMIT ?3",
+            params![from_ms, to_ms, i64::from(limit)],
+            |r| {
+                Ok(AuditRow {
+                    at_ms: r.get(0)?,
+                    login: r.get(1)?,
+                    action: r.get(2)?,
+                    call_id: r.get::<_, Option<i64>>(3)?.map(|c| c as u64),
+                    detail: r.get(4)?,
+                })
+            },
+        )
+    }
+
+    /// Run `f` in one transaction and commit it.
+    fn in_transaction(
+        &mut self,
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<()>,
+    ) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let db = |source| StoreError::Database {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(db)?;
+        f(&tx).map_err(db)?;
+        tx.commit().map_err(db)
+    }
+}

@@ -1,0 +1,948 @@
+//! The routes: pages, the JSON API, the event stream and `/metrics`.
+//!
+//! | route | who |
+//! |---|---|
+//! | `POST /api/login`, `POST /api/logout`, `GET /api/me` | anyone / a session |
+//! | `GET /api/live`, `GET /api/events` (server-sent events) | supervisor, admin |
+//! | `GET /api/reports/queues`, `GET /api/reports/agents` (`?date=&interval=&format=csv`) | supervisor, admin |
+//! | `POST /api/agents/{agent}/state` | supervisor, admin; an agent for themself |
+//! | `GET /api/calls`, `GET /api/calls/{id}` | supervisor, reviewer, admin |
+//! | `GET /api/recordings`, `GET /api/recordings/{id}/audio`, `GET/POST /api/calls/{id}/reviews` | reviewer |
+//! | `GET /api/audit` | admin |
+//! | `GET /metrics` | anyone who can reach the address (Prometheus scrapes it) |
+//!
+//! A missing or expired session is 401, a wrong role or a missing CSRF token 403. Listing
+//! recordings, playing one and saving a review are written to the audit log before the answer
+//! is sent; if the audit log cannot be written, the answer is 503 and nothing is shown.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::extract::{ConnectInfo, Path as UrlPath, Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+use store::report::{parse_date, Table, DAY_MS};
+use store::{AuditRow, CallFilter, ReviewRow, Store};
+
+use crate::auth::{Logins, Role, Session, Sessions, Throttle};
+use crate::live::Live;
+use crate::metrics::{Metrics, Sampler};
+
+/// A state a supervisor (or the agent) asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestedState {
+    /// Take calls.
+    Ready,
+    /// Take no calls (with a reason).
+    Paused,
+    /// Log out of the queues.
+    LoggedOut,
+}
+
+/// A change of an agent's state asked for over the API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentChange {
+    /// The agent's name.
+    pub agent: String,
+    /// The new state.
+    pub state: RequestedState,
+    /// The reason code (pauses).
+    pub reason: Option<String>,
+    /// Who asked.
+    pub by: String,
+}
+
+/// Carries an [`AgentChange`] to call control; the error is shown to the user.
+pub type AgentControl = Arc<
+    dyn Fn(
+            AgentChange,
+        )
+            -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// What the web side is given to work with.
+pub struct WebConfig {
+    /// The database of call records (`None`: storage is off).
+    pub database: Option<PathBuf>,
+    /// Where recordings are.
+    pub recordings: Option<PathBuf>,
+    /// Send cookies with `Secure`.
+    pub secure_cookies: bool,
+    /// The logins.
+    pub logins: Logins,
+}
+
+/// The web side's state, shared by every request.
+pub struct App {
+    metrics: Arc<Metrics>,
+    sampler: Sampler,
+    live: Arc<Live>,
+    agents: AgentControl,
+    logins: RwLock<Arc<Logins>>,
+    sessions: Sessions,
+    throttle: Mutex<Throttle>,
+    database: Option<PathBuf>,
+    recordings: Option<PathBuf>,
+    secure_cookies: bool,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("database", &self.database)
+            .field("recordings", &self.recordings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl App {
+    /// The web side.
+    pub fn new(
+        cfg: WebConfig,
+        metrics: Arc<Metrics>,
+        sampler: Sampler,
+        live: Arc<Live>,
+        agents: AgentControl,
+    ) -> Arc<App> {
+        Arc::new(App {
+            metrics,
+            sampler,
+            live,
+            agents,
+            logins: RwLock::new(Arc::new(cfg.logins)),
+            sessions: Sessions::default(),
+            throttle: Mutex::new(Throttle::default()),
+            database: cfg.database,
+            recordings: cfg.recordings,
+            secure_cookies: cfg.secure_cookies,
+        })
+    }
+
+    /// New logins (a reload of `users.toml`): sessions of removed logins, or of logins whose
+    /// roles changed, end.
+    pub fn set_logins(&self, logins: Logins) {
+        self.sessions.retain_valid(&logins);
+        *self.logins.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(logins);
+    }
+
+    fn logins(&self) -> Arc<Logins> {
+        self.logins
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+/// An answer that is not a success: a status and a sentence for the user.
+#[derive(Debug)]
+pub(crate) struct Refusal {
+    status: StatusCode,
+    message: String,
+    retry_after: Option<Duration>,
+}
+
+fn refuse(status: StatusCode, message: impl Into<String>) -> Refusal {
+    Refusal {
+        status,
+        message: message.into(),
+        retry_after: None,
+    }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        let mut r = (self.status, Json(json!({ "error": self.message }))).into_response();
+        if let Some(wait) = self.retry_after {
+            let secs = wait.as_secs().max(1).to_string();
+            if let Ok(v) = HeaderValue::from_str(&secs) {
+                r.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+        }
+        r
+    }
+}
+
+type Answer = Result<Response, Refusal>;
+
+const COOKIE: &str = "switchboard_session";
+
+fn cookie_token(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == COOKIE)
+        .map(|(_, v)| v.to_owned())
+}
+
+/// The session of the request, if it needs one of `roles` (empty: any logged-in user).
+fn session(app: &App, headers: &HeaderMap, roles: &[Role]) -> Result<Session, Refusal> {
+    let s = cookie_token(headers)
+        .and_then(|t| app.sessions.get(&t, Instant::now()))
+        .ok_or_else(|| refuse(StatusCode::UNAUTHORIZED, "log in first"))?;
+    if !roles.is_empty() && !s.has_any(roles) {
+        return Err(refuse(
+            StatusCode::FORBIDDEN,
+            format!("{} may not do this", s.login),
+        ));
+    }
+    Ok(s)
+}
+
+/// A change: the session must send its CSRF token.
+fn change(app: &App, headers: &HeaderMap, roles: &[Role]) -> Result<Session, Refusal> {
+    let s = session(app, headers, roles)?;
+    let sent = headers
+        .get("x-csrf-token")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !bool::from(subtle::ConstantTimeEq::ct_eq(
+        sent.as_bytes(),
+        s.csrf.as_bytes(),
+    )) {
+        return Err(refuse(
+            StatusCode::FORBIDDEN,
+            "missing or wrong X-CSRF-Token header",
+        ));
+    }
+    Ok(s)
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Run database work off the async workers.
+async fn with_store<T: Send + 'static>(
+    app: &App,
+    write: bool,
+    f: impl FnOnce(&mut Store) -> Result<T, store::StoreError> + Send + 'static,
+) -> Result<T, Refusal> {
+    let Some(path) = app.database.clone() else {
+        return Err(refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "call records are off on this server ([storage] enabled = false)",
+        ));
+    };
+    let r = tokio::task::spawn_blocking(move || {
+        let mut db = if write {
+            Store::open(&path)?
+        } else {
+            Store::open_read_only(&path)?
+        };
+        f(&mut db)
+    })
+    .await;
+    match r {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "call records not available");
+            Err(refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the call records cannot be read right now",
+            ))
+        }
+        Err(_) => Err(refuse(StatusCode::INTERNAL_SERVER_ERROR, "internal error")),
+    }
+}
+
+async fn audit(
+    app: &App,
+    s: &Session,
+    action: &str,
+    call_id: Option<u64>,
+    detail: String,
+) -> Result<(), Refusal> {
+    let row = AuditRow {
+        at_ms: now_ms(),
+        login: s.login.clone(),
+        action: action.to_owned(),
+        call_id,
+        detail,
+    };
+    with_store(app, true, move |db| db.audit(&row)).await
+}
+
+// ---- login ----
+
+#[derive(Deserialize)]
+struct LoginForm {
+    login: String,
+    password: String,
+}
+
+fn me(s: &Session) -> serde_json::Value {
+    json!({ "login": s.login, "roles": s.roles, "agent": s.agent, "csrf": s.csrf })
+}
+
+async fn login(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Json(form): Json<LoginForm>,
+) -> Answer {
+    let ip: IpAddr = peer.ip();
+    let now = Instant::now();
+    if form.login.len() > 200 || form.password.len() > 1024 {
+        return Err(refuse(
+            StatusCode::BAD_REQUEST,
+            "login or password too long",
+        ));
+    }
+    if let Some(wait) =
+        app.throttle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .wait(ip, &form.login, now)
+    {
+        return Err(Refusal {
+            retry_after: Some(wait),
+            ..refuse(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many wrong passwords: try again later",
+            )
+        });
+    }
+    let logins = app.logins();
+    let (name, pw) = (form.login.clone(), form.password);
+    let found = tokio::task::spawn_blocking(move || logins.check(&name, &pw).cloned())
+        .await
+        .ok()
+        .flatten();
+    let mut throttle = app.throttle.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(l) = found else {
+        throttle.failed(ip, &form.login, now);
+        tracing::warn!(%ip, "web login refused");
+        return Err(refuse(StatusCode::UNAUTHORIZED, "wrong login or password"));
+    };
+    throttle.succeeded(ip, &form.login);
+    drop(throttle);
+    let (token, s) = app.sessions.start(&l, now);
+    tracing::info!(login = %s.login, "web login");
+    let secure = if app.secure_cookies { "; Secure" } else { "" };
+    let cookie = format!("{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict{secure}");
+    let mut r = Json(me(&s)).into_response();
+    r.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_str(&cookie)
+            .map_err(|_| refuse(StatusCode::INTERNAL_SERVER_ERROR, "cookie"))?,
+    );
+    Ok(r)
+}
+
+async fn logout(State(app): State<Arc<App>>, headers: HeaderMap) -> Answer {
+    change(&app, &headers, &[])?;
+    if let Some(t) = cookie_token(&headers) {
+        app.sessions.end(&t);
+    }
+    let secure = if app.secure_cookies { "; Secure" } else { "" };
+    let cookie = format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{secure}");
+    let mut r = Json(json!({ "ok": true })).into_response();
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        r.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    Ok(r)
+}
+
+async fn whoami(State(app): State<Arc<App>>, headers: HeaderMap) -> Answer {
+    let s = session(&app, &headers, &[])?;
+    Ok(Json(me(&s)).into_response())
+}
+
+// ---- live ----
+
+const WATCHERS: &[Role] = &[Role::Supervisor, Role::Admin];
+
+async fn live(State(app): State<Arc<App>>, headers: HeaderMap) -> Answer {
+    session(&app, &headers, WATCHERS)?;
+    let body = app.live.latest();
+    Ok((
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response())
+}
+
+async fn events(State(app): State<Arc<App>>, headers: HeaderMap) -> Answer {
+    session(&app, &headers, WATCHERS)?;
+    let rx = app.live.subscribe();
+    // The current board first, then every new one.
+    let stream = futures_util::stream::unfold((rx, true), |(mut rx, first)| async move {
+        if !first && rx.changed().await.is_err() {
+            return None;
+        }
+        let body = rx.borrow_and_update().clone();
+        let ev = Event::default().event("board").data(body.as_ref());
+        Some((Ok::<_, std::convert::Infallible>(ev), (rx, false)))
+    });
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response())
+}
+
+#[derive(Deserialize)]
+struct StateForm {
+    state: RequestedState,
+    reason: Option<String>,
+}
+
+async fn agent_state(
+    State(app): State<Arc<App>>,
+    UrlPath(agent): UrlPath<String>,
+    headers: HeaderMap,
+    Json(form): Json<StateForm>,
+) -> Answer {
+    let s = change(
+        &app,
+        &headers,
+        &[Role::Supervisor, Role::Admin, Role::Agent],
+    )?;
+    if !s.has_any(WATCHERS) && s.agent.as_deref() != Some(agent.as_str()) {
+        return Err(refuse(
+            StatusCode::FORBIDDEN,
+            format!("{} may change only their own state", s.login),
+        ));
+    }
+    let reason = form
+        .reason
+        .map(|r| r.trim().to_owned())
+        .filter(|r| !r.is_empty());
+    if let Some(r) = &reason {
+        if r.len() > 64 || !r.chars().all(|c| c.is_alphanumeric() || "-_ ".contains(c)) {
+            return Err(refuse(
+                StatusCode::BAD_REQUEST,
+                "reason: up to 64 letters, digits, spaces, - and _",
+            ));
+        }
+    }
+    if form.state == RequestedState::Paused && reason.is_none() {
+        return Err(refuse(StatusCode::BAD_REQUEST, "a pause needs a reason"));
+    }
+    let detail = json!({ "agent": agent, "state": form.state, "reason": reason }).to_string();
+    let change = AgentChange {
+        agent: agent.clone(),
+        state: form.state,
+        reason,
+        by: s.login.clone(),
+    };
+    match (app.agents)(change).await {
+        Ok(()) => {
+            // Best effort: the change is made; a failed audit write is logged by with_store.
+            let _ = audit(&app, &s, "agent_state", None, detail).await;
+            Ok(Json(json!({ "ok": true })).into_response())
+        }
+        Err(e) if e.starts_with("no agent") => Err(refuse(StatusCode::NOT_FOUND, e)),
+        Err(e) => Err(refuse(StatusCode::CONFLICT, e)),
+    }
+}
+
+// ---- calls ----
+
+#[derive(Deserialize, Default)]
+struct CallQuery {
+    date: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    queue: Option<String>,
+    agent: Option<String>,
+    outcome: Option<String>,
+    limit: Option<u32>,
+}
+
+impl CallQuery {
+    fn filter(self, recorded: bool) -> Result<CallFilter, Refusal> {
+        let day = |d: &str| parse_date(d).map_err(|e| refuse(StatusCode::BAD_REQUEST, e));
+        let (from_ms, to_ms) = match (&self.date, &self.from, &self.to) {
+            (Some(d), None, None) => {
+                let f = day(d)?;
+                (f, f + DAY_MS)
+            }
+            (None, from, to) => (
+                from.as_deref().map(day).transpose()?.unwrap_or(0),
+                to.as_deref()
+                    .map(day)
+                    .transpose()?
+                    .map_or(i64::MAX, |t| t + DAY_MS),
+            ),
+            _ => {
+                return Err(refuse(
+                    StatusCode::BAD_REQUEST,
+                    "give either date or from/to",
+                ))
+            }
+        };
+        let blank = |v: Option<String>| v.filter(|v| !v.is_empty());
+        Ok(CallFilter {
+            from_ms,
+            to_ms,
+            queue: blank(self.queue),
+            agent: blank(self.agent),
+            outcome: blank(self.outcome),
+            recorded,
+            limit: self.limit.unwrap_or(100).min(1000),
+        })
+    }
+}
+
+fn call_json(c: &store::CallRow, recording: Option<&store::RecordingRow>) -> serde_json::Value {
+    json!({
+        "call_id": c.call_id,
+        "sip_call_id": c.sip_call_id,
+        "caller": c.caller,
+        "caller_name": c.caller_name,
+        "dialed": c.dialed,
+        "source": c.source,
+        "queue": c.queue,
+        "agent": c.agent,
+        "arrived_ms": c.arrived_ms,
+        "queued_ms": c.queued_ms,
+        "first_offer_ms": c.first_offer_ms,
+        "answered_ms": c.answered_ms,
+        "ended_ms": c.ended_ms,
+        "wait_s": c.wait_ms as f64 / 1000.0,
+        "talk_s": c.talk_ms as f64 / 1000.0,
+        "hold_s": c.hold_ms as f64 / 1000.0,
+        "wrap_up_s": c.wrap_up_ms as f64 / 1000.0,
+        "outcome": c.outcome,
+        "hung_up_by": c.hung_up_by,
+        "reason": c.reason,
+        "recording": recording.map(|r| json!({
+            "file": r.file,
+            "sha256": r.sha256,
+            "bytes": r.bytes,
+            "duration_s": r.duration_ms as f64 / 1000.0,
+        })),
+        "attempts": c.attempts.iter().map(|a| json!({
+            "agent": a.agent,
+            "contact": a.contact,
+            "started_ms": a.started_ms,
+            "ended_ms": a.ended_ms,
+            "result": a.result,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+const CALL_READERS: &[Role] = &[Role::Supervisor, Role::Reviewer, Role::Admin];
+
+async fn calls(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Query(q): Query<CallQuery>,
+) -> Answer {
+    session(&app, &headers, CALL_READERS)?;
+    let filter = q.filter(false)?;
+    let found = with_store(&app, false, move |db| db.search_calls(&filter)).await?;
+    let list: Vec<_> = found
+        .iter()
+        .map(|f| call_json(&f.call, f.recording.as_ref()))
+        .collect();
+    Ok(Json(json!({ "calls": list })).into_response())
+}
+
+async fn call(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    UrlPath(id): UrlPath<u64>,
+) -> Answer {
+    session(&app, &headers, CALL_READERS)?;
+    let found = with_store(&app, false, move |db| {
+        Ok(match db.call(id)? {
+            Some(c) => Some((c, db.recording(id)?)),
+            None => None,
+        })
+    })
+    .await?;
+    match found {
+        Some((c, r)) => Ok(Json(call_json(&c, r.as_ref())).into_response()),
+        None => Err(refuse(StatusCode::NOT_FOUND, format!("no call {id}"))),
+    }
+}
+
+// ---- reports ----
+
+#[derive(Deserialize)]
+struct ReportQuery {
+    date: Option<String>,
+    interval: Option<u32>,
+    format: Option<String>,
+    service_level: Option<u32>,
+}
+
+async fn report(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    UrlPath(by): UrlPath<String>,
+    Query(q): Query<ReportQuery>,
+) -> Answer {
+    session(&app, &headers, WATCHERS)?;
+    let interval = q.interval.unwrap_or(30);
+    if ![15, 30, 60].contains(&interval) {
+        return Err(refuse(StatusCode::BAD_REQUEST, "interval: 15, 30 or 60"));
+    }
+    let from = match &q.date {
+        Some(d) => parse_date(d).map_err(|e| refuse(StatusCode::BAD_REQUEST, e))?,
+        None => now_ms() - now_ms().rem_euclid(DAY_MS),
+    };
+    let slot = i64::from(interval) * 60_000;
+    let sl = i64::from(q.service_level.unwrap_or(20)) * 1000;
+    let table: Table = match by.as_str() {
+        "queues" => {
+            with_store(&app, false, move |db| {
+                Ok(Table::queues(&db.queue_intervals(
+                    from,
+                    from + DAY_MS,
+                    slot,
+                    sl,
+                )?))
+            })
+            .await?
+        }
+        "agents" => {
+            with_store(&app, false, move |db| {
+                Ok(Table::agents(&db.agent_intervals(
+                    from,
+                    from + DAY_MS,
+                    slot,
+                )?))
+            })
+            .await?
+        }
+        _ => return Err(refuse(StatusCode::NOT_FOUND, "reports: queues or agents")),
+    };
+    Ok(match q.format.as_deref() {
+        None | Some("json") => Json(table.json()).into_response(),
+        Some("csv") => (
+            [
+                (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+                (
+                    header::CONTENT_DISPOSITION,
+                    "attachment; filename=\"report.csv\"",
+                ),
+            ],
+            table.csv(),
+        )
+            .into_response(),
+        Some(_) => return Err(refuse(StatusCode::BAD_REQUEST, "format: json or csv")),
+    })
+}
+
+// ---- recordings and reviews ----
+
+const REVIEWERS: &[Role] = &[Role::Reviewer];
+
+async fn recordings(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Query(q): Query<CallQuery>,
+) -> Answer {
+    let s = session(&app, &headers, REVIEWERS)?;
+    let filter = q.filter(true)?;
+    let detail = format!(
+        "from={} to={} queue={} agent={} outcome={}",
+        filter.from_ms,
+        filter.to_ms,
+        filter.queue.as_deref().unwrap_or("*"),
+        filter.agent.as_deref().unwrap_or("*"),
+        filter.outcome.as_deref().unwrap_or("*")
+    );
+    audit(&app, &s, "list_recordings", None, detail).await?;
+    let found = with_store(&app, false, move |db| db.search_calls(&filter)).await?;
+    let list: Vec<_> = found
+        .iter()
+        .map(|f| call_json(&f.call, f.recording.as_ref()))
+        .collect();
+    Ok(Json(json!({ "calls": list })).into_response())
+}
+
+/// `file` under `dir`, refusing anything that would leave it.
+fn inside(dir: &Path, file: &str) -> Option<PathBuf> {
+    let rel = Path::new(file);
+    if rel.is_absolute()
+        || rel
+            .components()
+            .any(|c| !matches!(c, std::path::Component::Normal(_)))
+    {
+        return None;
+    }
+    Some(dir.join(rel))
+}
+
+async fn recording_audio(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    UrlPath(id): UrlPath<u64>,
+) -> Answer {
+    let s = session(&app, &headers, REVIEWERS)?;
+    let rec = with_store(&app, false, move |db| db.recording(id)).await?;
+    let Some(rec) = rec else {
+        return Err(refuse(
+            StatusCode::NOT_FOUND,
+            format!("call {id} has no recording"),
+        ));
+    };
+    let dir = app
+        .recordings
+        .clone()
+        .ok_or_else(|| refuse(StatusCode::NOT_FOUND, "recording is off on this server"))?;
+    let path = inside(&dir, &rec.file).ok_or_else(|| {
+        refuse(
+            StatusCode::NOT_FOUND,
+            "recording file outside the recordings directory",
+        )
+    })?;
+    audit(&app, &s, "play_recording", Some(id), rec.file.clone()).await?;
+    let body = tokio::task::spawn_blocking(move || std::fs::read(path))
+        .await
+        .map_err(|_| refuse(StatusCode::INTERNAL_SERVER_ERROR, "internal error"))?
+        .map_err(|e| {
+            tracing::warn!(call = id, error = %e, "recording not readable");
+            refuse(StatusCode::NOT_FOUND, "the recording file is missing")
+        })?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static("audio/wav")),
+            (
+                header::HeaderName::from_static("x-recording-sha256"),
+                HeaderValue::from_str(&rec.sha256).unwrap_or(HeaderValue::from_static("")),
+            ),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+struct ReviewForm {
+    score: u8,
+    #[serde(default)]
+    comment: String,
+}
+
+async fn save_review(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    UrlPath(id): UrlPath<u64>,
+    Json(form): Json<ReviewForm>,
+) -> Answer {
+    let s = change(&app, &headers, REVIEWERS)?;
+    if form.score > 100 {
+        return Err(refuse(StatusCode::BAD_REQUEST, "score: 0 to 100"));
+    }
+    if form.comment.len() > 4000 {
+        return Err(refuse(
+            StatusCode::BAD_REQUEST,
+            "comment: at most 4000 bytes",
+        ));
+    }
+    let known = with_store(&app, false, move |db| Ok(db.call(id)?.is_some())).await?;
+    if !known {
+        return Err(refuse(StatusCode::NOT_FOUND, format!("no call {id}")));
+    }
+    audit(
+        &app,
+        &s,
+        "review",
+        Some(id),
+        format!("score={}", form.score),
+    )
+    .await?;
+    let review = ReviewRow {
+        call_id: id,
+        reviewer: s.login.clone(),
+        score: form.score,
+        comment: form.comment,
+        at_ms: now_ms(),
+    };
+    with_store(&app, true, move |db| db.insert_review(&review)).await?;
+    Ok((StatusCode::CREATED, Json(json!({ "ok": true }))).into_response())
+}
+
+async fn reviews(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    UrlPath(id): UrlPath<u64>,
+) -> Answer {
+    session(&app, &headers, REVIEWERS)?;
+    let rows = with_store(&app, false, move |db| db.reviews(id)).await?;
+    let list: Vec<_> = rows
+        .iter()
+        .map(|r| json!({ "reviewer": r.reviewer, "score": r.score, "comment": r.comment, "at_ms": r.at_ms }))
+        .collect();
+    Ok(Json(json!({ "reviews": list })).into_response())
+}
+
+#[derive(Deserialize)]
+struct AuditQuery {
+    date: Option<String>,
+}
+
+async fn audit_log(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Query(q): Query<AuditQuery>,
+) -> Answer {
+    session(&app, &headers, &[Role::Admin])?;
+    let from = match &q.date {
+        Some(d) => parse_date(d).map_err(|e| refuse(StatusCode::BAD_REQUEST, e))?,
+        None => now_ms() - now_ms().rem_euclid(DAY_MS),
+    };
+    let rows = with_store(&app, false, move |db| {
+        db.audit_log(from, from + DAY_MS, 10_000)
+    })
+    .await?;
+    let list: Vec<_> = rows
+        .iter()
+        .map(|r| json!({ "at_ms": r.at_ms, "login": r.login, "action": r.action, "call_id": r.call_id, "detail": r.detail }))
+        .collect();
+    Ok(Json(json!({ "audit": list })).into_response())
+}
+
+// ---- metrics and pages ----
+
+async fn metrics_page(State(app): State<Arc<App>>) -> impl IntoResponse {
+    let sample = (app.sampler)().await;
+    app.metrics.sample(&sample);
+    app.metrics.board(&app.live.snapshot());
+    (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        app.metrics.render(),
+    )
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    ([(header::CONTENT_TYPE, content_type)], body).into_response()
+}
+
+static PAGES: &[(&str, &str, &str)] = &[
+    (
+        "/login",
+        "text/html; charset=utf-8",
+        include_str!("../assets/login.html"),
+    ),
+    (
+        "/wallboard",
+        "text/html; charset=utf-8",
+        include_str!("../assets/wallboard.html"),
+    ),
+    (
+        "/review",
+        "text/html; charset=utf-8",
+        include_str!("../assets/review.html"),
+    ),
+    (
+        "/assets/app.css",
+        "text/css; charset=utf-8",
+        include_str!("../assets/app.css"),
+    ),
+    (
+        "/assets/app.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../assets/app.js"),
+    ),
+    (
+        "/assets/login.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../assets/login.js"),
+    ),
+    (
+        "/assets/wallboard.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../assets/wallboard.js"),
+    ),
+    (
+        "/assets/review.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../assets/review.js"),
+    ),
+];
+
+/// Headers every answer carries: no framing, no sniffing, scripts only from this server,
+/// API answers never cached.
+async fn hardening(req: Request, next: Next) -> Response {
+    let api = req.uri().path().starts_with("/api/");
+    let cross_site = req.method() != Method::GET
+        && req.method() != Method::HEAD
+        && match (
+            req.headers().get(header::ORIGIN),
+            req.headers().get(header::HOST),
+        ) {
+            (Some(origin), Some(host)) => {
+                let origin = origin.to_str().unwrap_or("");
+                let host = host.to_str().unwrap_or("");
+                origin
+                    .split_once("://")
+                    .is_none_or(|(_, rest)| rest != host)
+            }
+            (Some(_), None) => true,
+            _ => false,
+        };
+    let mut r = if cross_site {
+        refuse(StatusCode::FORBIDDEN, "cross-site request refused").into_response()
+    } else {
+        next.run(req).await
+    };
+    let h = r.headers_mut();
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; media-src 'self' blob:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+        ),
+    );
+    if api {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    r
+}
+
+/// Every route, on `app`.
+pub fn router(app: Arc<App>) -> Router {
+    let mut r = Router::new()
+        .route("/", get(|| async { Redirect::to("/wallboard") }))
+        .route("/metrics", get(metrics_page))
+        .route("/api/login", post(login))
+        .route("/api/logout", post(logout))
+        .route("/api/me", get(whoami))
+        .route("/api/live", get(live))
+        .route("/api/events", get(events))
+        .route("/api/agents/{agent}/state", post(agent_state))
+        .route("/api/calls", get(calls))
+        .route("/api/calls/{id}", get(call))
+        .route("/api/calls/{id}/reviews", get(reviews).post(save_review))
+        .route("/api/reports/{by}", get(report))
+        .route("/api/recordings", get(recordings))
+        .route("/api/recordings/{id}/audio", get(recording_audio))
+        .route("/api/audit", get(audit_log));
+    for (path, ct, body) in PAGES {
+        r = r.route(path, get(move || async move { asset(ct, body) }));
+    }
+    r.fallback(|| async { refuse(StatusCode::NOT_FOUND, "no such page") })
+        .layer(axum::middleware::from_fn(hardening))
+        .with_state(app)
+}
