@@ -101,7 +101,7 @@ enum LineOut<'a> {
 #[serde(rename_all = "snake_case")]
 enum Line {
     Spill { id: String },
-    Call(CallRow),
+    Call(Box<CallRow>),
     State(AgentStateRow),
 }
 
@@ -386,7 +386,7 @@ impl Spill {
                 end += n as u64;
                 lines += 1;
                 match serde_json::from_slice::<Line>(&line) {
-                    Ok(Line::Call(c)) => calls.push(c),
+                    Ok(Line::Call(c)) => calls.push(*c),
                     Ok(Line::State(s)) => states.push(s),
                     Ok(Line::Spill { .. }) | Err(_) => {
                         warn!(spill = %self.path.display(), offset = end - n as u64, "a line of the spill file that is not a record is skipped");

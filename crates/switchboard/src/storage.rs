@@ -240,13 +240,11 @@ fn write(
             info!("the database takes records again");
             *failing = false;
         }
-        None => {}
-        Some(e) => {
-            if !*failing {
-                error!(error = %e, pending = calls.len(), spilled = spill.records(), "call records not written; retrying every second");
-                *failing = true;
-            }
+        Some(e) if !*failing => {
+            error!(error = %e, pending = calls.len(), spilled = spill.records(), "call records not written; retrying every second");
+            *failing = true;
         }
+        _ => {}
     }
     if calls.is_empty() && states.is_empty() {
         return;
