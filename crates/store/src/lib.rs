@@ -41,6 +41,13 @@ pub enum StoreError {
         /// Why.
         source: rusqlite::Error,
     },
+    /// The database file was removed or replaced while open: what was written to it would
+    /// be lost with it (SQLite would go on writing to the removed file), so it is refused.
+    #[error("database {path} was removed or replaced while open (writes refused until restart)")]
+    Moved {
+        /// The database file.
+        path: PathBuf,
+    },
     /// A file (the queue log, a directory) could not be written.
     #[error("{path}: {source}")]
     Io {
@@ -204,6 +211,8 @@ CREATE TABLE IF NOT EXISTS spill_replayed (
 pub struct Store {
     conn: Connection,
     path: PathBuf,
+    /// The database file opened for writing (device, inode), to notice its removal.
+    file: Option<(u64, u64)>,
 }
 
 impl Store {
@@ -230,6 +239,7 @@ impl Store {
         Ok(Store {
             conn,
             path: path.to_owned(),
+            file: file_id(path),
         })
     }
 
@@ -245,6 +255,7 @@ impl Store {
         Ok(Store {
             conn,
             path: path.to_owned(),
+            file: None,
         })
     }
 
@@ -331,6 +342,11 @@ impl Store {
         &mut self,
         work: impl FnOnce(&Transaction<'_>) -> rusqlite::Result<()>,
     ) -> Result<(), StoreError> {
+        if self.file.is_some() && file_id(&self.path) != self.file {
+            return Err(StoreError::Moved {
+                path: self.path.clone(),
+            });
+        }
         let path = &self.path;
         let db = |source| StoreError::Database {
             path: path.clone(),
@@ -451,6 +467,18 @@ fn call_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CallRow> {
         recorded: r.get(21)?,
         attempts: Vec::new(),
     })
+}
+
+/// The file at `path` (device, inode), if it is there.
+#[cfg(unix)]
+fn file_id(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+#[cfg(not(unix))]
+fn file_id(_path: &Path) -> Option<(u64, u64)> {
+    None
 }
 
 fn put_calls(tx: &Transaction<'_>, calls: &[CallRow]) -> rusqlite::Result<()> {

@@ -249,3 +249,24 @@ fn rows_go_through_json_and_come_back_the_same() {
     let text = serde_json::to_string(&s).unwrap();
     assert_eq!(serde_json::from_str::<AgentStateRow>(&text).unwrap(), s);
 }
+
+#[test]
+fn a_database_file_removed_while_open_refuses_writes_instead_of_losing_them() {
+    let d = dir("removed");
+    let db = d.join("calls.db");
+    let t0 = 1_800_000_000_000;
+    let mut s = Store::open(&db).unwrap();
+    s.insert_calls(&[call(1, t0, "answered")]).unwrap();
+    std::fs::remove_file(&db).unwrap();
+    let refused = s.insert_calls(&[call(2, t0, "answered")]).unwrap_err();
+    assert!(
+        matches!(refused, store::StoreError::Moved { .. }),
+        "{refused}"
+    );
+    assert!(s.insert_agent_states(&[]).is_err());
+    assert!(s.insert_replayed("f1", 10, &[], &[]).is_err());
+    // Replaced by another file: refused just the same.
+    std::fs::write(&db, b"").unwrap();
+    assert!(s.insert_calls(&[call(3, t0, "answered")]).is_err());
+    let _ = std::fs::remove_dir_all(&d);
+}
