@@ -352,7 +352,7 @@ impl Spill {
             return Ok(0);
         };
         let began = Instant::now();
-        let mut done = db.spill_replayed(&id)?.clamp(self.start, self.len);
+        let mut done = db.spill_replayed(&id)?.max(self.start).min(self.len);
         let mut reader = match File::open(&self.path).and_then(|mut f| {
             f.seek(SeekFrom::Start(done))?;
             Ok(BufReader::new(f.take(self.len - done)))
