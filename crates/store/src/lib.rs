@@ -23,7 +23,8 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Transaction};
+use serde::{Deserialize, Serialize};
 
 pub mod report;
 mod review;
@@ -42,6 +43,13 @@ pub enum StoreError {
         /// Why.
         source: rusqlite::Error,
     },
+    /// The database file was removed or replaced while open: what was written to it would
+    /// be lost with it (SQLite would go on writing to the removed file), so it is refused.
+    #[error("database {path} was removed or replaced while open (writes refused until restart)")]
+    Moved {
+        /// The database file.
+        path: PathBuf,
+    },
     /// A file (the queue log, a directory) could not be written.
     #[error("{path}: {source}")]
     Io {
@@ -53,7 +61,7 @@ pub enum StoreError {
 }
 
 /// One phone rung for a call.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct AttemptRow {
     /// The agent's name (or the called user).
     pub agent: String,
@@ -68,7 +76,7 @@ pub struct AttemptRow {
 }
 
 /// One call. Times are Unix milliseconds; durations milliseconds.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct CallRow {
     /// The server's id for the call (unique per server start; see `sip_call_id`).
     pub call_id: u64,
@@ -129,7 +137,7 @@ impl CallRow {
 }
 
 /// An agent's state from `at_ms` on.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct AgentStateRow {
     /// The agent's name.
     pub agent: String,
@@ -192,6 +200,12 @@ CREATE TABLE IF NOT EXISTS agent_states (
     at_ms INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS agent_states_agent ON agent_states (agent, at_ms);
+-- How far each spill file (records kept in a file while the database refused them) has been
+-- written back here, in bytes; moved in the same transaction as the records it covers.
+CREATE TABLE IF NOT EXISTS spill_replayed (
+    file TEXT PRIMARY KEY,
+    offset INTEGER NOT NULL
+);
 ";
 
 /// The database.
@@ -199,6 +213,8 @@ CREATE INDEX IF NOT EXISTS agent_states_agent ON agent_states (agent, at_ms);
 pub struct Store {
     conn: Connection,
     path: PathBuf,
+    /// The database file opened for writing (device, inode), to notice its removal.
+    file: Option<(u64, u64)>,
 }
 
 impl Store {
@@ -226,6 +242,7 @@ impl Store {
         Ok(Store {
             conn,
             path: path.to_owned(),
+            file: file_id(path),
         })
     }
 
@@ -241,6 +258,7 @@ impl Store {
         Ok(Store {
             conn,
             path: path.to_owned(),
+            file: None,
         })
     }
 
@@ -269,92 +287,76 @@ impl Store {
 
     /// Write calls (and their ring attempts) in one transaction.
     pub fn insert_calls(&mut self, calls: &[CallRow]) -> Result<(), StoreError> {
-        let tx = self.conn.transaction().map_err(|e| StoreError::Database {
-            path: self.path.clone(),
-            source: e,
-        })?;
-        let result = (|| -> rusqlite::Result<()> {
-            let mut call_stmt = tx.prepare_cached(
-                "INSERT INTO calls (call_id, sip_call_id, caller, caller_name, dialed, source,
-                    queue, agent, arrived_ms, queued_ms, first_offer_ms, answered_ms, ended_ms,
-                    wait_ms, talk_ms, hold_ms, wrap_up_ms, outcome, hung_up_by, reason, recorded)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
-                    ?17, ?18, ?19, ?20, ?21)",
-            )?;
-            let mut attempt_stmt = tx.prepare_cached(
-                "INSERT INTO ring_attempts (call, seq, agent, contact, started_ms, ended_ms, result)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )?;
-            for c in calls {
-                call_stmt.execute(params![
-                    c.call_id as i64,
-                    c.sip_call_id,
-                    c.caller,
-                    c.caller_name,
-                    c.dialed,
-                    c.source,
-                    c.queue,
-                    c.agent,
-                    c.arrived_ms,
-                    c.queued_ms,
-                    c.first_offer_ms,
-                    c.answered_ms,
-                    c.ended_ms,
-                    c.wait_ms,
-                    c.talk_ms,
-                    c.hold_ms,
-                    c.wrap_up_ms,
-                    c.outcome,
-                    c.hung_up_by,
-                    c.reason,
-                    c.recorded,
-                ])?;
-                let row = tx.last_insert_rowid();
-                for (i, a) in c.attempts.iter().enumerate() {
-                    attempt_stmt.execute(params![
-                        row,
-                        i as i64,
-                        a.agent,
-                        a.contact,
-                        a.started_ms,
-                        a.ended_ms,
-                        a.result
-                    ])?;
-                }
-            }
-            Ok(())
-        })();
-        let path = &self.path;
-        let db = |source| StoreError::Database {
-            path: path.clone(),
-            source,
-        };
-        result.map_err(db)?;
-        tx.commit().map_err(db)
+        self.in_transaction(|tx| put_calls(tx, calls))
     }
 
     /// Write agent state changes in one transaction.
     pub fn insert_agent_states(&mut self, rows: &[AgentStateRow]) -> Result<(), StoreError> {
-        let tx = self.conn.transaction().map_err(|e| StoreError::Database {
-            path: self.path.clone(),
-            source: e,
-        })?;
-        let result = (|| -> rusqlite::Result<()> {
-            let mut stmt = tx.prepare_cached(
-                "INSERT INTO agent_states (agent, user, state, reason, at_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?;
-            for r in rows {
-                stmt.execute(params![r.agent, r.user, r.state, r.reason, r.at_ms])?;
-            }
+        self.in_transaction(|tx| put_agent_states(tx, rows))
+    }
+
+    /// How far (in bytes) the spill file named `file` has been written to the database: 0 for
+    /// a file it has not seen.
+    pub fn spill_replayed(&self, file: &str) -> Result<u64, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT offset FROM spill_replayed WHERE file = ?1",
+                [file],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()
+            .map(|o| o.map_or(0, |o| u64::try_from(o).unwrap_or(0)))
+            .map_err(|e| self.err(e))
+    }
+
+    /// Write calls and agent states read back from the spill file named `file`, and note that
+    /// it has been written up to byte `offset`, in one transaction: after a crash the
+    /// database has either all of it or none, so reading the file again from
+    /// [`Store::spill_replayed`] on never writes a record twice.
+    pub fn insert_replayed(
+        &mut self,
+        file: &str,
+        offset: u64,
+        calls: &[CallRow],
+        states: &[AgentStateRow],
+    ) -> Result<(), StoreError> {
+        self.in_transaction(|tx| {
+            put_calls(tx, calls)?;
+            put_agent_states(tx, states)?;
+            tx.prepare_cached(
+                "INSERT INTO spill_replayed (file, offset) VALUES (?1, ?2)
+                 ON CONFLICT (file) DO UPDATE SET offset = excluded.offset",
+            )?
+            .execute(params![file, i64::try_from(offset).unwrap_or(i64::MAX)])?;
             Ok(())
-        })();
+        })
+    }
+
+    /// Forget the spill file named `file` (once it is gone).
+    pub fn forget_spill(&mut self, file: &str) -> Result<(), StoreError> {
+        self.conn
+            .execute("DELETE FROM spill_replayed WHERE file = ?1", [file])
+            .map(drop)
+            .map_err(|e| self.err(e))
+    }
+
+    /// Run `work` in one transaction and commit it (rolled back if `work` fails).
+    fn in_transaction(
+        &mut self,
+        work: impl FnOnce(&Transaction<'_>) -> rusqlite::Result<()>,
+    ) -> Result<(), StoreError> {
+        if self.file.is_some() && file_id(&self.path) != self.file {
+            return Err(StoreError::Moved {
+                path: self.path.clone(),
+            });
+        }
         let path = &self.path;
         let db = |source| StoreError::Database {
             path: path.clone(),
             source,
         };
-        result.map_err(db)?;
+        let tx = self.conn.transaction().map_err(db)?;
+        work(&tx).map_err(db)?;
         tx.commit().map_err(db)
     }
 
@@ -468,6 +470,81 @@ fn call_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CallRow> {
         recorded: r.get(21)?,
         attempts: Vec::new(),
     })
+}
+
+/// The file at `path` (device, inode), if it is there.
+#[cfg(unix)]
+fn file_id(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+#[cfg(not(unix))]
+fn file_id(_path: &Path) -> Option<(u64, u64)> {
+    None
+}
+
+fn put_calls(tx: &Transaction<'_>, calls: &[CallRow]) -> rusqlite::Result<()> {
+    let mut call_stmt = tx.prepare_cached(
+        "INSERT INTO calls (call_id, sip_call_id, caller, caller_name, dialed, source,
+            queue, agent, arrived_ms, queued_ms, first_offer_ms, answered_ms, ended_ms,
+            wait_ms, talk_ms, hold_ms, wrap_up_ms, outcome, hung_up_by, reason, recorded)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
+            ?17, ?18, ?19, ?20, ?21)",
+    )?;
+    let mut attempt_stmt = tx.prepare_cached(
+        "INSERT INTO ring_attempts (call, seq, agent, contact, started_ms, ended_ms, result)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?;
+    for c in calls {
+        call_stmt.execute(params![
+            c.call_id as i64,
+            c.sip_call_id,
+            c.caller,
+            c.caller_name,
+            c.dialed,
+            c.source,
+            c.queue,
+            c.agent,
+            c.arrived_ms,
+            c.queued_ms,
+            c.first_offer_ms,
+            c.answered_ms,
+            c.ended_ms,
+            c.wait_ms,
+            c.talk_ms,
+            c.hold_ms,
+            c.wrap_up_ms,
+            c.outcome,
+            c.hung_up_by,
+            c.reason,
+            c.recorded,
+        ])?;
+        let row = tx.last_insert_rowid();
+        for (i, a) in c.attempts.iter().enumerate() {
+            attempt_stmt.execute(params![
+                row,
+                i as i64,
+                a.agent,
+                a.contact,
+                a.started_ms,
+                a.ended_ms,
+                a.result
+            ])?;
+        }
+    }
+    Ok(())
+}
+
+fn put_agent_states(tx: &Transaction<'_>, rows: &[AgentStateRow]) -> rusqlite::Result<()> {
+    let mut stmt = tx.prepare_cached(
+        "INSERT INTO agent_states (agent, user, state, reason, at_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    for r in rows {
+        stmt.execute(params![r.agent, r.user, r.state, r.reason, r.at_ms])?;
+    }
+    Ok(())
 }
 
 /// The queue log file, in Asterisk's `queue_log` format: one event per line, appended.

@@ -283,19 +283,4 @@ impl Store {
             },
         )
     }
-
-    /// Run `f` in one transaction and commit it.
-    fn in_transaction(
-        &mut self,
-        f: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<()>,
-    ) -> Result<(), StoreError> {
-        let path = self.path.clone();
-        let db = |source| StoreError::Database {
-            path: path.clone(),
-            source,
-        };
-        let tx = self.conn.transaction().map_err(db)?;
-        f(&tx).map_err(db)?;
-        tx.commit().map_err(db)
-    }
 }

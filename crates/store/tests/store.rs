@@ -158,3 +158,115 @@ fn the_queue_log_is_appended_line_by_line() {
     assert!(text.ends_with("COMPLETECALLER|2|7|1\n"));
     let _ = std::fs::remove_dir_all(&d);
 }
+
+#[test]
+fn records_read_back_from_a_spill_file_move_with_its_offset_in_one_transaction() {
+    let d = dir("replayed");
+    let db = d.join("calls.db");
+    let t0 = 1_800_000_000_000;
+    let state = AgentStateRow {
+        agent: "Ada".into(),
+        user: "1001".into(),
+        state: "ready".into(),
+        reason: None,
+        at_ms: t0,
+    };
+    let mut s = Store::open(&db).unwrap();
+    assert_eq!(s.spill_replayed("f1").unwrap(), 0, "a file it has not seen");
+    s.insert_replayed(
+        "f1",
+        100,
+        &[call(1, t0, "answered")],
+        std::slice::from_ref(&state),
+    )
+    .unwrap();
+    s.insert_replayed("f1", 250, &[call(2, t0, "abandoned")], &[])
+        .unwrap();
+    assert_eq!(s.spill_replayed("f1").unwrap(), 250);
+    assert_eq!(s.spill_replayed("f2").unwrap(), 0);
+    assert_eq!(s.call_count().unwrap(), 2);
+    assert_eq!(s.call(1).unwrap().unwrap(), call(1, t0, "answered"));
+    assert_eq!(s.agent_states("Ada").unwrap(), vec![state.clone()]);
+
+    // A batch the database refuses part-way moves neither the records nor the offset.
+    let other = rusqlite::Connection::open(&db).unwrap();
+    other
+        .execute_batch(
+            "CREATE TRIGGER refuse BEFORE INSERT ON agent_states WHEN NEW.agent = 'Eve'
+             BEGIN SELECT RAISE(ABORT, 'refused'); END;",
+        )
+        .unwrap();
+    let eve = AgentStateRow {
+        agent: "Eve".into(),
+        ..state.clone()
+    };
+    assert!(s
+        .insert_replayed("f1", 400, &[call(3, t0, "answered")], &[eve])
+        .is_err());
+    assert_eq!(s.call_count().unwrap(), 2);
+    assert_eq!(s.spill_replayed("f1").unwrap(), 250);
+
+    s.forget_spill("f1").unwrap();
+    assert_eq!(s.spill_replayed("f1").unwrap(), 0);
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn a_database_from_before_spill_files_gets_their_table_when_opened() {
+    let d = dir("migrate");
+    let db = d.join("calls.db");
+    let t0 = 1_800_000_000_000;
+    {
+        let mut s = Store::open(&db).unwrap();
+        s.insert_calls(&[call(1, t0, "answered")]).unwrap();
+    }
+    // The database as an earlier version left it: no spill_replayed table.
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute_batch("DROP TABLE spill_replayed")
+        .unwrap();
+    let mut s = Store::open(&db).unwrap();
+    assert_eq!(s.spill_replayed("f1").unwrap(), 0);
+    s.insert_replayed("f1", 10, &[call(2, t0, "answered")], &[])
+        .unwrap();
+    assert_eq!(s.call_count().unwrap(), 2);
+    assert_eq!(s.spill_replayed("f1").unwrap(), 10);
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn rows_go_through_json_and_come_back_the_same() {
+    let c = call(7, 1_800_000_000_000, "answered");
+    let text = serde_json::to_string(&c).unwrap();
+    assert_eq!(serde_json::from_str::<CallRow>(&text).unwrap(), c);
+    let s = AgentStateRow {
+        agent: "Ada".into(),
+        user: "1001".into(),
+        state: "not_ready".into(),
+        reason: Some("lunch".into()),
+        at_ms: 5,
+    };
+    let text = serde_json::to_string(&s).unwrap();
+    assert_eq!(serde_json::from_str::<AgentStateRow>(&text).unwrap(), s);
+}
+
+#[test]
+fn a_database_file_removed_while_open_refuses_writes_instead_of_losing_them() {
+    let d = dir("removed");
+    let db = d.join("calls.db");
+    let t0 = 1_800_000_000_000;
+    let mut s = Store::open(&db).unwrap();
+    s.insert_calls(&[call(1, t0, "answered")]).unwrap();
+    std::fs::remove_file(&db).unwrap();
+    let refused = s.insert_calls(&[call(2, t0, "answered")]).unwrap_err();
+    assert!(
+        matches!(refused, store::StoreError::Moved { .. }),
+        "{refused}"
+    );
+    assert!(s.insert_agent_states(&[]).is_err());
+    assert!(s.insert_replayed("f1", 10, &[], &[]).is_err());
+    // Replaced by another file: refused just the same.
+    std::fs::write(&db, b"").unwrap();
+    assert!(s.insert_calls(&[call(3, t0, "answered")]).is_err());
+    let _ = std::fs::remove_dir_all(&d);
+}

@@ -10,6 +10,7 @@ mod config;
 mod report;
 mod serve;
 mod simulate;
+mod spill;
 mod storage;
 
 use std::path::PathBuf;

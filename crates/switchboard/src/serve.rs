@@ -681,12 +681,14 @@ fn sampler(
     let sip = sip.clone();
     let relay = pbx.relay.clone();
     let pending = storage.pending.clone();
+    let spill = storage.spill.clone();
     let dropped = sink.dropped_count();
     std::sync::Arc::new(move || {
         let sip = sip.clone();
         let relay = relay.clone();
         let recorder = recorder.clone();
         let pending = pending.clone();
+        let spill = spill.clone();
         let dropped = dropped.clone();
         Box::pin(async move {
             let t = sip.stats().await;
@@ -707,6 +709,9 @@ fn sampler(
                 recording_frames_dropped: r.tap_dropped.load(Relaxed),
                 storage_pending: pending.load(Relaxed),
                 storage_dropped: dropped.load(Relaxed),
+                storage_spilled: spill.spilled.load(Relaxed),
+                storage_spill_written: spill.written.load(Relaxed),
+                storage_spill_dropped: spill.dropped.load(Relaxed),
             }
         })
     })

@@ -2,8 +2,10 @@
 //! state changes, queue-log lines) off a bounded channel, counts it in the metrics, and (when
 //! `[storage]` is on) writes it to the database and the queue log, in batches of what has arrived meanwhile (one transaction each). Call handling
 //! never waits for it ([`pbx::service::EventSink`] drops and counts what does not fit). While
-//! the database refuses (disk full, locked), the batch is kept and tried again every second,
-//! up to `MAX_PENDING` records; the queue log is written regardless.
+//! the database refuses (disk full, locked), the records go to the spill file beside it
+//! ([`crate::spill`]), which is written back, oldest first, as soon as the database takes
+//! writes again (tried every second, and at start). Only if the spill file refuses too are
+//! they kept in memory, up to `MAX_PENDING` records; the queue log is written regardless.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError};
@@ -19,6 +21,7 @@ use store::{AgentStateRow, AttemptRow, CallRow, QueueLog, RecordingRow, Store};
 use tracing::{error, info, warn};
 
 use crate::config;
+use crate::spill::{self, Spill, SpillCounts};
 
 /// Events the channel holds before [`EventSink`] drops.
 const QUEUE: usize = 65_536;
@@ -33,6 +36,8 @@ pub(crate) struct StorageHandle {
     thread: JoinHandle<()>,
     /// Records waiting for the database.
     pub(crate) pending: Arc<AtomicU64>,
+    /// The spill file's counts.
+    pub(crate) spill: Arc<SpillCounts>,
 }
 
 impl StorageHandle {
@@ -48,10 +53,12 @@ pub(crate) fn start(
     metrics: Arc<web::Metrics>,
     live: Arc<web::Live>,
 ) -> anyhow::Result<(EventSink, StorageHandle)> {
+    let counts = Arc::new(SpillCounts::default());
     let files = match cfg {
         Some(cfg) => {
             let db = Store::open(&cfg.database)?;
             let qlog = QueueLog::open(&cfg.queue_log)?;
+            let spill = Spill::open(spill::path_for(&cfg.database), &db, counts.clone())?;
             let calls = db.call_count().unwrap_or(0);
             info!(
                 database = %cfg.database.display(),
@@ -59,7 +66,7 @@ pub(crate) fn start(
                 calls,
                 "call records ready"
             );
-            Some((db, qlog))
+            Some((db, qlog, spill))
         }
         None => None,
     };
@@ -69,7 +76,14 @@ pub(crate) fn start(
     let thread = std::thread::Builder::new()
         .name("storage".into())
         .spawn(move || run(files, rx, &metrics, &live, &counted))?;
-    Ok((EventSink::new(tx), StorageHandle { thread, pending }))
+    Ok((
+        EventSink::new(tx),
+        StorageHandle {
+            thread,
+            pending,
+            spill: counts,
+        },
+    ))
 }
 
 fn ms(t: SystemTime) -> i64 {
@@ -168,7 +182,7 @@ fn recording_row(f: &FinishedRecording) -> RecordingRow {
 }
 
 fn run(
-    mut files: Option<(Store, QueueLog)>,
+    mut files: Option<(Store, QueueLog, Spill)>,
     rx: Receiver<PbxEvent>,
     metrics: &web::Metrics,
     live: &web::Live,
@@ -186,7 +200,7 @@ fn run(
                      recordings: &mut Vec<RecordingRow>| {
         write_recordings(files.as_mut().map(|f| &mut f.0), recordings);
         match files.as_mut() {
-            Some((db, qlog)) => write(db, qlog, calls, states, lines, failing),
+            Some((db, qlog, spill)) => write(db, qlog, spill, calls, states, lines, failing),
             None => {
                 calls.clear();
                 states.clear();
@@ -272,10 +286,12 @@ fn write_recordings(db: Option<&mut Store>, recordings: &mut Vec<RecordingRow>) 
     }
 }
 
-/// Write what is pending; keep what the database refused (bounded).
+/// Write what the spill file holds, then what is pending; what the database refused goes to
+/// the spill file (or, if that refuses too, stays in memory, bounded).
 fn write(
     db: &mut Store,
     qlog: &mut QueueLog,
+    spill: &mut Spill,
     calls: &mut Vec<CallRow>,
     states: &mut Vec<AgentStateRow>,
     lines: &mut Vec<String>,
@@ -285,37 +301,143 @@ fn write(
         warn!(error = %e, lines = lines.len(), "queue log not written");
     }
     lines.clear();
-    let mut refused = None;
-    match db.insert_calls(calls) {
-        Ok(()) => calls.clear(),
-        Err(e) => refused = Some(e),
-    }
-    match db.insert_agent_states(states) {
-        Ok(()) => states.clear(),
-        Err(e) => refused = refused.or(Some(e)),
+    // What the spill file holds is older: it goes first. While it still holds some, this
+    // batch goes behind it.
+    let mut wrote = !spill.is_empty();
+    let mut refused = spill.drain(db).err();
+    if refused.is_none() && spill.is_empty() {
+        wrote |= !calls.is_empty() || !states.is_empty();
+        match db.insert_calls(calls) {
+            Ok(()) => calls.clear(),
+            Err(e) => refused = Some(e),
+        }
+        // A database that just refused would only keep us waiting again.
+        if refused.is_none() {
+            match db.insert_agent_states(states) {
+                Ok(()) => states.clear(),
+                Err(e) => refused = Some(e),
+            }
+        }
     }
     match refused {
-        None => {
-            if *failing {
-                info!("the database takes records again");
-                *failing = false;
-            }
+        None if wrote && *failing => {
+            info!("the database takes records again");
+            *failing = false;
         }
-        Some(e) => {
-            if !*failing {
-                error!(error = %e, pending = calls.len(), "call records not written; retrying every second");
-                *failing = true;
-            }
-            let extra = calls.len().saturating_sub(MAX_PENDING);
-            if extra > 0 {
-                calls.drain(..extra);
-                warn!(
-                    dropped = extra,
-                    "call records dropped: the database refused too long"
-                );
-            }
-            let extra = states.len().saturating_sub(MAX_PENDING);
-            states.drain(..extra);
+        Some(e) if !*failing => {
+            error!(error = %e, pending = calls.len(), spilled = spill.records(), "call records not written; retrying every second");
+            *failing = true;
         }
+        _ => {}
+    }
+    if calls.is_empty() && states.is_empty() {
+        return;
+    }
+    if spill.append(calls, states).is_ok() {
+        calls.clear();
+        states.clear();
+        return;
+    }
+    let extra = calls.len().saturating_sub(MAX_PENDING);
+    if extra > 0 {
+        calls.drain(..extra);
+        warn!(
+            dropped = extra,
+            "call records dropped: the database refused too long"
+        );
+    }
+    let extra_states = states.len().saturating_sub(MAX_PENDING);
+    states.drain(..extra_states);
+    spill
+        .counts()
+        .dropped
+        .fetch_add((extra + extra_states) as u64, Ordering::Relaxed);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(id: u64) -> CallRow {
+        CallRow {
+            outcome: "answered".into(),
+            ..CallRow::new(id, 1_800_000_000_000 + id as i64)
+        }
+    }
+
+    fn state(at: i64) -> AgentStateRow {
+        AgentStateRow {
+            agent: "Ada".into(),
+            user: "1001".into(),
+            state: "ready".into(),
+            reason: None,
+            at_ms: at,
+        }
+    }
+
+    #[test]
+    fn what_the_database_refuses_waits_in_the_spill_file_and_comes_back_in_order() {
+        let d = std::env::temp_dir().join(format!("storage-spill-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        let path = d.join("calls.db");
+        let mut db = Store::open(&path).unwrap();
+        let mut qlog = QueueLog::open(&d.join("queue_log")).unwrap();
+        let counts = Arc::new(SpillCounts::default());
+        let mut spill = Spill::open(spill::path_for(&path), &db, counts.clone()).unwrap();
+        // A database that refuses every call, at once (a lock would take its busy timeout).
+        let other = rusqlite::Connection::open(&path).unwrap();
+        other
+            .execute_batch(
+                "CREATE TRIGGER refuse BEFORE INSERT ON calls
+                 BEGIN SELECT RAISE(ABORT, 'refused'); END;",
+            )
+            .unwrap();
+        let (mut calls, mut states, mut lines) = (vec![], vec![state(1)], vec![]);
+        let mut failing = false;
+        let mut tick = |db: &mut Store, spill: &mut Spill, c: Vec<CallRow>| {
+            calls = c;
+            write(
+                db,
+                &mut qlog,
+                spill,
+                &mut calls,
+                &mut states,
+                &mut lines,
+                &mut failing,
+            );
+            assert!(
+                calls.is_empty() && states.is_empty(),
+                "nothing left in memory"
+            );
+            failing
+        };
+        assert!(tick(&mut db, &mut spill, vec![call(1)]));
+        assert_eq!(
+            counts.spilled.load(Ordering::Relaxed),
+            2,
+            "the call and the state"
+        );
+        assert!(tick(&mut db, &mut spill, vec![call(2)]));
+        assert_eq!(counts.spilled.load(Ordering::Relaxed), 3);
+        assert_eq!(db.call_count().unwrap(), 0);
+        assert!(spill::path_for(&path).exists());
+
+        // The database takes writes again: the next tick (nothing new) writes the file back.
+        other.execute_batch("DROP TRIGGER refuse").unwrap();
+        assert!(!tick(&mut db, &mut spill, vec![]));
+        assert!(!spill::path_for(&path).exists());
+        assert_eq!(counts.spilled.load(Ordering::Relaxed), 0);
+        assert_eq!(counts.written.load(Ordering::Relaxed), 3);
+        assert!(!tick(&mut db, &mut spill, vec![call(3)]));
+        let ids: Vec<u64> = db
+            .calls_between(0, i64::MAX)
+            .unwrap()
+            .iter()
+            .map(|c| c.call_id)
+            .collect();
+        assert_eq!(ids, [1, 2, 3]);
+        assert_eq!(db.agent_states("Ada").unwrap(), vec![state(1)]);
+        assert_eq!(counts.dropped.load(Ordering::Relaxed), 0);
+        let _ = std::fs::remove_dir_all(&d);
     }
 }

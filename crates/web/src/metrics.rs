@@ -68,10 +68,17 @@ pub struct Sample {
     pub recordings_active: u64,
     /// Recording frames the relay's tap dropped (total).
     pub recording_frames_dropped: u64,
-    /// Records waiting for the database.
+    /// Records waiting for the database, in memory.
     pub storage_pending: u64,
     /// Records that did not fit the storage queue (total).
     pub storage_dropped: u64,
+    /// Records waiting for the database in the spill file.
+    pub storage_spilled: u64,
+    /// Records written from the spill file to the database (total).
+    pub storage_spill_written: u64,
+    /// Records lost: the database refused them and neither the spill file nor memory kept
+    /// them (total).
+    pub storage_spill_dropped: u64,
 }
 
 /// The metrics, and the registry they are exposed from.
@@ -90,6 +97,7 @@ pub struct Metrics {
     media_sessions: Gauge,
     recordings_active: Gauge,
     storage_pending: Gauge,
+    storage_spilled: Gauge,
     sip_received: Mirror,
     calls_shed: Mirror,
     datagrams_shed: Mirror,
@@ -98,6 +106,8 @@ pub struct Metrics {
     relay_strangers: Mirror,
     recording_frames_dropped: Mirror,
     storage_dropped: Mirror,
+    storage_spill_written: Mirror,
+    storage_spill_dropped: Mirror,
 }
 
 impl Default for Metrics {
@@ -122,6 +132,7 @@ impl Metrics {
             media_sessions: Gauge::default(),
             recordings_active: Gauge::default(),
             storage_pending: Gauge::default(),
+            storage_spilled: Gauge::default(),
             sip_received: Mirror::default(),
             calls_shed: Mirror::default(),
             datagrams_shed: Mirror::default(),
@@ -130,6 +141,8 @@ impl Metrics {
             relay_strangers: Mirror::default(),
             recording_frames_dropped: Mirror::default(),
             storage_dropped: Mirror::default(),
+            storage_spill_written: Mirror::default(),
+            storage_spill_dropped: Mirror::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -176,8 +189,13 @@ impl Metrics {
         );
         registry.register(
             "storage_pending",
-            "Records waiting for the database",
+            "Records waiting for the database, in memory",
             m.storage_pending.clone(),
+        );
+        registry.register(
+            "storage_spilled",
+            "Records waiting for the database in the spill file",
+            m.storage_spilled.clone(),
         );
         for (name, help, mirror) in [
             ("sip_received", "SIP messages received", &m.sip_received),
@@ -211,6 +229,16 @@ impl Metrics {
                 "storage_dropped",
                 "Records that did not fit the storage queue",
                 &m.storage_dropped,
+            ),
+            (
+                "storage_spill_written",
+                "Records written from the spill file to the database",
+                &m.storage_spill_written,
+            ),
+            (
+                "storage_spill_dropped",
+                "Records lost because the database refused them and neither the spill file nor memory kept them",
+                &m.storage_spill_dropped,
             ),
         ] {
             registry.register(name, help, mirror.counter.clone());
@@ -269,6 +297,7 @@ impl Metrics {
         g(&self.media_sessions, s.media_sessions);
         g(&self.recordings_active, s.recordings_active);
         g(&self.storage_pending, s.storage_pending);
+        g(&self.storage_spilled, s.storage_spilled);
         self.sip_received.set_total(s.sip_received);
         self.calls_shed.set_total(s.calls_shed);
         self.datagrams_shed.set_total(s.datagrams_shed);
@@ -278,6 +307,10 @@ impl Metrics {
         self.recording_frames_dropped
             .set_total(s.recording_frames_dropped);
         self.storage_dropped.set_total(s.storage_dropped);
+        self.storage_spill_written
+            .set_total(s.storage_spill_written);
+        self.storage_spill_dropped
+            .set_total(s.storage_spill_dropped);
     }
 
     /// The exposition text (OpenMetrics).
@@ -316,6 +349,8 @@ mod tests {
         m.sample(&Sample {
             relay_received: 150,
             registrations: 6,
+            storage_spilled: 3,
+            storage_spill_written: 2,
             ..Sample::default()
         });
         let text = m.render();
@@ -328,6 +363,9 @@ mod tests {
         has("switchboard_agents{state=\"busy\"} 1");
         has("switchboard_relay_received_total 150");
         has("switchboard_registrations 6");
+        has("switchboard_storage_spilled 3");
+        has("switchboard_storage_spill_written_total 2");
+        has("switchboard_storage_spill_dropped_total 0");
         let mut board = crate::live::Board::new();
         board.configure(vec![crate::live::QueueBoardConfig::new("support")], vec![]);
         let t0 = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_796_029_200);
