@@ -194,6 +194,8 @@ pub(crate) struct ServerConfig {
     pub(crate) calls_extra: String,
     /// Other files of the config dir: (name, contents), e.g. queues.toml, agents.toml.
     pub(crate) files: Vec<(String, String)>,
+    /// Appended to users.toml (web logins).
+    pub(crate) users_extra: String,
 }
 
 /// A range of RTP ports for one server of this process: `[media]` ranges never overlap
@@ -232,6 +234,7 @@ impl Default for ServerConfig {
             challenge: true,
             calls_extra: String::new(),
             files: Vec::new(),
+            users_extra: String::new(),
         }
     }
 }
@@ -304,6 +307,7 @@ impl ServerConfig {
             let _ = writeln!(users, "[users.{u}]\npassword = \"{}\"\n", demo_password(u));
         }
         write_file(&dir.join("switchboard.toml"), &server);
+        users.push_str(&self.users_extra);
         write_file(&dir.join("users.toml"), &users);
         for (name, text) in &self.files {
             write_file(&dir.join(name), text);

@@ -83,8 +83,10 @@ pub enum RingResult {
     Answered,
     /// Refused or failed with this final status (486 busy, 603 declined, 408 no response…).
     Refused(u16),
-    /// Cancelled: another phone answered, the offer was withdrawn (ring timeout), or the call
-    /// ended.
+    /// Rang for the queue's ring timeout without an answer (RINGNOANSWER).
+    NoAnswer,
+    /// Cancelled: another phone answered, the offer was withdrawn (the agent paused, the
+    /// call's maximum wait), or the call ended.
     Cancelled,
 }
 
@@ -95,6 +97,7 @@ impl RingResult {
             RingResult::Ringing => "ringing".into(),
             RingResult::Answered => "answered".into(),
             RingResult::Refused(s) => format!("refused {s}"),
+            RingResult::NoAnswer => "no_answer".into(),
             RingResult::Cancelled => "cancelled".into(),
         }
     }

@@ -210,7 +210,7 @@ fn an_agent_who_does_not_answer_is_skipped_and_the_next_agent_gets_the_call() {
         .map(|a| (a.agent.as_str(), a.result))
         .collect();
     assert_eq!(results.len(), 2, "{results:?}");
-    assert_eq!(results[0], ("1001", RingResult::Cancelled), "rang out");
+    assert_eq!(results[0], ("1001", RingResult::NoAnswer), "rang out");
     assert_eq!(results[1].1, RingResult::Answered);
 }
 

@@ -67,8 +67,8 @@ async function save(ev) {
       score: Number(document.getElementById('score').value),
       comment: document.getElementById('comment').value,
     });
-    saved.textContent = 'saved';
     await showReviews();
+    saved.textContent = 'saved';
   } catch (e) {
     saved.textContent = e.message;
   }

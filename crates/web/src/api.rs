@@ -369,12 +369,8 @@ const WATCHERS: &[Role] = &[Role::Supervisor, Role::Admin];
 
 async fn live(State(app): State<Arc<App>>, headers: HeaderMap) -> Answer {
     session(&app, &headers, WATCHERS)?;
-    let body = app.live.latest();
-    Ok((
-        [(header::CONTENT_TYPE, "application/json")],
-        body.to_string(),
-    )
-        .into_response())
+    // The board as it is now (the event stream publishes it at most every 250 ms).
+    Ok(Json(app.live.snapshot()).into_response())
 }
 
 async fn events(State(app): State<Arc<App>>, headers: HeaderMap) -> Answer {

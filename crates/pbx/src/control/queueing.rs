@@ -47,8 +47,13 @@ impl CallControl {
                 };
                 info!(parent: &c.span, ?reason, "offer withdrawn");
                 let attempt = c.attempts.remove(ai);
+                let result = if reason == acd::WithdrawReason::RingTimeout {
+                    RingResult::NoAnswer
+                } else {
+                    RingResult::Cancelled
+                };
                 for f in &attempt.forks {
-                    c.history.rang(f.attempt, RingResult::Cancelled, self.wall);
+                    c.history.rang(f.attempt, result, self.wall);
                 }
                 for f in attempt.forks {
                     if f.failed.is_none() {
