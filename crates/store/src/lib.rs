@@ -120,6 +120,12 @@ pub struct CallRow {
     pub reason: String,
     /// Recorded.
     pub recorded: bool,
+    /// The agent's disposition code (wrap-up result), when one was given.
+    #[serde(default)]
+    pub disposition: Option<String>,
+    /// The caller's satisfaction score from a post-call survey.
+    #[serde(default)]
+    pub satisfaction: Option<u8>,
     /// Every phone rung.
     pub attempts: Vec<AttemptRow>,
 }
@@ -239,6 +245,7 @@ impl Store {
             .map_err(db)?;
         conn.execute_batch(SCHEMA).map_err(db)?;
         conn.execute_batch(review::SCHEMA).map_err(db)?;
+        add_columns(&conn).map_err(db)?;
         Ok(Store {
             conn,
             path: path.to_owned(),
@@ -443,7 +450,8 @@ impl Store {
 
 const SELECT_CALL: &str = "SELECT id, call_id, sip_call_id, caller, caller_name, dialed, source,
     queue, agent, arrived_ms, queued_ms, first_offer_ms, answered_ms, ended_ms, wait_ms, talk_ms,
-    hold_ms, wrap_up_ms, outcome, hung_up_by, reason, recorded FROM calls";
+    hold_ms, wrap_up_ms, outcome, hung_up_by, reason, recorded, disposition, satisfaction
+    FROM calls";
 
 fn call_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CallRow> {
     Ok(CallRow {
@@ -468,6 +476,8 @@ fn call_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CallRow> {
         hung_up_by: r.get(19)?,
         reason: r.get(20)?,
         recorded: r.get(21)?,
+        disposition: r.get(22)?,
+        satisfaction: r.get(23)?,
         attempts: Vec::new(),
     })
 }
@@ -484,13 +494,32 @@ fn file_id(_path: &Path) -> Option<(u64, u64)> {
     None
 }
 
+/// Columns added after the first release, added to a database made before them.
+fn add_columns(conn: &Connection) -> rusqlite::Result<()> {
+    let mut have = std::collections::HashSet::new();
+    {
+        let mut stmt = conn.prepare("PRAGMA table_info(calls)")?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            have.insert(r.get::<_, String>(1)?);
+        }
+    }
+    for (name, ty) in [("disposition", "TEXT"), ("satisfaction", "INTEGER")] {
+        if !have.contains(name) {
+            conn.execute_batch(&format!("ALTER TABLE calls ADD COLUMN {name} {ty}"))?;
+        }
+    }
+    Ok(())
+}
+
 fn put_calls(tx: &Transaction<'_>, calls: &[CallRow]) -> rusqlite::Result<()> {
     let mut call_stmt = tx.prepare_cached(
         "INSERT INTO calls (call_id, sip_call_id, caller, caller_name, dialed, source,
             queue, agent, arrived_ms, queued_ms, first_offer_ms, answered_ms, ended_ms,
-            wait_ms, talk_ms, hold_ms, wrap_up_ms, outcome, hung_up_by, reason, recorded)
+            wait_ms, talk_ms, hold_ms, wrap_up_ms, outcome, hung_up_by, reason, recorded,
+            disposition, satisfaction)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
-            ?17, ?18, ?19, ?20, ?21)",
+            ?17, ?18, ?19, ?20, ?21, ?22, ?23)",
     )?;
     let mut attempt_stmt = tx.prepare_cached(
         "INSERT INTO ring_attempts (call, seq, agent, contact, started_ms, ended_ms, result)
@@ -519,6 +548,8 @@ fn put_calls(tx: &Transaction<'_>, calls: &[CallRow]) -> rusqlite::Result<()> {
             c.hung_up_by,
             c.reason,
             c.recorded,
+            c.disposition,
+            c.satisfaction,
         ])?;
         let row = tx.last_insert_rowid();
         for (i, a) in c.attempts.iter().enumerate() {

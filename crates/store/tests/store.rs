@@ -270,3 +270,40 @@ fn a_database_file_removed_while_open_refuses_writes_instead_of_losing_them() {
     assert!(s.insert_calls(&[call(3, t0, "answered")]).is_err());
     let _ = std::fs::remove_dir_all(&d);
 }
+
+#[test]
+fn a_database_from_before_dispositions_gets_the_columns_and_keeps_its_calls() {
+    let d = dir("columns");
+    let db = d.join("calls.db");
+    let t0 = 1_800_000_000_000;
+    std::fs::create_dir_all(&d).unwrap();
+    {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        // The calls table as the first release made it.
+        conn.execute_batch(
+            "CREATE TABLE calls (id INTEGER PRIMARY KEY, call_id INTEGER NOT NULL,
+                sip_call_id TEXT NOT NULL, caller TEXT NOT NULL, caller_name TEXT,
+                dialed TEXT NOT NULL, source TEXT NOT NULL, queue TEXT, agent TEXT,
+                arrived_ms INTEGER NOT NULL, queued_ms INTEGER, first_offer_ms INTEGER,
+                answered_ms INTEGER, ended_ms INTEGER NOT NULL, wait_ms INTEGER NOT NULL,
+                talk_ms INTEGER NOT NULL, hold_ms INTEGER NOT NULL, wrap_up_ms INTEGER NOT NULL,
+                outcome TEXT NOT NULL, hung_up_by TEXT NOT NULL, reason TEXT NOT NULL,
+                recorded INTEGER NOT NULL);
+             INSERT INTO calls VALUES (1, 9, 'x@y', '100', NULL, '600', 'trunk:lab', 'support',
+                NULL, 1800000000000, NULL, NULL, NULL, 1800000001000, 1000, 0, 0, 0,
+                'abandoned', 'caller', 'caller hung up', 0);",
+        )
+        .unwrap();
+    }
+    let mut s = Store::open(&db).unwrap();
+    let old = s.call(9).unwrap().expect("the old call");
+    assert_eq!((old.disposition, old.satisfaction), (None, None));
+    let mut new = call(10, t0, "answered");
+    new.disposition = Some("sale".into());
+    new.satisfaction = Some(5);
+    s.insert_calls(&[new]).unwrap();
+    let back = s.call(10).unwrap().unwrap();
+    assert_eq!(back.disposition.as_deref(), Some("sale"));
+    assert_eq!(back.satisfaction, Some(5));
+    let _ = std::fs::remove_dir_all(&d);
+}

@@ -119,6 +119,8 @@ pub(crate) fn call_row(r: &CallRecord) -> CallRow {
         hung_up_by: r.hung_up_by.as_str().to_owned(),
         reason: r.reason.clone(),
         recorded: r.recorded,
+        disposition: r.disposition.clone(),
+        satisfaction: r.satisfaction,
         attempts: r
             .attempts
             .iter()

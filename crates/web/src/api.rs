@@ -516,6 +516,8 @@ fn call_json(c: &store::CallRow, recording: Option<&store::RecordingRow>) -> ser
         "outcome": c.outcome,
         "hung_up_by": c.hung_up_by,
         "reason": c.reason,
+        "disposition": c.disposition,
+        "satisfaction": c.satisfaction,
         "recording": recording.map(|r| json!({
             "file": r.file,
             "sha256": r.sha256,

@@ -185,6 +185,9 @@ impl CallControl {
             hung_up_by,
             reason: reason.as_str().to_owned(),
             recorded: call.recording,
+            // Filled by the features that ask for them (wrap-up codes, the survey).
+            disposition: None,
+            satisfaction: None,
             attempts: std::mem::take(&mut h.attempts),
         }
     }
