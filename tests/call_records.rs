@@ -251,6 +251,12 @@ fn answered_and_abandoned_calls_are_recorded_and_survive_a_sigkill() {
     common::wait_until(Duration::from_secs(10), "the third record", || {
         stored(&db) == 3
     });
+    // The live board counted today's calls again from the records: support's answered call
+    // is in its service level (a board that started from zero would have none).
+    let (status, body) = http_get(http, "/metrics");
+    assert_eq!(status, 200);
+    let line = "switchboard_queue_service_level{queue=\"support\"} 1.0";
+    assert!(body.lines().any(|l| l == line), "{line:?} not in\n{body}");
     // SIGTERM: a clean shutdown (the storage thread and the HTTP server do not hold it up).
     let log = second.stop();
     assert!(log.contains("SIP transport stopped"), "{log}");

@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 pub mod report;
 mod review;
 pub use report::{AgentInterval, QueueInterval};
-pub use review::{AuditRow, CallFilter, FoundCall, RecordingRow, ReviewRow};
+pub use review::{AuditRow, CallFilter, EndedRow, FoundCall, RecordingRow, ReviewRow};
 
 /// What can go wrong with storage.
 #[derive(Debug, thiserror::Error)]

@@ -284,3 +284,47 @@ impl Store {
         )
     }
 }
+
+/// What the live board counts of a finished call ([`Store::ended_since`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndedRow {
+    /// The call.
+    pub call_id: u64,
+    /// Its queue.
+    pub queue: Option<String>,
+    /// The agent who answered.
+    pub agent: Option<String>,
+    /// The outcome.
+    pub outcome: String,
+    /// Wait (milliseconds).
+    pub wait_ms: i64,
+    /// Talk + hold + wrap-up (milliseconds).
+    pub handle_ms: i64,
+    /// When it ended (Unix milliseconds).
+    pub ended_ms: i64,
+}
+
+impl Store {
+    /// Calls that ended at or after `from_ms`, in the order they ended (to fill the live
+    /// board again after a restart).
+    pub fn ended_since(&self, from_ms: i64) -> Result<Vec<EndedRow>, StoreError> {
+        self.rows(
+            "SELECT call_id, queue, agent, outcome, wait_ms, talk_ms + hold_ms + wrap_up_ms,
+                ended_ms
+             FROM calls WHERE arrived_ms >= ?1 - 86400000 AND ended_ms >= ?1
+             ORDER BY ended_ms, id",
+            [from_ms],
+            |r| {
+                Ok(EndedRow {
+                    call_id: r.get::<_, i64>(0)? as u64,
+                    queue: r.get(1)?,
+                    agent: r.get(2)?,
+                    outcome: r.get(3)?,
+                    wait_ms: r.get(4)?,
+                    handle_ms: r.get(5)?,
+                    ended_ms: r.get(6)?,
+                })
+            },
+        )
+    }
+}

@@ -273,6 +273,11 @@ async fn serve(cfg: Config, reload: Reload) -> anyhow::Result<()> {
     let metrics = std::sync::Arc::new(web::Metrics::new());
     let live = std::sync::Arc::new(web::Live::new());
     live.update(|b| b.configure(cc.boards.clone(), board_agents(&cfg)));
+    if let Some(storage) = &cfg.storage {
+        let db = storage.database.clone();
+        let live = live.clone();
+        off_the_workers(move || refill_board(&db, &live)).await;
+    }
     let (events, storage) =
         crate::storage::start(cfg.storage.as_ref(), metrics.clone(), live.clone())?;
     let sink = events.clone();
@@ -384,11 +389,14 @@ async fn serve(cfg: Config, reload: Reload) -> anyhow::Result<()> {
     if let Some(h) = http {
         h.abort();
     }
-    drop(sink);
-    storage.finish().await;
+    // The recorder finishes its files first: it tells storage of each (and holds a sender
+    // of the storage queue until its thread ends).
     if let Some(r) = &recorder {
         r.shutdown().await;
     }
+    drop(recorder);
+    drop(sink);
+    storage.finish().await;
     // The counters are read while the SIP task still answers (after it ends, nobody does).
     if let Some(s) = handle.stats().await {
         info!(?s, "final counters");
@@ -396,6 +404,42 @@ async fn serve(cfg: Config, reload: Reload) -> anyhow::Result<()> {
     handle.shutdown().await;
     let _ = task.await;
     Ok(())
+}
+
+/// After a restart the live board counts today's calls (UTC) from the call records again.
+fn refill_board(db: &std::path::Path, live: &web::Live) {
+    if !db.exists() {
+        return;
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let midnight = now - now.rem_euclid(store::report::DAY_MS);
+    let rows = match store::Store::open_read_only(db).and_then(|s| s.ended_since(midnight)) {
+        Ok(rows) => rows,
+        Err(e) => {
+            warn!(error = %e, "the wallboard starts without today's calls");
+            return;
+        }
+    };
+    let at = |ms: i64| std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
+    let dur = |ms: i64| std::time::Duration::from_millis(ms.max(0) as u64);
+    live.update(|b| {
+        for r in &rows {
+            b.call_ended(
+                at(r.ended_ms),
+                &web::live::EndedCall {
+                    call: r.call_id,
+                    queue: r.queue.clone(),
+                    agent: r.agent.clone(),
+                    outcome: r.outcome.clone(),
+                    wait: dur(r.wait_ms),
+                    handle: dur(r.handle_ms),
+                },
+            );
+        }
+    });
+    info!(calls = rows.len(), "the wallboard counts today's calls");
 }
 
 /// The agents on the wallboard, each with the queues it serves.
