@@ -26,8 +26,10 @@ use std::path::{Path, PathBuf};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Transaction};
 use serde::{Deserialize, Serialize};
 
+mod occupancy;
 pub mod report;
 mod review;
+pub use occupancy::AgentTime;
 pub use report::{AgentInterval, QueueInterval};
 pub use review::{AuditRow, CallFilter, EndedRow, FoundCall, RecordingRow, ReviewRow};
 

@@ -265,6 +265,9 @@ impl Cell {
     }
 }
 
+/// One agent's slot: its calls and its time by state, either possibly missing.
+type AgentSlot<'a> = (Option<&'a AgentInterval>, Option<&'a crate::AgentTime>);
+
 /// A report: named columns, rows of cells, in three renderings (a text table, CSV, JSON).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Table {
@@ -310,8 +313,18 @@ impl Table {
         }
     }
 
-    /// Per-agent interval figures as a table.
-    pub fn agents(rows: &[AgentInterval]) -> Table {
+    /// Per-agent interval figures as a table: calls from `rows`, time by state from `times`
+    /// (either may lack an agent's slot).
+    pub fn agents(rows: &[AgentInterval], times: &[crate::AgentTime]) -> Table {
+        let mut slots: std::collections::BTreeMap<(i64, &str), AgentSlot<'_>> =
+            std::collections::BTreeMap::new();
+        for r in rows {
+            slots.entry((r.start_ms, r.agent.as_str())).or_default().0 = Some(r);
+        }
+        for t in times {
+            slots.entry((t.start_ms, t.agent.as_str())).or_default().1 = Some(t);
+        }
+        let secs = |ms: Option<i64>| Cell::Seconds(Some(ms.unwrap_or(0) as f64));
         Table {
             columns: &[
                 "start",
@@ -321,18 +334,24 @@ impl Table {
                 "hold_s",
                 "wrap_up_s",
                 "aht_s",
+                "logged_in_s",
+                "paused_s",
+                "occupancy",
             ],
-            rows: rows
-                .iter()
-                .map(|r| {
+            rows: slots
+                .into_iter()
+                .map(|((start, agent), (r, t))| {
                     vec![
-                        Cell::Text(hhmm(r.start_ms)),
-                        Cell::Text(r.agent.clone()),
-                        Cell::Count(r.answered),
-                        Cell::Seconds(Some(r.talk_ms as f64)),
-                        Cell::Seconds(Some(r.hold_ms as f64)),
-                        Cell::Seconds(Some(r.wrap_up_ms as f64)),
-                        Cell::Seconds(r.aht_ms),
+                        Cell::Text(hhmm(start)),
+                        Cell::Text(agent.to_owned()),
+                        Cell::Count(r.map_or(0, |r| r.answered)),
+                        secs(r.map(|r| r.talk_ms)),
+                        secs(r.map(|r| r.hold_ms)),
+                        secs(r.map(|r| r.wrap_up_ms)),
+                        Cell::Seconds(r.and_then(|r| r.aht_ms)),
+                        secs(t.map(|t| t.logged_in_ms)),
+                        secs(t.map(|t| t.paused_ms)),
+                        Cell::Ratio(t.and_then(crate::AgentTime::occupancy)),
                     ]
                 })
                 .collect(),

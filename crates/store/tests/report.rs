@@ -91,3 +91,62 @@ fn queue_and_agent_figures_per_slot() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn agent_time_by_state_and_occupancy_per_slot() {
+    let dir = std::env::temp_dir().join(format!("store-occupancy-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut s = Store::open(&dir.join("calls.db")).unwrap();
+    let state = |agent: &str, state: &str, at: i64| store::AgentStateRow {
+        agent: agent.into(),
+        user: agent.into(),
+        state: state.into(),
+        reason: (state == "not_ready").then(|| "lunch".to_owned()),
+        at_ms: at,
+    };
+    // Ada: ready before the report's first slot (T0, 08:00 UTC), a 10-minute call with 2
+    // minutes' wrap-up, ready, then 20 minutes' pause across the slot boundary, ready, logged
+    // out at 09:30. Bob: logged in at 08:50, ready until now (09:20).
+    s.insert_agent_states(&[
+        state("Ada", "ready", T0 - 30 * MIN),
+        state("Ada", "ringing", T0 + 5 * MIN),
+        state("Ada", "busy", T0 + 6 * MIN),
+        state("Ada", "wrap_up", T0 + 16 * MIN),
+        state("Ada", "ready", T0 + 18 * MIN),
+        state("Ada", "not_ready", T0 + 50 * MIN),
+        state("Ada", "ready", T0 + 70 * MIN),
+        state("Ada", "logged_out", T0 + 90 * MIN),
+        state("Bob", "ready", T0 + 50 * MIN),
+    ])
+    .unwrap();
+    let now = T0 + 80 * MIN;
+    let t = s.agent_times(T0, T0 + 120 * MIN, 60 * MIN, now).unwrap();
+    let get = |agent: &str, slot: i64| {
+        t.iter()
+            .find(|r| r.agent == agent && r.start_ms == T0 + slot * 60 * MIN)
+            .unwrap_or_else(|| panic!("{agent} slot {slot}: {t:?}"))
+            .clone()
+    };
+    let ada = get("Ada", 0);
+    assert_eq!(ada.logged_in_ms, 60 * MIN);
+    assert_eq!(ada.handling_ms, 12 * MIN);
+    assert_eq!(ada.paused_ms, 10 * MIN);
+    assert_eq!(ada.available_ms, 38 * MIN);
+    assert_eq!(ada.occupancy(), Some(12.0 / 50.0));
+    // 09:00-09:20 (now): 10 minutes paused, 10 ready.
+    let ada = get("Ada", 1);
+    assert_eq!((ada.paused_ms, ada.available_ms), (10 * MIN, 10 * MIN));
+    assert_eq!(ada.occupancy(), Some(0.0));
+    assert_eq!(get("Bob", 0).available_ms, 10 * MIN);
+    assert_eq!(get("Bob", 1).available_ms, 20 * MIN);
+    // The table joins them with the call figures.
+    let table = store::report::Table::agents(&[], &t);
+    assert!(
+        table
+            .csv()
+            .contains("08:00,Ada,0,0.0,0.0,0.0,,3600.0,600.0,0.240"),
+        "{}",
+        table.csv()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

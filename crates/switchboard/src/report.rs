@@ -78,7 +78,15 @@ pub(crate) fn run(args: &ReportArgs) -> anyhow::Result<String> {
             interval,
             i64::from(args.service_level) * 1000,
         )?),
-        By::Agent => Table::agents(&db.agent_intervals(from, to, interval)?),
+        By::Agent => {
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64);
+            Table::agents(
+                &db.agent_intervals(from, to, interval)?,
+                &db.agent_times(from, to, interval, now)?,
+            )
+        }
     };
     Ok(match args.format {
         Format::Table => table.text(),

@@ -611,11 +611,10 @@ async fn report(
         }
         "agents" => {
             with_store(&app, false, move |db| {
-                Ok(Table::agents(&db.agent_intervals(
-                    from,
-                    from + DAY_MS,
-                    slot,
-                )?))
+                Ok(Table::agents(
+                    &db.agent_intervals(from, from + DAY_MS, slot)?,
+                    &db.agent_times(from, from + DAY_MS, slot, now_ms())?,
+                ))
             })
             .await?
         }
