@@ -40,6 +40,7 @@ fn center(http_port: u16) -> ServerConfig {
                  auto_pause_after = 100\n\n\
                  [queues.backoffice]\nnumber = \"602\"\nring_timeout = 2\nmax_wait = 4\n\
                  auto_pause_after = 100\n\n\
+                 [queues.vip]\nnumber = \"603\"\nmax_wait = 2\noverflow = \"queue:sales\"\n\n\
                  [queues.sales]\nnumber = \"601\"\n\
                  [queues.sales.wallboard]\nwait_warn = 5\nwait_alert = 10\n"
                     .into(),
@@ -52,7 +53,7 @@ fn center(http_port: u16) -> ServerConfig {
             ),
         ],
         extra_toml: format!(
-            "[trunks.lab]\naddresses = [\"127.0.0.1\"]\nnumbers = [\"600\", \"601\", \"602\"]\n\n\
+            "[trunks.lab]\naddresses = [\"127.0.0.1\"]\nnumbers = [\"600\", \"601\", \"602\", \"603\"]\n\n\
              [http]\nbind = \"127.0.0.1:{http_port}\"\n"
         ),
         users_extra: [
@@ -249,10 +250,12 @@ fn supervisors_and_reviewers_see_real_calls() {
     let answered = call(&server, "caller.xml", "600", 2000).spawn();
     let abandoned = call(&server, "caller.xml", "601", 1500).spawn();
     let timed_out = call(&server, "caller_wait_bye.xml", "602", 0).spawn();
+    let overflowed = call(&server, "caller.xml", "603", 4000).spawn();
     for (what, run) in [
         ("answered", answered),
         ("abandoned", abandoned),
         ("timed out", timed_out),
+        ("overflowed", overflowed),
     ] {
         let out = run.wait();
         assert_eq!(out.successful(), 1, "{what}: {}", out.diagnostics());
@@ -265,27 +268,35 @@ fn supervisors_and_reviewers_see_real_calls() {
 
     // The call records, through the API.
     let mut calls = serde_json::Value::Null;
-    common::wait_until(Duration::from_secs(10), "three call records", || {
+    common::wait_until(Duration::from_secs(10), "four call records", || {
         calls = sam.get("/api/calls");
-        calls["calls"].as_array().unwrap().len() == 3
+        calls["calls"].as_array().unwrap().len() == 4
     });
-    let by_queue = |q: &str| -> serde_json::Value {
+    let dialed = |n: &str| -> serde_json::Value {
         calls["calls"]
             .as_array()
             .unwrap()
             .iter()
-            .find(|c| c["queue"] == q)
-            .unwrap_or_else(|| panic!("no {q} call in {calls:#}"))
+            .find(|c| c["dialed"] == n)
+            .unwrap_or_else(|| panic!("no call to {n} in {calls:#}"))
             .clone()
     };
-    let support = by_queue("support");
+    let support = dialed("600");
     assert_eq!(support["outcome"], "answered", "{support:#}");
     assert_eq!(support["agent"], "1001");
     assert_eq!(support["hung_up_by"], "caller");
     assert!(support["talk_s"].as_f64().unwrap() >= 1.5, "{support:#}");
-    let sales = by_queue("sales");
+    let sales = dialed("601");
     assert_eq!(sales["outcome"], "abandoned", "{sales:#}");
-    let back = by_queue("backoffice");
+    assert_eq!(sales["queue"], "sales", "{sales:#}");
+    // Overflowed after 2 s from vip to sales, where the caller gave up.
+    let vip = dialed("603");
+    assert_eq!(
+        (&vip["queue"], &vip["overflowed_from"], &vip["outcome"]),
+        (&"sales".into(), &"vip".into(), &"abandoned".into()),
+        "{vip:#}"
+    );
+    let back = dialed("602");
     assert_eq!(back["outcome"], "timed_out", "{back:#}");
     let id = back["call_id"].as_u64().unwrap();
     let detail = sam.get(&format!("/api/calls/{id}"));
@@ -296,7 +307,7 @@ fn supervisors_and_reviewers_see_real_calls() {
     );
     // Filters.
     let only = sam.get("/api/calls?outcome=abandoned");
-    assert_eq!(only["calls"].as_array().unwrap().len(), 1);
+    assert_eq!(only["calls"].as_array().unwrap().len(), 2);
     let only = sam.get("/api/calls?agent=1001");
     assert_eq!(only["calls"][0]["queue"], "support");
 
@@ -306,6 +317,13 @@ fn supervisors_and_reviewers_see_real_calls() {
     assert_eq!(q["today"]["answered"], 1, "{board:#}");
     assert_eq!(q["today"]["service_level"], 1.0, "{board:#}");
     assert_eq!(queue(&board, "sales")["today"]["abandon_rate"], 1.0);
+    assert_eq!(queue(&board, "sales")["today"]["abandoned"], 2, "{board:#}");
+    let v = &queue(&board, "vip")["today"];
+    assert_eq!(
+        (&v["offered"], &v["abandoned"]),
+        (&1.into(), &0.into()),
+        "{board:#}"
+    );
     assert_eq!(
         queue(&board, "backoffice")["today"]["offered"],
         1,
@@ -315,7 +333,8 @@ fn supervisors_and_reviewers_see_real_calls() {
     let report = sam.get("/api/reports/queues?interval=60");
     let rows = report.as_array().unwrap();
     let offered: u64 = rows.iter().map(|r| r["offered"].as_u64().unwrap()).sum();
-    assert_eq!(offered, 3, "{report:#}");
+    // Four calls, one offered to two queues.
+    assert_eq!(offered, 5, "{report:#}");
     let r = sam.request("GET", "/api/reports/agents?format=csv", None);
     let csv = String::from_utf8_lossy(&r.body);
     assert!(csv.lines().any(|l| l.contains(",1001,1,")), "{csv}");
@@ -359,6 +378,15 @@ fn supervisors_and_reviewers_see_real_calls() {
             .lines()
             .any(|l| l.ends_with("|1002|PAUSE|coaching"))
     });
+    let qlines = std::fs::read_to_string(&qlog).unwrap();
+    let vip_id = vip["call_id"].as_u64().unwrap();
+    for want in [
+        format!("|{vip_id}|vip|NONE|EXITWITHTIMEOUT|"),
+        format!("|{vip_id}|sales|NONE|ENTERQUEUE|"),
+        format!("|{vip_id}|sales|NONE|ABANDON|"),
+    ] {
+        assert!(qlines.contains(&want), "{want} not in\n{qlines}");
+    }
     let r = sam.request(
         "POST",
         "/api/agents/nobody/state",

@@ -163,6 +163,8 @@ pub struct CallRecord {
     pub reason: String,
     /// Whether it was recorded (the recording's file and digest are the recorder's to add).
     pub recorded: bool,
+    /// The queue the call was in first, when it overflowed to `queue`.
+    pub overflowed_from: Option<String>,
     /// The agent's disposition code (wrap-up result), when one was given.
     pub disposition: Option<String>,
     /// The caller's satisfaction score (a post-call survey), when one was given.

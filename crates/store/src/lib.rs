@@ -122,6 +122,9 @@ pub struct CallRow {
     pub reason: String,
     /// Recorded.
     pub recorded: bool,
+    /// The queue the call was in first, when it overflowed to `queue`.
+    #[serde(default)]
+    pub overflowed_from: Option<String>,
     /// The agent's disposition code (wrap-up result), when one was given.
     #[serde(default)]
     pub disposition: Option<String>,
@@ -452,8 +455,8 @@ impl Store {
 
 const SELECT_CALL: &str = "SELECT id, call_id, sip_call_id, caller, caller_name, dialed, source,
     queue, agent, arrived_ms, queued_ms, first_offer_ms, answered_ms, ended_ms, wait_ms, talk_ms,
-    hold_ms, wrap_up_ms, outcome, hung_up_by, reason, recorded, disposition, satisfaction
-    FROM calls";
+    hold_ms, wrap_up_ms, outcome, hung_up_by, reason, recorded, disposition, satisfaction,
+    overflowed_from FROM calls";
 
 fn call_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CallRow> {
     Ok(CallRow {
@@ -480,6 +483,7 @@ fn call_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CallRow> {
         recorded: r.get(21)?,
         disposition: r.get(22)?,
         satisfaction: r.get(23)?,
+        overflowed_from: r.get(24)?,
         attempts: Vec::new(),
     })
 }
@@ -506,11 +510,20 @@ fn add_columns(conn: &Connection) -> rusqlite::Result<()> {
             have.insert(r.get::<_, String>(1)?);
         }
     }
-    for (name, ty) in [("disposition", "TEXT"), ("satisfaction", "INTEGER")] {
+    for (name, ty) in [
+        ("disposition", "TEXT"),
+        ("satisfaction", "INTEGER"),
+        ("overflowed_from", "TEXT"),
+    ] {
         if !have.contains(name) {
             conn.execute_batch(&format!("ALTER TABLE calls ADD COLUMN {name} {ty}"))?;
         }
     }
+    // Reports look overflowed calls up by this (few calls overflow: a partial index).
+    conn.execute_batch(
+        "CREATE INDEX IF NOT EXISTS calls_overflowed ON calls (overflowed_from, arrived_ms)
+         WHERE overflowed_from IS NOT NULL",
+    )?;
     Ok(())
 }
 
@@ -519,9 +532,9 @@ fn put_calls(tx: &Transaction<'_>, calls: &[CallRow]) -> rusqlite::Result<()> {
         "INSERT INTO calls (call_id, sip_call_id, caller, caller_name, dialed, source,
             queue, agent, arrived_ms, queued_ms, first_offer_ms, answered_ms, ended_ms,
             wait_ms, talk_ms, hold_ms, wrap_up_ms, outcome, hung_up_by, reason, recorded,
-            disposition, satisfaction)
+            disposition, satisfaction, overflowed_from)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
-            ?17, ?18, ?19, ?20, ?21, ?22, ?23)",
+            ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)",
     )?;
     let mut attempt_stmt = tx.prepare_cached(
         "INSERT INTO ring_attempts (call, seq, agent, contact, started_ms, ended_ms, result)
@@ -552,6 +565,7 @@ fn put_calls(tx: &Transaction<'_>, calls: &[CallRow]) -> rusqlite::Result<()> {
             c.recorded,
             c.disposition,
             c.satisfaction,
+            c.overflowed_from,
         ])?;
         let row = tx.last_insert_rowid();
         for (i, a) in c.attempts.iter().enumerate() {

@@ -137,6 +137,20 @@ impl Store {
                 _ => {}
             }
         }
+        drop(rows);
+        drop(stmt);
+        // A call that overflowed was offered to its first queue too, which did not answer it
+        // (as the queue log has it: EXITWITHTIMEOUT there, ENTERQUEUE in the next).
+        let overflowed: Vec<(i64, String)> = self.rows(
+            "SELECT arrived_ms, overflowed_from FROM calls
+             WHERE overflowed_from IS NOT NULL AND arrived_ms >= ?1 AND arrived_ms < ?2",
+            params![from_ms, to_ms],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        for (arrived, queue) in overflowed {
+            let slot = (arrived - from_ms) / interval_ms;
+            acc.entry((slot, queue)).or_default().offered += 1;
+        }
         Ok(acc
             .into_iter()
             .map(|((slot, queue), a)| QueueInterval {

@@ -292,6 +292,8 @@ pub struct EndedRow {
     pub call_id: u64,
     /// Its queue.
     pub queue: Option<String>,
+    /// The queue it overflowed from.
+    pub overflowed_from: Option<String>,
     /// The agent who answered.
     pub agent: Option<String>,
     /// The outcome.
@@ -310,7 +312,7 @@ impl Store {
     pub fn ended_since(&self, from_ms: i64) -> Result<Vec<EndedRow>, StoreError> {
         self.rows(
             "SELECT call_id, queue, agent, outcome, wait_ms, talk_ms + hold_ms + wrap_up_ms,
-                ended_ms
+                ended_ms, overflowed_from
              FROM calls WHERE arrived_ms >= ?1 - 86400000 AND ended_ms >= ?1
              ORDER BY ended_ms, id",
             [from_ms],
@@ -323,6 +325,7 @@ impl Store {
                     wait_ms: r.get(4)?,
                     handle_ms: r.get(5)?,
                     ended_ms: r.get(6)?,
+                    overflowed_from: r.get(7)?,
                 })
             },
         )

@@ -150,3 +150,29 @@ fn agent_time_by_state_and_occupancy_per_slot() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn an_overflowed_call_is_offered_to_both_queues_and_answered_in_the_second() {
+    let dir = std::env::temp_dir().join(format!("store-overflow-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut s = Store::open(&dir.join("calls.db")).unwrap();
+    let mut c = call(1, "sales", T0 + MIN, "answered", 40, 60, Some("Ada"));
+    c.overflowed_from = Some("vip".into());
+    s.insert_calls(&[c]).unwrap();
+    let q = s
+        .queue_intervals(T0, T0 + 30 * MIN, 30 * MIN, 20_000)
+        .unwrap();
+    let get = |name: &str| q.iter().find(|r| r.queue == name).unwrap().clone();
+    let vip = get("vip");
+    assert_eq!(
+        (vip.offered, vip.answered, vip.abandoned, vip.other),
+        (1, 0, 0, 1)
+    );
+    let sales = get("sales");
+    assert_eq!((sales.offered, sales.answered), (1, 1));
+    assert_eq!(
+        s.call(1).unwrap().unwrap().overflowed_from.as_deref(),
+        Some("vip")
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

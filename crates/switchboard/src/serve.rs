@@ -431,6 +431,7 @@ fn refill_board(db: &std::path::Path, live: &web::Live) {
                 &web::live::EndedCall {
                     call: r.call_id,
                     queue: r.queue.clone(),
+                    overflowed_from: r.overflowed_from.clone(),
                     agent: r.agent.clone(),
                     outcome: r.outcome.clone(),
                     wait: dur(r.wait_ms),

@@ -119,6 +119,7 @@ pub(crate) fn call_row(r: &CallRecord) -> CallRow {
         hung_up_by: r.hung_up_by.as_str().to_owned(),
         reason: r.reason.clone(),
         recorded: r.recorded,
+        overflowed_from: r.overflowed_from.clone(),
         disposition: r.disposition.clone(),
         satisfaction: r.satisfaction,
         attempts: r
@@ -150,6 +151,7 @@ fn ended_call(r: &CallRecord) -> web::live::EndedCall {
     web::live::EndedCall {
         call: r.call_id,
         queue: r.queue.clone(),
+        overflowed_from: r.overflowed_from.clone(),
         agent: r.agent.clone(),
         outcome: r.outcome.as_str().to_owned(),
         wait: r.wait,

@@ -516,6 +516,7 @@ fn call_json(c: &store::CallRow, recording: Option<&store::RecordingRow>) -> ser
         "outcome": c.outcome,
         "hung_up_by": c.hung_up_by,
         "reason": c.reason,
+        "overflowed_from": c.overflowed_from,
         "disposition": c.disposition,
         "satisfaction": c.satisfaction,
         "recording": recording.map(|r| json!({

@@ -62,8 +62,10 @@ fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
 pub struct EndedCall {
     /// The call.
     pub call: u64,
-    /// Its queue, for a queue call.
+    /// Its queue, for a queue call (where it ended, after an overflow).
     pub queue: Option<String>,
+    /// The queue it overflowed from: counted there as offered, neither answered nor abandoned.
+    pub overflowed_from: Option<String>,
     /// The agent who answered.
     pub agent: Option<String>,
     /// `answered`, `abandoned`, `timed_out`, `overflowed`, `no_agents`, …
@@ -308,6 +310,27 @@ impl Board {
     pub fn call_ended(&mut self, at: SystemTime, call: &EndedCall) {
         self.version += 1;
         let day = day_of(at);
+        if let Some(q) = call
+            .overflowed_from
+            .as_deref()
+            .and_then(|q| self.queues.get_mut(q))
+        {
+            q.waiting.remove(&call.call);
+            let f = Finished {
+                at,
+                answered: false,
+                in_time: false,
+                abandoned: false,
+                wait: call.wait,
+                handle: Duration::ZERO,
+            };
+            if q.day != day {
+                q.day = day;
+                q.today = Tally::default();
+            }
+            q.today.add(&f);
+            q.recent.push_back(f);
+        }
         if let Some(q) = call.queue.as_deref().and_then(|q| self.queues.get_mut(q)) {
             q.waiting.remove(&call.call);
             let counted = matches!(
@@ -537,6 +560,7 @@ mod tests {
         EndedCall {
             call,
             queue: Some("support".into()),
+            overflowed_from: None,
             agent: (outcome == "answered").then(|| "ada".to_owned()),
             outcome: outcome.into(),
             wait: Duration::from_secs(wait),
@@ -604,6 +628,23 @@ mod tests {
         assert_eq!(support.get("not_ready"), Some(&1));
         assert_eq!(s.queues[0].agents.get("not_ready"), Some(&1));
         assert_eq!(s.queues[0].agents.get("ready"), None);
+    }
+
+    #[test]
+    fn an_overflowed_call_counts_as_offered_where_it_came_from() {
+        let mut b = board();
+        b.entered(at(0), 9, "sales");
+        b.left(9, "sales");
+        b.entered(at(20), 9, "support");
+        let mut call = ended(9, "abandoned", 30, 0);
+        call.overflowed_from = Some("sales".into());
+        b.call_ended(at(30), &call);
+        let s = b.snapshot(at(31));
+        let (sales, support) = (&s.queues[0], &s.queues[1]);
+        assert_eq!((sales.today.offered, sales.today.abandoned), (1, 0));
+        assert_eq!(sales.today.abandon_rate, Some(0.0));
+        assert_eq!((support.today.offered, support.today.abandoned), (1, 1));
+        assert_eq!((sales.waiting, support.waiting), (0, 0));
     }
 
     #[test]

@@ -375,6 +375,7 @@ mod tests {
             &crate::live::EndedCall {
                 call: 2,
                 queue: Some("support".into()),
+                overflowed_from: None,
                 agent: Some("Ada".into()),
                 outcome: "answered".into(),
                 wait: std::time::Duration::from_secs(3),

@@ -329,6 +329,8 @@ struct History {
     answered: Option<SystemTime>,
     /// Who answered.
     agent: Option<String>,
+    /// The queue the call was in first, when it overflowed to another.
+    overflowed_from: Option<String>,
     /// Since when the agent holds the caller.
     hold_since: Option<Instant>,
     hold: Duration,
@@ -343,6 +345,7 @@ impl History {
             first_offer: None,
             answered: None,
             agent: None,
+            overflowed_from: None,
             hold_since: None,
             hold: Duration::ZERO,
             attempts: Vec::new(),

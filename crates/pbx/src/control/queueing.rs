@@ -65,8 +65,27 @@ impl CallControl {
                 }
             }
             AcdEvent::Overflow { call, to, .. } => {
-                if let (Some(c), Overflow::External(dest)) = (self.calls.get(&call.0), &to) {
-                    info!(parent: &c.span, destination = %dest, "overflow to an external destination");
+                let Some(c) = self.calls.get_mut(&call.0) else {
+                    return;
+                };
+                match &to {
+                    Overflow::External(dest) => {
+                        info!(parent: &c.span, destination = %dest, "overflow to an external destination");
+                    }
+                    Overflow::Queue(qid) => {
+                        // The call now belongs to the other queue (its music, its record);
+                        // the record keeps where it came from.
+                        if let (Route::Queue(from), Some(to)) =
+                            (&c.route, self.dir.queue_by_id(*qid))
+                        {
+                            let name = &self.dir.queues[*from].setup.acd.name;
+                            c.history
+                                .overflowed_from
+                                .get_or_insert_with(|| name.clone());
+                            info!(parent: &c.span, from = %name, to = %self.dir.queues[to].setup.acd.name, "overflow to another queue");
+                            c.route = Route::Queue(to);
+                        }
+                    }
                 }
             }
             AcdEvent::Timeout { call, queue } => {

@@ -166,6 +166,7 @@ impl CallControl {
                 Caller::Anonymous => "anonymous".to_owned(),
             },
             queue: queue.map(|q| q.acd.name.clone()),
+            overflowed_from: h.overflowed_from.take(),
             agent: h.agent.clone(),
             arrived: h.arrived,
             queued: h.queued,
