@@ -92,6 +92,8 @@ pub struct App {
     logins: RwLock<Arc<Logins>>,
     sessions: Sessions,
     throttle: Mutex<Throttle>,
+    /// Password checks running at once (each Argon2 check takes 19 MiB and tens of ms).
+    hashing: tokio::sync::Semaphore,
     database: Option<PathBuf>,
     recordings: Option<PathBuf>,
     secure_cookies: bool,
@@ -123,6 +125,7 @@ impl App {
             logins: RwLock::new(Arc::new(cfg.logins)),
             sessions: Sessions::default(),
             throttle: Mutex::new(Throttle::default()),
+            hashing: tokio::sync::Semaphore::new(4),
             database: cfg.database,
             recordings: cfg.recordings,
             secure_cookies: cfg.secure_cookies,
@@ -317,6 +320,10 @@ async fn login(
             )
         });
     }
+    // A flood of logins waits here instead of taking the memory of a hash each.
+    let Ok(_permit) = app.hashing.acquire().await else {
+        return Err(refuse(StatusCode::SERVICE_UNAVAILABLE, "shutting down"));
+    };
     let logins = app.logins();
     let (name, pw) = (form.login.clone(), form.password);
     let found = tokio::task::spawn_blocking(move || logins.check(&name, &pw).cloned())
