@@ -379,16 +379,18 @@ async fn serve(cfg: Config, reload: Reload) -> anyhow::Result<()> {
     info!("shutting down");
     // Calls first (their BYEs go out through the SIP task), then the SIP task.
     pbx.shutdown().await;
-    // Call control and the ACD are gone, and with them the last senders: the storage thread
-    // writes what is left and ends.
     if let Some(h) = http {
         h.abort();
     }
-    drop(sink);
-    storage.finish().await;
+    // The recorder finishes its recordings and tells storage of each; its thread holds a
+    // sender of the storage queue until it ends, so it stops before storage is waited for.
     if let Some(r) = &recorder {
         r.shutdown().await;
     }
+    // Call control, the ACD and the recorder are gone, and with them the last senders: the
+    // storage thread writes what is left and ends.
+    drop(sink);
+    storage.finish().await;
     // The counters are read while the SIP task still answers (after it ends, nobody does).
     if let Some(s) = handle.stats().await {
         info!(?s, "final counters");
