@@ -18,7 +18,10 @@
 //!
 //! Server CPU is its utime + stime (`/proc/PID/stat`) from the first POST until every client
 //! showed the last update, divided by the updates; it includes the board the server publishes
-//! every second even without a change. Each size gets a fresh server.
+//! every second even without a change. Each size gets a fresh server. The summary line also
+//! gives the server's memory and open descriptors (before, with the streams open, 3 s after
+//! they closed), the longest gap between two boards on any stream, and the machine's
+//! listen-queue overflows while the streams were being opened.
 //!
 //! ```text
 //! cargo bench --bench wallboard_clients              # 1 and 200 clients, 100 updates, 400 ms
@@ -278,6 +281,22 @@ fn process_cpu(stat: &str) -> f64 {
     let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
     // Fields after the command name: state is field 3; utime 14, stime 15 (USER_HZ = 100).
     (ticks(11) + ticks(12)) as f64 / 100.0
+}
+
+/// The system's count of connections dropped because a listen queue was full
+/// (`TcpExt: ListenOverflows` in `/proc/net/netstat`; every listener on the machine).
+fn listen_overflows() -> u64 {
+    let text = std::fs::read_to_string("/proc/net/netstat").unwrap_or_default();
+    let mut lines = text.lines().filter(|l| l.starts_with("TcpExt:"));
+    let (Some(names), Some(values)) = (lines.next(), lines.next()) else {
+        return 0;
+    };
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(n, _)| *n == "ListenOverflows")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0)
 }
 
 fn load_average() -> String {
@@ -619,6 +638,8 @@ struct Outcome {
     keep_alives: usize,
     without_agent: usize,
     slowest_first_board: Duration,
+    /// Listen-queue overflows on the machine while the streams were opened.
+    overflows: u64,
     first: Option<(String, Option<String>)>,
 }
 
@@ -649,6 +670,7 @@ async fn run_size(server: &Server, clients: usize, updates: usize, period: Durat
         changed: Notify::new(),
         stop: stop_rx,
     });
+    let overflows = listen_overflows();
     let tasks: Vec<_> = (0..clients)
         .map(|_| tokio::spawn(watch(addr, cookie.clone(), shared.clone())))
         .collect();
@@ -660,6 +682,7 @@ async fn run_size(server: &Server, clients: usize, updates: usize, period: Durat
         let _ = tokio::time::timeout(Duration::from_millis(100), shared.changed.notified()).await;
     }
     let connected = shared.ready.load(Ordering::Relaxed);
+    let overflows = listen_overflows() - overflows;
     let rss_connected = server.rss_mib();
     let fds_connected = server.fds();
 
@@ -766,6 +789,7 @@ async fn run_size(server: &Server, clients: usize, updates: usize, period: Durat
             .unwrap_or_default(),
         keep_alives: watched.iter().map(|w| w.keep_alives).sum(),
         without_agent: watched.iter().map(|w| w.without_agent).sum(),
+        overflows,
         slowest_first_board: watched
             .iter()
             .map(|w| w.first_after)
@@ -798,7 +822,7 @@ impl Outcome {
              server CPU {:.2} ms per update over {:.1} s (clients {:.2} ms); RSS {:.1} → {:.1} → {:.1} MiB; \
              fds {} → {} → {} (3 s after close); longest gap between boards {:.2} s; \
              {} keep-alives; first board with agent {AGENT} at most {:.0} ms after connecting \
-             ({} boards without it before); POST p50 {:.1} ms, max {:.1} ms; agent {AGENT} started {}/{}",
+             ({} boards without it before; {} listen-queue overflows while connecting); POST p50 {:.1} ms, max {:.1} ms; agent {AGENT} started {}/{}",
             self.clients,
             self.connected,
             self.clients,
@@ -824,6 +848,7 @@ impl Outcome {
             self.keep_alives,
             ms(self.slowest_first_board),
             self.without_agent,
+            self.overflows,
             ms(self.post_p50),
             ms(self.post_max),
             first_state,
