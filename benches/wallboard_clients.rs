@@ -8,13 +8,15 @@
 //! session cookie, plain HTTP/1.1 over tokio TCP). A stream is ready at its first board with
 //! agent 1001 on it (boards without it, published before the server configured its agents,
 //! are counted and skipped). Once every stream is ready, the bench pauses agent 1001
-//! (`POST /api/agents/1001/state`) UPDATES times, one every PERIOD, each time with a reason
-//! of its own (`lunch-1`, `break-2`, …), and records for every client the time from just
-//! before the POST is written until that client's stream delivers a board whose agent 1001
-//! shows that reason (timed when the bytes are read, before the JSON is parsed). The agent
-//! has no phone in this config (not ready, "no-phone"), so a pause changes only its reason. A board that skips straight to a later reason delivers the
-//! skipped updates too (counted as "superseded"); an update a client never shows within
-//! 5 s of the last POST is "missed" and counts as over one second.
+//! (`POST /api/agents/1001/state`) UPDATES times, one every PERIOD plus 0–249 ms (so that
+//! they fall evenly over the server's 250 ms publish tick), each time with a reason of its own
+//! (`lunch-1`, `break-2`, …), and records for every client the time from just before the POST
+//! is written until that client's stream delivers a board whose agent 1001 shows that reason
+//! (timed when the bytes are read, before the JSON is parsed). The agent has no phone in this
+//! config (not ready, "no-phone"), so a pause changes only its reason. A board that skips
+//! straight to a later reason delivers the skipped updates too (counted as "superseded"); an
+//! update a client never shows within 5 s of the last POST is "missed" and counts as over one
+//! second.
 //!
 //! Server CPU is its utime + stime (`/proc/PID/stat`) from the first POST until every client
 //! showed the last update, divided by the updates; it includes the board the server publishes
@@ -24,8 +26,8 @@
 //! listen-queue overflows while the streams were being opened.
 //!
 //! ```text
-//! cargo bench --bench wallboard_clients              # 1 and 200 clients, 100 updates, 400 ms
-//! WALLBOARD_BENCH_CLIENTS=1,200,1000 WALLBOARD_BENCH_UPDATES=50 WALLBOARD_BENCH_PERIOD_MS=400 \
+//! cargo bench --bench wallboard_clients              # 1 and 200 clients, 100 updates, 500 ms
+//! WALLBOARD_BENCH_CLIENTS=1,200,1000 WALLBOARD_BENCH_UPDATES=50 WALLBOARD_BENCH_PERIOD_MS=500 \
 //!     cargo bench --bench wallboard_clients
 //! ```
 //!
@@ -655,6 +657,15 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
+/// When update i (1-based) is sent, from the first: every `period`, plus 97·i mod 250 ms. The
+/// server publishes on a 250 ms tick; a fixed period would meet the tick at a few fixed
+/// phases, which would move the percentiles from one server start to the next. With
+/// `period` a multiple of 250 ms the updates fall evenly over the tick.
+fn send_offset(i: usize, period: Duration) -> Duration {
+    let i = i as u32;
+    period * (i - 1) + Duration::from_millis(u64::from(97 * i % 250))
+}
+
 async fn run_size(server: &Server, clients: usize, updates: usize, period: Duration) -> Outcome {
     let addr = server.http;
     let rss_before = server.rss_mib();
@@ -694,7 +705,7 @@ async fn run_size(server: &Server, clients: usize, updates: usize, period: Durat
     let mut posts_refused = 0;
     let path = format!("/api/agents/{AGENT}/state");
     for i in 1..=updates {
-        tokio::time::sleep_until(start + period * (i as u32 - 1)).await;
+        tokio::time::sleep_until(start + send_offset(i, period)).await;
         let body = serde_json::json!({ "state": "paused", "reason": reason_for(i) }).to_string();
         let sent = Instant::now();
         shared.sent.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(sent);
@@ -865,7 +876,7 @@ fn main() {
         .filter_map(|s| s.trim().parse().ok())
         .collect();
     let updates: usize = env_or("WALLBOARD_BENCH_UPDATES", 100).max(1);
-    let period = Duration::from_millis(env_or("WALLBOARD_BENCH_PERIOD_MS", 400));
+    let period = Duration::from_millis(env_or("WALLBOARD_BENCH_PERIOD_MS", 500));
     let bin = switchboard_bin();
     let hash = password_hash(&bin);
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -874,7 +885,7 @@ fn main() {
         .build()
         .expect("tokio runtime");
     println!(
-        "wallboard clients: {} updates of agent {AGENT}'s pause reason, one every {} ms, per size {:?}; server {} [load average {}]",
+        "wallboard clients: {} updates of agent {AGENT}'s pause reason, one every {} ms (+ 0-249 ms), per size {:?}; server {} [load average {}]",
         updates,
         period.as_millis(),
         sizes,
