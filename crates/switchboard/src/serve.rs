@@ -304,8 +304,7 @@ async fn serve(cfg: Config, reload: Reload) -> anyhow::Result<()> {
     let mut app = None;
     if let Some(h) = &cfg.http {
         let bind = h.bind;
-        let listener = tokio::net::TcpListener::bind(bind)
-            .await
+        let listener = http_listener(bind)
             .map_err(|e| anyhow::anyhow!("cannot listen for HTTP on {bind}: {e}"))?;
         let addr = listener.local_addr()?;
         info!(
@@ -384,17 +383,17 @@ async fn serve(cfg: Config, reload: Reload) -> anyhow::Result<()> {
     info!("shutting down");
     // Calls first (their BYEs go out through the SIP task), then the SIP task.
     pbx.shutdown().await;
-    // Call control and the ACD are gone, and with them the last senders: the storage thread
-    // writes what is left and ends.
     if let Some(h) = http {
         h.abort();
     }
-    // The recorder finishes its files first: it tells storage of each (and holds a sender
-    // of the storage queue until its thread ends).
+    // The recorder finishes its recordings and tells storage of each; its thread holds a
+    // sender of the storage queue until it ends, so it stops before storage is waited for.
     if let Some(r) = &recorder {
         r.shutdown().await;
     }
     drop(recorder);
+    // Call control, the ACD and the recorder are gone, and with them the last senders: the
+    // storage thread writes what is left and ends.
     drop(sink);
     storage.finish().await;
     // The counters are read while the SIP task still answers (after it ends, nobody does).
@@ -404,6 +403,19 @@ async fn serve(cfg: Config, reload: Reload) -> anyhow::Result<()> {
     handle.shutdown().await;
     let _ = task.await;
     Ok(())
+}
+
+/// The HTTP listener, with room in its accept queue for every wallboard of a floor that
+/// reconnects at once after a restart (the default of 128 overflowed at 200).
+fn http_listener(bind: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if bind.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(bind)?;
+    socket.listen(4096)
 }
 
 /// After a restart the live board counts today's calls (UTC) from the call records again.

@@ -515,11 +515,14 @@ impl Live {
         version
     }
 
-    /// Publish the board while the server runs (see the type's docs).
+    /// Publish the board while the server runs (see the type's docs). The board as it is
+    /// when this starts is published at once: what was configured and fed before (the queues
+    /// and agents, the agents' first states) is not held back until the next change or the
+    /// one-second republish.
     pub async fn publish_changes(self: std::sync::Arc<Self>) {
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-        let mut published = self.update(|b| b.version());
+        let mut published = self.publish();
         let mut at = tokio::time::Instant::now();
         loop {
             tick.tick().await;
@@ -628,6 +631,31 @@ mod tests {
         assert_eq!(support.get("not_ready"), Some(&1));
         assert_eq!(s.queues[0].agents.get("not_ready"), Some(&1));
         assert_eq!(s.queues[0].agents.get("ready"), None);
+    }
+
+    #[tokio::test]
+    async fn publishing_starts_with_the_board_as_configured() {
+        let live = std::sync::Arc::new(Live::new());
+        live.update(|b| {
+            b.configure(
+                vec![QueueBoardConfig::new("support")],
+                vec![("ada".into(), vec!["support".into()])],
+            );
+            b.agent_state(at(0), "ada", "not_ready", Some("no-phone"));
+        });
+        let mut rx = live.subscribe();
+        assert!(!rx.borrow_and_update().contains("\"ada\""));
+        let publisher = tokio::spawn(live.clone().publish_changes());
+        // Well before the one-second republish.
+        tokio::time::timeout(Duration::from_millis(500), rx.changed())
+            .await
+            .expect("the board is published when publishing starts")
+            .expect("the publisher is running");
+        let board: serde_json::Value = serde_json::from_str(&rx.borrow()).unwrap();
+        assert_eq!(board["agents"][0]["name"], "ada");
+        assert_eq!(board["agents"][0]["reason"], "no-phone");
+        assert_eq!(board["queues"][0]["name"], "support");
+        publisher.abort();
     }
 
     #[test]
