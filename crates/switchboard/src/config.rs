@@ -459,7 +459,7 @@ pub(crate) fn load_with_env(
         user_names.as_ref(),
         &mut found,
     );
-    let (Some((_, server, _)), Some(users), Some(callcenter), Some(logins)) =
+    let (Some((_, server, _)), Some(users), Some(mut callcenter), Some(logins)) =
         (server, accounts, callcenter, logins)
     else {
         return Err(ConfigErrors(found.errors));
@@ -477,7 +477,14 @@ pub(crate) fn load_with_env(
                 }
             }
         }
+        if server.http.is_some() && logins.is_empty() {
+            r.warn(
+                &KeyPath::top("logins"),
+                "the web side is served ([http] bind) but there are no logins: nobody can open the wallboard (add [logins.NAME], see switchboard passwd)",
+            );
+        }
     }
+    callcenter.warnings.append(&mut found.warnings);
     if !found.errors.is_empty() {
         return Err(ConfigErrors(found.errors));
     }
