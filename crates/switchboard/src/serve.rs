@@ -315,7 +315,7 @@ async fn serve(cfg: Config, reload: Reload) -> anyhow::Result<()> {
         let sampler = sampler(&handle, &pbx, recorder.clone(), &storage, &sink);
         let web_app = web::App::new(
             web::WebConfig {
-                database: cfg.storage.as_ref().map(|s| s.database.clone()),
+                database: cfg.storage.as_ref().map(|s| s.location.clone()),
                 recordings: Some(cc.recording.dir.clone()),
                 secure_cookies: h.secure_cookies,
                 logins: web::auth::Logins::new(cfg.logins.clone()),
