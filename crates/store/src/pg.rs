@@ -122,20 +122,29 @@ macro_rules! select_call {
     };
 }
 
-const INSERT_CALL: &str = "INSERT INTO calls (call_id, sip_call_id, caller, caller_name, dialed,
-    source, queue, agent, arrived_ms, queued_ms, first_offer_ms, answered_ms, ended_ms, wait_ms,
-    talk_ms, hold_ms, wrap_up_ms, outcome, hung_up_by, reason, recorded, disposition,
+// A batch is written in a few statements whatever its size: the ids are drawn first (in
+// order), then every call, every ring attempt and every agent state goes in as columns of
+// arrays (UNNEST), one statement each.
+
+const NEXT_IDS: &str =
+    "SELECT nextval(pg_get_serial_sequence('calls', 'id')) FROM generate_series(1, $1::BIGINT)";
+
+const INSERT_CALLS: &str = "INSERT INTO calls (id, call_id, sip_call_id, caller, caller_name,
+    dialed, source, queue, agent, arrived_ms, queued_ms, first_offer_ms, answered_ms, ended_ms,
+    wait_ms, talk_ms, hold_ms, wrap_up_ms, outcome, hung_up_by, reason, recorded, disposition,
     satisfaction)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
-    $19, $20, $21, $22, $23)
-    RETURNING id";
+    SELECT * FROM UNNEST($1::BIGINT[], $2::BIGINT[], $3::TEXT[], $4::TEXT[], $5::TEXT[],
+    $6::TEXT[], $7::TEXT[], $8::TEXT[], $9::TEXT[], $10::BIGINT[], $11::BIGINT[], $12::BIGINT[],
+    $13::BIGINT[], $14::BIGINT[], $15::BIGINT[], $16::BIGINT[], $17::BIGINT[], $18::BIGINT[],
+    $19::TEXT[], $20::TEXT[], $21::TEXT[], $22::BOOLEAN[], $23::TEXT[], $24::SMALLINT[])";
 
-const INSERT_ATTEMPT: &str = "INSERT INTO ring_attempts
+const INSERT_ATTEMPTS: &str = "INSERT INTO ring_attempts
     (call, seq, agent, contact, started_ms, ended_ms, result)
-    VALUES ($1, $2, $3, $4, $5, $6, $7)";
+    SELECT * FROM UNNEST($1::BIGINT[], $2::INTEGER[], $3::TEXT[], $4::TEXT[], $5::BIGINT[],
+    $6::BIGINT[], $7::TEXT[])";
 
-const INSERT_STATE: &str = "INSERT INTO agent_states (agent, \"user\", state, reason, at_ms)
-    VALUES ($1, $2, $3, $4, $5)";
+const INSERT_STATES: &str = "INSERT INTO agent_states (agent, \"user\", state, reason, at_ms)
+    SELECT * FROM UNNEST($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::TEXT[], $5::BIGINT[])";
 
 /// Host, port, database and user of a PostgreSQL URL or connection string: what logs and
 /// errors may show of it (never the password).
@@ -350,8 +359,8 @@ impl Postgres {
             return Ok(());
         }
         self.in_transaction(
-            |tx, p| put_calls(tx, &p.0[0], &p.0[1], calls),
-            &[INSERT_CALL, INSERT_ATTEMPT],
+            |tx, p| put_calls(tx, &p.0, calls),
+            &[NEXT_IDS, INSERT_CALLS, INSERT_ATTEMPTS],
         )
     }
 
@@ -359,7 +368,10 @@ impl Postgres {
         if rows.is_empty() {
             return Ok(());
         }
-        self.in_transaction(|tx, p| put_agent_states(tx, &p.0[0], rows), &[INSERT_STATE])
+        self.in_transaction(
+            |tx, p| put_agent_states(tx, &p.0[0], rows),
+            &[INSERT_STATES],
+        )
     }
 
     pub(crate) fn spill_replayed(&self, file: &str) -> Result<u64, StoreError> {
@@ -383,8 +395,8 @@ impl Postgres {
         let offset = i64::try_from(offset).unwrap_or(i64::MAX);
         self.in_transaction(
             |tx, p| {
-                put_calls(tx, &p.0[0], &p.0[1], calls)?;
-                put_agent_states(tx, &p.0[2], states)?;
+                put_calls(tx, &p.0[..3], calls)?;
+                put_agent_states(tx, &p.0[3], states)?;
                 tx.execute(
                     "INSERT INTO spill_replayed (file, \"offset\") VALUES ($1, $2)
                      ON CONFLICT (file) DO UPDATE SET \"offset\" = excluded.\"offset\"",
@@ -392,7 +404,7 @@ impl Postgres {
                 )?;
                 Ok(())
             },
-            &[INSERT_CALL, INSERT_ATTEMPT, INSERT_STATE],
+            &[NEXT_IDS, INSERT_CALLS, INSERT_ATTEMPTS, INSERT_STATES],
         )
     }
 
@@ -684,69 +696,122 @@ impl Postgres {
 /// Statements prepared for one transaction, in the order asked for.
 struct Prepared(Vec<Statement>);
 
+/// Write `calls` and their ring attempts with the prepared `[NEXT_IDS, INSERT_CALLS,
+/// INSERT_ATTEMPTS]`.
 fn put_calls(
     tx: &mut Transaction<'_>,
-    insert_call: &Statement,
-    insert_attempt: &Statement,
+    statements: &[Statement],
     calls: &[CallRow],
 ) -> Result<(), postgres::Error> {
-    for c in calls {
-        let id: i64 = tx
-            .query_one(
-                insert_call,
-                &[
-                    &(c.call_id as i64),
-                    &c.sip_call_id,
-                    &c.caller,
-                    &c.caller_name,
-                    &c.dialed,
-                    &c.source,
-                    &c.queue,
-                    &c.agent,
-                    &c.arrived_ms,
-                    &c.queued_ms,
-                    &c.first_offer_ms,
-                    &c.answered_ms,
-                    &c.ended_ms,
-                    &c.wait_ms,
-                    &c.talk_ms,
-                    &c.hold_ms,
-                    &c.wrap_up_ms,
-                    &c.outcome,
-                    &c.hung_up_by,
-                    &c.reason,
-                    &c.recorded,
-                    &c.disposition,
-                    &c.satisfaction.map(i16::from),
-                ],
-            )?
-            .try_get(0)?;
-        for (i, a) in c.attempts.iter().enumerate() {
-            tx.execute(
-                insert_attempt,
-                &[
-                    &id,
-                    &(i as i32),
-                    &a.agent,
-                    &a.contact,
-                    &a.started_ms,
-                    &a.ended_ms,
-                    &a.result,
-                ],
-            )?;
-        }
+    let [next_ids, insert_calls, insert_attempts] = statements else {
+        unreachable!("three statements prepared for put_calls");
+    };
+    if calls.is_empty() {
+        return Ok(());
     }
+    // Ids in ascending order, so that a later call has a higher id (as in SQLite).
+    let mut ids: Vec<i64> = tx
+        .query(next_ids, &[&(calls.len() as i64)])?
+        .iter()
+        .map(|r| r.try_get(0))
+        .collect::<Result<_, _>>()?;
+    ids.sort_unstable();
+    let col = |f: fn(&CallRow) -> i64| calls.iter().map(f).collect::<Vec<i64>>();
+    let opt = |f: fn(&CallRow) -> Option<i64>| calls.iter().map(f).collect::<Vec<_>>();
+    let text = |f: fn(&CallRow) -> &str| calls.iter().map(f).collect::<Vec<&str>>();
+    let opt_text = |f: fn(&CallRow) -> Option<&str>| calls.iter().map(f).collect::<Vec<_>>();
+    tx.execute(
+        insert_calls,
+        &[
+            &ids,
+            &col(|c| c.call_id as i64),
+            &text(|c| &c.sip_call_id),
+            &text(|c| &c.caller),
+            &opt_text(|c| c.caller_name.as_deref()),
+            &text(|c| &c.dialed),
+            &text(|c| &c.source),
+            &opt_text(|c| c.queue.as_deref()),
+            &opt_text(|c| c.agent.as_deref()),
+            &col(|c| c.arrived_ms),
+            &opt(|c| c.queued_ms),
+            &opt(|c| c.first_offer_ms),
+            &opt(|c| c.answered_ms),
+            &col(|c| c.ended_ms),
+            &col(|c| c.wait_ms),
+            &col(|c| c.talk_ms),
+            &col(|c| c.hold_ms),
+            &col(|c| c.wrap_up_ms),
+            &text(|c| &c.outcome),
+            &text(|c| &c.hung_up_by),
+            &text(|c| &c.reason),
+            &calls.iter().map(|c| c.recorded).collect::<Vec<bool>>(),
+            &opt_text(|c| c.disposition.as_deref()),
+            &calls
+                .iter()
+                .map(|c| c.satisfaction.map(i16::from))
+                .collect::<Vec<_>>(),
+        ],
+    )?;
+    let attempts: Vec<(i64, i32, &AttemptRow)> = ids
+        .iter()
+        .zip(calls)
+        .flat_map(|(id, c)| {
+            c.attempts
+                .iter()
+                .enumerate()
+                .map(move |(i, a)| (*id, i as i32, a))
+        })
+        .collect();
+    if attempts.is_empty() {
+        return Ok(());
+    }
+    tx.execute(
+        insert_attempts,
+        &[
+            &attempts.iter().map(|a| a.0).collect::<Vec<i64>>(),
+            &attempts.iter().map(|a| a.1).collect::<Vec<i32>>(),
+            &attempts
+                .iter()
+                .map(|a| a.2.agent.as_str())
+                .collect::<Vec<_>>(),
+            &attempts
+                .iter()
+                .map(|a| a.2.contact.as_str())
+                .collect::<Vec<_>>(),
+            &attempts
+                .iter()
+                .map(|a| a.2.started_ms)
+                .collect::<Vec<i64>>(),
+            &attempts.iter().map(|a| a.2.ended_ms).collect::<Vec<_>>(),
+            &attempts
+                .iter()
+                .map(|a| a.2.result.as_str())
+                .collect::<Vec<_>>(),
+        ],
+    )?;
     Ok(())
 }
 
+/// Write agent state changes with the prepared `INSERT_STATES` (in the order given: their
+/// ids follow it).
 fn put_agent_states(
     tx: &mut Transaction<'_>,
     insert: &Statement,
     rows: &[AgentStateRow],
 ) -> Result<(), postgres::Error> {
-    for r in rows {
-        tx.execute(insert, &[&r.agent, &r.user, &r.state, &r.reason, &r.at_ms])?;
+    if rows.is_empty() {
+        return Ok(());
     }
+    tx.execute(
+        insert,
+        &[
+            &rows.iter().map(|r| r.agent.as_str()).collect::<Vec<_>>(),
+            &rows.iter().map(|r| r.user.as_str()).collect::<Vec<_>>(),
+            &rows.iter().map(|r| r.state.as_str()).collect::<Vec<_>>(),
+            &rows.iter().map(|r| r.reason.as_deref()).collect::<Vec<_>>(),
+            &rows.iter().map(|r| r.at_ms).collect::<Vec<i64>>(),
+        ],
+    )?;
     Ok(())
 }
 

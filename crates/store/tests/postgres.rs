@@ -404,3 +404,49 @@ fn a_read_only_connection_reads_and_refuses_writes() {
     // The refusal is the server's answer: the connection stays and reads on.
     assert_eq!(r.call_count().unwrap(), 9);
 }
+
+#[test]
+fn a_large_batch_goes_in_whole_and_in_order() {
+    let Some(server) = pg::Server::start("batch") else {
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("store-pg-batch-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut lite = Store::open(&dir.join("calls.db")).unwrap();
+    let mut pg = Store::connect(&server.create_db("batch")).unwrap();
+    // 3,000 calls with 6,000 ring attempts in one transaction; call id 7 comes twice (a
+    // server restart reuses ids): the later record is the one `call` answers.
+    let mut batch: Vec<CallRow> = (0..3000)
+        .map(|i| {
+            call(
+                i,
+                "support",
+                T0 + i as i64 * 100,
+                "answered",
+                3,
+                Some("Ada"),
+            )
+        })
+        .collect();
+    batch.push(call(7, "sales", T0 + 400_000, "abandoned", 30, None));
+    let states: Vec<AgentStateRow> = (0..500)
+        .map(|i| state("Ada", ["ready", "ringing", "busy"][i % 3], T0))
+        .collect();
+    for s in [&mut lite, &mut pg] {
+        s.insert_calls(&batch).unwrap();
+        s.insert_agent_states(&states).unwrap();
+    }
+    assert_eq!(pg.call_count().unwrap(), 3001);
+    assert_eq!(pg.call(7).unwrap().unwrap().outcome, "abandoned");
+    assert_eq!(
+        lite.calls_between(0, i64::MAX).unwrap(),
+        pg.calls_between(0, i64::MAX).unwrap()
+    );
+    assert_eq!(
+        pg.agent_states("Ada").unwrap(),
+        states,
+        "in the order given"
+    );
+    assert_eq!(lite.agent_states("Ada").unwrap(), states);
+    let _ = std::fs::remove_dir_all(&dir);
+}
