@@ -28,7 +28,8 @@ pub struct Server {
 /// The newest `/usr/lib/postgresql/*/bin` that has `initdb` (or `PG_BIN`).
 fn bin_dir() -> Option<PathBuf> {
     if let Some(dir) = std::env::var_os("PG_BIN") {
-        return Some(PathBuf::from(dir));
+        let dir = PathBuf::from(dir);
+        return dir.join("initdb").exists().then_some(dir);
     }
     let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
         .ok()?
