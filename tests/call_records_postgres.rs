@@ -4,8 +4,9 @@
 //!
 //! PostgreSQL is down when the server starts, and stopped again while it runs: the calls are
 //! handled all the same, their records wait in the spill file in the data directory, and
-//! once PostgreSQL is back they are written (each once) and the file goes. The URL's
-//! password shows nowhere in the server's log.
+//! once PostgreSQL is back they are written (each once) and the file goes. The web API reads
+//! them (a supervisor's call list) and writes beside them (a reviewer's listing, audited) on
+//! connections of its own. The URL's password shows nowhere in the server's log.
 
 mod common;
 #[path = "../crates/store/tests/pg/mod.rs"]
@@ -18,10 +19,35 @@ use std::time::Duration;
 use common::{Server, ServerConfig, SippRun};
 use store::Store;
 
+/// The web logins' password.
+const WEB_PASSWORD: &str = "records-test-password";
+
 /// Queue `sales` (601) that nobody serves: a caller waits and gives up (an abandoned call);
-/// a trunk for 127.0.0.1 may dial it. Call records go to PostgreSQL at `url`.
+/// a trunk for 127.0.0.1 may dial it. Call records go to PostgreSQL at `url`. Web logins:
+/// sam (supervisor), rita (reviewer), root (admin).
 fn center(http_port: u16, url: &str) -> ServerConfig {
+    let hash = {
+        let mut child = std::process::Command::new(common::switchboard_bin())
+            .arg("passwd")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        writeln!(child.stdin.take().unwrap(), "{WEB_PASSWORD}").unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    let login = |name: &str, role: &str| {
+        format!("\n[logins.{name}]\npassword_hash = \"{hash}\"\nroles = [\"{role}\"]\n")
+    };
     ServerConfig {
+        users_extra: [
+            login("sam", "supervisor"),
+            login("rita", "reviewer"),
+            login("root", "admin"),
+        ]
+        .concat(),
         files: vec![(
             "queues.toml".into(),
             "[queues.sales]\nnumber = \"601\"\n".into(),
@@ -55,6 +81,48 @@ fn calls(server: &Server, calls: u32) {
         out.diagnostics(),
         server.log()
     );
+}
+
+/// `GET path` with a session of `login` (logged in first): status and JSON body.
+fn web_get(port: u16, login: &str, path: &str) -> (u16, serde_json::Value) {
+    let exchange = |method: &str, path: &str, cookie: Option<&str>, body: &str| {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("HTTP server");
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut head =
+            format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
+        if let Some(c) = cookie {
+            head.push_str(&format!("Cookie: {c}\r\n"));
+        }
+        if !body.is_empty() {
+            head.push_str(&format!(
+                "Content-Type: application/json\r\nContent-Length: {}\r\n",
+                body.len()
+            ));
+        }
+        write!(s, "{head}\r\n{body}").unwrap();
+        let mut raw = String::new();
+        s.read_to_string(&mut raw).expect("an HTTP answer");
+        let (head, body) = raw.split_once("\r\n\r\n").expect("HTTP head");
+        let status = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let cookie = head.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("set-cookie")
+                .then(|| v.trim().split(';').next().unwrap_or("").to_owned())
+        });
+        (status, body.to_owned(), cookie)
+    };
+    let login_body = serde_json::json!({ "login": login, "password": WEB_PASSWORD }).to_string();
+    let (status, body, cookie) = exchange("POST", "/api/login", None, &login_body);
+    assert_eq!(status, 200, "{body}");
+    let (status, body, _) = exchange("GET", path, cookie.as_deref(), "");
+    (
+        status,
+        serde_json::from_str(&body).unwrap_or(serde_json::Value::Null),
+    )
 }
 
 /// Calls in PostgreSQL (0 while it is down).
@@ -189,6 +257,16 @@ fn records_go_to_postgresql_and_wait_in_the_spill_file_while_it_is_down() {
         "{rows:?}"
     );
     drop(db);
+
+    // The web API reads them, and writes the audit log beside them.
+    let (status, calls) = web_get(http, "sam", "/api/calls");
+    assert_eq!(status, 200, "{calls}");
+    assert_eq!(calls["calls"].as_array().map(Vec::len), Some(7), "{calls}");
+    let (status, listed) = web_get(http, "rita", "/api/recordings");
+    assert_eq!(status, 200, "{listed}");
+    let (status, audit) = web_get(http, "root", "/api/audit");
+    assert_eq!(status, 200, "{audit}");
+    assert!(audit.to_string().contains("list_recordings"), "{audit}");
 
     // The report command reads the same server (for the day of the calls, UTC).
     let day = date_of(rows[0].arrived_ms);
