@@ -3,7 +3,8 @@
 #
 #   benches/call_setup_load.sh                 # rates 50..500/s, 10 s each
 #   RATES=100,200 SECONDS=5 benches/call_setup_load.sh
-#   STORAGE=off benches/call_setup_load.sh     # without call records (default: on)
+#   STORAGE=off benches/call_setup_load.sh     # without call records (default: on, SQLite)
+#   STORAGE=postgres benches/call_setup_load.sh  # call records in PostgreSQL
 #
 # One release server (queue "support" on 600, AGENTS agents ready at start, a trunk for
 # 127.0.0.1 allowed to dial 600), one SIPp process playing every agent phone (REGISTER with
@@ -13,8 +14,13 @@
 # legs were bridged), so a rate passes only if SIPp reports 0 failed calls AND every call
 # was connected to an agent. Media is not sent (the relay has its own benchmark).
 #
+# STORAGE=postgres starts a PostgreSQL server of its own for the run (Debian's postgresql,
+# /usr/lib/postgresql/*/bin, as the postgres user when run as root; a new cluster under $OUT,
+# 127.0.0.1:$PG_PORT, default settings: fsync and synchronous_commit on) and points
+# [storage] url at it; its CPU time (all its processes) is shown beside the server's.
+#
 # Output: one line per step and a summary with the highest clean rate and the server's
-# CPU-seconds per 1,000 calls; everything under $OUT.
+# CPU-seconds per 1,000 calls, then the calls stored; everything under $OUT.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -25,6 +31,7 @@ SECONDS_PER_STEP="${SECONDS:-10}"
 AGENTS="${AGENTS:-400}"
 HOLD_MS="${HOLD_MS:-500}"
 STORAGE="${STORAGE:-on}"
+PG_PORT="${PG_PORT:-26500}"
 PORT=26060
 export NO_COLOR=1
 
@@ -38,6 +45,32 @@ if [ -z "$BIN" ]; then
   BIN="$ROOT/target/release/switchboard"
 fi
 command -v sipp >/dev/null || { echo "sipp not found: apt-get install sip-tester"; exit 1; }
+case "$STORAGE" in on|off|postgres) ;; *) echo "STORAGE=$STORAGE: use on, off or postgres"; exit 1;; esac
+
+pg_cpu() { echo 0; }
+if [ "$STORAGE" = postgres ]; then
+  pgbin="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)"
+  [ -x "$pgbin/initdb" ] || { echo "PostgreSQL not found: apt-get install postgresql"; exit 1; }
+  pgdir="$OUT/pg"
+  mkdir -p "$pgdir"
+  as_pg=()
+  if [ "$(id -u)" = 0 ]; then chown -R postgres:postgres "$pgdir"; as_pg=(runuser -u postgres --); fi
+  "${as_pg[@]}" "$pgbin/initdb" -D "$pgdir/data" -U postgres -A trust -E UTF8 --locale=C > "$pgdir/initdb.log"
+  "${as_pg[@]}" "$pgbin/pg_ctl" -D "$pgdir/data" -l "$pgdir/server.log" -w \
+      -o "-p $PG_PORT -k $pgdir -c listen_addresses=127.0.0.1" start > /dev/null
+  trap '"${as_pg[@]}" "$pgbin/pg_ctl" -D "$pgdir/data" -m fast -w stop > /dev/null 2>&1 || true' EXIT
+  "${as_pg[@]}" "$pgbin/createdb" -h "$pgdir" -p "$PG_PORT" -U postgres switchboard
+  PG_URL="postgres://postgres@127.0.0.1:$PG_PORT/switchboard"
+  # CPU ticks of the PostgreSQL server and its backends (the postmaster's children).
+  pg_cpu() {
+    local pm t=0 p
+    pm=$(head -n 1 "$pgdir/data/postmaster.pid")
+    for p in $pm $(ps -o pid= --ppid "$pm"); do
+      [ -r /proc/$p/stat ] && t=$((t + $(awk '{print $14+$15}' /proc/$p/stat)))
+    done
+    echo $t
+  }
+fi
 
 first=1001
 last=$((first + AGENTS - 1))
@@ -64,7 +97,8 @@ level = "info"
 [recording]
 dir = "$OUT/recordings"
 [storage]
-enabled = $([ "$STORAGE" = on ] && echo true || echo false)
+enabled = $([ "$STORAGE" = off ] && echo false || echo true)
+$([ "$STORAGE" = postgres ] && echo "url = \"$PG_URL\"")
 EOF
 : > "$cfg/users.toml"
 : > "$cfg/agents.toml"
@@ -84,7 +118,7 @@ echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -
 echo "server: $BIN ($AGENTS agents, hold ${HOLD_MS} ms, ${SECONDS_PER_STEP} s per step, storage $STORAGE)"
 echo "sipp: $(sipp -v 2>&1 | grep -m1 -o 'SIPp v[0-9.]*')"
 echo
-printf '%-8s %-9s %-9s %-7s %-10s %-13s %-12s %s\n' rate calls ok failed connected "cpu-s/1000" "achieved/s" clean
+printf '%-8s %-9s %-9s %-7s %-10s %-13s %-12s %-6s %s\n' rate calls ok failed connected "cpu-s/1000" "achieved/s" clean "db-cpu-s/1000"
 best=0
 for rate in ${RATES//,/ }; do
   calls=$((rate * SECONDS_PER_STEP))
@@ -104,6 +138,7 @@ for rate in ${RATES//,/ }; do
   # The phones register at 500/s; give them time to finish.
   sleep $((AGENTS / 500 + 2))
   cpu0=$(awk '{print $14+$15}' /proc/$spid/stat)
+  pg0=$(pg_cpu)
   t0=$(date +%s.%N)
   (cd "$step" && sipp 127.0.0.1:$PORT -sf "$ROOT/tests/sipp/caller_abandon.xml" -s 600 \
       -m "$calls" -r "$rate" -rp 1000 -l $((rate * 4 + 100)) -d "$HOLD_MS" \
@@ -114,7 +149,16 @@ for rate in ${RATES//,/ }; do
   t1=$(date +%s.%N)
   cpu1=$(awk '{print $14+$15}' /proc/$spid/stat)
   wait $apid 2>/dev/null || true
+  # The storage thread may still be writing the last records: count them too.
+  sleep 1
+  pg1=$(pg_cpu)
   kill -TERM $spid 2>/dev/null || true
+  # A server that does not exit within 15 s is killed (and said so), so the run goes on.
+  for _ in $(seq 150); do kill -0 $spid 2>/dev/null || break; sleep 0.1; done
+  if kill -0 $spid 2>/dev/null; then
+    echo "(the server did not exit within 15 s of SIGTERM: killed)"
+    kill -KILL $spid 2>/dev/null || true
+  fi
   wait $spid 2>/dev/null || true
   last_line=$(tail -n 1 "$step/callers-stat.csv")
   header=$(head -n 1 "$step/callers-stat.csv")
@@ -124,16 +168,21 @@ for rate in ${RATES//,/ }; do
   connected=$(grep -c "call connected" "$step/server.log" || true)
   cpu_s=$(echo "($cpu1 - $cpu0) / 100" | bc -l)
   per1000=$(echo "$cpu_s * 1000 / $calls" | bc -l)
+  db1000=$(echo "($pg1 - $pg0) / 100 * 1000 / $calls" | bc -l)
   achieved=$(echo "$ok / ($t1 - $t0)" | bc -l)
   clean=no
   if [ "$crc" = 0 ] && [ "$failed" = 0 ] && [ "$ok" = "$calls" ] && [ "$connected" = "$calls" ]; then
     clean=yes
     best=$rate
   fi
-  printf '%-8s %-9s %-9s %-7s %-10s %-13.3f %-12.1f %s\n' "$rate" "$calls" "$ok" "$failed" "$connected" "$per1000" "$achieved" "$clean"
-  echo "$rate;$calls;$ok;$failed;$connected;$per1000;$achieved;$clean" >> "$OUT/results.csv"
+  printf '%-8s %-9s %-9s %-7s %-10s %-13.3f %-12.1f %-6s %.3f\n' "$rate" "$calls" "$ok" "$failed" "$connected" "$per1000" "$achieved" "$clean" "$db1000"
+  echo "$rate;$calls;$ok;$failed;$connected;$per1000;$achieved;$clean;$db1000" >> "$OUT/results.csv"
   [ "$clean" = yes ] || break
 done
 echo
 echo "highest clean rate: $best calls/s (0 failed, every call connected to an agent)"
+case "$STORAGE" in
+  on) echo "calls stored: $(python3 -c 'import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute("select count(*) from calls").fetchone()[0])' "$OUT/switchboard.db" 2>/dev/null || echo '?') (SQLite $OUT/switchboard.db)";;
+  postgres) echo "calls stored: $("${as_pg[@]}" "$pgbin/psql" -h "$pgdir" -p "$PG_PORT" -U postgres -d switchboard -tAc 'SELECT count(*) FROM calls') (PostgreSQL)";;
+esac
 echo "output: $OUT"

@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 
 use rusqlite::params;
 
+use crate::sqlite::Sqlite;
 use crate::{Store, StoreError};
 
 /// How far back the state an agent was in at the report's start is looked for.
@@ -57,12 +58,7 @@ impl Store {
     ) -> Result<Vec<AgentTime>, StoreError> {
         let interval_ms = interval_ms.max(1);
         let end = to_ms.min(now_ms);
-        let changes: Vec<(String, String, i64)> = self.rows(
-            "SELECT agent, state, at_ms FROM agent_states
-             WHERE at_ms >= ?1 AND at_ms < ?2 ORDER BY agent, at_ms, id",
-            params![from_ms - LOOKBACK_MS, end],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )?;
+        let changes = on_backend!(self, db => db.state_changes(from_ms - LOOKBACK_MS, end))?;
         let mut acc: BTreeMap<(i64, String), AgentTime> = BTreeMap::new();
         for (i, (agent, state, at)) in changes.iter().enumerate() {
             let until = match changes.get(i + 1) {
@@ -93,5 +89,21 @@ impl Store {
             }
         }
         Ok(acc.into_values().collect())
+    }
+}
+
+impl Sqlite {
+    /// Agent state changes at `[from_ms, to_ms)`, by agent then time.
+    pub(crate) fn state_changes(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<(String, String, i64)>, StoreError> {
+        self.rows(
+            "SELECT agent, state, at_ms FROM agent_states
+             WHERE at_ms >= ?1 AND at_ms < ?2 ORDER BY agent, at_ms, id",
+            params![from_ms, to_ms],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
     }
 }

@@ -12,6 +12,7 @@
 
 use rusqlite::params;
 
+use crate::sqlite::Sqlite;
 use crate::{Store, StoreError};
 
 /// One queue in one slot.
@@ -71,8 +72,123 @@ impl Store {
         interval_ms: i64,
         service_level_ms: i64,
     ) -> Result<Vec<QueueInterval>, StoreError> {
-        let interval_ms = interval_ms.max(1);
-        // One pass over the covering index, counted here: cheaper than SQL aggregates.
+        let mut count = QueueCount::new(from_ms, interval_ms, service_level_ms);
+        on_backend!(self, db => db.queue_rows(from_ms, to_ms, &mut count))?;
+        Ok(count.finish())
+    }
+
+    /// Per agent and slot, for answered calls that arrived in `[from_ms, to_ms)`.
+    pub fn agent_intervals(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+        interval_ms: i64,
+    ) -> Result<Vec<AgentInterval>, StoreError> {
+        on_backend!(self, db => db.agent_intervals(from_ms, to_ms, interval_ms.max(1)))
+    }
+}
+
+/// The per-queue figures, counted here row by row (cheaper than SQL aggregates): each
+/// backend feeds it the calls of the period in time order.
+#[derive(Debug)]
+pub(crate) struct QueueCount {
+    from_ms: i64,
+    interval_ms: i64,
+    service_level_ms: i64,
+    acc: std::collections::BTreeMap<(i64, String), Acc>,
+    last: Option<(i64, String)>,
+}
+
+#[derive(Debug, Default)]
+struct Acc {
+    offered: u64,
+    answered: u64,
+    abandoned: u64,
+    in_time: u64,
+    wait_sum: i64,
+    handle_sum: i64,
+    longest: i64,
+}
+
+impl QueueCount {
+    fn new(from_ms: i64, interval_ms: i64, service_level_ms: i64) -> QueueCount {
+        QueueCount {
+            from_ms,
+            interval_ms: interval_ms.max(1),
+            service_level_ms,
+            acc: Default::default(),
+            last: None,
+        }
+    }
+
+    /// One call: arrival, queue, outcome, wait and handle time (talk + hold + wrap-up).
+    pub(crate) fn add(&mut self, arrived: i64, queue: &str, outcome: &str, wait: i64, handle: i64) {
+        let slot = (arrived - self.from_ms) / self.interval_ms;
+        // Rows come in time order: most are in the same slot and queue as the last.
+        let key = match &self.last {
+            Some((s, q)) if *s == slot && q == queue => (slot, q.clone()),
+            _ => {
+                let k = (slot, queue.to_owned());
+                self.last = Some(k.clone());
+                k
+            }
+        };
+        let a = self.acc.entry(key).or_default();
+        a.offered += 1;
+        a.longest = a.longest.max(wait);
+        match outcome {
+            "answered" => {
+                a.answered += 1;
+                a.wait_sum += wait;
+                a.handle_sum += handle;
+                if wait <= self.service_level_ms {
+                    a.in_time += 1;
+                }
+            }
+            "abandoned" => a.abandoned += 1,
+            _ => {}
+        }
+    }
+
+    /// A call that overflowed from `queue`: offered there, neither answered nor abandoned
+    /// (as the queue log has it: EXITWITHTIMEOUT there, ENTERQUEUE in the next).
+    pub(crate) fn overflowed(&mut self, arrived: i64, queue: &str) {
+        let slot = (arrived - self.from_ms) / self.interval_ms;
+        self.acc
+            .entry((slot, queue.to_owned()))
+            .or_default()
+            .offered += 1;
+    }
+
+    fn finish(self) -> Vec<QueueInterval> {
+        let (from_ms, interval_ms) = (self.from_ms, self.interval_ms);
+        self.acc
+            .into_iter()
+            .map(|((slot, queue), a)| QueueInterval {
+                start_ms: from_ms + slot * interval_ms,
+                queue,
+                offered: a.offered,
+                answered: a.answered,
+                abandoned: a.abandoned,
+                other: a.offered - a.answered - a.abandoned,
+                answered_in_time: a.in_time,
+                service_level: (a.offered > 0).then(|| a.in_time as f64 / a.offered as f64),
+                asa_ms: (a.answered > 0).then(|| a.wait_sum as f64 / a.answered as f64),
+                aht_ms: (a.answered > 0).then(|| a.handle_sum as f64 / a.answered as f64),
+                longest_wait_ms: a.longest,
+            })
+            .collect()
+    }
+}
+
+impl Sqlite {
+    /// Feed `count` the queue calls of `[from_ms, to_ms)`: one pass over the covering index.
+    pub(crate) fn queue_rows(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+        count: &mut QueueCount,
+    ) -> Result<(), StoreError> {
         let mut stmt = self
             .conn
             .prepare_cached(
@@ -81,21 +197,9 @@ impl Store {
                  WHERE arrived_ms >= ?1 AND arrived_ms < ?2 AND queue IS NOT NULL",
             )
             .map_err(|e| self.err(e))?;
-        #[derive(Default)]
-        struct Acc {
-            offered: u64,
-            answered: u64,
-            abandoned: u64,
-            in_time: u64,
-            wait_sum: i64,
-            handle_sum: i64,
-            longest: i64,
-        }
-        let mut acc: std::collections::BTreeMap<(i64, String), Acc> = Default::default();
         let mut rows = stmt
             .query(params![from_ms, to_ms])
             .map_err(|e| self.err(e))?;
-        let mut last: Option<(i64, String)> = None;
         while let Some(r) = rows.next().map_err(|e| self.err(e))? {
             let (arrived, outcome, wait, handle) = (|| -> rusqlite::Result<_> {
                 Ok((
@@ -111,36 +215,10 @@ impl Store {
                 .ok()
                 .and_then(|v| v.as_str().ok())
                 .unwrap_or("");
-            let slot = (arrived - from_ms) / interval_ms;
-            // Rows come in time order: most are in the same slot and queue as the last.
-            let key = match &last {
-                Some((s, q)) if *s == slot && q == queue => last.clone().expect("set"),
-                _ => {
-                    let k = (slot, queue.to_owned());
-                    last = Some(k.clone());
-                    k
-                }
-            };
-            let a = acc.entry(key).or_default();
-            a.offered += 1;
-            a.longest = a.longest.max(wait);
-            match outcome {
-                "answered" => {
-                    a.answered += 1;
-                    a.wait_sum += wait;
-                    a.handle_sum += handle;
-                    if wait <= service_level_ms {
-                        a.in_time += 1;
-                    }
-                }
-                "abandoned" => a.abandoned += 1,
-                _ => {}
-            }
+            count.add(arrived, queue, outcome, wait, handle);
         }
         drop(rows);
         drop(stmt);
-        // A call that overflowed was offered to its first queue too, which did not answer it
-        // (as the queue log has it: EXITWITHTIMEOUT there, ENTERQUEUE in the next).
         let overflowed: Vec<(i64, String)> = self.rows(
             "SELECT arrived_ms, overflowed_from FROM calls
              WHERE overflowed_from IS NOT NULL AND arrived_ms >= ?1 AND arrived_ms < ?2",
@@ -148,35 +226,18 @@ impl Store {
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
         for (arrived, queue) in overflowed {
-            let slot = (arrived - from_ms) / interval_ms;
-            acc.entry((slot, queue)).or_default().offered += 1;
+            count.overflowed(arrived, &queue);
         }
-        Ok(acc
-            .into_iter()
-            .map(|((slot, queue), a)| QueueInterval {
-                start_ms: from_ms + slot * interval_ms,
-                queue,
-                offered: a.offered,
-                answered: a.answered,
-                abandoned: a.abandoned,
-                other: a.offered - a.answered - a.abandoned,
-                answered_in_time: a.in_time,
-                service_level: (a.offered > 0).then(|| a.in_time as f64 / a.offered as f64),
-                asa_ms: (a.answered > 0).then(|| a.wait_sum as f64 / a.answered as f64),
-                aht_ms: (a.answered > 0).then(|| a.handle_sum as f64 / a.answered as f64),
-                longest_wait_ms: a.longest,
-            })
-            .collect())
+        Ok(())
     }
 
-    /// Per agent and slot, for answered calls that arrived in `[from_ms, to_ms)`.
-    pub fn agent_intervals(
+    /// Per agent and slot (`interval_ms` at least 1), for answered calls.
+    pub(crate) fn agent_intervals(
         &self,
         from_ms: i64,
         to_ms: i64,
         interval_ms: i64,
     ) -> Result<Vec<AgentInterval>, StoreError> {
-        let interval_ms = interval_ms.max(1);
         self.rows(
             "SELECT (arrived_ms - ?1) / ?3 AS slot, agent, COUNT(*),
                 SUM(talk_ms), SUM(hold_ms), SUM(wrap_up_ms),

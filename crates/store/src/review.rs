@@ -8,6 +8,7 @@
 
 use rusqlite::{params, OptionalExtension};
 
+use crate::sqlite::Sqlite;
 use crate::{CallRow, Store, StoreError};
 
 pub(crate) const SCHEMA: &str = "
@@ -142,6 +143,48 @@ fn recording_row(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Recording
 impl Store {
     /// Write finished recordings (a second one for the same call replaces the first).
     pub fn insert_recordings(&mut self, rows: &[RecordingRow]) -> Result<(), StoreError> {
+        on_backend_mut!(self, db => db.insert_recordings(rows))
+    }
+
+    /// The finished recording of a call.
+    pub fn recording(&self, call_id: u64) -> Result<Option<RecordingRow>, StoreError> {
+        on_backend!(self, db => db.recording(call_id))
+    }
+
+    /// Calls matching `filter`, newest first, each with its recording.
+    pub fn search_calls(&self, filter: &CallFilter) -> Result<Vec<FoundCall>, StoreError> {
+        on_backend!(self, db => db.search_calls(filter))
+    }
+
+    /// Save a reviewer's score and comment.
+    pub fn insert_review(&mut self, review: &ReviewRow) -> Result<(), StoreError> {
+        on_backend_mut!(self, db => db.insert_review(review))
+    }
+
+    /// The reviews of a call, oldest first.
+    pub fn reviews(&self, call_id: u64) -> Result<Vec<ReviewRow>, StoreError> {
+        on_backend!(self, db => db.reviews(call_id))
+    }
+
+    /// Append to the audit log (committed before this returns).
+    pub fn audit(&mut self, row: &AuditRow) -> Result<(), StoreError> {
+        on_backend_mut!(self, db => db.audit(row))
+    }
+
+    /// The audit log in `[from_ms, to_ms)`, oldest first, at most `limit` lines.
+    pub fn audit_log(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<AuditRow>, StoreError> {
+        on_backend!(self, db => db.audit_log(from_ms, to_ms, limit))
+    }
+}
+
+impl Sqlite {
+    /// Write finished recordings (a second one for the same call replaces the first).
+    pub(crate) fn insert_recordings(&mut self, rows: &[RecordingRow]) -> Result<(), StoreError> {
         self.in_transaction(|tx| {
             let mut stmt = tx.prepare_cached(
                 "INSERT OR REPLACE INTO recordings
@@ -163,7 +206,7 @@ impl Store {
     }
 
     /// The finished recording of a call.
-    pub fn recording(&self, call_id: u64) -> Result<Option<RecordingRow>, StoreError> {
+    pub(crate) fn recording(&self, call_id: u64) -> Result<Option<RecordingRow>, StoreError> {
         self.conn
             .query_row(
                 "SELECT call_id, file, sha256, bytes, duration_ms, finished_ms
@@ -176,7 +219,7 @@ impl Store {
     }
 
     /// Calls matching `filter`, newest first, each with its recording.
-    pub fn search_calls(&self, filter: &CallFilter) -> Result<Vec<FoundCall>, StoreError> {
+    pub(crate) fn search_calls(&self, filter: &CallFilter) -> Result<Vec<FoundCall>, StoreError> {
         let sql = format!(
             "{} WHERE arrived_ms >= ?1 AND arrived_ms < ?2
                 AND (?3 IS NULL OR queue = ?3)
@@ -184,7 +227,7 @@ impl Store {
                 AND (?5 IS NULL OR outcome = ?5)
                 AND (?6 = 0 OR call_id IN (SELECT call_id FROM recordings))
              ORDER BY arrived_ms DESC, id DESC LIMIT ?7",
-            crate::SELECT_CALL
+            crate::sqlite::SELECT_CALL
         );
         let calls = self.rows(
             &sql,
@@ -197,7 +240,7 @@ impl Store {
                 filter.recorded,
                 i64::from(filter.limit)
             ],
-            crate::call_row,
+            crate::sqlite::call_row,
         )?;
         let mut out = Vec::with_capacity(calls.len());
         for call in calls {
@@ -208,7 +251,7 @@ impl Store {
     }
 
     /// Save a reviewer's score and comment.
-    pub fn insert_review(&mut self, review: &ReviewRow) -> Result<(), StoreError> {
+    pub(crate) fn insert_review(&mut self, review: &ReviewRow) -> Result<(), StoreError> {
         self.in_transaction(|tx| {
             tx.execute(
                 "INSERT INTO reviews (call_id, reviewer, score, comment, at_ms)
@@ -226,7 +269,7 @@ impl Store {
     }
 
     /// The reviews of a call, oldest first.
-    pub fn reviews(&self, call_id: u64) -> Result<Vec<ReviewRow>, StoreError> {
+    pub(crate) fn reviews(&self, call_id: u64) -> Result<Vec<ReviewRow>, StoreError> {
         self.rows(
             "SELECT call_id, reviewer, score, comment, at_ms FROM reviews
              WHERE call_id = ?1 ORDER BY at_ms, id",
@@ -244,7 +287,7 @@ impl Store {
     }
 
     /// Append to the audit log (committed before this returns).
-    pub fn audit(&mut self, row: &AuditRow) -> Result<(), StoreError> {
+    pub(crate) fn audit(&mut self, row: &AuditRow) -> Result<(), StoreError> {
         self.in_transaction(|tx| {
             tx.execute(
                 "INSERT INTO audit (at_ms, login, action, call_id, detail)
@@ -262,7 +305,7 @@ impl Store {
     }
 
     /// The audit log in `[from_ms, to_ms)`, oldest first, at most `limit` lines.
-    pub fn audit_log(
+    pub(crate) fn audit_log(
         &self,
         from_ms: i64,
         to_ms: i64,
@@ -310,6 +353,12 @@ impl Store {
     /// Calls that ended at or after `from_ms`, in the order they ended (to fill the live
     /// board again after a restart).
     pub fn ended_since(&self, from_ms: i64) -> Result<Vec<EndedRow>, StoreError> {
+        on_backend!(self, db => db.ended_since(from_ms))
+    }
+}
+
+impl Sqlite {
+    pub(crate) fn ended_since(&self, from_ms: i64) -> Result<Vec<EndedRow>, StoreError> {
         self.rows(
             "SELECT call_id, queue, agent, outcome, wait_ms, talk_ms + hold_ms + wrap_up_ms,
                 ended_ms, overflowed_from

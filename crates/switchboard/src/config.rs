@@ -114,6 +114,8 @@ pub(crate) struct Http {
 struct StorageSection {
     enabled: bool,
     database: Option<PathBuf>,
+    /// PostgreSQL instead of the SQLite file.
+    url: Option<String>,
     queue_log: Option<PathBuf>,
 }
 
@@ -122,6 +124,7 @@ impl Default for StorageSection {
         StorageSection {
             enabled: true,
             database: None,
+            url: None,
             queue_log: None,
         }
     }
@@ -130,8 +133,11 @@ impl Default for StorageSection {
 /// Where call records and the queue log go.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Storage {
-    /// The SQLite database.
-    pub database: PathBuf,
+    /// The database: the SQLite file, or the PostgreSQL server when `url` is given.
+    pub location: store::Location,
+    /// Where records wait while the database refuses them (beside the SQLite file; in the
+    /// data directory for PostgreSQL).
+    pub spill: PathBuf,
     /// The queue log (Asterisk `queue_log` format).
     pub queue_log: PathBuf,
 }
@@ -504,13 +510,27 @@ pub(crate) fn load_with_env(
         .parent()
         .unwrap_or(Path::new("."))
         .to_owned();
-    let storage = storage.enabled.then(|| Storage {
-        database: storage
-            .database
-            .unwrap_or_else(|| data_dir.join("switchboard.db")),
-        queue_log: storage
-            .queue_log
-            .unwrap_or_else(|| data_dir.join("queue_log")),
+    let storage = storage.enabled.then(|| {
+        let (location, spill) = match storage.url {
+            Some(url) => (
+                store::Location::Postgres(url),
+                data_dir.join("postgresql.spill"),
+            ),
+            None => {
+                let database = storage
+                    .database
+                    .unwrap_or_else(|| data_dir.join("switchboard.db"));
+                let spill = crate::spill::path_for(&database);
+                (store::Location::Sqlite(database), spill)
+            }
+        };
+        Storage {
+            location,
+            spill,
+            queue_log: storage
+                .queue_log
+                .unwrap_or_else(|| data_dir.join("queue_log")),
+        }
     });
     Ok(Config {
         sip_bind: sip.bind,
@@ -852,9 +872,27 @@ fn storage_table(r: &mut Report<'_>, s: &StorageSection) -> StorageSection {
             );
         }
     }
+    if let Some(url) = &s.url {
+        if s.database.is_some() {
+            r.err(
+                &t.key("url"),
+                "give either database (a SQLite file) or url (PostgreSQL), not both",
+            );
+        } else if url.trim().is_empty() {
+            r.err(
+                &t.key("url"),
+                "must be a PostgreSQL URL such as \"postgres://switchboard@db.example/calls\" \
+                 (leave it out for SQLite)",
+            );
+        } else if let Err(e) = store::Store::connect_later(url) {
+            // Only the URL is read here (`check` does not connect); the error never repeats it.
+            r.err(&t.key("url"), e.to_string());
+        }
+    }
     StorageSection {
         enabled: s.enabled,
         database: s.database.clone(),
+        url: s.url.clone(),
         queue_log: s.queue_log.clone(),
     }
 }
@@ -1070,6 +1108,51 @@ mod tests {
         assert_eq!(c.users.len(), 10);
         assert!(c.users.contains_key("1001"));
         assert_eq!(c.auth.algorithms, vec![Algorithm::Md5]);
+    }
+
+    #[test]
+    fn storage_is_sqlite_by_default_and_postgresql_with_a_url() {
+        let d = dir_with("[sip]\nbind = \"127.0.0.1:5060\"\n", "");
+        let s = load(&d.0, None).unwrap().storage.unwrap();
+        assert!(matches!(&s.location, store::Location::Sqlite(p) if p.ends_with("switchboard.db")));
+        assert!(s.spill.ends_with("switchboard.db.spill"));
+
+        let d = dir_with(
+            "[sip]\nbind = \"127.0.0.1:5060\"\n[storage]\nurl = \"postgres://sb:pw@db.example:5433/calls\"\n",
+            "",
+        );
+        let s = load(&d.0, None).unwrap().storage.unwrap();
+        assert_eq!(
+            s.location,
+            store::Location::Postgres("postgres://sb:pw@db.example:5433/calls".into())
+        );
+        assert!(s.spill.ends_with("postgresql.spill"), "{:?}", s.spill);
+        assert!(!format!("{:?}", s.location).contains("pw@"));
+        let d = dir_with(
+            "[sip]\nbind = \"127.0.0.1:5060\"\n[storage]\nurl = \"host=db.example user=sb dbname=calls\"\n",
+            "",
+        );
+        assert!(load(&d.0, None).is_ok());
+    }
+
+    #[test]
+    fn a_database_and_a_url_together_or_a_bad_url_are_errors_with_file_line_and_key() {
+        let d = dir_with(
+            "[sip]\nbind = \"127.0.0.1:5060\"\n[storage]\ndatabase = \"calls.db\"\nurl = \"postgres://sb@db/calls\"\n",
+            "",
+        );
+        let s = load(&d.0, None).unwrap_err().to_string();
+        assert!(
+            s.contains("switchboard.toml:5: storage.url: give either database"),
+            "{s}"
+        );
+        let d = dir_with(
+            "[sip]\nbind = \"127.0.0.1:5060\"\n[storage]\nurl = \"postgres://sb:hunter2@db:port/calls\"\n",
+            "",
+        );
+        let s = load(&d.0, None).unwrap_err().to_string();
+        assert!(s.contains("switchboard.toml:4: storage.url: "), "{s}");
+        assert!(!s.contains("hunter2"), "{s}");
     }
 
     #[test]

@@ -6,12 +6,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::bail;
 use store::report::{parse_date, Table, DAY_MS};
-use store::Store;
 
 /// Options of `switchboard report`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct ReportArgs {
-    /// Config directory (the database is the one its `[storage]` names).
+    /// Config directory (the database is the one its `[storage]` names: the SQLite file or
+    /// the PostgreSQL server).
     #[arg(long, default_value = "config", env = "SWITCHBOARD_CONFIG")]
     config: PathBuf,
     /// The day, YYYY-MM-DD (UTC); today when left out.
@@ -53,11 +53,10 @@ pub(crate) fn run(args: &ReportArgs) -> anyhow::Result<String> {
     let Some(storage) = cfg.storage else {
         bail!("call records are off in this config ([storage] enabled = false)");
     };
-    if !storage.database.exists() {
-        bail!(
-            "no call records yet: {} does not exist",
-            storage.database.display()
-        );
+    if let store::Location::Sqlite(path) = &storage.location {
+        if !path.exists() {
+            bail!("no call records yet: {} does not exist", path.display());
+        }
     }
     let from = match &args.date {
         Some(d) => parse_date(d).map_err(|e| anyhow::anyhow!("--date {e}"))?,
@@ -70,7 +69,7 @@ pub(crate) fn run(args: &ReportArgs) -> anyhow::Result<String> {
     };
     let to = from + DAY_MS;
     let interval = i64::from(args.interval) * 60_000;
-    let db = Store::open_read_only(&storage.database)?;
+    let db = storage.location.open_read_only()?;
     let table = match args.by {
         By::Queue => Table::queues(&db.queue_intervals(
             from,

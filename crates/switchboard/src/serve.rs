@@ -274,7 +274,7 @@ async fn serve(cfg: Config, reload: Reload) -> anyhow::Result<()> {
     let live = std::sync::Arc::new(web::Live::new());
     live.update(|b| b.configure(cc.boards.clone(), board_agents(&cfg)));
     if let Some(storage) = &cfg.storage {
-        let db = storage.database.clone();
+        let db = storage.location.clone();
         let live = live.clone();
         off_the_workers(move || refill_board(&db, &live)).await;
     }
@@ -319,7 +319,7 @@ async fn serve(cfg: Config, reload: Reload) -> anyhow::Result<()> {
         let sampler = sampler(&handle, &pbx, recorder.clone(), &storage, &sink);
         let web_app = web::App::new(
             web::WebConfig {
-                database: cfg.storage.as_ref().map(|s| s.database.clone()),
+                database: cfg.storage.as_ref().map(|s| s.location.clone()),
                 recordings: Some(cc.recording.dir.clone()),
                 secure_cookies: h.secure_cookies,
                 logins: web::auth::Logins::new(cfg.logins.clone()),
@@ -419,15 +419,17 @@ fn http_listener(bind: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpL
 }
 
 /// After a restart the live board counts today's calls (UTC) from the call records again.
-fn refill_board(db: &std::path::Path, live: &web::Live) {
-    if !db.exists() {
-        return;
+fn refill_board(db: &store::Location, live: &web::Live) {
+    if let store::Location::Sqlite(path) = db {
+        if !path.exists() {
+            return;
+        }
     }
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);
     let midnight = now - now.rem_euclid(store::report::DAY_MS);
-    let rows = match store::Store::open_read_only(db).and_then(|s| s.ended_since(midnight)) {
+    let rows = match db.open_read_only().and_then(|s| s.ended_since(midnight)) {
         Ok(rows) => rows,
         Err(e) => {
             warn!(error = %e, "the wallboard starts without today's calls");

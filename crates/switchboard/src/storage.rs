@@ -2,7 +2,8 @@
 //! state changes, queue-log lines) off a bounded channel, counts it in the metrics, and (when
 //! `[storage]` is on) writes it to the database and the queue log, in batches of what has arrived meanwhile (one transaction each). Call handling
 //! never waits for it ([`pbx::service::EventSink`] drops and counts what does not fit). While
-//! the database refuses (disk full, locked), the records go to the spill file beside it
+//! the database refuses (disk full, locked, the PostgreSQL server down or unreachable; its
+//! connection is made again at each try), the records go to the spill file beside it
 //! ([`crate::spill`]), which is written back, oldest first, as soon as the database takes
 //! writes again (tried every second, and at start). Only if the spill file refuses too are
 //! they kept in memory, up to `MAX_PENDING` records; the queue log is written regardless.
@@ -17,11 +18,11 @@ use pbx::acd::{QueueLogEvent, QueueLogKind};
 use pbx::record::{AgentStateChange, CallRecord};
 use pbx::recorder::service::FinishedRecording;
 use pbx::service::{EventSink, PbxEvent};
-use store::{AgentStateRow, AttemptRow, CallRow, QueueLog, RecordingRow, Store};
+use store::{AgentStateRow, AttemptRow, CallRow, Location, QueueLog, RecordingRow, Store};
 use tracing::{error, info, warn};
 
 use crate::config;
-use crate::spill::{self, Spill, SpillCounts};
+use crate::spill::{Spill, SpillCounts};
 
 /// Events the channel holds before [`EventSink`] drops.
 const QUEUE: usize = 65_536;
@@ -55,19 +56,13 @@ pub(crate) fn start(
 ) -> anyhow::Result<(EventSink, StorageHandle)> {
     let counts = Arc::new(SpillCounts::default());
     let files = match cfg {
-        Some(cfg) => {
-            let db = Store::open(&cfg.database)?;
-            let qlog = QueueLog::open(&cfg.queue_log)?;
-            let spill = Spill::open(spill::path_for(&cfg.database), &db, counts.clone())?;
-            let calls = db.call_count().unwrap_or(0);
-            info!(
-                database = %cfg.database.display(),
-                queue_log = %cfg.queue_log.display(),
-                calls,
-                "call records ready"
-            );
-            Some((db, qlog, spill))
-        }
+        // The PostgreSQL client blocks on a small runtime of its own, which cannot run inside
+        // this async task's: open on a thread of its own (the store then lives on the
+        // storage thread).
+        Some(cfg) => Some(
+            std::thread::scope(|s| s.spawn(|| open(cfg, &counts)).join())
+                .map_err(|_| anyhow::anyhow!("opening the call records failed (panicked)"))??,
+        ),
         None => None,
     };
     let (tx, rx) = sync_channel(QUEUE);
@@ -84,6 +79,39 @@ pub(crate) fn start(
             spill: counts,
         },
     ))
+}
+
+/// The database, the queue log and the spill file. A PostgreSQL server that is down does not
+/// stop the start: records wait in the spill file and the connection is tried again every
+/// second.
+fn open(
+    cfg: &config::Storage,
+    counts: &Arc<SpillCounts>,
+) -> anyhow::Result<(Store, QueueLog, Spill)> {
+    let (db, up) = match &cfg.location {
+        Location::Sqlite(path) => (Store::open(path)?, true),
+        Location::Postgres(url) => {
+            let db = Store::connect_later(url)?;
+            let up = match db.reconnect() {
+                Ok(()) => true,
+                Err(e) => {
+                    error!(error = %e, spill = %cfg.spill.display(), "the database is not reachable: call records wait in the spill file until it is (tried every second)");
+                    false
+                }
+            };
+            (db, up)
+        }
+    };
+    let qlog = QueueLog::open(&cfg.queue_log)?;
+    let spill = Spill::open(cfg.spill.clone(), &db, counts.clone())?;
+    let calls = if up { db.call_count().ok() } else { None };
+    info!(
+        database = %cfg.location,
+        queue_log = %cfg.queue_log.display(),
+        calls,
+        "call records ready"
+    );
+    Ok((db, qlog, spill))
 }
 
 fn ms(t: SystemTime) -> i64 {
@@ -361,6 +389,7 @@ fn write(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::spill;
 
     fn call(id: u64) -> CallRow {
         CallRow {

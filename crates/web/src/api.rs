@@ -73,8 +73,9 @@ pub type AgentControl = Arc<
 
 /// What the web side is given to work with.
 pub struct WebConfig {
-    /// The database of call records (`None`: storage is off).
-    pub database: Option<PathBuf>,
+    /// The database of call records (`None`: storage is off). For PostgreSQL each request
+    /// that needs it opens a connection of its own (no pool yet).
+    pub database: Option<store::Location>,
     /// Where recordings are.
     pub recordings: Option<PathBuf>,
     /// Send cookies with `Secure`.
@@ -94,7 +95,7 @@ pub struct App {
     throttle: Mutex<Throttle>,
     /// Password checks running at once (each Argon2 check takes 19 MiB and tens of ms).
     hashing: tokio::sync::Semaphore,
-    database: Option<PathBuf>,
+    database: Option<store::Location>,
     recordings: Option<PathBuf>,
     secure_cookies: bool,
 }
@@ -236,7 +237,7 @@ async fn with_store<T: Send + 'static>(
     write: bool,
     f: impl FnOnce(&mut Store) -> Result<T, store::StoreError> + Send + 'static,
 ) -> Result<T, Refusal> {
-    let Some(path) = app.database.clone() else {
+    let Some(location) = app.database.clone() else {
         return Err(refuse(
             StatusCode::SERVICE_UNAVAILABLE,
             "call records are off on this server ([storage] enabled = false)",
@@ -244,9 +245,9 @@ async fn with_store<T: Send + 'static>(
     };
     let r = tokio::task::spawn_blocking(move || {
         let mut db = if write {
-            Store::open(&path)?
+            location.open()?
         } else {
-            Store::open_read_only(&path)?
+            location.open_read_only()?
         };
         f(&mut db)
     })

@@ -88,7 +88,7 @@ fn fixture() -> Fixture {
     let sampler: web::Sampler = Arc::new(|| Box::pin(async { Sample::default() }));
     let app = App::new(
         WebConfig {
-            database: Some(db.clone()),
+            database: Some(store::Location::Sqlite(db.clone())),
             recordings: Some(dir.join("recordings")),
             secure_cookies: true,
             logins,
