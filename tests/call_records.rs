@@ -51,43 +51,10 @@ fn call(server: &Server, number: &str, hold_ms: u32) -> common::SippOutcome {
         .run()
 }
 
-/// GET `path` from 127.0.0.1:`port`: status and body (read to its Content-Length).
+/// GET `path` from 127.0.0.1:`port`: status and body.
 fn http_get(port: u16, path: &str) -> (u16, String) {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("HTTP server");
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut raw = Vec::new();
-    let mut buf = [0u8; 8192];
-    loop {
-        let text = String::from_utf8_lossy(&raw).into_owned();
-        if let Some((head, body)) = text.split_once("\r\n\r\n") {
-            let len = head
-                .lines()
-                .find_map(|l| {
-                    let (k, v) = l.split_once(':')?;
-                    k.eq_ignore_ascii_case("content-length")
-                        .then(|| v.trim().parse::<usize>().ok())?
-                })
-                .unwrap_or(0);
-            if body.len() >= len {
-                let status = head
-                    .split_whitespace()
-                    .nth(1)
-                    .and_then(|c| c.parse().ok())
-                    .unwrap_or(0);
-                return (status, body.to_owned());
-            }
-        }
-        match s.read(&mut buf) {
-            Ok(0) | Err(_) => panic!("incomplete HTTP answer:\n{text}"),
-            Ok(n) => raw.extend_from_slice(&buf[..n]),
-        }
-    }
+    let r = common::http::get(port, path);
+    (r.status, r.text())
 }
 
 fn stored(db: &std::path::Path) -> u64 {

@@ -12,11 +12,10 @@ mod common;
 #[path = "../crates/store/tests/pg/mod.rs"]
 mod pg;
 
-use std::io::{Read, Write};
-use std::path::Path;
+use std::io::Write;
 use std::time::Duration;
 
-use common::{Server, ServerConfig, SippRun};
+use common::{Server, ServerConfig};
 use store::Store;
 
 /// The web logins' password.
@@ -61,67 +60,12 @@ fn center(http_port: u16, url: &str) -> ServerConfig {
     }
 }
 
-/// `calls` callers to 601, each staying 300 ms; all of them succeed.
-fn calls(server: &Server, calls: u32) {
-    let out = SippRun::new(server, "caller.xml")
-        .calls(calls)
-        .limit(calls)
-        .rate(10)
-        .timeout_s(30)
-        .arg("-s")
-        .arg("601")
-        .arg("-d")
-        .arg("300")
-        .media_port()
-        .run();
-    assert_eq!(
-        out.successful(),
-        u64::from(calls),
-        "{}\n{}",
-        out.diagnostics(),
-        server.log()
-    );
-}
-
 /// `GET path` with a session of `login` (logged in first): status and JSON body.
 fn web_get(port: u16, login: &str, path: &str) -> (u16, serde_json::Value) {
-    let exchange = |method: &str, path: &str, cookie: Option<&str>, body: &str| {
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("HTTP server");
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        let mut head =
-            format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
-        if let Some(c) = cookie {
-            head.push_str(&format!("Cookie: {c}\r\n"));
-        }
-        if !body.is_empty() {
-            head.push_str(&format!(
-                "Content-Type: application/json\r\nContent-Length: {}\r\n",
-                body.len()
-            ));
-        }
-        write!(s, "{head}\r\n{body}").unwrap();
-        let mut raw = String::new();
-        s.read_to_string(&mut raw).expect("an HTTP answer");
-        let (head, body) = raw.split_once("\r\n\r\n").expect("HTTP head");
-        let status = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
-        let cookie = head.lines().find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case("set-cookie")
-                .then(|| v.trim().split(';').next().unwrap_or("").to_owned())
-        });
-        (status, body.to_owned(), cookie)
-    };
-    let login_body = serde_json::json!({ "login": login, "password": WEB_PASSWORD }).to_string();
-    let (status, body, cookie) = exchange("POST", "/api/login", None, &login_body);
-    assert_eq!(status, 200, "{body}");
-    let (status, body, _) = exchange("GET", path, cookie.as_deref(), "");
+    let r = common::http::Web::log_in(port, login, WEB_PASSWORD).request("GET", path, None);
     (
-        status,
-        serde_json::from_str(&body).unwrap_or(serde_json::Value::Null),
+        r.status,
+        serde_json::from_slice(&r.body).unwrap_or_default(),
     )
 }
 
@@ -130,32 +74,6 @@ fn stored(url: &str) -> u64 {
     Store::connect_read_only(url)
         .and_then(|s| s.call_count())
         .unwrap_or(0)
-}
-
-/// Call lines in the spill file.
-fn spilled_calls(spill: &Path) -> usize {
-    std::fs::read_to_string(spill)
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| l.starts_with(r#"{"call":"#))
-        .count()
-}
-
-/// The value of the metric `name` (no labels) at `/metrics`, if it is there.
-fn metric(port: u16, name: &str) -> Option<u64> {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        s,
-        "GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    text.lines().find_map(|l| {
-        let (k, v) = l.split_once(' ')?;
-        (k == name).then(|| v.trim().parse().ok())?
-    })
 }
 
 /// `YYYY-MM-DD` (UTC) of Unix milliseconds.
@@ -197,11 +115,14 @@ fn records_go_to_postgresql_and_wait_in_the_spill_file_while_it_is_down() {
         "the server saying the database is not reachable",
         || server.log().contains("the database is not reachable"),
     );
-    calls(&server, 2);
+    common::short_calls(&server, "601", 2);
     common::wait_until(
         Duration::from_secs(60),
         "two call records in the spill file, shown in the metrics",
-        || spilled_calls(&spill) == 2 && metric(http, "switchboard_storage_spilled") == Some(2),
+        || {
+            common::spilled_calls(&spill) == 2
+                && common::http::metric(http, "switchboard_storage_spilled") == Some(2)
+        },
     );
 
     // PostgreSQL comes up: the records are written (the connection is tried every second).
@@ -213,7 +134,7 @@ fn records_go_to_postgresql_and_wait_in_the_spill_file_while_it_is_down() {
     );
 
     // Calls while it is up go straight in.
-    calls(&server, 3);
+    common::short_calls(&server, "601", 3);
     common::wait_until(
         Duration::from_secs(30),
         "five call records in PostgreSQL",
@@ -223,11 +144,14 @@ fn records_go_to_postgresql_and_wait_in_the_spill_file_while_it_is_down() {
 
     // Stopped while the server runs: the calls are still handled, their records spilled.
     pg.stop();
-    calls(&server, 2);
+    common::short_calls(&server, "601", 2);
     common::wait_until(
         Duration::from_secs(60),
         "two call records in the spill file during the second outage",
-        || spilled_calls(&spill) == 2 && metric(http, "switchboard_storage_spilled") == Some(2),
+        || {
+            common::spilled_calls(&spill) == 2
+                && common::http::metric(http, "switchboard_storage_spilled") == Some(2)
+        },
     );
     pg.start_again();
     common::wait_until(
@@ -236,11 +160,11 @@ fn records_go_to_postgresql_and_wait_in_the_spill_file_while_it_is_down() {
         || stored(&url) == 7 && !spill.exists(),
     );
     assert_eq!(
-        metric(http, "switchboard_storage_spill_written_total"),
+        common::http::metric(http, "switchboard_storage_spill_written_total"),
         Some(4)
     );
     assert_eq!(
-        metric(http, "switchboard_storage_spill_dropped_total"),
+        common::http::metric(http, "switchboard_storage_spill_dropped_total"),
         Some(0)
     );
 

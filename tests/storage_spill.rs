@@ -10,11 +10,10 @@
 mod common;
 mod serve_proc;
 
-use std::io::{Read, Write};
 use std::path::Path;
 use std::time::Duration;
 
-use common::{Server, ServerConfig, SippRun};
+use common::{Server, ServerConfig};
 use serve_proc::Proc;
 use store::Store;
 
@@ -32,28 +31,6 @@ fn center(http_port: u16) -> ServerConfig {
         ),
         ..ServerConfig::default()
     }
-}
-
-/// `calls` callers to 601, each staying 300 ms; all of them succeed.
-fn calls(server: &Server, calls: u32) {
-    let out = SippRun::new(server, "caller.xml")
-        .calls(calls)
-        .limit(calls)
-        .rate(10)
-        .timeout_s(30)
-        .arg("-s")
-        .arg("601")
-        .arg("-d")
-        .arg("300")
-        .media_port()
-        .run();
-    assert_eq!(
-        out.successful(),
-        u64::from(calls),
-        "{}\n{}",
-        out.diagnostics(),
-        server.log()
-    );
 }
 
 /// Hold the database's write lock (as a busy writer would) until dropped.
@@ -82,32 +59,6 @@ fn stored(db: &Path) -> u64 {
         .unwrap_or(0)
 }
 
-/// Call lines in the spill file.
-fn spilled_calls(spill: &Path) -> usize {
-    std::fs::read_to_string(spill)
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| l.starts_with(r#"{"call":"#))
-        .count()
-}
-
-/// The value of the metric `name` (no labels) at `/metrics`, if it is there.
-fn metric(port: u16, name: &str) -> Option<u64> {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        s,
-        "GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    text.lines().find_map(|l| {
-        let (k, v) = l.split_once(' ')?;
-        (k == name).then(|| v.trim().parse().ok())?
-    })
-}
-
 #[test]
 fn records_wait_in_the_spill_file_while_the_database_refuses_and_survive_a_sigkill() {
     let http = common::free_port();
@@ -119,15 +70,18 @@ fn records_wait_in_the_spill_file_while_the_database_refuses_and_survive_a_sigki
     // An outage: three calls end while the database refuses. Their records wait in the
     // spill file, and the metrics say so.
     let lock = WriteLock::take(&db);
-    calls(&server, 3);
+    common::short_calls(&server, "601", 3);
     common::wait_until(
         Duration::from_secs(90),
         "three call records in the spill file, shown in the metrics",
-        || spilled_calls(&spill) == 3 && metric(http, "switchboard_storage_spilled") == Some(3),
+        || {
+            common::spilled_calls(&spill) == 3
+                && common::http::metric(http, "switchboard_storage_spilled") == Some(3)
+        },
     );
     assert_eq!(stored(&db), 0, "the database took nothing");
     assert_eq!(
-        metric(http, "switchboard_storage_spill_written_total"),
+        common::http::metric(http, "switchboard_storage_spill_written_total"),
         Some(0)
     );
 
@@ -138,13 +92,16 @@ fn records_wait_in_the_spill_file_while_the_database_refuses_and_survive_a_sigki
         "the spilled records in the database and the spill file gone",
         || stored(&db) == 3 && !spill.exists(),
     );
-    assert_eq!(metric(http, "switchboard_storage_spilled"), Some(0));
     assert_eq!(
-        metric(http, "switchboard_storage_spill_written_total"),
+        common::http::metric(http, "switchboard_storage_spilled"),
+        Some(0)
+    );
+    assert_eq!(
+        common::http::metric(http, "switchboard_storage_spill_written_total"),
         Some(3)
     );
     assert_eq!(
-        metric(http, "switchboard_storage_spill_dropped_total"),
+        common::http::metric(http, "switchboard_storage_spill_dropped_total"),
         Some(0)
     );
     let log = server.log();
@@ -152,13 +109,13 @@ fn records_wait_in_the_spill_file_while_the_database_refuses_and_survive_a_sigki
 
     // Another outage, and the server is killed while the records are only in the spill file.
     let lock = WriteLock::take(&db);
-    calls(&server, 2);
+    common::short_calls(&server, "601", 2);
     common::wait_until(
         Duration::from_secs(90),
         "two call records in the spill file",
-        || metric(http, "switchboard_storage_spilled") == Some(2),
+        || common::http::metric(http, "switchboard_storage_spilled") == Some(2),
     );
-    assert_eq!(spilled_calls(&spill), 2);
+    assert_eq!(common::spilled_calls(&spill), 2);
     server.kill();
     drop(lock);
     assert_eq!(stored(&db), 3);

@@ -4,10 +4,11 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::process::Command;
 use std::time::Duration;
 
+use common::http::Web;
 use common::{Server, ServerConfig, SippRun};
 use sha2::{Digest, Sha256};
 
@@ -64,104 +65,6 @@ fn center(http_port: u16) -> ServerConfig {
         ]
         .concat(),
         ..ServerConfig::default()
-    }
-}
-
-/// A minimal HTTP/1.1 client with one session cookie.
-struct Web {
-    port: u16,
-    cookie: Option<String>,
-    csrf: String,
-}
-
-struct Reply {
-    status: u16,
-    body: Vec<u8>,
-}
-
-impl Reply {
-    fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&self.body)))
-    }
-}
-
-impl Web {
-    fn new(port: u16) -> Web {
-        Web {
-            port,
-            cookie: None,
-            csrf: String::new(),
-        }
-    }
-
-    fn request(&mut self, method: &str, path: &str, body: Option<serde_json::Value>) -> Reply {
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).expect("HTTP server");
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        let body = body.map(|b| b.to_string()).unwrap_or_default();
-        let mut head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n",
-            self.port
-        );
-        if let Some(c) = &self.cookie {
-            head.push_str(&format!("Cookie: {c}\r\n"));
-        }
-        if method == "POST" {
-            head.push_str(&format!(
-                "Content-Type: application/json\r\nContent-Length: {}\r\nX-CSRF-Token: {}\r\n",
-                body.len(),
-                self.csrf
-            ));
-        }
-        head.push_str("\r\n");
-        s.write_all(head.as_bytes()).unwrap();
-        s.write_all(body.as_bytes()).unwrap();
-        let mut raw = Vec::new();
-        s.read_to_end(&mut raw).expect("an HTTP answer");
-        let split = raw
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .expect("HTTP head");
-        let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-        let status = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
-        for line in head.lines() {
-            if let Some((k, v)) = line.split_once(':') {
-                if k.eq_ignore_ascii_case("set-cookie") {
-                    self.cookie = Some(v.trim().split(';').next().unwrap().to_owned());
-                }
-            }
-        }
-        Reply {
-            status,
-            body: raw[split + 4..].to_vec(),
-        }
-    }
-
-    fn log_in(port: u16, login: &str) -> Web {
-        let mut w = Web::new(port);
-        let r = w.request(
-            "POST",
-            "/api/login",
-            Some(serde_json::json!({ "login": login, "password": PASSWORD })),
-        );
-        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
-        w.csrf = r.json()["csrf"].as_str().unwrap().to_owned();
-        w
-    }
-
-    fn get(&mut self, path: &str) -> serde_json::Value {
-        let r = self.request("GET", path, None);
-        assert_eq!(
-            r.status,
-            200,
-            "{path}: {}",
-            String::from_utf8_lossy(&r.body)
-        );
-        r.json()
     }
 }
 
@@ -262,9 +165,9 @@ fn supervisors_and_reviewers_see_real_calls() {
     }
     let _ = answering.wait();
 
-    let mut sam = Web::log_in(http, "sam");
-    let mut rita = Web::log_in(http, "rita");
-    let mut root = Web::log_in(http, "root");
+    let sam = Web::log_in(http, "sam", PASSWORD);
+    let rita = Web::log_in(http, "rita", PASSWORD);
+    let root = Web::log_in(http, "root", PASSWORD);
 
     // The call records, through the API.
     let mut calls = serde_json::Value::Null;
@@ -354,8 +257,8 @@ fn supervisors_and_reviewers_see_real_calls() {
     assert_eq!(hex(&Sha256::digest(&audio.body)), sha);
     assert_eq!(&audio.body[..4], b"RIFF");
     // Supervisors and agents do not get it.
-    let mut ada = Web::log_in(http, "ada");
-    for w in [&mut sam, &mut ada] {
+    let ada = Web::log_in(http, "ada", PASSWORD);
+    for w in [&sam, &ada] {
         let r = w.request("GET", &format!("/api/recordings/{rec_id}/audio"), None);
         assert_eq!(r.status, 403);
     }
@@ -395,7 +298,7 @@ fn supervisors_and_reviewers_see_real_calls() {
     assert_eq!(r.status, 404);
 
     // Metrics: queue gauges, no identities.
-    let r = Web::new(http).request("GET", "/metrics", None);
+    let r = common::http::get(http, "/metrics");
     let text = String::from_utf8_lossy(&r.body);
     for line in [
         "switchboard_queue_waiting{queue=\"sales\"} 0",

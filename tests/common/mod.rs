@@ -30,6 +30,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{mpsc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+pub(crate) mod http;
 pub(crate) mod phone;
 
 /// How long the server may take to print its "SIP listening" line.
@@ -1280,4 +1281,35 @@ pub(crate) fn wait_agents_ready(server: &Server, users: &[u32], within: Duration
                     .is_some_and(|l| l.contains("state=Ready"))
             })
     });
+}
+
+/// `calls` callers to `number`, each staying 300 ms; all of them must succeed.
+pub(crate) fn short_calls(server: &Server, number: &str, calls: u32) {
+    let out = SippRun::new(server, "caller.xml")
+        .calls(calls)
+        .limit(calls)
+        .rate(10)
+        .timeout_s(30)
+        .arg("-s")
+        .arg(number)
+        .arg("-d")
+        .arg("300")
+        .media_port()
+        .run();
+    assert_eq!(
+        out.successful(),
+        u64::from(calls),
+        "{}\n{}",
+        out.diagnostics(),
+        server.log()
+    );
+}
+
+/// Call records waiting in a spill file.
+pub(crate) fn spilled_calls(spill: &Path) -> usize {
+    std::fs::read_to_string(spill)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.starts_with(r#"{"call":"#))
+        .count()
 }
