@@ -37,6 +37,7 @@ pub mod config;
 pub mod control;
 pub mod presence;
 pub mod record;
+pub mod schedule;
 pub mod service;
 
 pub use config::{
