@@ -76,6 +76,28 @@ pub struct QueueSetup {
     /// Call priority of this queue's calls (0–9, 9 first): where an agent serves several
     /// queues, calls of a higher priority go first.
     pub priority: u8,
+    /// Business hours; `None` for always open.
+    pub hours: Option<Hours>,
+}
+
+/// When a queue takes calls, and what a caller who calls outside them gets.
+#[derive(Debug, Clone)]
+pub struct Hours {
+    /// The opening hours.
+    pub schedule: std::sync::Arc<crate::schedule::Schedule>,
+    /// Outside them.
+    pub closed: Closed,
+}
+
+/// What a caller gets when a queue is closed.
+#[derive(Debug, Clone)]
+pub enum Closed {
+    /// Refused with 480 Temporarily Unavailable (the carrier plays its own message).
+    Refuse,
+    /// Answered, this announcement played, then hung up.
+    Announcement(Prompt),
+    /// Sent to another queue (by name), which may have hours of its own.
+    Queue(String),
 }
 
 /// An agent: an ACD agent tied to a SIP account whose registered phones ring for offers.

@@ -41,7 +41,8 @@ pub mod schedule;
 pub mod service;
 
 pub use config::{
-    AgentSetup, Announcements, FeatureCodes, PbxConfig, QueueSetup, RecordPolicy, TrunkRule,
+    AgentSetup, Announcements, Closed, FeatureCodes, Hours, PbxConfig, QueueSetup, RecordPolicy,
+    TrunkRule,
 };
 pub use control::{
     AgentRequest, CallControl, Held, MediaInput, MediaPorts, MediaRequest, MediaTotals, Now,

@@ -27,6 +27,8 @@ pub enum Outcome {
     Unreachable,
     /// A feature code (agent login, logout, pause) was carried out.
     FeatureCode,
+    /// The queue was outside its business hours: the caller heard its closed announcement.
+    Closed,
     /// Something went wrong (no ACK, no usable SDP, a silent leg before anyone answered).
     Failed,
     /// The server shut down during the call.
@@ -46,6 +48,7 @@ impl Outcome {
             Outcome::Busy => "busy",
             Outcome::Unreachable => "unreachable",
             Outcome::FeatureCode => "feature_code",
+            Outcome::Closed => "closed",
             Outcome::Failed => "failed",
             Outcome::Shutdown => "shutdown",
         }

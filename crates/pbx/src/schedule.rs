@@ -9,7 +9,8 @@
 use std::collections::BTreeSet;
 use std::time::SystemTime;
 
-use jiff::civil::{Date, Weekday};
+pub use jiff::civil::Date;
+use jiff::civil::Weekday;
 use jiff::tz::TimeZone;
 use jiff::Timestamp;
 

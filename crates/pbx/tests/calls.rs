@@ -569,3 +569,94 @@ fn session_refreshes_keep_the_call_up_and_change_nothing() {
     assert_eq!(w.phones[1].talking(), Some(0));
     w.assert_settles();
 }
+
+/// The harness's wall clock starts at 2027-01-15 08:00 UTC, a Friday.
+fn hours(open: &str, closed: pbx::Closed) -> pbx::Hours {
+    let day = pbx::schedule::parse_hours(open).unwrap();
+    pbx::Hours {
+        schedule: std::sync::Arc::new(
+            pbx::schedule::Schedule::new("UTC", std::array::from_fn(|_| day.clone()), []).unwrap(),
+        ),
+        closed,
+    }
+}
+
+#[test]
+fn a_closed_queue_plays_its_announcement_and_hangs_up_then_opens_on_time() {
+    let mut cfg = harness::config();
+    // Opens at 08:01, a minute after the world starts.
+    cfg.queues[0].hours = Some(hours(
+        "08:01-18:00",
+        pbx::Closed::Announcement(Prompt::tone("closed", 440.0, SECOND, 1000)),
+    ));
+    let mut w = World::new(cfg, &["1001", "1002", "1003"]);
+    let call = w.customer_calls("600");
+    w.run_for(SECOND);
+    assert_eq!(w.carrier().outgoing[call].state, OutState::Up, "answered");
+    let (id, s) = only_session(&w);
+    assert_eq!(
+        s.playing[0].as_ref().map(|p| p.0.clone()),
+        Some(vec!["silence".to_owned(), "closed".to_owned()])
+    );
+    assert_eq!(
+        w.phones[1..].iter().map(|p| p.ringing()).sum::<usize>(),
+        0,
+        "no agent rings"
+    );
+    w.media_event(id, MediaEventKind::PlaybackDone { leg: Leg::Caller });
+    w.run_for(SECOND);
+    assert_eq!(w.carrier().outgoing[call].state, OutState::Ended, "hung up");
+    let r = &w.records[0];
+    assert_eq!(
+        (r.outcome, r.hung_up_by),
+        (Outcome::Closed, HungUpBy::System)
+    );
+    assert_eq!(r.queue, None);
+    assert!(
+        !w.queue_log.iter().any(|l| l.contains("EnterQueue")),
+        "{:?}",
+        w.queue_log
+    );
+    // A minute later the queue is open: the next caller reaches an agent.
+    w.run_for(60 * SECOND);
+    let next = w.customer_calls("600");
+    w.run_for(3 * SECOND);
+    assert_eq!(w.carrier().outgoing[next].state, OutState::Up);
+    let now = w.now;
+    w.carrier().hang_up_outgoing(now, next);
+    w.run_for(SECOND);
+    assert_eq!(w.records[1].outcome, Outcome::Answered, "an agent took it");
+    assert_eq!(w.records[1].queue.as_deref(), Some("support"));
+    w.assert_settles();
+}
+
+#[test]
+fn a_closed_queue_sends_callers_to_another_queue_or_refuses_them() {
+    let mut cfg = harness::config();
+    cfg.queues[0].hours = Some(hours("18:00-20:00", pbx::Closed::Queue("night".into())));
+    let mut night = queue("night", "601");
+    night.hours = Some(hours("00:00-24:00", pbx::Closed::Refuse));
+    cfg.queues.push(night);
+    let mut w = World::new(cfg.clone(), &["1001", "1002", "1003"]);
+    let call = w.customer_calls("600");
+    w.run_for(3 * SECOND);
+    assert_eq!(
+        w.carrier().outgoing[call].state,
+        OutState::Up,
+        "waits in night"
+    );
+    let now = w.now;
+    w.carrier().hang_up_outgoing(now, call);
+    w.run_for(SECOND);
+    assert_eq!(w.records[0].queue.as_deref(), Some("night"));
+    assert_eq!(w.records[0].outcome, Outcome::Abandoned);
+    w.assert_settles();
+
+    // Both closed: 480, and no call record (nothing was answered).
+    cfg.queues[1].hours = Some(hours("18:00-20:00", pbx::Closed::Refuse));
+    let mut w = World::new(cfg, &["1001"]);
+    let call = w.customer_calls("600");
+    w.run_for(SECOND);
+    assert_eq!(w.carrier().outgoing[call].state, OutState::Failed(480));
+    w.assert_settles();
+}

@@ -159,6 +159,10 @@ struct QueueEntry {
     escalation: Vec<EscalationEntry>,
     #[serde(default)]
     wallboard: WallboardEntry,
+    /// Business hours: a `[schedules.NAME]` of schedules.toml.
+    schedule: Option<String>,
+    /// Outside them: "refuse" (480, the default), "queue:<name>" or "announce:<wav>".
+    when_closed: Option<String>,
 }
 
 /// `[queues.NAME.wallboard]`: when the wallboard turns a queue amber and red.
@@ -191,6 +195,80 @@ struct EscalationEntry {
 struct QueuesFile {
     #[serde(default)]
     queues: BTreeMap<String, QueueEntry>,
+}
+
+/// schedules.toml: business hours, `[schedules.NAME]`.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct SchedulesFile {
+    #[serde(default)]
+    schedules: BTreeMap<String, ScheduleEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScheduleEntry {
+    time_zone: String,
+    #[serde(default)]
+    monday: String,
+    #[serde(default)]
+    tuesday: String,
+    #[serde(default)]
+    wednesday: String,
+    #[serde(default)]
+    thursday: String,
+    #[serde(default)]
+    friday: String,
+    #[serde(default)]
+    saturday: String,
+    #[serde(default)]
+    sunday: String,
+    #[serde(default)]
+    holidays: Vec<String>,
+}
+
+/// Every `[schedules.NAME]`, checked.
+fn schedules_file(
+    r: &mut Report<'_>,
+    f: &SchedulesFile,
+) -> HashMap<String, std::sync::Arc<pbx::schedule::Schedule>> {
+    let mut out = HashMap::new();
+    for (name, e) in &f.schedules {
+        let t = KeyPath::top("schedules").key(name);
+        let days = [
+            &e.monday,
+            &e.tuesday,
+            &e.wednesday,
+            &e.thursday,
+            &e.friday,
+            &e.saturday,
+            &e.sunday,
+        ];
+        let mut week: [Vec<pbx::schedule::Span>; 7] = Default::default();
+        for (i, text) in days.iter().enumerate() {
+            match pbx::schedule::parse_hours(text) {
+                Ok(spans) => week[i] = spans,
+                Err(e) => r.err(&t.key(pbx::schedule::WEEKDAYS[i]), e),
+            }
+        }
+        let mut holidays = Vec::new();
+        for h in &e.holidays {
+            match h.parse::<pbx::schedule::Date>() {
+                Ok(d) => holidays.push(d),
+                Err(_) => r.err(
+                    &t.key("holidays"),
+                    format!("\"{h}\" is not a date such as 2026-12-25"),
+                ),
+            }
+        }
+        match pbx::schedule::Schedule::new(&e.time_zone, week, holidays) {
+            Ok(s) => {
+                out.insert(name.clone(), std::sync::Arc::new(s));
+            }
+            Err(e) => r.err(&t.key("time_zone"), e),
+        }
+    }
+    out
 }
 
 #[derive(Debug, Deserialize)]
@@ -334,6 +412,8 @@ struct Known<'a> {
     queues: Option<HashSet<&'a str>>,
     /// Skills that agents of agents.toml have.
     skills: Option<HashSet<&'a str>>,
+    /// Schedules of schedules.toml (`None` when it did not load).
+    schedules: Option<&'a HashMap<String, std::sync::Arc<pbx::schedule::Schedule>>>,
 }
 
 /// Validate and build the call-center settings: the call-center tables of switchboard.toml
@@ -379,6 +459,12 @@ pub(crate) fn build(
         Presence::Optional,
         &mut found.errors,
     );
+    let schedules = TomlFile::read::<SchedulesFile>(
+        dir.join("schedules.toml"),
+        Presence::Optional,
+        &mut found.errors,
+    )
+    .map(|(file, s)| schedules_file(&mut Report::new(&file, found), &s));
     let known = Known {
         users,
         features: tables.as_ref().map(|t| &t.calls.features),
@@ -391,6 +477,7 @@ pub(crate) fn build(
                 .flat_map(|a| a.skills.keys().map(String::as_str))
                 .collect()
         }),
+        schedules: schedules.as_ref(),
     };
     let queue_setups = queues
         .as_ref()
@@ -897,6 +984,7 @@ fn queue(
             }
         },
     };
+    let hours = queue_hours(r, &t, name, e, known, prompts);
     QueueSetup {
         number: e.number.clone(),
         acd,
@@ -905,7 +993,83 @@ fn queue(
         announce_every: e.announce_every.filter(|&s| s > 0).map(Duration::from_secs),
         record,
         priority: e.priority.unwrap_or(0).min(9),
+        hours,
     }
+}
+
+/// A queue's `schedule` and `when_closed`.
+fn queue_hours(
+    r: &mut Report<'_>,
+    t: &KeyPath,
+    name: &str,
+    e: &QueueEntry,
+    known: &Known<'_>,
+    prompts: &mut Prompts,
+) -> Option<pbx::Hours> {
+    let Some(sched) = &e.schedule else {
+        if e.when_closed.is_some() {
+            r.err(
+                &t.key("when_closed"),
+                "needs a schedule (the queue is never closed without one)",
+            );
+        }
+        return None;
+    };
+    let schedules = known.schedules?;
+    let Some(schedule) = schedules.get(sched) else {
+        r.err(
+            &t.key("schedule"),
+            format!(
+                "unknown schedule \"{sched}\" (a [schedules.NAME] of schedules.toml){}",
+                did_you_mean(sched, schedules.keys().map(String::as_str))
+            ),
+        );
+        return None;
+    };
+    let key = t.key("when_closed");
+    let closed = match e
+        .when_closed
+        .as_deref()
+        .map(|w| w.split_once(':').unwrap_or((w, "")))
+    {
+        None | Some(("refuse", "")) => pbx::Closed::Refuse,
+        Some(("queue", target)) => {
+            if let Some(names) = &known.queues {
+                if !names.contains(target) {
+                    r.err(
+                        &key,
+                        format!(
+                            "unknown queue \"{target}\"{}",
+                            did_you_mean(target, names.iter().copied())
+                        ),
+                    );
+                } else if target == name {
+                    r.err(&key, "a closed queue cannot send its callers to itself");
+                }
+            }
+            pbx::Closed::Queue(target.to_owned())
+        }
+        Some(("announce", file)) if !file.is_empty() => {
+            match prompts.load(r, &key, Path::new(file)) {
+                Some(p) => pbx::Closed::Announcement(p),
+                None => pbx::Closed::Refuse,
+            }
+        }
+        Some(_) => {
+            r.err(
+                &key,
+                format!(
+                    "\"{}\" must be \"refuse\", \"queue:<name>\" or \"announce:<wav file>\"",
+                    e.when_closed.as_deref().unwrap_or_default()
+                ),
+            );
+            pbx::Closed::Refuse
+        }
+    };
+    Some(pbx::Hours {
+        schedule: schedule.clone(),
+        closed,
+    })
 }
 
 /// A queue's `escalation` steps: each later than the one before, relaxing at least as much.
@@ -1270,6 +1434,63 @@ mod tests {
     #[test]
     fn the_shipped_config_is_clean() {
         assert_eq!(Fixture::new(&[]).errors(), "");
+    }
+
+    #[test]
+    fn business_hours_load_and_their_mistakes_name_file_line_and_key() {
+        let good = "[schedules.office]\ntime_zone = \"Europe/Berlin\"\nmonday = \"08:00-12:00, 13:00-17:00\"\n\
+                    holidays = [\"2026-12-25\"]\n";
+        let f = Fixture::new(&[
+            ("schedules.toml", "", good),
+            (
+                "queues.toml",
+                "required_skills = [\"english\"]",
+                "required_skills = [\"english\"]\nschedule = \"office\"\nwhen_closed = \"announce:prompts/moh.wav\"",
+            ),
+        ]);
+        assert_eq!(f.errors(), "");
+        let cfg = crate::config::load(&f.0, None).unwrap();
+        let hours = cfg.callcenter.queues[0].hours.as_ref().expect("hours");
+        assert_eq!(hours.schedule.zone(), "Europe/Berlin");
+        assert!(matches!(hours.closed, pbx::Closed::Announcement(_)));
+
+        let bad = "[schedules.office]\ntime_zone = \"Europe/Berln\"\nmonday = \"08:00-25:00\"\n\
+                   holidays = [\"Christmas\"]\n";
+        let f = Fixture::new(&[
+            ("schedules.toml", "", bad),
+            (
+                "queues.toml",
+                "required_skills = [\"english\"]",
+                "required_skills = [\"english\"]\nschedule = \"ofice\"\nwhen_closed = \"voicemail\"",
+            ),
+        ]);
+        let e = f.errors();
+        has(
+            &e,
+            "schedules.toml:2: schedules.office.time_zone: \"Europe/Berln\" is not a time zone",
+        );
+        has(
+            &e,
+            "schedules.toml:3: schedules.office.monday: \"25:00\" is not a time of day",
+        );
+        has(
+            &e,
+            "schedules.toml:4: schedules.office.holidays: \"Christmas\" is not a date",
+        );
+        has(&e, "queues.support.schedule: unknown schedule \"ofice\"");
+        // The schedule is unknown, so when_closed is not looked at.
+        let f = Fixture::new(&[
+            ("schedules.toml", "", good),
+            (
+                "queues.toml",
+                "required_skills = [\"english\"]",
+                "required_skills = [\"english\"]\nschedule = \"office\"\nwhen_closed = \"queue:suport\"",
+            ),
+        ]);
+        has(
+            &f.errors(),
+            "queues.support.when_closed: unknown queue \"suport\"; did you mean \"support\"?",
+        );
     }
 
     #[test]

@@ -168,7 +168,62 @@ impl CallControl {
             Route::Queue(q) => self.join_queue(now, id, q),
             Route::Extension(user) => self.ring_extension(now, id, user),
             Route::Feature(f) => self.feature(now, id, f, &identity),
+            Route::Closed(q) => self.closed_announcement(id, q),
         }
+    }
+
+    /// A queue outside its hours: answer, play its closed announcement; the call ends when
+    /// it has been played.
+    fn closed_announcement(&mut self, id: u64, q: usize) {
+        let Some(crate::config::Hours {
+            closed: crate::config::Closed::Announcement(prompt),
+            ..
+        }) = self.dir.queues[q].setup.hours.clone()
+        else {
+            return;
+        };
+        self.answer_caller(id);
+        if let Some(call) = self.calls.get_mut(&id) {
+            info!(parent: &call.span, queue = %self.dir.queues[q].setup.acd.name, "queue closed: announcement");
+            call.phase = Phase::Waiting;
+            self.out.push_back(media_cmd(
+                id,
+                SessionCommand::Play {
+                    leg: Leg::Caller,
+                    prompts: vec![Prompt::silence(Duration::from_millis(200)), prompt],
+                    then: None,
+                },
+            ));
+        }
+    }
+
+    /// A queue call at this moment: the queue if it is open, else what its hours say
+    /// (another queue, followed at most 4 times; its announcement; 480).
+    fn open_queue(&self, mut q: usize) -> Result<Route, u16> {
+        for _ in 0..4 {
+            let Some(hours) = &self.dir.queues[q].setup.hours else {
+                return Ok(Route::Queue(q));
+            };
+            if hours.schedule.is_open(self.wall) {
+                return Ok(Route::Queue(q));
+            }
+            match &hours.closed {
+                crate::config::Closed::Refuse => return Err(480),
+                crate::config::Closed::Announcement(_) => return Ok(Route::Closed(q)),
+                crate::config::Closed::Queue(name) => {
+                    match self
+                        .dir
+                        .queues
+                        .iter()
+                        .position(|e| !e.removed && &e.setup.acd.name == name)
+                    {
+                        Some(next) => q = next,
+                        None => return Err(480),
+                    }
+                }
+            }
+        }
+        Err(480)
     }
 
     /// The dial plan: which route a number takes for this caller, or the status to refuse it.
@@ -190,6 +245,10 @@ impl CallControl {
         } else {
             return Err(404);
         };
+        let route = match route {
+            Route::Queue(q) => self.open_queue(q)?,
+            r => r,
+        };
         match caller {
             Caller::User(_) => Ok(route),
             Caller::Trunk(name) => {
@@ -207,7 +266,7 @@ impl CallControl {
             }
             // Challenges are off: queues only, never extensions or feature codes.
             Caller::Anonymous => match route {
-                Route::Queue(_) => Ok(route),
+                Route::Queue(_) | Route::Closed(_) => Ok(route),
                 _ => Err(403),
             },
         }

@@ -221,6 +221,9 @@ enum Route {
     Extension(String),
     /// An agent feature code.
     Feature(Feature),
+    /// A queue outside its business hours: its closed announcement, then hang up (index
+    /// into the queue table).
+    Closed(usize),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -438,6 +441,8 @@ enum EndReason {
     Busy,
     Unreachable,
     FeatureDone,
+    /// The closed announcement of a queue outside its hours was played.
+    Closed,
     Overflowed,
     Failed,
     Shutdown,
@@ -458,6 +463,7 @@ impl EndReason {
             EndReason::Busy => "busy",
             EndReason::Unreachable => "not reachable",
             EndReason::FeatureDone => "feature code done",
+            EndReason::Closed => "closed: outside business hours",
             EndReason::Overflowed => "overflowed",
             EndReason::Failed => "failed",
             EndReason::Shutdown => "server shutdown",
@@ -880,11 +886,11 @@ impl CallControl {
                 info!(parent: &call.span, ?leg, "media timeout");
                 self.end_call(now, id, EndReason::MediaTimeout(leg), None);
             }
-            MediaEventKind::PlaybackDone { leg: Leg::Caller } => {
-                if matches!(call.route, Route::Feature(_)) {
-                    self.end_call(now, id, EndReason::FeatureDone, None);
-                }
-            }
+            MediaEventKind::PlaybackDone { leg: Leg::Caller } => match call.route {
+                Route::Feature(_) => self.end_call(now, id, EndReason::FeatureDone, None),
+                Route::Closed(_) => self.end_call(now, id, EndReason::Closed, None),
+                _ => {}
+            },
             MediaEventKind::PlaybackDone { .. } => {}
         }
     }
@@ -929,6 +935,7 @@ impl CallControl {
 fn route_name(route: &Route, dir: &Directory) -> String {
     match route {
         Route::Queue(q) => format!("queue {}", dir.queues[*q].setup.acd.name),
+        Route::Closed(q) => format!("queue {} (closed)", dir.queues[*q].setup.acd.name),
         Route::Extension(_) => "extension".to_owned(),
         Route::Feature(f) => format!("feature {f:?}"),
     }

@@ -114,6 +114,7 @@ impl CallControl {
         let answered = call.connected_at.is_some();
         let outcome = match reason {
             EndReason::FeatureDone => Outcome::FeatureCode,
+            EndReason::Closed => Outcome::Closed,
             EndReason::Shutdown if !answered => Outcome::Shutdown,
             _ if answered => Outcome::Answered,
             EndReason::CallerHangup | EndReason::CallerCancelled => Outcome::Abandoned,

@@ -64,6 +64,7 @@ pub fn queue(name: &str, number: &str) -> QueueSetup {
         announce_every: None,
         record: Default::default(),
         priority: 0,
+        hours: None,
     }
 }
 
