@@ -710,25 +710,122 @@ async fn recording_audio(
             "recording file outside the recordings directory",
         )
     })?;
-    audit(&app, &s, "play_recording", Some(id), rec.file.clone()).await?;
-    let body = tokio::task::spawn_blocking(move || std::fs::read(path))
-        .await
-        .map_err(|_| refuse(StatusCode::INTERNAL_SERVER_ERROR, "internal error"))?
-        .map_err(|e| {
-            tracing::warn!(call = id, error = %e, "recording not readable");
-            refuse(StatusCode::NOT_FOUND, "the recording file is missing")
-        })?;
-    Ok((
-        [
-            (header::CONTENT_TYPE, HeaderValue::from_static("audio/wav")),
-            (
-                header::HeaderName::from_static("x-recording-sha256"),
-                HeaderValue::from_str(&rec.sha256).unwrap_or(HeaderValue::from_static("")),
-            ),
-        ],
-        body,
-    )
-        .into_response())
+    let opened = tokio::task::spawn_blocking(move || {
+        let f = std::fs::File::open(&path)?;
+        let len = f.metadata()?.len();
+        Ok::<_, std::io::Error>((f, len))
+    })
+    .await
+    .map_err(|_| refuse(StatusCode::INTERNAL_SERVER_ERROR, "internal error"))?;
+    let (file, len) = opened.map_err(|e| {
+        tracing::warn!(call = id, error = %e, "recording not readable");
+        refuse(StatusCode::NOT_FOUND, "the recording file is missing")
+    })?;
+    let asked = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
+    let Some((start, end)) = byte_range(asked, len) else {
+        let mut r = refuse(StatusCode::RANGE_NOT_SATISFIABLE, "no such byte range").into_response();
+        if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {
+            r.headers_mut().insert(header::CONTENT_RANGE, v);
+        }
+        return Ok(r);
+    };
+    // Every request is a playback (a seek too): audited before a byte is sent.
+    let detail = format!("{} bytes {start}-{end}", rec.file);
+    audit(&app, &s, "play_recording", Some(id), detail).await?;
+    // A single byte range is answered as one (206), whatever it covers; no range, another
+    // unit or several ranges get the whole file (200).
+    let ranged = asked
+        .and_then(|h| h.trim().strip_prefix("bytes="))
+        .is_some_and(|s| !s.contains(','));
+    let mut r = axum::response::Response::new(axum::body::Body::from_stream(file_chunks(
+        file,
+        start,
+        (end + 1).saturating_sub(start),
+    )));
+    if ranged {
+        *r.status_mut() = StatusCode::PARTIAL_CONTENT;
+        if let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{end}/{len}")) {
+            r.headers_mut().insert(header::CONTENT_RANGE, v);
+        }
+    }
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("audio/wav"));
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    if let Ok(v) = HeaderValue::from_str(&((end + 1).saturating_sub(start)).to_string()) {
+        h.insert(header::CONTENT_LENGTH, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&rec.sha256) {
+        h.insert(header::HeaderName::from_static("x-recording-sha256"), v);
+    }
+    Ok(r)
+}
+
+/// The byte range `[start, end]` (inclusive) a `Range` header asks of a file of `len` bytes:
+/// the whole file without one (or with several ranges, which are not served as such), `None`
+/// when it cannot be satisfied.
+fn byte_range(header: Option<&str>, len: u64) -> Option<(u64, u64)> {
+    let whole = Some((0, len.saturating_sub(1)));
+    let Some(spec) = header.and_then(|h| h.trim().strip_prefix("bytes=")) else {
+        return whole;
+    };
+    if spec.contains(',') {
+        return whole;
+    }
+    let (a, b) = spec.split_once('-')?;
+    let (a, b) = (a.trim(), b.trim());
+    let (start, end) = match (a.is_empty(), b.is_empty()) {
+        // The last `b` bytes.
+        (true, false) => {
+            let n: u64 = b.parse().ok()?;
+            (len.saturating_sub(n), len.checked_sub(1)?)
+        }
+        (false, true) => (a.parse().ok()?, len.checked_sub(1)?),
+        (false, false) => {
+            let end: u64 = b.parse().ok()?;
+            (a.parse().ok()?, end.min(len.checked_sub(1)?))
+        }
+        (true, true) => return None,
+    };
+    (start <= end && start < len).then_some((start, end))
+}
+
+/// `count` bytes of `file` from `start`, read 64 KiB at a time off the async workers.
+fn file_chunks(
+    file: std::fs::File,
+    start: u64,
+    count: u64,
+) -> impl futures_util::Stream<Item = std::io::Result<axum::body::Bytes>> {
+    futures_util::stream::unfold((Some(file), start, count), |(file, at, left)| async move {
+        let file = file?;
+        if left == 0 {
+            return None;
+        }
+        let read = tokio::task::spawn_blocking(move || {
+            use std::io::{Read, Seek, SeekFrom};
+            let mut file = file;
+            let mut buf = vec![0u8; left.min(64 * 1024) as usize];
+            file.seek(SeekFrom::Start(at))?;
+            let n = file.read(&mut buf)?;
+            buf.truncate(n);
+            Ok::<_, std::io::Error>((file, buf))
+        })
+        .await;
+        match read {
+            Ok(Ok((_, buf))) if buf.is_empty() => None,
+            Ok(Ok((file, buf))) => {
+                let n = buf.len() as u64;
+                Some((
+                    Ok(axum::body::Bytes::from(buf)),
+                    (Some(file), at + n, left - n),
+                ))
+            }
+            Ok(Err(e)) => Some((Err(e), (None, at, 0))),
+            Err(_) => Some((
+                Err(std::io::Error::other("recording read task failed")),
+                (None, at, 0),
+            )),
+        }
+    })
 }
 
 #[derive(Deserialize)]
@@ -951,4 +1048,28 @@ pub fn router(app: Arc<App>) -> Router {
     r.fallback(|| async { refuse(StatusCode::NOT_FOUND, "no such page") })
         .layer(axum::middleware::from_fn(hardening))
         .with_state(app)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::byte_range;
+
+    #[test]
+    fn byte_ranges_as_browsers_ask_for_them() {
+        assert_eq!(byte_range(None, 100), Some((0, 99)));
+        assert_eq!(byte_range(Some("bytes=0-"), 100), Some((0, 99)));
+        assert_eq!(byte_range(Some("bytes=10-19"), 100), Some((10, 19)));
+        assert_eq!(byte_range(Some("bytes=90-200"), 100), Some((90, 99)));
+        assert_eq!(byte_range(Some("bytes=-10"), 100), Some((90, 99)));
+        assert_eq!(byte_range(Some("bytes=0-1, 5-6"), 100), Some((0, 99)));
+        assert_eq!(byte_range(Some("items=1-2"), 100), Some((0, 99)));
+        for unsatisfiable in ["bytes=100-", "bytes=20-10", "bytes=-", "bytes=x-1"] {
+            assert_eq!(
+                byte_range(Some(unsatisfiable), 100),
+                None,
+                "{unsatisfiable}"
+            );
+        }
+        assert_eq!(byte_range(Some("bytes=0-"), 0), None);
+    }
 }

@@ -385,6 +385,20 @@ async fn recordings_are_audited_and_reviews_kept() {
     )
     .await;
     assert_eq!(r.status, StatusCode::CREATED);
+    // A seek: the bytes asked for, audited like any playback.
+    let mut seek = request("GET", "/api/recordings/7/audio", Some(&rita), false);
+    seek.headers_mut()
+        .insert(header::RANGE, "bytes=4-7".parse().unwrap());
+    let r = send(&f.app, seek).await;
+    assert_eq!(r.status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(r.body, b"....");
+    assert_eq!(r.headers[header::CONTENT_RANGE], "bytes 4-7/12");
+    let mut past = request("GET", "/api/recordings/7/audio", Some(&rita), false);
+    past.headers_mut()
+        .insert(header::RANGE, "bytes=12-".parse().unwrap());
+    let r = send(&f.app, past).await;
+    assert_eq!(r.status, StatusCode::RANGE_NOT_SATISFIABLE);
+    assert_eq!(r.headers[header::CONTENT_RANGE], "bytes */12");
     // A call that does not exist, a score out of range.
     let r = send(
         &f.app,
@@ -414,8 +428,10 @@ async fn recordings_are_audited_and_reviews_kept() {
             ("rita", "list_recordings", None),
             ("rita", "play_recording", Some(7)),
             ("rita", "review", Some(7)),
+            ("rita", "play_recording", Some(7)),
         ]
     );
+    assert!(audit[3].detail.ends_with("bytes 4-7"), "{:?}", audit[3]);
     // Nobody else gets the audio, and the refusals are not playbacks.
     for who in ["ada", "sam", "root"] {
         let s = log_in(&f.app, who).await;
@@ -426,7 +442,7 @@ async fn recordings_are_audited_and_reviews_kept() {
         .await;
         assert_eq!(r.status, StatusCode::FORBIDDEN, "{who}");
     }
-    assert_eq!(db.audit_log(0, i64::MAX, 100).unwrap().len(), 3);
+    assert_eq!(db.audit_log(0, i64::MAX, 100).unwrap().len(), 4);
 }
 
 #[tokio::test]
