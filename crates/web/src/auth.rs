@@ -110,16 +110,6 @@ impl Logins {
         }
     }
 
-    /// How many.
-    pub fn len(&self) -> usize {
-        self.by_name.len()
-    }
-
-    /// None at all.
-    pub fn is_empty(&self) -> bool {
-        self.by_name.is_empty()
-    }
-
     /// The login if `password` is right (the same work when the login does not exist).
     pub fn check(&self, name: &str, password: &str) -> Option<&Login> {
         match self.by_name.get(name) {

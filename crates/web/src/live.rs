@@ -387,11 +387,6 @@ impl Board {
         self.version += 1;
     }
 
-    /// The state of an agent on the board.
-    pub fn agent(&self, name: &str) -> Option<&str> {
-        self.agents.get(name).map(|a| a.state.as_str())
-    }
-
     /// The board as of `now` (older "recent" calls are forgotten, a new day starts from zero).
     pub fn snapshot(&mut self, now: SystemTime) -> Snapshot {
         let day = day_of(now);
@@ -495,11 +490,6 @@ impl Live {
     /// The board now.
     pub fn snapshot(&self) -> Snapshot {
         self.update(|b| b.snapshot(SystemTime::now()))
-    }
-
-    /// The last published board, as JSON.
-    pub fn latest(&self) -> std::sync::Arc<str> {
-        self.latest.borrow().clone()
     }
 
     /// Every published board, as JSON.
