@@ -35,6 +35,10 @@ pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, UPDA
 pub const SUPPORTED: &str = "path, outbound";
 /// Body types we accept.
 pub const ACCEPT: &str = "application/sdp";
+/// Body types of an INFO that carries a key (RFC 2976 style DTMF, as phones send it).
+const INFO_DTMF: [&str; 2] = ["application/dtmf-relay", "application/dtmf"];
+/// The Accept header of a 415 answering an INFO.
+const INFO_ACCEPT: &str = "application/sdp, application/dtmf-relay, application/dtmf";
 
 /// Digest settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1222,8 +1226,14 @@ impl Endpoint {
         if !req.body.is_empty() || req.headers.get("Content-Type").is_some() {
             if let Some(ct) = req.headers.get("Content-Type") {
                 let mime = ct.split(';').next().unwrap_or("").trim();
-                if !req.body.is_empty() && !mime.eq_ignore_ascii_case("application/sdp") {
-                    return simple(self, 415, &[("Accept", ACCEPT)]);
+                // Keys by SIP INFO: the body types phones send (Cisco's dtmf-relay, and
+                // application/dtmf).
+                let info = req.method == Method::Info;
+                let known = mime.eq_ignore_ascii_case("application/sdp")
+                    || (info && INFO_DTMF.iter().any(|t| mime.eq_ignore_ascii_case(t)));
+                if !req.body.is_empty() && !known {
+                    let accept = if info { INFO_ACCEPT } else { ACCEPT };
+                    return simple(self, 415, &[("Accept", accept)]);
                 }
             } else if !req.body.is_empty() {
                 return simple(self, 415, &[("Accept", ACCEPT)]);
