@@ -613,6 +613,8 @@ pub(crate) struct SippRun {
     timeout_s: u32,
     extra: Vec<String>,
     label: String,
+    /// Files copied into SIPp's working directory before it starts: (name, source).
+    files: Vec<(String, PathBuf)>,
 }
 
 impl SippRun {
@@ -629,6 +631,7 @@ impl SippRun {
             timeout_s: 30,
             extra: Vec::new(),
             label: scenario_name.trim_end_matches(".xml").to_owned(),
+            files: Vec::new(),
         }
     }
 
@@ -669,6 +672,12 @@ impl SippRun {
     /// More SIPp arguments.
     pub(crate) fn arg(mut self, a: impl Into<String>) -> Self {
         self.extra.push(a.into());
+        self
+    }
+
+    /// Copy `source` into SIPp's working directory as `name` (a pcap the scenario plays).
+    pub(crate) fn file(mut self, name: &str, source: &Path) -> Self {
+        self.files.push((name.to_owned(), source.to_owned()));
         self
     }
 
@@ -727,6 +736,10 @@ impl SippRun {
     /// listens on is [`SippProcess::port`].
     pub(crate) fn spawn(self) -> SippProcess {
         let work = temp_dir(&format!("sipp-{}", self.label));
+        for (name, source) in &self.files {
+            std::fs::copy(source, work.join(name))
+                .unwrap_or_else(|e| panic!("cannot copy {}: {e}", source.display()));
+        }
         // A port picked free can be taken again before SIPp binds it: retry then.
         let mut attempt = 0;
         loop {
@@ -1312,4 +1325,23 @@ pub(crate) fn spilled_calls(spill: &Path) -> usize {
         .lines()
         .filter(|l| l.starts_with(r#"{"call":"#))
         .count()
+}
+
+/// Whether the speech synthesizer espeak-ng is installed (text prompts need it). Missing under
+/// CI is a failure that says how to install it; elsewhere the test is skipped, saying so.
+pub(crate) fn espeak_available() -> bool {
+    let found = Command::new("espeak-ng")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok();
+    if !found {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "espeak-ng is missing: apt-get install espeak-ng"
+        );
+        eprintln!("SKIPPED: espeak-ng is not installed (apt-get install espeak-ng)");
+    }
+    found
 }

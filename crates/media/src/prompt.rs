@@ -51,6 +51,12 @@ impl Prompt {
         }
     }
 
+    /// A prompt from linear samples at `rate` Hz (a speech synthesizer's 22,050 Hz, a
+    /// studio's 44,100 Hz), resampled to 8 kHz.
+    pub fn from_samples_at(name: &str, samples: &[i16], rate: u32) -> Prompt {
+        Prompt::from_samples(name, &resample(samples, rate, 8000))
+    }
+
     /// Read an 8 kHz mono PCM WAV file.
     pub fn load(path: &Path) -> Result<Prompt, PromptError> {
         let reader = hound::WavReader::open(path).map_err(|source| PromptError::Read {
@@ -131,6 +137,49 @@ impl Prompt {
     }
 }
 
+/// Resample `samples` from `from` Hz to `to` Hz: a windowed-sinc interpolator whose
+/// low-pass sits at 90 % of the lower rate's Nyquist frequency (so speech keeps its
+/// consonants and nothing above 3.6 kHz folds back into an 8 kHz prompt).
+pub fn resample(samples: &[i16], from: u32, to: u32) -> Vec<i16> {
+    if from == to || samples.is_empty() || from == 0 || to == 0 {
+        return samples.to_vec();
+    }
+    let ratio = f64::from(from) / f64::from(to);
+    // Cutoff as a fraction of the input rate.
+    let cutoff = 0.45 * f64::from(from.min(to)) / f64::from(from);
+    // Half-width of the kernel in input samples: 16 zero crossings of the filter.
+    let half = (8.0 / cutoff).ceil() as i64;
+    let out_len = ((samples.len() as f64) / ratio).floor() as usize;
+    let pi = std::f64::consts::PI;
+    let mut out = Vec::with_capacity(out_len);
+    for n in 0..out_len {
+        let t = n as f64 * ratio;
+        let centre = t.floor() as i64;
+        let mut acc = 0.0;
+        for k in (centre - half + 1)..=(centre + half) {
+            let Some(&x) = usize::try_from(k).ok().and_then(|k| samples.get(k)) else {
+                continue;
+            };
+            let d = t - k as f64;
+            let arg = 2.0 * cutoff * d;
+            let sinc = if arg.abs() < 1e-12 {
+                1.0
+            } else {
+                (pi * arg).sin() / (pi * arg)
+            };
+            // Blackman window over [-half, half].
+            let w = d / half as f64;
+            if w.abs() >= 1.0 {
+                continue;
+            }
+            let window = 0.42 + 0.5 * (pi * w).cos() + 0.08 * (2.0 * pi * w).cos();
+            acc += f64::from(x) * 2.0 * cutoff * sinc * window;
+        }
+        out.push(acc.round().clamp(f64::from(i16::MIN), f64::from(i16::MAX)) as i16);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -174,6 +223,43 @@ mod tests {
         let missing = Prompt::load(&dir.join("nope.wav")).unwrap_err().to_string();
         assert!(missing.contains("nope.wav"), "{missing}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Energy of `samples` at `hz` (8 kHz), by correlation with a sine and cosine.
+    fn level_at(samples: &[i16], hz: f64) -> f64 {
+        let (mut c, mut s) = (0.0, 0.0);
+        for (i, x) in samples.iter().enumerate() {
+            let ph = 2.0 * std::f64::consts::PI * hz * i as f64 / 8000.0;
+            c += f64::from(*x) * ph.cos();
+            s += f64::from(*x) * ph.sin();
+        }
+        2.0 * (c * c + s * s).sqrt() / samples.len() as f64
+    }
+
+    fn sine(hz: f64, rate: u32, secs: f64, amplitude: f64) -> Vec<i16> {
+        (0..(f64::from(rate) * secs) as usize)
+            .map(|i| {
+                (amplitude * (2.0 * std::f64::consts::PI * hz * i as f64 / f64::from(rate)).sin())
+                    as i16
+            })
+            .collect()
+    }
+
+    #[test]
+    fn resampling_keeps_speech_frequencies_and_removes_what_would_alias() {
+        // 1 kHz and 300 Hz survive 22,050 -> 8,000 Hz at their level; 6 kHz (which would
+        // fold back to 2 kHz) is gone.
+        for hz in [300.0, 1000.0, 3000.0] {
+            let out = resample(&sine(hz, 22_050, 1.0, 10_000.0), 22_050, 8000);
+            assert!((out.len() as i64 - 8000).abs() <= 1, "{}", out.len());
+            let level = level_at(&out[400..7600], hz);
+            assert!((level - 10_000.0).abs() < 600.0, "{hz} Hz at {level}");
+        }
+        let out = resample(&sine(6000.0, 22_050, 1.0, 10_000.0), 22_050, 8000);
+        let alias = level_at(&out[400..7600], 2000.0);
+        assert!(alias < 200.0, "6 kHz folded to 2 kHz at {alias}");
+        let p = Prompt::from_samples_at("x", &sine(1000.0, 44_100, 0.5, 8000.0), 44_100);
+        assert_eq!(p.duration(), Duration::from_millis(500));
     }
 
     #[test]

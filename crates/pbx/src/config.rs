@@ -161,6 +161,8 @@ pub struct PbxConfig {
     /// DTMF sequence an agent keys to pause the recording and key again to resume it (while a
     /// caller reads out a card number).
     pub recording_pause_key: String,
+    /// IVR menus.
+    pub menus: Vec<std::sync::Arc<Menu>>,
 }
 
 impl Default for PbxConfig {
@@ -177,6 +179,87 @@ impl Default for PbxConfig {
             seed: 0,
             recording_seed: 0,
             recording_pause_key: "*1".into(),
+            menus: Vec::new(),
         }
     }
+}
+
+/// An IVR menu: a prompt, then what the caller's keys (RFC 4733 events or SIP INFO) do.
+#[derive(Debug, Clone)]
+pub struct Menu {
+    /// Its name (what `Step::Menu` names).
+    pub name: String,
+    /// The number that reaches it directly (Request-URI user part), if any.
+    pub number: Option<String>,
+    /// What the caller hears; keys pressed while it plays cut it short.
+    pub prompt: Prompt,
+    /// Choices by key, or digits to collect.
+    pub kind: MenuKind,
+    /// How long after the prompt the caller has for the first key (and between keys when
+    /// collecting digits).
+    pub timeout: Duration,
+    /// How many times the prompt is played (the first time included) before `on_fail`.
+    pub tries: u32,
+    /// Played before the prompt again after a key that is not a choice (or too few digits).
+    pub invalid: Option<Prompt>,
+    /// After `tries` plays without a valid answer.
+    pub on_fail: Step,
+    /// Opening hours; outside them the caller goes to `when_closed` instead.
+    pub hours: Option<MenuHours>,
+}
+
+/// When a menu is open, and where callers go outside those hours.
+#[derive(Debug, Clone)]
+pub struct MenuHours {
+    /// The opening hours.
+    pub schedule: std::sync::Arc<crate::schedule::Schedule>,
+    /// Outside them.
+    pub closed: Step,
+}
+
+/// What a menu asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MenuKind {
+    /// One key chooses; keys not listed are invalid.
+    Choice(std::collections::BTreeMap<char, Choice>),
+    /// Digits are collected into a variable of the call (an account number), ended by
+    /// `end_key`, by reaching `max_digits`, or by the timeout after at least `min_digits`.
+    Collect {
+        /// The variable's name.
+        variable: String,
+        /// Fewer digits are invalid.
+        min_digits: usize,
+        /// Collection ends on the last of these.
+        max_digits: usize,
+        /// The key that ends collection early (not part of the value).
+        end_key: char,
+        /// Where the call goes once the digits are in.
+        next: Step,
+    },
+}
+
+/// One choice of a menu.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Choice {
+    /// Where the call goes.
+    pub step: Step,
+    /// Variables set on the call (a language, a reason for calling).
+    pub set: Vec<(String, String)>,
+}
+
+/// Where a menu sends a call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Into a queue (by name), subject to the queue's own hours.
+    Queue(String),
+    /// Ring a registered user.
+    Extension(String),
+    /// Another menu (by name).
+    Menu(String),
+    /// Play the menu again from its first try.
+    Repeat,
+    /// Play this, then hang up.
+    Announce(Prompt),
+    /// Hang up.
+    HangUp,
 }

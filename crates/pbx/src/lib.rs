@@ -41,8 +41,8 @@ pub mod schedule;
 pub mod service;
 
 pub use config::{
-    AgentSetup, Announcements, Closed, FeatureCodes, Hours, PbxConfig, QueueSetup, RecordPolicy,
-    TrunkRule,
+    AgentSetup, Announcements, Choice, Closed, FeatureCodes, Hours, Menu, MenuHours, MenuKind,
+    PbxConfig, QueueSetup, RecordPolicy, Step, TrunkRule,
 };
 pub use control::{
     AgentRequest, CallControl, Held, MediaInput, MediaPorts, MediaRequest, MediaTotals, Now,

@@ -29,6 +29,9 @@ pub enum Outcome {
     FeatureCode,
     /// The queue was outside its business hours: the caller heard its closed announcement.
     Closed,
+    /// An IVR menu ended the call: its hang-up choice or announcement, or no valid answer
+    /// after its tries.
+    Menu,
     /// Something went wrong (no ACK, no usable SDP, a silent leg before anyone answered).
     Failed,
     /// The server shut down during the call.
@@ -49,6 +52,7 @@ impl Outcome {
             Outcome::Unreachable => "unreachable",
             Outcome::FeatureCode => "feature_code",
             Outcome::Closed => "closed",
+            Outcome::Menu => "menu",
             Outcome::Failed => "failed",
             Outcome::Shutdown => "shutdown",
         }
@@ -150,7 +154,8 @@ pub struct CallRecord {
     pub answered: Option<SystemTime>,
     /// When the call ended.
     pub ended: SystemTime,
-    /// From arrival to answer (or to the end, unanswered).
+    /// From joining the queue (or, for calls that never queued, from arrival) to answer, or
+    /// to the end when unanswered: time in a menu before the queue does not count.
     pub wait: Duration,
     /// From answer to the end.
     pub talk: Duration,
@@ -172,6 +177,9 @@ pub struct CallRecord {
     pub disposition: Option<String>,
     /// The caller's satisfaction score (a post-call survey), when one was given.
     pub satisfaction: Option<u8>,
+    /// Variables IVR menus set (collected digits such as an account number, choices such
+    /// as a language), in the order they were set; a name set twice keeps its last value.
+    pub variables: Vec<(String, String)>,
     /// Every phone rung.
     pub attempts: Vec<RingAttempt>,
 }

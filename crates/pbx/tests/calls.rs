@@ -357,7 +357,7 @@ fn numbers_nobody_serves_and_callers_without_credentials_are_refused() {
     // The carrier may call 600 and 601 without credentials; 601 is no queue. Any other
     // number from its address is challenged like any stranger's call.
     let a = w.carrier().dial(now, "601");
-    let b = w.carrier().dial(now, "700");
+    let b = w.carrier().dial(now, "799");
     // An address that is neither the carrier nor a registered phone: challenged.
     let stranger = w.add_phone_at("9999", addr("192.0.2.9:5060"));
     let c = w.phones[stranger].dial(now, "600");

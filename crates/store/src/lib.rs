@@ -172,6 +172,9 @@ pub struct CallRow {
     /// The caller's satisfaction score from a post-call survey.
     #[serde(default)]
     pub satisfaction: Option<u8>,
+    /// What IVR menus collected (an account number, a language); read back by name.
+    #[serde(default)]
+    pub variables: Vec<(String, String)>,
     /// Every phone rung.
     pub attempts: Vec<AttemptRow>,
 }
@@ -429,4 +432,30 @@ impl QueueLog {
                 source,
             })
     }
+}
+
+/// A call's variables as stored: a JSON object (`NULL` when there are none).
+pub(crate) fn variables_to(vars: &[(String, String)]) -> Option<String> {
+    if vars.is_empty() {
+        return None;
+    }
+    let map: serde_json::Map<String, serde_json::Value> = vars
+        .iter()
+        .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+        .collect();
+    Some(serde_json::Value::Object(map).to_string())
+}
+
+/// A call's variables from the stored JSON object, by name (anything that is not an object
+/// of strings reads as none).
+pub(crate) fn variables_from(text: Option<&str>) -> Vec<(String, String)> {
+    let Some(Ok(serde_json::Value::Object(map))) = text.map(serde_json::from_str) else {
+        return Vec::new();
+    };
+    map.into_iter()
+        .filter_map(|(k, v)| match v {
+            serde_json::Value::String(s) => Some((k, s)),
+            _ => None,
+        })
+        .collect()
 }

@@ -50,10 +50,12 @@ CREATE TABLE IF NOT EXISTS calls (
     recorded BOOLEAN NOT NULL,
     disposition TEXT,
     satisfaction SMALLINT,
-    overflowed_from TEXT
+    overflowed_from TEXT,
+    variables TEXT
 );
 -- Columns added after the table was first made.
 ALTER TABLE calls ADD COLUMN IF NOT EXISTS overflowed_from TEXT;
+ALTER TABLE calls ADD COLUMN IF NOT EXISTS variables TEXT;
 CREATE INDEX IF NOT EXISTS calls_overflowed ON calls (overflowed_from, arrived_ms)
     WHERE overflowed_from IS NOT NULL;
 -- Interval reports read only this index (it holds every column they count).
@@ -121,7 +123,7 @@ macro_rules! select_call {
             "SELECT id, call_id, sip_call_id, caller, caller_name, dialed, source,
             queue, agent, arrived_ms, queued_ms, first_offer_ms, answered_ms, ended_ms, wait_ms,
             talk_ms, hold_ms, wrap_up_ms, outcome, hung_up_by, reason, recorded, disposition,
-            satisfaction, overflowed_from FROM calls",
+            satisfaction, overflowed_from, variables FROM calls",
             $tail
         )
     };
@@ -137,12 +139,12 @@ const NEXT_IDS: &str =
 const INSERT_CALLS: &str = "INSERT INTO calls (id, call_id, sip_call_id, caller, caller_name,
     dialed, source, queue, agent, arrived_ms, queued_ms, first_offer_ms, answered_ms, ended_ms,
     wait_ms, talk_ms, hold_ms, wrap_up_ms, outcome, hung_up_by, reason, recorded, disposition,
-    satisfaction, overflowed_from)
+    satisfaction, overflowed_from, variables)
     SELECT * FROM UNNEST($1::BIGINT[], $2::BIGINT[], $3::TEXT[], $4::TEXT[], $5::TEXT[],
     $6::TEXT[], $7::TEXT[], $8::TEXT[], $9::TEXT[], $10::BIGINT[], $11::BIGINT[], $12::BIGINT[],
     $13::BIGINT[], $14::BIGINT[], $15::BIGINT[], $16::BIGINT[], $17::BIGINT[], $18::BIGINT[],
     $19::TEXT[], $20::TEXT[], $21::TEXT[], $22::BOOLEAN[], $23::TEXT[], $24::SMALLINT[],
-    $25::TEXT[])";
+    $25::TEXT[], $26::TEXT[])";
 
 const INSERT_ATTEMPTS: &str = "INSERT INTO ring_attempts
     (call, seq, agent, contact, started_ms, ended_ms, result)
@@ -808,6 +810,10 @@ fn put_calls(
                 .map(|c| c.satisfaction.map(i16::from))
                 .collect::<Vec<_>>(),
             &opt_text(|c| c.overflowed_from.as_deref()),
+            &calls
+                .iter()
+                .map(|c| crate::variables_to(&c.variables))
+                .collect::<Vec<_>>(),
         ],
     )?;
     let attempts: Vec<(i64, i32, &AttemptRow)> = ids
@@ -901,6 +907,7 @@ fn call_row(r: &Row) -> Result<CallRow, postgres::Error> {
             .try_get::<_, Option<i16>>(23)?
             .and_then(|s| u8::try_from(s).ok()),
         overflowed_from: r.try_get(24)?,
+        variables: crate::variables_from(r.try_get::<_, Option<String>>(25)?.as_deref()),
         attempts: Vec::new(),
     })
 }

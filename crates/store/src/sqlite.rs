@@ -310,7 +310,7 @@ pub(crate) const SELECT_CALL: &str =
     "SELECT id, call_id, sip_call_id, caller, caller_name, dialed, source,
     queue, agent, arrived_ms, queued_ms, first_offer_ms, answered_ms, ended_ms, wait_ms, talk_ms,
     hold_ms, wrap_up_ms, outcome, hung_up_by, reason, recorded, disposition, satisfaction,
-    overflowed_from FROM calls";
+    overflowed_from, variables FROM calls";
 
 pub(crate) fn call_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CallRow> {
     Ok(CallRow {
@@ -338,6 +338,7 @@ pub(crate) fn call_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CallRow> {
         disposition: r.get(22)?,
         satisfaction: r.get(23)?,
         overflowed_from: r.get(24)?,
+        variables: crate::variables_from(r.get::<_, Option<String>>(25)?.as_deref()),
         attempts: Vec::new(),
     })
 }
@@ -368,6 +369,7 @@ fn add_columns(conn: &Connection) -> rusqlite::Result<()> {
         ("disposition", "TEXT"),
         ("satisfaction", "INTEGER"),
         ("overflowed_from", "TEXT"),
+        ("variables", "TEXT"),
     ] {
         if !have.contains(name) {
             conn.execute_batch(&format!("ALTER TABLE calls ADD COLUMN {name} {ty}"))?;
@@ -386,9 +388,9 @@ fn put_calls(tx: &Transaction<'_>, calls: &[CallRow]) -> rusqlite::Result<()> {
         "INSERT INTO calls (call_id, sip_call_id, caller, caller_name, dialed, source,
             queue, agent, arrived_ms, queued_ms, first_offer_ms, answered_ms, ended_ms,
             wait_ms, talk_ms, hold_ms, wrap_up_ms, outcome, hung_up_by, reason, recorded,
-            disposition, satisfaction, overflowed_from)
+            disposition, satisfaction, overflowed_from, variables)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
-            ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)",
+            ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25)",
     )?;
     let mut attempt_stmt = tx.prepare_cached(
         "INSERT INTO ring_attempts (call, seq, agent, contact, started_ms, ended_ms, result)
@@ -420,6 +422,7 @@ fn put_calls(tx: &Transaction<'_>, calls: &[CallRow]) -> rusqlite::Result<()> {
             c.disposition,
             c.satisfaction,
             c.overflowed_from,
+            crate::variables_to(&c.variables),
         ])?;
         let row = tx.last_insert_rowid();
         for (i, a) in c.attempts.iter().enumerate() {

@@ -41,6 +41,7 @@ fn call(id: u64, queue: &str, at: i64, outcome: &str, wait_s: i64, agent: Option
         recorded: answered,
         disposition: answered.then(|| "sale".to_owned()),
         satisfaction: answered.then_some(4),
+        variables: vec![("account".into(), format!("{id:06}"))],
         attempts: vec![
             AttemptRow {
                 agent: "Bob".into(),

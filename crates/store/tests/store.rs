@@ -301,9 +301,22 @@ fn a_database_from_before_dispositions_gets_the_columns_and_keeps_its_calls() {
     let mut new = call(10, t0, "answered");
     new.disposition = Some("sale".into());
     new.satisfaction = Some(5);
+    new.variables = vec![
+        ("language".into(), "es".into()),
+        ("account".into(), "0047\"x".into()),
+    ];
     s.insert_calls(&[new]).unwrap();
     let back = s.call(10).unwrap().unwrap();
     assert_eq!(back.disposition.as_deref(), Some("sale"));
     assert_eq!(back.satisfaction, Some(5));
+    // Variables come back by name, leading zeros and quotes intact.
+    assert_eq!(
+        back.variables,
+        vec![
+            ("account".into(), "0047\"x".into()),
+            ("language".into(), "es".into())
+        ]
+    );
+    assert!(s.call(9).unwrap().unwrap().variables.is_empty());
     let _ = std::fs::remove_dir_all(&d);
 }

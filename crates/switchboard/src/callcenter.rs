@@ -23,6 +23,8 @@ use serde::Deserialize;
 
 use crate::config::{ConfigError, Findings, KeyPath, Overrides, Presence, Report, TomlFile};
 
+mod menus;
+
 // ------------------------------------------------------------------ switchboard.toml tables
 
 #[derive(Debug, Deserialize)]
@@ -323,6 +325,8 @@ pub(crate) struct CallCenter {
     pub(crate) recording: pbx::recorder::service::RecorderConfig,
     pub(crate) recording_seed: u64,
     pub(crate) recording_pause_key: String,
+    /// IVR menus of ivr.toml.
+    pub(crate) menus: Vec<std::sync::Arc<pbx::Menu>>,
 }
 
 /// The closest name within edit distance 2, ignoring case, for "did you mean" (the first in
@@ -351,6 +355,34 @@ fn suggest<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> Option<
 
 fn did_you_mean<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> String {
     suggest(word, candidates).map_or(String::new(), |s| format!("; did you mean \"{s}\"?"))
+}
+
+/// What is wrong with `number` as the number of a queue or menu: not a dial string, or
+/// already a user or a feature code.
+fn number_problems(number: &str, known: &Known<'_>) -> Vec<String> {
+    let mut out = Vec::new();
+    if number.is_empty()
+        || !number
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"*#+-_.".contains(&b))
+    {
+        out.push("must be a dial string such as \"600\"".to_owned());
+    }
+    if known.users.is_some_and(|u| u.contains(number)) {
+        out.push(format!("\"{number}\" is also a user in users.toml"));
+    }
+    if let Some(f) = known.features {
+        for (code, value) in [
+            ("login", &f.login),
+            ("logout", &f.logout),
+            ("pause", &f.pause),
+        ] {
+            if number == value {
+                out.push(format!("\"{number}\" is the {code} feature code"));
+            }
+        }
+    }
+    out
 }
 
 /// Prompt files, each decoded once however many tables name it.
@@ -485,6 +517,24 @@ pub(crate) fn build(
     let agent_setups = agents
         .as_ref()
         .map(|(file, a)| agents_file(&mut Report::new(file, found), a, &known));
+    let menus = TomlFile::read::<menus::MenusFile>(
+        dir.join("ivr.toml"),
+        Presence::Optional,
+        &mut found.errors,
+    )
+    .map(|(file, m)| {
+        let queue_numbers: HashMap<String, String> = queues
+            .as_ref()
+            .map(|(_, q)| {
+                q.queues
+                    .iter()
+                    .map(|(name, e)| (e.number.clone(), name.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let r = &mut Report::new(&file, found);
+        menus::menus_file(r, &m, &known, &mut prompts, &queue_numbers)
+    });
     if found.errors.len() > errors_before {
         return None;
     }
@@ -494,7 +544,8 @@ pub(crate) fn build(
         Some(queues),
         Some((agents_toml, af)),
         Some(agents),
-    ) = (tables, &queues, queue_setups, &agents, agent_setups)
+        Some(menus),
+    ) = (tables, &queues, queue_setups, &agents, agent_setups, menus)
     else {
         return None;
     };
@@ -524,6 +575,7 @@ pub(crate) fn build(
         recording: recording.config,
         recording_seed: recording.seed,
         recording_pause_key: recording.pause_key,
+        menus,
     })
 }
 
@@ -831,33 +883,8 @@ fn queue(
     prompts: &mut Prompts,
 ) -> QueueSetup {
     let t = KeyPath::top("queues").key(name);
-    if e.number.is_empty()
-        || !e
-            .number
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"*#+-_.".contains(&b))
-    {
-        r.err(&t.key("number"), "must be a dial string such as \"600\"");
-    }
-    if known.users.is_some_and(|u| u.contains(&e.number)) {
-        r.err(
-            &t.key("number"),
-            format!("\"{}\" is also a user in users.toml", e.number),
-        );
-    }
-    if let Some(f) = known.features {
-        for (code, value) in [
-            ("login", &f.login),
-            ("logout", &f.logout),
-            ("pause", &f.pause),
-        ] {
-            if e.number == *value {
-                r.err(
-                    &t.key("number"),
-                    format!("\"{}\" is the {code} feature code", e.number),
-                );
-            }
-        }
+    for problem in number_problems(&e.number, known) {
+        r.err(&t.key("number"), problem);
     }
     let mut acd = pbx::acd::QueueConfig::named(name.to_owned());
     if let Some(st) = &e.strategy {
@@ -1379,6 +1406,7 @@ mod tests {
                 "users.toml",
                 "queues.toml",
                 "agents.toml",
+                "ivr.toml",
             ] {
                 std::fs::copy(shipped.join(f), dir.join(f)).unwrap();
             }
@@ -1490,6 +1518,110 @@ mod tests {
         has(
             &f.errors(),
             "queues.support.when_closed: unknown queue \"suport\"; did you mean \"support\"?",
+        );
+    }
+
+    #[test]
+    fn the_shipped_menus_load() {
+        let cfg = crate::config::load(&Fixture::new(&[]).0, None).unwrap();
+        let menus = &cfg.callcenter.menus;
+        assert_eq!(menus.len(), 2);
+        let main = menus.iter().find(|m| m.name == "main").unwrap();
+        assert_eq!(main.number.as_deref(), Some("700"));
+        let pbx::MenuKind::Choice(c) = &main.kind else {
+            panic!("choices")
+        };
+        assert_eq!(c[&'1'].step, pbx::Step::Queue("support".into()));
+        assert_eq!(c[&'*'].step, pbx::Step::Repeat);
+    }
+
+    #[test]
+    fn menu_mistakes_name_file_line_and_key() {
+        let bad = r#"[menus.main]
+number = "600"
+prompt = "prompts/nope.wav"
+timeout = 0
+
+[menus.main.choices]
+1 = "queue:suport"
+2 = "menu:acount"
+x = "hangup"
+3 = "voicemail"
+4 = { go = "extension:9999", set = { "bad name" = "x" } }
+
+[menus.account]
+say = "Your account number, please"
+collect = "account"
+min_digits = 9
+max_digits = 4
+end_key = "5"
+next = "repeat"
+
+[menus.lost]
+prompt = "prompts/moh.wav"
+choices = { 1 = "hangup" }
+schedule = "office"
+"#;
+        let e = Fixture::new(&[("ivr.toml", "", bad)]).errors();
+        has(
+            &e,
+            "ivr.toml:2: menus.main.number: \"600\" is also the number of queue \"support\"",
+        );
+        has(&e, "ivr.toml:3: menus.main.prompt:");
+        has(&e, "nope.wav");
+        has(
+            &e,
+            "ivr.toml:4: menus.main.timeout: must be at least 1 second",
+        );
+        has(
+            &e,
+            "ivr.toml:7: menus.main.choices.1: unknown queue \"suport\"",
+        );
+        has(&e, "did you mean \"support\"?");
+        has(
+            &e,
+            "ivr.toml:8: menus.main.choices.2: unknown menu \"acount\"; did you mean \"account\"?",
+        );
+        has(&e, "ivr.toml:9: menus.main.choices.x: \"x\" is not a key");
+        has(
+            &e,
+            "ivr.toml:10: menus.main.choices.3: \"voicemail\" is not a step",
+        );
+        has(
+            &e,
+            "menus.main.choices.4: \"9999\" is not a user in users.toml",
+        );
+        has(&e, "menus.main.choices.4.set.bad name: a variable name is");
+        has(
+            &e,
+            "ivr.toml:16: menus.account.min_digits: must be 1 to max_digits (4)",
+        );
+        has(
+            &e,
+            "ivr.toml:18: menus.account.end_key: \"5\" must be # or *",
+        );
+        has(
+            &e,
+            "ivr.toml:19: menus.account.next: \"repeat\" is for a choice",
+        );
+        has(
+            &e,
+            "ivr.toml:24: menus.lost.schedule: unknown schedule \"office\"",
+        );
+    }
+
+    #[test]
+    fn a_menu_nothing_leads_to_is_a_warning() {
+        let extra =
+            "\n[menus.orphan]\nprompt = \"prompts/moh.wav\"\nchoices = { 1 = \"hangup\" }\n";
+        let shipped = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/ivr.toml"),
+        )
+        .unwrap();
+        let f = Fixture::new(&[("ivr.toml", "", &format!("{shipped}{extra}"))]);
+        has(
+            &f.warnings(),
+            "menus.orphan: no number and no other menu leads here",
         );
     }
 
@@ -1683,10 +1815,11 @@ mod tests {
             .skip(1)
             .map(|b| b.split("```").next().unwrap())
             .collect();
-        assert_eq!(blocks.len(), 2);
+        assert_eq!(blocks.len(), 3);
         let f = Fixture::new(&[
             ("queues.toml", "", blocks[0]),
             ("agents.toml", "", blocks[1]),
+            ("ivr.toml", "", blocks[2]),
         ]);
         assert_eq!(f.errors(), "");
         let c = crate::config::load(&f.0, None).unwrap();

@@ -10,6 +10,7 @@ mod config;
 mod report;
 mod serve;
 mod simulate;
+mod speech;
 mod spill;
 mod storage;
 
@@ -147,12 +148,13 @@ fn main() -> ExitCode {
                     .flat_map(|a| a.acd.skills.iter().map(|s| s.skill.as_str()))
                     .collect();
                 println!(
-                    "{}: OK: {} users, {} agents, {} queues, {} skills, {} trunks; SIP on {} ({}{}), RTP {}:{}-{}",
+                    "{}: OK: {} users, {} agents, {} queues, {} skills, {} menus, {} trunks; SIP on {} ({}{}), RTP {}:{}-{}",
                     config.display(),
                     c.users.len(),
                     cc.agents.len(),
                     cc.queues.len(),
                     skills.len(),
+                    cc.menus.len(),
                     cc.trunks.len(),
                     c.sip_bind,
                     if c.udp { "UDP" } else { "" },

@@ -148,6 +148,7 @@ fn pbx_config(cfg: &Config, contact_host: &str, seed: u64) -> pbx::PbxConfig {
         seed,
         recording_seed: cc.recording_seed,
         recording_pause_key: cc.recording_pause_key.clone(),
+        menus: cc.menus.clone(),
     }
 }
 

@@ -150,6 +150,7 @@ pub(crate) fn call_row(r: &CallRecord) -> CallRow {
         overflowed_from: r.overflowed_from.clone(),
         disposition: r.disposition.clone(),
         satisfaction: r.satisfaction,
+        variables: r.variables.clone(),
         attempts: r
             .attempts
             .iter()

@@ -527,6 +527,11 @@ fn call_json(c: &store::CallRow, recording: Option<&store::RecordingRow>) -> ser
         "overflowed_from": c.overflowed_from,
         "disposition": c.disposition,
         "satisfaction": c.satisfaction,
+        "variables": c
+            .variables
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+            .collect::<serde_json::Map<_, _>>(),
         "recording": recording.map(|r| json!({
             "file": r.file,
             "sha256": r.sha256,

@@ -30,9 +30,10 @@ impl CallControl {
         };
         // Offer/answer: the caller's offer must contain PCMU or PCMA.
         let late = invite.body.is_empty();
-        if late && !matches!(route, Route::Queue(_)) {
+        if late && !matches!(route, Route::Queue(_) | Route::Menu(_)) {
             // Delayed offer (our offer in the 2xx, the answer in the ACK) is supported for
-            // calls to queues, which are answered at once; not for calls that ring a phone.
+            // calls to queues and menus, which are answered at once; not for calls that ring
+            // a phone.
             let mut h = Headers::default();
             h.push(
                 "Warning",
@@ -106,8 +107,12 @@ impl CallControl {
             recording_paused: false,
             agent_keys: String::new(),
             pending_queue: None,
+            pending_menu: None,
+            ivr: None,
+            variables: Vec::new(),
             busy_users: Vec::new(),
             created: now,
+            queued_at: None,
             connected_at: None,
             history: History::new(self.wall),
         };
@@ -129,7 +134,10 @@ impl CallControl {
         );
         // The caller's own phone is busy with this call: an agent calling the queue (or
         // anyone) is not offered calls meanwhile, least of all their own.
-        if matches!(route, Route::Queue(_) | Route::Extension(_)) {
+        if matches!(
+            route,
+            Route::Queue(_) | Route::Extension(_) | Route::Menu(_)
+        ) {
             let own = match &caller {
                 Caller::User(u) => Some(u.clone()),
                 Caller::Anonymous => Some(from_user.clone()),
@@ -169,12 +177,13 @@ impl CallControl {
             Route::Extension(user) => self.ring_extension(now, id, user),
             Route::Feature(f) => self.feature(now, id, f, &identity),
             Route::Closed(q) => self.closed_announcement(id, q),
+            Route::Menu(m) => self.start_menu(now, id, m),
         }
     }
 
     /// A queue outside its hours: answer, play its closed announcement; the call ends when
     /// it has been played.
-    fn closed_announcement(&mut self, id: u64, q: usize) {
+    pub(super) fn closed_announcement(&mut self, id: u64, q: usize) {
         let Some(crate::config::Hours {
             closed: crate::config::Closed::Announcement(prompt),
             ..
@@ -199,7 +208,7 @@ impl CallControl {
 
     /// A queue call at this moment: the queue if it is open, else what its hours say
     /// (another queue, followed at most 4 times; its announcement; 480).
-    fn open_queue(&self, mut q: usize) -> Result<Route, u16> {
+    pub(super) fn open_queue(&self, mut q: usize) -> Result<Route, u16> {
         for _ in 0..4 {
             let Some(hours) = &self.dir.queues[q].setup.hours else {
                 return Ok(Route::Queue(q));
@@ -231,6 +240,13 @@ impl CallControl {
         let features = &self.cfg.features;
         let route = if let Some(q) = self.dir.queue_by_number(number) {
             Route::Queue(q)
+        } else if let Some(m) = self
+            .cfg
+            .menus
+            .iter()
+            .find(|m| m.number.as_deref() == Some(number))
+        {
+            Route::Menu(m.name.clone())
         } else if number == features.login {
             Route::Feature(Feature::Login)
         } else if number == features.logout {
@@ -266,7 +282,7 @@ impl CallControl {
             }
             // Challenges are off: queues only, never extensions or feature codes.
             Caller::Anonymous => match route {
-                Route::Queue(_) | Route::Closed(_) => Ok(route),
+                Route::Queue(_) | Route::Closed(_) | Route::Menu(_) => Ok(route),
                 _ => Err(403),
             },
         }
@@ -280,6 +296,11 @@ impl CallControl {
         let Some(ports) = call.ports else {
             return;
         };
+        if call.caller.answered {
+            // A call that goes from a menu to a queue (or to its closed announcement) was
+            // answered by the menu.
+            return;
+        }
         let local = LocalMedia {
             session_id: id,
             version: call.caller.sdp_version,
@@ -345,6 +366,7 @@ impl CallControl {
         call.phase = Phase::Waiting;
         call.in_acd = true;
         call.history.queued = Some(self.wall);
+        call.queued_at.get_or_insert(now);
         self.out.push_back(media_cmd(
             id,
             SessionCommand::Play {
@@ -371,9 +393,11 @@ impl CallControl {
             self.end_call(now, id, EndReason::Unreachable, None);
             return;
         }
-        let tx = self.calls[&id].caller.invite_tx;
-        let tag = self.calls[&id].caller.local_tag.clone();
-        self.respond(tx, 180, Some(tag), Headers::default(), Bytes::new());
+        let call = &self.calls[&id];
+        if !call.caller.answered {
+            let (tx, tag) = (call.caller.invite_tx, call.caller.local_tag.clone());
+            self.respond(tx, 180, Some(tag), Headers::default(), Bytes::new());
+        }
         self.timer(now + timeout, Timer::RingTimeout(id));
     }
 

@@ -46,6 +46,8 @@ impl CallControl {
         ));
         if let Some(q) = call.pending_queue.take() {
             self.enter_queue(now, id, q);
+        } else if let Some(m) = call.pending_menu.take() {
+            self.enter_menu(now, id, &m, 0);
         }
     }
 
@@ -82,7 +84,15 @@ impl CallControl {
                 self.end_call(now, id, reason, Some(leg));
             }
             Method::Invite | Method::Update => self.reoffer(now, id, leg, tx, req, flow),
-            Method::Info => self.plain(tx, 200),
+            Method::Info => {
+                self.plain(tx, 200);
+                if let Some(digit) = ivr::info_digit(&req) {
+                    match leg {
+                        Leg::Agent => self.agent_key(now, id, digit),
+                        Leg::Caller => self.caller_key(now, id, digit),
+                    }
+                }
+            }
             _ => self.plain(tx, 405),
         }
     }

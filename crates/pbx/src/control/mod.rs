@@ -68,6 +68,7 @@ mod dialplan;
 mod directory;
 mod forking;
 mod in_dialog;
+mod ivr;
 mod queueing;
 mod recording;
 mod teardown;
@@ -224,6 +225,8 @@ enum Route {
     /// A queue outside its business hours: its closed announcement, then hang up (index
     /// into the queue table).
     Closed(usize),
+    /// An IVR menu (by name; the call's `ivr` holds where it is in it).
+    Menu(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -315,9 +318,17 @@ struct Call {
     agent_keys: String,
     /// A queue call with a delayed offer joins its queue when the ACK brings the answer.
     pending_queue: Option<usize>,
+    /// A menu call with a delayed offer hears its menu when the ACK brings the answer.
+    pending_menu: Option<String>,
+    /// Where the call is in an IVR menu.
+    ivr: Option<ivr::MenuState>,
+    /// Variables set by menus (collected digits, choices), for the record and the agent.
+    variables: Vec<(String, String)>,
     /// Agents (by user) whose phones this call keeps busy.
     busy_users: Vec<String>,
     created: Instant,
+    /// When the call joined its (first) queue: its wait counts from then.
+    queued_at: Option<Instant>,
     connected_at: Option<Instant>,
     /// What the call record will say.
     history: History,
@@ -422,6 +433,10 @@ enum Role {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Timer {
     Announce(u64),
+    /// A menu's wait for a key: (call, the menu state's round).
+    Menu(u64, u64),
+    /// The end of a menu's last announcement: (call, round).
+    MenuEnd(u64, u64),
     RingTimeout(u64),
     ForgetOrphan(TxId),
 }
@@ -443,6 +458,8 @@ enum EndReason {
     FeatureDone,
     /// The closed announcement of a queue outside its hours was played.
     Closed,
+    /// An IVR menu hung up: its hang-up choice, its announcement, or no valid answer.
+    MenuDone,
     Overflowed,
     Failed,
     Shutdown,
@@ -464,6 +481,7 @@ impl EndReason {
             EndReason::Unreachable => "not reachable",
             EndReason::FeatureDone => "feature code done",
             EndReason::Closed => "closed: outside business hours",
+            EndReason::MenuDone => "ended by the menu",
             EndReason::Overflowed => "overflowed",
             EndReason::Failed => "failed",
             EndReason::Shutdown => "server shutdown",
@@ -524,6 +542,8 @@ pub struct CallControl {
     host: String,
     beep: Prompt,
     double_beep: Prompt,
+    /// What a caller hears while a menu rings an extension for them.
+    ringback: Prompt,
 }
 
 impl std::fmt::Debug for CallControl {
@@ -592,6 +612,19 @@ impl CallControl {
             }
             Prompt::from_samples("double-beep", &s)
         };
+        // 440 + 480 Hz, 2 s on, 4 s off (the North American ring).
+        let ringback = {
+            let on: Vec<i16> = (0..16_000)
+                .map(|i| {
+                    let t = f64::from(i) / 8000.0;
+                    let tau = 2.0 * std::f64::consts::PI;
+                    (3000.0 * ((tau * 440.0 * t).sin() + (tau * 480.0 * t).sin())) as i16
+                })
+                .collect();
+            let mut s = on;
+            s.extend(std::iter::repeat_n(0, 32_000));
+            Prompt::from_samples("ringback", &s)
+        };
         CallControl {
             rng: ChaCha8Rng::seed_from_u64(cfg.seed),
             cfg,
@@ -613,6 +646,7 @@ impl CallControl {
             host,
             beep,
             double_beep,
+            ringback,
         }
     }
 
@@ -878,8 +912,9 @@ impl CallControl {
         match ev.kind {
             MediaEventKind::Dtmf { leg, digit } => {
                 debug!(parent: &call.span, ?leg, %digit, "DTMF");
-                if leg == Leg::Agent {
-                    self.agent_key(now, id, digit);
+                match leg {
+                    Leg::Agent => self.agent_key(now, id, digit),
+                    Leg::Caller => self.caller_key(now, id, digit),
                 }
             }
             MediaEventKind::Timeout { leg } => {
@@ -927,6 +962,17 @@ impl CallControl {
                     self.orphans.remove(&tx);
                     self.by_client.remove(&tx);
                 }
+                Timer::Menu(id, round) => self.menu_timeout(now, id, round),
+                Timer::MenuEnd(id, round) => {
+                    if self
+                        .calls
+                        .get(&id)
+                        .and_then(|c| c.ivr.as_ref())
+                        .is_some_and(|m| m.round == round)
+                    {
+                        self.end_call(now, id, EndReason::MenuDone, None);
+                    }
+                }
             }
         }
     }
@@ -938,6 +984,7 @@ fn route_name(route: &Route, dir: &Directory) -> String {
         Route::Closed(q) => format!("queue {} (closed)", dir.queues[*q].setup.acd.name),
         Route::Extension(_) => "extension".to_owned(),
         Route::Feature(f) => format!("feature {f:?}"),
+        Route::Menu(m) => format!("menu {m}"),
     }
 }
 

@@ -17,7 +17,10 @@ impl CallControl {
         };
         self.by_invite.remove(&call.caller.invite_tx);
         self.release_busy(&call.busy_users);
-        self.cancel_timers(|t| matches!(t, Timer::Announce(c) | Timer::RingTimeout(c) if *c == id));
+        self.cancel_timers(|t| {
+            matches!(t, Timer::Announce(c) | Timer::RingTimeout(c) | Timer::Menu(c, _)
+                | Timer::MenuEnd(c, _) if *c == id)
+        });
         // Phones still ringing: cancel every one.
         for attempt in std::mem::take(&mut call.attempts) {
             for f in &attempt.forks {
@@ -115,6 +118,7 @@ impl CallControl {
         let outcome = match reason {
             EndReason::FeatureDone => Outcome::FeatureCode,
             EndReason::Closed => Outcome::Closed,
+            EndReason::MenuDone => Outcome::Menu,
             EndReason::Shutdown if !answered => Outcome::Shutdown,
             _ if answered => Outcome::Answered,
             EndReason::CallerHangup | EndReason::CallerCancelled => Outcome::Abandoned,
@@ -174,7 +178,7 @@ impl CallControl {
             first_offer: h.first_offer,
             answered: h.answered,
             ended: self.wall,
-            wait: wait_end.saturating_duration_since(call.created),
+            wait: wait_end.saturating_duration_since(call.queued_at.unwrap_or(call.created)),
             talk: call
                 .connected_at
                 .map_or(Duration::ZERO, |t| now.saturating_duration_since(t)),
@@ -190,6 +194,7 @@ impl CallControl {
             // Filled by the features that ask for them (wrap-up codes, the survey).
             disposition: None,
             satisfaction: None,
+            variables: std::mem::take(&mut call.variables),
             attempts: std::mem::take(&mut h.attempts),
         }
     }

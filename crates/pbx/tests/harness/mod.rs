@@ -134,7 +134,7 @@ fn server_endpoint(now: Instant) -> Endpoint {
             trunks: vec![Trunk {
                 name: "carrier".into(),
                 addresses: vec![addr(CARRIER).ip()],
-                numbers: vec!["600".into(), "601".into()],
+                numbers: vec!["600".into(), "601".into(), "700".into()],
             }],
             challenge: true,
         },
@@ -435,6 +435,19 @@ impl Phone {
         let flow = d.flow;
         if let Ok(tx) = self.ep.send_request(now, flow, req) {
             self.in_dialog_txs.insert(tx, Method::Invite);
+        }
+    }
+
+    /// Send a SIP INFO on outgoing call `i` (a key as `application/dtmf-relay`, say).
+    pub fn info_outgoing(&mut self, now: Instant, i: usize, content_type: &str, body: &str) {
+        let o = &mut self.outgoing[i];
+        let d = o.dialog.as_mut().expect("dialog");
+        let mut req = d.request(Method::Info);
+        req.headers.push("Content-Type", content_type);
+        req.body = Bytes::from(body.to_owned());
+        let flow = d.flow;
+        if let Ok(tx) = self.ep.send_request(now, flow, req) {
+            self.in_dialog_txs.insert(tx, Method::Info);
         }
     }
 
@@ -861,8 +874,16 @@ pub struct World {
 impl World {
     /// Call control over `cfg`, phones for `users` (registered, ready), and a carrier.
     pub fn new(cfg: PbxConfig, users: &[&str]) -> World {
+        World::new_at(
+            cfg,
+            users,
+            SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+        )
+    }
+
+    /// Like [`World::new`], with the wall clock starting at `wall0`.
+    pub fn new_at(cfg: PbxConfig, users: &[&str], wall0: SystemTime) -> World {
         let t0 = Instant::now();
-        let wall0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         let (engine, queues, agents) = pbx::control::build_acd(&cfg, cfg.seed).unwrap();
         let locations: Locations = Arc::new(Default::default());
         let control = CallControl::new(
