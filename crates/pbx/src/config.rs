@@ -78,6 +78,9 @@ pub struct QueueSetup {
     pub priority: u8,
     /// Business hours; `None` for always open.
     pub hours: Option<Hours>,
+    /// A post-call survey: the menu (of kind [`MenuKind::Score`]) a caller hears when the
+    /// agent hangs up first.
+    pub survey: Option<String>,
 }
 
 /// When a queue takes calls, and what a caller who calls outside them gets.
@@ -234,6 +237,14 @@ pub enum MenuKind {
         /// The key that ends collection early (not part of the value).
         end_key: char,
         /// Where the call goes once the digits are in.
+        next: Step,
+    },
+    /// A satisfaction survey: one key from 1 to `max` is the caller's score, written into
+    /// the call record.
+    Score {
+        /// The highest score (at most 9).
+        max: u8,
+        /// Where the call goes once scored (a thank-you announcement, hang up).
         next: Step,
     },
 }

@@ -471,3 +471,113 @@ fn a_reload_that_removes_a_menu_lets_callers_in_it_finish_and_refuses_new_ones()
     assert_eq!(w.carrier().outgoing[next].state, OutState::Failed(404));
     w.assert_settles();
 }
+
+/// Queue support with a post-call survey: keys 1–5, then a thank-you.
+fn survey_config() -> PbxConfig {
+    let mut cfg = config();
+    cfg.queues[0].survey = Some("survey".into());
+    cfg.menus.push(Arc::new(menu(
+        "survey",
+        None,
+        MenuKind::Score {
+            max: 5,
+            next: Step::Announce(prompt("thanks", 1)),
+        },
+    )));
+    cfg
+}
+
+/// A customer calls support (600) and talks to an agent; (carrier call, agent phone).
+fn talking(w: &mut World) -> (usize, usize) {
+    let call = w.customer_calls("600");
+    w.run_until(5 * SECOND, "an agent answers", |w| {
+        w.phones[1..].iter().any(|p| p.talking().is_some())
+    });
+    let agent = w.phones.iter().position(|p| p.talking().is_some()).unwrap();
+    (call, agent)
+}
+
+fn agent_hangs_up(w: &mut World, agent: usize) {
+    let now = w.now;
+    let i = w.phones[agent].talking().unwrap();
+    w.phones[agent].hang_up_incoming(now, i);
+    w.run_for(SECOND);
+}
+
+#[test]
+fn after_the_agent_hangs_up_the_caller_scores_the_call_and_the_agent_is_free_at_once() {
+    let mut w = World::new(survey_config(), &["1001", "1002", "1003"]);
+    let (call, agent) = talking(&mut w);
+    w.run_for(10 * SECOND);
+    agent_hangs_up(&mut w, agent);
+    assert_eq!(
+        w.carrier().outgoing[call].state,
+        OutState::Up,
+        "caller stays"
+    );
+    let s = w.media.open.values().next().unwrap();
+    assert!(!s.bridged, "the legs are apart");
+    assert_eq!(hears(&w), (names(&["silence", "survey"]), None));
+    let user = w.phones[agent].user.clone();
+    assert_eq!(
+        w.agent_state(&user),
+        Some(pbx::acd::AgentState::Ready),
+        "the agent takes the next call during the survey"
+    );
+    press(&mut w, "7"); // not a score
+    assert_eq!(hears(&w).0, names(&["silence", "invalid", "survey"]));
+    press(&mut w, "4");
+    assert_eq!(hears(&w).0, names(&["silence", "thanks"]));
+    w.run_for(3 * SECOND);
+    assert_eq!(w.carrier().outgoing[call].state, OutState::Ended, "BYE");
+    let r = w.records.last().unwrap();
+    assert_eq!(r.outcome, Outcome::Answered);
+    assert_eq!(r.hung_up_by, HungUpBy::Agent);
+    assert_eq!(r.reason, "agent hung up");
+    assert_eq!(r.queue.as_deref(), Some("support"));
+    assert_eq!(r.satisfaction, Some(4));
+    assert!(
+        r.talk >= 10 * SECOND && r.talk < 11 * SECOND,
+        "talk ends with the agent: {:?}",
+        r.talk
+    );
+    assert!(w.queue_log.iter().any(|l| l.contains("CompleteAgent")));
+    w.assert_settles();
+}
+
+#[test]
+fn a_survey_without_an_answer_or_left_early_records_no_score() {
+    let mut w = World::new(survey_config(), &["1001", "1002", "1003"]);
+    let (call, agent) = talking(&mut w);
+    agent_hangs_up(&mut w, agent);
+    // Three silent plays of 3.2 s + 5 s: the survey gives up and hangs up.
+    w.run_for(Duration::from_secs(26));
+    assert_eq!(w.carrier().outgoing[call].state, OutState::Ended);
+    let r = w.records.last().unwrap().clone();
+    assert_eq!((r.outcome, r.satisfaction), (Outcome::Answered, None));
+    assert_eq!(r.hung_up_by, HungUpBy::Agent);
+
+    // The caller hangs up during the survey.
+    let (call, agent) = talking(&mut w);
+    agent_hangs_up(&mut w, agent);
+    let now = w.now;
+    w.carrier().hang_up_outgoing(now, call);
+    w.run_for(SECOND);
+    let r = w.records.last().unwrap();
+    assert_eq!((r.outcome, r.satisfaction), (Outcome::Answered, None));
+    assert_eq!(
+        r.hung_up_by,
+        HungUpBy::Agent,
+        "the agent ended the conversation"
+    );
+
+    // The caller hangs up first: no survey, nothing to answer.
+    let (call, _) = talking(&mut w);
+    let now = w.now;
+    w.carrier().hang_up_outgoing(now, call);
+    w.run_for(SECOND);
+    let r = w.records.last().unwrap();
+    assert_eq!(r.hung_up_by, HungUpBy::Caller);
+    assert!(w.media.open.is_empty());
+    w.assert_settles();
+}

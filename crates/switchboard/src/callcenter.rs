@@ -165,6 +165,8 @@ struct QueueEntry {
     schedule: Option<String>,
     /// Outside them: "refuse" (480, the default), "queue:<name>" or "announce:<wav>".
     when_closed: Option<String>,
+    /// A post-call survey: a menu of ivr.toml with `score`.
+    survey: Option<String>,
 }
 
 /// `[queues.NAME.wallboard]`: when the wallboard turns a queue amber and red.
@@ -532,9 +534,35 @@ pub(crate) fn build(
                     .collect()
             })
             .unwrap_or_default();
+        let surveys: HashSet<String> = queues
+            .as_ref()
+            .map(|(_, q)| q.queues.values().filter_map(|e| e.survey.clone()).collect())
+            .unwrap_or_default();
         let r = &mut Report::new(&file, found);
-        menus::menus_file(r, &m, &known, &mut prompts, &queue_numbers)
+        menus::menus_file(r, &m, &known, &mut prompts, &queue_numbers, &surveys)
     });
+    // A queue's survey is a scoring menu of ivr.toml (none when ivr.toml is missing).
+    if let (Some((queues_toml, qf)), Some(menus)) = (&queues, &menus) {
+        let mut r = Report::new(queues_toml, found);
+        for (name, e) in &qf.queues {
+            let Some(survey) = &e.survey else { continue };
+            let key = KeyPath::top("queues").key(name).key("survey");
+            match menus.iter().find(|m| &m.name == survey) {
+                Some(m) if matches!(m.kind, pbx::MenuKind::Score { .. }) => {}
+                Some(_) => r.err(
+                    &key,
+                    format!("menu \"{survey}\" takes no score (give it score = 5 in ivr.toml)"),
+                ),
+                None => r.err(
+                    &key,
+                    format!(
+                        "unknown menu \"{survey}\" (a [menus.NAME] of ivr.toml with score = 5){}",
+                        did_you_mean(survey, menus.iter().map(|m| m.name.as_str()))
+                    ),
+                ),
+            }
+        }
+    }
     if found.errors.len() > errors_before {
         return None;
     }
@@ -1021,6 +1049,7 @@ fn queue(
         record,
         priority: e.priority.unwrap_or(0).min(9),
         hours,
+        survey: e.survey.clone(),
     }
 }
 
@@ -1607,6 +1636,46 @@ schedule = "office"
         has(
             &e,
             "ivr.toml:24: menus.lost.schedule: unknown schedule \"office\"",
+        );
+    }
+
+    #[test]
+    fn a_queue_survey_is_a_scoring_menu() {
+        let survey =
+            "\n[menus.survey]\nsay = \"Press 1 to 5\"\nscore = 5\nnext = \"say:Thank you\"\n";
+        let shipped = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/ivr.toml"),
+        )
+        .unwrap();
+        let ivr = format!("{shipped}{survey}");
+        let f = Fixture::new(&[
+            ("ivr.toml", "", &ivr),
+            (
+                "queues.toml",
+                "record = \"always\"",
+                "record = \"always\"\nsurvey = \"survey\"",
+            ),
+        ]);
+        assert_eq!(f.errors(), "");
+        assert_eq!(f.warnings(), "", "a survey menu is reached from its queue");
+        let cfg = crate::config::load(&f.0, None).unwrap();
+        assert_eq!(cfg.callcenter.queues[0].survey.as_deref(), Some("survey"));
+        let f = Fixture::new(&[
+            ("ivr.toml", "", &ivr.replace("score = 5", "score = 0")),
+            (
+                "queues.toml",
+                "record = \"always\"",
+                "record = \"always\"\nsurvey = \"main\"",
+            ),
+        ]);
+        let e = f.errors();
+        has(
+            &e,
+            "menus.survey.score: the highest score a key can give: 1-9",
+        );
+        has(
+            &e,
+            "queues.toml:29: queues.support.survey: menu \"main\" takes no score",
         );
     }
 

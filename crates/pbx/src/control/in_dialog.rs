@@ -77,6 +77,9 @@ impl CallControl {
         match req.method {
             Method::Bye => {
                 self.plain(tx, 200);
+                if leg == Leg::Agent && self.start_survey(now, id) {
+                    return;
+                }
                 let reason = match leg {
                     Leg::Caller => EndReason::CallerHangup,
                     Leg::Agent => EndReason::AgentHangup,

@@ -182,6 +182,16 @@ impl CallControl {
                 }
                 None => self.retry_or_fail(now, id, true),
             },
+            MenuKind::Score { max, next } => match digit.to_digit(10) {
+                Some(d @ 1..=9) if d <= u32::from(*max) => {
+                    if let Some(call) = self.calls.get_mut(&id) {
+                        info!(parent: &call.span, score = d, "survey answered");
+                        call.satisfaction = Some(d as u8);
+                    }
+                    self.menu_step(now, id, next.clone(), 0);
+                }
+                _ => self.retry_or_fail(now, id, true),
+            },
             MenuKind::Collect {
                 max_digits,
                 end_key,
@@ -360,6 +370,59 @@ impl CallControl {
                 self.ring_extension(now, id, user);
             }
         }
+    }
+
+    /// The agent hung up on call `id`: if its queue has a survey, the caller stays on the line
+    /// for it (the agent is free at once) and `true` is returned; otherwise the call ends as
+    /// usual.
+    pub(super) fn start_survey(&mut self, now: Instant, id: u64) -> bool {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return false;
+        };
+        let Route::Queue(q) = call.route else {
+            return false;
+        };
+        let Some(survey) = self.dir.queues[q].setup.survey.clone() else {
+            return false;
+        };
+        if call.phase != Phase::Connected
+            || !call.caller.answered
+            || !self.cfg.menus.iter().any(|m| m.name == survey)
+        {
+            return false;
+        }
+        info!(parent: &call.span, menu = %survey, "agent hung up: survey");
+        if let Some(a) = call.agent.take() {
+            self.by_dialog
+                .remove(&(a.dialog.call_id.clone(), a.dialog.local_tag.clone()));
+            // The agent's phone has stopped sending: its silence is no media timeout.
+            self.out.push_back(media_cmd(
+                id,
+                SessionCommand::Remote {
+                    leg: Leg::Agent,
+                    rtp: None,
+                    law: a.local.law,
+                    pt: a.local.pt,
+                    telephone_event: a.local.telephone_event,
+                    sends: false,
+                    host: None,
+                },
+            ));
+        }
+        call.history.held(false, now);
+        call.talk_ended = Some(now);
+        call.survey_of = Some(q);
+        call.phase = Phase::Waiting;
+        if std::mem::take(&mut call.in_acd) {
+            self.acd(AcdCommand::Hangup {
+                call: acd::CallId(id),
+                by: Party::Agent,
+            });
+        }
+        self.out
+            .push_back(media_cmd(id, SessionCommand::Bridge(false)));
+        self.enter_menu(now, id, &survey, 0);
+        true
     }
 
     /// The call leaves its menu for `route`.

@@ -324,6 +324,12 @@ struct Call {
     ivr: Option<ivr::MenuState>,
     /// Variables set by menus (collected digits, choices), for the record and the agent.
     variables: Vec<(String, String)>,
+    /// The queue whose post-call survey the caller is in (the agent has hung up).
+    survey_of: Option<usize>,
+    /// The caller's score in that survey.
+    satisfaction: Option<u8>,
+    /// When the conversation with the agent ended, if the call goes on without them.
+    talk_ended: Option<Instant>,
     /// Agents (by user) whose phones this call keeps busy.
     busy_users: Vec<String>,
     created: Instant,

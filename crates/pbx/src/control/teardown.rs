@@ -118,9 +118,9 @@ impl CallControl {
         let outcome = match reason {
             EndReason::FeatureDone => Outcome::FeatureCode,
             EndReason::Closed => Outcome::Closed,
-            EndReason::MenuDone => Outcome::Menu,
             EndReason::Shutdown if !answered => Outcome::Shutdown,
             _ if answered => Outcome::Answered,
+            EndReason::MenuDone => Outcome::Menu,
             EndReason::CallerHangup | EndReason::CallerCancelled => Outcome::Abandoned,
             EndReason::QueueTimeout => Outcome::TimedOut,
             EndReason::QueueEmpty => Outcome::NoAgents,
@@ -135,6 +135,8 @@ impl CallControl {
             | EndReason::Failed => Outcome::Failed,
         };
         let hung_up_by = match reason {
+            // The agent ended the conversation; the survey came after.
+            _ if call.survey_of.is_some() => HungUpBy::Agent,
             EndReason::CallerHangup | EndReason::CallerCancelled => HungUpBy::Caller,
             EndReason::AgentHangup => HungUpBy::Agent,
             _ => HungUpBy::System,
@@ -145,8 +147,8 @@ impl CallControl {
             .headers
             .get("From")
             .and_then(|f| NameAddr::parse(f).ok());
-        let queue = match call.route {
-            Route::Queue(q) => Some(&self.dir.queues[q].setup),
+        let queue = match (&call.route, call.survey_of) {
+            (&Route::Queue(q), _) | (_, Some(q)) => Some(&self.dir.queues[q].setup),
             _ => None,
         };
         let wait_end = call.connected_at.unwrap_or(now);
@@ -179,9 +181,9 @@ impl CallControl {
             answered: h.answered,
             ended: self.wall,
             wait: wait_end.saturating_duration_since(call.queued_at.unwrap_or(call.created)),
-            talk: call
-                .connected_at
-                .map_or(Duration::ZERO, |t| now.saturating_duration_since(t)),
+            talk: call.connected_at.map_or(Duration::ZERO, |t| {
+                call.talk_ended.unwrap_or(now).saturating_duration_since(t)
+            }),
             hold: h.hold,
             wrap_up: match (queue, answered) {
                 (Some(q), true) => q.acd.wrap_up,
@@ -189,11 +191,15 @@ impl CallControl {
             },
             outcome,
             hung_up_by,
-            reason: reason.as_str().to_owned(),
+            reason: if call.survey_of.is_some() {
+                EndReason::AgentHangup.as_str().to_owned()
+            } else {
+                reason.as_str().to_owned()
+            },
             recorded: call.recording,
             // Filled by the features that ask for them (wrap-up codes, the survey).
             disposition: None,
-            satisfaction: None,
+            satisfaction: call.satisfaction,
             variables: std::mem::take(&mut call.variables),
             attempts: std::mem::take(&mut h.attempts),
         }

@@ -65,6 +65,7 @@ pub fn queue(name: &str, number: &str) -> QueueSetup {
         record: Default::default(),
         priority: 0,
         hours: None,
+        survey: None,
     }
 }
 

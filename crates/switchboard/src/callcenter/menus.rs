@@ -2,7 +2,7 @@
 //! the other files, and turned into [`pbx::Menu`]s. Prompts are WAV files (`prompt`) or text
 //! spoken by the offline synthesizer (`say`, see [`crate::speech`]).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,6 +52,7 @@ pub(super) struct MenuEntry {
     #[serde(default)]
     choices: BTreeMap<String, ChoiceEntry>,
     collect: Option<String>,
+    score: Option<u8>,
     min_digits: Option<usize>,
     max_digits: Option<usize>,
     end_key: Option<String>,
@@ -228,26 +229,34 @@ impl Checker<'_, '_, '_> {
             ("invalid_say", &e.invalid_say),
             false,
         );
-        let kind = match (&e.collect, e.choices.is_empty()) {
-            (Some(_), false) => {
-                self.r.err(
-                    &t.key("collect"),
-                    "a menu either offers choices or collects digits, not both",
-                );
-                None
-            }
-            (None, true) => {
+        let kinds = usize::from(e.collect.is_some())
+            + usize::from(!e.choices.is_empty())
+            + usize::from(e.score.is_some());
+        let kind = match (&e.collect, e.score) {
+            _ if kinds > 1 => {
                 self.r.err(
                     &t,
-                    "needs [menus.NAME.choices] (key = step) or collect = \"<variable>\"",
+                    "a menu offers choices, collects digits or takes a score: only one of them",
                 );
                 None
             }
-            (None, false) => self.choices(&t, e),
-            (Some(var), true) => self.collect(&t, var, e),
+            _ if kinds == 0 => {
+                self.r.err(
+                    &t,
+                    "needs [menus.NAME.choices] (key = step), collect = \"<variable>\" or score = <highest score>",
+                );
+                None
+            }
+            (Some(var), _) => self.collect(&t, var, e),
+            (None, Some(max)) => self.score(&t, max, e),
+            (None, None) => self.choices(&t, e),
         };
         if e.collect.is_none() {
+            let score = e.score.is_some();
             for k in ["min_digits", "max_digits", "end_key", "next"] {
+                if score && k == "next" {
+                    continue;
+                }
                 let given = match k {
                     "min_digits" => e.min_digits.is_some(),
                     "max_digits" => e.max_digits.is_some(),
@@ -255,8 +264,14 @@ impl Checker<'_, '_, '_> {
                     _ => e.next.is_some(),
                 };
                 if given {
-                    self.r
-                        .err(&t.key(k), "only for a menu that collects digits");
+                    self.r.err(
+                        &t.key(k),
+                        if k == "next" {
+                            "only for a menu that collects digits or takes a score"
+                        } else {
+                            "only for a menu that collects digits"
+                        },
+                    );
                 }
             }
         }
@@ -405,6 +420,20 @@ impl Checker<'_, '_, '_> {
         })
     }
 
+    /// A survey: one key, 1 to `max`, is the caller's score.
+    fn score(&mut self, t: &KeyPath, max: u8, e: &MenuEntry) -> Option<MenuKind> {
+        if !(1..=9).contains(&max) {
+            self.r
+                .err(&t.key("score"), "the highest score a key can give: 1-9");
+            return None;
+        }
+        let next = match &e.next {
+            Some(s) => self.step(&t.key("next"), s, Place::Other)?,
+            None => Step::HangUp,
+        };
+        Some(MenuKind::Score { max, next })
+    }
+
     /// `schedule` and `when_closed`: `Some(None)` for always open, `None` after an error.
     fn hours(&mut self, t: &KeyPath, e: &MenuEntry) -> Option<Option<MenuHours>> {
         let Some(sched) = &e.schedule else {
@@ -455,6 +484,7 @@ pub(super) fn menus_file(
     known: &Known<'_>,
     prompts: &mut Prompts,
     queue_numbers: &HashMap<String, String>,
+    surveys: &HashSet<String>,
 ) -> Vec<Arc<Menu>> {
     let voice = Voice {
         name: f.speech.voice.clone(),
@@ -506,7 +536,7 @@ pub(super) fn menus_file(
     }
     // A menu no number and no other menu reaches is dead config: say so.
     for (name, e) in &f.menus {
-        if e.number.is_some() {
+        if e.number.is_some() || surveys.contains(name) {
             continue;
         }
         let reached = out.iter().any(|m| m.name != *name && leads_to(m, name));
@@ -525,7 +555,7 @@ fn leads_to(m: &Menu, target: &str) -> bool {
     let is = |s: &Step| matches!(s, Step::Menu(n) if n == target);
     let kind = match &m.kind {
         MenuKind::Choice(c) => c.values().any(|c| is(&c.step)),
-        MenuKind::Collect { next, .. } => is(next),
+        MenuKind::Collect { next, .. } | MenuKind::Score { next, .. } => is(next),
     };
     kind || is(&m.on_fail) || m.hours.as_ref().is_some_and(|h| is(&h.closed))
 }
