@@ -21,6 +21,8 @@ const AGENT_HZ: f64 = 440.0;
 const CALLER_HZ: f64 = 1200.0;
 const GREETING_HZ: f64 = 700.0;
 const MUSIC_HZ: f64 = 300.0;
+/// The IVR menu's prompt.
+const MENU_HZ: f64 = 1000.0;
 
 fn write_tone(path: &Path, hz: f64, secs: f64) {
     let spec = hound::WavSpec {
@@ -38,13 +40,15 @@ fn write_tone(path: &Path, hz: f64, secs: f64) {
 }
 
 /// Queue `support` on 600 with a 1.5 s greeting and music, answered by agent 1001; 1006
-/// calls.
+/// calls. Menu 700 plays a 3 s prompt; key 1 leads to the queue.
 fn call_center() -> Server {
     let prompts = common::temp_dir("prompts");
     let greeting = prompts.join("greeting.wav");
     let music = prompts.join("music.wav");
     write_tone(&greeting, GREETING_HZ, 1.5);
     write_tone(&music, MUSIC_HZ, 1.0);
+    let menu = prompts.join("menu.wav");
+    write_tone(&menu, MENU_HZ, 3.0);
     Server::start(&ServerConfig {
         users: 1001..=1010,
         files: vec![
@@ -63,6 +67,14 @@ fn call_center() -> Server {
                  queues = [\"support\"]\nlogin_on_start = true\n"
                     .into(),
             ),
+            (
+                "ivr.toml".into(),
+                format!(
+                    "[menus.main]\nnumber = \"700\"\nprompt = \"{}\"\n\
+                     [menus.main.choices]\n1 = \"queue:support\"\n",
+                    menu.display()
+                ),
+            ),
         ],
         ..ServerConfig::default()
     })
@@ -76,13 +88,14 @@ fn picture(windows: &[Option<f64>]) -> String {
             Some(f) if *f == GREETING_HZ => 'G',
             Some(f) if *f == MUSIC_HZ => 'M',
             Some(f) if *f == CALLER_HZ => 'C',
+            Some(f) if *f == MENU_HZ => 'I',
             Some(_) => '?',
             None => '.',
         })
         .collect()
 }
 
-const TONES: [f64; 4] = [AGENT_HZ, CALLER_HZ, GREETING_HZ, MUSIC_HZ];
+const TONES: [f64; 5] = [AGENT_HZ, CALLER_HZ, GREETING_HZ, MUSIC_HZ, MENU_HZ];
 
 /// Windows of the agent's tone among the last `n` full windows before the end (the very last
 /// one is skipped: the hang-up may cut it).
@@ -210,6 +223,54 @@ fn the_caller_hears_music_on_hold_and_the_agent_again_after_resume() {
             "the agent after resume: {pic}"
         );
     }
+}
+
+/// A caller on a real phone hears the menu, presses 1 on the keypad (baresip sends it as
+/// RFC 4733 telephone-events), and hears the prompt stop, the queue's greeting, and then the
+/// agent.
+#[test]
+fn a_caller_hears_the_menu_keys_a_choice_and_hears_the_queue_then_the_agent() {
+    let server = call_center();
+    let mut agent = Phone::start(&server, 1001, AGENT_HZ);
+    let mut caller = Phone::start(&server, 1006, CALLER_HZ);
+    caller.drain();
+    agent.drain();
+    caller.command("dial", "700");
+    caller.wait_event("CALL_ESTABLISHED", Duration::from_secs(5));
+    // Listen to half of the 3 s prompt, then key 1.
+    std::thread::sleep(Duration::from_millis(1500));
+    caller.command("sndcode", "1");
+    agent.wait_event("CALL_INCOMING", Duration::from_secs(5));
+    // The caller hears the greeting while the agent's phone rings.
+    std::thread::sleep(Duration::from_millis(1000));
+    agent.command("accept", "");
+    agent.wait_event("CALL_ESTABLISHED", Duration::from_secs(5));
+    std::thread::sleep(Duration::from_millis(1500));
+    phone::hang_up(&mut caller, &mut agent);
+    let windows = classify(&caller.last_heard(), &TONES);
+    let pic = picture(&windows);
+    eprintln!("menu call: {pic}");
+    let first_greeting = pic
+        .find('G')
+        .unwrap_or_else(|| panic!("no greeting after the key: {pic}"));
+    assert!(
+        pic[..first_greeting].matches('I').count() >= 10,
+        "the menu prompt before the key: {pic}"
+    );
+    assert!(
+        pic[..first_greeting].matches('I').count() <= 22,
+        "the prompt stopped at the key instead of playing to its end: {pic}"
+    );
+    assert!(
+        !pic[first_greeting..].contains('I'),
+        "the menu again after the key: {pic}"
+    );
+    assert!(
+        agent_windows_at_end(&windows, 12) >= 10,
+        "the agent at the end: {pic}"
+    );
+    let log = server.log();
+    assert!(log.contains("menu menu=\"main\""), "{log}");
 }
 
 fn wait_log(server: &Server, needle: &str, count: usize) {
