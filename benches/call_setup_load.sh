@@ -5,6 +5,9 @@
 #   RATES=100,200 SECONDS=5 benches/call_setup_load.sh
 #   STORAGE=off benches/call_setup_load.sh     # without call records (default: on, SQLite)
 #   STORAGE=postgres benches/call_setup_load.sh  # call records in PostgreSQL
+#   VIA=menu benches/call_setup_load.sh        # callers go through an IVR menu (one key)
+#   VIA=queue,menu benches/call_setup_load.sh  # both at each rate: the menu's cost beside
+#                                              # the direct call's, in the same run
 #
 # One release server (queue "support" on 600, AGENTS agents ready at start, a trunk for
 # 127.0.0.1 allowed to dial 600), one SIPp process playing every agent phone (REGISTER with
@@ -13,6 +16,11 @@
 # set up when the server logs "call connected" for it (an agent's phone answered and the
 # legs were bridged), so a rate passes only if SIPp reports 0 failed calls AND every call
 # was connected to an agent. Media is not sent (the relay has its own benchmark).
+#
+# VIA=menu: the callers dial 700, an IVR menu (a 10.7 s spoken prompt) that sends key 1 to
+# the queue; each caller sends key 1 as RFC 4733 telephone-events (sip-tester's
+# dtmf_2833_1.pcap) 300 ms after the answer, then holds HOLD_MS and hangs up. A call counts
+# only if it reached an agent, so a lost key fails the step.
 #
 # STORAGE=postgres starts a PostgreSQL server of its own for the run (Debian's postgresql,
 # /usr/lib/postgresql/*/bin, as the postgres user when run as root; a new cluster under $OUT,
@@ -31,6 +39,7 @@ SECONDS_PER_STEP="${SECONDS:-10}"
 AGENTS="${AGENTS:-400}"
 HOLD_MS="${HOLD_MS:-500}"
 STORAGE="${STORAGE:-on}"
+VIA="${VIA:-queue}"
 PG_PORT="${PG_PORT:-26500}"
 PORT=26060
 export NO_COLOR=1
@@ -46,6 +55,11 @@ if [ -z "$BIN" ]; then
 fi
 command -v sipp >/dev/null || { echo "sipp not found: apt-get install sip-tester"; exit 1; }
 case "$STORAGE" in on|off|postgres) ;; *) echo "STORAGE=$STORAGE: use on, off or postgres"; exit 1;; esac
+for via in ${VIA//,/ }; do
+  case "$via" in queue|menu) ;; *) echo "VIA=$VIA: use queue, menu or queue,menu"; exit 1;; esac
+done
+KEY_PCAP=/usr/share/sip-tester/dtmf_2833_1.pcap
+[ -f "$KEY_PCAP" ] || { echo "$KEY_PCAP not found: apt-get install sip-tester"; exit 1; }
 
 pg_cpu() { echo 0; }
 if [ "$STORAGE" = postgres ]; then
@@ -91,7 +105,7 @@ port_min = 20000
 port_max = 32000
 [trunks.lab]
 addresses = ["127.0.0.1"]
-numbers = ["600"]
+numbers = ["600", "700"]
 [log]
 level = "info"
 [recording]
@@ -113,17 +127,32 @@ cat > "$cfg/queues.toml" <<EOF
 number = "600"
 ring_timeout = 10
 EOF
+cat > "$cfg/ivr.toml" <<EOF
+[menus.main]
+number = "700"
+prompt = "$ROOT/config/prompts/main-menu.wav"
+[menus.main.choices]
+1 = "queue:support"
+EOF
 
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(uname -sr)"
-echo "server: $BIN ($AGENTS agents, hold ${HOLD_MS} ms, ${SECONDS_PER_STEP} s per step, storage $STORAGE)"
+echo "server: $BIN ($AGENTS agents, hold ${HOLD_MS} ms, ${SECONDS_PER_STEP} s per step, storage $STORAGE, via $VIA)"
 echo "sipp: $(sipp -v 2>&1 | grep -m1 -o 'SIPp v[0-9.]*')"
 echo
-printf '%-8s %-9s %-9s %-7s %-10s %-13s %-12s %-6s %s\n' rate calls ok failed connected "cpu-s/1000" "achieved/s" clean "db-cpu-s/1000"
+printf '%-8s %-6s %-9s %-9s %-7s %-10s %-13s %-12s %-6s %s\n' rate via calls ok failed connected "cpu-s/1000" "achieved/s" clean "db-cpu-s/1000"
 best=0
+stop=0
 for rate in ${RATES//,/ }; do
+ for via in ${VIA//,/ }; do
   calls=$((rate * SECONDS_PER_STEP))
-  step="$OUT/step-$rate"
+  step="$OUT/step-$rate-$via"
   mkdir -p "$step"
+  if [ "$via" = menu ]; then
+    cp "$KEY_PCAP" "$step/key1.pcap"
+    scenario=caller_menu_key.xml number=700
+  else
+    scenario=caller_abandon.xml number=600
+  fi
   "$BIN" serve --config "$cfg" > "$step/server.out" 2> "$step/server.log" &
   spid=$!
   for _ in $(seq 100); do grep -q "SIP listening" "$step/server.out" 2>/dev/null && break; sleep 0.05; done
@@ -140,7 +169,7 @@ for rate in ${RATES//,/ }; do
   cpu0=$(awk '{print $14+$15}' /proc/$spid/stat)
   pg0=$(pg_cpu)
   t0=$(date +%s.%N)
-  (cd "$step" && sipp 127.0.0.1:$PORT -sf "$ROOT/tests/sipp/caller_abandon.xml" -s 600 \
+  (cd "$step" && sipp 127.0.0.1:$PORT -sf "$ROOT/tests/sipp/$scenario" -s "$number" \
       -m "$calls" -r "$rate" -rp 1000 -l $((rate * 4 + 100)) -d "$HOLD_MS" \
       -i 127.0.0.1 -p 26300 -cp 26301 -mp 26400 -t u1 -nostdin \
       -timeout $((SECONDS_PER_STEP + 40))s -timeout_error \
@@ -173,11 +202,13 @@ for rate in ${RATES//,/ }; do
   clean=no
   if [ "$crc" = 0 ] && [ "$failed" = 0 ] && [ "$ok" = "$calls" ] && [ "$connected" = "$calls" ]; then
     clean=yes
-    best=$rate
   fi
-  printf '%-8s %-9s %-9s %-7s %-10s %-13.3f %-12.1f %-6s %.3f\n' "$rate" "$calls" "$ok" "$failed" "$connected" "$per1000" "$achieved" "$clean" "$db1000"
-  echo "$rate;$calls;$ok;$failed;$connected;$per1000;$achieved;$clean;$db1000" >> "$OUT/results.csv"
-  [ "$clean" = yes ] || break
+  printf '%-8s %-6s %-9s %-9s %-7s %-10s %-13.3f %-12.1f %-6s %.3f\n' "$rate" "$via" "$calls" "$ok" "$failed" "$connected" "$per1000" "$achieved" "$clean" "$db1000"
+  echo "$rate;$via;$calls;$ok;$failed;$connected;$per1000;$achieved;$clean;$db1000" >> "$OUT/results.csv"
+  [ "$clean" = yes ] || { stop=1; break; }
+ done
+ [ "$stop" = 0 ] || break
+ best=$rate
 done
 echo
 echo "highest clean rate: $best calls/s (0 failed, every call connected to an agent)"
