@@ -59,6 +59,7 @@ fn sidecar(call: u64) -> Box<Sidecar> {
         dropped_frames: 0,
         sha256: None,
         repaired: false,
+        mailbox: None,
     })
 }
 

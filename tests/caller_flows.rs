@@ -8,6 +8,7 @@ mod common;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use common::phone::{classify, Phone};
 use common::{Server, ServerConfig, SippRun};
 use store::{CallRow, Store};
 
@@ -113,4 +114,87 @@ fn rfc_4733_keys_walk_the_menu_into_the_chosen_queue_with_the_digits_in_the_reco
     assert_eq!(r.variables, vec![("reason".into(), "buy".into())]);
     let log = std::fs::read_to_string(server.dir().join("data/queue_log")).unwrap_or_default();
     assert_eq!(log.matches("ENTERQUEUE").count(), 2, "{log}");
+}
+
+/// The caller's tone (what the message holds).
+const CALLER_HZ: f64 = 1200.0;
+
+/// A caller (baresip, sending a 1,200 Hz tone) leaves a message for user 1003, whose phone
+/// is not registered; when 1003's desk phone (SIPp) registers it gets the message-waiting
+/// NOTIFY; then 1003 (baresip) dials *97, keys the PIN and hears the caller's tone played
+/// back.
+#[test]
+fn a_message_left_for_an_absent_user_lights_their_phone_and_plays_back() {
+    let prompts = concat!(env!("CARGO_MANIFEST_DIR"), "/config/prompts");
+    let server = Server::start(&ServerConfig {
+        files: vec![(
+            "voicemail.toml".into(),
+            format!(
+                "[voicemail]\nnumber = \"*97\"\nprompts = \"{prompts}/voicemail\"\n\n\
+                 [mailboxes.1003]\npin = \"2468\"\n"
+            ),
+        )],
+        calls_extra: format!("prompts = \"{prompts}\"\n"),
+        ..ServerConfig::default()
+    });
+    // The message: the greeting (4.5 s) and the beep, then about 3 s of the caller's tone.
+    let mut caller = Phone::start(&server, 1006, CALLER_HZ);
+    caller.drain();
+    caller.command("dial", "1003");
+    caller.wait_event("CALL_ESTABLISHED", Duration::from_secs(5));
+    std::thread::sleep(Duration::from_secs(8));
+    caller.command("hangup", "");
+    caller.wait_event("CALL_CLOSED", Duration::from_secs(5));
+    let db = server.dir().join("data/switchboard.db");
+    let mut stored = Vec::new();
+    common::wait_until(Duration::from_secs(10), "the stored message", || {
+        stored = Store::open_read_only(&db)
+            .and_then(|s| s.messages())
+            .unwrap_or_default();
+        !stored.is_empty()
+    });
+    assert_eq!(stored.len(), 1);
+    let m = &stored[0];
+    assert_eq!((m.mailbox.as_str(), m.status.as_str()), ("1003", "new"));
+    assert!(
+        (2000..5000).contains(&m.duration_ms),
+        "about 3 s recorded after the beep: {m:?}"
+    );
+    let r = &records(&server, 1)[0];
+    assert_eq!(r.outcome, "voicemail");
+
+    // 1003's desk phone registers and is told a message waits (the scenario checks the
+    // NOTIFY's body and unregisters once it has answered it).
+    let desk = common::agent_phones(&server, 1003..=1003, "mwi_notify.xml", 1, &[]).wait();
+    assert_eq!(
+        desk.successful(),
+        1,
+        "the desk phone got its message-waiting NOTIFY: {}\n{}",
+        desk.diagnostics(),
+        server.log()
+    );
+
+    // 1003 listens.
+    let mut owner = Phone::start(&server, 1003, 500.0);
+    owner.drain();
+    owner.command("dial", "*97");
+    owner.wait_event("CALL_ESTABLISHED", Duration::from_secs(5));
+    std::thread::sleep(Duration::from_millis(1500));
+    for key in ["2", "4", "6", "8", "#"] {
+        owner.command("sndcode", key);
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    // "You have 1 new messages", then the message.
+    std::thread::sleep(Duration::from_secs(8));
+    owner.command("hangup", "");
+    owner.wait_event("CALL_CLOSED", Duration::from_secs(5));
+    let heard = classify(&owner.last_heard(), &[CALLER_HZ, 500.0]);
+    let tone = heard.iter().filter(|w| **w == Some(CALLER_HZ)).count();
+    assert!(
+        tone >= 20,
+        "the caller's tone played back in {tone} windows of 100 ms\n{}",
+        server.log()
+    );
+    let rows = records(&server, 2);
+    assert!(rows.iter().any(|r| r.outcome == "mailbox"), "{rows:?}");
 }

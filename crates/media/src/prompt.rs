@@ -59,6 +59,15 @@ impl Prompt {
 
     /// Read an 8 kHz mono PCM WAV file.
     pub fn load(path: &Path) -> Result<Prompt, PromptError> {
+        Prompt::read(path, false)
+    }
+
+    /// Read the first channel of an 8 kHz PCM WAV file (a recording's caller side).
+    pub fn load_first_channel(path: &Path) -> Result<Prompt, PromptError> {
+        Prompt::read(path, true)
+    }
+
+    fn read(path: &Path, first_channel: bool) -> Result<Prompt, PromptError> {
         let reader = hound::WavReader::open(path).map_err(|source| PromptError::Read {
             path: path.to_owned(),
             source,
@@ -71,9 +80,10 @@ impl Prompt {
         if spec.sample_rate != 8000 {
             return Err(bad(format!("sample rate is {} Hz", spec.sample_rate)));
         }
-        if spec.channels != 1 {
+        if spec.channels != 1 && !first_channel {
             return Err(bad(format!("{} channels", spec.channels)));
         }
+        let channels = usize::from(spec.channels.max(1));
         if spec.sample_format != hound::SampleFormat::Int || !matches!(spec.bits_per_sample, 8 | 16)
         {
             return Err(bad(format!(
@@ -84,6 +94,7 @@ impl Prompt {
         let shift = 16 - spec.bits_per_sample;
         let samples: Result<Vec<i16>, _> = reader
             .into_samples::<i16>()
+            .step_by(channels)
             .map(|s| s.map(|v| v << shift))
             .collect();
         let samples = samples.map_err(|source| PromptError::Read {

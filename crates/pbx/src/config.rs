@@ -101,6 +101,8 @@ pub enum Closed {
     Announcement(Prompt),
     /// Sent to another queue (by name), which may have hours of its own.
     Queue(String),
+    /// Answered to leave a message in this mailbox.
+    Voicemail(String),
 }
 
 /// An agent: an ACD agent tied to a SIP account whose registered phones ring for offers.
@@ -166,6 +168,8 @@ pub struct PbxConfig {
     pub recording_pause_key: String,
     /// IVR menus.
     pub menus: Vec<std::sync::Arc<Menu>>,
+    /// Voicemail, if configured.
+    pub voicemail: Option<VoicemailSetup>,
 }
 
 impl Default for PbxConfig {
@@ -183,6 +187,7 @@ impl Default for PbxConfig {
             recording_seed: 0,
             recording_pause_key: "*1".into(),
             menus: Vec::new(),
+            voicemail: None,
         }
     }
 }
@@ -271,6 +276,79 @@ pub enum Step {
     Repeat,
     /// Play this, then hang up.
     Announce(Prompt),
+    /// Leave a message in this mailbox.
+    Voicemail(String),
     /// Hang up.
     HangUp,
+}
+
+/// A voicemail box: a user's, or a queue's shared one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mailbox {
+    /// Its name (a user's mailbox is named after the user).
+    pub name: String,
+    /// Digits that open it.
+    pub pin: String,
+    /// Users whose phones get its message-waiting indication.
+    pub notify: Vec<String>,
+    /// A dial string that opens it for listening (a user's own mailbox also opens from the
+    /// voicemail number).
+    pub access: Option<String>,
+}
+
+/// What callers and mailbox owners hear.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VoicemailPrompts {
+    /// "Please leave a message after the tone; press # when you are done."
+    pub leave: Prompt,
+    /// "Your message has been recorded. Goodbye."
+    pub recorded: Prompt,
+    /// "Please enter your PIN, then press #."
+    pub enter_pin: Prompt,
+    /// "That PIN is not correct."
+    pub wrong_pin: Prompt,
+    /// "You have"
+    pub you_have: Prompt,
+    /// "new messages"
+    pub new_messages: Prompt,
+    /// "Press 7 to delete, 9 to save, 6 for the next message, 4 to hear it again."
+    pub options: Prompt,
+    /// "Message deleted."
+    pub deleted: Prompt,
+    /// "Message saved."
+    pub saved: Prompt,
+    /// "No more messages. Goodbye."
+    pub no_more: Prompt,
+}
+
+/// Voicemail: where messages are left and how mailboxes are opened.
+#[derive(Debug, Clone)]
+pub struct VoicemailSetup {
+    /// A user dials this to hear their own mailbox.
+    pub number: String,
+    /// The longest message.
+    pub max_length: Duration,
+    /// The prompts.
+    pub prompts: VoicemailPrompts,
+    /// The mailboxes.
+    pub mailboxes: Vec<Mailbox>,
+}
+
+/// A voicemail message, as call control keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    /// The store's id.
+    pub id: u64,
+    /// Its mailbox.
+    pub mailbox: String,
+    /// The WAV file.
+    pub file: std::path::PathBuf,
+    /// Who left it (their number).
+    pub caller: String,
+    /// When.
+    pub received: std::time::SystemTime,
+    /// How long.
+    pub length: Duration,
+    /// Not listened to yet.
+    pub new: bool,
 }

@@ -41,10 +41,11 @@ pub mod schedule;
 pub mod service;
 
 pub use config::{
-    AgentSetup, Announcements, Choice, Closed, FeatureCodes, Hours, Menu, MenuHours, MenuKind,
-    PbxConfig, QueueSetup, RecordPolicy, Step, TrunkRule,
+    AgentSetup, Announcements, Choice, Closed, FeatureCodes, Hours, Mailbox, Menu, MenuHours,
+    MenuKind, Message, PbxConfig, QueueSetup, RecordPolicy, Step, TrunkRule, VoicemailPrompts,
+    VoicemailSetup,
 };
 pub use control::{
     AgentRequest, CallControl, Held, MediaInput, MediaPorts, MediaRequest, MediaTotals, Now,
-    Output, RecordingRequest,
+    Output, RecordingRequest, VoicemailInput, VoicemailRequest,
 };

@@ -32,6 +32,10 @@ pub enum Outcome {
     /// An IVR menu ended the call: its hang-up choice or announcement, or no valid answer
     /// after its tries.
     Menu,
+    /// The caller was sent to voicemail (whether or not they left a message).
+    Voicemail,
+    /// A mailbox owner listened to their messages.
+    Mailbox,
     /// Something went wrong (no ACK, no usable SDP, a silent leg before anyone answered).
     Failed,
     /// The server shut down during the call.
@@ -53,6 +57,8 @@ impl Outcome {
             Outcome::FeatureCode => "feature_code",
             Outcome::Closed => "closed",
             Outcome::Menu => "menu",
+            Outcome::Voicemail => "voicemail",
+            Outcome::Mailbox => "mailbox",
             Outcome::Failed => "failed",
             Outcome::Shutdown => "shutdown",
         }

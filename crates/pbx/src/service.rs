@@ -17,6 +17,8 @@ use std::time::{Duration, Instant, SystemTime};
 use media::relay::{Leg, MediaConfig, MediaEvent, Relay, Session, SessionCommand, SessionId};
 use sip::SipEvent;
 use sip_transport::{SipCommand, SipHandle};
+
+use crate::control::{VoicemailInput, VoicemailRequest};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
@@ -63,6 +65,8 @@ pub enum PbxEvent {
     },
     /// The recorder finished a call's recording.
     Recording(crate::recorder::service::FinishedRecording),
+    /// A voicemail message was listened to and kept, or deleted.
+    Voicemail(crate::control::VoicemailRequest),
 }
 
 /// Where [`PbxEvent`]s go: a bounded queue (a `std` channel, for the storage thread) that
@@ -160,10 +164,22 @@ impl AgentRequests {
     }
 }
 
+/// Tells call control about voicemail messages the store took (from the storage thread).
+#[derive(Debug, Clone)]
+pub struct VoicemailInbox(mpsc::Sender<VoicemailInput>);
+
+impl VoicemailInbox {
+    /// Message `m` was stored; `false` when call control is not running or is far behind.
+    pub fn stored(&self, m: crate::config::Message) -> bool {
+        self.0.try_send(VoicemailInput::Stored(m)).is_ok()
+    }
+}
+
 /// A running call-control service.
 #[derive(Debug)]
 pub struct PbxHandle {
     stop: Option<oneshot::Sender<()>>,
+    voicemail: mpsc::Sender<VoicemailInput>,
     reloads: mpsc::Sender<PbxConfig>,
     agent_requests: mpsc::Sender<AgentAsk>,
     faults: mpsc::Sender<()>,
@@ -182,6 +198,11 @@ impl PbxHandle {
     /// Where requests for an agent's state go (from a supervisor, over the web).
     pub fn agent_requests(&self) -> AgentRequests {
         AgentRequests(self.agent_requests.clone())
+    }
+
+    /// Where the store reports voicemail messages it took.
+    pub fn voicemail_inbox(&self) -> VoicemailInbox {
+        VoicemailInbox(self.voicemail.clone())
     }
 
     /// Wait until the call-control or the ACD task ends by itself (a panic, or a return
@@ -220,7 +241,8 @@ impl PbxHandle {
     }
 }
 
-/// Start the ACD task and the call-control task. `sip_events` is the SIP task's event queue.
+/// Start the ACD task and the call-control task. `sip_events` is the SIP task's event queue;
+/// `messages` the voicemail messages the store keeps.
 pub fn start(
     cfg: PbxConfig,
     media: MediaConfig,
@@ -228,6 +250,7 @@ pub fn start(
     sip: &SipHandle,
     sip_events: mpsc::Receiver<SipEvent>,
     events: Option<EventSink>,
+    messages: Vec<crate::config::Message>,
 ) -> Result<PbxHandle, PbxError> {
     let (engine, queues, agents) = build_acd(&cfg, cfg.seed)?;
     let (acd_tx, acd_rx) = mpsc::channel(4096);
@@ -241,7 +264,7 @@ pub fn start(
         events.clone(),
     ));
     let relay = Relay::new(media, media_tx);
-    let control = CallControl::new(
+    let mut control = CallControl::new(
         cfg,
         recorder.is_some(),
         sip.locations.clone(),
@@ -249,11 +272,14 @@ pub fn start(
         &agents,
         now(),
     );
+    control.load_messages(messages);
+    let (vm_tx, vm_rx) = mpsc::channel(1024);
     let media = MediaSide {
         relay: relay.clone(),
         recorder,
         sessions: HashMap::new(),
         events,
+        voicemail: vm_tx.clone(),
     };
     let (stop_tx, stop_rx) = oneshot::channel();
     let (reload_tx, reload_rx) = mpsc::channel(4);
@@ -268,6 +294,7 @@ pub fn start(
             media_events: media_rx,
             reloads: reload_rx,
             agent_requests: ask_rx,
+            voicemail: vm_rx,
             faults: fault_rx,
             stop: stop_rx,
         },
@@ -276,6 +303,7 @@ pub fn start(
     ));
     Ok(PbxHandle {
         stop: Some(stop_tx),
+        voicemail: vm_tx,
         reloads: reload_tx,
         agent_requests: ask_tx,
         faults: fault_tx,
@@ -292,6 +320,8 @@ struct MediaSide {
     sessions: HashMap<SessionId, Session>,
     /// Where call records and agent states go.
     events: Option<EventSink>,
+    /// Where a voicemail message read from its file goes (back to call control).
+    voicemail: mpsc::Sender<VoicemailInput>,
 }
 
 impl MediaSide {
@@ -413,6 +443,26 @@ impl Outbox {
                         e.send(PbxEvent::AgentState(s));
                     }
                 }
+                Output::Voicemail(VoicemailRequest::Load {
+                    call,
+                    message,
+                    file,
+                }) => {
+                    let back = media.voicemail.clone();
+                    tokio::task::spawn_blocking(move || {
+                        let audio = read_message(&file);
+                        let _ = back.blocking_send(VoicemailInput::Loaded {
+                            call,
+                            message,
+                            audio,
+                        });
+                    });
+                }
+                Output::Voicemail(status) => {
+                    if let Some(e) = &media.events {
+                        e.send(PbxEvent::Voicemail(status));
+                    }
+                }
             }
         }
     }
@@ -455,6 +505,7 @@ struct Inputs {
     media_events: mpsc::Receiver<MediaEvent>,
     reloads: mpsc::Receiver<PbxConfig>,
     agent_requests: mpsc::Receiver<AgentAsk>,
+    voicemail: mpsc::Receiver<VoicemailInput>,
     faults: mpsc::Receiver<()>,
     stop: oneshot::Receiver<()>,
 }
@@ -472,6 +523,7 @@ async fn run(
         mut media_events,
         mut reloads,
         mut agent_requests,
+        mut voicemail,
         mut faults,
         mut stop,
     } = inputs;
@@ -504,6 +556,7 @@ async fn run(
             Some((agent, want, reply)) = agent_requests.recv() => {
                 let _ = reply.send(control.agent_request(&agent, want));
             }
+            Some(v) = voicemail.recv() => control.on_voicemail(now(), v),
             Some(()) = faults.recv() => panic!("fault injected into call control"),
             p = sip_tx.reserve(), if !out.sip.is_empty() => {
                 if let (Ok(p), Some(c)) = (p, out.sip.pop_front()) {
@@ -542,4 +595,11 @@ async fn run(
     for r in out.acd.drain(..) {
         let _ = acd_tx.try_send(r);
     }
+}
+
+/// A voicemail message's audio: the caller's channel of its recording.
+fn read_message(path: &std::path::Path) -> Option<media::prompt::Prompt> {
+    media::prompt::Prompt::load_first_channel(path)
+        .map_err(|e| warn!(error = %e, "voicemail message unreadable"))
+        .ok()
 }

@@ -53,6 +53,9 @@ pub struct Sidecar {
     pub sha256: Option<String>,
     /// The file was finished by repair after a crash.
     pub repaired: bool,
+    /// For a voicemail message: its mailbox.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mailbox: Option<String>,
 }
 
 /// Format a time as RFC 3339 UTC with milliseconds.
@@ -436,6 +439,7 @@ pub fn repair_one(part: &Path) -> Result<PathBuf, RepairError> {
             dropped_frames: 0,
             sha256: None,
             repaired: true,
+            mailbox: None,
         });
     sc.end = modified.map(utc);
     sc.duration = data_len as f64 / block as f64 / 8000.0;

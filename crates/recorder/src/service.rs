@@ -126,6 +126,8 @@ pub struct FinishedRecording {
     pub duration: Duration,
     /// When it was finished.
     pub finished: SystemTime,
+    /// For a voicemail message: its mailbox (and who left it, the caller's number).
+    pub mailbox: Option<(String, String)>,
 }
 
 /// Told of every finished recording (from a blocking-pool thread; it must not block).
@@ -464,6 +466,7 @@ fn command(
                                 bytes: std::fs::metadata(&path).map_or(0, |m| m.len()),
                                 duration: Duration::from_secs_f64(sc.duration.max(0.0)),
                                 finished: end,
+                                mailbox: sc.mailbox.clone().map(|m| (m, sc.caller.clone())),
                             });
                         }
                         info!(

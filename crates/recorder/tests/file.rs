@@ -35,6 +35,7 @@ fn sidecar(call: u64) -> Sidecar {
         dropped_frames: 0,
         sha256: None,
         repaired: false,
+        mailbox: None,
     }
 }
 

@@ -184,6 +184,9 @@ pub struct EndpointConfig {
     pub secret: [u8; 32],
     /// Seed for tags and branches.
     pub seed: u64,
+    /// Pass NOTIFY requests to the application instead of answering 405 (a phone, which
+    /// takes message-waiting NOTIFYs; a server has no use for them).
+    pub accept_notify: bool,
 }
 
 impl Default for EndpointConfig {
@@ -203,6 +206,7 @@ impl Default for EndpointConfig {
             force_rport: true,
             secret: [0; 32],
             seed: 0,
+            accept_notify: false,
         }
     }
 }
@@ -1212,6 +1216,7 @@ impl Endpoint {
         }
         match &req.method {
             Method::Extension(_) => return simple(self, 501, &[("Allow", ALLOW)]),
+            Method::Notify if self.cfg.accept_notify => {}
             Method::Message
             | Method::Subscribe
             | Method::Notify
@@ -1230,7 +1235,9 @@ impl Endpoint {
                 // application/dtmf).
                 let info = req.method == Method::Info;
                 let known = mime.eq_ignore_ascii_case("application/sdp")
-                    || (info && INFO_DTMF.iter().any(|t| mime.eq_ignore_ascii_case(t)));
+                    || (info && INFO_DTMF.iter().any(|t| mime.eq_ignore_ascii_case(t)))
+                    || (req.method == Method::Notify
+                        && mime.eq_ignore_ascii_case("application/simple-message-summary"));
                 if !req.body.is_empty() && !known {
                     let accept = if info { INFO_ACCEPT } else { ACCEPT };
                     return simple(self, 415, &[("Accept", accept)]);

@@ -55,9 +55,11 @@ mod pg;
 pub mod report;
 mod review;
 mod sqlite;
+mod voicemail;
 pub use occupancy::AgentTime;
 pub use report::{AgentInterval, QueueInterval};
 pub use review::{AuditRow, CallFilter, EndedRow, FoundCall, RecordingRow, ReviewRow};
+pub use voicemail::MessageRow;
 
 /// What can go wrong with storage.
 #[derive(Debug, thiserror::Error)]

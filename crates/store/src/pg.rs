@@ -16,6 +16,7 @@ use postgres::{Client, Config, NoTls, Row, Statement, Transaction};
 
 use crate::report::{AgentInterval, QueueCount};
 use crate::review::{AuditRow, CallFilter, EndedRow, FoundCall, RecordingRow, ReviewRow};
+use crate::voicemail::MessageRow;
 use crate::{AgentStateRow, AttemptRow, CallRow, StoreError};
 
 /// How long a connection attempt may take (unless the URL says `connect_timeout`).
@@ -114,6 +115,17 @@ CREATE TABLE IF NOT EXISTS audit (
     detail TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS audit_at ON audit (at_ms);
+CREATE TABLE IF NOT EXISTS messages (
+    id BIGSERIAL PRIMARY KEY,
+    call_id BIGINT NOT NULL UNIQUE,
+    mailbox TEXT NOT NULL,
+    caller TEXT NOT NULL,
+    file TEXT NOT NULL,
+    received_ms BIGINT NOT NULL,
+    duration_ms BIGINT NOT NULL,
+    status TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS messages_mailbox ON messages (mailbox, status);
 ";
 
 /// The columns of a call, then `$tail` (a `WHERE`…), as one constant statement text.
@@ -519,6 +531,61 @@ impl Postgres {
                 sha256 = excluded.sha256, bytes = excluded.bytes,
                 duration_ms = excluded.duration_ms, finished_ms = excluded.finished_ms"],
         )
+    }
+
+    pub(crate) fn insert_message(&mut self, m: &MessageRow) -> Result<i64, StoreError> {
+        self.with(|c| {
+            let stmt = c.prepare(
+                "INSERT INTO messages
+                    (call_id, mailbox, caller, file, received_ms, duration_ms, status)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)
+                 ON CONFLICT (call_id) DO UPDATE SET call_id = excluded.call_id
+                 RETURNING id",
+            )?;
+            c.client
+                .query_one(
+                    &stmt,
+                    &[
+                        &(m.call_id as i64),
+                        &m.mailbox,
+                        &m.caller,
+                        &m.file,
+                        &m.received_ms,
+                        &m.duration_ms,
+                        &m.status,
+                    ],
+                )?
+                .try_get(0)
+        })
+    }
+
+    pub(crate) fn messages(&self) -> Result<Vec<MessageRow>, StoreError> {
+        self.with(|c| {
+            c.rows(
+                "SELECT id, call_id, mailbox, caller, file, received_ms, duration_ms, status
+                 FROM messages WHERE status <> 'deleted' ORDER BY received_ms, id",
+                &[],
+                |r| {
+                    Ok(MessageRow {
+                        id: r.try_get(0)?,
+                        call_id: r.try_get::<_, i64>(1)? as u64,
+                        mailbox: r.try_get(2)?,
+                        caller: r.try_get(3)?,
+                        file: r.try_get(4)?,
+                        received_ms: r.try_get(5)?,
+                        duration_ms: r.try_get(6)?,
+                        status: r.try_get(7)?,
+                    })
+                },
+            )
+        })
+    }
+
+    pub(crate) fn set_message_status(&mut self, id: i64, status: &str) -> Result<(), StoreError> {
+        self.with(|c| {
+            let stmt = c.prepare("UPDATE messages SET status = $2 WHERE id = $1")?;
+            c.client.execute(&stmt, &[&id, &status]).map(|_| ())
+        })
     }
 
     pub(crate) fn recording(&self, call_id: u64) -> Result<Option<RecordingRow>, StoreError> {

@@ -94,6 +94,7 @@ impl Sqlite {
             .map_err(db)?;
         conn.execute_batch(SCHEMA).map_err(db)?;
         conn.execute_batch(review::SCHEMA).map_err(db)?;
+        conn.execute_batch(crate::voicemail::SCHEMA).map_err(db)?;
         add_columns(&conn).map_err(db)?;
         Ok(Sqlite {
             conn,

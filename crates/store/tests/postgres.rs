@@ -483,3 +483,48 @@ fn a_large_batch_goes_in_whole_and_in_order() {
     assert_eq!(lite.agent_states("Ada").unwrap(), states);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Voicemail messages: stored once per call, listed until deleted, statuses kept.
+fn check_messages(s: &mut Store) {
+    let m = |call: u64, mailbox: &str, at: i64| store::MessageRow {
+        call_id: call,
+        mailbox: mailbox.into(),
+        caller: "+4930123456".into(),
+        file: format!("2027/01/15/{call}.wav"),
+        received_ms: at,
+        duration_ms: 4200,
+        status: "new".into(),
+        ..Default::default()
+    };
+    let a = s.insert_message(&m(10, "1003", T0 + 5)).unwrap();
+    let b = s.insert_message(&m(11, "support", T0 + 1)).unwrap();
+    assert_ne!(a, b);
+    // The same call's message again (a retried write) is the same message.
+    assert_eq!(s.insert_message(&m(10, "1003", T0 + 5)).unwrap(), a);
+    let all = s.messages().unwrap();
+    assert_eq!(
+        all.iter().map(|x| x.call_id).collect::<Vec<_>>(),
+        [11, 10],
+        "oldest first"
+    );
+    assert_eq!(all[1].id, a);
+    assert_eq!(all[1].file, "2027/01/15/10.wav");
+    s.set_message_status(b, "saved").unwrap();
+    s.set_message_status(a, "deleted").unwrap();
+    let left = s.messages().unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!((left[0].id, left[0].status.as_str()), (b, "saved"));
+}
+
+#[test]
+fn voicemail_messages_are_kept_alike_in_sqlite_and_postgresql() {
+    let dir = std::env::temp_dir().join(format!("store-messages-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    check_messages(&mut Store::open(&dir.join("calls.db")).unwrap());
+    let _ = std::fs::remove_dir_all(&dir);
+    let Some(server) = pg::Server::start("messages") else {
+        return;
+    };
+    check_messages(&mut Store::connect(&server.create_db("messages")).unwrap());
+}

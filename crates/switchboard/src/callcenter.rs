@@ -24,6 +24,7 @@ use serde::Deserialize;
 use crate::config::{ConfigError, Findings, KeyPath, Overrides, Presence, Report, TomlFile};
 
 mod menus;
+mod voicemail;
 
 // ------------------------------------------------------------------ switchboard.toml tables
 
@@ -329,6 +330,8 @@ pub(crate) struct CallCenter {
     pub(crate) recording_pause_key: String,
     /// IVR menus of ivr.toml.
     pub(crate) menus: Vec<std::sync::Arc<pbx::Menu>>,
+    /// Voicemail of voicemail.toml.
+    pub(crate) voicemail: Option<pbx::VoicemailSetup>,
 }
 
 /// The closest name within edit distance 2, ignoring case, for "did you mean" (the first in
@@ -357,6 +360,21 @@ fn suggest<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> Option<
 
 fn did_you_mean<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> String {
     suggest(word, candidates).map_or(String::new(), |s| format!("; did you mean \"{s}\"?"))
+}
+
+/// A `voicemail:<mailbox>` names a mailbox of voicemail.toml.
+fn check_mailbox(r: &mut Report<'_>, key: &KeyPath, mailbox: &str, known: &Known<'_>) {
+    if let Some(names) = &known.mailboxes {
+        if !names.contains(mailbox) {
+            r.err(
+                key,
+                format!(
+                    "unknown mailbox \"{mailbox}\" (a [mailboxes.NAME] of voicemail.toml){}",
+                    did_you_mean(mailbox, names.iter().copied())
+                ),
+            );
+        }
+    }
 }
 
 /// What is wrong with `number` as the number of a queue or menu: not a dial string, or
@@ -448,6 +466,8 @@ struct Known<'a> {
     skills: Option<HashSet<&'a str>>,
     /// Schedules of schedules.toml (`None` when it did not load).
     schedules: Option<&'a HashMap<String, std::sync::Arc<pbx::schedule::Schedule>>>,
+    /// Mailboxes of voicemail.toml (`None` when it did not load).
+    mailboxes: Option<HashSet<&'a str>>,
 }
 
 /// Validate and build the call-center settings: the call-center tables of switchboard.toml
@@ -499,6 +519,11 @@ pub(crate) fn build(
         &mut found.errors,
     )
     .map(|(file, s)| schedules_file(&mut Report::new(&file, found), &s));
+    let voicemail_read = TomlFile::read::<voicemail::VoicemailFile>(
+        dir.join("voicemail.toml"),
+        Presence::Optional,
+        &mut found.errors,
+    );
     let known = Known {
         users,
         features: tables.as_ref().map(|t| &t.calls.features),
@@ -512,6 +537,9 @@ pub(crate) fn build(
                 .collect()
         }),
         schedules: schedules.as_ref(),
+        mailboxes: voicemail_read
+            .as_ref()
+            .map(|(_, v)| v.mailboxes.keys().map(String::as_str).collect()),
     };
     let queue_setups = queues
         .as_ref()
@@ -540,6 +568,23 @@ pub(crate) fn build(
             .unwrap_or_default();
         let r = &mut Report::new(&file, found);
         menus::menus_file(r, &m, &known, &mut prompts, &queue_numbers, &surveys)
+    });
+    let voicemail_setup = voicemail_read.as_ref().map(|(file, v)| {
+        let mut numbers: HashMap<String, String> = HashMap::new();
+        if let Some((_, q)) = &queues {
+            for (name, e) in &q.queues {
+                numbers.insert(e.number.clone(), format!("queue \"{name}\""));
+            }
+        }
+        if let Some(menus) = &menus {
+            for m in menus {
+                if let Some(n) = &m.number {
+                    numbers.insert(n.clone(), format!("menu \"{}\"", m.name));
+                }
+            }
+        }
+        let r = &mut Report::new(file, found);
+        voicemail::voicemail_file(r, v, &known, &mut prompts, &numbers)
     });
     // A queue's survey is a scoring menu of ivr.toml (none when ivr.toml is missing).
     if let (Some((queues_toml, qf)), Some(menus)) = (&queues, &menus) {
@@ -573,7 +618,16 @@ pub(crate) fn build(
         Some((agents_toml, af)),
         Some(agents),
         Some(menus),
-    ) = (tables, &queues, queue_setups, &agents, agent_setups, menus)
+        Some(voicemail),
+    ) = (
+        tables,
+        &queues,
+        queue_setups,
+        &agents,
+        agent_setups,
+        menus,
+        voicemail_setup,
+    )
     else {
         return None;
     };
@@ -604,6 +658,7 @@ pub(crate) fn build(
         recording_seed: recording.seed,
         recording_pause_key: recording.pause_key,
         menus,
+        voicemail,
     })
 }
 
@@ -1111,11 +1166,15 @@ fn queue_hours(
                 None => pbx::Closed::Refuse,
             }
         }
+        Some(("voicemail", mailbox)) if !mailbox.is_empty() => {
+            check_mailbox(r, &key, mailbox, known);
+            pbx::Closed::Voicemail(mailbox.to_owned())
+        }
         Some(_) => {
             r.err(
                 &key,
                 format!(
-                    "\"{}\" must be \"refuse\", \"queue:<name>\" or \"announce:<wav file>\"",
+                    "\"{}\" must be \"refuse\", \"queue:<name>\", \"announce:<wav file>\" or \"voicemail:<mailbox>\"",
                     e.when_closed.as_deref().unwrap_or_default()
                 ),
             );
@@ -1201,10 +1260,16 @@ fn overflow(
             Some(OverflowTarget::Queue(target.to_owned()))
         }
         Some(("number", target)) => Some(OverflowTarget::External(target.to_owned())),
+        Some(("voicemail", mailbox)) if !mailbox.is_empty() => {
+            check_mailbox(r, key, mailbox, known);
+            Some(OverflowTarget::External(o.to_owned()))
+        }
         _ => {
             r.err(
                 key,
-                format!("\"{o}\" must be \"queue:<name>\" or \"number:<dial string>\""),
+                format!(
+                    "\"{o}\" must be \"queue:<name>\", \"voicemail:<mailbox>\" or \"number:<dial string>\""
+                ),
             );
             None
         }
@@ -1436,13 +1501,22 @@ mod tests {
                 "queues.toml",
                 "agents.toml",
                 "ivr.toml",
+                "voicemail.toml",
             ] {
                 std::fs::copy(shipped.join(f), dir.join(f)).unwrap();
             }
-            for e in std::fs::read_dir(shipped.join("prompts")).unwrap() {
-                let e = e.unwrap();
-                std::fs::copy(e.path(), dir.join("prompts").join(e.file_name())).unwrap();
+            fn copy_dir(from: &Path, to: &Path) {
+                std::fs::create_dir_all(to).unwrap();
+                for e in std::fs::read_dir(from).unwrap() {
+                    let e = e.unwrap();
+                    if e.file_type().unwrap().is_dir() {
+                        copy_dir(&e.path(), &to.join(e.file_name()));
+                    } else {
+                        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+                    }
+                }
             }
+            copy_dir(&shipped.join("prompts"), &dir.join("prompts"));
             for (file, find, replace) in edits {
                 let p = dir.join(file);
                 let text = if find.is_empty() {
@@ -1680,6 +1754,69 @@ schedule = "office"
     }
 
     #[test]
+    fn the_shipped_voicemail_loads_and_its_mistakes_name_file_line_and_key() {
+        let cfg = crate::config::load(&Fixture::new(&[]).0, None).unwrap();
+        let vm = cfg.callcenter.voicemail.as_ref().expect("voicemail");
+        assert_eq!(vm.number, "*97");
+        let boxes: Vec<(&str, Vec<String>)> = vm
+            .mailboxes
+            .iter()
+            .map(|m| (m.name.as_str(), m.notify.clone()))
+            .collect();
+        assert_eq!(
+            boxes,
+            [
+                ("1001", vec!["1001".to_owned()]),
+                ("1002", vec!["1002".to_owned()]),
+                ("support", vec!["1001".to_owned(), "1002".to_owned()])
+            ]
+        );
+        let bad = "[voicemail]\nnumber = \"*71\"\nmax_length = 2\nprompts = \"prompts/nowhere\"\n\n\
+                   [mailboxes.1001]\npin = \"12\"\n\n\
+                   [mailboxes.support]\npin = \"4711\"\nnotify = [\"1001\", \"9999\"]\naccess = \"600\"\n\n\
+                   [mailboxes.orphan]\npin = \"0000\"\n";
+        let f = Fixture::new(&[
+            ("voicemail.toml", "", bad),
+            (
+                "queues.toml",
+                "record = \"always\"",
+                "record = \"always\"\noverflow = \"voicemail:suport\"",
+            ),
+            (
+                "ivr.toml",
+                "3 = \"voicemail:support\"",
+                "3 = \"voicemail:nobody\"",
+            ),
+        ]);
+        let e = f.errors();
+        has(
+            &e,
+            "voicemail.toml:2: voicemail.number: \"*71\" is the login feature code",
+        );
+        has(&e, "voicemail.toml:3: voicemail.max_length: seconds, 5-600");
+        has(
+            &e,
+            "voicemail.toml:4: voicemail.prompts: no directory prompts/nowhere",
+        );
+        assert_eq!(e.matches("voicemail.prompts").count(), 1, "{e}");
+        has(&e, "voicemail.toml:7: mailboxes.1001.pin: 4-12 digits");
+        has(
+            &e,
+            "mailboxes.support.notify[1]: \"9999\" is not a user in users.toml",
+        );
+        has(&e, "voicemail.toml:12: mailboxes.support.access: \"600\" is also the number of queue \"support\"");
+        has(&e, "queues.support.overflow: unknown mailbox \"suport\"");
+        has(&e, "did you mean \"support\"?");
+        has(&e, "menus.main.choices.3: unknown mailbox \"nobody\"");
+        // Without call records there is nowhere to keep messages.
+        let f = Fixture::new(&[("switchboard.toml", "enabled = true", "enabled = false")]);
+        has(
+            &f.errors(),
+            "storage.enabled: voicemail (voicemail.toml) keeps its messages in the call records",
+        );
+    }
+
+    #[test]
     fn a_menu_nothing_leads_to_is_a_warning() {
         let extra =
             "\n[menus.orphan]\nprompt = \"prompts/moh.wav\"\nchoices = { 1 = \"hangup\" }\n";
@@ -1800,7 +1937,7 @@ schedule = "office"
             "record = \"always\"",
             "record = \"always\"\noverflow = \"somewhere\"",
         )]);
-        has(&f.errors(), "queues.support.overflow: \"somewhere\" must be \"queue:<name>\" or \"number:<dial string>\"");
+        has(&f.errors(), "queues.support.overflow: \"somewhere\" must be \"queue:<name>\", \"voicemail:<mailbox>\" or \"number:<dial string>\"");
     }
 
     #[test]

@@ -465,7 +465,7 @@ pub(crate) fn load_with_env(
         user_names.as_ref(),
         &mut found,
     );
-    let (Some((_, server, _)), Some(users), Some(mut callcenter), Some(logins)) =
+    let (Some((server_toml, server, _)), Some(users), Some(mut callcenter), Some(logins)) =
         (server, accounts, callcenter, logins)
     else {
         return Err(ConfigErrors(found.errors));
@@ -489,6 +489,13 @@ pub(crate) fn load_with_env(
                 "the web side is served ([http] bind) but there are no logins: nobody can open the wallboard (add [logins.NAME], see switchboard passwd)",
             );
         }
+    }
+    // Voicemail messages live in the call records database.
+    if callcenter.voicemail.is_some() && !server.storage.enabled {
+        Report::new(&server_toml, &mut found).err(
+            &KeyPath::top("storage").key("enabled"),
+            "voicemail (voicemail.toml) keeps its messages in the call records: storage must be enabled",
+        );
     }
     callcenter.warnings.append(&mut found.warnings);
     if !found.errors.is_empty() {

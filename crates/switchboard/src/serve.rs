@@ -149,6 +149,7 @@ fn pbx_config(cfg: &Config, contact_host: &str, seed: u64) -> pbx::PbxConfig {
         recording_seed: cc.recording_seed,
         recording_pause_key: cc.recording_pause_key.clone(),
         menus: cc.menus.clone(),
+        voicemail: cc.voicemail.clone(),
     }
 }
 
@@ -279,8 +280,25 @@ async fn serve(cfg: Config, reload: Reload) -> anyhow::Result<()> {
         let live = live.clone();
         off_the_workers(move || refill_board(&db, &live)).await;
     }
-    let (events, storage) =
-        crate::storage::start(cfg.storage.as_ref(), metrics.clone(), live.clone())?;
+    // Voicemail messages the store keeps, for call control's index.
+    let messages = match (&cfg.storage, &cc.voicemail) {
+        (Some(storage), Some(_)) => {
+            let db = storage.location.clone();
+            let root = cc.recording.dir.clone();
+            off_the_workers(move || crate::storage::load_messages(&db, &root)).await
+        }
+        _ => Vec::new(),
+    };
+    let inbox = std::sync::Arc::new(std::sync::OnceLock::new());
+    let (events, storage) = crate::storage::start(
+        cfg.storage.as_ref(),
+        metrics.clone(),
+        live.clone(),
+        crate::storage::Voicemail {
+            root: cc.recording.dir.clone(),
+            inbox: inbox.clone(),
+        },
+    )?;
     let sink = events.clone();
     let recorder = start_recorder(&cc.recording, &sink)?;
     let events = Some(events);
@@ -291,7 +309,9 @@ async fn serve(cfg: Config, reload: Reload) -> anyhow::Result<()> {
         &handle,
         events_rx,
         events,
+        messages,
     )?;
+    let _ = inbox.set(pbx.voicemail_inbox());
     info!(
         via = %ep_cfg.via_host,
         users = cfg.users.len(),

@@ -18,7 +18,9 @@ use pbx::acd::{QueueLogEvent, QueueLogKind};
 use pbx::record::{AgentStateChange, CallRecord};
 use pbx::recorder::service::FinishedRecording;
 use pbx::service::{EventSink, PbxEvent};
-use store::{AgentStateRow, AttemptRow, CallRow, Location, QueueLog, RecordingRow, Store};
+use store::{
+    AgentStateRow, AttemptRow, CallRow, Location, MessageRow, QueueLog, RecordingRow, Store,
+};
 use tracing::{error, info, warn};
 
 use crate::config;
@@ -48,11 +50,53 @@ impl StorageHandle {
     }
 }
 
+/// Where voicemail messages go once stored: their files' root (the recordings directory)
+/// and call control's inbox (set once call control runs).
+#[derive(Debug, Clone)]
+pub(crate) struct Voicemail {
+    pub(crate) root: std::path::PathBuf,
+    pub(crate) inbox: Arc<std::sync::OnceLock<pbx::service::VoicemailInbox>>,
+}
+
+/// A stored message as call control keeps it.
+fn message(root: &std::path::Path, m: &MessageRow) -> pbx::Message {
+    pbx::Message {
+        id: m.id as u64,
+        mailbox: m.mailbox.clone(),
+        file: root.join(&m.file),
+        caller: m.caller.clone(),
+        received: UNIX_EPOCH + Duration::from_millis(m.received_ms.max(0) as u64),
+        length: Duration::from_millis(m.duration_ms.max(0) as u64),
+        new: m.status == "new",
+    }
+}
+
+/// The voicemail messages the database keeps (none, said in the log, when it cannot be
+/// read).
+pub(crate) fn load_messages(db: &Location, root: &std::path::Path) -> Vec<pbx::Message> {
+    if let Location::Sqlite(path) = db {
+        if !path.exists() {
+            return Vec::new();
+        }
+    }
+    match db.open_read_only().and_then(|s| s.messages()) {
+        Ok(rows) => {
+            info!(messages = rows.len(), "voicemail messages loaded");
+            rows.iter().map(|m| message(root, m)).collect()
+        }
+        Err(e) => {
+            error!(error = %e, "voicemail messages could not be read: mailboxes look empty until a restart");
+            Vec::new()
+        }
+    }
+}
+
 /// Open the database and the queue log (when `cfg` says so) and start the thread.
 pub(crate) fn start(
     cfg: Option<&config::Storage>,
     metrics: Arc<web::Metrics>,
     live: Arc<web::Live>,
+    voicemail: Voicemail,
 ) -> anyhow::Result<(EventSink, StorageHandle)> {
     let counts = Arc::new(SpillCounts::default());
     let files = match cfg {
@@ -70,7 +114,7 @@ pub(crate) fn start(
     let counted = pending.clone();
     let thread = std::thread::Builder::new()
         .name("storage".into())
-        .spawn(move || run(files, rx, &metrics, &live, &counted))?;
+        .spawn(move || run(files, rx, &metrics, &live, &counted, &voicemail))?;
     Ok((
         EventSink::new(tx),
         StorageHandle {
@@ -220,8 +264,11 @@ fn run(
     metrics: &web::Metrics,
     live: &web::Live,
     pending: &AtomicU64,
+    voicemail: &Voicemail,
 ) {
     let mut recordings: Vec<RecordingRow> = Vec::new();
+    let mut messages: Vec<MessageRow> = Vec::new();
+    let mut statuses: Vec<(i64, &'static str)> = Vec::new();
     let mut calls: Vec<CallRow> = Vec::new();
     let mut states: Vec<AgentStateRow> = Vec::new();
     let mut lines: Vec<String> = Vec::new();
@@ -230,8 +277,16 @@ fn run(
                      states: &mut Vec<AgentStateRow>,
                      lines: &mut Vec<String>,
                      failing: &mut bool,
-                     recordings: &mut Vec<RecordingRow>| {
+                     recordings: &mut Vec<RecordingRow>,
+                     messages: &mut Vec<MessageRow>,
+                     statuses: &mut Vec<(i64, &'static str)>| {
         write_recordings(files.as_mut().map(|f| &mut f.0), recordings);
+        write_messages(
+            files.as_mut().map(|f| &mut f.0),
+            messages,
+            statuses,
+            voicemail,
+        );
         match files.as_mut() {
             Some((db, qlog, spill)) => write(db, qlog, spill, calls, states, lines, failing),
             None => {
@@ -254,7 +309,16 @@ fn run(
                     &mut lines,
                     &mut failing,
                     &mut recordings,
+                    &mut messages,
+                    &mut statuses,
                 );
+                if !messages.is_empty() || !statuses.is_empty() {
+                    error!(
+                        messages = messages.len(),
+                        statuses = statuses.len(),
+                        "storage stopped with voicemail the database did not take"
+                    );
+                }
                 if !calls.is_empty() || !states.is_empty() {
                     error!(
                         calls = calls.len(),
@@ -281,7 +345,23 @@ fn run(
                 let unix = at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
                 lines.push(event.to_queue_log_line(unix));
             }
-            PbxEvent::Recording(f) => recordings.push(recording_row(&f)),
+            PbxEvent::Recording(f) => match &f.mailbox {
+                Some((mailbox, caller)) => messages.push(MessageRow {
+                    id: 0,
+                    call_id: f.call,
+                    mailbox: mailbox.clone(),
+                    caller: caller.clone(),
+                    file: f.file.to_string_lossy().into_owned(),
+                    received_ms: ms(f.finished),
+                    duration_ms: dur_ms(f.duration),
+                    status: "new".into(),
+                }),
+                None => recordings.push(recording_row(&f)),
+            },
+            PbxEvent::Voicemail(pbx::VoicemailRequest::Status { message, deleted }) => {
+                statuses.push((message as i64, if deleted { "deleted" } else { "saved" }));
+            }
+            PbxEvent::Voicemail(_) => {}
         };
         if let Some(ev) = first {
             take(ev);
@@ -295,7 +375,58 @@ fn run(
             &mut lines,
             &mut failing,
             &mut recordings,
+            &mut messages,
+            &mut statuses,
         );
+    }
+}
+
+/// Voicemail messages (then call control is told of each) and their status changes: kept
+/// until the database takes them.
+fn write_messages(
+    db: Option<&mut Store>,
+    messages: &mut Vec<MessageRow>,
+    statuses: &mut Vec<(i64, &'static str)>,
+    voicemail: &Voicemail,
+) {
+    let Some(db) = db else {
+        if !messages.is_empty() {
+            warn!(
+                messages = messages.len(),
+                "voicemail messages left but no call records database: not kept"
+            );
+        }
+        messages.clear();
+        statuses.clear();
+        return;
+    };
+    while let Some(m) = messages.first() {
+        match db.insert_message(m) {
+            Ok(id) => {
+                let mut m = messages.remove(0);
+                m.id = id;
+                info!(message = id, mailbox = %m.mailbox, seconds = m.duration_ms / 1000, "voicemail message stored");
+                match voicemail.inbox.get() {
+                    Some(inbox) if inbox.stored(message(&voicemail.root, &m)) => {}
+                    _ => warn!(message = id, "call control was not told of a voicemail message (it lists it after a restart)"),
+                }
+            }
+            Err(e) => {
+                warn!(error = %e, messages = messages.len(), "voicemail messages not stored yet; retrying");
+                return;
+            }
+        }
+    }
+    while let Some(&(id, status)) = statuses.first() {
+        match db.set_message_status(id, status) {
+            Ok(()) => {
+                statuses.remove(0);
+            }
+            Err(e) => {
+                warn!(error = %e, "voicemail status not stored yet; retrying");
+                return;
+            }
+        }
     }
 }
 

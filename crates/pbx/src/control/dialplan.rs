@@ -113,6 +113,8 @@ impl CallControl {
             survey_of: None,
             satisfaction: None,
             talk_ended: None,
+            vm: None,
+            overflow_to: None,
             busy_users: Vec::new(),
             created: now,
             queued_at: None,
@@ -181,6 +183,8 @@ impl CallControl {
             Route::Feature(f) => self.feature(now, id, f, &identity),
             Route::Closed(q) => self.closed_announcement(id, q),
             Route::Menu(m) => self.start_menu(now, id, m),
+            Route::Voicemail(m) => self.deposit(now, id, &m),
+            Route::Mailbox(m) => self.open_mailbox(now, id, m),
         }
     }
 
@@ -222,6 +226,7 @@ impl CallControl {
             match &hours.closed {
                 crate::config::Closed::Refuse => return Err(480),
                 crate::config::Closed::Announcement(_) => return Ok(Route::Closed(q)),
+                crate::config::Closed::Voicemail(m) => return Ok(Route::Voicemail(m.clone())),
                 crate::config::Closed::Queue(name) => {
                     match self
                         .dir
@@ -250,13 +255,18 @@ impl CallControl {
             .find(|m| m.number.as_deref() == Some(number))
         {
             Route::Menu(m.name.clone())
+        } else if let Some(m) = self.mailbox_for(number, caller) {
+            Route::Mailbox(m)
         } else if number == features.login {
             Route::Feature(Feature::Login)
         } else if number == features.logout {
             Route::Feature(Feature::Logout)
         } else if number == features.pause {
             Route::Feature(Feature::Pause)
-        } else if self.cfg.extensions && self.locations.contains_key(number) {
+        } else if self.cfg.extensions
+            && (self.locations.contains_key(number) || self.mailbox(number).is_some())
+        {
+            // A user with a mailbox takes messages while no phone of theirs is registered.
             Route::Extension(number.to_owned())
         } else if self.cfg.extensions && self.dir.agent_by_user(number).is_some() {
             // A known agent user that is not registered right now.
@@ -285,7 +295,9 @@ impl CallControl {
             }
             // Challenges are off: queues only, never extensions or feature codes.
             Caller::Anonymous => match route {
-                Route::Queue(_) | Route::Closed(_) | Route::Menu(_) => Ok(route),
+                Route::Queue(_) | Route::Closed(_) | Route::Menu(_) | Route::Voicemail(_) => {
+                    Ok(route)
+                }
                 _ => Err(403),
             },
         }
@@ -393,7 +405,7 @@ impl CallControl {
     pub(super) fn ring_extension(&mut self, now: Instant, id: u64, user: String) {
         let timeout = self.cfg.extension_ring_timeout;
         if !self.ring(now, id, None, &user) {
-            self.end_call(now, id, EndReason::Unreachable, None);
+            self.no_answer_or_voicemail(now, id, EndReason::Unreachable);
             return;
         }
         let call = &self.calls[&id];

@@ -330,6 +330,7 @@ impl CallControl {
         self.cfg.recording_seed = new.recording_seed;
         self.cfg.recording_pause_key = new.recording_pause_key;
         self.cfg.menus = new.menus;
+        self.cfg.voicemail = new.voicemail;
         info!(
             queues_added = sum.queues_added,
             queues_changed = sum.queues_changed,

@@ -344,7 +344,7 @@ impl CallControl {
                 } else {
                     EndReason::NoAnswer
                 };
-                self.end_call(now, id, reason, None);
+                self.no_answer_or_voicemail(now, id, reason);
             }
         }
     }

@@ -150,6 +150,9 @@ impl CallControl {
 
     /// A key from the caller (RFC 4733 or SIP INFO).
     pub(super) fn caller_key(&mut self, now: Instant, id: u64, digit: char) {
+        if self.voicemail_key(now, id, digit) {
+            return;
+        }
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
@@ -297,6 +300,10 @@ impl CallControl {
                 self.play_menu(now, id, false);
             }
             Step::HangUp => self.end_call(now, id, EndReason::MenuDone, None),
+            Step::Voicemail(mailbox) => {
+                self.leave_menu(id, Route::Voicemail(mailbox.clone()));
+                self.deposit(now, id, &mailbox);
+            }
             Step::Announce(prompt) => {
                 let Some(m) = call.ivr.as_mut() else {
                     return self.end_call(now, id, EndReason::MenuDone, None);
@@ -340,6 +347,10 @@ impl CallControl {
                     Ok(Route::Closed(q)) => {
                         self.leave_menu(id, Route::Closed(q));
                         self.closed_announcement(id, q);
+                    }
+                    Ok(Route::Voicemail(mailbox)) => {
+                        self.leave_menu(id, Route::Voicemail(mailbox.clone()));
+                        self.deposit(now, id, &mailbox);
                     }
                     _ => {
                         info!(parent: &span, queue = %name, "queue closed");

@@ -72,6 +72,9 @@ mod ivr;
 mod queueing;
 mod recording;
 mod teardown;
+mod voicemail;
+
+pub use voicemail::{VoicemailInput, VoicemailRequest};
 
 use directory::Directory;
 
@@ -103,6 +106,8 @@ pub enum Output {
     Record(Box<CallRecord>),
     /// An agent's state changed (as the ACD reports it), for storage.
     AgentState(AgentStateChange),
+    /// For the voicemail side of the service and the store.
+    Voicemail(VoicemailRequest),
 }
 
 /// What call control asks of the media relay for one session.
@@ -227,6 +232,10 @@ enum Route {
     Closed(usize),
     /// An IVR menu (by name; the call's `ivr` holds where it is in it).
     Menu(String),
+    /// Leaving a message in this mailbox.
+    Voicemail(String),
+    /// The owner listening to this mailbox.
+    Mailbox(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -330,6 +339,10 @@ struct Call {
     satisfaction: Option<u8>,
     /// When the conversation with the agent ended, if the call goes on without them.
     talk_ended: Option<Instant>,
+    /// Where the call is in voicemail.
+    vm: Option<voicemail::VmState>,
+    /// The external destination the ACD overflowed the call to.
+    overflow_to: Option<std::sync::Arc<str>>,
     /// Agents (by user) whose phones this call keeps busy.
     busy_users: Vec<String>,
     created: Instant,
@@ -443,6 +456,8 @@ enum Timer {
     Menu(u64, u64),
     /// The end of a menu's last announcement: (call, round).
     MenuEnd(u64, u64),
+    /// A voicemail wait (greeting, message length, PIN, a key): (call, round).
+    Voicemail(u64, u64),
     RingTimeout(u64),
     ForgetOrphan(TxId),
 }
@@ -466,6 +481,8 @@ enum EndReason {
     Closed,
     /// An IVR menu hung up: its hang-up choice, its announcement, or no valid answer.
     MenuDone,
+    /// Voicemail is done with the call (message left, mailbox closed).
+    VoicemailDone,
     Overflowed,
     Failed,
     Shutdown,
@@ -488,6 +505,7 @@ impl EndReason {
             EndReason::FeatureDone => "feature code done",
             EndReason::Closed => "closed: outside business hours",
             EndReason::MenuDone => "ended by the menu",
+            EndReason::VoicemailDone => "voicemail done",
             EndReason::Overflowed => "overflowed",
             EndReason::Failed => "failed",
             EndReason::Shutdown => "server shutdown",
@@ -545,6 +563,8 @@ pub struct CallControl {
     timers: BTreeMap<(Instant, u64), Timer>,
     timer_seq: u64,
     out: VecDeque<Output>,
+    /// Voicemail messages by id.
+    messages: BTreeMap<u64, crate::config::Message>,
     host: String,
     beep: Prompt,
     double_beep: Prompt,
@@ -649,6 +669,7 @@ impl CallControl {
             timers: BTreeMap::new(),
             timer_seq: 0,
             out: VecDeque::new(),
+            messages: BTreeMap::new(),
             host,
             beep,
             double_beep,
@@ -733,6 +754,13 @@ impl CallControl {
         info!(agent, command = ?cmd, "agent state asked from outside");
         self.acd(cmd);
         Ok(())
+    }
+
+    /// The voicemail messages kept in the store (at start, before calls come in).
+    pub fn load_messages(&mut self, messages: Vec<crate::config::Message>) {
+        for m in messages {
+            self.messages.insert(m.id, m);
+        }
     }
 
     /// Next output for another service.
@@ -856,11 +884,16 @@ impl CallControl {
             }
             SipEvent::Binding(change) => {
                 debug!(?change, "binding changed");
+                let added = matches!(change, BindingChange::Added { .. });
                 let (BindingChange::Added { aor, .. }
                 | BindingChange::Updated { aor, .. }
                 | BindingChange::Removed { aor, .. }) = change;
                 if let Some(ai) = self.dir.agent_by_user(&aor) {
                     self.reconcile_agent(ai);
+                }
+                if added {
+                    // A phone that registers learns at once whether messages wait.
+                    self.notify_user(&aor);
                 }
             }
             SipEvent::Banned { ip } => info!(source = %ip, "source banned"),
@@ -961,7 +994,7 @@ impl CallControl {
                         .get(&id)
                         .is_some_and(|c| c.phase == Phase::Ringing)
                     {
-                        self.end_call(now, id, EndReason::NoAnswer, None);
+                        self.no_answer_or_voicemail(now, id, EndReason::NoAnswer);
                     }
                 }
                 Timer::ForgetOrphan(tx) => {
@@ -969,6 +1002,7 @@ impl CallControl {
                     self.by_client.remove(&tx);
                 }
                 Timer::Menu(id, round) => self.menu_timeout(now, id, round),
+                Timer::Voicemail(id, round) => self.voicemail_timeout(now, id, round),
                 Timer::MenuEnd(id, round) => {
                     if self
                         .calls
@@ -991,6 +1025,8 @@ fn route_name(route: &Route, dir: &Directory) -> String {
         Route::Extension(_) => "extension".to_owned(),
         Route::Feature(f) => format!("feature {f:?}"),
         Route::Menu(m) => format!("menu {m}"),
+        Route::Voicemail(m) => format!("voicemail {m}"),
+        Route::Mailbox(m) => format!("mailbox {m}"),
     }
 }
 

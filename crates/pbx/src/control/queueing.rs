@@ -71,6 +71,7 @@ impl CallControl {
                 match &to {
                     Overflow::External(dest) => {
                         info!(parent: &c.span, destination = %dest, "overflow to an external destination");
+                        c.overflow_to = Some(dest.clone());
                     }
                     Overflow::Queue(qid) => {
                         // The call now belongs to the other queue (its music, its record);
@@ -107,8 +108,22 @@ impl CallControl {
                     return;
                 };
                 c.in_acd = false;
+                let mailbox = c
+                    .overflow_to
+                    .as_deref()
+                    .and_then(|d| d.strip_prefix("voicemail:"))
+                    .map(str::to_owned);
                 let reason = match outcome {
                     CallOutcome::Completed(_) | CallOutcome::Abandoned => return,
+                    CallOutcome::Overflowed if mailbox.is_some() => {
+                        if let (Route::Queue(q), Some(mb)) = (&c.route, mailbox) {
+                            let name = self.dir.queues[*q].setup.acd.name.clone();
+                            c.history.overflowed_from.get_or_insert(name);
+                            self.deposit(now, id, &mb);
+                            return;
+                        }
+                        EndReason::Overflowed
+                    }
                     CallOutcome::Overflowed => EndReason::Overflowed,
                     CallOutcome::TimedOut => EndReason::QueueTimeout,
                     CallOutcome::JoinEmpty | CallOutcome::LeftEmpty => EndReason::QueueEmpty,

@@ -42,6 +42,7 @@ impl CallControl {
             dropped_frames: 0,
             sha256: None,
             repaired: false,
+            mailbox: None,
         };
         self.out
             .push_back(Output::Recording(RecordingRequest::Start {

@@ -19,23 +19,10 @@ impl CallControl {
         self.release_busy(&call.busy_users);
         self.cancel_timers(|t| {
             matches!(t, Timer::Announce(c) | Timer::RingTimeout(c) | Timer::Menu(c, _)
-                | Timer::MenuEnd(c, _) if *c == id)
+                | Timer::MenuEnd(c, _) | Timer::Voicemail(c, _) if *c == id)
         });
         // Phones still ringing: cancel every one.
-        for attempt in std::mem::take(&mut call.attempts) {
-            for f in &attempt.forks {
-                call.history
-                    .rang(f.attempt, RingResult::Cancelled, self.wall);
-            }
-            for f in attempt.forks {
-                if f.failed.is_none() {
-                    self.sip(SipCommand::Cancel { tx: f.tx });
-                    self.orphan(now, f.tx, f.invite, f.flow);
-                } else {
-                    self.by_client.remove(&f.tx);
-                }
-            }
-        }
+        self.cancel_attempts(now, &mut call);
         // The caller.
         if !call.caller.answered {
             if reason != EndReason::CallerCancelled {
@@ -110,12 +97,37 @@ impl CallControl {
         );
     }
 
+    /// Cancel every phone still ringing for `call`.
+    pub(super) fn cancel_attempts(&mut self, now: Instant, call: &mut Call) {
+        for attempt in std::mem::take(&mut call.attempts) {
+            for f in &attempt.forks {
+                call.history
+                    .rang(f.attempt, RingResult::Cancelled, self.wall);
+            }
+            for f in attempt.forks {
+                if f.failed.is_none() {
+                    self.sip(SipCommand::Cancel { tx: f.tx });
+                    self.orphan(now, f.tx, f.invite, f.flow);
+                } else {
+                    self.by_client.remove(&f.tx);
+                }
+            }
+        }
+    }
+
     /// The call record of a call that ends now for `reason`.
     fn record(&self, now: Instant, id: u64, call: &mut Call, reason: EndReason) -> CallRecord {
         let h = &mut call.history;
         h.held(false, now);
         let answered = call.connected_at.is_some();
+        let outcome = match (reason, &call.route) {
+            (EndReason::Shutdown, _) if !answered => Outcome::Shutdown,
+            (_, Route::Voicemail(_)) => Outcome::Voicemail,
+            (_, Route::Mailbox(_)) => Outcome::Mailbox,
+            _ => Outcome::Failed,
+        };
         let outcome = match reason {
+            _ if outcome != Outcome::Failed => outcome,
             EndReason::FeatureDone => Outcome::FeatureCode,
             EndReason::Closed => Outcome::Closed,
             EndReason::Shutdown if !answered => Outcome::Shutdown,
@@ -132,6 +144,7 @@ impl CallControl {
             EndReason::AgentHangup
             | EndReason::NoAck
             | EndReason::MediaTimeout(_)
+            | EndReason::VoicemailDone
             | EndReason::Failed => Outcome::Failed,
         };
         let hung_up_by = match reason {

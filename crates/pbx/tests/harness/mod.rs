@@ -18,6 +18,7 @@ use bytes::Bytes;
 use md5::{Digest as _, Md5};
 use pbx::acd::{self, AcdCommand, AgentState, Time};
 use pbx::acd_task::{self, AcdReport, AcdRequest};
+use pbx::media::prompt::Prompt;
 use pbx::media::relay::{Leg, MediaEvent, MediaEventKind, SessionCommand, SessionId};
 use pbx::sip::endpoint::{CallAuthConfig, RateLimit, SecurityConfig, SipEvent, Trunk};
 use pbx::sip::message::{Headers, Method, Request, Response};
@@ -27,7 +28,7 @@ use pbx::sip::{Dialog, Endpoint, EndpointConfig, Flow, Transport, UserAccount};
 use pbx::sip_transport::{self, Locations};
 use pbx::{
     AgentSetup, CallControl, MediaInput, MediaPorts, MediaRequest, MediaTotals, Now, Output,
-    PbxConfig, QueueSetup, RecordingRequest, TrunkRule,
+    PbxConfig, QueueSetup, RecordingRequest, TrunkRule, VoicemailInput, VoicemailRequest,
 };
 
 /// The server's SIP address.
@@ -158,6 +159,7 @@ fn phone_endpoint(at: SocketAddr, seed: u64, now: Instant) -> Endpoint {
             challenge: false,
         },
         seed,
+        accept_notify: true,
         ..Default::default()
     };
     Endpoint::new(cfg, HashMap::new(), now)
@@ -277,6 +279,8 @@ pub struct Phone {
     /// Final statuses of in-dialog requests the phone sent (BYE, re-INVITE).
     pub in_dialog_answers: Vec<(Method, u16)>,
     in_dialog_txs: HashMap<TxId, Method>,
+    /// Bodies of the unsolicited NOTIFYs received (message-summary).
+    pub notifies: Vec<String>,
     seq: u64,
 }
 
@@ -296,6 +300,7 @@ impl Phone {
             register_expires: 3600,
             in_dialog_answers: Vec::new(),
             in_dialog_txs: HashMap::new(),
+            notifies: Vec::new(),
             seq: 0,
         }
     }
@@ -592,6 +597,15 @@ impl Phone {
             self.incoming[i].state = state;
             return;
         }
+        if req.method == Method::Notify && to_tag(&req.headers).is_none() {
+            // An unsolicited NOTIFY (message waiting).
+            self.notifies
+                .push(String::from_utf8_lossy(&req.body).into_owned());
+            let _ = self
+                .ep
+                .respond_tagged(now, tx, 200, None, Headers::default(), Bytes::new());
+            return;
+        }
         // In a dialog.
         let mut status = 481;
         let mut body = Bytes::new();
@@ -870,6 +884,10 @@ pub struct World {
     pub records: Vec<pbx::record::CallRecord>,
     /// Agent state changes.
     pub agent_log: Vec<pbx::record::AgentStateChange>,
+    /// Voicemail status changes call control asked for.
+    pub vm_status: Vec<VoicemailRequest>,
+    /// Messages whose audio "cannot be read".
+    pub unreadable: Vec<u64>,
 }
 
 impl World {
@@ -915,6 +933,8 @@ impl World {
             queue_log: Vec::new(),
             records: Vec::new(),
             agent_log: Vec::new(),
+            vm_status: Vec::new(),
+            unreadable: Vec::new(),
         };
         for r in startup {
             w.send_acd(r);
@@ -1003,6 +1023,14 @@ impl World {
         self.pump();
     }
 
+    /// The store took a voicemail message.
+    pub fn message_stored(&mut self, m: pbx::Message) {
+        let now = self.clock();
+        self.control.on_voicemail(now, VoicemailInput::Stored(m));
+        // NOTIFYs reach the phones.
+        self.run_for(Duration::from_millis(100));
+    }
+
     /// Inject a media event (DTMF, a silent leg) into call `session`.
     pub fn media_event(&mut self, session: u64, kind: MediaEventKind) {
         let now = self.clock();
@@ -1073,6 +1101,28 @@ impl World {
                     }),
                     Output::Record(r) => self.records.push(*r),
                     Output::AgentState(s) => self.agent_log.push(s),
+                    Output::Voicemail(VoicemailRequest::Load { call, message, .. }) => {
+                        // The message's audio: a tone named after it (or nothing, for a
+                        // message the test marked unreadable).
+                        let audio = (!self.unreadable.contains(&message)).then(|| {
+                            Prompt::tone(
+                                &format!("message-{message}"),
+                                500.0,
+                                Duration::from_secs(4),
+                                1000,
+                            )
+                        });
+                        let now = self.clock();
+                        self.control.on_voicemail(
+                            now,
+                            VoicemailInput::Loaded {
+                                call,
+                                message,
+                                audio,
+                            },
+                        );
+                    }
+                    Output::Voicemail(status) => self.vm_status.push(status),
                 }
             }
             for i in 0..self.phones.len() {

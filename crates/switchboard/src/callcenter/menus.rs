@@ -153,13 +153,17 @@ impl Checker<'_, '_, '_> {
                 Step::Announce(self.prompts.load(self.r, key, Path::new(file))?)
             }
             ("say", words) if !words.is_empty() => Step::Announce(self.say(key, "say", words)?),
+            ("voicemail", mailbox) if !mailbox.is_empty() => {
+                super::check_mailbox(self.r, key, mailbox, self.known);
+                Step::Voicemail(mailbox.to_owned())
+            }
             _ => {
                 self.r.err(
                     key,
                     format!(
                         "\"{text}\" is not a step: \"queue:<name>\", \"menu:<name>\", \
                          \"extension:<user>\", \"announce:<wav file>\", \"say:<text>\", \
-                         \"hangup\"{}",
+                         \"voicemail:<mailbox>\", \"hangup\"{}",
                         if place == Place::Choice {
                             " or \"repeat\""
                         } else {
