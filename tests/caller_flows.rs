@@ -174,6 +174,20 @@ fn a_message_left_for_an_absent_user_lights_their_phone_and_plays_back() {
         server.log()
     );
 
+    // A phone that subscribes to its message-waiting state is told in its subscription.
+    let csv = common::users_csv(server.dir(), 1003..=1003, common::demo_password);
+    let sub = SippRun::new(&server, "mwi_subscribe.xml")
+        .injection(&csv)
+        .timeout_s(20)
+        .run();
+    assert_eq!(
+        sub.successful(),
+        1,
+        "subscribed, notified, unsubscribed: {}\n{}",
+        sub.diagnostics(),
+        server.log()
+    );
+
     // 1003 listens.
     let mut owner = Phone::start(&server, 1003, 500.0);
     owner.drain();

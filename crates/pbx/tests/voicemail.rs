@@ -382,3 +382,89 @@ fn a_user_whose_phone_is_not_registered_takes_messages() {
     ));
     w.assert_settles();
 }
+
+#[test]
+fn a_phone_that_subscribes_gets_message_waiting_in_its_subscription_until_it_ends() {
+    let mut w = World::new(config(), &["1001", "1002", "1003"]);
+    let phone = w.phone_index("1003");
+    let before = w.phones[phone].notifies.len();
+    let now = w.now;
+    w.phones[phone].subscribe(now, 600);
+    w.run_for(SECOND);
+    let sub = w.phones[phone].sub.as_ref().unwrap();
+    assert_eq!(sub.status, Some(200), "challenged, then accepted");
+    assert_eq!(sub.notifies.len(), 1, "the state at once");
+    assert!(sub.notifies[0].0.starts_with("active;expires="));
+    assert!(sub.notifies[0].1.contains("Voice-Message: 0/0"));
+    // A message: the subscription is told, not an unsolicited NOTIFY.
+    w.message_stored(message(1, "1003", true));
+    let sub = w.phones[phone].sub.as_ref().unwrap();
+    assert!(sub
+        .notifies
+        .last()
+        .unwrap()
+        .1
+        .contains("Messages-Waiting: yes"));
+    assert_eq!(w.phones[phone].notifies.len(), before);
+    // A refresh keeps it; it is told again.
+    w.run_for(500 * SECOND);
+    let now = w.now;
+    w.phones[phone].subscribe(now, 600);
+    w.run_for(SECOND);
+    assert_eq!(w.phones[phone].sub.as_ref().unwrap().notifies.len(), 3);
+    // Without a refresh it runs out: a last NOTIFY says so.
+    w.run_for(601 * SECOND);
+    let last = w.phones[phone]
+        .sub
+        .as_ref()
+        .unwrap()
+        .notifies
+        .last()
+        .unwrap()
+        .clone();
+    assert!(last.0.starts_with("terminated"), "{last:?}");
+    assert_eq!(w.control.held().subscriptions, 0);
+
+    // Subscribe again, then unsubscribe.
+    w.phones[phone].sub = None;
+    let now = w.now;
+    w.phones[phone].subscribe(now, 600);
+    w.run_for(SECOND);
+    assert_eq!(w.control.held().subscriptions, 1);
+    let now = w.now;
+    w.phones[phone].subscribe(now, 0);
+    w.run_for(SECOND);
+    assert_eq!(w.control.held().subscriptions, 0);
+    let last = w.phones[phone]
+        .sub
+        .as_ref()
+        .unwrap()
+        .notifies
+        .last()
+        .unwrap()
+        .clone();
+    assert!(last.0.starts_with("terminated"), "{last:?}");
+    w.assert_settles();
+}
+
+#[test]
+fn a_subscription_without_a_mailbox_is_refused_and_a_forgotten_one_ends() {
+    let mut w = World::new(config(), &["1001", "1002", "1003", "1004"]);
+    // 1004 watches no mailbox.
+    let p4 = w.phone_index("1004");
+    let now = w.now;
+    w.phones[p4].subscribe(now, 600);
+    w.run_for(SECOND);
+    assert_eq!(w.phones[p4].sub.as_ref().unwrap().status, Some(404));
+    // A phone that answers its NOTIFY with 481 ends the subscription.
+    let p3 = w.phone_index("1003");
+    let now = w.now;
+    w.phones[p3].subscribe(now, 600);
+    w.run_for(SECOND);
+    assert_eq!(w.control.held().subscriptions, 1);
+    w.phones[p3].sub.as_mut().unwrap().forget = true;
+    w.message_stored(message(2, "1003", true));
+    w.run_for(SECOND);
+    assert_eq!(w.control.held().subscriptions, 0);
+    w.assert_settles();
+}

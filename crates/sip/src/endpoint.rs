@@ -30,7 +30,7 @@ use crate::uri::{Scheme, Uri};
 use crate::{Flow, Transmit};
 
 /// Methods this endpoint implements (the Allow header).
-pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, UPDATE";
+pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, UPDATE, SUBSCRIBE";
 /// Option tags we support (none that a request may Require yet, besides these).
 pub const SUPPORTED: &str = "path, outbound";
 /// Body types we accept.
@@ -1217,12 +1217,9 @@ impl Endpoint {
         match &req.method {
             Method::Extension(_) => return simple(self, 501, &[("Allow", ALLOW)]),
             Method::Notify if self.cfg.accept_notify => {}
-            Method::Message
-            | Method::Subscribe
-            | Method::Notify
-            | Method::Publish
-            | Method::Refer
-            | Method::Prack => return simple(self, 405, &[("Allow", ALLOW)]),
+            Method::Message | Method::Notify | Method::Publish | Method::Refer | Method::Prack => {
+                return simple(self, 405, &[("Allow", ALLOW)])
+            }
             _ => {}
         }
         if let Some(unsupported) = unsupported_requires(&req) {
@@ -1263,6 +1260,13 @@ impl Endpoint {
             Method::Cancel => self.handle_cancel(now, tx, &req),
             _ => {
                 let mut caller = Caller::Anonymous;
+                if req.method == Method::Subscribe && !has_to_tag(&req) {
+                    // Who subscribes: authenticated like a caller.
+                    match self.identify_caller(now, tx, &req, flow) {
+                        Some(c) => caller = c,
+                        None => return,
+                    }
+                }
                 if req.method == Method::Invite {
                     // Stop INVITE retransmissions at once.
                     let _ = self.respond(now, tx, 100, Headers::default(), Bytes::new());

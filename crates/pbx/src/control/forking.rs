@@ -126,6 +126,19 @@ impl CallControl {
                     self.by_client.remove(&tx);
                 }
             }
+            Role::Notify(sid) => {
+                if resp.status >= 200 {
+                    self.by_client.remove(&tx);
+                }
+                if resp.status >= 300 {
+                    // 481: the phone forgot the subscription; any error ends it (RFC 6665).
+                    debug!(
+                        status = resp.status,
+                        "subscription ended by its NOTIFY's answer"
+                    );
+                    self.drop_sub(sid);
+                }
+            }
             Role::Orphan => {
                 if (200..300).contains(&resp.status) {
                     // A phone answered after the call was over: acknowledge and hang up.
@@ -354,6 +367,10 @@ impl CallControl {
             Some(Role::Fork(id)) => {
                 let resp_like = Response::new(408);
                 self.fork_response(now, id, tx, resp_like);
+            }
+            Some(Role::Notify(sid)) => {
+                self.by_client.remove(&tx);
+                self.drop_sub(sid);
             }
             Some(_) => {
                 self.by_client.remove(&tx);

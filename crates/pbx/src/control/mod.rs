@@ -427,6 +427,8 @@ pub struct Held {
     pub timers: usize,
     /// Queues and agents a reload added, waiting for their ACD ids.
     pub pending_directory: usize,
+    /// Message-waiting subscriptions.
+    pub subscriptions: usize,
 }
 
 /// A call that has ended, until the relay reports its totals.
@@ -447,6 +449,8 @@ enum Role {
     Orphan,
     /// A BYE or re-INVITE whose answer does not matter.
     Fire,
+    /// A NOTIFY of a subscription: an error answer ends the subscription.
+    Notify(u64),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -458,6 +462,8 @@ enum Timer {
     MenuEnd(u64, u64),
     /// A voicemail wait (greeting, message length, PIN, a key): (call, round).
     Voicemail(u64, u64),
+    /// A message-summary subscription runs out: (subscription, round).
+    Subscription(u64, u64),
     RingTimeout(u64),
     ForgetOrphan(TxId),
 }
@@ -565,6 +571,10 @@ pub struct CallControl {
     out: VecDeque<Output>,
     /// Voicemail messages by id.
     messages: BTreeMap<u64, crate::config::Message>,
+    /// Message-summary subscriptions, by id, and by (Call-ID, our tag).
+    subs: HashMap<u64, voicemail::Subscription>,
+    by_sub: HashMap<(String, String), u64>,
+    next_sub: u64,
     host: String,
     beep: Prompt,
     double_beep: Prompt,
@@ -670,6 +680,9 @@ impl CallControl {
             timer_seq: 0,
             out: VecDeque::new(),
             messages: BTreeMap::new(),
+            subs: HashMap::new(),
+            by_sub: HashMap::new(),
+            next_sub: 1,
             host,
             beep,
             double_beep,
@@ -708,6 +721,7 @@ impl CallControl {
                 .filter(|t| !matches!(t, Timer::ForgetOrphan(_)))
                 .count(),
             pending_directory: self.dir.pending(),
+            subscriptions: self.subs.len(),
         }
     }
 
@@ -860,7 +874,9 @@ impl CallControl {
                 flow,
                 caller,
             } => {
-                if to_tag(&request.headers).is_some() {
+                if request.method == Method::Subscribe {
+                    self.on_subscribe(now, tx, request, flow, caller);
+                } else if to_tag(&request.headers).is_some() {
                     self.in_dialog(now, tx, request, flow);
                 } else if request.method == Method::Invite {
                     self.new_call(now, tx, request, flow, caller);
@@ -893,7 +909,7 @@ impl CallControl {
                 }
                 if added {
                     // A phone that registers learns at once whether messages wait.
-                    self.notify_user(&aor);
+                    self.notify_user(now, &aor);
                 }
             }
             SipEvent::Banned { ip } => info!(source = %ip, "source banned"),
@@ -1003,6 +1019,7 @@ impl CallControl {
                 }
                 Timer::Menu(id, round) => self.menu_timeout(now, id, round),
                 Timer::Voicemail(id, round) => self.voicemail_timeout(now, id, round),
+                Timer::Subscription(sid, round) => self.subscription_expired(now, sid, round),
                 Timer::MenuEnd(id, round) => {
                     if self
                         .calls

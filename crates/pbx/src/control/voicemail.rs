@@ -690,43 +690,60 @@ impl CallControl {
     }
 
     /// Tell every phone of the mailbox's users how many messages wait.
-    pub(super) fn notify_mailbox(&mut self, _now: Instant, mailbox: &str) {
+    pub(super) fn notify_mailbox(&mut self, now: Instant, mailbox: &str) {
         let Some(mb) = self.mailbox(mailbox).cloned() else {
             return;
         };
         for user in &mb.notify {
-            self.notify_user_of(&mb, user);
+            self.notify_user(now, user);
         }
     }
 
-    /// A phone of `user` registered: tell it about every mailbox it watches.
-    pub(super) fn notify_user(&mut self, user: &str) {
-        let Some(vm) = &self.cfg.voicemail else {
-            return;
-        };
-        let boxes: Vec<Mailbox> = vm
+    /// The message summary (RFC 3842) of the mailboxes `user` watches: their new and old
+    /// messages together, the account being the user's own mailbox (the voicemail number)
+    /// or the first watched mailbox's access number. `None` when the user watches none.
+    fn summary(&self, user: &str) -> Option<String> {
+        let vm = self.cfg.voicemail.as_ref()?;
+        let boxes: Vec<&Mailbox> = vm
             .mailboxes
             .iter()
             .filter(|m| m.notify.iter().any(|u| u == user))
-            .cloned()
             .collect();
-        for mb in boxes {
-            self.notify_user_of(&mb, user);
-        }
-    }
-
-    /// An unsolicited NOTIFY (RFC 3842 `message-summary`) to every phone of `user`.
-    fn notify_user_of(&mut self, mb: &Mailbox, user: &str) {
-        let Some(vm) = &self.cfg.voicemail else {
-            return;
+        let first = boxes.first()?;
+        let (new, old) = boxes.iter().fold((0, 0), |(n, o), m| {
+            let (a, b) = self.counts(&m.name);
+            (n + a, o + b)
+        });
+        let number = if boxes.iter().any(|m| m.name == user) {
+            vm.number.clone()
+        } else {
+            first.access.clone().unwrap_or_else(|| vm.number.clone())
         };
-        let number = mb.access.clone().unwrap_or_else(|| vm.number.clone());
-        let (new, old) = self.counts(&mb.name);
-        let body = format!(
+        Some(format!(
             "Messages-Waiting: {}\r\nMessage-Account: sip:{number}@{}\r\nVoice-Message: {new}/{old} (0/0)\r\n",
             if new > 0 { "yes" } else { "no" },
             self.host
-        );
+        ))
+    }
+
+    /// Tell `user`'s phones how many messages wait: in their subscriptions, and unsolicited
+    /// to registered phones that hold none.
+    pub(super) fn notify_user(&mut self, now: Instant, user: &str) {
+        let Some(body) = self.summary(user) else {
+            return;
+        };
+        let subs: Vec<u64> = self
+            .subs
+            .iter()
+            .filter(|(_, s)| s.user == user)
+            .map(|(id, _)| *id)
+            .collect();
+        for sid in &subs {
+            self.sub_notify(now, *sid, false);
+        }
+        if !subs.is_empty() {
+            return;
+        }
         let contacts = self
             .locations
             .get(user)
@@ -736,7 +753,7 @@ impl CallControl {
             let tag = self.token();
             let call_id = format!("{}@{}", self.token(), self.host);
             let mut h = Headers::default();
-            h.push("From", format!("<sip:{number}@{}>;tag={tag}", self.host));
+            h.push("From", format!("<sip:{user}@{}>;tag={tag}", self.host));
             h.push("To", format!("<sip:{user}@{}>", self.host));
             h.push("Call-ID", call_id);
             h.push("CSeq", "1 NOTIFY");
@@ -750,8 +767,193 @@ impl CallControl {
                 headers: h,
                 body: Bytes::from(body.clone()),
             };
-            debug!(user, mailbox = %mb.name, new, old, "message-waiting NOTIFY");
+            debug!(user, "message-waiting NOTIFY");
             self.send(b.flow, notify, Role::Fire);
         }
     }
+
+    /// A SUBSCRIBE (RFC 6665) for `message-summary`: a new subscription, a refresh, or an
+    /// unsubscribe (`Expires: 0`).
+    pub(super) fn on_subscribe(
+        &mut self,
+        now: Instant,
+        tx: TxId,
+        req: Request,
+        flow: Flow,
+        caller: Caller,
+    ) {
+        let event = req
+            .headers
+            .get("Event")
+            .unwrap_or_default()
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase();
+        if event != "message-summary" || self.cfg.voicemail.is_none() {
+            let mut h = Headers::default();
+            h.push("Allow-Events", "message-summary");
+            return self.respond(tx, 489, None, h, Bytes::new());
+        }
+        let expires = req
+            .headers
+            .get("Expires")
+            .and_then(|e| e.trim().parse::<u64>().ok())
+            .unwrap_or(SUB_DEFAULT.as_secs())
+            .min(SUB_MAX.as_secs());
+        if expires > 0 && expires < SUB_MIN.as_secs() {
+            let mut h = Headers::default();
+            h.push("Min-Expires", SUB_MIN.as_secs().to_string());
+            return self.respond(tx, 423, None, h, Bytes::new());
+        }
+        let sid = match to_tag(&req.headers) {
+            Some(tag) => {
+                let key = (
+                    req.headers.get("Call-ID").unwrap_or_default().to_owned(),
+                    tag,
+                );
+                let Some(&sid) = self.by_sub.get(&key) else {
+                    return self.plain(tx, 481);
+                };
+                let Some(sub) = self.subs.get_mut(&sid) else {
+                    return self.plain(tx, 481);
+                };
+                if !sub.dialog.accept_remote_cseq(&req) {
+                    return self.plain(tx, 500);
+                }
+                let mut h = Headers::default();
+                h.push("Expires", expires.to_string());
+                self.respond(tx, 200, None, h, Bytes::new());
+                sid
+            }
+            None => {
+                // Whose light: the account that authenticated (or, unchallenged, the From).
+                let user = match caller {
+                    Caller::User(u) => u,
+                    Caller::Anonymous => req
+                        .headers
+                        .get("From")
+                        .and_then(user_of)
+                        .unwrap_or_default(),
+                    Caller::Trunk(_) => return self.plain(tx, 403),
+                };
+                if self.summary(&user).is_none() {
+                    // Watches no mailbox.
+                    return self.plain(tx, 404);
+                }
+                let tag = self.token();
+                let dialog = match Dialog::uas(&req, &tag, flow) {
+                    Ok(d) => d,
+                    Err(_) => return self.plain(tx, 400),
+                };
+                let sid = self.next_sub;
+                self.next_sub += 1;
+                self.by_sub
+                    .insert((dialog.call_id.clone(), tag.clone()), sid);
+                let mut h = Headers::default();
+                h.push("Expires", expires.to_string());
+                h.push("Contact", self.contact(&flow, "switchboard"));
+                self.respond(tx, 200, Some(tag), h, Bytes::new());
+                debug!(user = %user, expires, "message-summary subscription");
+                self.subs.insert(
+                    sid,
+                    Subscription {
+                        user,
+                        dialog,
+                        expires: now,
+                        round: 0,
+                    },
+                );
+                sid
+            }
+        };
+        let Some(sub) = self.subs.get_mut(&sid) else {
+            return;
+        };
+        sub.expires = now + Duration::from_secs(expires);
+        sub.round += 1;
+        let round = sub.round;
+        self.timers
+            .retain(|_, t| !matches!(t, Timer::Subscription(s, _) if *s == sid));
+        if expires == 0 {
+            self.sub_notify(now, sid, true);
+            self.drop_sub(sid);
+        } else {
+            self.timer(
+                now + Duration::from_secs(expires),
+                Timer::Subscription(sid, round),
+            );
+            self.sub_notify(now, sid, false);
+        }
+    }
+
+    /// A subscription ran out without a refresh.
+    pub(super) fn subscription_expired(&mut self, now: Instant, sid: u64, round: u64) {
+        if self.subs.get(&sid).is_some_and(|s| s.round == round) {
+            self.sub_notify(now, sid, true);
+            self.drop_sub(sid);
+        }
+    }
+
+    /// The NOTIFY of subscription `sid` (the last one when `terminated`).
+    fn sub_notify(&mut self, now: Instant, sid: u64, terminated: bool) {
+        let Some(sub) = self.subs.get(&sid) else {
+            return;
+        };
+        let body = self.summary(&sub.user).unwrap_or_default();
+        let left = sub.expires.saturating_duration_since(now).as_secs();
+        let flow = sub.dialog.flow;
+        let contact = self.contact(&flow, "switchboard");
+        let Some(sub) = self.subs.get_mut(&sid) else {
+            return;
+        };
+        let mut req = sub.dialog.request(Method::Notify);
+        req.headers.push("Contact", contact);
+        req.headers.push("Event", "message-summary");
+        req.headers.push(
+            "Subscription-State",
+            if terminated {
+                "terminated;reason=timeout".to_owned()
+            } else {
+                format!("active;expires={left}")
+            },
+        );
+        req.headers
+            .push("Content-Type", "application/simple-message-summary");
+        req.body = Bytes::from(body);
+        let role = if terminated {
+            Role::Fire
+        } else {
+            Role::Notify(sid)
+        };
+        self.send(flow, req, role);
+    }
+
+    /// Forget subscription `sid`.
+    pub(super) fn drop_sub(&mut self, sid: u64) {
+        if let Some(sub) = self.subs.remove(&sid) {
+            self.by_sub
+                .remove(&(sub.dialog.call_id.clone(), sub.dialog.local_tag.clone()));
+        }
+        self.timers
+            .retain(|_, t| !matches!(t, Timer::Subscription(s, _) if *s == sid));
+    }
 }
+
+/// A phone's `message-summary` subscription.
+#[derive(Debug)]
+pub(super) struct Subscription {
+    /// Whose messages it watches.
+    user: String,
+    dialog: Dialog,
+    expires: Instant,
+    /// Bumped on each refresh: an expiry timer of an earlier round is stale.
+    round: u64,
+}
+
+/// Subscription lengths: asked-for expiries are cut to the maximum; shorter than the minimum
+/// is refused (423); no Expires header means the default.
+const SUB_DEFAULT: Duration = Duration::from_secs(3600);
+const SUB_MAX: Duration = Duration::from_secs(3600);
+const SUB_MIN: Duration = Duration::from_secs(60);

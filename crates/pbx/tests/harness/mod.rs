@@ -281,6 +281,8 @@ pub struct Phone {
     in_dialog_txs: HashMap<TxId, Method>,
     /// Bodies of the unsolicited NOTIFYs received (message-summary).
     pub notifies: Vec<String>,
+    /// A message-summary subscription of this phone.
+    pub sub: Option<Sub>,
     seq: u64,
 }
 
@@ -301,6 +303,7 @@ impl Phone {
             in_dialog_answers: Vec::new(),
             in_dialog_txs: HashMap::new(),
             notifies: Vec::new(),
+            sub: None,
             seq: 0,
         }
     }
@@ -442,6 +445,55 @@ impl Phone {
         if let Ok(tx) = self.ep.send_request(now, flow, req) {
             self.in_dialog_txs.insert(tx, Method::Invite);
         }
+    }
+
+    /// Subscribe to message-summary (or refresh, or with 0 unsubscribe).
+    pub fn subscribe(&mut self, now: Instant, expires: u32) {
+        let flow = self.server();
+        let user = self.user.clone();
+        let addr = self.addr;
+        let dialog = self.sub.as_mut().and_then(|s| s.dialog.as_mut());
+        let req = match dialog {
+            Some(d) => {
+                let mut r = d.request(Method::Subscribe);
+                r.headers.push("Event", "message-summary");
+                r.headers.push("Expires", expires.to_string());
+                r.headers.push("Contact", format!("<sip:{user}@{addr}>"));
+                r
+            }
+            None => {
+                let tag = self.token();
+                let call_id = format!("{}@{}", self.token(), self.addr);
+                let mut h = Headers::default();
+                h.push("From", format!("<sip:{user}@switchboard>;tag={tag}"));
+                h.push("To", format!("<sip:{user}@switchboard>"));
+                h.push("Call-ID", call_id);
+                h.push("CSeq", "1 SUBSCRIBE");
+                h.push("Event", "message-summary");
+                h.push("Accept", "application/simple-message-summary");
+                h.push("Expires", expires.to_string());
+                h.push("Contact", format!("<sip:{user}@{addr}>"));
+                Request {
+                    method: Method::Subscribe,
+                    uri: format!("sip:{user}@switchboard"),
+                    headers: h,
+                    body: Bytes::new(),
+                }
+            }
+        };
+        let tx = self.ep.send_request(now, flow, req.clone()).ok();
+        let sub = self.sub.get_or_insert_with(|| Sub {
+            tx: None,
+            request: req.clone(),
+            dialog: None,
+            authed: false,
+            status: None,
+            notifies: Vec::new(),
+            forget: false,
+        });
+        sub.tx = tx;
+        sub.request = req;
+        sub.status = None;
     }
 
     /// Send a SIP INFO on outgoing call `i` (a key as `application/dtmf-relay`, say).
@@ -597,6 +649,23 @@ impl Phone {
             self.incoming[i].state = state;
             return;
         }
+        if let Some(sub) = self.sub.as_mut().filter(|s| {
+            req.method == Method::Notify
+                && s.request.headers.get("Call-ID") == Some(call_id.as_str())
+        }) {
+            sub.notifies.push((
+                req.headers
+                    .get("Subscription-State")
+                    .unwrap_or_default()
+                    .to_owned(),
+                String::from_utf8_lossy(&req.body).into_owned(),
+            ));
+            let status = if sub.forget { 481 } else { 200 };
+            let _ = self
+                .ep
+                .respond_tagged(now, tx, status, None, Headers::default(), Bytes::new());
+            return;
+        }
         if req.method == Method::Notify && to_tag(&req.headers).is_none() {
             // An unsolicited NOTIFY (message waiting).
             self.notifies
@@ -652,6 +721,36 @@ impl Phone {
             } else if resp.status >= 200 {
                 self.register_tx = None;
                 self.registered = resp.status < 300 && self.register_expires > 0;
+            }
+            return;
+        }
+        if let Some(sub) = self.sub.as_mut().filter(|s| s.tx == Some(tx)) {
+            if resp.status == 407 && !sub.authed {
+                let ch = resp
+                    .headers
+                    .get("Proxy-Authenticate")
+                    .unwrap_or_default()
+                    .to_owned();
+                let user = self.user.clone();
+                let mut req = sub.request.clone();
+                req.headers.0.retain(|h| h.name != "CSeq");
+                req.headers.push("CSeq", "2 SUBSCRIBE");
+                let uri = req.uri.clone();
+                req.headers.push(
+                    "Proxy-Authorization",
+                    digest(&ch, &user, &password(&user), "SUBSCRIBE", &uri),
+                );
+                sub.authed = true;
+                sub.request = req.clone();
+                let flow = udp(addr(SERVER));
+                sub.tx = self.ep.send_request(now, flow, req).ok();
+                return;
+            }
+            if resp.status >= 200 {
+                sub.status = Some(resp.status);
+                if (200..300).contains(&resp.status) && sub.dialog.is_none() {
+                    sub.dialog = Dialog::uac(&sub.request, &resp, udp(addr(SERVER))).ok();
+                }
             }
             return;
         }
@@ -747,6 +846,21 @@ impl Phone {
             self.ep.send_stateless_request(now, flow, ack);
         }
     }
+}
+
+/// A phone's message-summary subscription.
+#[derive(Debug)]
+pub struct Sub {
+    tx: Option<TxId>,
+    request: Request,
+    dialog: Option<Dialog>,
+    authed: bool,
+    /// The final answer to the latest SUBSCRIBE.
+    pub status: Option<u16>,
+    /// (Subscription-State, body) of each NOTIFY.
+    pub notifies: Vec<(String, String)>,
+    /// Answer NOTIFYs 481, as a phone that forgot the subscription.
+    pub forget: bool,
 }
 
 /// A media session as the fake relay keeps it.
