@@ -4,6 +4,7 @@
 //! entered in their call record.
 
 mod common;
+mod serve_proc;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -211,4 +212,132 @@ fn a_message_left_for_an_absent_user_lights_their_phone_and_plays_back() {
     );
     let rows = records(&server, 2);
     assert!(rows.iter().any(|r| r.outcome == "mailbox"), "{rows:?}");
+}
+
+/// The agent's tone in the callback test (the customer's SIPp echoes it back).
+const AGENT_HZ: f64 = 440.0;
+
+/// A SIPp customer with a number waits in support, keys 1 for a callback and is hung up on;
+/// the server crashes and starts again; then the agent's phone (baresip) registers, rings
+/// first and answers, and only then the customer (SIPp, standing in for the carrier) is
+/// called through the trunk; the agent hears their own voice come back from the customer's
+/// echo, so audio flows both ways.
+#[test]
+fn a_callback_keeps_its_place_across_a_restart_rings_the_agent_first_then_the_customer() {
+    let prompts = concat!(env!("CARGO_MANIFEST_DIR"), "/config/prompts");
+    let customer_port = common::free_port();
+    let mut first = Server::start(&ServerConfig {
+        files: vec![
+            (
+                "queues.toml".into(),
+                format!(
+                    "[queues.support]\nnumber = \"600\"\nmusic = \"{prompts}/moh.wav\"\n\n\
+                     [queues.support.callback]\nkey = \"1\"\n\
+                     offer = \"{prompts}/callback-offer.wav\"\n\
+                     confirm = \"{prompts}/callback-confirm.wav\"\ntrunk = \"lab\"\n"
+                ),
+            ),
+            (
+                "agents.toml".into(),
+                "[agents.1001]\nuser = \"1001\"\nqueues = [\"support\"]\nlogin_on_start = true\n"
+                    .into(),
+            ),
+        ],
+        extra_toml: format!(
+            "[trunks.lab]\naddresses = [\"127.0.0.1\"]\nnumbers = [\"600\"]\n\
+             dial = \"127.0.0.1:{customer_port}\"\n"
+        ),
+        // The agent phone's ringing is a debug line.
+        log: "debug".into(),
+        ..ServerConfig::default()
+    });
+    let out = SippRun::new(&first, "caller_callback.xml")
+        .timeout_s(30)
+        .arg("-s")
+        .arg("600")
+        .arg("-key")
+        .arg("number")
+        .arg("+4930111")
+        .media_port()
+        .file("key1.pcap", &key(1))
+        .run();
+    assert_eq!(
+        out.successful(),
+        1,
+        "asked for a callback and was hung up on: {}\n{}",
+        out.diagnostics(),
+        first.log()
+    );
+    let db = first.dir().join("data/switchboard.db");
+    common::wait_until(Duration::from_secs(10), "the callback is kept", || {
+        Store::open_read_only(&db)
+            .and_then(|s| s.callbacks())
+            .is_ok_and(|c| c.len() == 1)
+    });
+    assert!(
+        Store::open_read_only(&db)
+            .and_then(|s| s.calls_between(0, i64::MAX))
+            .unwrap_or_default()
+            .is_empty(),
+        "no record while the callback is pending"
+    );
+    // A crash, and the server comes back on the same directory and port.
+    first.kill();
+    let second = serve_proc::Proc::start(first.dir(), &first.udp.to_string(), &[]);
+    second.wait_log(Duration::from_secs(10), |l| {
+        l.contains("callback kept across a restart")
+    });
+
+    // The customer's line (standing in for the carrier): answers and echoes its audio.
+    let customer = SippRun::new(&first, "agent_phone_answer.xml")
+        .listen_port(customer_port)
+        .timeout_s(40)
+        .arg("-rtp_echo")
+        .media_port()
+        .spawn();
+    // The agent's phone registers: the kept callback is offered to it first.
+    // (Its "incoming call" event can come before the phone has told us it registered: the
+    // server's log says when it rings.)
+    let mut agent = Phone::start(&first, 1001, AGENT_HZ);
+    second.wait_log(Duration::from_secs(10), |l| {
+        l.contains("agent phone ringing")
+    });
+    assert!(
+        !second.log().contains("dialling the customer"),
+        "the customer waits until the agent answers"
+    );
+    agent.command("accept", "");
+    agent.wait_event("CALL_ESTABLISHED", Duration::from_secs(5));
+    second.wait_log(Duration::from_secs(10), |l| {
+        l.contains("callback: the customer answered")
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    agent.command("hangup", "");
+    agent.wait_event("CALL_CLOSED", Duration::from_secs(5));
+    let done = customer.wait();
+    assert_eq!(done.successful(), 1, "{}", done.diagnostics());
+    let heard = classify(&agent.last_heard(), &[AGENT_HZ, 1000.0]);
+    let echo = heard.iter().filter(|w| **w == Some(AGENT_HZ)).count();
+    assert!(
+        echo >= 15,
+        "the agent's voice came back from the customer in {echo} windows of 100 ms\n{}",
+        second.log()
+    );
+    let mut rows = Vec::new();
+    common::wait_until(Duration::from_secs(10), "the callback's record", || {
+        rows = Store::open_read_only(&db)
+            .and_then(|s| s.calls_between(0, i64::MAX))
+            .unwrap_or_default();
+        !rows.is_empty()
+    });
+    let r = &rows[0];
+    assert!(r.callback, "{r:?}");
+    assert_eq!(
+        (r.outcome.as_str(), r.caller.as_str()),
+        ("answered", "+4930111")
+    );
+    assert_eq!(r.agent.as_deref(), Some("1001"));
+    assert!(Store::open_read_only(&db)
+        .and_then(|s| s.callbacks())
+        .is_ok_and(|c| c.is_empty()));
 }

@@ -615,6 +615,8 @@ pub(crate) struct SippRun {
     label: String,
     /// Files copied into SIPp's working directory before it starts: (name, source).
     files: Vec<(String, PathBuf)>,
+    /// The SIP port to listen on (a free one when `None`).
+    port: Option<u16>,
 }
 
 impl SippRun {
@@ -632,6 +634,7 @@ impl SippRun {
             extra: Vec::new(),
             label: scenario_name.trim_end_matches(".xml").to_owned(),
             files: Vec::new(),
+            port: None,
         }
     }
 
@@ -672,6 +675,12 @@ impl SippRun {
     /// More SIPp arguments.
     pub(crate) fn arg(mut self, a: impl Into<String>) -> Self {
         self.extra.push(a.into());
+        self
+    }
+
+    /// Listen on this SIP port (a phone or carrier the server was configured to call).
+    pub(crate) fn listen_port(mut self, port: u16) -> Self {
+        self.port = Some(port);
         self
     }
 
@@ -744,7 +753,7 @@ impl SippRun {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let port = free_port();
+            let port = self.port.unwrap_or_else(free_port);
             // SIPp's remote-control socket defaults to UDP 8888..8898; give it its own
             // port so that parallel SIPp runs do not compete for those.
             let control_port = free_port();

@@ -81,6 +81,8 @@ pub struct QueueSetup {
     /// A post-call survey: the menu (of kind [`MenuKind::Score`]) a caller hears when the
     /// agent hangs up first.
     pub survey: Option<String>,
+    /// Callback for waiting callers.
+    pub callback: Option<CallbackSetup>,
 }
 
 /// When a queue takes calls, and what a caller who calls outside them gets.
@@ -351,4 +353,52 @@ pub struct Message {
     pub length: Duration,
     /// Not listened to yet.
     pub new: bool,
+}
+
+/// A queue's callback: a waiting caller presses `key`, hangs up, keeps their place, and is
+/// called back through a trunk once an agent is free for them (the agent's phone rings
+/// first).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallbackSetup {
+    /// The key a waiting caller presses.
+    pub key: char,
+    /// Played after the greeting and with each position announcement ("press 1 …").
+    pub offer: Option<Prompt>,
+    /// Played when the caller has asked ("we will call you back"), before the hang-up.
+    pub confirm: Prompt,
+    /// The trunk the customer is dialled through: its name and where its INVITEs go.
+    pub trunk: String,
+    /// The trunk's address.
+    pub via: std::net::SocketAddr,
+    /// The caller ID the customer sees (the queue's number when empty).
+    pub caller_id: String,
+    /// Further attempts after an unanswered or busy first one.
+    pub retries: u32,
+    /// Time between attempts.
+    pub retry_after: Duration,
+    /// How long the customer's phone rings.
+    pub ring_timeout: Duration,
+}
+
+/// A callback waiting for an agent, as the store keeps it (so that it survives a restart).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingCallback {
+    /// Its key in the store: the original call's SIP Call-ID.
+    pub key: String,
+    /// The queue (by name).
+    pub queue: String,
+    /// The number to call.
+    pub number: String,
+    /// The caller's display name, if any.
+    pub name: Option<String>,
+    /// The number the caller dialled.
+    pub dialed: String,
+    /// How the caller came in (`trunk:NAME` …).
+    pub source: String,
+    /// When the original call arrived, and joined the queue.
+    pub arrived: std::time::SystemTime,
+    /// When it joined the queue.
+    pub queued: std::time::SystemTime,
+    /// Attempts made so far.
+    pub attempts: u32,
 }

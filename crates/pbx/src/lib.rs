@@ -41,11 +41,11 @@ pub mod schedule;
 pub mod service;
 
 pub use config::{
-    AgentSetup, Announcements, Choice, Closed, FeatureCodes, Hours, Mailbox, Menu, MenuHours,
-    MenuKind, Message, PbxConfig, QueueSetup, RecordPolicy, Step, TrunkRule, VoicemailPrompts,
-    VoicemailSetup,
+    AgentSetup, Announcements, CallbackSetup, Choice, Closed, FeatureCodes, Hours, Mailbox, Menu,
+    MenuHours, MenuKind, Message, PbxConfig, PendingCallback, QueueSetup, RecordPolicy, Step,
+    TrunkRule, VoicemailPrompts, VoicemailSetup,
 };
 pub use control::{
-    AgentRequest, CallControl, Held, MediaInput, MediaPorts, MediaRequest, MediaTotals, Now,
-    Output, RecordingRequest, VoicemailInput, VoicemailRequest,
+    AgentRequest, CallControl, CallbackRequest, Held, MediaInput, MediaPorts, MediaRequest,
+    MediaTotals, Now, Output, RecordingRequest, VoicemailInput, VoicemailRequest,
 };

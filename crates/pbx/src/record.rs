@@ -36,6 +36,8 @@ pub enum Outcome {
     Voicemail,
     /// A mailbox owner listened to their messages.
     Mailbox,
+    /// A callback whose customer was not reached after every try.
+    CallbackFailed,
     /// Something went wrong (no ACK, no usable SDP, a silent leg before anyone answered).
     Failed,
     /// The server shut down during the call.
@@ -59,6 +61,7 @@ impl Outcome {
             Outcome::Menu => "menu",
             Outcome::Voicemail => "voicemail",
             Outcome::Mailbox => "mailbox",
+            Outcome::CallbackFailed => "callback_failed",
             Outcome::Failed => "failed",
             Outcome::Shutdown => "shutdown",
         }
@@ -183,6 +186,9 @@ pub struct CallRecord {
     pub disposition: Option<String>,
     /// The caller's satisfaction score (a post-call survey), when one was given.
     pub satisfaction: Option<u8>,
+    /// The caller asked to be called back (the times are the original call's; the answer is
+    /// the customer's when called back).
+    pub callback: bool,
     /// Variables IVR menus set (collected digits such as an account number, choices such
     /// as a language), in the order they were set; a name set twice keeps its last value.
     pub variables: Vec<(String, String)>,

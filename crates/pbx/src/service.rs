@@ -67,6 +67,8 @@ pub enum PbxEvent {
     Recording(crate::recorder::service::FinishedRecording),
     /// A voicemail message was listened to and kept, or deleted.
     Voicemail(crate::control::VoicemailRequest),
+    /// A callback to keep (so that it survives a restart), or one that is over.
+    Callback(crate::control::CallbackRequest),
 }
 
 /// Where [`PbxEvent`]s go: a bounded queue (a `std` channel, for the storage thread) that
@@ -241,8 +243,17 @@ impl PbxHandle {
     }
 }
 
+/// What the store kept for call control across a restart.
+#[derive(Debug, Default)]
+pub struct Kept {
+    /// Voicemail messages.
+    pub messages: Vec<crate::config::Message>,
+    /// Callbacks still to be made.
+    pub callbacks: Vec<crate::config::PendingCallback>,
+}
+
 /// Start the ACD task and the call-control task. `sip_events` is the SIP task's event queue;
-/// `messages` the voicemail messages the store keeps.
+/// `kept` what the store kept (voicemail messages, pending callbacks).
 pub fn start(
     cfg: PbxConfig,
     media: MediaConfig,
@@ -250,7 +261,7 @@ pub fn start(
     sip: &SipHandle,
     sip_events: mpsc::Receiver<SipEvent>,
     events: Option<EventSink>,
-    messages: Vec<crate::config::Message>,
+    kept: Kept,
 ) -> Result<PbxHandle, PbxError> {
     let (engine, queues, agents) = build_acd(&cfg, cfg.seed)?;
     let (acd_tx, acd_rx) = mpsc::channel(4096);
@@ -272,7 +283,10 @@ pub fn start(
         &agents,
         now(),
     );
-    control.load_messages(messages);
+    control.load_messages(kept.messages);
+    // Kept callbacks go into their queues before any new call (the run loop hands their
+    // media and ACD requests over before it reads anything).
+    control.load_callbacks(now(), kept.callbacks);
     let (vm_tx, vm_rx) = mpsc::channel(1024);
     let media = MediaSide {
         relay: relay.clone(),
@@ -463,6 +477,11 @@ impl Outbox {
                         e.send(PbxEvent::Voicemail(status));
                     }
                 }
+                Output::Callback(c) => {
+                    if let Some(e) = &media.events {
+                        e.send(PbxEvent::Callback(c));
+                    }
+                }
             }
         }
     }
@@ -531,6 +550,7 @@ async fn run(
         sip: VecDeque::new(),
         acd: control.startup_commands().into(),
     };
+    out.take(&mut control, &mut media);
     let sleep = tokio::time::sleep(Duration::from_secs(3600));
     tokio::pin!(sleep);
     let mut armed: Option<Instant> = None;

@@ -50,12 +50,14 @@ macro_rules! on_backend_mut {
     };
 }
 
+mod callbacks;
 mod occupancy;
 mod pg;
 pub mod report;
 mod review;
 mod sqlite;
 mod voicemail;
+pub use callbacks::CallbackRow;
 pub use occupancy::AgentTime;
 pub use report::{AgentInterval, QueueInterval};
 pub use review::{AuditRow, CallFilter, EndedRow, FoundCall, RecordingRow, ReviewRow};
@@ -177,6 +179,9 @@ pub struct CallRow {
     /// What IVR menus collected (an account number, a language); read back by name.
     #[serde(default)]
     pub variables: Vec<(String, String)>,
+    /// The caller asked to be called back.
+    #[serde(default)]
+    pub callback: bool,
     /// Every phone rung.
     pub attempts: Vec<AttemptRow>,
 }

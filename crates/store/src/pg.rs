@@ -14,6 +14,7 @@ use postgres::fallible_iterator::FallibleIterator;
 use postgres::types::ToSql;
 use postgres::{Client, Config, NoTls, Row, Statement, Transaction};
 
+use crate::callbacks::CallbackRow;
 use crate::report::{AgentInterval, QueueCount};
 use crate::review::{AuditRow, CallFilter, EndedRow, FoundCall, RecordingRow, ReviewRow};
 use crate::voicemail::MessageRow;
@@ -52,11 +53,13 @@ CREATE TABLE IF NOT EXISTS calls (
     disposition TEXT,
     satisfaction SMALLINT,
     overflowed_from TEXT,
-    variables TEXT
+    variables TEXT,
+    callback BOOLEAN
 );
 -- Columns added after the table was first made.
 ALTER TABLE calls ADD COLUMN IF NOT EXISTS overflowed_from TEXT;
 ALTER TABLE calls ADD COLUMN IF NOT EXISTS variables TEXT;
+ALTER TABLE calls ADD COLUMN IF NOT EXISTS callback BOOLEAN;
 CREATE INDEX IF NOT EXISTS calls_overflowed ON calls (overflowed_from, arrived_ms)
     WHERE overflowed_from IS NOT NULL;
 -- Interval reports read only this index (it holds every column they count).
@@ -126,6 +129,17 @@ CREATE TABLE IF NOT EXISTS messages (
     status TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS messages_mailbox ON messages (mailbox, status);
+CREATE TABLE IF NOT EXISTS callbacks (
+    key TEXT PRIMARY KEY,
+    queue TEXT NOT NULL,
+    number TEXT NOT NULL,
+    name TEXT,
+    dialed TEXT NOT NULL,
+    source TEXT NOT NULL,
+    arrived_ms BIGINT NOT NULL,
+    queued_ms BIGINT NOT NULL,
+    attempts BIGINT NOT NULL
+);
 ";
 
 /// The columns of a call, then `$tail` (a `WHERE`…), as one constant statement text.
@@ -135,7 +149,7 @@ macro_rules! select_call {
             "SELECT id, call_id, sip_call_id, caller, caller_name, dialed, source,
             queue, agent, arrived_ms, queued_ms, first_offer_ms, answered_ms, ended_ms, wait_ms,
             talk_ms, hold_ms, wrap_up_ms, outcome, hung_up_by, reason, recorded, disposition,
-            satisfaction, overflowed_from, variables FROM calls",
+            satisfaction, overflowed_from, variables, callback FROM calls",
             $tail
         )
     };
@@ -151,12 +165,12 @@ const NEXT_IDS: &str =
 const INSERT_CALLS: &str = "INSERT INTO calls (id, call_id, sip_call_id, caller, caller_name,
     dialed, source, queue, agent, arrived_ms, queued_ms, first_offer_ms, answered_ms, ended_ms,
     wait_ms, talk_ms, hold_ms, wrap_up_ms, outcome, hung_up_by, reason, recorded, disposition,
-    satisfaction, overflowed_from, variables)
+    satisfaction, overflowed_from, variables, callback)
     SELECT * FROM UNNEST($1::BIGINT[], $2::BIGINT[], $3::TEXT[], $4::TEXT[], $5::TEXT[],
     $6::TEXT[], $7::TEXT[], $8::TEXT[], $9::TEXT[], $10::BIGINT[], $11::BIGINT[], $12::BIGINT[],
     $13::BIGINT[], $14::BIGINT[], $15::BIGINT[], $16::BIGINT[], $17::BIGINT[], $18::BIGINT[],
     $19::TEXT[], $20::TEXT[], $21::TEXT[], $22::BOOLEAN[], $23::TEXT[], $24::SMALLINT[],
-    $25::TEXT[], $26::TEXT[])";
+    $25::TEXT[], $26::TEXT[], $27::BOOLEAN[])";
 
 const INSERT_ATTEMPTS: &str = "INSERT INTO ring_attempts
     (call, seq, agent, contact, started_ms, ended_ms, result)
@@ -533,6 +547,63 @@ impl Postgres {
         )
     }
 
+    pub(crate) fn save_callback(&mut self, c: &CallbackRow) -> Result<(), StoreError> {
+        self.with(|conn| {
+            let stmt = conn.prepare(
+                "INSERT INTO callbacks
+                    (key, queue, number, name, dialed, source, arrived_ms, queued_ms, attempts)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                 ON CONFLICT (key) DO UPDATE SET attempts = excluded.attempts",
+            )?;
+            conn.client
+                .execute(
+                    &stmt,
+                    &[
+                        &c.key,
+                        &c.queue,
+                        &c.number,
+                        &c.name,
+                        &c.dialed,
+                        &c.source,
+                        &c.arrived_ms,
+                        &c.queued_ms,
+                        &i64::from(c.attempts),
+                    ],
+                )
+                .map(|_| ())
+        })
+    }
+
+    pub(crate) fn forget_callback(&mut self, key: &str) -> Result<(), StoreError> {
+        self.with(|conn| {
+            let stmt = conn.prepare("DELETE FROM callbacks WHERE key = $1")?;
+            conn.client.execute(&stmt, &[&key]).map(|_| ())
+        })
+    }
+
+    pub(crate) fn callbacks(&self) -> Result<Vec<CallbackRow>, StoreError> {
+        self.with(|c| {
+            c.rows(
+                "SELECT key, queue, number, name, dialed, source, arrived_ms, queued_ms, attempts
+                 FROM callbacks ORDER BY arrived_ms, key",
+                &[],
+                |r| {
+                    Ok(CallbackRow {
+                        key: r.try_get(0)?,
+                        queue: r.try_get(1)?,
+                        number: r.try_get(2)?,
+                        name: r.try_get(3)?,
+                        dialed: r.try_get(4)?,
+                        source: r.try_get(5)?,
+                        arrived_ms: r.try_get(6)?,
+                        queued_ms: r.try_get(7)?,
+                        attempts: u32::try_from(r.try_get::<_, i64>(8)?).unwrap_or(u32::MAX),
+                    })
+                },
+            )
+        })
+    }
+
     pub(crate) fn insert_message(&mut self, m: &MessageRow) -> Result<i64, StoreError> {
         self.with(|c| {
             let stmt = c.prepare(
@@ -881,6 +952,10 @@ fn put_calls(
                 .iter()
                 .map(|c| crate::variables_to(&c.variables))
                 .collect::<Vec<_>>(),
+            &calls
+                .iter()
+                .map(|c| c.callback.then_some(true))
+                .collect::<Vec<_>>(),
         ],
     )?;
     let attempts: Vec<(i64, i32, &AttemptRow)> = ids
@@ -975,6 +1050,7 @@ fn call_row(r: &Row) -> Result<CallRow, postgres::Error> {
             .and_then(|s| u8::try_from(s).ok()),
         overflowed_from: r.try_get(24)?,
         variables: crate::variables_from(r.try_get::<_, Option<String>>(25)?.as_deref()),
+        callback: r.try_get::<_, Option<bool>>(26)?.unwrap_or(false),
         attempts: Vec::new(),
     })
 }

@@ -95,6 +95,7 @@ impl Sqlite {
         conn.execute_batch(SCHEMA).map_err(db)?;
         conn.execute_batch(review::SCHEMA).map_err(db)?;
         conn.execute_batch(crate::voicemail::SCHEMA).map_err(db)?;
+        conn.execute_batch(crate::callbacks::SCHEMA).map_err(db)?;
         add_columns(&conn).map_err(db)?;
         Ok(Sqlite {
             conn,
@@ -311,7 +312,7 @@ pub(crate) const SELECT_CALL: &str =
     "SELECT id, call_id, sip_call_id, caller, caller_name, dialed, source,
     queue, agent, arrived_ms, queued_ms, first_offer_ms, answered_ms, ended_ms, wait_ms, talk_ms,
     hold_ms, wrap_up_ms, outcome, hung_up_by, reason, recorded, disposition, satisfaction,
-    overflowed_from, variables FROM calls";
+    overflowed_from, variables, callback FROM calls";
 
 pub(crate) fn call_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CallRow> {
     Ok(CallRow {
@@ -340,6 +341,7 @@ pub(crate) fn call_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CallRow> {
         satisfaction: r.get(23)?,
         overflowed_from: r.get(24)?,
         variables: crate::variables_from(r.get::<_, Option<String>>(25)?.as_deref()),
+        callback: r.get::<_, Option<bool>>(26)?.unwrap_or(false),
         attempts: Vec::new(),
     })
 }
@@ -371,6 +373,7 @@ fn add_columns(conn: &Connection) -> rusqlite::Result<()> {
         ("satisfaction", "INTEGER"),
         ("overflowed_from", "TEXT"),
         ("variables", "TEXT"),
+        ("callback", "INTEGER"),
     ] {
         if !have.contains(name) {
             conn.execute_batch(&format!("ALTER TABLE calls ADD COLUMN {name} {ty}"))?;
@@ -389,9 +392,9 @@ fn put_calls(tx: &Transaction<'_>, calls: &[CallRow]) -> rusqlite::Result<()> {
         "INSERT INTO calls (call_id, sip_call_id, caller, caller_name, dialed, source,
             queue, agent, arrived_ms, queued_ms, first_offer_ms, answered_ms, ended_ms,
             wait_ms, talk_ms, hold_ms, wrap_up_ms, outcome, hung_up_by, reason, recorded,
-            disposition, satisfaction, overflowed_from, variables)
+            disposition, satisfaction, overflowed_from, variables, callback)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
-            ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25)",
+            ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26)",
     )?;
     let mut attempt_stmt = tx.prepare_cached(
         "INSERT INTO ring_attempts (call, seq, agent, contact, started_ms, ended_ms, result)
@@ -424,6 +427,7 @@ fn put_calls(tx: &Transaction<'_>, calls: &[CallRow]) -> rusqlite::Result<()> {
             c.satisfaction,
             c.overflowed_from,
             crate::variables_to(&c.variables),
+            c.callback.then_some(true),
         ])?;
         let row = tx.last_insert_rowid();
         for (i, a) in c.attempts.iter().enumerate() {

@@ -522,9 +522,49 @@ fn voicemail_messages_are_kept_alike_in_sqlite_and_postgresql() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     check_messages(&mut Store::open(&dir.join("calls.db")).unwrap());
+    check_callbacks(&mut Store::open(&dir.join("calls.db")).unwrap());
     let _ = std::fs::remove_dir_all(&dir);
     let Some(server) = pg::Server::start("messages") else {
         return;
     };
-    check_messages(&mut Store::connect(&server.create_db("messages")).unwrap());
+    let url = server.create_db("messages");
+    check_messages(&mut Store::connect(&url).unwrap());
+    check_callbacks(&mut Store::connect(&url).unwrap());
+}
+
+/// Pending callbacks: kept by key, updated, listed first arrived first, forgotten; a call
+/// record says whether it was a callback.
+fn check_callbacks(s: &mut Store) {
+    let c = |key: &str, at: i64| store::CallbackRow {
+        key: key.into(),
+        queue: "support".into(),
+        number: "+4930123456".into(),
+        name: Some("Grace O'Neil".into()),
+        dialed: "600".into(),
+        source: "trunk:carrier".into(),
+        arrived_ms: at,
+        queued_ms: at + 200,
+        attempts: 0,
+    };
+    s.save_callback(&c("b@x", T0 + 9)).unwrap();
+    s.save_callback(&c("a@x", T0 + 3)).unwrap();
+    s.save_callback(&store::CallbackRow {
+        attempts: 2,
+        ..c("b@x", T0 + 9)
+    })
+    .unwrap();
+    let all = s.callbacks().unwrap();
+    assert_eq!(
+        all.iter()
+            .map(|r| (r.key.as_str(), r.attempts))
+            .collect::<Vec<_>>(),
+        [("a@x", 0), ("b@x", 2)]
+    );
+    assert_eq!(all[0], c("a@x", T0 + 3));
+    s.forget_callback("a@x").unwrap();
+    assert_eq!(s.callbacks().unwrap().len(), 1);
+    let mut call = CallRow::new(77, T0);
+    call.callback = true;
+    s.insert_calls(&[call]).unwrap();
+    assert!(s.call(77).unwrap().unwrap().callback);
 }

@@ -103,6 +103,8 @@ pub(crate) struct TrunkSection {
     addresses: Vec<String>,
     #[serde(default)]
     numbers: Vec<String>,
+    /// `host:port` where calls out through this trunk go (callbacks).
+    dial: Option<String>,
 }
 
 /// The call-center tables of `switchboard.toml`, as deserialised.
@@ -164,10 +166,46 @@ struct QueueEntry {
     wallboard: WallboardEntry,
     /// Business hours: a `[schedules.NAME]` of schedules.toml.
     schedule: Option<String>,
+    /// `[queues.NAME.callback]`: waiting callers may ask to be called back.
+    callback: Option<CallbackEntry>,
     /// Outside them: "refuse" (480, the default), "queue:<name>" or "announce:<wav>".
     when_closed: Option<String>,
     /// A post-call survey: a menu of ivr.toml with `score`.
     survey: Option<String>,
+}
+
+/// `[queues.NAME.callback]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CallbackEntry {
+    /// The key a waiting caller presses ("1").
+    key: String,
+    /// Played after the greeting and with each announcement.
+    offer: Option<String>,
+    /// Played when the caller has asked, before the hang-up.
+    confirm: String,
+    /// The trunk (of switchboard.toml, with `dial`) the customer is called through.
+    trunk: String,
+    /// The caller ID the customer sees (the queue's number by default).
+    caller_id: Option<String>,
+    #[serde(default = "one_retry")]
+    retries: u32,
+    #[serde(default = "five_minutes")]
+    retry_after: u64,
+    #[serde(default = "thirty")]
+    ring_timeout: u64,
+}
+
+fn one_retry() -> u32 {
+    1
+}
+
+fn five_minutes() -> u64 {
+    300
+}
+
+fn thirty() -> u64 {
+    30
 }
 
 /// `[queues.NAME.wallboard]`: when the wallboard turns a queue amber and red.
@@ -468,6 +506,9 @@ struct Known<'a> {
     schedules: Option<&'a HashMap<String, std::sync::Arc<pbx::schedule::Schedule>>>,
     /// Mailboxes of voicemail.toml (`None` when it did not load).
     mailboxes: Option<HashSet<&'a str>>,
+    /// Trunks of switchboard.toml and where calls out through each go (`None` when that
+    /// file did not load).
+    trunk_dials: Option<HashMap<String, Option<std::net::SocketAddr>>>,
 }
 
 /// Validate and build the call-center settings: the call-center tables of switchboard.toml
@@ -540,6 +581,12 @@ pub(crate) fn build(
         mailboxes: voicemail_read
             .as_ref()
             .map(|(_, v)| v.mailboxes.keys().map(String::as_str).collect()),
+        trunk_dials: server.map(|(_, _, t)| {
+            t.trunks
+                .iter()
+                .map(|(name, e)| (name.clone(), e.dial.as_deref().and_then(|d| d.parse().ok())))
+                .collect()
+        }),
     };
     let queue_setups = queues
         .as_ref()
@@ -868,6 +915,14 @@ fn trunk_table(r: &mut Report<'_>, name: &str, t: &TrunkSection) -> (Trunk, Trun
             "a trunk must list the numbers it may call (e.g. [\"600\"])",
         );
     }
+    if let Some(d) = &t.dial {
+        if d.parse::<std::net::SocketAddr>().is_err() {
+            r.err(
+                &table.key("dial"),
+                format!("\"{d}\" is not an IP address and port such as \"198.51.100.7:5060\""),
+            );
+        }
+    }
     let trunk = Trunk {
         name: name.to_owned(),
         addresses,
@@ -1105,7 +1160,92 @@ fn queue(
         priority: e.priority.unwrap_or(0).min(9),
         hours,
         survey: e.survey.clone(),
+        callback: e
+            .callback
+            .as_ref()
+            .and_then(|c| queue_callback(r, &t, e, c, known, prompts)),
     }
+}
+
+/// A queue's `[queues.NAME.callback]`.
+fn queue_callback(
+    r: &mut Report<'_>,
+    t: &KeyPath,
+    e: &QueueEntry,
+    c: &CallbackEntry,
+    known: &Known<'_>,
+    prompts: &mut Prompts,
+) -> Option<pbx::CallbackSetup> {
+    let t = t.key("callback");
+    let mut chars = c.key.chars();
+    let key = match (chars.next(), chars.next()) {
+        (Some(k), None) if k.is_ascii_digit() || k == '*' || k == '#' => Some(k),
+        _ => {
+            r.err(
+                &t.key("key"),
+                format!("\"{}\" is not a key: 0-9, * or #", c.key),
+            );
+            None
+        }
+    };
+    let offer = c
+        .offer
+        .as_deref()
+        .and_then(|f| prompts.load(r, &t.key("offer"), Path::new(f)));
+    let confirm = prompts.load(r, &t.key("confirm"), Path::new(&c.confirm));
+    if c.offer.is_some() && offer.is_none() {
+        return None;
+    }
+    let via = match known.trunk_dials.as_ref().map(|d| d.get(&c.trunk)) {
+        Some(Some(Some(addr))) => Some(*addr),
+        Some(Some(None)) => {
+            r.err(
+                &t.key("trunk"),
+                format!(
+                    "trunk \"{}\" has no dial address ([trunks.{}] dial = \"host:port\")",
+                    c.trunk, c.trunk
+                ),
+            );
+            None
+        }
+        Some(None) => {
+            let names: Vec<&str> = known
+                .trunk_dials
+                .as_ref()
+                .map(|d| d.keys().map(String::as_str).collect())
+                .unwrap_or_default();
+            r.err(
+                &t.key("trunk"),
+                format!(
+                    "unknown trunk \"{}\" (a [trunks.NAME] of switchboard.toml){}",
+                    c.trunk,
+                    did_you_mean(&c.trunk, names.into_iter())
+                ),
+            );
+            None
+        }
+        None => None,
+    };
+    if c.retries > 10 {
+        r.err(&t.key("retries"), "at most 10");
+    }
+    if !(10..=86_400).contains(&c.retry_after) {
+        r.err(&t.key("retry_after"), "seconds, 10-86400");
+    }
+    if !(5..=120).contains(&c.ring_timeout) {
+        r.err(&t.key("ring_timeout"), "seconds, 5-120");
+    }
+    Some(pbx::CallbackSetup {
+        key: key?,
+        offer,
+        confirm: confirm?,
+        trunk: c.trunk.clone(),
+        via: via?,
+        caller_id: c.caller_id.clone().unwrap_or_else(|| e.number.clone()),
+        retries: c.retries.min(10),
+        retry_after: Duration::from_secs(c.retry_after),
+        ring_timeout: Duration::from_secs(c.ring_timeout),
+    })
 }
 
 /// A queue's `schedule` and `when_closed`.
@@ -1814,6 +1954,61 @@ schedule = "office"
             &f.errors(),
             "storage.enabled: voicemail (voicemail.toml) keeps its messages in the call records",
         );
+    }
+
+    #[test]
+    fn a_queue_callback_needs_a_trunk_that_dials_and_its_mistakes_are_named() {
+        let trunk = "\n[trunks.carrier]\naddresses = [\"198.51.100.7\"]\nnumbers = [\"600\"]\ndial = \"198.51.100.7:5060\"\n";
+        let server = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/switchboard.toml"),
+        )
+        .unwrap();
+        let queues = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/queues.toml"),
+        )
+        .unwrap();
+        let callback = "\n[queues.support.callback]\nkey = \"1\"\n\
+                        offer = \"prompts/callback-offer.wav\"\nconfirm = \"prompts/callback-confirm.wav\"\n\
+                        trunk = \"carrier\"\n";
+        let f = Fixture::new(&[
+            ("switchboard.toml", "", &format!("{server}{trunk}")),
+            ("queues.toml", "", &format!("{queues}{callback}")),
+        ]);
+        assert_eq!(f.errors(), "");
+        let cfg = crate::config::load(&f.0, None).unwrap();
+        let cb = cfg.callcenter.queues[0]
+            .callback
+            .as_ref()
+            .expect("callback");
+        assert_eq!(
+            (cb.key, cb.via.to_string().as_str()),
+            ('1', "198.51.100.7:5060")
+        );
+        assert_eq!((cb.caller_id.as_str(), cb.retries), ("600", 1));
+
+        let bad = "\n[queues.support.callback]\nkey = \"12\"\n\
+                   confirm = \"prompts/nope.wav\"\ntrunk = \"carier\"\nretry_after = 1\n";
+        let f = Fixture::new(&[
+            (
+                "switchboard.toml",
+                "",
+                &format!("{server}{}", trunk.replace("198.51.100.7:5060", "nowhere")),
+            ),
+            ("queues.toml", "", &format!("{queues}{bad}")),
+        ]);
+        let e = f.errors();
+        has(
+            &e,
+            "trunks.carrier.dial: \"nowhere\" is not an IP address and port",
+        );
+        has(&e, "queues.support.callback.key: \"12\" is not a key");
+        has(&e, "queues.support.callback.confirm:");
+        has(
+            &e,
+            "queues.support.callback.trunk: unknown trunk \"carier\"",
+        );
+        has(&e, "did you mean \"carrier\"?");
+        has(&e, "queues.support.callback.retry_after: seconds, 10-86400");
     }
 
     #[test]

@@ -289,6 +289,13 @@ async fn serve(cfg: Config, reload: Reload) -> anyhow::Result<()> {
         }
         _ => Vec::new(),
     };
+    let callbacks = match &cfg.storage {
+        Some(storage) => {
+            let db = storage.location.clone();
+            off_the_workers(move || crate::storage::load_callbacks(&db)).await
+        }
+        None => Vec::new(),
+    };
     let inbox = std::sync::Arc::new(std::sync::OnceLock::new());
     let (events, storage) = crate::storage::start(
         cfg.storage.as_ref(),
@@ -309,7 +316,10 @@ async fn serve(cfg: Config, reload: Reload) -> anyhow::Result<()> {
         &handle,
         events_rx,
         events,
-        messages,
+        pbx::service::Kept {
+            messages,
+            callbacks,
+        },
     )?;
     let _ = inbox.set(pbx.voicemail_inbox());
     info!(

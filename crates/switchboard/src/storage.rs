@@ -195,6 +195,7 @@ pub(crate) fn call_row(r: &CallRecord) -> CallRow {
         disposition: r.disposition.clone(),
         satisfaction: r.satisfaction,
         variables: r.variables.clone(),
+        callback: r.callback,
         attempts: r
             .attempts
             .iter()
@@ -269,6 +270,7 @@ fn run(
     let mut recordings: Vec<RecordingRow> = Vec::new();
     let mut messages: Vec<MessageRow> = Vec::new();
     let mut statuses: Vec<(i64, &'static str)> = Vec::new();
+    let mut callbacks: Vec<pbx::CallbackRequest> = Vec::new();
     let mut calls: Vec<CallRow> = Vec::new();
     let mut states: Vec<AgentStateRow> = Vec::new();
     let mut lines: Vec<String> = Vec::new();
@@ -279,7 +281,9 @@ fn run(
                      failing: &mut bool,
                      recordings: &mut Vec<RecordingRow>,
                      messages: &mut Vec<MessageRow>,
-                     statuses: &mut Vec<(i64, &'static str)>| {
+                     statuses: &mut Vec<(i64, &'static str)>,
+                     callbacks: &mut Vec<pbx::CallbackRequest>| {
+        write_callbacks(files.as_mut().map(|f| &mut f.0), callbacks);
         write_recordings(files.as_mut().map(|f| &mut f.0), recordings);
         write_messages(
             files.as_mut().map(|f| &mut f.0),
@@ -311,7 +315,14 @@ fn run(
                     &mut recordings,
                     &mut messages,
                     &mut statuses,
+                    &mut callbacks,
                 );
+                if !callbacks.is_empty() {
+                    error!(
+                        callbacks = callbacks.len(),
+                        "storage stopped with callback changes the database did not take"
+                    );
+                }
                 if !messages.is_empty() || !statuses.is_empty() {
                     error!(
                         messages = messages.len(),
@@ -362,6 +373,7 @@ fn run(
                 statuses.push((message as i64, if deleted { "deleted" } else { "saved" }));
             }
             PbxEvent::Voicemail(_) => {}
+            PbxEvent::Callback(c) => callbacks.push(c),
         };
         if let Some(ev) = first {
             take(ev);
@@ -377,7 +389,82 @@ fn run(
             &mut recordings,
             &mut messages,
             &mut statuses,
+            &mut callbacks,
         );
+    }
+}
+
+/// The row of a pending callback.
+fn callback_row(p: &pbx::PendingCallback) -> store::CallbackRow {
+    store::CallbackRow {
+        key: p.key.clone(),
+        queue: p.queue.clone(),
+        number: p.number.clone(),
+        name: p.name.clone(),
+        dialed: p.dialed.clone(),
+        source: p.source.clone(),
+        arrived_ms: ms(p.arrived),
+        queued_ms: ms(p.queued),
+        attempts: p.attempts,
+    }
+}
+
+/// The pending callbacks the database keeps (none, said in the log, when it cannot be read).
+pub(crate) fn load_callbacks(db: &Location) -> Vec<pbx::PendingCallback> {
+    if let Location::Sqlite(path) = db {
+        if !path.exists() {
+            return Vec::new();
+        }
+    }
+    let at = |ms: i64| UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
+    match db.open_read_only().and_then(|s| s.callbacks()) {
+        Ok(rows) => {
+            if !rows.is_empty() {
+                info!(callbacks = rows.len(), "pending callbacks loaded");
+            }
+            rows.into_iter()
+                .map(|r| pbx::PendingCallback {
+                    key: r.key,
+                    queue: r.queue,
+                    number: r.number,
+                    name: r.name,
+                    dialed: r.dialed,
+                    source: r.source,
+                    arrived: at(r.arrived_ms),
+                    queued: at(r.queued_ms),
+                    attempts: r.attempts,
+                })
+                .collect()
+        }
+        Err(e) => {
+            error!(error = %e, "pending callbacks could not be read: they wait for a restart");
+            Vec::new()
+        }
+    }
+}
+
+/// Pending callbacks to keep or forget, in order, until the database takes them.
+fn write_callbacks(db: Option<&mut Store>, ops: &mut Vec<pbx::CallbackRequest>) {
+    let Some(db) = db else {
+        ops.clear();
+        return;
+    };
+    while let Some(op) = ops.first() {
+        let done = match op {
+            pbx::CallbackRequest::Save(p) => db.save_callback(&callback_row(p)),
+            pbx::CallbackRequest::Done { key } => db.forget_callback(key),
+        };
+        match done {
+            Ok(()) => {
+                ops.remove(0);
+            }
+            Err(e) => {
+                warn!(error = %e, pending = ops.len(), "callbacks not kept yet; retrying");
+                let extra = ops.len().saturating_sub(MAX_PENDING);
+                ops.drain(..extra);
+                return;
+            }
+        }
     }
 }
 

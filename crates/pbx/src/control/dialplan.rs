@@ -115,6 +115,7 @@ impl CallControl {
             talk_ended: None,
             vm: None,
             overflow_to: None,
+            cb: None,
             busy_users: Vec::new(),
             created: now,
             queued_at: None,
@@ -178,6 +179,7 @@ impl CallControl {
         call.phase = Phase::Ringing;
         let identity = call.identity.clone();
         match call.route.clone() {
+            Route::Queue(_) if self.kept_callback_opened(now, id) => {}
             Route::Queue(q) => self.join_queue(now, id, q),
             Route::Extension(user) => self.ring_extension(now, id, user),
             Route::Feature(f) => self.feature(now, id, f, &identity),
@@ -370,7 +372,9 @@ impl CallControl {
     pub(super) fn enter_queue(&mut self, now: Instant, id: u64, q: usize) {
         let entry = &self.dir.queues[q];
         let setup: &QueueSetup = &entry.setup;
-        let prompts: Vec<Prompt> = setup.greeting.iter().cloned().collect();
+        let mut prompts: Vec<Prompt> = setup.greeting.iter().cloned().collect();
+        // "Press 1 to be called back."
+        prompts.extend(setup.callback.as_ref().and_then(|c| c.offer.clone()));
         let music = setup.music.clone();
         let every = setup.announce_every;
         let priority = setup.priority;

@@ -126,6 +126,7 @@ impl CallControl {
                     self.by_client.remove(&tx);
                 }
             }
+            Role::Customer(id) => self.customer_response(now, id, tx, resp),
             Role::Notify(sid) => {
                 if resp.status >= 200 {
                     self.by_client.remove(&tx);
@@ -299,13 +300,21 @@ impl CallControl {
                 host: call.agent.as_ref().map(|a| a.dialog.flow.remote.ip()),
             },
         ));
-        self.out
-            .push_back(media_cmd(id, SessionCommand::Stop(Leg::Caller)));
-        self.out
-            .push_back(media_cmd(id, SessionCommand::Bridge(true)));
-        call.phase = Phase::Connected;
-        call.connected_at = Some(now);
-        call.history.answered = Some(self.wall);
+        let callback = call.cb.is_some();
+        if !callback {
+            self.out
+                .push_back(media_cmd(id, SessionCommand::Stop(Leg::Caller)));
+            self.out
+                .push_back(media_cmd(id, SessionCommand::Bridge(true)));
+        }
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        if !callback {
+            call.phase = Phase::Connected;
+            call.connected_at = Some(now);
+            call.history.answered = Some(self.wall);
+        }
         let waited = now.saturating_duration_since(call.created);
         let agent = call.agent.as_ref().and_then(|a| a.agent);
         let user = call
@@ -324,6 +333,10 @@ impl CallControl {
                 call: acd::CallId(id),
                 agent,
             });
+        }
+        if callback {
+            // The agent is on the line: now the customer is called.
+            return self.dial_customer(now, id);
         }
         self.maybe_record(now, id, &name);
     }
@@ -372,6 +385,7 @@ impl CallControl {
                 self.by_client.remove(&tx);
                 self.drop_sub(sid);
             }
+            Some(Role::Customer(id)) => self.customer_response(now, id, tx, Response::new(408)),
             Some(_) => {
                 self.by_client.remove(&tx);
                 self.orphans.remove(&tx);

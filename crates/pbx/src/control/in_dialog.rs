@@ -80,6 +80,9 @@ impl CallControl {
                 if leg == Leg::Agent && self.start_survey(now, id) {
                     return;
                 }
+                if leg == Leg::Caller && self.callback_keeps(id) {
+                    return;
+                }
                 let reason = match leg {
                     Leg::Caller => EndReason::CallerHangup,
                     Leg::Agent => EndReason::AgentHangup,

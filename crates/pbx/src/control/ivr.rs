@@ -150,7 +150,7 @@ impl CallControl {
 
     /// A key from the caller (RFC 4733 or SIP INFO).
     pub(super) fn caller_key(&mut self, now: Instant, id: u64, digit: char) {
-        if self.voicemail_key(now, id, digit) {
+        if self.voicemail_key(now, id, digit) || self.callback_key(now, id, digit) {
             return;
         }
         let Some(call) = self.calls.get_mut(&id) else {

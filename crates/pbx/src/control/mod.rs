@@ -64,6 +64,7 @@ use crate::config::{AgentSetup, PbxConfig, QueueSetup};
 use crate::presence;
 use crate::record::{AgentStateChange, CallRecord, HungUpBy, Outcome, RingAttempt, RingResult};
 
+mod callback;
 mod dialplan;
 mod directory;
 mod forking;
@@ -74,6 +75,7 @@ mod recording;
 mod teardown;
 mod voicemail;
 
+pub use callback::CallbackRequest;
 pub use voicemail::{VoicemailInput, VoicemailRequest};
 
 use directory::Directory;
@@ -108,6 +110,8 @@ pub enum Output {
     AgentState(AgentStateChange),
     /// For the voicemail side of the service and the store.
     Voicemail(VoicemailRequest),
+    /// For the store: pending callbacks.
+    Callback(CallbackRequest),
 }
 
 /// What call control asks of the media relay for one session.
@@ -343,6 +347,8 @@ struct Call {
     vm: Option<voicemail::VmState>,
     /// The external destination the ACD overflowed the call to.
     overflow_to: Option<std::sync::Arc<str>>,
+    /// The call became a callback.
+    cb: Option<callback::CbState>,
     /// Agents (by user) whose phones this call keeps busy.
     busy_users: Vec<String>,
     created: Instant,
@@ -451,6 +457,8 @@ enum Role {
     Fire,
     /// A NOTIFY of a subscription: an error answer ends the subscription.
     Notify(u64),
+    /// Our INVITE to a callback's customer, for call `call`.
+    Customer(u64),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -464,6 +472,8 @@ enum Timer {
     Voicemail(u64, u64),
     /// A message-summary subscription runs out: (subscription, round).
     Subscription(u64, u64),
+    /// A callback's wait (confirmation, the customer's ring, the next try): (call, round).
+    Callback(u64, u64),
     RingTimeout(u64),
     ForgetOrphan(TxId),
 }
@@ -489,6 +499,8 @@ enum EndReason {
     MenuDone,
     /// Voicemail is done with the call (message left, mailbox closed).
     VoicemailDone,
+    /// A callback's customer was not reached after every try.
+    CallbackFailed,
     Overflowed,
     Failed,
     Shutdown,
@@ -512,6 +524,7 @@ impl EndReason {
             EndReason::Closed => "closed: outside business hours",
             EndReason::MenuDone => "ended by the menu",
             EndReason::VoicemailDone => "voicemail done",
+            EndReason::CallbackFailed => "callback: the customer was not reached",
             EndReason::Overflowed => "overflowed",
             EndReason::Failed => "failed",
             EndReason::Shutdown => "server shutdown",
@@ -1020,6 +1033,7 @@ impl CallControl {
                 Timer::Menu(id, round) => self.menu_timeout(now, id, round),
                 Timer::Voicemail(id, round) => self.voicemail_timeout(now, id, round),
                 Timer::Subscription(sid, round) => self.subscription_expired(now, sid, round),
+                Timer::Callback(id, round) => self.callback_timeout(now, id, round),
                 Timer::MenuEnd(id, round) => {
                     if self
                         .calls

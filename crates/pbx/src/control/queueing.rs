@@ -113,6 +113,14 @@ impl CallControl {
                     .as_deref()
                     .and_then(|d| d.strip_prefix("voicemail:"))
                     .map(str::to_owned);
+                if !matches!(outcome, CallOutcome::Completed(_) | CallOutcome::Abandoned)
+                    && self.callback_requeues(now, id)
+                {
+                    return;
+                }
+                let Some(c) = self.calls.get_mut(&id) else {
+                    return;
+                };
                 let reason = match outcome {
                     CallOutcome::Completed(_) | CallOutcome::Abandoned => return,
                     CallOutcome::Overflowed if mailbox.is_some() => {
@@ -203,6 +211,15 @@ impl CallControl {
             }
         }
         debug!(parent: &call.span, ?position, ?wait, "position announcement");
+        // A caller who can ask for a callback is reminded how.
+        if call.cb.is_none() {
+            let offer = self.dir.queues[q]
+                .setup
+                .callback
+                .as_ref()
+                .and_then(|c| c.offer.clone());
+            prompts.extend(offer);
+        }
         if !prompts.is_empty() {
             self.out.push_back(media_cmd(
                 id,

@@ -19,7 +19,7 @@ impl CallControl {
         self.release_busy(&call.busy_users);
         self.cancel_timers(|t| {
             matches!(t, Timer::Announce(c) | Timer::RingTimeout(c) | Timer::Menu(c, _)
-                | Timer::MenuEnd(c, _) | Timer::Voicemail(c, _) if *c == id)
+                | Timer::MenuEnd(c, _) | Timer::Voicemail(c, _) | Timer::Callback(c, _) if *c == id)
         });
         // Phones still ringing: cancel every one.
         self.cancel_attempts(now, &mut call);
@@ -80,8 +80,28 @@ impl CallControl {
                     end: self.wall,
                 }));
         }
-        let record = self.record(now, id, &mut call, reason);
-        self.out.push_back(Output::Record(Box::new(record)));
+        // A callback still waiting for its agent or customer outlives a shutdown (the store
+        // keeps it): no record yet. Any other end is its end.
+        let kept = call.cb.as_ref().map(|cb| {
+            let pending = cb.step != callback::CbStep::Connected;
+            (
+                pending && reason == EndReason::Shutdown,
+                pending,
+                cb.key.clone(),
+            )
+        });
+        if let Some((_, true, key)) = &kept {
+            if reason != EndReason::Shutdown {
+                self.out
+                    .push_back(Output::Callback(callback::CallbackRequest::Done {
+                        key: key.clone(),
+                    }));
+            }
+        }
+        if !kept.as_ref().is_some_and(|k| k.0) {
+            let record = self.record(now, id, &mut call, reason);
+            self.out.push_back(Output::Record(Box::new(record)));
+        }
         // The session ends and its ports go back to the pool; the "call ended" line waits
         // for its totals.
         self.out
@@ -133,6 +153,7 @@ impl CallControl {
             EndReason::Shutdown if !answered => Outcome::Shutdown,
             _ if answered => Outcome::Answered,
             EndReason::MenuDone => Outcome::Menu,
+            EndReason::CallbackFailed => Outcome::CallbackFailed,
             EndReason::CallerHangup | EndReason::CallerCancelled => Outcome::Abandoned,
             EndReason::QueueTimeout => Outcome::TimedOut,
             EndReason::QueueEmpty => Outcome::NoAgents,
@@ -213,6 +234,7 @@ impl CallControl {
             // Filled by the features that ask for them (wrap-up codes, the survey).
             disposition: None,
             satisfaction: call.satisfaction,
+            callback: call.cb.is_some(),
             variables: std::mem::take(&mut call.variables),
             attempts: std::mem::take(&mut h.attempts),
         }
