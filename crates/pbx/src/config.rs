@@ -280,6 +280,9 @@ pub enum Step {
     Announce(Prompt),
     /// Leave a message in this mailbox.
     Voicemail(String),
+    /// Be called back from this queue (which has a callback): the caller joins it and asks at
+    /// once.
+    Callback(String),
     /// Hang up.
     HangUp,
 }

@@ -302,3 +302,58 @@ impl WorldExt for World {
         self.now_input()
     }
 }
+
+#[test]
+fn a_menu_choice_asks_for_a_callback_from_the_queue_at_once() {
+    let mut cfg = config();
+    cfg.trunks[0].numbers.push("700".into());
+    let mut choices = std::collections::BTreeMap::new();
+    choices.insert(
+        '2',
+        pbx::Choice {
+            step: pbx::Step::Callback("support".into()),
+            set: Vec::new(),
+        },
+    );
+    cfg.menus.push(std::sync::Arc::new(pbx::Menu {
+        name: "main".into(),
+        number: Some("700".into()),
+        prompt: p("main", 3),
+        kind: pbx::MenuKind::Choice(choices),
+        timeout: 5 * SECOND,
+        tries: 3,
+        invalid: None,
+        on_fail: pbx::Step::HangUp,
+        hours: None,
+    }));
+    let mut w = World::new(cfg, &["1001", "1002", "1003"]);
+    w.carrier().from_user = Some("+4930222".into());
+    let call = w.customer_calls("700");
+    w.run_for(SECOND);
+    let id = *w.media.open.keys().last().unwrap();
+    w.media_event(
+        id,
+        MediaEventKind::Dtmf {
+            leg: Leg::Caller,
+            digit: '2',
+        },
+    );
+    w.run_for(SECOND);
+    assert_eq!(
+        w.media.open[&id].playing[0].as_ref().map(|p| p.0.clone()),
+        Some(vec!["silence".to_owned(), "confirm".to_owned()])
+    );
+    assert_eq!(w.waiting(), 1, "in the queue, with its place");
+    w.run_for(3 * SECOND);
+    assert_eq!(w.carrier().outgoing[call].state, OutState::Ended);
+    log_in(&mut w, "1001");
+    w.run_until(10 * SECOND, "the customer is called", |w| {
+        !w.phones[0].incoming.is_empty()
+    });
+    w.run_for(3 * SECOND);
+    assert!(w.media.open[&id].bridged);
+    w.assert_settles();
+    let r = w.records.last().unwrap();
+    assert!(r.callback);
+    assert_eq!(r.dialed, "700");
+}

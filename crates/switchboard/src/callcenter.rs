@@ -506,6 +506,8 @@ struct Known<'a> {
     schedules: Option<&'a HashMap<String, std::sync::Arc<pbx::schedule::Schedule>>>,
     /// Mailboxes of voicemail.toml (`None` when it did not load).
     mailboxes: Option<HashSet<&'a str>>,
+    /// Queues of queues.toml that offer callbacks.
+    callback_queues: Option<HashSet<&'a str>>,
     /// Trunks of switchboard.toml and where calls out through each go (`None` when that
     /// file did not load).
     trunk_dials: Option<HashMap<String, Option<std::net::SocketAddr>>>,
@@ -581,6 +583,13 @@ pub(crate) fn build(
         mailboxes: voicemail_read
             .as_ref()
             .map(|(_, v)| v.mailboxes.keys().map(String::as_str).collect()),
+        callback_queues: queues.as_ref().map(|(_, q)| {
+            q.queues
+                .iter()
+                .filter(|(_, e)| e.callback.is_some())
+                .map(|(n, _)| n.as_str())
+                .collect()
+        }),
         trunk_dials: server.map(|(_, _, t)| {
             t.trunks
                 .iter()
@@ -1791,6 +1800,7 @@ timeout = 0
 x = "hangup"
 3 = "voicemail"
 4 = { go = "extension:9999", set = { "bad name" = "x" } }
+5 = "callback:support"
 
 [menus.account]
 say = "Your account number, please"
@@ -1837,19 +1847,23 @@ schedule = "office"
         has(&e, "menus.main.choices.4.set.bad name: a variable name is");
         has(
             &e,
-            "ivr.toml:16: menus.account.min_digits: must be 1 to max_digits (4)",
+            "ivr.toml:12: menus.main.choices.5: queue \"support\" has no [queues.support.callback]",
         );
         has(
             &e,
-            "ivr.toml:18: menus.account.end_key: \"5\" must be # or *",
+            "ivr.toml:17: menus.account.min_digits: must be 1 to max_digits (4)",
         );
         has(
             &e,
-            "ivr.toml:19: menus.account.next: \"repeat\" is for a choice",
+            "ivr.toml:19: menus.account.end_key: \"5\" must be # or *",
         );
         has(
             &e,
-            "ivr.toml:24: menus.lost.schedule: unknown schedule \"office\"",
+            "ivr.toml:20: menus.account.next: \"repeat\" is for a choice",
+        );
+        has(
+            &e,
+            "ivr.toml:25: menus.lost.schedule: unknown schedule \"office\"",
         );
     }
 

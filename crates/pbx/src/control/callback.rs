@@ -114,7 +114,25 @@ impl CallControl {
         let Some(setup) = self.dir.queues[q].setup.callback.clone() else {
             return false;
         };
-        if digit != setup.key || call.cb.is_some() || !call.in_acd || call.phase != Phase::Waiting {
+        if digit != setup.key {
+            return false;
+        }
+        self.ask_callback(now, id)
+    }
+
+    /// Call `id`, waiting in a queue with a callback, asks to be called back; `false` when it
+    /// cannot (not waiting, asked already).
+    pub(super) fn ask_callback(&mut self, now: Instant, id: u64) -> bool {
+        let Some(call) = self.calls.get(&id) else {
+            return false;
+        };
+        let Route::Queue(q) = call.route else {
+            return false;
+        };
+        let Some(setup) = self.dir.queues[q].setup.callback.clone() else {
+            return false;
+        };
+        if call.cb.is_some() || !call.in_acd || call.phase != Phase::Waiting {
             return false;
         }
         let number = call

@@ -304,6 +304,15 @@ impl CallControl {
                 self.leave_menu(id, Route::Voicemail(mailbox.clone()));
                 self.deposit(now, id, &mailbox);
             }
+            Step::Callback(name) => {
+                // Into the queue as for a queue step, then the callback is asked for.
+                self.menu_step(now, id, Step::Queue(name), hops);
+                if !self.ask_callback(now, id) {
+                    if let Some(c) = self.calls.get(&id) {
+                        info!(parent: &c.span, "no callback for this caller: they wait in the queue");
+                    }
+                }
+            }
             Step::Announce(prompt) => {
                 let Some(m) = call.ivr.as_mut() else {
                     return self.end_call(now, id, EndReason::MenuDone, None);

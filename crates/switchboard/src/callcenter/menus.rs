@@ -153,6 +153,19 @@ impl Checker<'_, '_, '_> {
                 Step::Announce(self.prompts.load(self.r, key, Path::new(file))?)
             }
             ("say", words) if !words.is_empty() => Step::Announce(self.say(key, "say", words)?),
+            ("callback", q) if !q.is_empty() => {
+                if let Some(with) = &self.known.callback_queues {
+                    if !with.contains(q) {
+                        self.r.err(
+                            key,
+                            format!(
+                                "queue \"{q}\" has no [queues.{q}.callback] (or is not a queue)"
+                            ),
+                        );
+                    }
+                }
+                Step::Callback(q.to_owned())
+            }
             ("voicemail", mailbox) if !mailbox.is_empty() => {
                 super::check_mailbox(self.r, key, mailbox, self.known);
                 Step::Voicemail(mailbox.to_owned())
@@ -163,7 +176,7 @@ impl Checker<'_, '_, '_> {
                     format!(
                         "\"{text}\" is not a step: \"queue:<name>\", \"menu:<name>\", \
                          \"extension:<user>\", \"announce:<wav file>\", \"say:<text>\", \
-                         \"voicemail:<mailbox>\", \"hangup\"{}",
+                         \"voicemail:<mailbox>\", \"callback:<queue>\", \"hangup\"{}",
                         if place == Place::Choice {
                             " or \"repeat\""
                         } else {
