@@ -588,11 +588,10 @@ impl CallControl {
             };
             let mut history = History::new(p.arrived);
             history.queued = Some(p.queued);
-            let call = Call {
+            let mut call = Call::new(
                 span,
-                route: Route::Queue(q),
-                phase: Phase::Opening,
-                caller: CallerLeg {
+                Route::Queue(q),
+                CallerLeg {
                     invite_tx: TxId::user(u64::MAX - id),
                     invite,
                     flow,
@@ -605,37 +604,19 @@ impl CallControl {
                     late: false,
                 },
                 identity,
-                ports: None,
-                attempts: Vec::new(),
-                agent: None,
-                in_acd: false,
-                recording: false,
-                recording_paused: false,
-                agent_keys: String::new(),
-                pending_queue: None,
-                pending_menu: None,
-                ivr: None,
-                variables: Vec::new(),
-                survey_of: None,
-                satisfaction: None,
-                talk_ended: None,
-                vm: None,
-                overflow_to: None,
-                cb: Some(CbState {
-                    setup,
-                    step: CbStep::Retrying,
-                    number: p.number,
-                    key: p.key,
-                    attempts: p.attempts,
-                    dialing: None,
-                    round: 0,
-                }),
-                busy_users: Vec::new(),
-                created: now,
-                queued_at: Some(now),
-                connected_at: None,
+                now,
                 history,
-            };
+            );
+            call.queued_at = Some(now);
+            call.cb = Some(CbState {
+                setup,
+                step: CbStep::Retrying,
+                number: p.number,
+                key: p.key,
+                attempts: p.attempts,
+                dialing: None,
+                round: 0,
+            });
             self.calls.insert(id, call);
             self.out
                 .push_back(Output::Media(SessionId(id), MediaRequest::Open));

@@ -82,11 +82,10 @@ impl CallControl {
         info!(parent: &span, number = %number, route = ?route_name(&route, &self.dir), "call arrived");
         debug!(parent: &span, caller = %from_user, identity = ?caller, "caller");
         let local_tag = self.token();
-        let call = Call {
+        let call = Call::new(
             span,
-            route: route.clone(),
-            phase: Phase::Opening,
-            caller: CallerLeg {
+            route.clone(),
+            CallerLeg {
                 invite_tx: tx,
                 invite,
                 flow,
@@ -98,30 +97,10 @@ impl CallControl {
                 sdp_version: 1,
                 late,
             },
-            identity: caller.clone(),
-            ports: None,
-            attempts: Vec::new(),
-            agent: None,
-            in_acd: false,
-            recording: false,
-            recording_paused: false,
-            agent_keys: String::new(),
-            pending_queue: None,
-            pending_menu: None,
-            ivr: None,
-            variables: Vec::new(),
-            survey_of: None,
-            satisfaction: None,
-            talk_ended: None,
-            vm: None,
-            overflow_to: None,
-            cb: None,
-            busy_users: Vec::new(),
-            created: now,
-            queued_at: None,
-            connected_at: None,
-            history: History::new(self.wall),
-        };
+            caller.clone(),
+            now,
+            History::new(self.wall),
+        );
         self.by_invite.insert(tx, id);
         self.calls.insert(id, call);
         self.out

@@ -359,6 +359,48 @@ struct Call {
     history: History,
 }
 
+impl Call {
+    /// A call about to open its media session, with nothing happened yet.
+    fn new(
+        span: Span,
+        route: Route,
+        caller: CallerLeg,
+        identity: Caller,
+        now: Instant,
+        history: History,
+    ) -> Call {
+        Call {
+            span,
+            route,
+            phase: Phase::Opening,
+            caller,
+            identity,
+            ports: None,
+            attempts: Vec::new(),
+            agent: None,
+            in_acd: false,
+            recording: false,
+            recording_paused: false,
+            agent_keys: String::new(),
+            pending_queue: None,
+            pending_menu: None,
+            ivr: None,
+            variables: Vec::new(),
+            survey_of: None,
+            satisfaction: None,
+            talk_ended: None,
+            vm: None,
+            overflow_to: None,
+            cb: None,
+            busy_users: Vec::new(),
+            created: now,
+            queued_at: None,
+            connected_at: None,
+            history,
+        }
+    }
+}
+
 /// The times and ring attempts of a call, for its record.
 #[derive(Debug)]
 struct History {

@@ -16,6 +16,25 @@ impl CallControl {
         if !setup.record.records(self.cfg.recording_seed, id) {
             return;
         }
+        let queue = setup.acd.name.clone();
+        info!(parent: &call.span, "recording");
+        self.start_recording(now, id, queue, agent, "left: caller, right: agent", None);
+    }
+
+    /// Record call `id` from now on: the recorder gets the sidecar as known at the start, the
+    /// media session its tap.
+    pub(super) fn start_recording(
+        &mut self,
+        now: Instant,
+        id: u64,
+        queue: String,
+        agent: &str,
+        channels: &str,
+        mailbox: Option<String>,
+    ) {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
         let law = call.caller.media.law;
         let caller = call
             .caller
@@ -26,7 +45,7 @@ impl CallControl {
             .unwrap_or_default();
         let sidecar = Sidecar {
             call_id: id,
-            queue: setup.acd.name.clone(),
+            queue,
             caller,
             agent: agent.to_owned(),
             codec: match law {
@@ -38,12 +57,13 @@ impl CallControl {
             end: None,
             duration: 0.0,
             pauses: Vec::new(),
-            channels: "left: caller, right: agent".into(),
+            channels: channels.to_owned(),
             dropped_frames: 0,
             sha256: None,
             repaired: false,
-            mailbox: None,
+            mailbox,
         };
+        call.recording = true;
         self.out
             .push_back(Output::Recording(RecordingRequest::Start {
                 call: id,
@@ -53,8 +73,6 @@ impl CallControl {
             }));
         self.out
             .push_back(Output::Media(SessionId(id), MediaRequest::Tap(true)));
-        call.recording = true;
-        info!(parent: &call.span, "recording");
     }
 
     /// An agent key: the pause key toggles the recording's pause.

@@ -368,43 +368,14 @@ impl CallControl {
         };
         *recording = true;
         let mailbox = mailbox.clone();
-        let caller = call
-            .caller
-            .invite
-            .headers
-            .get("From")
-            .and_then(user_of)
-            .unwrap_or_default();
-        let sidecar = Sidecar {
-            call_id: id,
-            queue: String::new(),
-            caller,
-            agent: String::new(),
-            codec: match call.caller.media.law {
-                Law::Mu => "PCMU".into(),
-                Law::A => "PCMA".into(),
-            },
-            start: utc(self.wall),
-            end: None,
-            duration: 0.0,
-            pauses: Vec::new(),
-            channels: "left: caller, right: silence".into(),
-            dropped_frames: 0,
-            sha256: None,
-            repaired: false,
-            mailbox: Some(mailbox),
-        };
-        call.recording = true;
-        let law = call.caller.media.law;
-        self.out
-            .push_back(Output::Recording(RecordingRequest::Start {
-                call: id,
-                law,
-                sidecar: Box::new(sidecar),
-                at: now,
-            }));
-        self.out
-            .push_back(Output::Media(SessionId(id), MediaRequest::Tap(true)));
+        self.start_recording(
+            now,
+            id,
+            String::new(),
+            "",
+            "left: caller, right: silence",
+            Some(mailbox),
+        );
         self.vm_timer(now, id, max);
     }
 
