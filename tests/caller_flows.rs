@@ -1,7 +1,10 @@
-//! Caller flows over the wire: SIPp customers walk an IVR menu whose prompt the server spoke
-//! with espeak-ng, pressing keys as RFC 4733 telephone-events (sip-tester's
-//! `dtmf_2833_N.pcap` captures), and land in the queue they chose with the digits they
-//! entered in their call record.
+//! Caller flows over the wire, with real peers: SIPp customers walk an IVR menu whose prompt
+//! the server spoke with espeak-ng, pressing keys as RFC 4733 telephone-events (sip-tester's
+//! `dtmf_2833_N.pcap` captures) and as SIP INFO, and land in the queue they chose with the
+//! digits they entered in their call record; a caller leaves voicemail for an absent user,
+//! whose desk phones are told (unsolicited and subscribed NOTIFYs) and who plays it back; a
+//! caller asks for a callback, the server crashes and restarts, and the agent and then the
+//! customer are called and connected.
 
 mod common;
 mod serve_proc;
@@ -84,7 +87,8 @@ fn records(server: &Server, n: usize) -> Vec<CallRow> {
 }
 
 #[test]
-fn rfc_4733_keys_walk_the_menu_into_the_chosen_queue_with_the_digits_in_the_record() {
+fn keys_by_rfc_4733_and_by_sip_info_walk_the_menu_into_the_chosen_queue_with_the_digits_in_the_record(
+) {
     if !common::espeak_available() {
         return;
     }
@@ -115,6 +119,22 @@ fn rfc_4733_keys_walk_the_menu_into_the_chosen_queue_with_the_digits_in_the_reco
     assert_eq!(r.variables, vec![("reason".into(), "buy".into())]);
     let log = std::fs::read_to_string(server.dir().join("data/queue_log")).unwrap_or_default();
     assert_eq!(log.matches("ENTERQUEUE").count(), 2, "{log}");
+
+    // The same keys as SIP INFO (dtmf-relay and dtmf bodies) walk the same way.
+    let out = SippRun::new(&server, "caller_menu_info.xml")
+        .timeout_s(40)
+        .arg("-s")
+        .arg("700")
+        .media_port()
+        .run();
+    assert_eq!(out.successful(), 1, "{}", out.diagnostics());
+    let rows = records(&server, 3);
+    let r = rows
+        .iter()
+        .filter(|r| r.queue.as_deref() == Some("support"))
+        .nth(1)
+        .unwrap_or_else(|| panic!("no second support call in {rows:?}"));
+    assert_eq!(r.variables, vec![("account".into(), "47".into())]);
 }
 
 /// The caller's tone (what the message holds).
