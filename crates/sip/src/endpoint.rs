@@ -30,7 +30,8 @@ use crate::uri::{Scheme, Uri};
 use crate::{Flow, Transmit};
 
 /// Methods this endpoint implements (the Allow header).
-pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, UPDATE, SUBSCRIBE";
+pub const ALLOW: &str =
+    "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, UPDATE, SUBSCRIBE, REFER";
 /// Option tags we support (none that a request may Require yet, besides these).
 pub const SUPPORTED: &str = "path, outbound";
 /// Body types we accept.
@@ -1217,7 +1218,7 @@ impl Endpoint {
         match &req.method {
             Method::Extension(_) => return simple(self, 501, &[("Allow", ALLOW)]),
             Method::Notify if self.cfg.accept_notify => {}
-            Method::Message | Method::Notify | Method::Publish | Method::Refer | Method::Prack => {
+            Method::Message | Method::Notify | Method::Publish | Method::Prack => {
                 return simple(self, 405, &[("Allow", ALLOW)])
             }
             _ => {}
@@ -1234,7 +1235,8 @@ impl Endpoint {
                 let known = mime.eq_ignore_ascii_case("application/sdp")
                     || (info && INFO_DTMF.iter().any(|t| mime.eq_ignore_ascii_case(t)))
                     || (req.method == Method::Notify
-                        && mime.eq_ignore_ascii_case("application/simple-message-summary"));
+                        && (mime.eq_ignore_ascii_case("application/simple-message-summary")
+                            || mime.eq_ignore_ascii_case("message/sipfrag")));
                 if !req.body.is_empty() && !known {
                     let accept = if info { INFO_ACCEPT } else { ACCEPT };
                     return simple(self, 415, &[("Accept", accept)]);

@@ -312,8 +312,10 @@ impl CallControl {
         };
         if !callback {
             call.phase = Phase::Connected;
-            call.connected_at = Some(now);
-            call.history.answered = Some(self.wall);
+            // A transferred call keeps its first answer: its wait ended then.
+            call.connected_at.get_or_insert(now);
+            call.history.answered.get_or_insert(self.wall);
+            call.transfer_back = None;
         }
         let waited = now.saturating_duration_since(call.created);
         let agent = call.agent.as_ref().and_then(|a| a.agent);

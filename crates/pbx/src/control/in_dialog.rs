@@ -90,6 +90,7 @@ impl CallControl {
                 self.end_call(now, id, reason, Some(leg));
             }
             Method::Invite | Method::Update => self.reoffer(now, id, leg, tx, req, flow),
+            Method::Refer => self.on_refer(now, id, leg, tx, req),
             Method::Info => {
                 self.plain(tx, 200);
                 if let Some(digit) = ivr::info_digit(&req) {

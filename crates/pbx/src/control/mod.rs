@@ -73,6 +73,7 @@ mod ivr;
 mod queueing;
 mod recording;
 mod teardown;
+mod transfer;
 mod voicemail;
 
 pub use callback::CallbackRequest;
@@ -81,7 +82,7 @@ pub use voicemail::{VoicemailInput, VoicemailRequest};
 use directory::Directory;
 
 /// Methods we allow in dialogs (the Allow header of our INVITEs and answers).
-const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE";
+const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REFER";
 
 /// The time, as an input: the monotonic clock decides (timers, durations), the wall clock is
 /// only written down (a recording's start and end).
@@ -349,6 +350,9 @@ struct Call {
     overflow_to: Option<std::sync::Arc<str>>,
     /// The call became a callback.
     cb: Option<callback::CbState>,
+    /// The agent (user) who blind-transferred the call, while its target has not answered:
+    /// the caller goes back to them if it does not.
+    transfer_back: Option<String>,
     /// Agents (by user) whose phones this call keeps busy.
     busy_users: Vec<String>,
     created: Instant,
@@ -392,6 +396,7 @@ impl Call {
             vm: None,
             overflow_to: None,
             cb: None,
+            transfer_back: None,
             busy_users: Vec::new(),
             created: now,
             queued_at: None,

@@ -107,6 +107,11 @@ impl CallControl {
                 let Some(c) = self.calls.get_mut(&id) else {
                     return;
                 };
+                if matches!(outcome, CallOutcome::Completed(_) | CallOutcome::Abandoned) {
+                    // Our own Hangup or Abandon, answered: the call left the ACD when we sent
+                    // it (and may be back in a queue already, after a transfer).
+                    return;
+                }
                 c.in_acd = false;
                 let mailbox = c
                     .overflow_to

@@ -12,6 +12,10 @@ impl CallControl {
             return;
         };
         let Route::Queue(q) = call.route else { return };
+        if call.recording {
+            // Already recorded (a transferred call): the recording goes on.
+            return;
+        }
         let setup = &self.dir.queues[q].setup;
         if !setup.record.records(self.cfg.recording_seed, id) {
             return;

@@ -218,6 +218,9 @@ impl CallControl {
     /// An extension call nobody answered (`reason`: no answer or busy): the callee's
     /// mailbox takes a message if there is one; otherwise the call ends.
     pub(super) fn no_answer_or_voicemail(&mut self, now: Instant, id: u64, reason: EndReason) {
+        if self.transfer_failed(now, id) {
+            return;
+        }
         let mailbox = match self.calls.get(&id).map(|c| &c.route) {
             Some(Route::Extension(user)) => self.mailbox(user).map(|m| m.name.clone()),
             _ => None,

@@ -1,0 +1,223 @@
+//! Blind transfer (RFC 3515 REFER, RFC 5589 call flows) from the agent's phone: the agent
+//! refers the caller to a queue, a menu, or a registered user. Call control accepts (202),
+//! reports the outcome to the agent's phone in a NOTIFY with a `message/sipfrag` body, lets
+//! the agent go (the ACD counts the conversation as ended by the agent), and moves the caller
+//! on, who hears the target queue's music (or ringback) meanwhile. A user who does not answer
+//! or is busy sends the caller back to the agent who transferred them. A transfer to a queue
+//! keeps the priority the call had.
+//!
+//! Attended transfer (REFER with `Replaces`, RFC 3891) is answered 501 for now.
+
+use super::*;
+
+impl CallControl {
+    /// A REFER in one of call `id`'s dialogs.
+    pub(super) fn on_refer(&mut self, now: Instant, id: u64, leg: Leg, tx: TxId, req: Request) {
+        let Some(call) = self.calls.get(&id) else {
+            return self.plain(tx, 481);
+        };
+        if leg != Leg::Agent {
+            // Only the agent transfers; a customer's phone may not send the call elsewhere.
+            return self.plain(tx, 403);
+        }
+        if call.phase != Phase::Connected || call.agent.is_none() || call.cb.is_some() {
+            let mut h = Headers::default();
+            h.push("Retry-After", "1");
+            return self.respond(tx, 491, None, h, Bytes::new());
+        }
+        let target = req
+            .headers
+            .get("Refer-To")
+            .and_then(|r| NameAddr::parse(r).ok());
+        let Some(target) = target else {
+            return self.plain(tx, 400);
+        };
+        if target
+            .uri
+            .headers
+            .as_deref()
+            .is_some_and(|h| h.to_ascii_lowercase().contains("replaces="))
+        {
+            let mut h = Headers::default();
+            h.push(
+                "Warning",
+                "399 switchboard \"attended transfer (Replaces) is not supported\"",
+            );
+            return self.respond(tx, 501, None, h, Bytes::new());
+        }
+        let Some(number) = target.uri.user_unescaped() else {
+            return self.plain(tx, 404);
+        };
+        let (user, priority) = {
+            let agent = call
+                .agent
+                .as_ref()
+                .map(|a| a.user.clone())
+                .unwrap_or_default();
+            let priority = match call.route {
+                Route::Queue(q) => self.dir.queues[q].setup.priority,
+                _ => 0,
+            };
+            (agent, priority)
+        };
+        let route = match self.route(&number, &Caller::User(user.clone())) {
+            Ok(r @ (Route::Queue(_) | Route::Extension(_) | Route::Menu(_))) => r,
+            Ok(_) => return self.plain(tx, 403),
+            Err(status) => {
+                info!(parent: &call.span, status, "transfer refused by the dial plan");
+                return self.plain(tx, status);
+            }
+        };
+        if matches!(&route, Route::Extension(u) if *u == user) {
+            // To the transferring agent themselves.
+            return self.plain(tx, 403);
+        }
+        info!(parent: &call.span, from = %user, to = %route_name(&route, &self.dir), "blind transfer");
+        let mut h = Headers::default();
+        h.push(
+            "Contact",
+            format!("<sip:switchboard@{}>", self.cfg.contact_host),
+        );
+        self.respond(tx, 202, None, h, Bytes::new());
+        // The transfer is ours to carry out from here: the agent is told it succeeded and
+        // is let go.
+        self.refer_notify(id, "SIP/2.0 200 OK");
+        self.release_agent(now, id);
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        call.transfer_back = Some(user);
+        call.route = route.clone();
+        match route {
+            Route::Queue(q) => self.requeue_transferred(now, id, q, priority),
+            Route::Menu(m) => {
+                if let Some(call) = self.calls.get_mut(&id) {
+                    call.phase = Phase::Waiting;
+                }
+                self.enter_menu(now, id, &m, 0);
+            }
+            Route::Extension(u) => self.transfer_to_user(now, id, u),
+            _ => {}
+        }
+    }
+
+    /// The NOTIFY (in the agent's dialog) that reports the transfer's outcome.
+    fn refer_notify(&mut self, id: u64, sipfrag: &str) {
+        let contact = format!("<sip:switchboard@{}>", self.cfg.contact_host);
+        let Some(a) = self.calls.get_mut(&id).and_then(|c| c.agent.as_mut()) else {
+            return;
+        };
+        let mut req = a.dialog.request(Method::Notify);
+        req.headers.push("Contact", contact);
+        req.headers.push("Event", "refer");
+        req.headers
+            .push("Subscription-State", "terminated;reason=noresource");
+        req.headers
+            .push("Content-Type", "message/sipfrag;version=2.0");
+        req.body = Bytes::from(format!("{sipfrag}\r\n"));
+        let flow = a.dialog.flow;
+        self.send(flow, req, Role::Fire);
+    }
+
+    /// The agent who transferred leaves the call: BYE, their conversation ends in the ACD,
+    /// the caller is no longer bridged to anyone.
+    fn release_agent(&mut self, now: Instant, id: u64) {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        call.history.held(false, now);
+        if let Some(mut a) = call.agent.take() {
+            self.by_dialog
+                .remove(&(a.dialog.call_id.clone(), a.dialog.local_tag.clone()));
+            let bye = a.dialog.request(Method::Bye);
+            let flow = a.dialog.flow;
+            self.send(flow, bye, Role::Fire);
+        }
+        if let Some(c) = self.calls.get_mut(&id) {
+            c.phase = Phase::Waiting;
+            if std::mem::take(&mut c.in_acd) {
+                self.acd(AcdCommand::Hangup {
+                    call: acd::CallId(id),
+                    by: Party::Agent,
+                });
+            }
+        }
+        self.out
+            .push_back(media_cmd(id, SessionCommand::Bridge(false)));
+    }
+
+    /// Into queue `q` with the priority the call had.
+    fn requeue_transferred(&mut self, now: Instant, id: u64, q: usize, priority: u8) {
+        let entry = &self.dir.queues[q];
+        let setup = &entry.setup;
+        let queue = entry.id;
+        let priority = priority.max(setup.priority);
+        let music = setup.music.clone();
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        call.phase = Phase::Waiting;
+        call.in_acd = true;
+        self.out.push_back(media_cmd(
+            id,
+            SessionCommand::Play {
+                leg: Leg::Caller,
+                prompts: Vec::new(),
+                then: music,
+            },
+        ));
+        self.acd(AcdCommand::Arrive(CallArrival {
+            call: acd::CallId(id),
+            queue,
+            priority,
+            extra_skills: Vec::new(),
+        }));
+        let _ = now;
+    }
+
+    /// Ring user `u` for the transferred caller, who hears ringback.
+    fn transfer_to_user(&mut self, now: Instant, id: u64, u: String) {
+        let ringback = self.ringback.clone();
+        if let Some(call) = self.calls.get_mut(&id) {
+            call.phase = Phase::Ringing;
+        }
+        self.out.push_back(media_cmd(
+            id,
+            SessionCommand::Play {
+                leg: Leg::Caller,
+                prompts: Vec::new(),
+                then: Some(ringback),
+            },
+        ));
+        self.mark_busy(id, &u);
+        self.ring_extension(now, id, u);
+    }
+
+    /// A transferred call whose target did not answer goes back to the agent who transferred
+    /// it (`true`); `false` when there is nobody to go back to.
+    pub(super) fn transfer_failed(&mut self, now: Instant, id: u64) -> bool {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return false;
+        };
+        let Some(back) = call.transfer_back.take() else {
+            return false;
+        };
+        info!(parent: &call.span, to = %back, "transfer not answered: back to the agent");
+        if let Route::Extension(u) = &call.route {
+            let u = u.clone();
+            call.busy_users.retain(|x| *x != u);
+            self.release_busy(std::slice::from_ref(&u));
+        }
+        if let Some(mut call) = self.calls.remove(&id) {
+            self.cancel_attempts(now, &mut call);
+            self.calls.insert(id, call);
+        }
+        self.timers
+            .retain(|_, t| !matches!(t, Timer::RingTimeout(c) if *c == id));
+        if let Some(call) = self.calls.get_mut(&id) {
+            call.route = Route::Extension(back.clone());
+        }
+        self.transfer_to_user(now, id, back);
+        true
+    }
+}

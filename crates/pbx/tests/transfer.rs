@@ -1,0 +1,202 @@
+//! Blind transfer in virtual time: the agent's phone sends REFER; the caller goes to another
+//! queue (keeping the call's priority), to a user (back to the agent when nobody answers),
+//! and refusals leave the call as it was.
+
+mod harness;
+
+use std::time::Duration;
+
+use harness::{queue, InState, OutState, Policy, World};
+use pbx::record::Outcome;
+use pbx::sip::message::Method;
+use pbx::PbxConfig;
+
+const SECOND: Duration = Duration::from_secs(1);
+
+/// Support (600, agents 1001 and 1002) and sales (601, agent 1003).
+fn config() -> PbxConfig {
+    let mut cfg = harness::config();
+    cfg.queues.push(queue("sales", "601"));
+    cfg.agents[2].acd.queues = vec![pbx::acd::QueueMembership {
+        queue: "sales".into(),
+        priority: 0,
+    }];
+    cfg
+}
+
+/// A customer reaches support; (carrier call, agent phone, the agent's incoming call).
+fn talking(w: &mut World) -> (usize, usize, usize) {
+    let call = w.customer_calls("600");
+    w.run_until(5 * SECOND, "an agent answers", |w| {
+        w.phones[1..].iter().any(|p| p.talking().is_some())
+    });
+    w.run_for(SECOND);
+    let agent = w.phones.iter().position(|p| p.talking().is_some()).unwrap();
+    let i = w.phones[agent].talking().unwrap();
+    (call, agent, i)
+}
+
+fn session(w: &World) -> harness::FakeSession {
+    assert_eq!(w.media.open.len(), 1, "{:?}", w.media.open.keys());
+    w.media.open.values().next().unwrap().clone()
+}
+
+fn refer_answer(w: &World, phone: usize) -> Option<u16> {
+    w.phones[phone]
+        .in_dialog_answers
+        .iter()
+        .rev()
+        .find(|(m, _)| *m == Method::Refer)
+        .map(|(_, s)| *s)
+}
+
+#[test]
+fn an_agent_transfers_the_caller_to_another_queue_and_its_agent_takes_over() {
+    let mut w = World::new(config(), &["1001", "1002", "1003"]);
+    let (call, agent, i) = talking(&mut w);
+    let first = w.phones[agent].user.clone();
+    let now = w.now;
+    w.phones[agent].refer_incoming(now, i, "601");
+    w.run_for(Duration::from_millis(100));
+    assert_eq!(refer_answer(&w, agent), Some(202));
+    assert_eq!(
+        w.phones[agent].refer_notifies,
+        vec!["SIP/2.0 200 OK".to_owned()]
+    );
+    assert_eq!(
+        w.phones[agent].incoming[i].state,
+        InState::Ended,
+        "BYE to the agent"
+    );
+    assert_eq!(
+        w.carrier().outgoing[call].state,
+        OutState::Up,
+        "the caller stays"
+    );
+    // Sales' agent rings and answers; the caller is bridged to them.
+    let sales = w.phone_index("1003");
+    w.run_until(5 * SECOND, "sales answers", |w| {
+        w.phones[sales].talking().is_some()
+    });
+    w.run_for(SECOND);
+    assert!(session(&w).bridged);
+    // The first agent is free for the next call (after wrap-up, none here).
+    assert_eq!(w.agent_state(&first), Some(pbx::acd::AgentState::Ready));
+    let now = w.now;
+    w.carrier().hang_up_outgoing(now, call);
+    w.run_for(SECOND);
+    let r = w.records.last().unwrap();
+    assert_eq!(r.outcome, Outcome::Answered);
+    assert_eq!(r.queue.as_deref(), Some("sales"));
+    assert_eq!(r.agent.as_deref(), Some("1003"));
+    // Both agents' phones are in the record's ring attempts, each answered.
+    let rung: Vec<&str> = r.attempts.iter().map(|a| a.agent.as_str()).collect();
+    assert_eq!(rung, vec![first.as_str(), "1003"]);
+    assert_eq!(w.records.len(), 1, "one record for the whole call");
+    w.assert_settles();
+}
+
+#[test]
+fn a_transfer_to_a_user_who_does_not_answer_brings_the_caller_back_to_the_agent() {
+    let mut cfg = config();
+    cfg.extension_ring_timeout = 10 * SECOND;
+    let mut w = World::new(cfg, &["1001", "1002", "1003"]);
+    let target = w.add_phone("1010", 30);
+    w.register(target);
+    w.phones[target].policy = Policy::Ignore;
+    w.run_for(SECOND);
+    let (call, agent, i) = talking(&mut w);
+    let now = w.now;
+    w.phones[agent].refer_incoming(now, i, "1010");
+    w.run_for(SECOND);
+    assert_eq!(w.phones[target].ringing(), 1);
+    let s = session(&w);
+    assert_eq!(
+        s.playing[0].as_ref().and_then(|p| p.1.clone()).as_deref(),
+        Some("ringback")
+    );
+    assert!(!s.bridged);
+    // Nobody answers in 10 s: the agent's phone rings again and they take the caller back.
+    w.run_until(15 * SECOND, "the agent rings again", |w| {
+        w.phones[agent].incoming.len() == 2
+    });
+    assert_eq!(w.phones[target].incoming[0].state, InState::Cancelled);
+    w.run_until(5 * SECOND, "the agent has the caller back", |w| {
+        w.phones[agent].talking().is_some()
+    });
+    w.run_for(SECOND);
+    assert!(session(&w).bridged);
+    let now = w.now;
+    w.carrier().hang_up_outgoing(now, call);
+    w.run_for(SECOND);
+    assert_eq!(w.records.last().unwrap().outcome, Outcome::Answered);
+    w.assert_settles();
+}
+
+#[test]
+fn a_transfer_to_a_user_who_answers_connects_them_and_a_caller_can_hang_up_meanwhile() {
+    let mut w = World::new(config(), &["1001", "1002", "1003"]);
+    let target = w.add_phone("1010", 30);
+    w.register(target);
+    w.run_for(SECOND);
+    let (call, agent, i) = talking(&mut w);
+    let now = w.now;
+    w.phones[agent].refer_incoming(now, i, "1010");
+    w.run_until(5 * SECOND, "1010 answers", |w| {
+        w.phones[target].talking().is_some()
+    });
+    w.run_for(SECOND);
+    assert!(session(&w).bridged);
+    let now = w.now;
+    w.carrier().hang_up_outgoing(now, call);
+    w.run_for(SECOND);
+    assert_eq!(w.records.last().unwrap().agent.as_deref(), Some("1010"));
+
+    // The caller hangs up while the transfer target rings.
+    w.phones[target].policy = Policy::Ignore;
+    let (call, agent, i) = talking(&mut w);
+    let now = w.now;
+    w.phones[agent].refer_incoming(now, i, "1010");
+    w.run_for(2 * SECOND);
+    let now = w.now;
+    w.carrier().hang_up_outgoing(now, call);
+    w.run_for(SECOND);
+    let ringing = w.phones[target].incoming.last().unwrap().state;
+    assert_eq!(ringing, InState::Cancelled);
+    w.assert_settles();
+}
+
+#[test]
+fn refers_that_cannot_be_carried_out_are_refused_and_the_call_goes_on() {
+    let mut w = World::new(config(), &["1001", "1002", "1003"]);
+    let (call, agent, i) = talking(&mut w);
+    for (target, status) in [("999", 404), ("*71", 403)] {
+        let now = w.now;
+        w.phones[agent].refer_incoming(now, i, target);
+        w.run_for(SECOND);
+        assert_eq!(refer_answer(&w, agent), Some(status), "{target}");
+    }
+    // Attended transfer (Replaces) is not supported: 501.
+    let now = w.now;
+    let refer_replaces = {
+        let p = &mut w.phones[agent];
+        let c = &mut p.incoming[i];
+        let d = c.dialog.as_mut().unwrap();
+        let mut req = d.request(Method::Refer);
+        req.headers.push(
+            "Refer-To",
+            "<sip:1002@switchboard?Replaces=abc%40host%3Bto-tag%3D1%3Bfrom-tag%3D2>",
+        );
+        (req, d.flow)
+    };
+    let tx = w.phones[agent]
+        .ep
+        .send_request(now, refer_replaces.1, refer_replaces.0)
+        .unwrap();
+    let _ = tx;
+    w.run_for(SECOND);
+    assert!(session(&w).bridged, "still talking");
+    assert!(w.phones[agent].talking().is_some());
+    assert_eq!(w.carrier().outgoing[call].state, OutState::Up);
+    w.assert_settles();
+}
