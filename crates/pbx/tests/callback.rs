@@ -357,3 +357,74 @@ fn a_menu_choice_asks_for_a_callback_from_the_queue_at_once() {
     assert!(r.callback);
     assert_eq!(r.dialed, "700");
 }
+
+#[test]
+fn an_agent_who_hangs_up_while_the_customer_rings_is_free_and_the_customer_is_cancelled() {
+    let mut w = world();
+    w.carrier().policy = Policy::Ignore;
+    let _ = ask_for_callback(&mut w);
+    w.run_for(3 * SECOND);
+    log_in(&mut w, "1001");
+    w.run_until(5 * SECOND, "the customer is called", |w| {
+        !w.phones[0].incoming.is_empty()
+    });
+    let agent = w.phone_index("1001");
+    let now = w.now;
+    let i = w.phones[agent].talking().unwrap();
+    w.phones[agent].hang_up_incoming(now, i);
+    w.run_for(SECOND);
+    assert_eq!(customer_calls(&mut w), vec![InState::Cancelled]);
+    assert!(matches!(
+        w.callbacks.last(),
+        Some(CallbackRequest::Done { .. })
+    ));
+    // The agent is not left "on a call" in the ACD (assert_settles checks every agent).
+    w.assert_settles();
+}
+
+#[test]
+fn an_agent_who_answers_during_the_confirmation_simply_talks_to_the_caller() {
+    let mut w = world();
+    let (call, id) = ask_for_callback(&mut w);
+    // An agent frees up while the caller still hears the confirmation.
+    log_in(&mut w, "1002");
+    w.run_for(2 * SECOND);
+    assert!(w.media.open[&id].bridged, "connected at once");
+    assert_eq!(
+        w.carrier().outgoing[call].state,
+        OutState::Up,
+        "not hung up on"
+    );
+    assert!(customer_calls(&mut w).is_empty(), "nobody is called back");
+    assert!(matches!(
+        w.callbacks.last(),
+        Some(CallbackRequest::Done { .. })
+    ));
+    w.run_for(5 * SECOND);
+    assert_eq!(w.carrier().outgoing[call].state, OutState::Up);
+    let now = w.now;
+    w.carrier().hang_up_outgoing(now, call);
+    w.run_for(SECOND);
+    let r = w.records.last().unwrap();
+    assert_eq!(r.outcome, Outcome::Answered);
+    assert!(!r.callback);
+    w.assert_settles();
+}
+
+#[test]
+fn a_callback_whose_queue_a_reload_removes_is_given_up_with_its_record() {
+    let mut w = world();
+    let _ = ask_for_callback(&mut w);
+    w.run_for(3 * SECOND);
+    let mut cfg = config();
+    cfg.queues.clear();
+    w.reload(cfg);
+    w.run_for(40 * SECOND);
+    let r = w.records.last().expect("a record");
+    assert_eq!(r.outcome, Outcome::CallbackFailed);
+    assert!(matches!(
+        w.callbacks.last(),
+        Some(CallbackRequest::Done { .. })
+    ));
+    w.assert_settles();
+}

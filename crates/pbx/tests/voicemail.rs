@@ -422,7 +422,7 @@ fn a_phone_that_subscribes_gets_message_waiting_in_its_subscription_until_it_end
         .last()
         .unwrap()
         .clone();
-    assert!(last.0.starts_with("terminated"), "{last:?}");
+    assert_eq!(last.0, "terminated;reason=timeout", "ran out");
     assert_eq!(w.control.held().subscriptions, 0);
 
     // Subscribe again, then unsubscribe.
@@ -443,7 +443,10 @@ fn a_phone_that_subscribes_gets_message_waiting_in_its_subscription_until_it_end
         .last()
         .unwrap()
         .clone();
-    assert!(last.0.starts_with("terminated"), "{last:?}");
+    assert_eq!(
+        last.0, "terminated",
+        "no reason that invites a new subscription"
+    );
     w.assert_settles();
 }
 

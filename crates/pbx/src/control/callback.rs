@@ -42,6 +42,13 @@ pub(super) enum CbStep {
     Connected,
 }
 
+/// Whether a callback's agent has answered (the customer is being dialled).
+pub(super) fn agent_answered(call: &Call) -> bool {
+    call.cb
+        .as_ref()
+        .is_some_and(|cb| cb.step == CbStep::Dialing)
+}
+
 /// A call that became a callback.
 #[derive(Debug)]
 pub(super) struct CbState {
@@ -171,6 +178,9 @@ impl CallControl {
                 round: 0,
             });
         }
+        // No position announcement over the confirmation (a Play replaces what plays).
+        self.timers
+            .retain(|_, t| !matches!(t, Timer::Announce(c) if *c == id));
         let prompts = vec![Prompt::silence(Duration::from_millis(200)), confirm];
         let wait =
             prompts.iter().map(Prompt::duration).sum::<Duration>() + Duration::from_millis(300);
@@ -185,6 +195,38 @@ impl CallControl {
         self.save_callback(id);
         self.cb_timer(now, id, wait);
         true
+    }
+
+    /// Cancel a callback's INVITE to its customer, if one rings (the call is ending).
+    pub(super) fn cancel_customer(&mut self, now: Instant, call: &mut Call) {
+        if let Some((tx, invite, flow)) = call.cb.as_mut().and_then(|cb| cb.dialing.take()) {
+            self.sip(SipCommand::Cancel { tx });
+            self.orphan(now, tx, invite, flow);
+        }
+    }
+
+    /// An agent answered while the caller still hears the callback's confirmation: the
+    /// caller is on the line, so there is nothing to call back; the two are connected as
+    /// usual.
+    pub(super) fn callback_overtaken(&mut self, id: u64) {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        if !call
+            .cb
+            .as_ref()
+            .is_some_and(|cb| cb.step == CbStep::Confirming)
+        {
+            return;
+        }
+        let Some(cb) = call.cb.take() else {
+            return;
+        };
+        info!(parent: &call.span, "an agent answered during the confirmation: connected at once");
+        self.timers
+            .retain(|_, t| !matches!(t, Timer::Callback(c, _) if *c == id));
+        self.out
+            .push_back(Output::Callback(CallbackRequest::Done { key: cb.key }));
     }
 
     /// The caller's leg of a callback ends (our BYE after the confirmation, or theirs);
@@ -205,6 +247,15 @@ impl CallControl {
             }
         }
         self.by_invite.remove(&tx);
+        // The caller's own phone (a user calling in) is free again.
+        let busy = self
+            .calls
+            .get_mut(&id)
+            .map(|c| std::mem::take(&mut c.busy_users))
+            .unwrap_or_default();
+        self.release_busy(&busy);
+        self.timers
+            .retain(|_, t| !matches!(t, Timer::Announce(c) if *c == id));
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
@@ -454,11 +505,16 @@ impl CallControl {
     /// The ACD let a waiting callback go without an agent (its queue's maximum wait, an
     /// empty queue): it is queued again shortly (`true`).
     pub(super) fn callback_requeues(&mut self, now: Instant, id: u64) -> bool {
-        let waiting = self
+        let step = self
             .calls
             .get(&id)
             .and_then(|c| c.cb.as_ref())
-            .is_some_and(|cb| cb.step == CbStep::Waiting);
+            .map(|cb| cb.step);
+        if step == Some(CbStep::Confirming) {
+            // The caller still hears the confirmation: it is cut short.
+            self.drop_caller_leg(id, true);
+        }
+        let waiting = matches!(step, Some(CbStep::Waiting | CbStep::Confirming));
         if waiting {
             if let Some(cb) = self.calls.get_mut(&id).and_then(|c| c.cb.as_mut()) {
                 cb.step = CbStep::Retrying;
@@ -503,6 +559,13 @@ impl CallControl {
             return;
         };
         let Route::Queue(q) = call.route else {
+            return;
+        };
+        if self.dir.queues[q].removed {
+            warn!(parent: &call.span, "the callback's queue was removed by a reload: given up");
+            return self.end_call(now, id, EndReason::CallbackFailed, None);
+        }
+        let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
         if let Some(cb) = call.cb.as_mut() {

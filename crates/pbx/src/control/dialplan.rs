@@ -147,6 +147,11 @@ impl CallControl {
             return;
         }
         let Some(ports) = ports else {
+            if call.cb.is_some() {
+                // A callback kept across a restart: given up, with its record.
+                warn!(parent: &call.span, "no media session for a kept callback");
+                return self.end_call(now, id, EndReason::CallbackFailed, None);
+            }
             warn!(parent: &call.span, "no media session for a new call");
             let tx = call.caller.invite_tx;
             let mut h = Headers::default();

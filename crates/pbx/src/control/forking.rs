@@ -280,6 +280,7 @@ impl CallControl {
 
     /// The agent's (or callee's) phone answered: bridge the legs.
     pub(super) fn connect(&mut self, now: Instant, id: u64, n: Negotiated) {
+        self.callback_overtaken(id);
         let needs_answer = self.calls.get(&id).is_some_and(|c| !c.caller.answered);
         if needs_answer {
             // An extension call: the caller is answered only now.

@@ -57,14 +57,18 @@ impl CallControl {
             self.by_dialog
                 .remove(&(a.dialog.call_id.clone(), a.dialog.local_tag.clone()));
         }
-        // The ACD.
+        // A callback's customer still ringing: cancelled.
+        self.cancel_customer(now, &mut call);
+        // The ACD. A callback whose agent has answered (the customer still ringing) is
+        // connected in the ACD's eyes.
         if call.in_acd {
-            let cmd = match (call.phase, reason) {
-                (Phase::Connected, EndReason::AgentHangup) => AcdCommand::Hangup {
+            let connected = call.phase == Phase::Connected || callback::agent_answered(&call);
+            let cmd = match (connected, reason) {
+                (true, EndReason::AgentHangup) => AcdCommand::Hangup {
                     call: acd::CallId(id),
                     by: Party::Agent,
                 },
-                (Phase::Connected, _) => AcdCommand::Hangup {
+                (true, _) => AcdCommand::Hangup {
                     call: acd::CallId(id),
                     by: Party::Caller,
                 },

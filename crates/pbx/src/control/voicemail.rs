@@ -508,7 +508,7 @@ impl CallControl {
             at,
             loading,
             intro,
-            ..
+            round,
         }) = call.vm.as_mut()
         else {
             return;
@@ -523,6 +523,9 @@ impl CallControl {
         match list.get(*at).and_then(|m| self.messages.get(m)) {
             Some(m) => {
                 *loading = true;
+                // No earlier wait may end while the message loads (it would count the
+                // message as heard before it is played).
+                *round += 1;
                 self.out
                     .push_back(Output::Voicemail(VoicemailRequest::Load {
                         call: id,
@@ -713,7 +716,7 @@ impl CallControl {
             .map(|(id, _)| *id)
             .collect();
         for sid in &subs {
-            self.sub_notify(now, *sid, false);
+            self.sub_notify(now, *sid, None);
         }
         if !subs.is_empty() {
             return;
@@ -851,27 +854,30 @@ impl CallControl {
         self.timers
             .retain(|_, t| !matches!(t, Timer::Subscription(s, _) if *s == sid));
         if expires == 0 {
-            self.sub_notify(now, sid, true);
+            // Unsubscribed: a bare "terminated" (a reason of timeout would invite the phone
+            // to subscribe again, RFC 6665 §4.1.3).
+            self.sub_notify(now, sid, Some("terminated"));
             self.drop_sub(sid);
         } else {
             self.timer(
                 now + Duration::from_secs(expires),
                 Timer::Subscription(sid, round),
             );
-            self.sub_notify(now, sid, false);
+            self.sub_notify(now, sid, None);
         }
     }
 
     /// A subscription ran out without a refresh.
     pub(super) fn subscription_expired(&mut self, now: Instant, sid: u64, round: u64) {
         if self.subs.get(&sid).is_some_and(|s| s.round == round) {
-            self.sub_notify(now, sid, true);
+            self.sub_notify(now, sid, Some("terminated;reason=timeout"));
             self.drop_sub(sid);
         }
     }
 
-    /// The NOTIFY of subscription `sid` (the last one when `terminated`).
-    fn sub_notify(&mut self, now: Instant, sid: u64, terminated: bool) {
+    /// The NOTIFY of subscription `sid` (the last one, with this Subscription-State, when
+    /// `terminated`).
+    fn sub_notify(&mut self, now: Instant, sid: u64, terminated: Option<&str>) {
         let Some(sub) = self.subs.get(&sid) else {
             return;
         };
@@ -887,16 +893,15 @@ impl CallControl {
         req.headers.push("Event", "message-summary");
         req.headers.push(
             "Subscription-State",
-            if terminated {
-                "terminated;reason=timeout".to_owned()
-            } else {
-                format!("active;expires={left}")
+            match terminated {
+                Some(state) => state.to_owned(),
+                None => format!("active;expires={left}"),
             },
         );
         req.headers
             .push("Content-Type", "application/simple-message-summary");
         req.body = Bytes::from(body);
-        let role = if terminated {
+        let role = if terminated.is_some() {
             Role::Fire
         } else {
             Role::Notify(sid)
