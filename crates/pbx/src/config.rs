@@ -14,6 +14,9 @@ pub struct FeatureCodes {
     pub logout: String,
     /// Toggle pause (not ready with reason "pause" / ready again).
     pub pause: String,
+    /// Keyed during a call (DTMF), then a number and `#`: blind transfer (for phones
+    /// without REFER). Empty for none.
+    pub transfer: String,
 }
 
 impl Default for FeatureCodes {
@@ -22,6 +25,7 @@ impl Default for FeatureCodes {
             login: "*71".into(),
             logout: "*72".into(),
             pause: "*73".into(),
+            transfer: "##".into(),
         }
     }
 }

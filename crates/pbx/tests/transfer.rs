@@ -200,3 +200,48 @@ fn refers_that_cannot_be_carried_out_are_refused_and_the_call_goes_on() {
     assert_eq!(w.carrier().outgoing[call].state, OutState::Up);
     w.assert_settles();
 }
+
+fn agent_keys(w: &mut World, keys: &str) {
+    let id = *w.media.open.keys().next().unwrap();
+    for k in keys.chars() {
+        w.media_event(
+            id,
+            pbx::media::relay::MediaEventKind::Dtmf {
+                leg: pbx::media::relay::Leg::Agent,
+                digit: k,
+            },
+        );
+        w.run_for(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn the_in_call_transfer_code_transfers_like_a_refer_and_refuses_a_bad_number() {
+    let mut w = World::new(config(), &["1001", "1002", "1003"]);
+    let (call, agent, i) = talking(&mut w);
+    // A number nobody answers to: a double beep for the agent, the call goes on.
+    agent_keys(&mut w, "##999#");
+    let s = session(&w);
+    assert!(s.bridged);
+    assert_eq!(
+        s.playing[1].as_ref().map(|p| p.0.clone()),
+        Some(vec!["double-beep".to_owned()])
+    );
+    assert!(w.phones[agent].talking().is_some());
+    // To sales, ended by a pause instead of #.
+    agent_keys(&mut w, "##601");
+    assert!(w.phones[agent].talking().is_some(), "still keying");
+    w.run_for(6 * SECOND);
+    assert_eq!(w.phones[agent].incoming[i].state, InState::Ended, "let go");
+    let sales = w.phone_index("1003");
+    w.run_until(5 * SECOND, "sales answers", |w| {
+        w.phones[sales].talking().is_some()
+    });
+    w.run_for(SECOND);
+    assert!(session(&w).bridged);
+    let now = w.now;
+    w.carrier().hang_up_outgoing(now, call);
+    w.run_for(SECOND);
+    assert_eq!(w.records.last().unwrap().agent.as_deref(), Some("1003"));
+    w.assert_settles();
+}

@@ -59,6 +59,7 @@ pub(crate) struct CallsSection {
     login: String,
     logout: String,
     pause: String,
+    transfer: String,
     prompts: Option<String>,
 }
 
@@ -72,6 +73,7 @@ impl Default for CallsSection {
             login: f.login,
             logout: f.logout,
             pause: f.pause,
+            transfer: f.transfer,
             prompts: None,
         }
     }
@@ -818,6 +820,16 @@ fn calls_table(r: &mut Report<'_>, c: &CallsSection, prompts: &mut Prompts) -> C
             );
         }
     }
+    if !c
+        .transfer
+        .chars()
+        .all(|k| k.is_ascii_digit() || k == '*' || k == '#')
+    {
+        r.err(
+            &t.key("transfer"),
+            "keys (0-9, * and #) the agent presses during a call, such as \"##\"; empty for none",
+        );
+    }
     if c.ring_timeout == 0 {
         r.err(&t.key("ring_timeout"), "must be at least 1 second");
     }
@@ -844,6 +856,7 @@ fn calls_table(r: &mut Report<'_>, c: &CallsSection, prompts: &mut Prompts) -> C
             login: c.login.clone(),
             logout: c.logout.clone(),
             pause: c.pause.clone(),
+            transfer: c.transfer.clone(),
         },
         announcements,
     }

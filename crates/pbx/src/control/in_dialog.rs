@@ -95,7 +95,11 @@ impl CallControl {
                 self.plain(tx, 200);
                 if let Some(digit) = ivr::info_digit(&req) {
                     match leg {
-                        Leg::Agent => self.agent_key(now, id, digit),
+                        Leg::Agent => {
+                            if !self.transfer_key(now, id, digit) {
+                                self.agent_key(now, id, digit);
+                            }
+                        }
                         Leg::Caller => self.caller_key(now, id, digit),
                     }
                 }

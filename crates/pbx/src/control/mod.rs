@@ -353,6 +353,10 @@ struct Call {
     /// The agent (user) who blind-transferred the call, while its target has not answered:
     /// the caller goes back to them if it does not.
     transfer_back: Option<String>,
+    /// The agent's last keys (for the transfer code), and the number after it while it is
+    /// being keyed.
+    transfer_keys: String,
+    transfer_digits: Option<String>,
     /// Agents (by user) whose phones this call keeps busy.
     busy_users: Vec<String>,
     created: Instant,
@@ -397,6 +401,8 @@ impl Call {
             overflow_to: None,
             cb: None,
             transfer_back: None,
+            transfer_keys: String::new(),
+            transfer_digits: None,
             busy_users: Vec::new(),
             created: now,
             queued_at: None,
@@ -521,6 +527,8 @@ enum Timer {
     Subscription(u64, u64),
     /// A callback's wait (confirmation, the customer's ring, the next try): (call, round).
     Callback(u64, u64),
+    /// The agent paused while keying a transfer number.
+    TransferDigits(u64),
     RingTimeout(u64),
     ForgetOrphan(TxId),
 }
@@ -1028,7 +1036,11 @@ impl CallControl {
             MediaEventKind::Dtmf { leg, digit } => {
                 debug!(parent: &call.span, ?leg, %digit, "DTMF");
                 match leg {
-                    Leg::Agent => self.agent_key(now, id, digit),
+                    Leg::Agent => {
+                        if !self.transfer_key(now, id, digit) {
+                            self.agent_key(now, id, digit);
+                        }
+                    }
                     Leg::Caller => self.caller_key(now, id, digit),
                 }
             }
@@ -1081,6 +1093,7 @@ impl CallControl {
                 Timer::Voicemail(id, round) => self.voicemail_timeout(now, id, round),
                 Timer::Subscription(sid, round) => self.subscription_expired(now, sid, round),
                 Timer::Callback(id, round) => self.callback_timeout(now, id, round),
+                Timer::TransferDigits(id) => self.transfer_digits_done(now, id),
                 Timer::MenuEnd(id, round) => {
                     if self
                         .calls

@@ -19,7 +19,8 @@ impl CallControl {
         self.release_busy(&call.busy_users);
         self.cancel_timers(|t| {
             matches!(t, Timer::Announce(c) | Timer::RingTimeout(c) | Timer::Menu(c, _)
-                | Timer::MenuEnd(c, _) | Timer::Voicemail(c, _) | Timer::Callback(c, _) if *c == id)
+                | Timer::MenuEnd(c, _) | Timer::Voicemail(c, _) | Timer::Callback(c, _)
+                | Timer::TransferDigits(c) if *c == id)
         });
         // Phones still ringing: cancel every one.
         self.cancel_attempts(now, &mut call);

@@ -6,9 +6,15 @@
 //! or is busy sends the caller back to the agent who transferred them. A transfer to a queue
 //! keeps the priority the call had.
 //!
+//! Phones without REFER do the same with the in-call transfer code (`[calls] transfer`,
+//! `##` by default) followed by the number and `#`, sent as DTMF.
+//!
 //! Attended transfer (REFER with `Replaces`, RFC 3891) is answered 501 for now.
 
 use super::*;
+
+/// How long the agent has for each digit of the number after the transfer code.
+const TRANSFER_DIGIT_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl CallControl {
     /// A REFER in one of call `id`'s dialogs.
@@ -48,40 +54,62 @@ impl CallControl {
         let Some(number) = target.uri.user_unescaped() else {
             return self.plain(tx, 404);
         };
-        let (user, priority) = {
-            let agent = call
-                .agent
-                .as_ref()
-                .map(|a| a.user.clone())
-                .unwrap_or_default();
-            let priority = match call.route {
-                Route::Queue(q) => self.dir.queues[q].setup.priority,
-                _ => 0,
-            };
-            (agent, priority)
-        };
-        let route = match self.route(&number, &Caller::User(user.clone())) {
+        match self.transfer_route(id, &number) {
+            Err(status) => self.plain(tx, status),
+            Ok(route) => {
+                let mut h = Headers::default();
+                h.push(
+                    "Contact",
+                    format!("<sip:switchboard@{}>", self.cfg.contact_host),
+                );
+                self.respond(tx, 202, None, h, Bytes::new());
+                // The transfer is ours to carry out from here: the agent is told it
+                // succeeded and is let go.
+                self.refer_notify(id, "SIP/2.0 200 OK");
+                self.blind_transfer(now, id, route);
+            }
+        }
+    }
+
+    /// Where a transfer of call `id` to `number` goes, or the status that refuses it.
+    fn transfer_route(&self, id: u64, number: &str) -> Result<Route, u16> {
+        let call = self.calls.get(&id).ok_or(481u16)?;
+        let user = call
+            .agent
+            .as_ref()
+            .map(|a| a.user.clone())
+            .unwrap_or_default();
+        let route = match self.route(number, &Caller::User(user.clone())) {
             Ok(r @ (Route::Queue(_) | Route::Extension(_) | Route::Menu(_))) => r,
-            Ok(_) => return self.plain(tx, 403),
+            Ok(_) => return Err(403),
             Err(status) => {
                 info!(parent: &call.span, status, "transfer refused by the dial plan");
-                return self.plain(tx, status);
+                return Err(status);
             }
         };
         if matches!(&route, Route::Extension(u) if *u == user) {
             // To the transferring agent themselves.
-            return self.plain(tx, 403);
+            return Err(403);
         }
+        Ok(route)
+    }
+
+    /// Carry out a blind transfer of call `id` to `route`: the agent is let go, the caller
+    /// moves on.
+    fn blind_transfer(&mut self, now: Instant, id: u64, route: Route) {
+        let Some(call) = self.calls.get(&id) else {
+            return;
+        };
+        let user = call
+            .agent
+            .as_ref()
+            .map(|a| a.user.clone())
+            .unwrap_or_default();
+        let priority = match call.route {
+            Route::Queue(q) => self.dir.queues[q].setup.priority,
+            _ => 0,
+        };
         info!(parent: &call.span, from = %user, to = %route_name(&route, &self.dir), "blind transfer");
-        let mut h = Headers::default();
-        h.push(
-            "Contact",
-            format!("<sip:switchboard@{}>", self.cfg.contact_host),
-        );
-        self.respond(tx, 202, None, h, Bytes::new());
-        // The transfer is ours to carry out from here: the agent is told it succeeded and
-        // is let go.
-        self.refer_notify(id, "SIP/2.0 200 OK");
         self.release_agent(now, id);
         let Some(call) = self.calls.get_mut(&id) else {
             return;
@@ -98,6 +126,91 @@ impl CallControl {
             }
             Route::Extension(u) => self.transfer_to_user(now, id, u),
             _ => {}
+        }
+    }
+
+    /// An agent's key: the transfer code starts collecting a number, `#` (or a pause)
+    /// transfers to it; `true` when the key was the transfer's.
+    pub(super) fn transfer_key(&mut self, now: Instant, id: u64, digit: char) -> bool {
+        let code = self.cfg.features.transfer.clone();
+        let Some(call) = self.calls.get_mut(&id) else {
+            return false;
+        };
+        if code.is_empty() || call.phase != Phase::Connected || call.cb.is_some() {
+            return false;
+        }
+        if let Some(digits) = call.transfer_digits.as_mut() {
+            if digit != '#' {
+                digits.push(digit);
+                self.timers
+                    .retain(|_, t| !matches!(t, Timer::TransferDigits(c) if *c == id));
+                self.timer(now + TRANSFER_DIGIT_TIMEOUT, Timer::TransferDigits(id));
+                return true;
+            }
+            self.transfer_digits_done(now, id);
+            return true;
+        }
+        call.transfer_keys.push(digit);
+        let excess = call
+            .transfer_keys
+            .chars()
+            .count()
+            .saturating_sub(code.chars().count());
+        if excess > 0 {
+            call.transfer_keys = call.transfer_keys.chars().skip(excess).collect();
+        }
+        if call.transfer_keys != code {
+            return false;
+        }
+        call.transfer_keys.clear();
+        call.transfer_digits = Some(String::new());
+        info!(parent: &call.span, "transfer code: collecting the number");
+        let beep = self.beep.clone();
+        self.out.push_back(media_cmd(
+            id,
+            SessionCommand::Play {
+                leg: Leg::Agent,
+                prompts: vec![beep],
+                then: None,
+            },
+        ));
+        self.timer(now + TRANSFER_DIGIT_TIMEOUT, Timer::TransferDigits(id));
+        true
+    }
+
+    /// The number after the transfer code is complete (`#`, or a pause): transfer, or tell
+    /// the agent it cannot be done (a double beep; the call goes on).
+    pub(super) fn transfer_digits_done(&mut self, now: Instant, id: u64) {
+        self.timers
+            .retain(|_, t| !matches!(t, Timer::TransferDigits(c) if *c == id));
+        let Some(number) = self
+            .calls
+            .get_mut(&id)
+            .and_then(|c| c.transfer_digits.take())
+        else {
+            return;
+        };
+        let refused = if number.is_empty() {
+            true
+        } else {
+            match self.transfer_route(id, &number) {
+                Ok(route) => {
+                    self.blind_transfer(now, id, route);
+                    false
+                }
+                Err(_) => true,
+            }
+        };
+        if refused {
+            let tone = self.double_beep.clone();
+            self.out.push_back(media_cmd(
+                id,
+                SessionCommand::Play {
+                    leg: Leg::Agent,
+                    prompts: vec![tone],
+                    then: None,
+                },
+            ));
         }
     }
 
