@@ -471,29 +471,8 @@ impl CallControl {
         let retry_after = cb.setup.retry_after;
         cb.step = CbStep::Retrying;
         cb.dialing = None;
-        if let Some(mut a) = call.agent.take() {
-            let bye = a.dialog.request(Method::Bye);
-            let flow = a.dialog.flow;
-            self.by_dialog
-                .remove(&(a.dialog.call_id.clone(), a.dialog.local_tag.clone()));
-            self.send(flow, bye, Role::Fire);
-        }
-        self.out
-            .push_back(media_cmd(id, SessionCommand::Stop(Leg::Agent)));
-        let in_acd = self
-            .calls
-            .get_mut(&id)
-            .is_some_and(|c| std::mem::take(&mut c.in_acd));
-        if in_acd {
-            self.acd(AcdCommand::Hangup {
-                call: acd::CallId(id),
-                by: Party::Agent,
-            });
-        }
-        if let Some(c) = self.calls.get_mut(&id) {
-            c.phase = Phase::Waiting;
-            c.history.agent = None;
-        }
+        call.history.agent = None;
+        self.let_agent_go(now, id, true);
         if again {
             self.save_callback(id);
             self.cb_timer(now, id, retry_after);

@@ -412,35 +412,9 @@ impl CallControl {
             return false;
         }
         info!(parent: &call.span, menu = %survey, "agent hung up: survey");
-        if let Some(a) = call.agent.take() {
-            self.by_dialog
-                .remove(&(a.dialog.call_id.clone(), a.dialog.local_tag.clone()));
-            // The agent's phone has stopped sending: its silence is no media timeout.
-            self.out.push_back(media_cmd(
-                id,
-                SessionCommand::Remote {
-                    leg: Leg::Agent,
-                    rtp: None,
-                    law: a.local.law,
-                    pt: a.local.pt,
-                    telephone_event: a.local.telephone_event,
-                    sends: false,
-                    host: None,
-                },
-            ));
-        }
-        call.history.held(false, now);
         call.talk_ended = Some(now);
         call.survey_of = Some(q);
-        call.phase = Phase::Waiting;
-        if std::mem::take(&mut call.in_acd) {
-            self.acd(AcdCommand::Hangup {
-                call: acd::CallId(id),
-                by: Party::Agent,
-            });
-        }
-        self.out
-            .push_back(media_cmd(id, SessionCommand::Bridge(false)));
+        self.let_agent_go(now, id, false);
         self.enter_menu(now, id, &survey, 0);
         true
     }

@@ -122,6 +122,51 @@ impl CallControl {
         );
     }
 
+    /// The agent leaves a call that goes on without them (a transfer, the survey, a callback
+    /// whose customer was not reached): BYE unless their phone sent it, their conversation
+    /// ends in the ACD (wrap-up follows), the legs are no longer bridged and the agent's leg
+    /// is not expected to send.
+    pub(super) fn let_agent_go(&mut self, now: Instant, id: u64, send_bye: bool) {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        call.history.held(false, now);
+        call.phase = Phase::Waiting;
+        let in_acd = std::mem::take(&mut call.in_acd);
+        if let Some(mut a) = call.agent.take() {
+            self.by_dialog
+                .remove(&(a.dialog.call_id.clone(), a.dialog.local_tag.clone()));
+            if send_bye {
+                let bye = a.dialog.request(Method::Bye);
+                let flow = a.dialog.flow;
+                self.send(flow, bye, Role::Fire);
+            }
+            // The agent's phone has stopped sending: its silence is no media timeout.
+            self.out.push_back(media_cmd(
+                id,
+                SessionCommand::Remote {
+                    leg: Leg::Agent,
+                    rtp: None,
+                    law: a.local.law,
+                    pt: a.local.pt,
+                    telephone_event: a.local.telephone_event,
+                    sends: false,
+                    host: None,
+                },
+            ));
+        }
+        if in_acd {
+            self.acd(AcdCommand::Hangup {
+                call: acd::CallId(id),
+                by: Party::Agent,
+            });
+        }
+        self.out
+            .push_back(media_cmd(id, SessionCommand::Bridge(false)));
+        self.out
+            .push_back(media_cmd(id, SessionCommand::Stop(Leg::Agent)));
+    }
+
     /// Cancel every phone still ringing for `call`.
     pub(super) fn cancel_attempts(&mut self, now: Instant, call: &mut Call) {
         for attempt in std::mem::take(&mut call.attempts) {

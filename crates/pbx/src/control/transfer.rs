@@ -110,7 +110,7 @@ impl CallControl {
             _ => 0,
         };
         info!(parent: &call.span, from = %user, to = %route_name(&route, &self.dir), "blind transfer");
-        self.release_agent(now, id);
+        self.let_agent_go(now, id, true);
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
@@ -230,33 +230,6 @@ impl CallControl {
         req.body = Bytes::from(format!("{sipfrag}\r\n"));
         let flow = a.dialog.flow;
         self.send(flow, req, Role::Fire);
-    }
-
-    /// The agent who transferred leaves the call: BYE, their conversation ends in the ACD,
-    /// the caller is no longer bridged to anyone.
-    fn release_agent(&mut self, now: Instant, id: u64) {
-        let Some(call) = self.calls.get_mut(&id) else {
-            return;
-        };
-        call.history.held(false, now);
-        if let Some(mut a) = call.agent.take() {
-            self.by_dialog
-                .remove(&(a.dialog.call_id.clone(), a.dialog.local_tag.clone()));
-            let bye = a.dialog.request(Method::Bye);
-            let flow = a.dialog.flow;
-            self.send(flow, bye, Role::Fire);
-        }
-        if let Some(c) = self.calls.get_mut(&id) {
-            c.phase = Phase::Waiting;
-            if std::mem::take(&mut c.in_acd) {
-                self.acd(AcdCommand::Hangup {
-                    call: acd::CallId(id),
-                    by: Party::Agent,
-                });
-            }
-        }
-        self.out
-            .push_back(media_cmd(id, SessionCommand::Bridge(false)));
     }
 
     /// Into queue `q` with the priority the call had.
