@@ -1,7 +1,8 @@
 //! Voicemail: callers leave messages (recorded by the recorder, the message's mailbox in its
 //! sidecar), owners listen to them from their phone after a PIN, and phones learn that
-//! messages wait from unsolicited `message-summary` NOTIFYs (RFC 3842), sent when a mailbox's
-//! counts change and when a phone of one of its users registers.
+//! messages wait from `message-summary` NOTIFYs (RFC 3842): in their subscription (RFC 6665
+//! SUBSCRIBE) when they hold one, otherwise unsolicited, sent when a mailbox's counts change
+//! and when a phone of one of its users registers.
 //!
 //! Call control keeps an index of the messages (the binary loads it from the store at start
 //! and reports each message stored); loading a message's audio is the service's job
