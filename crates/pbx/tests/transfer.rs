@@ -52,7 +52,9 @@ fn refer_answer(w: &World, phone: usize) -> Option<u16> {
 
 #[test]
 fn an_agent_transfers_the_caller_to_another_queue_and_its_agent_takes_over() {
-    let mut w = World::new(config(), &["1001", "1002", "1003"]);
+    let mut cfg = config();
+    cfg.queues[0].record = pbx::RecordPolicy::Always;
+    let mut w = World::new(cfg, &["1001", "1002", "1003"]);
     let (call, agent, i) = talking(&mut w);
     let first = w.phones[agent].user.clone();
     let now = w.now;
@@ -80,6 +82,9 @@ fn an_agent_transfers_the_caller_to_another_queue_and_its_agent_takes_over() {
     });
     w.run_for(SECOND);
     assert!(session(&w).bridged);
+    // One recording from the first answer on, through the transfer.
+    assert_eq!(w.media.recordings, vec!["start 1".to_owned()]);
+    assert!(session(&w).tap);
     // The first agent is free for the next call (after wrap-up, none here).
     assert_eq!(w.agent_state(&first), Some(pbx::acd::AgentState::Ready));
     let now = w.now;
@@ -93,6 +98,11 @@ fn an_agent_transfers_the_caller_to_another_queue_and_its_agent_takes_over() {
     let rung: Vec<&str> = r.attempts.iter().map(|a| a.agent.as_str()).collect();
     assert_eq!(rung, vec![first.as_str(), "1003"]);
     assert_eq!(w.records.len(), 1, "one record for the whole call");
+    assert!(r.recorded);
+    assert_eq!(
+        w.media.recordings,
+        vec!["start 1".to_owned(), "stop 1".to_owned()]
+    );
     w.assert_settles();
 }
 
