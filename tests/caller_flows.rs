@@ -361,3 +361,65 @@ fn a_callback_keeps_its_place_across_a_restart_rings_the_agent_first_then_the_cu
         .and_then(|s| s.callbacks())
         .is_ok_and(|c| c.is_empty()));
 }
+
+/// Whether a recording is being written under `dir` (a `.wav.part` file).
+fn recording_in_progress(dir: &std::path::Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    entries.flatten().any(|e| {
+        let p = e.path();
+        p.is_dir() && recording_in_progress(&p) || p.to_string_lossy().ends_with(".wav.part")
+    })
+}
+
+/// A message being left when the server is killed is not lost: the recording is repaired at
+/// the next start, stored as a message, and the mailbox's phone is told it waits.
+#[test]
+fn a_message_cut_off_by_a_crash_is_repaired_stored_and_announced() {
+    let prompts = concat!(env!("CARGO_MANIFEST_DIR"), "/config/prompts");
+    let mut first = Server::start(&ServerConfig {
+        files: vec![(
+            "voicemail.toml".into(),
+            format!(
+                "[voicemail]\nnumber = \"*97\"\nprompts = \"{prompts}/voicemail\"\n\n\
+                 [mailboxes.1003]\npin = \"2468\"\n"
+            ),
+        )],
+        ..ServerConfig::default()
+    });
+    let mut caller = Phone::start(&first, 1006, CALLER_HZ);
+    caller.drain();
+    caller.command("dial", "1003");
+    caller.wait_event("CALL_ESTABLISHED", Duration::from_secs(5));
+    // The greeting (4.5 s) and the beep, then a few seconds of message; then the crash.
+    let recordings = first.dir().join("data/recordings");
+    common::wait_until(
+        Duration::from_secs(10),
+        "the message is being recorded",
+        || recording_in_progress(&recordings),
+    );
+    std::thread::sleep(Duration::from_secs(4));
+    first.kill();
+    drop(caller);
+    let second = serve_proc::Proc::start(first.dir(), &first.udp.to_string(), &[]);
+    second.wait_log(Duration::from_secs(10), |l| {
+        l.contains("voicemail message stored")
+    });
+    let db = first.dir().join("data/switchboard.db");
+    let stored = Store::open_read_only(&db)
+        .and_then(|s| s.messages())
+        .unwrap_or_default();
+    assert_eq!(stored.len(), 1, "{stored:?}\n{}", second.log());
+    assert_eq!(stored[0].mailbox, "1003");
+    assert!(stored[0].duration_ms >= 1000, "{stored:?}");
+    // Call control knows it: 1003's desk phone is told a message waits.
+    let desk = common::agent_phones(&first, 1003..=1003, "mwi_notify.xml", 1, &[]).wait();
+    assert_eq!(
+        desk.successful(),
+        1,
+        "{}\n{}",
+        desk.diagnostics(),
+        second.log()
+    );
+}

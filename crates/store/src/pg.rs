@@ -120,10 +120,10 @@ CREATE TABLE IF NOT EXISTS audit (
 CREATE INDEX IF NOT EXISTS audit_at ON audit (at_ms);
 CREATE TABLE IF NOT EXISTS messages (
     id BIGSERIAL PRIMARY KEY,
-    call_id BIGINT NOT NULL UNIQUE,
+    call_id BIGINT NOT NULL,
     mailbox TEXT NOT NULL,
     caller TEXT NOT NULL,
-    file TEXT NOT NULL,
+    file TEXT NOT NULL UNIQUE,
     received_ms BIGINT NOT NULL,
     duration_ms BIGINT NOT NULL,
     status TEXT NOT NULL
@@ -610,7 +610,7 @@ impl Postgres {
                 "INSERT INTO messages
                     (call_id, mailbox, caller, file, received_ms, duration_ms, status)
                  VALUES ($1, $2, $3, $4, $5, $6, $7)
-                 ON CONFLICT (call_id) DO UPDATE SET call_id = excluded.call_id
+                 ON CONFLICT (file) DO UPDATE SET file = excluded.file
                  RETURNING id",
             )?;
             c.client

@@ -10,10 +10,10 @@ use crate::{Store, StoreError};
 pub(crate) const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS messages (
     id INTEGER PRIMARY KEY,
-    call_id INTEGER NOT NULL UNIQUE,
+    call_id INTEGER NOT NULL,
     mailbox TEXT NOT NULL,
     caller TEXT NOT NULL,
-    file TEXT NOT NULL,
+    file TEXT NOT NULL UNIQUE,
     received_ms INTEGER NOT NULL,
     duration_ms INTEGER NOT NULL,
     status TEXT NOT NULL
@@ -43,7 +43,8 @@ pub struct MessageRow {
 }
 
 impl Store {
-    /// Store a message (a second one for the same call is the first); its id.
+    /// Store a message (the same file again is the same message: call ids start again at
+    /// each server start, file names do not); its id.
     pub fn insert_message(&mut self, m: &MessageRow) -> Result<i64, StoreError> {
         on_backend_mut!(self, db => db.insert_message(m))
     }
@@ -79,7 +80,7 @@ impl Sqlite {
             tx.execute(
                 "INSERT INTO messages
                     (call_id, mailbox, caller, file, received_ms, duration_ms, status)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (call_id) DO NOTHING",
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (file) DO NOTHING",
                 params![
                     m.call_id as i64,
                     m.mailbox,
@@ -90,11 +91,9 @@ impl Sqlite {
                     m.status
                 ],
             )?;
-            id = tx.query_row(
-                "SELECT id FROM messages WHERE call_id = ?1",
-                [m.call_id as i64],
-                |r| r.get(0),
-            )?;
+            id = tx.query_row("SELECT id FROM messages WHERE file = ?1", [&m.file], |r| {
+                r.get(0)
+            })?;
             Ok(())
         })?;
         Ok(id)

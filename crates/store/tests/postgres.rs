@@ -499,8 +499,18 @@ fn check_messages(s: &mut Store) {
     let a = s.insert_message(&m(10, "1003", T0 + 5)).unwrap();
     let b = s.insert_message(&m(11, "support", T0 + 1)).unwrap();
     assert_ne!(a, b);
-    // The same call's message again (a retried write) is the same message.
+    // The same message again (a retried write) is the same message …
     assert_eq!(s.insert_message(&m(10, "1003", T0 + 5)).unwrap(), a);
+    // … but call ids start again after a restart: the same call id with another file is a
+    // new message.
+    let again = s
+        .insert_message(&store::MessageRow {
+            file: "2027/01/16/10.wav".into(),
+            ..m(10, "1003", T0 + 7)
+        })
+        .unwrap();
+    assert!(again != a && again != b);
+    s.set_message_status(again, "deleted").unwrap();
     let all = s.messages().unwrap();
     assert_eq!(
         all.iter().map(|x| x.call_id).collect::<Vec<_>>(),

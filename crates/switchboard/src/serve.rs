@@ -518,6 +518,29 @@ fn agent_control(pbx: pbx::service::AgentRequests) -> web::AgentControl {
     })
 }
 
+/// A repaired recording that is a voicemail message (its sidecar names a mailbox), as the
+/// recorder would have reported it.
+fn repaired_message(
+    root: &std::path::Path,
+    wav: &std::path::Path,
+) -> Option<pbx::recorder::service::FinishedRecording> {
+    let sidecar: pbx::recorder::file::Sidecar =
+        serde_json::from_slice(&std::fs::read(wav.with_extension("json")).ok()?).ok()?;
+    let mailbox = sidecar.mailbox.clone()?;
+    let meta = std::fs::metadata(wav).ok()?;
+    Some(pbx::recorder::service::FinishedRecording {
+        call: sidecar.call_id,
+        file: wav.strip_prefix(root).unwrap_or(wav).to_owned(),
+        sha256: sidecar.sha256.clone().unwrap_or_default(),
+        bytes: meta.len(),
+        duration: std::time::Duration::from_secs_f64(sidecar.duration.max(0.0)),
+        finished: meta
+            .modified()
+            .unwrap_or_else(|_| std::time::SystemTime::now()),
+        mailbox: Some((mailbox, sidecar.caller)),
+    })
+}
+
 /// Finish what a crash left unfinished, then start the recorder thread (only when some
 /// queue records); every finished recording goes to storage.
 fn start_recorder(
@@ -528,6 +551,10 @@ fn start_recorder(
         let (repaired, failed) = pbx::recorder::file::repair(&cfg.dir);
         for p in &repaired {
             tracing::warn!(path = %p.display(), "repaired a recording left unfinished by a crash");
+            // A voicemail message cut off by the crash is still a message: stored like one.
+            if let Some(f) = repaired_message(&cfg.dir, p) {
+                sink.send(pbx::service::PbxEvent::Recording(f));
+            }
         }
         for e in &failed {
             tracing::warn!(error = %e, "could not repair a recording");

@@ -271,6 +271,8 @@ fn run(
     let mut messages: Vec<MessageRow> = Vec::new();
     let mut statuses: Vec<(i64, &'static str)> = Vec::new();
     let mut callbacks: Vec<pbx::CallbackRequest> = Vec::new();
+    // Messages stored before call control was running (repaired at start), to tell it.
+    let mut untold: Vec<pbx::Message> = Vec::new();
     let mut calls: Vec<CallRow> = Vec::new();
     let mut states: Vec<AgentStateRow> = Vec::new();
     let mut lines: Vec<String> = Vec::new();
@@ -290,6 +292,7 @@ fn run(
             messages,
             statuses,
             voicemail,
+            &mut untold,
         );
         match files.as_mut() {
             Some((db, qlog, spill)) => write(db, qlog, spill, calls, states, lines, failing),
@@ -475,7 +478,15 @@ fn write_messages(
     messages: &mut Vec<MessageRow>,
     statuses: &mut Vec<(i64, &'static str)>,
     voicemail: &Voicemail,
+    untold: &mut Vec<pbx::Message>,
 ) {
+    if let Some(inbox) = voicemail.inbox.get() {
+        for m in untold.drain(..) {
+            if !inbox.stored(m) {
+                warn!("call control was not told of a voicemail message (it lists it after a restart)");
+            }
+        }
+    }
     let Some(db) = db else {
         if !messages.is_empty() {
             warn!(
@@ -494,8 +505,13 @@ fn write_messages(
                 m.id = id;
                 info!(message = id, mailbox = %m.mailbox, seconds = m.duration_ms / 1000, "voicemail message stored");
                 match voicemail.inbox.get() {
-                    Some(inbox) if inbox.stored(message(&voicemail.root, &m)) => {}
-                    _ => warn!(message = id, "call control was not told of a voicemail message (it lists it after a restart)"),
+                    Some(inbox) => {
+                        if !inbox.stored(message(&voicemail.root, &m)) {
+                            warn!(message = id, "call control was not told of a voicemail message (it lists it after a restart)");
+                        }
+                    }
+                    // Call control is not running yet (a message repaired at start).
+                    None => untold.push(message(&voicemail.root, &m)),
                 }
             }
             Err(e) => {
