@@ -94,7 +94,10 @@ fn answered_and_abandoned_calls_are_recorded_and_survive_a_sigkill() {
     });
 
     let store = Store::open_read_only(&db).unwrap();
-    let answered = store.call(1).unwrap().expect("the first call");
+    // Call ids start at the server's start time (unique across restarts), one by one.
+    let first = store.calls_between(0, i64::MAX).unwrap()[0].call_id;
+    assert!(first > 1_000_000_000_000_000, "{first}");
+    let answered = store.call(first).unwrap().expect("the first call");
     assert_eq!(answered.outcome, "answered", "{answered:?}");
     assert_eq!(answered.queue.as_deref(), Some("support"));
     assert_eq!(answered.agent.as_deref(), Some("1001"));
@@ -106,7 +109,7 @@ fn answered_and_abandoned_calls_are_recorded_and_survive_a_sigkill() {
     assert_eq!(answered.attempts.len(), 1);
     assert_eq!(answered.attempts[0].result, "answered");
     assert!(answered.attempts[0].contact.contains("1001@"));
-    let abandoned = store.call(2).unwrap().expect("the second call");
+    let abandoned = store.call(first + 1).unwrap().expect("the second call");
     assert_eq!(abandoned.outcome, "abandoned", "{abandoned:?}");
     assert_eq!(abandoned.queue.as_deref(), Some("sales"));
     assert_eq!(abandoned.agent, None);

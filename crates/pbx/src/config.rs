@@ -176,6 +176,10 @@ pub struct PbxConfig {
     pub menus: Vec<std::sync::Arc<Menu>>,
     /// Voicemail, if configured.
     pub voicemail: Option<VoicemailSetup>,
+    /// The id of the first call (each next call gets the next number). The server starts it
+    /// at its start time in microseconds, so that call ids (and the recordings, messages and
+    /// records that carry them) stay unique across restarts; tests start at 1.
+    pub first_call: u64,
 }
 
 impl Default for PbxConfig {
@@ -194,6 +198,7 @@ impl Default for PbxConfig {
             recording_pause_key: "*1".into(),
             menus: Vec::new(),
             voicemail: None,
+            first_call: 1,
         }
     }
 }

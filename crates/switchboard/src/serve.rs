@@ -150,6 +150,11 @@ fn pbx_config(cfg: &Config, contact_host: &str, seed: u64) -> pbx::PbxConfig {
         recording_pause_key: cc.recording_pause_key.clone(),
         menus: cc.menus.clone(),
         voicemail: cc.voicemail.clone(),
+        // Call ids unique across restarts: the start time in microseconds, then one by one
+        // (far fewer than a million calls a second).
+        first_call: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_micros() as u64),
     }
 }
 

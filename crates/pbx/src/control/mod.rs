@@ -729,6 +729,7 @@ impl CallControl {
             s.extend(std::iter::repeat_n(0, 32_000));
             Prompt::from_samples("ringback", &s)
         };
+        let first_call = cfg.first_call.max(1);
         CallControl {
             rng: ChaCha8Rng::seed_from_u64(cfg.seed),
             cfg,
@@ -736,7 +737,7 @@ impl CallControl {
             recorder,
             locations,
             wall: now.wall,
-            next_call: 1,
+            next_call: first_call,
             next_tx: 1,
             calls: HashMap::new(),
             by_invite: HashMap::new(),
