@@ -23,6 +23,8 @@ const GREETING_HZ: f64 = 700.0;
 const MUSIC_HZ: f64 = 300.0;
 /// The IVR menu's prompt.
 const MENU_HZ: f64 = 1000.0;
+/// The post-call survey's prompt.
+const SURVEY_HZ: f64 = 1600.0;
 
 fn write_tone(path: &Path, hz: f64, secs: f64) {
     let spec = hound::WavSpec {
@@ -49,6 +51,8 @@ fn call_center() -> Server {
     write_tone(&music, MUSIC_HZ, 1.0);
     let menu = prompts.join("menu.wav");
     write_tone(&menu, MENU_HZ, 3.0);
+    let survey = prompts.join("survey.wav");
+    write_tone(&survey, SURVEY_HZ, 3.0);
     Server::start(&ServerConfig {
         users: 1001..=1010,
         files: vec![
@@ -56,7 +60,8 @@ fn call_center() -> Server {
                 "queues.toml".into(),
                 format!(
                     "[queues.support]\nnumber = \"600\"\nstrategy = \"ring-all\"\n\
-                     ring_timeout = 30\ngreeting = \"{}\"\nmusic = \"{}\"\n",
+                     ring_timeout = 30\ngreeting = \"{}\"\nmusic = \"{}\"\n\n\
+                     [queues.rated]\nnumber = \"602\"\nsurvey = \"rating\"\n",
                     greeting.display(),
                     music.display()
                 ),
@@ -64,15 +69,17 @@ fn call_center() -> Server {
             (
                 "agents.toml".into(),
                 "[agents.1001]\nuser = \"1001\"\nskills = { english = 5 }\n\
-                 queues = [\"support\"]\nlogin_on_start = true\n"
+                 queues = [\"support\", \"rated\"]\nlogin_on_start = true\n"
                     .into(),
             ),
             (
                 "ivr.toml".into(),
                 format!(
                     "[menus.main]\nnumber = \"700\"\nprompt = \"{}\"\n\
-                     [menus.main.choices]\n1 = \"queue:support\"\n",
-                    menu.display()
+                     [menus.main.choices]\n1 = \"queue:support\"\n\n\
+                     [menus.rating]\nprompt = \"{}\"\nscore = 5\n",
+                    menu.display(),
+                    survey.display()
                 ),
             ),
         ],
@@ -89,13 +96,21 @@ fn picture(windows: &[Option<f64>]) -> String {
             Some(f) if *f == MUSIC_HZ => 'M',
             Some(f) if *f == CALLER_HZ => 'C',
             Some(f) if *f == MENU_HZ => 'I',
+            Some(f) if *f == SURVEY_HZ => 'S',
             Some(_) => '?',
             None => '.',
         })
         .collect()
 }
 
-const TONES: [f64; 5] = [AGENT_HZ, CALLER_HZ, GREETING_HZ, MUSIC_HZ, MENU_HZ];
+const TONES: [f64; 6] = [
+    AGENT_HZ,
+    CALLER_HZ,
+    GREETING_HZ,
+    MUSIC_HZ,
+    MENU_HZ,
+    SURVEY_HZ,
+];
 
 /// Windows of the agent's tone among the last `n` full windows before the end (the very last
 /// one is skipped: the hang-up may cut it).
@@ -271,6 +286,51 @@ fn a_caller_hears_the_menu_keys_a_choice_and_hears_the_queue_then_the_agent() {
     );
     let log = server.log();
     assert!(log.contains("menu menu=\"main\""), "{log}");
+}
+
+/// After the agent hangs up, the caller (still on the line) hears the survey, keys 4 on the
+/// keypad, and is hung up on; the score is in the call record.
+#[test]
+fn the_caller_hears_the_survey_after_the_agent_hangs_up_and_their_key_is_the_score() {
+    let server = call_center();
+    let mut agent = Phone::start(&server, 1001, AGENT_HZ);
+    let mut caller = Phone::start(&server, 1006, CALLER_HZ);
+    phone::connect(&mut caller, &mut agent, "602", Duration::ZERO);
+    std::thread::sleep(Duration::from_millis(1500));
+    agent.command("hangup", "");
+    agent.wait_event("CALL_CLOSED", Duration::from_secs(5));
+    // Half of the 3 s survey prompt, then 4.
+    std::thread::sleep(Duration::from_millis(1700));
+    caller.command("sndcode", "4");
+    caller.wait_event("CALL_CLOSED", Duration::from_secs(10));
+    let windows = classify(&caller.last_heard(), &TONES);
+    let pic = picture(&windows);
+    eprintln!("survey call: {pic}");
+    let first_survey = pic
+        .find('S')
+        .unwrap_or_else(|| panic!("no survey after the agent: {pic}"));
+    assert!(
+        pic[..first_survey].matches('A').count() >= 10,
+        "the agent before the survey: {pic}"
+    );
+    assert!(
+        pic[first_survey..].matches('S').count() >= 8,
+        "the survey prompt: {pic}"
+    );
+    let db = server.dir().join("data/switchboard.db");
+    let mut rows = Vec::new();
+    common::wait_until(Duration::from_secs(10), "the call record", || {
+        rows = store::Store::open_read_only(&db)
+            .and_then(|s| s.calls_between(0, i64::MAX))
+            .unwrap_or_default();
+        !rows.is_empty()
+    });
+    let r = &rows[0];
+    assert_eq!(r.satisfaction, Some(4), "{r:?}");
+    assert_eq!(
+        (r.outcome.as_str(), r.hung_up_by.as_str()),
+        ("answered", "agent")
+    );
 }
 
 fn wait_log(server: &Server, needle: &str, count: usize) {
