@@ -255,3 +255,55 @@ fn the_in_call_transfer_code_transfers_like_a_refer_and_refuses_a_bad_number() {
     assert_eq!(w.records.last().unwrap().agent.as_deref(), Some("1003"));
     w.assert_settles();
 }
+
+#[test]
+fn a_queue_that_overflows_to_a_number_sends_the_caller_where_the_number_leads() {
+    let mut cfg = config();
+    cfg.queues[0].acd.max_wait = Some(10 * SECOND);
+    cfg.queues[0].acd.overflow = Some(pbx::acd::OverflowTarget::External("1010".into()));
+    for a in &mut cfg.agents {
+        a.login_on_start = false;
+    }
+    let mut w = World::new(cfg, &["1001", "1002", "1003"]);
+    let user = w.add_phone("1010", 30);
+    w.register(user);
+    w.run_for(SECOND);
+    let call = w.customer_calls("600");
+    w.run_for(5 * SECOND);
+    assert_eq!(w.waiting(), 1);
+    // After the queue's maximum wait: 1010's phone rings, the caller hears ringback.
+    w.run_until(10 * SECOND, "1010 rings", |w| w.phones[user].ringing() == 1);
+    assert_eq!(
+        session(&w).playing[0]
+            .as_ref()
+            .and_then(|p| p.1.clone())
+            .as_deref(),
+        Some("ringback")
+    );
+    w.run_until(5 * SECOND, "1010 answers", |w| {
+        w.phones[user].talking().is_some()
+    });
+    w.run_for(SECOND);
+    assert!(session(&w).bridged);
+    let now = w.now;
+    w.carrier().hang_up_outgoing(now, call);
+    w.run_for(SECOND);
+    let r = w.records.last().unwrap();
+    assert_eq!(r.outcome, Outcome::Answered);
+    assert_eq!(r.agent.as_deref(), Some("1010"));
+    assert_eq!(r.overflowed_from.as_deref(), Some("support"));
+    w.assert_settles();
+    // A number that leads nowhere: the caller is hung up on as before.
+    let mut cfg = config();
+    cfg.queues[0].acd.max_wait = Some(10 * SECOND);
+    cfg.queues[0].acd.overflow = Some(pbx::acd::OverflowTarget::External("999".into()));
+    for a in &mut cfg.agents {
+        a.login_on_start = false;
+    }
+    let mut w = World::new(cfg, &["1001"]);
+    let call = w.customer_calls("600");
+    w.run_for(15 * SECOND);
+    assert_eq!(w.carrier().outgoing[call].state, OutState::Ended);
+    assert_eq!(w.records.last().unwrap().outcome, Outcome::Overflowed);
+    w.assert_settles();
+}

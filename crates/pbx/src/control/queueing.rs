@@ -137,7 +137,19 @@ impl CallControl {
                         }
                         EndReason::Overflowed
                     }
-                    CallOutcome::Overflowed => EndReason::Overflowed,
+                    CallOutcome::Overflowed => {
+                        let number = c
+                            .overflow_to
+                            .as_deref()
+                            .and_then(|d| d.strip_prefix("number:").or(Some(d)))
+                            .map(str::to_owned);
+                        if let Some(n) = number {
+                            if self.overflow_to_number(now, id, &n) {
+                                return;
+                            }
+                        }
+                        EndReason::Overflowed
+                    }
                     CallOutcome::TimedOut => EndReason::QueueTimeout,
                     CallOutcome::JoinEmpty | CallOutcome::LeftEmpty => EndReason::QueueEmpty,
                 };

@@ -232,6 +232,44 @@ impl CallControl {
         self.send(flow, req, Role::Fire);
     }
 
+    /// A queue's overflow to a dial string (`overflow = "number:…"`): the call goes where the
+    /// dial plan sends that number (a queue, a menu, a user), as a blind transfer would;
+    /// `false` when the number leads nowhere (the call then ends as overflowed).
+    pub(super) fn overflow_to_number(&mut self, now: Instant, id: u64, number: &str) -> bool {
+        let Some(call) = self.calls.get(&id) else {
+            return false;
+        };
+        let Route::Queue(from) = call.route else {
+            return false;
+        };
+        let route = match self.route(number, &Caller::User(String::new())) {
+            Ok(r @ (Route::Queue(_) | Route::Extension(_) | Route::Menu(_) | Route::Closed(_))) => {
+                r
+            }
+            _ => {
+                warn!(parent: &call.span, number, "a queue overflows to a number that leads nowhere");
+                return false;
+            }
+        };
+        let priority = self.dir.queues[from].setup.priority;
+        let from_name = self.dir.queues[from].setup.acd.name.clone();
+        info!(parent: &call.span, from = %from_name, to = %route_name(&route, &self.dir), "overflow to a number");
+        let Some(call) = self.calls.get_mut(&id) else {
+            return false;
+        };
+        call.history.overflowed_from.get_or_insert(from_name);
+        call.route = route.clone();
+        call.phase = Phase::Waiting;
+        match route {
+            Route::Queue(q) => self.requeue_transferred(now, id, q, priority),
+            Route::Menu(m) => self.enter_menu(now, id, &m, 0),
+            Route::Extension(u) => self.transfer_to_user(now, id, u),
+            Route::Closed(q) => self.closed_announcement(id, q),
+            _ => {}
+        }
+        true
+    }
+
     /// Into queue `q` with the priority the call had.
     fn requeue_transferred(&mut self, now: Instant, id: u64, q: usize, priority: u8) {
         let entry = &self.dir.queues[q];
