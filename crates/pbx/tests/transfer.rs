@@ -188,22 +188,13 @@ fn refers_that_cannot_be_carried_out_are_refused_and_the_call_goes_on() {
     }
     // Attended transfer (Replaces) is not supported: 501.
     let now = w.now;
-    let refer_replaces = {
-        let p = &mut w.phones[agent];
-        let c = &mut p.incoming[i];
-        let d = c.dialog.as_mut().unwrap();
-        let mut req = d.request(Method::Refer);
-        req.headers.push(
-            "Refer-To",
-            "<sip:1002@switchboard?Replaces=abc%40host%3Bto-tag%3D1%3Bfrom-tag%3D2>",
-        );
-        (req, d.flow)
-    };
-    let tx = w.phones[agent]
-        .ep
-        .send_request(now, refer_replaces.1, refer_replaces.0)
-        .unwrap();
-    let _ = tx;
+    w.phones[agent].refer_incoming_to(
+        now,
+        i,
+        "<sip:1002@switchboard?Replaces=abc%40host%3Bto-tag%3D1%3Bfrom-tag%3D2>",
+    );
+    w.run_for(SECOND);
+    assert_eq!(refer_answer(&w, agent), Some(501));
     w.run_for(SECOND);
     assert!(session(&w).bridged, "still talking");
     assert!(w.phones[agent].talking().is_some());

@@ -425,15 +425,7 @@ impl CallControl {
             .retain(|_, t| !matches!(t, Timer::Callback(c, _) if *c == id));
         self.out.push_back(media_cmd(
             id,
-            SessionCommand::Remote {
-                leg: Leg::Caller,
-                rtp: n.remote,
-                law: n.law,
-                pt: n.pt,
-                telephone_event: n.telephone_event,
-                sends: n.direction.sends(),
-                host: Some(flow.remote.ip()),
-            },
+            remote_of(Leg::Caller, &n, Some(flow.remote.ip())),
         ));
         self.out
             .push_back(media_cmd(id, SessionCommand::Stop(Leg::Agent)));

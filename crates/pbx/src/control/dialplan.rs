@@ -107,15 +107,7 @@ impl CallControl {
             .push_back(Output::Media(SessionId(id), MediaRequest::Open));
         self.media(
             id,
-            SessionCommand::Remote {
-                leg: Leg::Caller,
-                rtp: negotiated.remote,
-                law: negotiated.law,
-                pt: negotiated.pt,
-                telephone_event: negotiated.telephone_event,
-                sends: negotiated.direction.sends(),
-                host: Some(flow.remote.ip()),
-            },
+            remote_of(Leg::Caller, &negotiated, Some(flow.remote.ip())),
         );
         // The caller's own phone is busy with this call: an agent calling the queue (or
         // anyone) is not offered calls meanwhile, least of all their own.

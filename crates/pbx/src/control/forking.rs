@@ -291,15 +291,11 @@ impl CallControl {
         };
         self.out.push_back(media_cmd(
             id,
-            SessionCommand::Remote {
-                leg: Leg::Agent,
-                rtp: n.remote,
-                law: n.law,
-                pt: n.pt,
-                telephone_event: n.telephone_event,
-                sends: n.direction.sends(),
-                host: call.agent.as_ref().map(|a| a.dialog.flow.remote.ip()),
-            },
+            remote_of(
+                Leg::Agent,
+                &n,
+                call.agent.as_ref().map(|a| a.dialog.flow.remote.ip()),
+            ),
         ));
         let callback = call.cb.is_some();
         if !callback {

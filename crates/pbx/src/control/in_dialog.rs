@@ -34,15 +34,7 @@ impl CallControl {
         call.caller.media = n;
         self.out.push_back(media_cmd(
             id,
-            SessionCommand::Remote {
-                leg: Leg::Caller,
-                rtp: n.remote,
-                law: n.law,
-                pt: n.pt,
-                telephone_event: n.telephone_event,
-                sends: n.direction.sends(),
-                host: Some(call.caller.flow.remote.ip()),
-            },
+            remote_of(Leg::Caller, &n, Some(call.caller.flow.remote.ip())),
         ));
         if let Some(q) = call.pending_queue.take() {
             self.enter_queue(now, id, q);
@@ -206,18 +198,8 @@ impl CallControl {
                 a.local.answer(&offer, n.index)
             }
         };
-        self.out.push_back(media_cmd(
-            id,
-            SessionCommand::Remote {
-                leg,
-                rtp: n.remote,
-                law: n.law,
-                pt: n.pt,
-                telephone_event: n.telephone_event,
-                sends: n.direction.sends(),
-                host: Some(flow.remote.ip()),
-            },
-        ));
+        self.out
+            .push_back(media_cmd(id, remote_of(leg, &n, Some(flow.remote.ip()))));
         h.push("Content-Type", "application/sdp");
         self.respond(tx, 200, None, h, Bytes::from(body));
     }

@@ -1146,6 +1146,20 @@ pub fn build_acd(
     Ok((engine, queues, agents))
 }
 
+/// Where a leg's RTP goes and how it is coded, from what its SDP negotiated; `host` is where
+/// the leg's signalling comes from (RTP from there is learned at once).
+fn remote_of(leg: Leg, n: &Negotiated, host: Option<std::net::IpAddr>) -> SessionCommand {
+    SessionCommand::Remote {
+        leg,
+        rtp: n.remote,
+        law: n.law,
+        pt: n.pt,
+        telephone_event: n.telephone_event,
+        sends: n.direction.sends(),
+        host,
+    }
+}
+
 /// A command for call `id`'s media session.
 fn media_cmd(id: u64, cmd: SessionCommand) -> Output {
     Output::Media(SessionId(id), MediaRequest::Command(cmd))

@@ -522,11 +522,15 @@ impl Phone {
     /// Send a REFER on incoming call `i` (the agent transfers the caller to `target`, a
     /// number); the NOTIFYs that report it land in `refer_notifies`.
     pub fn refer_incoming(&mut self, now: Instant, i: usize, target: &str) {
+        self.refer_incoming_to(now, i, &format!("<sip:{target}@switchboard>"));
+    }
+
+    /// Send a REFER on incoming call `i` with this Refer-To value.
+    pub fn refer_incoming_to(&mut self, now: Instant, i: usize, refer_to: &str) {
         let c = &mut self.incoming[i];
         let d = c.dialog.as_mut().expect("dialog");
         let mut req = d.request(Method::Refer);
-        req.headers
-            .push("Refer-To", format!("<sip:{target}@switchboard>"));
+        req.headers.push("Refer-To", refer_to.to_owned());
         req.headers
             .push("Contact", format!("<sip:{}@{}>", self.user, self.addr));
         let flow = d.flow;
