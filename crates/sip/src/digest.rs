@@ -289,7 +289,39 @@ pub fn parse_credentials(value: &str) -> Result<Credentials, DigestError> {
     if !matches!(sc.peek(), None | Some(b' ' | b'\t')) {
         return Err(DigestError::Syntax("expected whitespace after the scheme"));
     }
+    let raw = raw_params(&mut sc)?;
 
+    let required = |v: Option<String>, p: Param| v.ok_or(DigestError::Missing(p.name()));
+    let algorithm = match raw.algorithm {
+        None => Algorithm::Md5,
+        Some(a) => a.parse()?,
+    };
+    let nc = raw.nc.as_deref().map(parse_nc).transpose()?;
+    let creds = Credentials {
+        username: required(raw.username, Param::Username)?,
+        realm: required(raw.realm, Param::Realm)?,
+        nonce: required(raw.nonce, Param::Nonce)?,
+        uri: required(raw.uri, Param::Uri)?,
+        response: required(raw.response, Param::Response)?,
+        algorithm,
+        cnonce: raw.cnonce,
+        opaque: raw.opaque,
+        qop: raw.qop,
+        nc,
+    };
+    if creds.qop.is_some() {
+        if creds.cnonce.is_none() {
+            return Err(DigestError::Missing(Param::Cnonce.name()));
+        }
+        if creds.nc.is_none() {
+            return Err(DigestError::Missing(Param::Nc.name()));
+        }
+    }
+    Ok(creds)
+}
+
+/// The comma-separated `name=value` list after the scheme (the parameters we know).
+fn raw_params(sc: &mut Scanner<'_>) -> Result<RawParams, DigestError> {
     let mut raw = RawParams::default();
     loop {
         sc.skip_ws();
@@ -338,34 +370,105 @@ pub fn parse_credentials(value: &str) -> Result<Credentials, DigestError> {
             *slot = Some(value);
         }
     }
+    Ok(raw)
+}
 
-    let required = |v: Option<String>, p: Param| v.ok_or(DigestError::Missing(p.name()));
+/// A server's challenge (`WWW-Authenticate` / `Proxy-Authenticate`, RFC 7616 §3.3), as a
+/// client (a trunk registering to its carrier, a call out through it) reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Challenge {
+    /// `realm`.
+    pub realm: String,
+    /// `nonce`.
+    pub nonce: String,
+    /// `algorithm`; [`Algorithm::Md5`] when absent.
+    pub algorithm: Algorithm,
+    /// `opaque`, echoed back unchanged.
+    pub opaque: Option<String>,
+    /// Whether the server offers `qop=auth` (we never answer `auth-int`).
+    pub qop_auth: bool,
+}
+
+/// Parse a `WWW-Authenticate` / `Proxy-Authenticate` value. Another scheme gives
+/// [`DigestError::NotDigest`]; an algorithm we do not implement gives
+/// [`DigestError::UnknownAlgorithm`] (a server offering several challenges sends one header
+/// per algorithm: pick the first that parses).
+pub fn parse_challenge(value: &str) -> Result<Challenge, DigestError> {
+    let mut sc = Scanner { s: value, pos: 0 };
+    sc.skip_ws();
+    let scheme = sc.token();
+    if !scheme.eq_ignore_ascii_case("Digest") {
+        return Err(if scheme.is_empty() {
+            DigestError::Syntax("expected an authentication scheme")
+        } else {
+            DigestError::NotDigest
+        });
+    }
+    let raw = raw_params(&mut sc)?;
     let algorithm = match raw.algorithm {
         None => Algorithm::Md5,
         Some(a) => a.parse()?,
     };
-    let nc = raw.nc.as_deref().map(parse_nc).transpose()?;
-    let creds = Credentials {
-        username: required(raw.username, Param::Username)?,
-        realm: required(raw.realm, Param::Realm)?,
-        nonce: required(raw.nonce, Param::Nonce)?,
-        uri: required(raw.uri, Param::Uri)?,
-        response: required(raw.response, Param::Response)?,
-        algorithm,
-        cnonce: raw.cnonce,
-        opaque: raw.opaque,
-        qop: raw.qop,
-        nc,
-    };
-    if creds.qop.is_some() {
-        if creds.cnonce.is_none() {
-            return Err(DigestError::Missing(Param::Cnonce.name()));
-        }
-        if creds.nc.is_none() {
-            return Err(DigestError::Missing(Param::Nc.name()));
-        }
+    let qop_auth = raw
+        .qop
+        .as_deref()
+        .is_some_and(|q| q.split(',').any(|t| t.trim().eq_ignore_ascii_case("auth")));
+    if raw.qop.is_some() && !qop_auth {
+        // Only auth-int offered: we cannot answer it.
+        return Err(DigestError::Syntax("only qop=auth-int is offered"));
     }
-    Ok(creds)
+    Ok(Challenge {
+        realm: raw.realm.ok_or(DigestError::Missing("realm"))?,
+        nonce: raw.nonce.ok_or(DigestError::Missing("nonce"))?,
+        algorithm,
+        opaque: raw.opaque,
+        qop_auth,
+    })
+}
+
+/// The `Authorization` / `Proxy-Authorization` value that answers `challenge` for a request
+/// with `method` and Request-URI `uri` (RFC 7616 §3.4). `cnonce` is the client nonce (random,
+/// drawn by the caller) and `nc` the count of requests answered with this nonce (from 1).
+pub fn authorization(
+    challenge: &Challenge,
+    username: &str,
+    password: &str,
+    method: &str,
+    uri: &str,
+    cnonce: &str,
+    nc: u32,
+) -> String {
+    let h = challenge.algorithm.hash();
+    let mut ha1 = h.joined(&[username, &challenge.realm, password]).to_hex();
+    if challenge.algorithm.is_sess() {
+        ha1 = h.joined(&[&ha1, &challenge.nonce, cnonce]).to_hex();
+    }
+    let ha2 = h.joined(&[method, uri]).to_hex();
+    let nc_text = format!("{nc:08x}");
+    let response = if challenge.qop_auth {
+        h.joined(&[&ha1, &challenge.nonce, &nc_text, cnonce, "auth", &ha2])
+    } else {
+        h.joined(&[&ha1, &challenge.nonce, &ha2])
+    }
+    .to_hex();
+    let mut v = format!(
+        "Digest username={}, realm={}, nonce={}, uri={}, response=\"{response}\", algorithm={}",
+        quote(username),
+        quote(&challenge.realm),
+        quote(&challenge.nonce),
+        quote(uri),
+        challenge.algorithm.as_str(),
+    );
+    if challenge.qop_auth {
+        v.push_str(&format!(
+            ", qop=auth, nc={nc_text}, cnonce={}",
+            quote(cnonce)
+        ));
+    }
+    if let Some(o) = &challenge.opaque {
+        v.push_str(&format!(", opaque={}", quote(o)));
+    }
+    v
 }
 
 /// `nc-value = 8LHEX`; upper-case digits are tolerated (the response is then computed over
@@ -2054,5 +2157,91 @@ mod tests {
             };
             let _ = auth.verify(t0, "REGISTER", REALM, &Algorithm::ALL, &creds, &secret);
         }
+    }
+}
+
+#[cfg(test)]
+mod client_tests {
+    use super::*;
+
+    fn field<'a>(v: &'a str, name: &str) -> &'a str {
+        let start = v.find(&format!("{name}=")).expect(name) + name.len() + 1;
+        let rest = &v[start..];
+        let rest = rest.strip_prefix('"').unwrap_or(rest);
+        let end = rest.find(['"', ',']).unwrap_or(rest.len());
+        &rest[..end]
+    }
+
+    #[test]
+    fn answers_the_rfc_2617_md5_example() {
+        let c = parse_challenge(
+            "Digest realm=\"testrealm@host.com\", qop=\"auth,auth-int\", \
+             nonce=\"dcd98b7102dd2f0e8b11d0f600bfb0c093\", opaque=\"5ccc069c403ebaf9f0171e9517f40e41\"",
+        )
+        .unwrap();
+        assert!(c.qop_auth);
+        assert_eq!(c.algorithm, Algorithm::Md5);
+        let v = authorization(
+            &c,
+            "Mufasa",
+            "Circle Of Life",
+            "GET",
+            "/dir/index.html",
+            "0a4f113b",
+            1,
+        );
+        assert_eq!(field(&v, "response"), "6629fae49393a05397450978507c4ef1");
+        assert_eq!(field(&v, "nc"), "00000001");
+        assert_eq!(field(&v, "opaque"), "5ccc069c403ebaf9f0171e9517f40e41");
+        // What a server parses back.
+        let creds = parse_credentials(&v).unwrap();
+        assert_eq!(creds.username, "Mufasa");
+        assert_eq!(creds.uri, "/dir/index.html");
+        assert_eq!(creds.nc, Some(1));
+    }
+
+    #[test]
+    fn answers_the_rfc_7616_sha256_example() {
+        let c = parse_challenge(
+            "Digest realm=\"http-auth@example.org\", qop=\"auth, auth-int\", algorithm=SHA-256, \
+             nonce=\"7ypf/xlj9XXwfDPEoM4URrv/xwf94BcCAzFZH4GiTo0v\", \
+             opaque=\"FQhe/qaU925kfnzjCev0ciny7QMkPqMAFRtzCUYo5tdS\"",
+        )
+        .unwrap();
+        assert_eq!(c.algorithm, Algorithm::Sha256);
+        let v = authorization(
+            &c,
+            "Mufasa",
+            "Circle of Life",
+            "GET",
+            "/dir/index.html",
+            "f2/wE4q74E6zIJEtWaHKaf5wv/H5QzzpXusqGemxURZJ",
+            1,
+        );
+        assert_eq!(
+            field(&v, "response"),
+            "753927fa0e85d155564e2e272a28d1802ca10daf4496794697cf8db5856cb6c1"
+        );
+    }
+
+    #[test]
+    fn without_qop_the_rfc_2069_form_is_sent() {
+        let c = parse_challenge("Digest realm=\"r\", nonce=\"n\"").unwrap();
+        assert!(!c.qop_auth);
+        let v = authorization(&c, "u", "p", "INVITE", "sip:1@h", "cn", 1);
+        assert!(!v.contains("qop="), "{v}");
+        assert!(!v.contains("cnonce"), "{v}");
+    }
+
+    #[test]
+    fn refuses_what_it_cannot_answer() {
+        assert_eq!(
+            parse_challenge("Basic realm=\"r\""),
+            Err(DigestError::NotDigest)
+        );
+        assert!(parse_challenge("Digest realm=\"r\", nonce=\"n\", qop=\"auth-int\"").is_err());
+        assert!(parse_challenge("Digest realm=\"r\", nonce=\"n\", algorithm=SHA-512-256").is_err());
+        assert!(parse_challenge("Digest nonce=\"n\"").is_err());
+        assert!(parse_challenge("").is_err());
     }
 }
