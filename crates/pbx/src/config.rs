@@ -131,6 +131,229 @@ pub struct TrunkRule {
     pub numbers: Vec<String>,
 }
 
+/// Calls out through carrier trunks: the trunks, the routes that choose one by the number
+/// dialled, and who may dial what.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Outbound {
+    /// Carrier trunks that take calls out.
+    pub carriers: Vec<Carrier>,
+    /// Routes, in order (emergency routes are looked at first, whatever their place).
+    pub routes: Vec<OutboundRoute>,
+    /// What a user not listed in `users` may dial.
+    pub default_policy: DialPolicy,
+    /// Per user (SIP account).
+    pub users: std::collections::BTreeMap<String, DialPolicy>,
+}
+
+/// A carrier trunk as calls out through it see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Carrier {
+    /// Its name (`[trunks.NAME]`).
+    pub name: String,
+    /// Where its INVITEs (and REGISTERs) go, in order: the next one when one does not answer
+    /// or answers 5xx.
+    pub proxies: Vec<std::net::SocketAddr>,
+    /// The carrier's domain, for the Request-URI, To and From of calls and registrations
+    /// (the proxy's address when `None`).
+    pub domain: Option<String>,
+    /// Credentials for the carrier's digest challenges (username, password).
+    pub auth: Option<(String, String)>,
+    /// Register to the carrier with this expiry (`None`: the trunk is authorised by address
+    /// and does not register).
+    pub register: Option<Duration>,
+    /// Caller ID sent when neither the user nor the route sets one.
+    pub caller_id: Option<String>,
+    /// Calls at once through this trunk; a route then tries its next trunk.
+    pub max_calls: Option<usize>,
+    /// A proxy that sends no answer at all (not even 100 Trying) within this time is
+    /// given up for the next.
+    pub answer_timeout: Duration,
+}
+
+/// What a route's numbers are, for who may dial them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum DialClass {
+    /// Emergency numbers: anyone who may place calls at all may dial them.
+    Emergency,
+    /// Local calls.
+    Local,
+    /// National calls (and mobiles).
+    National,
+    /// International calls.
+    International,
+    /// Premium-rate and other expensive numbers.
+    Premium,
+}
+
+impl DialClass {
+    /// Every class, in the order of cost.
+    pub const ALL: [DialClass; 5] = [
+        DialClass::Emergency,
+        DialClass::Local,
+        DialClass::National,
+        DialClass::International,
+        DialClass::Premium,
+    ];
+
+    /// The name used in config files and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DialClass::Emergency => "emergency",
+            DialClass::Local => "local",
+            DialClass::National => "national",
+            DialClass::International => "international",
+            DialClass::Premium => "premium",
+        }
+    }
+}
+
+/// A dial pattern: digits and `+ * #` match themselves, `X` any digit, `Z` 1–9, `N` 2–9,
+/// `[15-7]` one of a set, and a final `.` one or more further characters (`!` zero or
+/// more). `0[1-9]X.` matches national numbers of at least three digits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DialPattern {
+    text: String,
+    parts: Vec<PatternPart>,
+    rest: Option<usize>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum PatternPart {
+    Literal(char),
+    Set(Vec<(char, char)>),
+}
+
+impl DialPattern {
+    /// Parse a pattern; the error says what is wrong with it.
+    pub fn parse(text: &str) -> Result<DialPattern, String> {
+        let text = text.strip_prefix('_').unwrap_or(text);
+        if text.is_empty() {
+            return Err("an empty pattern".into());
+        }
+        let mut parts = Vec::new();
+        let mut rest = None;
+        let mut chars = text.chars().peekable();
+        while let Some(c) = chars.next() {
+            if rest.is_some() {
+                return Err(format!("\"{c}\" after the final . or !"));
+            }
+            let part = match c.to_ascii_uppercase() {
+                '0'..='9' | '+' | '*' | '#' => PatternPart::Literal(c),
+                'X' => PatternPart::Set(vec![('0', '9')]),
+                'Z' => PatternPart::Set(vec![('1', '9')]),
+                'N' => PatternPart::Set(vec![('2', '9')]),
+                '.' => {
+                    rest = Some(1);
+                    continue;
+                }
+                '!' => {
+                    rest = Some(0);
+                    continue;
+                }
+                '[' => {
+                    let mut set = Vec::new();
+                    loop {
+                        match chars.next() {
+                            None => return Err("a [ without its ]".into()),
+                            Some(']') => break,
+                            Some(a @ ('0'..='9' | '+' | '*' | '#')) => {
+                                if chars.peek() == Some(&'-') {
+                                    chars.next();
+                                    match chars.next() {
+                                        Some(b @ '0'..='9') if b >= a => set.push((a, b)),
+                                        _ => return Err(format!("a bad range after \"{a}-\"")),
+                                    }
+                                } else {
+                                    set.push((a, a));
+                                }
+                            }
+                            Some(o) => return Err(format!("\"{o}\" in a [set]")),
+                        }
+                    }
+                    if set.is_empty() {
+                        return Err("an empty [set]".into());
+                    }
+                    PatternPart::Set(set)
+                }
+                o => {
+                    return Err(format!(
+                        "\"{o}\" is not a pattern character (0-9 + * # X Z N [..] . !)"
+                    ))
+                }
+            };
+            parts.push(part);
+        }
+        Ok(DialPattern {
+            text: text.to_owned(),
+            parts,
+            rest,
+        })
+    }
+
+    /// Whether `number` matches.
+    pub fn matches(&self, number: &str) -> bool {
+        let mut chars = number.chars();
+        for p in &self.parts {
+            let Some(c) = chars.next() else {
+                return false;
+            };
+            let ok = match p {
+                PatternPart::Literal(l) => *l == c,
+                PatternPart::Set(set) => set.iter().any(|&(a, b)| (a..=b).contains(&c)),
+            };
+            if !ok {
+                return false;
+            }
+        }
+        let left: Vec<char> = chars.collect();
+        let dialable = left
+            .iter()
+            .all(|c| c.is_ascii_digit() || matches!(c, '+' | '*' | '#'));
+        match self.rest {
+            None => left.is_empty(),
+            Some(min) => left.len() >= min && dialable,
+        }
+    }
+
+    /// The pattern as written.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+}
+
+/// An outbound route: numbers matching one of its patterns go out through its trunks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboundRoute {
+    /// Its name (for logs and call records).
+    pub name: String,
+    /// What it matches (the number as dialled).
+    pub patterns: Vec<DialPattern>,
+    /// What kind of call it is: who may dial it.
+    pub class: DialClass,
+    /// Digits taken off the front of the number before it is sent.
+    pub strip: usize,
+    /// Then put in front.
+    pub prepend: String,
+    /// Trunks (by name) to try, in order.
+    pub trunks: Vec<String>,
+    /// Caller ID for calls on this route, unless the user has their own.
+    pub caller_id: Option<String>,
+    /// Which of its calls are recorded (the agent on the left, the called party on the
+    /// right).
+    pub record: RecordPolicy,
+}
+
+/// What a user may dial out.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DialPolicy {
+    /// Classes of routes they may use (emergency is always allowed).
+    pub classes: Vec<DialClass>,
+    /// Outbound calls they may have at once (`None`: no limit).
+    pub max_calls: Option<usize>,
+    /// The caller ID their outbound calls carry (e.g. their direct-dial number).
+    pub caller_id: Option<String>,
+}
+
 /// Spoken numbers for position announcements: prompts for "you are caller number",
 /// "your estimated wait is", "minutes", and the numbers 0–20.
 #[derive(Debug, Clone, Default)]
@@ -157,6 +380,8 @@ pub struct PbxConfig {
     pub agents: Vec<AgentSetup>,
     /// What each trunk may dial.
     pub trunks: Vec<TrunkRule>,
+    /// Calls out through carrier trunks.
+    pub outbound: Outbound,
     /// Registered users may call each other by user name.
     pub extensions: bool,
     /// How long an extension call rings before the caller gets 480.
@@ -189,6 +414,7 @@ impl Default for PbxConfig {
             queues: Vec::new(),
             agents: Vec::new(),
             trunks: Vec::new(),
+            outbound: Outbound::default(),
             extensions: true,
             extension_ring_timeout: Duration::from_secs(30),
             features: FeatureCodes::default(),
@@ -413,4 +639,39 @@ pub struct PendingCallback {
     pub queued: std::time::SystemTime,
     /// Attempts made so far.
     pub attempts: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DialPattern;
+
+    fn m(p: &str, n: &str) -> bool {
+        DialPattern::parse(p).unwrap().matches(n)
+    }
+
+    #[test]
+    fn dial_patterns_match_like_a_pbx_admin_expects() {
+        assert!(m("112", "112"));
+        assert!(!m("112", "1120"));
+        assert!(!m("112", "11"));
+        assert!(m("0[1-9]X.", "0301234567"));
+        assert!(!m("0[1-9]X.", "030"), "the . needs one more");
+        assert!(!m("0[1-9]X.", "00441234"));
+        assert!(m("00Z.", "00441234"));
+        assert!(m("_NXXXXXX", "5551234"));
+        assert!(!m("NXXXXXX", "1551234"));
+        assert!(m("+!", "+"));
+        assert!(m("+!", "+4930"));
+        assert!(!m("X.", "12a"), "letters are not dialled");
+        assert!(m("[13579]X", "58"));
+        assert!(!m("[13579]X", "28"));
+    }
+
+    #[test]
+    fn bad_patterns_say_what_is_wrong() {
+        for bad in ["", "0[1-9", "0[]", "0.1", "0A", "0[9-1]"] {
+            let e = DialPattern::parse(bad).unwrap_err();
+            assert!(!e.is_empty(), "{bad}");
+        }
+    }
 }

@@ -41,9 +41,10 @@ pub mod schedule;
 pub mod service;
 
 pub use config::{
-    AgentSetup, Announcements, CallbackSetup, Choice, Closed, FeatureCodes, Hours, Mailbox, Menu,
-    MenuHours, MenuKind, Message, PbxConfig, PendingCallback, QueueSetup, RecordPolicy, Step,
-    TrunkRule, VoicemailPrompts, VoicemailSetup,
+    AgentSetup, Announcements, CallbackSetup, Carrier, Choice, Closed, DialClass, DialPattern,
+    DialPolicy, FeatureCodes, Hours, Mailbox, Menu, MenuHours, MenuKind, Message, Outbound,
+    OutboundRoute, PbxConfig, PendingCallback, QueueSetup, RecordPolicy, Step, TrunkRule,
+    VoicemailPrompts, VoicemailSetup,
 };
 pub use control::{
     AgentRequest, CallControl, CallbackRequest, Held, MediaInput, MediaPorts, MediaRequest,

@@ -113,7 +113,7 @@ impl CallControl {
         // anyone) is not offered calls meanwhile, least of all their own.
         if matches!(
             route,
-            Route::Queue(_) | Route::Extension(_) | Route::Menu(_)
+            Route::Queue(_) | Route::Extension(_) | Route::Menu(_) | Route::Outbound(_)
         ) {
             let own = match &caller {
                 Caller::User(u) => Some(u.clone()),
@@ -163,6 +163,7 @@ impl CallControl {
             Route::Menu(m) => self.start_menu(now, id, m),
             Route::Voicemail(m) => self.deposit(now, id, &m),
             Route::Mailbox(m) => self.open_mailbox(now, id, m),
+            Route::Outbound(_) => self.dial_out(now, id),
         }
     }
 
@@ -224,6 +225,10 @@ impl CallControl {
     /// The dial plan: which route a number takes for this caller, or the status to refuse it.
     pub(super) fn route(&self, number: &str, caller: &Caller) -> Result<Route, u16> {
         let features = &self.cfg.features;
+        // Emergency numbers go out before anything internal could shadow them.
+        if let Some(r) = self.emergency_route(number, caller) {
+            return r;
+        }
         let route = if let Some(q) = self.dir.queue_by_number(number) {
             Route::Queue(q)
         } else if let Some(m) = self
@@ -249,6 +254,8 @@ impl CallControl {
         } else if self.cfg.extensions && self.dir.agent_by_user(number).is_some() {
             // A known agent user that is not registered right now.
             return Err(480);
+        } else if let Some(r) = self.outbound_route(number, caller) {
+            return r;
         } else {
             return Err(404);
         };
@@ -283,6 +290,11 @@ impl CallControl {
 
     /// Answer the caller with 200 OK and our SDP for the caller leg.
     pub(super) fn answer_caller(&mut self, id: u64) {
+        self.answer_caller_with(id, 200);
+    }
+
+    /// Answer the caller with our SDP: 200, or 183 for early media.
+    pub(super) fn answer_caller_with(&mut self, id: u64, status: u16) {
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
@@ -319,6 +331,11 @@ impl CallControl {
         h.push("Allow", ALLOW);
         h.push("Content-Type", "application/sdp");
         let tag = call.caller.local_tag.clone();
+        if status == 183 {
+            // Early media (a carrier's ringback or announcement): no dialog yet.
+            let tx = call.caller.invite_tx;
+            return self.respond(tx, 183, Some(tag), h, Bytes::from(body));
+        }
         match Dialog::uas(&call.caller.invite, &tag, call.caller.flow) {
             Ok(d) => {
                 self.by_dialog

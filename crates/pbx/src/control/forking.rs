@@ -186,6 +186,28 @@ impl CallControl {
         let Some((ai, fi)) = found else {
             return;
         };
+        let outbound = matches!(call.route, Route::Outbound(_));
+        if outbound && status < 200 {
+            return self.outbound_provisional(id, &resp);
+        }
+        if outbound && status >= 300 {
+            if let Some(f) = call.attempts[ai].forks.get_mut(fi) {
+                f.failed = Some(status);
+                let i = f.attempt;
+                call.history.rang(i, RingResult::Refused(status), self.wall);
+            }
+            if self.outbound_failed(now, id, tx, &resp) {
+                return;
+            }
+            self.by_client.remove(&tx);
+            if let Some(call) = self.calls.get_mut(&id) {
+                call.attempts.clear();
+            }
+            if !self.transfer_failed(now, id) {
+                self.end_call(now, id, EndReason::Refused(status), None);
+            }
+            return;
+        }
         let attempt = &mut call.attempts[ai];
         if status < 200 {
             if status == 180 || status == 183 {
@@ -322,6 +344,15 @@ impl CallControl {
             .map(|a| a.user.clone())
             .unwrap_or_default();
         let name = agent.map_or(user.clone(), |a| self.dir.agents[a].name().to_owned());
+        let name = match &call.route {
+            // A call out: the one who talks for the center is the user who dialled (or
+            // the agent who transferred the caller out).
+            Route::Outbound(p) => self
+                .dir
+                .agent_by_user(&p.user)
+                .map_or(p.user.clone(), |a| self.dir.agents[a].name().to_owned()),
+            _ => name,
+        };
         call.history.agent = Some(name.clone());
         info!(parent: &call.span, agent = %name, waited_ms = waited.as_millis() as u64, "call connected");
         let in_acd = call.in_acd;

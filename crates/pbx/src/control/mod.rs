@@ -70,6 +70,7 @@ mod directory;
 mod forking;
 mod in_dialog;
 mod ivr;
+mod outbound;
 mod queueing;
 mod recording;
 mod teardown;
@@ -241,6 +242,8 @@ enum Route {
     Voicemail(String),
     /// The owner listening to this mailbox.
     Mailbox(String),
+    /// Out through a carrier trunk.
+    Outbound(Box<outbound::OutPlan>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -359,6 +362,8 @@ struct Call {
     transfer_digits: Option<String>,
     /// Agents (by user) whose phones this call keeps busy.
     busy_users: Vec<String>,
+    /// A call out: where it is in its trunks.
+    dialing: Option<outbound::Dialing>,
     created: Instant,
     /// When the call joined its (first) queue: its wait counts from then.
     queued_at: Option<Instant>,
@@ -404,6 +409,7 @@ impl Call {
             transfer_keys: String::new(),
             transfer_digits: None,
             busy_users: Vec::new(),
+            dialing: None,
             created: now,
             queued_at: None,
             connected_at: None,
@@ -529,6 +535,8 @@ enum Timer {
     Callback(u64, u64),
     /// The agent paused while keying a transfer number.
     TransferDigits(u64),
+    /// A call out whose carrier has not answered its INVITE at all: (call, attempt round).
+    OutboundTry(u64, u64),
     RingTimeout(u64),
     ForgetOrphan(TxId),
 }
@@ -557,6 +565,8 @@ enum EndReason {
     /// A callback's customer was not reached after every try.
     CallbackFailed,
     Overflowed,
+    /// The far end of a call out refused it with this status (or every trunk failed: 503).
+    Refused(u16),
     Failed,
     Shutdown,
 }
@@ -581,6 +591,7 @@ impl EndReason {
             EndReason::VoicemailDone => "voicemail done",
             EndReason::CallbackFailed => "callback: the customer was not reached",
             EndReason::Overflowed => "overflowed",
+            EndReason::Refused(_) => "refused by the far end",
             EndReason::Failed => "failed",
             EndReason::Shutdown => "server shutdown",
         }
@@ -593,6 +604,7 @@ impl EndReason {
             EndReason::NoAnswer | EndReason::Unreachable => 480,
             EndReason::CallerCancelled => 487,
             EndReason::Shutdown => 503,
+            EndReason::Refused(s) => s,
             _ => 500,
         }
     }
@@ -1095,6 +1107,7 @@ impl CallControl {
                 Timer::Subscription(sid, round) => self.subscription_expired(now, sid, round),
                 Timer::Callback(id, round) => self.callback_timeout(now, id, round),
                 Timer::TransferDigits(id) => self.transfer_digits_done(now, id),
+                Timer::OutboundTry(id, round) => self.outbound_try_timeout(now, id, round),
                 Timer::MenuEnd(id, round) => {
                     if self
                         .calls
@@ -1119,6 +1132,7 @@ fn route_name(route: &Route, dir: &Directory) -> String {
         Route::Menu(m) => format!("menu {m}"),
         Route::Voicemail(m) => format!("voicemail {m}"),
         Route::Mailbox(m) => format!("mailbox {m}"),
+        Route::Outbound(p) => format!("outbound {}", p.route),
     }
 }
 

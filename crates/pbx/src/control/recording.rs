@@ -11,11 +11,32 @@ impl CallControl {
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
-        let Route::Queue(q) = call.route else { return };
         if call.recording {
             // Already recorded (a transferred call): the recording goes on.
             return;
         }
+        if let Route::Outbound(p) = &call.route {
+            let policy = self
+                .cfg
+                .outbound
+                .routes
+                .iter()
+                .find(|r| r.name == p.route)
+                .map_or(crate::config::RecordPolicy::Never, |r| r.record);
+            if !policy.records(self.cfg.recording_seed, id) {
+                return;
+            }
+            info!(parent: &call.span, "recording");
+            return self.start_recording(
+                now,
+                id,
+                String::new(),
+                agent,
+                "left: agent, right: called party",
+                None,
+            );
+        }
+        let Route::Queue(q) = call.route else { return };
         let setup = &self.dir.queues[q].setup;
         if !setup.record.records(self.cfg.recording_seed, id) {
             return;

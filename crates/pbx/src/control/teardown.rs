@@ -187,6 +187,18 @@ impl CallControl {
 
     /// The call record of a call that ends now for `reason`.
     fn record(&self, now: Instant, id: u64, call: &mut Call, reason: EndReason) -> CallRecord {
+        // A call out says which route and trunk it took, and the number sent.
+        let out = self.outbound_trunk(call).map(|c| c.name.clone());
+        if let (Route::Outbound(p), Some(trunk)) = (&call.route, out) {
+            let vars = [
+                ("route", p.route.clone()),
+                ("trunk", trunk),
+                ("sent", p.number.clone()),
+            ];
+            for (k, v) in vars {
+                call.variables.push((k.to_owned(), v));
+            }
+        }
         let h = &mut call.history;
         h.held(false, now);
         let answered = call.connected_at.is_some();
@@ -209,13 +221,16 @@ impl CallControl {
             EndReason::QueueEmpty => Outcome::NoAgents,
             EndReason::Overflowed => Outcome::Overflowed,
             EndReason::NoAnswer => Outcome::NoAnswer,
-            EndReason::Busy => Outcome::Busy,
+            EndReason::Busy | EndReason::Refused(486 | 600) => Outcome::Busy,
+            EndReason::Refused(408 | 480 | 487) => Outcome::NoAnswer,
+            EndReason::Refused(404 | 410 | 484 | 604) => Outcome::Unreachable,
             EndReason::Unreachable => Outcome::Unreachable,
             EndReason::Shutdown => Outcome::Shutdown,
             EndReason::AgentHangup
             | EndReason::NoAck
             | EndReason::MediaTimeout(_)
             | EndReason::VoicemailDone
+            | EndReason::Refused(_)
             | EndReason::Failed => Outcome::Failed,
         };
         let hung_up_by = match reason {

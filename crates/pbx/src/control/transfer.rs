@@ -80,7 +80,10 @@ impl CallControl {
             .map(|a| a.user.clone())
             .unwrap_or_default();
         let route = match self.route(number, &Caller::User(user.clone())) {
-            Ok(r @ (Route::Queue(_) | Route::Extension(_) | Route::Menu(_))) => r,
+            // An outside number only as the transferring agent may dial it.
+            Ok(
+                r @ (Route::Queue(_) | Route::Extension(_) | Route::Menu(_) | Route::Outbound(_)),
+            ) => r,
             Ok(_) => return Err(403),
             Err(status) => {
                 info!(parent: &call.span, status, "transfer refused by the dial plan");
@@ -125,6 +128,22 @@ impl CallControl {
                 self.enter_menu(now, id, &m, 0);
             }
             Route::Extension(u) => self.transfer_to_user(now, id, u),
+            Route::Outbound(_) => {
+                let ringback = self.ringback.clone();
+                if let Some(call) = self.calls.get_mut(&id) {
+                    call.phase = Phase::Ringing;
+                    call.dialing = None;
+                }
+                self.out.push_back(media_cmd(
+                    id,
+                    SessionCommand::Play {
+                        leg: Leg::Caller,
+                        prompts: Vec::new(),
+                        then: Some(ringback),
+                    },
+                ));
+                self.dial_out(now, id);
+            }
             _ => {}
         }
     }

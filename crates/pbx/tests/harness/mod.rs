@@ -138,7 +138,14 @@ fn server_endpoint(now: Instant) -> Endpoint {
             trunks: vec![Trunk {
                 name: "carrier".into(),
                 addresses: vec![addr(CARRIER).ip()],
-                numbers: vec!["600".into(), "601".into(), "700".into()],
+                // 0301234567: an outside number, for the check that a trunk never dials
+                // out even where its rules let it reach a number.
+                numbers: vec![
+                    "600".into(),
+                    "601".into(),
+                    "700".into(),
+                    "0301234567".into(),
+                ],
             }],
             challenge: true,
         },
@@ -165,6 +172,38 @@ fn phone_endpoint(at: SocketAddr, seed: u64, now: Instant) -> Endpoint {
         ..Default::default()
     };
     Endpoint::new(cfg, HashMap::new(), now)
+}
+
+/// A carrier's SIP side: its registrar takes REGISTERs and its INVITEs are challenged (407)
+/// for the one account `user`/`pw`; what passes comes up like any phone's call.
+pub fn carrier_endpoint(at: SocketAddr, user: &str, pw: &str, now: Instant) -> Endpoint {
+    let accounts = HashMap::from([(
+        user.to_owned(),
+        UserAccount {
+            secret: pbx::sip::digest::UserSecret::Password(pw.to_owned()),
+            algorithms: None,
+            max_contacts: None,
+        },
+    )]);
+    let cfg = EndpointConfig {
+        via_host: at.to_string(),
+        registrar: RegistrarConfig {
+            qualify_interval: None,
+            ..Default::default()
+        },
+        security: SecurityConfig {
+            rate_limit: None,
+            max_auth_failures: 1000,
+            ..Default::default()
+        },
+        calls: CallAuthConfig {
+            trunks: Vec::new(),
+            challenge: true,
+        },
+        seed: 7,
+        ..Default::default()
+    };
+    Endpoint::new(cfg, accounts, now)
 }
 
 /// The answer to a digest challenge (MD5, qop=auth).
@@ -290,6 +329,11 @@ pub struct Phone {
     pub sub: Option<Sub>,
     /// The sipfrag bodies of the transfer NOTIFYs this phone got.
     pub refer_notifies: Vec<String>,
+    /// How the endpoint identified each request that came up (a carrier's authenticated
+    /// INVITEs say `User`).
+    pub callers: Vec<pbx::sip::endpoint::Caller>,
+    /// Registrations a carrier's registrar took (their changes, as text).
+    pub bindings: Vec<String>,
     seq: u64,
 }
 
@@ -313,6 +357,8 @@ impl Phone {
             notifies: Vec::new(),
             sub: None,
             refer_notifies: Vec::new(),
+            callers: Vec::new(),
+            bindings: Vec::new(),
             seq: 0,
         }
     }
@@ -615,7 +661,16 @@ impl Phone {
 
     fn on_event(&mut self, now: Instant, ev: SipEvent) {
         match ev {
-            SipEvent::Request { tx, request, .. } => self.on_request(now, tx, request),
+            SipEvent::Request {
+                tx,
+                request,
+                caller,
+                ..
+            } => {
+                self.callers.push(caller);
+                self.on_request(now, tx, request)
+            }
+            SipEvent::Binding(change) => self.bindings.push(format!("{change:?}")),
             SipEvent::Ack { request, .. } => {
                 let call_id = request.headers.get("Call-ID").unwrap_or_default();
                 for c in &mut self.incoming {
