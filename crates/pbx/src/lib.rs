@@ -48,5 +48,5 @@ pub use config::{
 };
 pub use control::{
     AgentRequest, CallControl, CallbackRequest, Held, MediaInput, MediaPorts, MediaRequest,
-    MediaTotals, Now, Output, RecordingRequest, VoicemailInput, VoicemailRequest,
+    MediaTotals, Now, Output, RecordingRequest, TrunkStatus, VoicemailInput, VoicemailRequest,
 };

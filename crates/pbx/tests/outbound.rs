@@ -372,3 +372,77 @@ fn an_agent_transfers_a_caller_to_an_outside_number_only_if_they_may_dial_it() {
         "the agent leg is the far end now"
     );
 }
+
+// ------------------------------------------------------------------ registering to carriers
+
+/// A trunk that registers (asking for 120 s) to PROXY, or DEAD then PROXY.
+fn registering(proxies: &[&str], password: &str) -> (World, usize) {
+    let mut cfg = config();
+    cfg.outbound.carriers[0].proxies = proxies.iter().map(|p| addr(p)).collect();
+    cfg.outbound.carriers[0].register = Some(Duration::from_secs(120));
+    cfg.outbound.carriers[0].auth = Some(("acct77".into(), password.into()));
+    world(cfg, Policy::Answer(SECOND))
+}
+
+fn registered(w: &World) -> bool {
+    w.control.trunk_status().iter().all(|s| s.registered)
+}
+
+#[test]
+fn a_trunk_registers_with_digest_and_refreshes_before_it_runs_out() {
+    let (mut w, proxy) = registering(&[PROXY], "s3cret");
+    w.run_until(5 * SECOND, "registered", registered);
+    assert_eq!(
+        w.phones[proxy].bindings.len(),
+        1,
+        "{:?}",
+        w.phones[proxy].bindings
+    );
+    assert!(
+        w.phones[proxy].bindings[0].starts_with("Added"),
+        "{:?}",
+        w.phones[proxy].bindings
+    );
+    assert!(w.phones[proxy].bindings[0].contains("acct77"));
+    assert_eq!(w.phones[proxy].ep.stats().registrations, 1);
+    // Four fifths of 120 s later it registers again, before the carrier forgets it.
+    w.run_for(Duration::from_secs(100));
+    assert_eq!(w.phones[proxy].ep.stats().registrations, 2);
+    w.run_for(Duration::from_secs(300));
+    assert!(registered(&w));
+    assert_eq!(w.phones[proxy].ep.stats().registrations, 5);
+    let left = w.phones[proxy].ep.registrar().lookup("acct77")[0].remaining(w.now);
+    assert!(left > 60, "the carrier still holds it for {left} s");
+    assert!(
+        w.phones[proxy]
+            .bindings
+            .iter()
+            .all(|b| !b.starts_with("Removed")),
+        "never expired at the carrier: {:?}",
+        w.phones[proxy].bindings
+    );
+    w.assert_settles();
+}
+
+#[test]
+fn a_trunk_whose_first_proxy_is_silent_registers_with_the_second() {
+    let (mut w, proxy) = registering(&[DEAD, PROXY], "s3cret");
+    w.run_until(60 * SECOND, "registered", registered);
+    assert_eq!(w.control.trunk_status()[0].proxy, addr(PROXY));
+    assert_eq!(w.phones[proxy].bindings.len(), 1);
+}
+
+#[test]
+fn wrong_credentials_fail_on_every_proxy_and_are_tried_again_later_not_in_a_loop() {
+    let (mut w, proxy) = registering(&[PROXY, PROXY2], "wrong");
+    w.run_for(10 * SECOND);
+    assert!(!registered(&w));
+    assert!(w.phones[proxy].bindings.is_empty());
+    // Both proxies refused once each; the next round waits.
+    let tried = |w: &World| w.phones[proxy].callers.len();
+    let before = tried(&w);
+    w.run_for(20 * SECOND);
+    assert_eq!(tried(&w), before, "no retry storm");
+    w.run_for(20 * SECOND);
+    assert!(!registered(&w));
+}

@@ -323,6 +323,8 @@ impl CallControl {
         let sum = self.dir.reload(new.queues, new.agents, &mut out);
         self.out.extend(out.into_iter().map(Output::Acd));
         self.cfg.trunks = new.trunks;
+        self.cfg.outbound = new.outbound;
+        self.reload_registrations(self.now);
         self.cfg.extensions = new.extensions;
         self.cfg.extension_ring_timeout = new.extension_ring_timeout;
         self.cfg.features = new.features;

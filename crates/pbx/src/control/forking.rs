@@ -127,6 +127,7 @@ impl CallControl {
                 }
             }
             Role::Customer(id) => self.customer_response(now, id, tx, resp),
+            Role::Register(i) => self.register_response(now, i, tx, &resp),
             Role::Notify(sid) => {
                 if resp.status >= 200 {
                     self.by_client.remove(&tx);
@@ -416,6 +417,10 @@ impl CallControl {
                 self.drop_sub(sid);
             }
             Some(Role::Customer(id)) => self.customer_response(now, id, tx, Response::new(408)),
+            Some(Role::Register(i)) => {
+                self.by_client.remove(&tx);
+                self.register_failed(now, i, 408, "no answer");
+            }
             Some(_) => {
                 self.by_client.remove(&tx);
                 self.orphans.remove(&tx);

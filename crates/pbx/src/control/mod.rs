@@ -73,11 +73,13 @@ mod ivr;
 mod outbound;
 mod queueing;
 mod recording;
+mod registration;
 mod teardown;
 mod transfer;
 mod voicemail;
 
 pub use callback::CallbackRequest;
+pub use registration::TrunkStatus;
 pub use voicemail::{VoicemailInput, VoicemailRequest};
 
 use directory::Directory;
@@ -518,6 +520,8 @@ enum Role {
     Notify(u64),
     /// Our INVITE to a callback's customer, for call `call`.
     Customer(u64),
+    /// A trunk's REGISTER to its carrier (index into the registrations).
+    Register(usize),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -537,6 +541,8 @@ enum Timer {
     TransferDigits(u64),
     /// A call out whose carrier has not answered its INVITE at all: (call, attempt round).
     OutboundTry(u64, u64),
+    /// A trunk's registration is due: (registration, its round).
+    Register(usize, u64),
     RingTimeout(u64),
     ForgetOrphan(TxId),
 }
@@ -660,6 +666,10 @@ pub struct CallControl {
     double_beep: Prompt,
     /// What a caller hears while a menu rings an extension for them.
     ringback: Prompt,
+    /// Trunks that register to their carriers.
+    regs: Vec<registration::TrunkReg>,
+    /// The monotonic time of the latest input.
+    now: Instant,
 }
 
 impl std::fmt::Debug for CallControl {
@@ -742,7 +752,7 @@ impl CallControl {
             Prompt::from_samples("ringback", &s)
         };
         let first_call = cfg.first_call.max(1);
-        CallControl {
+        let mut control = CallControl {
             rng: ChaCha8Rng::seed_from_u64(cfg.seed),
             cfg,
             dir,
@@ -768,7 +778,11 @@ impl CallControl {
             beep,
             double_beep,
             ringback,
-        }
+            regs: Vec::new(),
+            now: now.instant,
+        };
+        control.start_registrations(now.instant);
+        control
     }
 
     /// The agents to log in at start (from `login_on_start`): ACD commands to send first.
@@ -793,13 +807,13 @@ impl CallControl {
             client_transactions: self
                 .by_client
                 .values()
-                .filter(|r| !matches!(r, Role::Orphan))
+                .filter(|r| !matches!(r, Role::Orphan | Role::Register(_)))
                 .count(),
             orphans: self.orphans.len(),
             timers: self
                 .timers
                 .values()
-                .filter(|t| !matches!(t, Timer::ForgetOrphan(_)))
+                .filter(|t| !matches!(t, Timer::ForgetOrphan(_) | Timer::Register(..)))
                 .count(),
             pending_directory: self.dir.pending(),
             subscriptions: self.subs.len(),
@@ -942,6 +956,7 @@ impl CallControl {
     /// Take the time of an input: the wall clock is kept, the monotonic time returned.
     fn at(&mut self, now: Now) -> Instant {
         self.wall = now.wall;
+        self.now = now.instant;
         now.instant
     }
 
@@ -1108,6 +1123,7 @@ impl CallControl {
                 Timer::Callback(id, round) => self.callback_timeout(now, id, round),
                 Timer::TransferDigits(id) => self.transfer_digits_done(now, id),
                 Timer::OutboundTry(id, round) => self.outbound_try_timeout(now, id, round),
+                Timer::Register(i, round) => self.register_due(now, i, round),
                 Timer::MenuEnd(id, round) => {
                     if self
                         .calls

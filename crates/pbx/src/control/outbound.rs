@@ -26,8 +26,8 @@ pub(super) struct OutPlan {
     pub(super) class: DialClass,
     /// The number as sent to the carrier (after strip and prepend).
     pub(super) number: String,
-    /// Carriers (indices into the outbound config) to try, in order.
-    pub(super) trunks: Vec<usize>,
+    /// Carriers (by name: a reload may reorder them) to try, in order.
+    pub(super) trunks: Vec<String>,
     /// The caller ID sent.
     pub(super) caller_id: String,
     /// The user who dials (whose limits count it).
@@ -110,11 +110,11 @@ impl CallControl {
                 }
             }
         }
-        let trunks: Vec<usize> = r
+        let trunks: Vec<String> = r
             .trunks
             .iter()
-            .filter_map(|t| o.carriers.iter().position(|c| &c.name == t))
-            .filter(|&t| self.carrier_has_room(t))
+            .filter(|t| self.carrier_has_room_except(t, None))
+            .cloned()
             .collect();
         if trunks.is_empty() {
             return refuse(user, "every trunk of the route is at its limit", 503);
@@ -124,7 +124,7 @@ impl CallControl {
             .caller_id
             .clone()
             .or_else(|| r.caller_id.clone())
-            .or_else(|| o.carriers[trunks[0]].caller_id.clone())
+            .or_else(|| self.carrier(&trunks[0]).and_then(|c| c.caller_id.clone()))
             .unwrap_or_else(|| user.to_owned());
         Ok(Route::Outbound(Box::new(OutPlan {
             route: r.name.clone(),
@@ -136,19 +136,9 @@ impl CallControl {
         })))
     }
 
-    /// Calls through carrier `t` now.
-    fn carrier_calls(&self, t: usize) -> usize {
-        self.calls
-            .values()
-            .filter(|c| {
-                matches!((&c.route, &c.dialing), (Route::Outbound(p), Some(d)) if p.trunks.get(d.trunk) == Some(&t))
-            })
-            .count()
-    }
-
-    fn carrier_has_room(&self, t: usize) -> bool {
-        let max = self.cfg.outbound.carriers[t].max_calls;
-        max.is_none_or(|m| self.carrier_calls(t) < m)
+    /// The carrier trunk named `name`.
+    fn carrier(&self, name: &str) -> Option<&Carrier> {
+        self.cfg.outbound.carriers.iter().find(|c| c.name == name)
     }
 
     /// Send the INVITE of call `id` to the carrier and proxy it is at.
@@ -171,7 +161,8 @@ impl CallControl {
         let Some(carrier) = plan
             .trunks
             .get(ti)
-            .map(|&t| self.cfg.outbound.carriers[t].clone())
+            .and_then(|t| self.cfg.outbound.carriers.iter().find(|c| &c.name == t))
+            .cloned()
         else {
             return;
         };
@@ -341,10 +332,13 @@ impl CallControl {
         if d.authed {
             return false;
         }
-        let Some(&t) = plan.trunks.get(d.trunk) else {
+        let Some(carrier) = plan
+            .trunks
+            .get(d.trunk)
+            .and_then(|t| self.cfg.outbound.carriers.iter().find(|c| &c.name == t))
+        else {
             return false;
         };
-        let carrier = &self.cfg.outbound.carriers[t];
         let Some((user, password)) = carrier.auth.clone() else {
             warn!(parent: &call.span, trunk = %carrier.name, "the carrier asks for credentials the trunk does not have");
             return false;
@@ -409,11 +403,11 @@ impl CallControl {
         };
         let plan = plan.clone();
         let current = d.trunk;
-        let carriers = &self.cfg.outbound.carriers;
         let proxies = plan
             .trunks
             .get(current)
-            .map_or(0, |&t| carriers[t].proxies.len());
+            .and_then(|t| self.cfg.outbound.carriers.iter().find(|c| &c.name == t))
+            .map_or(0, |c| c.proxies.len());
         let (mut ti, mut pi) = (current, d.proxy + 1);
         if pi >= proxies {
             ti += 1;
@@ -422,15 +416,11 @@ impl CallControl {
         let span = call.span.clone();
         call.attempts.retain(|a| a.forks.iter().all(|f| f.tx != tx));
         self.by_client.remove(&tx);
-        let failed = plan
-            .trunks
-            .get(current)
-            .map(|&t| self.cfg.outbound.carriers[t].name.clone())
-            .unwrap_or_default();
+        let failed = plan.trunks.get(current).cloned().unwrap_or_default();
         // A trunk that filled up meanwhile is skipped.
         while ti < plan.trunks.len()
             && ti != current
-            && !self.carrier_has_room_except(plan.trunks[ti], id)
+            && !self.carrier_has_room_except(&plan.trunks[ti], Some(id))
         {
             ti += 1;
         }
@@ -452,17 +442,20 @@ impl CallControl {
         true
     }
 
-    /// Whether carrier `t` has room for call `id`, not counting that call itself.
-    fn carrier_has_room_except(&self, t: usize, id: u64) -> bool {
-        let Some(max) = self.cfg.outbound.carriers[t].max_calls else {
+    /// Whether carrier `t` exists and has room for another call (not counting call `id`).
+    fn carrier_has_room_except(&self, t: &str, id: Option<u64>) -> bool {
+        let Some(c) = self.carrier(t) else {
+            return false;
+        };
+        let Some(max) = c.max_calls else {
             return true;
         };
         let others = self
             .calls
             .iter()
             .filter(|(cid, c)| {
-                **cid != id
-                    && matches!((&c.route, &c.dialing), (Route::Outbound(p), Some(d)) if p.trunks.get(d.trunk) == Some(&t))
+                Some(**cid) != id
+                    && matches!((&c.route, &c.dialing), (Route::Outbound(p), Some(d)) if p.trunks.get(d.trunk).is_some_and(|n| n == t))
             })
             .count();
         others < max
@@ -500,8 +493,6 @@ impl CallControl {
         let (Route::Outbound(p), Some(d)) = (&call.route, &call.dialing) else {
             return None;
         };
-        p.trunks
-            .get(d.trunk)
-            .map(|&t| &self.cfg.outbound.carriers[t])
+        p.trunks.get(d.trunk).and_then(|t| self.carrier(t))
     }
 }
