@@ -315,6 +315,11 @@ impl DialPattern {
         }
     }
 
+    /// The fewest characters a matching number has.
+    pub fn min_len(&self) -> usize {
+        self.parts.len() + self.rest.unwrap_or(0)
+    }
+
     /// The pattern as written.
     pub fn as_str(&self) -> &str {
         &self.text

@@ -60,6 +60,7 @@ fn main() {
                 name: "carrier".into(),
                 addresses: vec![std::net::IpAddr::from([192, 0, 2, 50])],
                 numbers: vec!["600".into()],
+                username: None,
             }],
             challenge: true,
         },

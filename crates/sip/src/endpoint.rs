@@ -121,6 +121,10 @@ pub struct Trunk {
     pub addresses: Vec<IpAddr>,
     /// The numbers (Request-URI user parts) it may call.
     pub numbers: Vec<String>,
+    /// The account (of the registrar's accounts) the carrier answers our digest challenge
+    /// with, for a carrier that authenticates instead of (or as well as) sending from known
+    /// addresses. That account only ever identifies the trunk: it cannot register.
+    pub username: Option<String>,
 }
 
 /// Who may place calls (out-of-dialog INVITEs).
@@ -1439,8 +1443,19 @@ impl Endpoint {
             .get("From")
             .and_then(|f| NameAddr::parse(f).ok())
             .and_then(|f| f.uri.user_unescaped());
-        self.authenticate(now, tx, req, ip, AuthKind::Call, from_user.as_deref())
-            .map(|(user, _)| Caller::User(user))
+        let (user, _) =
+            self.authenticate(now, tx, req, ip, AuthKind::Call, from_user.as_deref())?;
+        // A carrier authenticating with its trunk account is that trunk.
+        match self
+            .cfg
+            .calls
+            .trunks
+            .iter()
+            .find(|t| t.username.as_deref() == Some(user.as_str()))
+        {
+            Some(t) => Some(Caller::Trunk(t.name.clone())),
+            None => Some(Caller::User(user)),
+        }
     }
 
     fn handle_register(&mut self, now: Instant, tx: TxId, req: &Request, flow: Flow) {
@@ -1474,6 +1489,16 @@ impl Endpoint {
         if username != aor {
             // Valid credentials, but for another account.
             return self.forbid_and_maybe_ban(now, tx, ip, 403, AuthKind::Register);
+        }
+        if self
+            .cfg
+            .calls
+            .trunks
+            .iter()
+            .any(|t| t.username.as_deref() == Some(username.as_str()))
+        {
+            // A trunk's account places calls as the trunk; it is no phone.
+            return self.plain(now, tx, 403);
         }
         let call_id = req.headers.get("Call-ID").unwrap_or_default();
         let cseq = req

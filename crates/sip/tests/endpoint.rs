@@ -51,6 +51,7 @@ fn config() -> EndpointConfig {
                 name: "carrier".into(),
                 addresses: vec![CARRIER.parse().unwrap()],
                 numbers: vec!["600".into()],
+                username: None,
             }],
             challenge: true,
         },
@@ -1109,4 +1110,65 @@ fn challenges_are_stateless_so_a_flood_from_many_addresses_fills_no_table() {
         events(&mut ep).as_slice(),
         [SipEvent::Request { .. }]
     ));
+}
+
+#[test]
+fn a_trunk_that_authenticates_with_its_account_is_the_trunk_and_that_account_cannot_register() {
+    let t0 = Instant::now();
+    let mut cfg = config();
+    // User 1007's account is the carrier's: its INVITEs come from anywhere.
+    cfg.calls.trunks.push(Trunk {
+        name: "digest-carrier".into(),
+        addresses: Vec::new(),
+        numbers: vec!["600".into()],
+        username: Some("1007".into()),
+    });
+    let mut ep = Endpoint::new(cfg, users(None), t0);
+    let from = udp("198.51.100.44:5060");
+    let r = exchange(
+        &mut ep,
+        t0,
+        from,
+        invite_from("z9hG4bKt1", "1007", None).as_bytes(),
+    );
+    assert_eq!(r.last().unwrap().1.status, 407, "challenged like anyone");
+    let ch = r
+        .last()
+        .unwrap()
+        .1
+        .headers
+        .get("Proxy-Authenticate")
+        .unwrap()
+        .to_owned();
+    let auth = answer_challenge_for(&ch, "1007", "demo1007", 1, "INVITE", "sip:600@switchboard");
+    exchange(
+        &mut ep,
+        t0,
+        from,
+        invite_from("z9hG4bKt2", "1007", Some(&auth)).as_bytes(),
+    );
+    match events(&mut ep).as_slice() {
+        [SipEvent::Request { caller, .. }] => {
+            assert_eq!(*caller, Caller::Trunk("digest-carrier".into()))
+        }
+        other => panic!("{other:?}"),
+    }
+    // The account is the trunk's, not a phone's.
+    let mut phone = Phone::new(1007, udp(PHONE));
+    let r = exchange(
+        &mut ep,
+        t0,
+        phone.flow,
+        &phone.register("<sip:1007@192.168.1.20:5062>", None, None),
+    );
+    let ch = r[0].1.headers.get("WWW-Authenticate").unwrap().to_owned();
+    let auth = answer_challenge(&ch, "1007", "demo1007", 1);
+    let r = exchange(
+        &mut ep,
+        t0,
+        phone.flow,
+        &phone.register("<sip:1007@192.168.1.20:5062>", None, Some(auth)),
+    );
+    assert_eq!(r[0].1.status, 403);
+    assert_eq!(ep.registrar().binding_count(), 0);
 }

@@ -24,6 +24,7 @@ use serde::Deserialize;
 use crate::config::{ConfigError, Findings, KeyPath, Overrides, Presence, Report, TomlFile};
 
 mod menus;
+mod routes;
 mod voicemail;
 
 // ------------------------------------------------------------------ switchboard.toml tables
@@ -102,11 +103,34 @@ impl Default for RecordingSection {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct TrunkSection {
+    #[serde(default)]
     addresses: Vec<String>,
     #[serde(default)]
     numbers: Vec<String>,
     /// `host:port` where calls out through this trunk go (callbacks).
     dial: Option<String>,
+    /// The carrier's proxies (`host:port`), in order: calls out and registrations.
+    #[serde(default)]
+    proxies: Vec<String>,
+    /// The carrier's domain for Request-URIs, To and From.
+    domain: Option<String>,
+    /// Our account at the carrier (its digest challenges, registration).
+    username: Option<String>,
+    password: Option<String>,
+    /// Register to the carrier.
+    #[serde(default)]
+    register: bool,
+    /// Seconds asked for when registering.
+    expires: Option<u64>,
+    /// Caller ID of calls out through this trunk unless the user or route sets one.
+    caller_id: Option<String>,
+    /// Calls at once through this trunk.
+    max_calls: Option<usize>,
+    /// Seconds a proxy may stay silent before the next one is tried.
+    answer_timeout: Option<u64>,
+    /// The account the carrier authenticates its INVITEs with (digest).
+    inbound_username: Option<String>,
+    inbound_password: Option<String>,
 }
 
 /// The call-center tables of `switchboard.toml`, as deserialised.
@@ -356,6 +380,10 @@ pub(crate) struct CallCenter {
     pub(crate) media: MediaConfig,
     pub(crate) trunks: Vec<Trunk>,
     pub(crate) trunk_rules: Vec<TrunkRule>,
+    /// Calls out: carriers (from the trunks), routes and who may dial what (routes.toml).
+    pub(crate) outbound: pbx::Outbound,
+    /// Accounts carriers authenticate with: (trunk, username, password).
+    pub(crate) trunk_accounts: Vec<(String, String, String)>,
     pub(crate) challenge: bool,
     pub(crate) extensions: bool,
     pub(crate) ring_timeout: Duration,
@@ -396,6 +424,29 @@ fn suggest<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> Option<
         .filter(|(d, _)| *d <= 2)
         .min()
         .map(|(_, c)| c)
+}
+
+/// `record = "always" | "never" | "10%"` (absent: never).
+fn record_policy(r: &mut Report<'_>, key: &KeyPath, value: Option<&str>) -> RecordPolicy {
+    match value {
+        None | Some("never") => RecordPolicy::Never,
+        Some("always") => RecordPolicy::Always,
+        Some(p) => match p
+            .strip_suffix('%')
+            .and_then(|n| n.trim().parse::<u8>().ok())
+        {
+            Some(0) => RecordPolicy::Never,
+            Some(100) => RecordPolicy::Always,
+            Some(n) if n < 100 => RecordPolicy::Sample(n),
+            _ => {
+                r.err(
+                    key,
+                    format!("\"{p}\" is not \"always\", \"never\" or a percentage such as \"10%\""),
+                );
+                RecordPolicy::Never
+            }
+        },
+    }
 }
 
 fn did_you_mean<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> String {
@@ -491,6 +542,8 @@ struct Tables {
     recording: Recording,
     trunks: Vec<Trunk>,
     trunk_rules: Vec<TrunkRule>,
+    carriers: Vec<pbx::Carrier>,
+    trunk_accounts: Vec<(String, String, String)>,
 }
 
 /// What the other files define, for the references between files. `None` for a file that
@@ -535,17 +588,25 @@ pub(crate) fn build(
         let media = media_table(&mut r, &t.media, sip_advertise_host);
         let calls = calls_table(&mut r, &t.calls, &mut prompts);
         let recording = recording_table(&mut r, &t.recording);
-        let (trunks, trunk_rules) = t
-            .trunks
-            .iter()
-            .map(|(name, trunk)| trunk_table(&mut r, name, trunk))
-            .unzip();
+        let mut trunks = Vec::new();
+        let mut trunk_rules = Vec::new();
+        let mut carriers = Vec::new();
+        let mut trunk_accounts = Vec::new();
+        for (name, section) in &t.trunks {
+            let (trunk, rule, carrier, account) = trunk_table(&mut r, name, section);
+            trunks.push(trunk);
+            trunk_rules.push(rule);
+            carriers.extend(carrier);
+            trunk_accounts.extend(account);
+        }
         Tables {
             media,
             calls,
             recording,
             trunks,
             trunk_rules,
+            carriers,
+            trunk_accounts,
         }
     });
     let queues = TomlFile::read::<QueuesFile>(
@@ -595,7 +656,11 @@ pub(crate) fn build(
         trunk_dials: server.map(|(_, _, t)| {
             t.trunks
                 .iter()
-                .map(|(name, e)| (name.clone(), e.dial.as_deref().and_then(|d| d.parse().ok())))
+                .map(|(name, e)| {
+                    // Callbacks dial through `dial`, else the trunk's first proxy.
+                    let dial = e.dial.as_deref().or(e.proxies.first().map(String::as_str));
+                    (name.clone(), dial.and_then(|d| d.parse().ok()))
+                })
                 .collect()
         }),
     };
@@ -643,6 +708,35 @@ pub(crate) fn build(
         }
         let r = &mut Report::new(file, found);
         voicemail::voicemail_file(r, v, &known, &mut prompts, &numbers)
+    });
+    let routes = TomlFile::read::<routes::RoutesFile>(
+        dir.join("routes.toml"),
+        Presence::Optional,
+        &mut found.errors,
+    )
+    .map(|(file, f)| {
+        let carriers: Option<Vec<String>> = server.map(|(_, _, t)| {
+            t.trunks
+                .iter()
+                .filter(|(_, e)| !e.proxies.is_empty())
+                .map(|(n, _)| n.clone())
+                .collect()
+        });
+        let mut numbers: HashMap<String, String> = HashMap::new();
+        if let Some((_, q)) = &queues {
+            for (name, e) in &q.queues {
+                numbers.insert(e.number.clone(), format!("queue \"{name}\""));
+            }
+        }
+        if let Some(menus) = &menus {
+            for m in menus {
+                if let Some(n) = &m.number {
+                    numbers.insert(n.clone(), format!("menu \"{}\"", m.name));
+                }
+            }
+        }
+        let r = &mut Report::new(&file, found);
+        routes::routes_file(r, &f, &known, carriers.as_deref(), &numbers)
     });
     // A queue's survey is a scoring menu of ivr.toml (none when ivr.toml is missing).
     if let (Some((queues_toml, qf)), Some(menus)) = (&queues, &menus) {
@@ -698,12 +792,18 @@ pub(crate) fn build(
         recording,
         trunks,
         trunk_rules,
+        carriers,
+        trunk_accounts,
     } = tables;
+    let mut outbound = routes.unwrap_or_default();
+    outbound.carriers = carriers;
     Some(CallCenter {
         warnings: std::mem::take(&mut found.warnings),
         media,
         trunks,
         trunk_rules,
+        outbound,
+        trunk_accounts,
         challenge: calls.challenge,
         extensions: calls.extensions,
         ring_timeout: calls.ring_timeout,
@@ -911,17 +1011,120 @@ fn recording_table(r: &mut Report<'_>, rec: &RecordingSection) -> Recording {
     }
 }
 
-/// `[trunks.NAME]`: the trunk (for the SIP endpoint) and the numbers it may call (for call
-/// control).
-fn trunk_table(r: &mut Report<'_>, name: &str, t: &TrunkSection) -> (Trunk, TrunkRule) {
+/// What one `[trunks.NAME]` gives: the endpoint's trunk, call control's rule, the carrier
+/// (with proxies), and the account the carrier authenticates with (trunk, user, password).
+type TrunkParts = (
+    Trunk,
+    TrunkRule,
+    Option<pbx::Carrier>,
+    Option<(String, String, String)>,
+);
+
+/// `[trunks.NAME]`: the trunk (for the SIP endpoint), the numbers it may call (for call
+/// control), the carrier calls go out through (when it has proxies), and the account the
+/// carrier authenticates with (when it has one).
+fn trunk_table(r: &mut Report<'_>, name: &str, t: &TrunkSection) -> TrunkParts {
     let table = KeyPath::top("trunks").key(name);
     let mut addresses = Vec::new();
-    if t.addresses.is_empty() {
+    let mut proxies = Vec::new();
+    for p in &t.proxies {
+        match p.parse::<std::net::SocketAddr>() {
+            Ok(a) => {
+                proxies.push(a);
+                // A carrier's calls come from its proxies.
+                if !addresses.contains(&a.ip()) {
+                    addresses.push(a.ip());
+                }
+            }
+            Err(_) => r.err(
+                &table.key("proxies"),
+                format!("\"{p}\" is not an IP address and port such as \"198.51.100.7:5060\""),
+            ),
+        }
+    }
+    if t.addresses.is_empty() && t.proxies.is_empty() && t.inbound_username.is_none() {
         r.err(
             &table.key("addresses"),
-            "a trunk needs at least one source address",
+            "a trunk needs source addresses, proxies, or an inbound_username its carrier authenticates with",
         );
     }
+    let account = match (&t.inbound_username, &t.inbound_password) {
+        (Some(u), Some(p)) if !u.is_empty() && !p.is_empty() => {
+            Some((name.to_owned(), u.clone(), p.clone()))
+        }
+        (Some(_), Some(_)) => {
+            r.err(
+                &table.key("inbound_username"),
+                "must not be empty, nor its password",
+            );
+            None
+        }
+        (Some(_), None) => {
+            r.err(
+                &table.key("inbound_password"),
+                "inbound_username needs inbound_password",
+            );
+            None
+        }
+        (None, Some(_)) => {
+            r.err(
+                &table.key("inbound_username"),
+                "inbound_password needs inbound_username",
+            );
+            None
+        }
+        (None, None) => None,
+    };
+    if t.register && (t.username.is_none() || t.password.is_none()) {
+        r.err(
+            &table.key("register"),
+            "registering needs the trunk's username and password at the carrier",
+        );
+    }
+    if t.register && proxies.is_empty() && t.proxies.is_empty() {
+        r.err(
+            &table.key("register"),
+            "registering needs proxies to register with",
+        );
+    }
+    if t.username.is_some() != t.password.is_some() {
+        r.err(
+            &table.key("password"),
+            "give both username and password, or neither",
+        );
+    }
+    if t.max_calls == Some(0) {
+        r.err(
+            &table.key("max_calls"),
+            "must be at least 1 (leave it out for no limit)",
+        );
+    }
+    if t.expires.is_some_and(|e| e < 60) {
+        r.err(&table.key("expires"), "at least 60 seconds");
+    }
+    if t.answer_timeout == Some(0) {
+        r.err(&table.key("answer_timeout"), "at least 1 second");
+    }
+    if let Some(c) = &t.caller_id {
+        if c.is_empty() || !c.chars().all(|c| c.is_ascii_digit() || c == '+') {
+            r.err(
+                &table.key("caller_id"),
+                format!("\"{c}\" is not a phone number (digits, a leading +)"),
+            );
+        }
+    }
+    let carrier = (!proxies.is_empty()).then(|| pbx::Carrier {
+        name: name.to_owned(),
+        proxies: proxies.clone(),
+        domain: t.domain.clone(),
+        auth: t.username.clone().zip(t.password.clone()),
+        register: t
+            .register
+            .then(|| std::time::Duration::from_secs(t.expires.unwrap_or(600))),
+        caller_id: t.caller_id.clone(),
+        max_calls: t.max_calls,
+        answer_timeout: std::time::Duration::from_secs(t.answer_timeout.unwrap_or(5)),
+    });
     for a in &t.addresses {
         match a.parse::<IpAddr>() {
             Ok(ip) => addresses.push(ip),
@@ -931,7 +1134,7 @@ fn trunk_table(r: &mut Report<'_>, name: &str, t: &TrunkSection) -> (Trunk, Trun
             ),
         }
     }
-    if t.numbers.is_empty() {
+    if t.numbers.is_empty() && (!t.addresses.is_empty() || t.inbound_username.is_some()) {
         r.err(
             &table.key("numbers"),
             "a trunk must list the numbers it may call (e.g. [\"600\"])",
@@ -949,12 +1152,13 @@ fn trunk_table(r: &mut Report<'_>, name: &str, t: &TrunkSection) -> (Trunk, Trun
         name: name.to_owned(),
         addresses,
         numbers: t.numbers.clone(),
+        username: account.as_ref().map(|a| a.1.clone()),
     };
     let rule = TrunkRule {
         trunk: name.to_owned(),
         numbers: t.numbers.clone(),
     };
-    (trunk, rule)
+    (trunk, rule, carrier, account)
 }
 
 /// queues.toml: every queue, then what involves several of them (shared numbers, overflow
@@ -1152,25 +1356,7 @@ fn queue(
             "must be at least 1 second (leave it out for never)",
         );
     }
-    let record = match e.record.as_deref() {
-        None | Some("never") => RecordPolicy::Never,
-        Some("always") => RecordPolicy::Always,
-        Some(p) => match p
-            .strip_suffix('%')
-            .and_then(|n| n.trim().parse::<u8>().ok())
-        {
-            Some(0) => RecordPolicy::Never,
-            Some(100) => RecordPolicy::Always,
-            Some(n) if n < 100 => RecordPolicy::Sample(n),
-            _ => {
-                r.err(
-                    &t.key("record"),
-                    format!("\"{p}\" is not \"always\", \"never\" or a percentage such as \"10%\""),
-                );
-                RecordPolicy::Never
-            }
-        },
-    };
+    let record = record_policy(r, &t.key("record"), e.record.as_deref());
     let hours = queue_hours(r, &t, name, e, known, prompts);
     QueueSetup {
         number: e.number.clone(),
@@ -2036,6 +2222,117 @@ schedule = "office"
         );
         has(&e, "did you mean \"carrier\"?");
         has(&e, "queues.support.callback.retry_after: seconds, 10-86400");
+    }
+
+    #[test]
+    fn outbound_trunks_and_routes_load_and_their_mistakes_are_named() {
+        let server = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/switchboard.toml"),
+        )
+        .unwrap();
+        let trunk = "\n[trunks.carrier]\nproxies = [\"198.51.100.7:5060\", \"198.51.100.8:5060\"]\n\
+                     domain = \"sip.carrier.example\"\nusername = \"acct77\"\npassword = \"s3cret\"\n\
+                     register = true\nexpires = 300\ncaller_id = \"+4930555000\"\nmax_calls = 30\n\
+                     numbers = [\"600\"]\ninbound_username = \"carrier-in\"\ninbound_password = \"pw-in\"\n";
+        let routes = "[dialing]\nclasses = [\"local\", \"national\"]\nmax_calls = 2\n\
+                      [dialing.users.1001]\nclasses = [\"national\", \"international\"]\ncaller_id = \"+4930555101\"\n\
+                      [[route]]\nname = \"emergency\"\npatterns = [\"112\"]\nclass = \"emergency\"\ntrunks = [\"carrier\"]\n\
+                      [[route]]\nname = \"national\"\npatterns = [\"0Z.\"]\nclass = \"national\"\nstrip = 1\n\
+                      prepend = \"+49\"\ntrunks = [\"carrier\"]\nrecord = \"always\"\n";
+        let f = Fixture::new(&[
+            ("switchboard.toml", "", &format!("{server}{trunk}")),
+            ("routes.toml", "", routes),
+        ]);
+        assert_eq!(f.errors(), "");
+        let cfg = crate::config::load(&f.0, None).unwrap();
+        let o = &cfg.callcenter.outbound;
+        assert_eq!(o.carriers.len(), 1);
+        let c = &o.carriers[0];
+        assert_eq!(c.proxies.len(), 2);
+        assert_eq!(c.register, Some(Duration::from_secs(300)));
+        assert_eq!(c.auth.as_ref().map(|a| a.0.as_str()), Some("acct77"));
+        assert_eq!(o.routes.len(), 2);
+        assert_eq!(o.routes[1].strip, 1);
+        assert_eq!(o.routes[1].record, RecordPolicy::Always);
+        assert_eq!(o.default_policy.max_calls, Some(2));
+        let u = &o.users["1001"];
+        assert_eq!(
+            u.classes,
+            [pbx::DialClass::National, pbx::DialClass::International]
+        );
+        assert_eq!(
+            u.max_calls,
+            Some(2),
+            "the default limit unless the user has one"
+        );
+        // The carrier's inbound account authenticates, and its proxies are its addresses.
+        assert!(cfg.users.contains_key("carrier-in"));
+        let t = &cfg.callcenter.trunks[0];
+        assert_eq!(t.username.as_deref(), Some("carrier-in"));
+        assert_eq!(t.addresses.len(), 2);
+
+        let bad_trunk = "\n[trunks.carrier]\nproxies = [\"nowhere\"]\nregister = true\nmax_calls = 0\n\
+                         inbound_username = \"1001\"\ninbound_password = \"x\"\nnumbers = [\"600\"]\n";
+        let bad_routes = "[dialing]\nclasses = [\"nationl\"]\n[dialing.users.9999]\nmax_calls = 1\n\
+                          [[route]]\nname = \"x\"\npatterns = [\"0[1-9\", \"12\"]\nclass = \"local\"\nstrip = 3\ntrunks = [\"carier\"]\n\
+                          [[route]]\nname = \"x\"\npatterns = [\"600\"]\nclass = \"emergency\"\ntrunks = [\"carrier\"]\n";
+        let f = Fixture::new(&[
+            ("switchboard.toml", "", &format!("{server}{bad_trunk}")),
+            ("routes.toml", "", bad_routes),
+        ]);
+        let e = f.errors();
+        has(
+            &e,
+            "trunks.carrier.proxies: \"nowhere\" is not an IP address and port",
+        );
+        has(
+            &e,
+            "trunks.carrier.register: registering needs the trunk's username and password",
+        );
+        has(&e, "trunks.carrier.max_calls: must be at least 1");
+        has(&e, "routes.toml");
+        has(&e, "dialing.classes: \"nationl\" is not a class");
+        has(&e, "did you mean \"national\"?");
+        has(
+            &e,
+            "dialing.users.9999: \"9999\" is not an account in users.toml",
+        );
+        has(
+            &e,
+            "route[0].patterns: pattern \"0[1-9\": a [ without its ]",
+        );
+        has(&e, "route[0].strip: takes off 3 digits");
+        has(
+            &e,
+            "route[0].trunks: \"carier\" is not a trunk with proxies",
+        );
+        has(&e, "route[1].name: \"x\" is also the name of route 0");
+    }
+
+    #[test]
+    fn an_emergency_number_that_shadows_a_queue_is_a_warning_and_a_carrier_account_must_be_its_own()
+    {
+        let server = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/switchboard.toml"),
+        )
+        .unwrap();
+        let trunk = "\n[trunks.carrier]\nproxies = [\"198.51.100.7:5060\"]\n";
+        let routes = "[[route]]\nname = \"em\"\npatterns = [\"600\"]\nclass = \"emergency\"\ntrunks = [\"carrier\"]\n";
+        let f = Fixture::new(&[
+            ("switchboard.toml", "", &format!("{server}{trunk}")),
+            ("routes.toml", "", routes),
+        ]);
+        has(
+            &f.warnings(),
+            "emergency number 600 goes out; queue \"support\" on the same number is never reached",
+        );
+        let clash = "\n[trunks.carrier]\naddresses = [\"198.51.100.7\"]\nnumbers = [\"600\"]\n\
+                     inbound_username = \"1001\"\ninbound_password = \"x\"\n";
+        let f = Fixture::new(&[("switchboard.toml", "", &format!("{server}{clash}"))]);
+        has(
+            &f.errors(),
+            "trunks.carrier.inbound_username: \"1001\" is also an account in users.toml",
+        );
     }
 
     #[test]

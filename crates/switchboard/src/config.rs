@@ -465,11 +465,30 @@ pub(crate) fn load_with_env(
         user_names.as_ref(),
         &mut found,
     );
-    let (Some((server_toml, server, _)), Some(users), Some(mut callcenter), Some(logins)) =
+    let (Some((server_toml, server, _)), Some(mut users), Some(mut callcenter), Some(logins)) =
         (server, accounts, callcenter, logins)
     else {
         return Err(ConfigErrors(found.errors));
     };
+    // The accounts carriers authenticate their calls with sit beside the users' (and may
+    // not be one of them).
+    for (trunk, name, password) in &callcenter.trunk_accounts {
+        if users.contains_key(name) {
+            Report::new(&server_toml, &mut found).err(
+                &KeyPath::top("trunks").key(trunk).key("inbound_username"),
+                format!("\"{name}\" is also an account in users.toml: a carrier needs its own"),
+            );
+            continue;
+        }
+        users.insert(
+            name.clone(),
+            UserAccount {
+                secret: UserSecret::Password(password.clone()),
+                algorithms: None,
+                max_contacts: None,
+            },
+        );
+    }
     // An agent login names an agent of agents.toml.
     if let Some((file, _)) = &users_read {
         let mut r = Report::new(file, &mut found);

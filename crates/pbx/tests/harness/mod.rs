@@ -146,6 +146,7 @@ fn server_endpoint(now: Instant) -> Endpoint {
                     "700".into(),
                     "0301234567".into(),
                 ],
+                username: None,
             }],
             challenge: true,
         },
