@@ -409,6 +409,23 @@ impl Server {
         read_lossy(&self.dir.join("server.log"))
     }
 
+    /// Wait up to `within` for a line of the server's log that satisfies `pred`; the line.
+    /// Panics with the log when none comes.
+    pub(crate) fn wait_line(&self, within: Duration, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            let log = self.log();
+            if let Some(l) = log.lines().find(|l| pred(l)) {
+                return l.to_owned();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no such line in the server log within {within:?}:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// The server's process id, while it runs.
     pub(crate) fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
