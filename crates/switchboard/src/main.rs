@@ -148,7 +148,7 @@ fn main() -> ExitCode {
                     .flat_map(|a| a.acd.skills.iter().map(|s| s.skill.as_str()))
                     .collect();
                 println!(
-                    "{}: OK: {} users, {} agents, {} queues, {} skills, {} menus, {} trunks; SIP on {} ({}{}), RTP {}:{}-{}",
+                    "{}: OK: {} users, {} agents, {} queues, {} skills, {} menus, {} trunks, {} routes out; SIP on {} ({}{}), RTP {}:{}-{}",
                     config.display(),
                     c.users.len(),
                     cc.agents.len(),
@@ -156,6 +156,7 @@ fn main() -> ExitCode {
                     skills.len(),
                     cc.menus.len(),
                     cc.trunks.len(),
+                    cc.outbound.routes.len(),
                     c.sip_bind,
                     if c.udp { "UDP" } else { "" },
                     if c.tcp { " TCP" } else { "" },
