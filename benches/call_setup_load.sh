@@ -8,6 +8,8 @@
 #   VIA=menu benches/call_setup_load.sh        # callers go through an IVR menu (one key)
 #   VIA=queue,menu benches/call_setup_load.sh  # both at each rate: the menu's cost beside
 #                                              # the direct call's, in the same run
+#   VIA=queue,outbound benches/call_setup_load.sh  # calls out through a trunk beside queue
+#                                              # calls, in the same run
 #
 # One release server (queue "support" on 600, AGENTS agents ready at start, a trunk for
 # 127.0.0.1 allowed to dial 600), one SIPp process playing every agent phone (REGISTER with
@@ -21,6 +23,12 @@
 # the queue; each caller sends key 1 as RFC 4733 telephone-events (sip-tester's
 # dtmf_2833_1.pcap) 300 ms after the answer, then holds HOLD_MS and hangs up. A call counts
 # only if it reached an agent, so a lost key fails the step.
+#
+# VIA=outbound: user 1001 dials 0301234567 (digest-challenged like a phone), the route
+# "national" (strip the 0, prepend +49) sends it out through trunk "carrier" to a SIPp
+# carrier on 127.0.0.1:26700 that answers 180/200 and waits for the BYE; HOLD_MS, then the
+# caller hangs up. No agent phones take part; a call counts when the server logs "call
+# connected" for it (the carrier answered and the legs were bridged).
 #
 # STORAGE=postgres starts a PostgreSQL server of its own for the run (Debian's postgresql,
 # /usr/lib/postgresql/*/bin, as the postgres user when run as root; a new cluster under $OUT,
@@ -56,7 +64,7 @@ fi
 command -v sipp >/dev/null || { echo "sipp not found: apt-get install sip-tester"; exit 1; }
 case "$STORAGE" in on|off|postgres) ;; *) echo "STORAGE=$STORAGE: use on, off or postgres"; exit 1;; esac
 for via in ${VIA//,/ }; do
-  case "$via" in queue|menu) ;; *) echo "VIA=$VIA: use queue, menu or queue,menu"; exit 1;; esac
+  case "$via" in queue|menu|outbound) ;; *) echo "VIA=$VIA: use queue, menu, outbound or a list"; exit 1;; esac
 done
 KEY_PCAP=/usr/share/sip-tester/dtmf_2833_1.pcap
 [ -f "$KEY_PCAP" ] || { echo "$KEY_PCAP not found: apt-get install sip-tester"; exit 1; }
@@ -106,6 +114,8 @@ port_max = 32000
 [trunks.lab]
 addresses = ["127.0.0.1"]
 numbers = ["600", "700"]
+[trunks.carrier]
+proxies = ["127.0.0.1:26700"]
 [log]
 level = "info"
 [recording]
@@ -127,6 +137,17 @@ cat > "$cfg/queues.toml" <<EOF
 number = "600"
 ring_timeout = 10
 EOF
+cat > "$cfg/routes.toml" <<EOF
+[dialing]
+classes = ["national"]
+[[route]]
+name = "national"
+patterns = ["0Z."]
+class = "national"
+strip = 1
+prepend = "+49"
+trunks = ["carrier"]
+EOF
 cat > "$cfg/ivr.toml" <<EOF
 [menus.main]
 number = "700"
@@ -147,15 +168,25 @@ for rate in ${RATES//,/ }; do
   calls=$((rate * SECONDS_PER_STEP))
   step="$OUT/step-$rate-$via"
   mkdir -p "$step"
+  auth=()
   if [ "$via" = menu ]; then
     cp "$KEY_PCAP" "$step/key1.pcap"
     scenario=caller_menu_key.xml number=700
+  elif [ "$via" = outbound ]; then
+    scenario=agent_dial_out.xml number=0301234567 auth=(-au 1001 -ap demo1001)
   else
     scenario=caller_abandon.xml number=600
   fi
   "$BIN" serve --config "$cfg" > "$step/server.out" 2> "$step/server.log" &
   spid=$!
   for _ in $(seq 100); do grep -q "SIP listening" "$step/server.out" 2>/dev/null && break; sleep 0.05; done
+  if [ "$via" = outbound ]; then
+    # The carrier: answers every call of the step.
+    (cd "$step" && sipp -sf "$ROOT/tests/sipp/agent_phone_answer.xml" -m "$calls" \
+        -i 127.0.0.1 -p 26700 -cp 26701 -mp 26800 -t u1 -nostdin \
+        -timeout $((SECONDS_PER_STEP + 60))s -timeout_error \
+        -trace_err -error_file agents-errors.log > /dev/null 2> agents.stderr) &
+  else
   # The agent phones: register all, then answer until every call of the step is done.
   (cd "$step" && sipp 127.0.0.1:$PORT -sf "$ROOT/tests/sipp/agent_phone.xml" \
       -oocsf "$ROOT/tests/sipp/agent_phone_answer.xml" -inf "$OUT/agents.csv" \
@@ -163,13 +194,14 @@ for rate in ${RATES//,/ }; do
       -i 127.0.0.1 -p 26100 -cp 26101 -mp 26200 -t u1 -nostdin \
       -timeout $((SECONDS_PER_STEP + 60))s -timeout_error \
       -trace_err -error_file agents-errors.log > /dev/null 2> agents.stderr) &
+  fi
   apid=$!
   # The phones register at 500/s; give them time to finish.
   sleep $((AGENTS / 500 + 2))
   cpu0=$(awk '{print $14+$15}' /proc/$spid/stat)
   pg0=$(pg_cpu)
   t0=$(date +%s.%N)
-  (cd "$step" && sipp 127.0.0.1:$PORT -sf "$ROOT/tests/sipp/$scenario" -s "$number" \
+  (cd "$step" && sipp 127.0.0.1:$PORT -sf "$ROOT/tests/sipp/$scenario" -s "$number" "${auth[@]}" \
       -m "$calls" -r "$rate" -rp 1000 -l $((rate * 4 + 100)) -d "$HOLD_MS" \
       -i 127.0.0.1 -p 26300 -cp 26301 -mp 26400 -t u1 -nostdin \
       -timeout $((SECONDS_PER_STEP + 40))s -timeout_error \
