@@ -186,7 +186,7 @@ fn refers_that_cannot_be_carried_out_are_refused_and_the_call_goes_on() {
         w.run_for(SECOND);
         assert_eq!(refer_answer(&w, agent), Some(status), "{target}");
     }
-    // Attended transfer (Replaces) is not supported: 501.
+    // Replaces naming a dialog the server does not have: 481 (RFC 3891).
     let now = w.now;
     w.phones[agent].refer_incoming_to(
         now,
@@ -194,7 +194,7 @@ fn refers_that_cannot_be_carried_out_are_refused_and_the_call_goes_on() {
         "<sip:1002@switchboard?Replaces=abc%40host%3Bto-tag%3D1%3Bfrom-tag%3D2>",
     );
     w.run_for(SECOND);
-    assert_eq!(refer_answer(&w, agent), Some(501));
+    assert_eq!(refer_answer(&w, agent), Some(481));
     w.run_for(SECOND);
     assert!(session(&w).bridged, "still talking");
     assert!(w.phones[agent].talking().is_some());
@@ -297,4 +297,240 @@ fn a_queue_that_overflows_to_a_number_sends_the_caller_where_the_number_leads() 
     assert_eq!(w.carrier().outgoing[call].state, OutState::Ended);
     assert_eq!(w.records.last().unwrap().outcome, Outcome::Overflowed);
     w.assert_settles();
+}
+
+// ------------------------------------------------------------------ attended transfer
+
+/// The Refer-To of an attended transfer: `number`, replacing the dialog `d` (as the phone
+/// that sends the REFER knows it).
+fn replacing(number: &str, d: &pbx::sip::Dialog) -> String {
+    let esc = |s: &str| s.replace('@', "%40");
+    format!(
+        "<sip:{number}@switchboard?Replaces={}%3Bto-tag%3D{}%3Bfrom-tag%3D{}>",
+        esc(&d.call_id),
+        d.remote_tag,
+        d.local_tag
+    )
+}
+
+/// A customer talks to an agent of support, who calls 1003 (the consultation) and waits
+/// until it is answered; (customer's call, agent phone, the agent's incoming call, the
+/// agent's outgoing consultation, 1003's phone).
+fn consulting(w: &mut World) -> (usize, usize, usize, usize, usize) {
+    let (call, agent, i) = talking(w);
+    let now = w.now;
+    let o = w.phones[agent].dial(now, "1003");
+    let b = w.phone_index("1003");
+    w.run_until(5 * SECOND, "1003 answers the consultation", |w| {
+        w.phones[agent].outgoing[o].state == OutState::Up
+    });
+    w.run_for(SECOND);
+    (call, agent, i, o, b)
+}
+
+fn assert_joined_to(w: &World, call: usize, agent: usize, i: usize, o: usize, b: usize) {
+    assert_eq!(
+        w.phones[agent].refer_notifies.last().map(String::as_str),
+        Some("SIP/2.0 200 OK")
+    );
+    assert_eq!(
+        w.phones[agent].incoming[i].state,
+        InState::Ended,
+        "the agent's leg to the customer ended"
+    );
+    assert_eq!(
+        w.phones[agent].outgoing[o].state,
+        OutState::Ended,
+        "the consultation ended"
+    );
+    assert_eq!(
+        w.phones[b].incoming[0].state,
+        InState::Confirmed,
+        "1003 stays on the line"
+    );
+    assert_eq!(
+        w.phones[0].outgoing[call].state,
+        OutState::Up,
+        "the customer stays on the line"
+    );
+    let s = session(w);
+    assert!(s.bridged);
+    let sdp_ip = w.phones[b].addr.ip();
+    assert_eq!(
+        s.remote[1].map(|a| a.ip()),
+        Some(sdp_ip),
+        "the customer's session now reaches 1003"
+    );
+    assert_eq!(s.playing[0], None, "no more music for the customer");
+}
+
+#[test]
+fn an_attended_transfer_joins_the_consulted_colleague_to_the_customer_and_lets_the_agent_go() {
+    let mut cfg = config();
+    cfg.queues[0].record = pbx::RecordPolicy::Always;
+    let mut w = World::new(cfg, &["1001", "1002", "1003"]);
+    let (call, agent, i, o, b) = consulting(&mut w);
+    assert_eq!(w.media.open.len(), 2, "two calls, two sessions");
+    let first = w.phones[agent].user.clone();
+    // The agent's phone sends REFER in the customer's dialog, replacing the consultation.
+    let refer_to = replacing("1003", w.phones[agent].outgoing[o].dialog.as_ref().unwrap());
+    let now = w.now;
+    w.phones[agent].refer_incoming_to(now, i, &refer_to);
+    w.run_for(SECOND);
+    assert_eq!(refer_answer(&w, agent), Some(202));
+    assert_joined_to(&w, call, agent, i, o, b);
+    // The consultation's record: answered, then transferred.
+    let consult = w
+        .records
+        .iter()
+        .find(|r| r.dialed == "1003")
+        .expect("consultation record");
+    assert_eq!(consult.reason, "transferred");
+    assert_eq!(consult.outcome, Outcome::Answered);
+    // The customer talks to 1003 and hangs up: one record, 1003 answered it, still recorded.
+    w.run_for(2 * SECOND);
+    assert_eq!(
+        w.agent_state(&first),
+        Some(pbx::acd::AgentState::Ready),
+        "the first agent is free"
+    );
+    let now = w.now;
+    w.carrier().hang_up_outgoing(now, call);
+    w.run_until(5 * SECOND, "the customer's record", |w| {
+        w.records.len() == 2
+    });
+    let r = w.records.iter().find(|r| r.dialed == "600").unwrap();
+    assert_eq!(r.outcome, Outcome::Answered);
+    assert_eq!(r.agent.as_deref(), Some("1003"));
+    assert!(r.recorded);
+    assert_eq!(
+        w.media
+            .recordings
+            .iter()
+            .filter(|x| x.starts_with("start"))
+            .count(),
+        1,
+        "one recording across the transfer: {:?}",
+        w.media.recordings
+    );
+    w.run_until(5 * SECOND, "1003's BYE", |w| {
+        w.phones[b].incoming[0].state == InState::Ended
+    });
+    w.assert_settles();
+}
+
+#[test]
+fn the_refer_may_come_in_the_consultation_naming_the_customers_dialog() {
+    let mut w = World::new(config(), &["1001", "1002", "1003"]);
+    let (call, agent, i, o, b) = consulting(&mut w);
+    let refer_to = replacing("600", w.phones[agent].incoming[i].dialog.as_ref().unwrap());
+    let now = w.now;
+    w.phones[agent].refer_outgoing_to(now, o, &refer_to);
+    w.run_for(SECOND);
+    assert_joined_to(&w, call, agent, i, o, b);
+    let now = w.now;
+    w.phones[b].hang_up_incoming(now, 0);
+    w.run_until(5 * SECOND, "the customer's BYE", |w| {
+        w.phones[0].outgoing[call].state == OutState::Ended
+    });
+    w.assert_settles();
+}
+
+#[test]
+fn a_transfer_while_the_consultation_rings_sends_the_customer_to_the_number_being_rung() {
+    let mut w = World::new(config(), &["1001", "1002", "1003"]);
+    let (call, agent, i) = talking(&mut w);
+    let b = w.phone_index("1003");
+    w.phones[b].policy = Policy::Answer(4 * SECOND);
+    let now = w.now;
+    let o = w.phones[agent].dial(now, "1003");
+    w.run_until(5 * SECOND, "1003 rings", |w| {
+        w.phones[b].incoming.len() == 1
+    });
+    let refer_to = {
+        // An early dialog: the phone knows our tag from the 180.
+        let out = &w.phones[agent].outgoing[o];
+        assert_eq!(out.state, OutState::Ringing);
+        let call_id = out
+            .invite
+            .headers
+            .get("Call-ID")
+            .unwrap()
+            .replace('@', "%40");
+        let from = out.invite.headers.get("From").unwrap();
+        let from_tag = from.split("tag=").nth(1).unwrap().to_owned();
+        // The server's tag in the consultation (what the 180's To carried).
+        let ours = w.phones[agent].early_to_tag(o).expect("180 with a To tag");
+        format!(
+            "<sip:1003@switchboard?Replaces={call_id}%3Bto-tag%3D{ours}%3Bfrom-tag%3D{from_tag}>"
+        )
+    };
+    let now = w.now;
+    w.phones[agent].refer_incoming_to(now, i, &refer_to);
+    w.run_for(SECOND);
+    assert_eq!(refer_answer(&w, agent), Some(202));
+    assert_eq!(
+        w.phones[agent].outgoing[o].state,
+        OutState::Failed(487),
+        "the consultation is cancelled"
+    );
+    assert_eq!(w.phones[agent].incoming[i].state, InState::Ended);
+    // 1003 rings again, now for the customer, and answers.
+    w.run_until(10 * SECOND, "1003 takes the customer", |w| {
+        w.phones[b]
+            .incoming
+            .iter()
+            .any(|c| c.state == InState::Confirmed)
+    });
+    assert_eq!(w.phones[0].outgoing[call].state, OutState::Up);
+    assert!(session(&w).bridged);
+    let now = w.now;
+    w.carrier().hang_up_outgoing(now, call);
+    w.run_for(2 * SECOND);
+    w.assert_settles();
+}
+
+#[test]
+fn a_customer_who_hangs_up_during_the_transfer_leaves_the_consultation_as_it_was() {
+    let mut w = World::new(config(), &["1001", "1002", "1003"]);
+    let (call, agent, i, o, b) = consulting(&mut w);
+    let refer_to = replacing("1003", w.phones[agent].outgoing[o].dialog.as_ref().unwrap());
+    let now = w.now;
+    w.phones[agent].refer_incoming_to(now, i, &refer_to);
+    w.carrier().hang_up_outgoing(now, call);
+    w.run_for(2 * SECOND);
+    assert_eq!(
+        w.phones[agent].outgoing[o].state,
+        OutState::Up,
+        "the consultation goes on"
+    );
+    assert_eq!(w.phones[b].incoming[0].state, InState::Confirmed);
+    assert_eq!(w.media.open.len(), 1);
+    let s = session(&w);
+    assert!(s.bridged);
+    assert_eq!(s.remote[1].map(|a| a.ip()), Some(w.phones[b].addr.ip()));
+    let now = w.now;
+    w.phones[agent].hang_up_outgoing(now, o);
+    w.run_for(2 * SECOND);
+    w.assert_settles();
+}
+
+#[test]
+fn a_replaces_naming_someone_elses_call_is_forbidden() {
+    let mut w = World::new(config(), &["1001", "1002", "1003"]);
+    let (_, agent, i) = talking(&mut w);
+    // 1002 calls 1003: a dialog that is not the agent's.
+    let (c, b) = (w.phone_index("1002"), w.phone_index("1003"));
+    let now = w.now;
+    let o = w.phones[c].dial(now, "1003");
+    w.run_until(5 * SECOND, "up", |w| {
+        w.phones[c].outgoing[o].state == OutState::Up
+    });
+    let refer_to = replacing("1003", w.phones[c].outgoing[o].dialog.as_ref().unwrap());
+    let now = w.now;
+    w.phones[agent].refer_incoming_to(now, i, &refer_to);
+    w.run_for(SECOND);
+    assert_eq!(refer_answer(&w, agent), Some(403));
+    assert_eq!(w.phones[agent].incoming[i].state, InState::Confirmed);
+    assert_eq!(w.phones[b].incoming[0].state, InState::Confirmed);
 }

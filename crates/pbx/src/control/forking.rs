@@ -128,6 +128,8 @@ impl CallControl {
             }
             Role::Customer(id) => self.customer_response(now, id, tx, resp),
             Role::Register(i) => self.register_response(now, i, tx, &resp),
+            Role::Reinvite(consult) => self.reinvite_response(now, consult, tx, resp),
+            Role::Restore(consult) => self.restore_response(consult, tx, resp),
             Role::Notify(sid) => {
                 if resp.status >= 200 {
                     self.by_client.remove(&tx);
@@ -417,6 +419,9 @@ impl CallControl {
                 self.drop_sub(sid);
             }
             Some(Role::Customer(id)) => self.customer_response(now, id, tx, Response::new(408)),
+            Some(Role::Reinvite(consult)) => {
+                self.reinvite_response(now, consult, tx, Response::new(408))
+            }
             Some(Role::Register(i)) => {
                 self.by_client.remove(&tx);
                 self.register_failed(now, i, 408, "no answer");

@@ -64,6 +64,7 @@ use crate::config::{AgentSetup, PbxConfig, QueueSetup};
 use crate::presence;
 use crate::record::{AgentStateChange, CallRecord, HungUpBy, Outcome, RingAttempt, RingResult};
 
+mod attended;
 mod callback;
 mod dialplan;
 mod directory;
@@ -366,6 +367,8 @@ struct Call {
     busy_users: Vec<String>,
     /// A call out: where it is in its trunks.
     dialing: Option<outbound::Dialing>,
+    /// An attended transfer of this call waiting for the consulted party.
+    attended: Option<attended::Attended>,
     created: Instant,
     /// When the call joined its (first) queue: its wait counts from then.
     queued_at: Option<Instant>,
@@ -412,6 +415,7 @@ impl Call {
             transfer_digits: None,
             busy_users: Vec::new(),
             dialing: None,
+            attended: None,
             created: now,
             queued_at: None,
             connected_at: None,
@@ -522,6 +526,11 @@ enum Role {
     Customer(u64),
     /// A trunk's REGISTER to its carrier (index into the registrations).
     Register(usize),
+    /// Our re-INVITE to the consulted party of an attended transfer (the consultation).
+    Reinvite(u64),
+    /// Our re-INVITE that gives the consulted party its consultation's media back (the
+    /// transfer fell through after it had been re-INVITEd).
+    Restore(u64),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -573,6 +582,8 @@ enum EndReason {
     Overflowed,
     /// The far end of a call out refused it with this status (or every trunk failed: 503).
     Refused(u16),
+    /// An attended transfer joined this consultation's far end to the customer.
+    Transferred,
     Failed,
     Shutdown,
 }
@@ -598,6 +609,7 @@ impl EndReason {
             EndReason::CallbackFailed => "callback: the customer was not reached",
             EndReason::Overflowed => "overflowed",
             EndReason::Refused(_) => "refused by the far end",
+            EndReason::Transferred => "transferred",
             EndReason::Failed => "failed",
             EndReason::Shutdown => "server shutdown",
         }
@@ -611,6 +623,7 @@ impl EndReason {
             EndReason::CallerCancelled => 487,
             EndReason::Shutdown => 503,
             EndReason::Refused(s) => s,
+            EndReason::Transferred => 487,
             _ => 500,
         }
     }

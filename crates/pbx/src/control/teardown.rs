@@ -231,6 +231,7 @@ impl CallControl {
             | EndReason::MediaTimeout(_)
             | EndReason::VoicemailDone
             | EndReason::Refused(_)
+            | EndReason::Transferred
             | EndReason::Failed => Outcome::Failed,
         };
         let hung_up_by = match reason {

@@ -22,6 +22,17 @@ impl CallControl {
         let Some(call) = self.calls.get(&id) else {
             return self.plain(tx, 481);
         };
+        let target = req
+            .headers
+            .get("Refer-To")
+            .and_then(|r| NameAddr::parse(r).ok());
+        if let Some(r) = target
+            .as_ref()
+            .and_then(|t| t.uri.headers.as_deref())
+            .and_then(attended::replaces_of)
+        {
+            return self.on_attended_refer(now, id, leg, tx, r);
+        }
         if leg != Leg::Agent {
             // Only the agent transfers; a customer's phone may not send the call elsewhere.
             return self.plain(tx, 403);
@@ -31,26 +42,9 @@ impl CallControl {
             h.push("Retry-After", "1");
             return self.respond(tx, 491, None, h, Bytes::new());
         }
-        let target = req
-            .headers
-            .get("Refer-To")
-            .and_then(|r| NameAddr::parse(r).ok());
         let Some(target) = target else {
             return self.plain(tx, 400);
         };
-        if target
-            .uri
-            .headers
-            .as_deref()
-            .is_some_and(|h| h.to_ascii_lowercase().contains("replaces="))
-        {
-            let mut h = Headers::default();
-            h.push(
-                "Warning",
-                "399 switchboard \"attended transfer (Replaces) is not supported\"",
-            );
-            return self.respond(tx, 501, None, h, Bytes::new());
-        }
         let Some(number) = target.uri.user_unescaped() else {
             return self.plain(tx, 404);
         };
@@ -99,7 +93,7 @@ impl CallControl {
 
     /// Carry out a blind transfer of call `id` to `route`: the agent is let go, the caller
     /// moves on.
-    fn blind_transfer(&mut self, now: Instant, id: u64, route: Route) {
+    pub(super) fn blind_transfer(&mut self, now: Instant, id: u64, route: Route) {
         let Some(call) = self.calls.get(&id) else {
             return;
         };

@@ -302,6 +302,8 @@ pub struct Outgoing {
     pub hung_up_here: bool,
     /// The SDP answer the server sent.
     pub answer: Bytes,
+    /// The To tag of a provisional answer (an early dialog).
+    pub early_tag: Option<String>,
 }
 
 /// A phone: a SIP user agent on its own `sip::Endpoint`.
@@ -441,6 +443,7 @@ impl Phone {
             authed: false,
             hung_up_here: false,
             answer: Bytes::new(),
+            early_tag: None,
         });
         self.outgoing.len() - 1
     }
@@ -584,6 +587,24 @@ impl Phone {
         if let Ok(tx) = self.ep.send_request(now, flow, req) {
             self.in_dialog_txs.insert(tx, Method::Refer);
         }
+    }
+
+    /// Send REFER with this Refer-To in outgoing call `o`'s dialog.
+    pub fn refer_outgoing_to(&mut self, now: Instant, o: usize, refer_to: &str) {
+        let d = self.outgoing[o].dialog.as_mut().expect("dialog");
+        let mut req = d.request(Method::Refer);
+        req.headers.push("Refer-To", refer_to.to_owned());
+        req.headers
+            .push("Contact", format!("<sip:{}@{}>", self.user, self.addr));
+        let flow = d.flow;
+        if let Ok(tx) = self.ep.send_request(now, flow, req) {
+            self.in_dialog_txs.insert(tx, Method::Refer);
+        }
+    }
+
+    /// The server's tag in outgoing call `o` while it rings (from a provisional answer).
+    pub fn early_to_tag(&self, o: usize) -> Option<String> {
+        self.outgoing[o].early_tag.clone()
     }
 
     /// Send an UPDATE without a body on incoming call `i` (a session refresh, RFC 4028).
@@ -877,6 +898,9 @@ impl Phone {
         if status < 200 {
             if self.outgoing[i].state == OutState::Trying && status > 100 {
                 self.outgoing[i].state = OutState::Ringing;
+            }
+            if let Some(t) = to_tag(&resp.headers) {
+                self.outgoing[i].early_tag = Some(t);
             }
             return;
         }
