@@ -16,13 +16,21 @@
 //!
 //! `RELAY_BENCH_CALLS=100,500` limits the sizes; `RELAY_BENCH_SECONDS` sets the measuring
 //! time per size (default 10).
+//!
+//! `RELAY_BENCH_MONITOR=1` adds, at each size and in the same run, the same calls monitored
+//! by a supervisor: first listening (the supervisor's leg, a third generator socket, receives
+//! the mix of caller and agent and sends nothing), then whispering (the supervisor sends too,
+//! and the agent hears a mix of caller and supervisor). Each run prints the relay CPU per call
+//! and per packet the relay receives, and the ratio to the unmonitored calls. Mixed packets
+//! carry no send time (their payload is the mix), so latency is measured only on the paths
+//! that are forwarded as they came.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use media::relay::{Leg, MediaConfig, Relay, SessionCommand, SessionId};
+use media::relay::{Leg, MediaConfig, MonitorMode, Relay, SessionCommand, SessionId};
 use recorder::g711::Law;
 
 const PAYLOAD: usize = 160;
@@ -70,9 +78,12 @@ fn rtp(seq: u16, ssrc: u32, sent_ns: u64) -> Vec<u8> {
     p
 }
 
+#[derive(Clone)]
 struct Run {
     label: String,
     sent: u64,
+    /// Packets that should arrive per packet sent (a supervisor's mix adds packets).
+    fanout: f64,
     received: u64,
     p50_us: f64,
     p99_us: f64,
@@ -82,11 +93,14 @@ struct Run {
 }
 
 /// Send `streams` (each: from-socket index, destination) at 50 packets/s each for
-/// `seconds`; receive on both sockets; return counts and latency percentiles.
+/// `seconds`; receive on every socket; return counts and latency percentiles (of the sockets
+/// `timed` marks: those that receive packets as they were sent).
 fn drive(
     label: &str,
-    socks: [Arc<UdpSocket>; 2],
+    socks: &[Arc<UdpSocket>],
+    timed: &[bool],
     streams: Vec<(usize, SocketAddr)>,
+    fanout: f64,
     seconds: f64,
 ) -> Run {
     let t0 = Instant::now();
@@ -95,7 +109,7 @@ fn drive(
     // The sender is this thread: name it so its CPU time is counted with the receivers'.
     let _ = std::fs::write("/proc/thread-self/comm", "gen-send");
     let mut receivers = Vec::new();
-    for s in &socks {
+    for (s, &timed) in socks.iter().zip(timed) {
         let s = s.clone();
         let stop = stop.clone();
         let lat = lat.clone();
@@ -110,7 +124,9 @@ fn drive(
                     let mut n = 0u64;
                     while !stop.load(Ordering::Relaxed) {
                         if let Ok((len, _)) = s.recv_from(&mut buf) {
-                            if len >= 20 {
+                            if !timed {
+                                n += 1;
+                            } else if len >= 20 {
                                 let sent = u64::from_be_bytes(buf[12..20].try_into().unwrap());
                                 let now = t0.elapsed().as_nanos() as u64;
                                 mine.push(((now.saturating_sub(sent)) / 1000) as u32);
@@ -169,6 +185,7 @@ fn drive(
     Run {
         label: label.to_owned(),
         sent,
+        fanout,
         received,
         p50_us: pct(0.50),
         p99_us: pct(0.99),
@@ -180,6 +197,9 @@ fn drive(
 
 fn main() {
     // `cargo bench` passes --bench; nothing else to parse.
+    let monitor = std::env::var("RELAY_BENCH_MONITOR").is_ok_and(|v| v == "1");
+    let mut monitored: Vec<(usize, Run)> = Vec::new();
+    let mut monitored_rows: Vec<(usize, Run)> = Vec::new();
     let sizes: Vec<usize> = std::env::var("RELAY_BENCH_CALLS")
         .ok()
         .map(|v| v.split(',').filter_map(|x| x.trim().parse().ok()).collect())
@@ -250,8 +270,9 @@ fn main() {
         let direct: Vec<(usize, SocketAddr)> = (0..2 * calls)
             .map(|i| if i % 2 == 0 { (0, b_addr) } else { (1, a_addr) })
             .collect();
-        let base = drive("direct", [a.clone(), b.clone()], direct, seconds);
-        let via = drive("relay", [a.clone(), b.clone()], streams, seconds);
+        let two = [a.clone(), b.clone()];
+        let base = drive("direct", &two, &[true, true], direct, 1.0, seconds);
+        let via = drive("relay", &two, &[true, true], streams.clone(), 1.0, seconds);
         for r in [&base, &via] {
             let offered = r.sent as f64 / r.seconds;
             let cores = r.relay_cpu_s / r.seconds;
@@ -272,7 +293,7 @@ fn main() {
                 "| {calls} | {} | {:.0} | {:.3} % | {} | {} | {:.2} | {:.0} | {:.0} | {} | {} |",
                 r.label,
                 offered,
-                100.0 * r.received as f64 / r.sent.max(1) as f64,
+                100.0 * r.received as f64 / (r.sent.max(1) as f64 * r.fanout),
                 if r.label == "relay" {
                     format!("{cores:.2}")
                 } else {
@@ -286,7 +307,99 @@ fn main() {
                 added99
             );
         }
+        if monitor {
+            monitored.push((calls, via.clone()));
+            let c = Arc::new(socket());
+            let c_addr = c.local_addr().unwrap();
+            let mut with_supervisor = Vec::with_capacity(3 * calls);
+            for (s, pair) in sessions.iter().zip(streams.chunks(2)) {
+                let port = relay
+                    .attach_supervisor(s)
+                    .expect("ports for the supervisor");
+                s.command(SessionCommand::Remote {
+                    leg: Leg::Supervisor,
+                    rtp: Some(c_addr),
+                    law: Law::Mu,
+                    pt: 0,
+                    telephone_event: None,
+                    sends: true,
+                    host: None,
+                });
+                s.command(SessionCommand::Monitor(MonitorMode::Listen));
+                with_supervisor.extend_from_slice(pair);
+                with_supervisor.push((2, SocketAddr::from(([127, 0, 0, 1], port))));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+            let three = [a.clone(), b.clone(), c.clone()];
+            // Listening: caller and agent send; the supervisor receives one mix per call.
+            let listen = drive(
+                "listen",
+                &three,
+                &[true, true, false],
+                streams,
+                1.5,
+                seconds,
+            );
+            for s in &sessions {
+                s.command(SessionCommand::Monitor(MonitorMode::Whisper));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+            // Whispering: the supervisor sends too; the agent and the supervisor hear mixes.
+            let whisper = drive(
+                "whisper",
+                &three,
+                &[true, false, false],
+                with_supervisor,
+                1.0,
+                seconds,
+            );
+            for r in [&listen, &whisper] {
+                monitored_rows.push((calls, r.clone()));
+            }
+        }
         drop(sessions);
         std::thread::sleep(Duration::from_millis(300));
+    }
+    if monitor {
+        print_monitoring(&monitored, &monitored_rows);
+    }
+}
+
+/// The monitored calls beside the unmonitored ones of the same size: relay CPU per call and
+/// per packet received, and the ratio of each to the unmonitored calls'.
+fn print_monitoring(plain: &[(usize, Run)], monitored: &[(usize, Run)]) {
+    println!();
+    println!(
+        "Monitored calls (a supervisor per call) against the same calls unmonitored, same run; \
+         latency only on paths forwarded as they came"
+    );
+    println!(
+        "| calls | calls are | packets/s into relay | delivered | relay CPU (cores) | relay CPU per call (ms/s) | relay CPU per packet in (µs) | per call vs unmonitored | per packet vs unmonitored | latency p50 | p99 |"
+    );
+    println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for (calls, base) in plain {
+        let per_call = |r: &Run| 1000.0 * r.relay_cpu_s / r.seconds / *calls as f64;
+        let per_packet = |r: &Run| 1e6 * r.relay_cpu_s / r.sent.max(1) as f64;
+        let rows = std::iter::once(base)
+            .chain(monitored.iter().filter(|(c, _)| c == calls).map(|(_, r)| r));
+        for r in rows {
+            let label = if r.label == "relay" {
+                "unmonitored"
+            } else {
+                r.label.as_str()
+            };
+            println!(
+                "| {calls} | {label} | {:.0} | {:.3} % | {:.2} | {:.3} | {:.2} | {:.2}× | {:.2}× | {:.0} | {:.0} |",
+                r.sent as f64 / r.seconds,
+                100.0 * r.received as f64 / (r.sent.max(1) as f64 * r.fanout),
+                r.relay_cpu_s / r.seconds,
+                per_call(r),
+                per_packet(r),
+                per_call(r) / per_call(base),
+                per_packet(r) / per_packet(base),
+                r.p50_us,
+                r.p99_us,
+            );
+        }
     }
 }

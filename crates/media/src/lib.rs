@@ -7,18 +7,24 @@
 //! strangers can neither inject audio nor capture a leg: [`latch`]), forwards packets between
 //! the legs rewriting only their RTP header so that each phone hears one continuous stream
 //! ([`stream`]) with its own RTCP reports, reports RFC 4733 DTMF and silent legs, and plays
-//! prompts and music-on-hold.
+//! prompts and music-on-hold. A supervisor can be added to a running call as a third leg that
+//! listens, whispers to the agent or barges in ([`relay::MonitorMode`]), the audio mixed in
+//! G.711 where a leg hears two others ([`mix`]).
 //!
 //! # Driving it
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), media::relay::MediaError> {
-//! use media::relay::{Leg, MediaConfig, Relay, SessionCommand, SessionId};
+//! use media::relay::{Leg, MediaConfig, MonitorMode, Relay, SessionCommand, SessionId};
 //! let (events_tx, mut events) = tokio::sync::mpsc::channel(1024);
 //! let relay = Relay::new(MediaConfig::default(), events_tx);
 //! let session = relay.open(SessionId(1))?;          // binds 2 × (RTP, RTCP)
 //! let caller_port = session.port(Leg::Caller);       // goes into the SDP answer
 //! session.command(SessionCommand::Bridge(true));     // after both Remote commands
+//! // A supervisor monitors: one more port pair, then who hears whom.
+//! let supervisor_port = relay.attach_supervisor(&session)?; // into its SDP answer
+//! session.command(SessionCommand::Monitor(MonitorMode::Listen));
+//! session.command(SessionCommand::DetachSupervisor); // its ports go back to the pool
 //! while let Some(ev) = events.recv().await { /* DTMF, timeouts, playback done */ }
 //! drop(session);                                     // ends the task, frees the ports
 //! # Ok(()) }
@@ -30,6 +36,7 @@
 //! - [`latch`]: whom each leg accepts RTP from and sends it to (probation, no RTP bleed), sans-IO.
 //! - [`ports`]: the port pool.
 //! - [`stream`]: the stream each leg hears (SSRC, sequence, timestamps, RTCP), sans-IO.
+//! - [`mix`]: who hears whom while a supervisor monitors, and the G.711 mixer, sans-IO.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -37,6 +44,7 @@
 pub use recorder;
 
 pub mod latch;
+pub mod mix;
 pub mod ports;
 pub mod prompt;
 pub mod relay;
@@ -45,5 +53,6 @@ pub mod sdp;
 pub mod stream;
 
 pub use relay::{
-    Leg, MediaConfig, MediaEvent, MediaEventKind, Relay, Session, SessionCommand, SessionId,
+    Leg, MediaConfig, MediaEvent, MediaEventKind, MonitorMode, Relay, Session, SessionCommand,
+    SessionId,
 };

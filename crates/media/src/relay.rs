@@ -1,13 +1,15 @@
 //! The relay itself: one tokio task per call that owns the call's four sockets (RTP and RTCP
-//! for the caller leg and for the agent leg) and everything that happens on them.
+//! for the caller leg and for the agent leg; two more while a supervisor is attached) and
+//! everything that happens on them.
 //!
 //! ```text
 //! loop {
 //!     select! {
-//!         command from call control   => remote addresses, bridge on/off, play, stop, close
-//!         a socket is readable         => drain it: latch, detect DTMF, forward if bridged
+//!         command from call control   => remote addresses, bridge on/off, play, stop, monitor,
+//!                                        a supervisor's sockets (attach), detach, close
+//!         a socket is readable         => drain it: latch, detect DTMF, forward or mix if bridged
 //!         20 ms tick (while playing)   => send the prompt packets that are due
-//!         1 s tick                     => media timeout check
+//!         1 s tick                     => media timeout check, RTCP reports
 //!     }
 //! }
 //! ```
@@ -37,11 +39,34 @@
 //!
 //! Dropping the [`Session`] handle ends the task and returns the ports, so no exit path of call
 //! control can leak a port pair.
+//!
+//! # Monitoring
+//!
+//! A supervisor's phone is a third leg, [`Leg::Supervisor`], that a call gets only when
+//! [`Relay::attach_supervisor`] binds a port pair for it from the same pool; an unmonitored
+//! call has no sockets, no mixer and no per-packet work for it but one branch. The leg is
+//! latched, reported on (DTMF, timeouts, finished prompts) and played to like the others, and
+//! [`SessionCommand::DetachSupervisor`] (or dropping the session) returns its ports.
+//! [`SessionCommand::Monitor`] sets who hears whom ([`MonitorMode`]): listen (the supervisor
+//! hears both parties), whisper (the agent hears the supervisor too, the caller never does),
+//! barge (each hears the other two). A leg that hears one other leg gets its packets
+//! forwarded as always, with no added latency; a leg that hears two gets a G.711 mix in its
+//! own law, sent in its one continuous stream, with at most 40 ms added ([`crate::mix`]).
+//! Telephone-events are never mixed: the caller's and the agent's still go to each other, a
+//! supervisor's go to nobody (they are reported, for call control to switch modes by key).
+//! While the legs are not bridged nobody hears anybody, and a leg that hears a prompt hears
+//! only the prompt.
+//!
+//! The recorder tap keeps recording the caller (left) and the agent (right). While a
+//! supervisor barges, the right channel is the mix the caller hears (the agent and the
+//! supervisor), so a barging supervisor is recorded; a whispering or listening one is not
+//! (the caller does not hear them). A prompt played to the caller during a barge leaves the
+//! right channel silent for its length.
 
 use std::collections::VecDeque;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -54,10 +79,13 @@ use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
 use crate::latch::{Admission, Dropped, Latch};
+use crate::mix::{self, Frame, Mixer, FRAME};
 use crate::ports::PortPool;
 use crate::prompt::Prompt;
-use crate::rtp::{TelephoneEvent, SAMPLES_PER_PACKET};
+use crate::rtp::{RtpHeader, TelephoneEvent, HEADER_LEN, SAMPLES_PER_PACKET};
 use crate::stream::{OutStream, Reception};
+
+pub use crate::mix::MonitorMode;
 
 /// Relay settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,36 +118,42 @@ impl Default for MediaConfig {
     }
 }
 
-/// The two legs of a call.
+/// The legs of a call: the two parties, and a supervisor who may monitor them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Leg {
     /// The calling party (the customer, or the calling extension).
     Caller,
     /// The called party (the agent's phone, or the called extension).
     Agent,
+    /// A supervisor's phone, attached to a running call with [`Relay::attach_supervisor`]
+    /// (no ports before that) and heard or not as the [`MonitorMode`] says.
+    Supervisor,
 }
 
 impl Leg {
-    fn index(self) -> usize {
+    pub(crate) const fn index(self) -> usize {
         match self {
             Leg::Caller => 0,
             Leg::Agent => 1,
+            Leg::Supervisor => 2,
         }
     }
 
-    fn from_index(i: usize) -> Leg {
-        if i == 0 {
-            Leg::Caller
-        } else {
-            Leg::Agent
+    const fn from_index(i: usize) -> Leg {
+        match i {
+            0 => Leg::Caller,
+            1 => Leg::Agent,
+            _ => Leg::Supervisor,
         }
     }
 
-    /// The other leg.
+    /// The other party of the call: the agent for the caller and the caller for the agent.
+    /// A supervisor is no party of the call: its "other" is itself.
     pub fn other(self) -> Leg {
         match self {
             Leg::Caller => Leg::Agent,
             Leg::Agent => Leg::Caller,
+            Leg::Supervisor => Leg::Supervisor,
         }
     }
 }
@@ -151,8 +185,16 @@ pub enum SessionCommand {
         /// waiting out the signalled address's silence.
         host: Option<IpAddr>,
     },
-    /// Connect the two legs (each hears the other) or disconnect them.
+    /// Connect the two legs (each hears the other) or disconnect them. While they are not
+    /// bridged, no audio passes between any legs, a monitoring supervisor's included.
     Bridge(bool),
+    /// How the attached supervisor takes part (see [`MonitorMode`]); [`MonitorMode::Off`]
+    /// keeps the supervisor's leg (its ports, prompts, DTMF) without mixing. Ignored while no
+    /// supervisor is attached; detaching sets it back to `Off`.
+    Monitor(MonitorMode),
+    /// Close the supervisor's leg: an RTCP BYE to its phone, its sockets closed and its port
+    /// pair back in the pool. Nothing happens when none is attached.
+    DetachSupervisor,
     /// Play prompts to a leg, then loop `then` (music on hold) if given. Replaces whatever
     /// the leg was playing.
     Play {
@@ -212,6 +254,12 @@ pub enum MediaError {
     /// A socket could not be set up.
     #[error("RTP socket: {0}")]
     Socket(#[from] io::Error),
+    /// The session already has a supervisor's leg.
+    #[error("a supervisor is already attached to the media session")]
+    SupervisorAttached,
+    /// The session has ended, or its command queue is full.
+    #[error("the media session does not take commands")]
+    SessionGone,
 }
 
 /// Relay counters (monotonic unless noted).
@@ -232,15 +280,21 @@ pub struct RelayStats {
     pub played: AtomicU64,
     /// Frames the recorder tap dropped (its queue was full), over all sessions.
     pub tap_dropped: AtomicU64,
+    /// Mixed packets sent (to legs that hear a mix while a supervisor monitors).
+    pub mixed: AtomicU64,
 }
 
 /// Packet counts of one session, readable while it runs (and after).
 #[derive(Debug, Default)]
 pub struct SessionCounters {
-    /// Valid packets received from each leg's phone (index: caller 0, agent 1).
-    pub received: [AtomicU64; 2],
-    /// Packets forwarded from each leg to the other.
-    pub forwarded: [AtomicU64; 2],
+    /// Valid packets received from each leg's phone (index: caller 0, agent 1,
+    /// supervisor 2).
+    pub received: [AtomicU64; 3],
+    /// Packets forwarded from each leg to the other party as they came (a supervisor's
+    /// never are: it is only heard in mixes).
+    pub forwarded: [AtomicU64; 3],
+    /// Mixed packets sent to each leg.
+    pub mixed: [AtomicU64; 3],
     /// Packets from addresses the legs do not accept (see [`RelayStats::dropped_strangers`]),
     /// both legs.
     pub strangers: AtomicU64,
@@ -257,6 +311,11 @@ impl SessionCounters {
     /// Packets forwarded from a leg to the other one.
     pub fn forwarded(&self, from: Leg) -> u64 {
         self.forwarded[from.index()].load(Ordering::Relaxed)
+    }
+
+    /// Mixed packets sent to a leg.
+    pub fn mixed(&self, to: Leg) -> u64 {
+        self.mixed[to.index()].load(Ordering::Relaxed)
     }
 
     /// Packets the recorder's queue could not take.
@@ -296,9 +355,21 @@ impl std::fmt::Debug for Relay {
 pub struct Session {
     id: SessionId,
     counters: Arc<SessionCounters>,
-    commands: mpsc::Sender<SessionCommand>,
+    commands: mpsc::Sender<Command>,
     ports: [u16; 2],
+    /// The supervisor leg's RTP port, [`NO_SUPERVISOR`] while none is attached.
+    supervisor: AtomicU32,
     advertise: Ipv4Addr,
+}
+
+const NO_SUPERVISOR: u32 = u32::MAX;
+
+/// What goes down a session's command queue: call control's commands, and the sockets of a
+/// supervisor's leg (which a [`SessionCommand`] cannot carry: it is `Clone`).
+#[derive(Debug)]
+enum Command {
+    Session(SessionCommand),
+    Attach(Box<AttachedPair>),
 }
 
 impl Session {
@@ -312,9 +383,21 @@ impl Session {
         &self.counters
     }
 
-    /// The RTP port of a leg (RTCP is the next one).
+    /// The RTP port of a leg (RTCP is the next one); 0 for a supervisor's leg that is not
+    /// attached (see [`Session::supervisor_port`]).
     pub fn port(&self, leg: Leg) -> u16 {
-        self.ports[leg.index()]
+        match leg {
+            Leg::Caller | Leg::Agent => self.ports[leg.index()],
+            Leg::Supervisor => self.supervisor_port().unwrap_or(0),
+        }
+    }
+
+    /// The RTP port of the supervisor's leg, while one is attached.
+    pub fn supervisor_port(&self) -> Option<u16> {
+        match self.supervisor.load(Ordering::Relaxed) {
+            NO_SUPERVISOR => None,
+            p => u16::try_from(p).ok(),
+        }
     }
 
     /// The address our SDP gives for a leg.
@@ -324,12 +407,51 @@ impl Session {
 
     /// Send a command; false if the session is gone or its queue is full.
     pub fn command(&self, cmd: SessionCommand) -> bool {
-        match self.commands.try_send(cmd) {
-            Ok(()) => true,
+        let detach = matches!(cmd, SessionCommand::DetachSupervisor);
+        match self.commands.try_send(Command::Session(cmd)) {
+            Ok(()) => {
+                if detach {
+                    // Commands are taken in order: a later attach follows this detach.
+                    self.supervisor.store(NO_SUPERVISOR, Ordering::Relaxed);
+                }
+                true
+            }
             Err(e) => {
                 warn!(session = self.id.0, error = %e, "media command dropped");
                 false
             }
+        }
+    }
+}
+
+/// A port pair taken from the pool for a supervisor's leg: back in the pool when dropped,
+/// whether the session's task closes it or the command that carries it is never taken.
+struct AttachedPair {
+    io: Option<LegIo>,
+    port: u16,
+    relay: Arc<Inner>,
+}
+
+impl std::fmt::Debug for AttachedPair {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AttachedPair")
+            .field("port", &self.port)
+            .finish()
+    }
+}
+
+impl AttachedPair {
+    fn io(&self) -> &LegIo {
+        self.io.as_ref().expect("sockets until dropped")
+    }
+}
+
+impl Drop for AttachedPair {
+    fn drop(&mut self) {
+        // Close the sockets before the port can be handed out again.
+        self.io = None;
+        if let Ok(mut pool) = self.relay.pool.lock() {
+            pool.give(self.port);
         }
     }
 }
@@ -396,15 +518,24 @@ impl Relay {
         let a = io_legs.pop().expect("two legs");
         self.inner.stats.sessions.fetch_add(1, Ordering::Relaxed);
         let counters = Arc::new(SessionCounters::default());
+        let now = Instant::now();
         let task = SessionTask {
-            id,
-            counters: counters.clone(),
-            relay: self.inner.clone(),
+            ctx: Ctx {
+                id,
+                counters: counters.clone(),
+                relay: self.inner.clone(),
+            },
             io: [a, b],
-            legs: [LegState::new(Instant::now()), LegState::new(Instant::now())],
+            legs: [
+                LegState::new(now, Leg::Caller),
+                LegState::new(now, Leg::Agent),
+            ],
             ports,
             bridged: false,
             tap: None,
+            tap_channels: [Some(RecordChannel::Left), Some(RecordChannel::Right)],
+            supervisor: None,
+            monitoring: None,
         };
         tokio::spawn(task.run(rx));
         Ok(Session {
@@ -412,8 +543,49 @@ impl Relay {
             counters,
             commands: tx,
             ports,
+            supervisor: AtomicU32::new(NO_SUPERVISOR),
             advertise: self.inner.cfg.advertise,
         })
+    }
+
+    /// Give a session a supervisor's leg: bind a port pair from the pool and hand it to the
+    /// session's task. Returns the leg's RTP port (for the supervisor's SDP). The leg then
+    /// takes `Remote`, `Play` and `Stop` like the others and reports DTMF, timeouts and
+    /// finished playbacks; who hears it is set by [`SessionCommand::Monitor`] (until then,
+    /// [`MonitorMode::Off`]). [`SessionCommand::DetachSupervisor`] or dropping the session
+    /// frees the ports. Must be called inside a tokio runtime.
+    pub fn attach_supervisor(&self, session: &Session) -> Result<u16, MediaError> {
+        if session.supervisor_port().is_some() {
+            return Err(MediaError::SupervisorAttached);
+        }
+        let (port, (rtp, rtcp)) = self.bind_free_pair()?;
+        // From here on, the port goes back to the pool whatever happens.
+        let mut pair = Box::new(AttachedPair {
+            io: None,
+            port,
+            relay: self.inner.clone(),
+        });
+        pair.io = Some(LegIo {
+            rtp: UdpSocket::from_std(rtp)?,
+            rtcp: UdpSocket::from_std(rtcp)?,
+        });
+        if session
+            .supervisor
+            .compare_exchange(
+                NO_SUPERVISOR,
+                u32::from(port),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            )
+            .is_err()
+        {
+            return Err(MediaError::SupervisorAttached);
+        }
+        if session.commands.try_send(Command::Attach(pair)).is_err() {
+            session.supervisor.store(NO_SUPERVISOR, Ordering::Relaxed);
+            return Err(MediaError::SessionGone);
+        }
+        Ok(port)
     }
 
     fn bind_free_pair(
@@ -440,6 +612,15 @@ struct LegIo {
     rtcp: UdpSocket,
 }
 
+impl LegIo {
+    fn socket(&self, ch: Channel) -> &UdpSocket {
+        match ch {
+            Channel::Rtp => &self.rtp,
+            Channel::Rtcp => &self.rtcp,
+        }
+    }
+}
+
 struct Playback {
     queue: VecDeque<Prompt>,
     then: Option<Prompt>,
@@ -450,6 +631,8 @@ struct Playback {
 }
 
 struct LegState {
+    /// Which leg this is.
+    leg: Leg,
     /// Whom the leg accepts packets from and sends them to.
     latch: Latch,
     law: Law,
@@ -461,7 +644,7 @@ struct LegState {
     timed_out: bool,
     last_event_ts: Option<u32>,
     play: Option<Playback>,
-    /// The stream this leg hears (prompts and the other leg's packets).
+    /// The stream this leg hears (prompts, the other legs' packets, mixes).
     out: OutStream,
     /// What this leg's phone sends us (for our RTCP reports to it).
     reception: Reception,
@@ -470,11 +653,12 @@ struct LegState {
 }
 
 impl LegState {
-    fn new(now: Instant) -> LegState {
+    fn new(now: Instant, leg: Leg) -> LegState {
         // SSRC, first sequence number and timestamp are random (RFC 3550 §5.1), drawn once
-        // per leg when the session opens.
+        // per leg when the session opens (when a supervisor's leg is attached).
         let (ssrc, seq, ts): (u32, u16, u32) = (rand::random(), rand::random(), rand::random());
         LegState {
+            leg,
             latch: Latch::new(now),
             law: Law::Mu,
             pt: 0,
@@ -498,17 +682,52 @@ impl LegState {
     fn rtcp_dest(&self) -> Option<SocketAddr> {
         self.latch.rtcp_destination()
     }
+
+    /// The first packet to a leg schedules its first RTCP report (RFC 3550 §6.2: the first
+    /// one goes out after half the minimum interval).
+    fn schedule_report(&mut self, now: Instant) {
+        if self.rtcp_next.is_none() {
+            self.rtcp_next = Some(now + RTCP_INTERVAL / 2);
+        }
+    }
 }
 
-struct SessionTask {
+/// A supervisor's leg, while one is attached.
+struct SupervisorLeg {
+    pair: Box<AttachedPair>,
+    state: LegState,
+}
+
+/// Monitoring in a mode other than [`MonitorMode::Off`]: allocated only then.
+struct Monitoring {
+    mode: MonitorMode,
+    mixer: Mixer,
+    /// The frame of the packet being mixed, decoded once for every leg that hears it.
+    frame: Frame,
+    /// The mixed packet being built.
+    packet: Vec<u8>,
+}
+
+/// What every packet's handling needs besides the legs.
+struct Ctx {
     id: SessionId,
     counters: Arc<SessionCounters>,
     relay: Arc<Inner>,
+}
+
+struct SessionTask {
+    ctx: Ctx,
     io: [LegIo; 2],
     legs: [LegState; 2],
     ports: [u16; 2],
     bridged: bool,
     tap: Option<mpsc::Sender<RecordFrame>>,
+    /// The recorder channel of the caller's and the agent's packets. The agent's is `None`
+    /// while a supervisor barges: then the mix the caller hears (agent and supervisor) is
+    /// recorded in its place.
+    tap_channels: [Option<RecordChannel>; 2],
+    supervisor: Option<Box<SupervisorLeg>>,
+    monitoring: Option<Box<Monitoring>>,
 }
 
 #[derive(Clone, Copy)]
@@ -517,8 +736,138 @@ enum Channel {
     Rtcp,
 }
 
+/// Every leg the session has: which, its state, its sockets.
+fn each_leg<'a>(
+    legs: &'a mut [LegState; 2],
+    io: &'a [LegIo; 2],
+    supervisor: &'a mut Option<Box<SupervisorLeg>>,
+) -> impl Iterator<Item = (&'a mut LegState, &'a LegIo)> {
+    let [caller, agent] = legs;
+    let [caller_io, agent_io] = io;
+    [(caller, caller_io), (agent, agent_io)].into_iter().chain(
+        supervisor
+            .as_deref_mut()
+            .map(|s| (&mut s.state, s.pair.io())),
+    )
+}
+
+/// One leg's state and sockets, if the session has that leg.
+fn leg_mut<'a>(
+    legs: &'a mut [LegState; 2],
+    io: &'a [LegIo; 2],
+    supervisor: &'a mut Option<Box<SupervisorLeg>>,
+    leg: Leg,
+) -> Option<(&'a mut LegState, &'a LegIo)> {
+    match leg {
+        Leg::Caller | Leg::Agent => Some((&mut legs[leg.index()], &io[leg.index()])),
+        Leg::Supervisor => supervisor
+            .as_deref_mut()
+            .map(|s| (&mut s.state, s.pair.io())),
+    }
+}
+
+/// Ready when the supervisor's socket is; never while there is none.
+async fn supervisor_readable(s: Option<&SupervisorLeg>, ch: Channel) -> io::Result<()> {
+    match s {
+        Some(s) => s.pair.io().socket(ch).readable().await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Ctx {
+    /// What every packet of a leg's phone goes through first: whom it is from (a stranger's
+    /// packet is dropped before anything else looks at it), liveness, RTCP, receiver
+    /// statistics and DTMF. Returns the header of an accepted RTP packet.
+    fn receive(
+        &self,
+        leg: &mut LegState,
+        ch: Channel,
+        data: &[u8],
+        from: SocketAddr,
+        now: Instant,
+        pending: &mut Vec<MediaEventKind>,
+    ) -> Option<RtpHeader> {
+        self.relay.stats.received.fetch_add(1, Ordering::Relaxed);
+        let verdict = match ch {
+            Channel::Rtp => match leg.latch.admit(now, from, data) {
+                Admission::Accept(h) => Ok(Some(h)),
+                Admission::Learned(h) => {
+                    debug!(session = self.id.0, leg = ?leg.leg, remote = %from, "media latched");
+                    Ok(Some(h))
+                }
+                Admission::Drop(d) => Err(d),
+            },
+            Channel::Rtcp => leg.latch.admit_rtcp(from, data).map(|()| None),
+        };
+        let header = match verdict {
+            Ok(h) => h,
+            // From the phone, but not a valid RTP (or RTCP) packet: dropped, not counted.
+            Err(Dropped::Malformed) => return None,
+            Err(Dropped::Stranger { report }) => {
+                self.relay
+                    .stats
+                    .dropped_strangers
+                    .fetch_add(1, Ordering::Relaxed);
+                self.counters.strangers.fetch_add(1, Ordering::Relaxed);
+                if report {
+                    debug!(
+                        session = self.id.0, leg = ?leg.leg, remote = %from,
+                        "media from a stranger dropped"
+                    );
+                }
+                return None;
+            }
+        };
+        leg.last_rx = Some(now);
+        leg.timed_out = false;
+        let Some(h) = header else {
+            // The phone's RTCP: kept for our reports to it, never forwarded.
+            leg.reception.on_rtcp(now, data);
+            return None;
+        };
+        self.counters.received[leg.leg.index()].fetch_add(1, Ordering::Relaxed);
+        leg.reception.on_rtp(now, h.seq, h.timestamp, h.ssrc);
+        if leg.telephone_event == Some(h.payload_type) {
+            let payload = &data[h.payload_offset..h.payload_offset + h.payload_len];
+            if let Some(ev) = TelephoneEvent::parse(payload) {
+                // One report per key press: the event's packets share its timestamp.
+                if leg.last_event_ts != Some(h.timestamp) {
+                    leg.last_event_ts = Some(h.timestamp);
+                    if let Some(digit) = ev.digit() {
+                        pending.push(MediaEventKind::Dtmf {
+                            leg: leg.leg,
+                            digit,
+                        });
+                    }
+                }
+            }
+        }
+        Some(h)
+    }
+
+    /// Hand a copy of a packet to the recorder, never waiting.
+    fn tap(
+        &self,
+        tap: &mpsc::Sender<RecordFrame>,
+        channel: RecordChannel,
+        now: Instant,
+        data: &[u8],
+    ) {
+        let frame = RecordFrame {
+            call: self.id.0,
+            channel,
+            at: now,
+            packet: Bytes::copy_from_slice(data),
+        };
+        if tap.try_send(frame).is_err() {
+            self.counters.tap_dropped.fetch_add(1, Ordering::Relaxed);
+            self.relay.stats.tap_dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
 impl SessionTask {
-    async fn run(mut self, mut commands: mpsc::Receiver<SessionCommand>) {
+    async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
         let mut buf = vec![0u8; 2048];
         let mut out = Vec::with_capacity(256);
         let mut tick = tokio::time::interval(Duration::from_millis(20));
@@ -527,19 +876,27 @@ impl SessionTask {
         check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut pending: Vec<MediaEventKind> = Vec::new();
         loop {
-            let playing = self.legs.iter().any(|l| l.play.is_some());
+            let attached = self.supervisor.is_some();
+            let playing = self.legs.iter().any(|l| l.play.is_some())
+                || self
+                    .supervisor
+                    .as_ref()
+                    .is_some_and(|s| s.state.play.is_some());
             tokio::select! {
                 // Commands first: a Remote or Bridge sent before a packet arrived applies
                 // to that packet.
                 biased;
                 cmd = commands.recv() => match cmd {
-                    Some(c) => self.command(c),
+                    Some(Command::Session(c)) => self.command(c, &mut out),
+                    Some(Command::Attach(pair)) => self.attach(pair),
                     None => break,
                 },
                 r = self.io[0].rtp.readable() => if r.is_ok() { self.drain(0, Channel::Rtp, &mut buf, &mut pending) },
                 r = self.io[0].rtcp.readable() => if r.is_ok() { self.drain(0, Channel::Rtcp, &mut buf, &mut pending) },
                 r = self.io[1].rtp.readable() => if r.is_ok() { self.drain(1, Channel::Rtp, &mut buf, &mut pending) },
                 r = self.io[1].rtcp.readable() => if r.is_ok() { self.drain(1, Channel::Rtcp, &mut buf, &mut pending) },
+                r = supervisor_readable(self.supervisor.as_deref(), Channel::Rtp), if attached => if r.is_ok() { self.drain_supervisor(Channel::Rtp, &mut buf, &mut pending) },
+                r = supervisor_readable(self.supervisor.as_deref(), Channel::Rtcp), if attached => if r.is_ok() { self.drain_supervisor(Channel::Rtcp, &mut buf, &mut pending) },
                 _ = tick.tick(), if playing => self.play_due(Instant::now(), &mut out, &mut pending),
                 _ = check.tick() => {
                     let now = Instant::now();
@@ -549,25 +906,30 @@ impl SessionTask {
             }
             for kind in pending.drain(..) {
                 let ev = MediaEvent {
-                    session: self.id,
+                    session: self.ctx.id,
                     kind,
                 };
-                if self.relay.events.send(ev).await.is_err() {
+                if self.ctx.relay.events.send(ev).await.is_err() {
                     break;
                 }
             }
         }
         self.send_byes(&mut out);
-        if let Ok(mut pool) = self.relay.pool.lock() {
+        if let Ok(mut pool) = self.ctx.relay.pool.lock() {
             for p in self.ports {
                 pool.give(p);
             }
         }
-        self.relay.stats.sessions.fetch_sub(1, Ordering::Relaxed);
-        debug!(session = self.id.0, "media session closed");
+        // A supervisor's pair goes back as the task's state is dropped.
+        self.ctx
+            .relay
+            .stats
+            .sessions
+            .fetch_sub(1, Ordering::Relaxed);
+        debug!(session = self.ctx.id.0, "media session closed");
     }
 
-    fn command(&mut self, cmd: SessionCommand) {
+    fn command(&mut self, cmd: SessionCommand, out: &mut Vec<u8>) {
         match cmd {
             SessionCommand::Remote {
                 leg,
@@ -579,7 +941,9 @@ impl SessionTask {
                 host,
             } => {
                 let now = Instant::now();
-                let l = &mut self.legs[leg.index()];
+                let Some(l) = self.state_mut(leg) else {
+                    return;
+                };
                 // A peer that moved (re-INVITE) is learned again.
                 l.latch.signal(now, rtp, sends);
                 l.latch.signalling_host(host);
@@ -592,7 +956,9 @@ impl SessionTask {
             }
             SessionCommand::Bridge(on) => self.bridged = on,
             SessionCommand::Play { leg, prompts, then } => {
-                let l = &mut self.legs[leg.index()];
+                let Some(l) = self.state_mut(leg) else {
+                    return;
+                };
                 l.out.mark();
                 l.play = Some(Playback {
                     queue: prompts.into(),
@@ -602,20 +968,91 @@ impl SessionTask {
                     started: Instant::now(),
                     sent: 0,
                 });
+                // What was waiting to be mixed for the leg is stale once the prompt ends.
+                if let Some(m) = self.monitoring.as_deref_mut() {
+                    m.mixer.reset(leg);
+                }
             }
-            SessionCommand::Stop(leg) => self.legs[leg.index()].play = None,
+            SessionCommand::Stop(leg) => {
+                if let Some(l) = self.state_mut(leg) {
+                    l.play = None;
+                }
+            }
             SessionCommand::Tap(t) => self.tap = t,
+            SessionCommand::Monitor(mode) => self.monitor(mode),
+            SessionCommand::DetachSupervisor => self.detach(out),
         }
+    }
+
+    fn state_mut(&mut self, leg: Leg) -> Option<&mut LegState> {
+        let found = leg_mut(&mut self.legs, &self.io, &mut self.supervisor, leg).map(|(l, _)| l);
+        if found.is_none() {
+            debug!(
+                session = self.ctx.id.0,
+                "media command for a supervisor who is not attached"
+            );
+        }
+        found
+    }
+
+    fn attach(&mut self, pair: Box<AttachedPair>) {
+        debug!(
+            session = self.ctx.id.0,
+            port = pair.port,
+            "supervisor attached"
+        );
+        let state = LegState::new(Instant::now(), Leg::Supervisor);
+        // The handle refuses a second attach; were there one, the earlier pair is freed.
+        self.supervisor = Some(Box::new(SupervisorLeg { pair, state }));
+    }
+
+    fn detach(&mut self, out: &mut Vec<u8>) {
+        self.monitor(MonitorMode::Off);
+        if let Some(s) = self.supervisor.take() {
+            send_bye(&s.state, s.pair.io(), out);
+            debug!(
+                session = self.ctx.id.0,
+                port = s.pair.port,
+                "supervisor detached"
+            );
+        }
+    }
+
+    fn monitor(&mut self, mode: MonitorMode) {
+        if self.supervisor.is_none() && mode != MonitorMode::Off {
+            debug!(
+                session = self.ctx.id.0,
+                ?mode,
+                "monitoring without a supervisor ignored"
+            );
+            return;
+        }
+        match (mode, self.monitoring.as_deref_mut()) {
+            (MonitorMode::Off, _) => self.monitoring = None,
+            (mode, Some(m)) => {
+                m.mode = mode;
+                m.mixer = Mixer::new();
+            }
+            (mode, None) => {
+                self.monitoring = Some(Box::new(Monitoring {
+                    mode,
+                    mixer: Mixer::new(),
+                    frame: [0; FRAME],
+                    packet: Vec::with_capacity(12 + FRAME),
+                }))
+            }
+        }
+        self.tap_channels[Leg::Agent.index()] = if mode == MonitorMode::Barge {
+            None
+        } else {
+            Some(RecordChannel::Right)
+        };
     }
 
     fn drain(&mut self, i: usize, ch: Channel, buf: &mut [u8], pending: &mut Vec<MediaEventKind>) {
         // Bounded per wake-up so one flooded port cannot starve the others.
         for _ in 0..64 {
-            let sock = match ch {
-                Channel::Rtp => &self.io[i].rtp,
-                Channel::Rtcp => &self.io[i].rtcp,
-            };
-            match sock.try_recv_from(buf) {
+            match self.io[i].socket(ch).try_recv_from(buf) {
                 Ok((n, from)) => self.packet(i, ch, &mut buf[..n], from, pending),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(_) => continue,
@@ -623,6 +1060,20 @@ impl SessionTask {
         }
     }
 
+    fn drain_supervisor(&mut self, ch: Channel, buf: &mut [u8], pending: &mut Vec<MediaEventKind>) {
+        for _ in 0..64 {
+            let Some(s) = self.supervisor.as_deref() else {
+                return;
+            };
+            match s.pair.io().socket(ch).try_recv_from(buf) {
+                Ok((n, from)) => self.supervisor_packet(ch, &mut buf[..n], from, pending),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(_) => continue,
+            }
+        }
+    }
+
+    /// A packet from the caller's (`i` 0) or the agent's (1) phone.
     fn packet(
         &mut self,
         i: usize,
@@ -631,87 +1082,56 @@ impl SessionTask {
         from: SocketAddr,
         pending: &mut Vec<MediaEventKind>,
     ) {
-        self.relay.stats.received.fetch_add(1, Ordering::Relaxed);
         let now = Instant::now();
-        let leg = &mut self.legs[i];
-        // Whom the packet is from comes first: a stranger's packet is dropped before anything
-        // else looks at it.
-        let verdict = match ch {
-            Channel::Rtp => match leg.latch.admit(now, from, data) {
-                Admission::Accept(h) => Ok(Some(h)),
-                Admission::Learned(h) => {
-                    debug!(session = self.id.0, leg = i, remote = %from, "media latched");
-                    Ok(Some(h))
-                }
-                Admission::Drop(d) => Err(d),
-            },
-            Channel::Rtcp => leg.latch.admit_rtcp(from, data).map(|()| None),
-        };
-        let header = match verdict {
-            Ok(h) => h,
-            // From the phone, but not a valid RTP (or RTCP) packet: dropped, not counted.
-            Err(Dropped::Malformed) => return,
-            Err(Dropped::Stranger { report }) => {
-                self.relay
-                    .stats
-                    .dropped_strangers
-                    .fetch_add(1, Ordering::Relaxed);
-                self.counters.strangers.fetch_add(1, Ordering::Relaxed);
-                if report {
-                    debug!(
-                        session = self.id.0, leg = i, remote = %from,
-                        "media from a stranger dropped"
-                    );
-                }
-                return;
-            }
-        };
-        leg.last_rx = Some(now);
-        leg.timed_out = false;
-        let Some(h) = header else {
-            // The phone's RTCP: kept for our reports to it, never forwarded.
-            leg.reception.on_rtcp(now, data);
+        let Some(h) = self
+            .ctx
+            .receive(&mut self.legs[i], ch, data, from, now, pending)
+        else {
             return;
         };
-        self.counters.received[i].fetch_add(1, Ordering::Relaxed);
-        leg.reception.on_rtp(now, h.seq, h.timestamp, h.ssrc);
-        if leg.telephone_event == Some(h.payload_type) {
-            let payload = &data[h.payload_offset..h.payload_offset + h.payload_len];
-            if let Some(ev) = TelephoneEvent::parse(payload) {
-                // One report per key press: the event's packets share its timestamp.
-                if leg.last_event_ts != Some(h.timestamp) {
-                    leg.last_event_ts = Some(h.timestamp);
-                    if let Some(digit) = ev.digit() {
-                        pending.push(MediaEventKind::Dtmf {
-                            leg: Leg::from_index(i),
-                            digit,
-                        });
-                    }
-                }
-            }
+        if let (Some(tap), Some(channel)) = (&self.tap, self.tap_channels[i]) {
+            self.ctx.tap(tap, channel, now, data);
         }
-        if let Some(tap) = &self.tap {
-            let frame = RecordFrame {
-                call: self.id.0,
-                channel: if i == 0 {
-                    RecordChannel::Left
-                } else {
-                    RecordChannel::Right
-                },
-                at: now,
-                packet: Bytes::copy_from_slice(data),
-            };
-            if tap.try_send(frame).is_err() {
-                self.counters.tap_dropped.fetch_add(1, Ordering::Relaxed);
-                self.relay.stats.tap_dropped.fetch_add(1, Ordering::Relaxed);
-            }
+        if !self.bridged {
+            return;
         }
-        let o = 1 - i;
+        if self.monitoring.is_some() {
+            // The one branch an unmonitored call's packets pass for monitoring.
+            self.monitored(Leg::from_index(i), &h, data, now);
+            return;
+        }
         // A leg that hears a prompt or music hears only that: two sources interleaved in one
         // stream would be noise.
-        if !self.bridged || self.legs[o].play.is_some() {
+        if self.legs[1 - i].play.is_some() {
             return;
         }
+        self.forward(i, data, now);
+    }
+
+    /// A packet from the supervisor's phone: heard only in mixes.
+    fn supervisor_packet(
+        &mut self,
+        ch: Channel,
+        data: &mut [u8],
+        from: SocketAddr,
+        pending: &mut Vec<MediaEventKind>,
+    ) {
+        let now = Instant::now();
+        let Some(s) = self.supervisor.as_deref_mut() else {
+            return;
+        };
+        let Some(h) = self.ctx.receive(&mut s.state, ch, data, from, now, pending) else {
+            return;
+        };
+        if self.bridged && self.monitoring.is_some() {
+            self.monitored(Leg::Supervisor, &h, data, now);
+        }
+    }
+
+    /// Forward a packet of the caller (`i` 0) or the agent (1) to the other one as it came,
+    /// rewritten into that leg's stream.
+    fn forward(&mut self, i: usize, data: &mut [u8], now: Instant) {
+        let o = 1 - i;
         let from_te = self.legs[i].telephone_event;
         let to_te = self.legs[o].telephone_event;
         let Some(dest) = self.legs[o].rtp_dest() else {
@@ -726,32 +1146,113 @@ impl SessionTask {
         {
             return;
         }
-        self.schedule_report(o, now);
+        self.legs[o].schedule_report(now);
         match self.io[o].rtp.try_send_to(data, dest) {
             Ok(_) => {
-                self.relay.stats.forwarded.fetch_add(1, Ordering::Relaxed);
-                self.counters.forwarded[i].fetch_add(1, Ordering::Relaxed);
+                self.ctx
+                    .relay
+                    .stats
+                    .forwarded
+                    .fetch_add(1, Ordering::Relaxed);
+                self.ctx.counters.forwarded[i].fetch_add(1, Ordering::Relaxed);
             }
             Err(_) => {
-                self.relay.stats.send_errors.fetch_add(1, Ordering::Relaxed);
+                self.ctx
+                    .relay
+                    .stats
+                    .send_errors
+                    .fetch_add(1, Ordering::Relaxed);
             }
         }
     }
 
-    /// The first packet to a leg schedules its first RTCP report (RFC 3550 §6.2: the first
-    /// one goes out after half the minimum interval).
-    fn schedule_report(&mut self, i: usize, now: Instant) {
-        let leg = &mut self.legs[i];
-        if leg.rtcp_next.is_none() {
-            leg.rtcp_next = Some(now + RTCP_INTERVAL / 2);
+    /// A packet of `src` while a supervisor monitors: to each leg that hears a mix with
+    /// `src` in it, through the mixer; to the other party as it came unless that party hears
+    /// a mix (telephone-events go there in any case; a supervisor's go nowhere).
+    fn monitored(&mut self, src: Leg, h: &RtpHeader, data: &mut [u8], now: Instant) {
+        let Some(m) = self.monitoring.as_deref_mut() else {
+            return;
+        };
+        let mode = m.mode;
+        let Some((src_state, _)) = leg_mut(&mut self.legs, &self.io, &mut self.supervisor, src)
+        else {
+            return;
+        };
+        let (law, telephone_event) = (src_state.law, src_state.telephone_event);
+        let audio = h.payload_type == src_state.pt && h.payload_len == FRAME;
+        if audio {
+            let mut decoded = false;
+            for dest in [Leg::Caller, Leg::Agent, Leg::Supervisor] {
+                if dest == src || !mode.mixes(dest) || !mode.hears(dest, src) {
+                    continue;
+                }
+                let Some((to, io)) = leg_mut(&mut self.legs, &self.io, &mut self.supervisor, dest)
+                else {
+                    continue;
+                };
+                if to.play.is_some() {
+                    continue;
+                }
+                if !decoded {
+                    let codes = data[h.payload_offset..h.payload_offset + FRAME]
+                        .try_into()
+                        .expect("one frame");
+                    mix::decode(law, codes, &mut m.frame);
+                    decoded = true;
+                }
+                let Some(mixed) = m.mixer.frame(now, dest, src, &m.frame) else {
+                    continue;
+                };
+                let Some(addr) = to.rtp_dest() else {
+                    continue;
+                };
+                // The clock's header (no CSRCs, extension or padding) and the mix in the
+                // hearing leg's law, rewritten into its stream like a forwarded packet.
+                let p = &mut m.packet;
+                p.clear();
+                p.extend_from_slice(&data[..HEADER_LEN]);
+                p[0] = 0x80;
+                mix::encode(to.law, mixed, p);
+                let pt = to.pt;
+                if !to.out.forward(now, p, |_| pt) {
+                    continue;
+                }
+                to.schedule_report(now);
+                match io.rtp.try_send_to(p, addr) {
+                    Ok(_) => {
+                        self.ctx.relay.stats.mixed.fetch_add(1, Ordering::Relaxed);
+                        self.ctx.counters.mixed[dest.index()].fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(_) => {
+                        self.ctx
+                            .relay
+                            .stats
+                            .send_errors
+                            .fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                if dest == Leg::Caller && mode == MonitorMode::Barge {
+                    // What the caller hears is the agent's channel of the recording.
+                    if let Some(tap) = &self.tap {
+                        self.ctx.tap(tap, RecordChannel::Right, now, p);
+                    }
+                }
+            }
+        }
+        if src == Leg::Supervisor {
+            return;
+        }
+        let other = src.other();
+        let event = telephone_event == Some(h.payload_type);
+        if self.legs[other.index()].play.is_none() && (event || !mode.mixes(other)) {
+            self.forward(src.index(), data, now);
         }
     }
 
     /// Send every leg whose report is due its RTCP sender report.
     fn send_reports(&mut self, now: Instant, out: &mut Vec<u8>) {
         let ntp = ntp_now();
-        for i in 0..2 {
-            let leg = &mut self.legs[i];
+        for (leg, io) in each_leg(&mut self.legs, &self.io, &mut self.supervisor) {
             let due = match leg.rtcp_next {
                 Some(at) => at <= now,
                 // A leg we send nothing to still gets receiver reports about what it sends.
@@ -770,30 +1271,23 @@ impl SessionTask {
                 .out
                 .rtcp_report(now, ntp, &mut leg.reception, RTCP_CNAME, out)
             {
-                let _ = self.io[i].rtcp.try_send_to(out, dest);
+                let _ = io.rtcp.try_send_to(out, dest);
             }
         }
     }
 
     /// The call is over: each leg that heard our stream gets an RTCP BYE for it.
     fn send_byes(&mut self, out: &mut Vec<u8>) {
-        for i in 0..2 {
-            let leg = &self.legs[i];
-            if leg.out.packets() == 0 {
-                continue;
-            }
-            if let Some(dest) = leg.rtcp_dest() {
-                leg.out.rtcp_bye(RTCP_CNAME, out);
-                let _ = self.io[i].rtcp.try_send_to(out, dest);
-            }
+        for (leg, io) in each_leg(&mut self.legs, &self.io, &mut self.supervisor) {
+            send_bye(leg, io, out);
         }
     }
 
     fn play_due(&mut self, now: Instant, buf: &mut Vec<u8>, pending: &mut Vec<MediaEventKind>) {
         let mut frame = [0u8; SAMPLES_PER_PACKET];
-        for i in 0..2 {
-            let dest = self.legs[i].rtp_dest();
-            let leg = &mut self.legs[i];
+        let stats = &self.ctx.relay.stats;
+        for (leg, io) in each_leg(&mut self.legs, &self.io, &mut self.supervisor) {
+            let dest = leg.rtp_dest();
             let Some(play) = leg.play.as_mut() else {
                 continue;
             };
@@ -844,25 +1338,23 @@ impl SessionTask {
                     leg.rtcp_next = Some(now + RTCP_INTERVAL / 2);
                 }
                 if let Some(dest) = dest {
-                    if self.io[i].rtp.try_send_to(buf, dest).is_ok() {
-                        self.relay.stats.played.fetch_add(1, Ordering::Relaxed);
+                    if io.rtp.try_send_to(buf, dest).is_ok() {
+                        stats.played.fetch_add(1, Ordering::Relaxed);
                     } else {
-                        self.relay.stats.send_errors.fetch_add(1, Ordering::Relaxed);
+                        stats.send_errors.fetch_add(1, Ordering::Relaxed);
                     }
                 }
             }
             if finished {
                 leg.play = None;
-                pending.push(MediaEventKind::PlaybackDone {
-                    leg: Leg::from_index(i),
-                });
+                pending.push(MediaEventKind::PlaybackDone { leg: leg.leg });
             }
         }
     }
 
     fn check_timeouts(&mut self, now: Instant, pending: &mut Vec<MediaEventKind>) {
-        let limit = self.relay.cfg.timeout;
-        for (i, leg) in self.legs.iter_mut().enumerate() {
+        let limit = self.ctx.relay.cfg.timeout;
+        for (leg, _) in each_leg(&mut self.legs, &self.io, &mut self.supervisor) {
             let Some(since) = leg.active_since else {
                 continue;
             };
@@ -872,11 +1364,20 @@ impl SessionTask {
             let last = leg.last_rx.map_or(since, |t| t.max(since));
             if now.saturating_duration_since(last) >= limit {
                 leg.timed_out = true;
-                pending.push(MediaEventKind::Timeout {
-                    leg: Leg::from_index(i),
-                });
+                pending.push(MediaEventKind::Timeout { leg: leg.leg });
             }
         }
+    }
+}
+
+/// An RTCP BYE to a leg that heard our stream.
+fn send_bye(leg: &LegState, io: &LegIo, out: &mut Vec<u8>) {
+    if leg.out.packets() == 0 {
+        return;
+    }
+    if let Some(dest) = leg.rtcp_dest() {
+        leg.out.rtcp_bye(RTCP_CNAME, out);
+        let _ = io.rtcp.try_send_to(out, dest);
     }
 }
 

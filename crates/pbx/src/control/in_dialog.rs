@@ -57,6 +57,7 @@ impl CallControl {
         let dialog = match leg {
             Leg::Caller => call.caller.dialog.as_mut(),
             Leg::Agent => call.agent.as_mut().map(|a| &mut a.dialog),
+            Leg::Supervisor => None,
         };
         let Some(dialog) = dialog else {
             return self.plain(tx, 481);
@@ -78,6 +79,7 @@ impl CallControl {
                 let reason = match leg {
                     Leg::Caller => EndReason::CallerHangup,
                     Leg::Agent => EndReason::AgentHangup,
+                    Leg::Supervisor => return,
                 };
                 self.end_call(now, id, reason, Some(leg));
             }
@@ -93,6 +95,7 @@ impl CallControl {
                             }
                         }
                         Leg::Caller => self.caller_key(now, id, digit),
+                        Leg::Supervisor => {}
                     }
                 }
             }
@@ -119,7 +122,9 @@ impl CallControl {
             "Contact",
             match leg {
                 Leg::Caller => format!("<sip:switchboard@{}>", self.cfg.contact_host),
-                Leg::Agent => format!("<sip:switchboard@{}>", self.cfg.contact_host),
+                Leg::Agent | Leg::Supervisor => {
+                    format!("<sip:switchboard@{}>", self.cfg.contact_host)
+                }
             },
         );
         h.push("Allow", ALLOW);
@@ -197,6 +202,7 @@ impl CallControl {
                 }
                 a.local.answer(&offer, n.index)
             }
+            Leg::Supervisor => return self.plain(tx, 481),
         };
         self.out
             .push_back(media_cmd(id, remote_of(leg, &n, Some(flow.remote.ip()))));

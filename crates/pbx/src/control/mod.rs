@@ -188,6 +188,8 @@ impl MediaPorts {
         match leg {
             Leg::Caller => self.caller,
             Leg::Agent => self.agent,
+            // Call control attaches no supervisor yet.
+            Leg::Supervisor => 0,
         }
     }
 }
@@ -597,6 +599,7 @@ impl EndReason {
             EndReason::NoAck => "no ACK from the caller",
             EndReason::MediaTimeout(Leg::Caller) => "no media from the caller",
             EndReason::MediaTimeout(Leg::Agent) => "no media from the agent",
+            EndReason::MediaTimeout(Leg::Supervisor) => "no media from the supervisor",
             EndReason::QueueTimeout => "queue timeout",
             EndReason::QueueEmpty => "no agent in the queue (its join_empty/leave_when_empty rule)",
             EndReason::NoAnswer => "no answer",
@@ -1083,6 +1086,7 @@ impl CallControl {
                         }
                     }
                     Leg::Caller => self.caller_key(now, id, digit),
+                    Leg::Supervisor => {}
                 }
             }
             MediaEventKind::Timeout { leg } => {

@@ -1065,6 +1065,9 @@ impl FakeMedia {
                     }
                     SessionCommand::Stop(leg) => s.playing[leg_index(leg)] = None,
                     SessionCommand::Tap(_) => panic!("call control sent a tap channel"),
+                    SessionCommand::Monitor(_) | SessionCommand::DetachSupervisor => {
+                        panic!("call control monitors no call yet")
+                    }
                 }
                 None
             }
@@ -1092,6 +1095,7 @@ fn leg_index(leg: Leg) -> usize {
     match leg {
         Leg::Caller => 0,
         Leg::Agent => 1,
+        Leg::Supervisor => panic!("call control attaches no supervisor yet"),
     }
 }
 
