@@ -17,6 +17,12 @@ pub struct FeatureCodes {
     /// Keyed during a call (DTMF), then a number and `#`: blind transfer (for phones
     /// without REFER). Empty for none.
     pub transfer: String,
+    /// Dialled with an agent's number after it (`*441001`): listen to that agent's call.
+    pub monitor: String,
+    /// The same, whispering to the agent (the caller does not hear the supervisor).
+    pub whisper: String,
+    /// The same, barging in (everyone hears everyone).
+    pub barge: String,
 }
 
 impl Default for FeatureCodes {
@@ -26,8 +32,25 @@ impl Default for FeatureCodes {
             logout: "*72".into(),
             pause: "*73".into(),
             transfer: "##".into(),
+            monitor: "*44".into(),
+            whisper: "*45".into(),
+            barge: "*46".into(),
         }
     }
+}
+
+/// Who a supervisor (a SIP user) may monitor: the agents of some queues, some agents by
+/// name, or everyone.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SupervisorRule {
+    /// The supervisor's SIP user.
+    pub user: String,
+    /// Every agent.
+    pub all: bool,
+    /// Agents serving these queues (by name).
+    pub queues: Vec<String>,
+    /// These agents (by name).
+    pub agents: Vec<String>,
 }
 
 /// Which of a queue's calls are recorded.
@@ -387,6 +410,8 @@ pub struct PbxConfig {
     pub trunks: Vec<TrunkRule>,
     /// Calls out through carrier trunks.
     pub outbound: Outbound,
+    /// Who may monitor whom.
+    pub supervisors: Vec<SupervisorRule>,
     /// Registered users may call each other by user name.
     pub extensions: bool,
     /// How long an extension call rings before the caller gets 480.
@@ -420,6 +445,7 @@ impl Default for PbxConfig {
             agents: Vec::new(),
             trunks: Vec::new(),
             outbound: Outbound::default(),
+            supervisors: Vec::new(),
             extensions: true,
             extension_ring_timeout: Duration::from_secs(30),
             features: FeatureCodes::default(),

@@ -43,8 +43,8 @@ pub mod service;
 pub use config::{
     AgentSetup, Announcements, CallbackSetup, Carrier, Choice, Closed, DialClass, DialPattern,
     DialPolicy, FeatureCodes, Hours, Mailbox, Menu, MenuHours, MenuKind, Message, Outbound,
-    OutboundRoute, PbxConfig, PendingCallback, QueueSetup, RecordPolicy, Step, TrunkRule,
-    VoicemailPrompts, VoicemailSetup,
+    OutboundRoute, PbxConfig, PendingCallback, QueueSetup, RecordPolicy, Step, SupervisorRule,
+    TrunkRule, VoicemailPrompts, VoicemailSetup,
 };
 pub use control::{
     AgentRequest, CallControl, CallbackRequest, Held, MediaInput, MediaPorts, MediaRequest,

@@ -366,6 +366,15 @@ impl MediaSide {
                 }
                 None
             }
+            MediaRequest::AttachSupervisor => {
+                let port = self.sessions.get(&id).and_then(|s| {
+                    self.relay
+                        .attach_supervisor(s)
+                        .map_err(|e| warn!(call_id = id.0, error = %e, "no supervisor leg"))
+                        .ok()
+                });
+                Some(MediaInput::SupervisorAttached { session: id, port })
+            }
             MediaRequest::Tap(on) => {
                 if let Some(s) = self.sessions.get(&id) {
                     let tap = match (&self.recorder, on) {

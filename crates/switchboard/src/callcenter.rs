@@ -61,6 +61,9 @@ pub(crate) struct CallsSection {
     logout: String,
     pause: String,
     transfer: String,
+    monitor: String,
+    whisper: String,
+    barge: String,
     prompts: Option<String>,
 }
 
@@ -75,6 +78,9 @@ impl Default for CallsSection {
             logout: f.logout,
             pause: f.pause,
             transfer: f.transfer,
+            monitor: f.monitor,
+            whisper: f.whisper,
+            barge: f.barge,
             prompts: None,
         }
     }
@@ -369,6 +375,20 @@ struct AgentEntry {
 struct AgentsFile {
     #[serde(default)]
     agents: BTreeMap<String, AgentEntry>,
+    /// `[supervisors.USER]`: who may monitor whom from their phone.
+    #[serde(default)]
+    supervisors: BTreeMap<String, SupervisorEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SupervisorEntry {
+    /// Agents of these queues (`["*"]`: every agent).
+    #[serde(default)]
+    queues: Vec<String>,
+    /// These agents (by name).
+    #[serde(default)]
+    agents: Vec<String>,
 }
 
 /// What the call-center config turns into.
@@ -400,6 +420,8 @@ pub(crate) struct CallCenter {
     pub(crate) menus: Vec<std::sync::Arc<pbx::Menu>>,
     /// Voicemail of voicemail.toml.
     pub(crate) voicemail: Option<pbx::VoicemailSetup>,
+    /// Who may monitor whom (agents.toml).
+    pub(crate) supervisors: Vec<pbx::SupervisorRule>,
 }
 
 /// The closest name within edit distance 2, ignoring case, for "did you mean" (the first in
@@ -760,6 +782,10 @@ pub(crate) fn build(
             }
         }
     }
+    let supervisor_rules = agents
+        .as_ref()
+        .map(|(file, af)| supervisors(&mut Report::new(file, found), af, &known))
+        .unwrap_or_default();
     if found.errors.len() > errors_before {
         return None;
     }
@@ -817,7 +843,70 @@ pub(crate) fn build(
         recording_pause_key: recording.pause_key,
         menus,
         voicemail,
+        supervisors: supervisor_rules,
     })
+}
+
+/// `[supervisors.USER]` of agents.toml.
+fn supervisors(r: &mut Report<'_>, f: &AgentsFile, known: &Known<'_>) -> Vec<pbx::SupervisorRule> {
+    let mut rules = Vec::new();
+    for (user, e) in &f.supervisors {
+        let t = KeyPath::top("supervisors").key(user);
+        if let Some(users) = known.users {
+            if !users.contains(user) {
+                r.err(
+                    &t,
+                    format!(
+                        "\"{user}\" is not an account in users.toml{}",
+                        did_you_mean(user, users.iter().map(String::as_str))
+                    ),
+                );
+            }
+        }
+        if e.queues.is_empty() && e.agents.is_empty() {
+            r.err(
+                &t,
+                "give the queues whose agents they may monitor (queues = [\"*\"] for all) or agents",
+            );
+        }
+        let all = e.queues.iter().any(|q| q == "*");
+        for q in e.queues.iter().filter(|q| *q != "*") {
+            if let Some(queues) = &known.queues {
+                if !queues.contains(q.as_str()) {
+                    r.err(
+                        &t.key("queues"),
+                        format!(
+                            "unknown queue \"{q}\"{}",
+                            did_you_mean(q, queues.iter().copied())
+                        ),
+                    );
+                }
+            }
+        }
+        let names: Vec<String> = f
+            .agents
+            .iter()
+            .map(|(k, a)| a.name.clone().unwrap_or_else(|| k.clone()))
+            .collect();
+        for a in &e.agents {
+            if !names.contains(a) {
+                r.err(
+                    &t.key("agents"),
+                    format!(
+                        "unknown agent \"{a}\"{}",
+                        did_you_mean(a, names.iter().map(String::as_str))
+                    ),
+                );
+            }
+        }
+        rules.push(pbx::SupervisorRule {
+            user: user.clone(),
+            all,
+            queues: e.queues.clone(),
+            agents: e.agents.clone(),
+        });
+    }
+    rules
 }
 
 /// `[media]`. The address phones send audio to defaults to sip.advertise's host, else the
@@ -912,6 +1001,9 @@ fn calls_table(r: &mut Report<'_>, c: &CallsSection, prompts: &mut Prompts) -> C
         ("login", &c.login),
         ("logout", &c.logout),
         ("pause", &c.pause),
+        ("monitor", &c.monitor),
+        ("whisper", &c.whisper),
+        ("barge", &c.barge),
     ] {
         if v.is_empty() || v.contains(char::is_whitespace) {
             r.err(
@@ -957,6 +1049,9 @@ fn calls_table(r: &mut Report<'_>, c: &CallsSection, prompts: &mut Prompts) -> C
             logout: c.logout.clone(),
             pause: c.pause.clone(),
             transfer: c.transfer.clone(),
+            monitor: c.monitor.clone(),
+            whisper: c.whisper.clone(),
+            barge: c.barge.clone(),
         },
         announcements,
     }
@@ -2332,6 +2427,38 @@ schedule = "office"
         has(
             &f.errors(),
             "trunks.carrier.inbound_username: \"1001\" is also an account in users.toml",
+        );
+    }
+
+    #[test]
+    fn supervisors_load_and_their_mistakes_are_named() {
+        let shipped = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/agents.toml"),
+        )
+        .unwrap();
+        let f = Fixture::new(&[("agents.toml", "", &shipped)]);
+        assert_eq!(f.errors(), "");
+        let cfg = crate::config::load(&f.0, None).unwrap();
+        let s = &cfg.callcenter.supervisors;
+        assert_eq!(s.len(), 1);
+        assert!(s[0].all && s[0].user == "1010");
+        assert_eq!(cfg.callcenter.features.whisper, "*45");
+        let bad = "\n[supervisors.1009]\nqueues = [\"suport\"]\nagents = [\"1099\"]\n\
+                   [supervisors.9999]\nqueues = [\"*\"]\n[supervisors.1008]\n";
+        let f = Fixture::new(&[("agents.toml", "", &format!("{shipped}{bad}"))]);
+        let e = f.errors();
+        has(
+            &e,
+            "supervisors.1009.queues: unknown queue \"suport\"; did you mean \"support\"?",
+        );
+        has(&e, "supervisors.1009.agents: unknown agent \"1099\"");
+        has(
+            &e,
+            "supervisors.9999: \"9999\" is not an account in users.toml",
+        );
+        has(
+            &e,
+            "supervisors.1008: give the queues whose agents they may monitor",
         );
     }
 

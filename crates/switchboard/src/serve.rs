@@ -142,6 +142,7 @@ fn pbx_config(cfg: &Config, contact_host: &str, seed: u64) -> pbx::PbxConfig {
         agents: cc.agents.clone(),
         trunks: cc.trunk_rules.clone(),
         outbound: cc.outbound.clone(),
+        supervisors: cc.supervisors.clone(),
         extensions: cc.extensions,
         extension_ring_timeout: cc.ring_timeout,
         features: cc.features.clone(),

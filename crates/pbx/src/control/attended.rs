@@ -334,11 +334,7 @@ impl CallControl {
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
-        let dialog = match leg {
-            Leg::Caller => call.caller.dialog.as_mut(),
-            Leg::Agent => call.agent.as_mut().map(|a| &mut a.dialog),
-        };
-        let Some(d) = dialog else {
+        let Some(d) = call.dialog_mut(leg) else {
             return;
         };
         let mut req = d.request(Method::Notify);

@@ -76,6 +76,9 @@ impl CallControl {
                 return self.respond(tx, 400, None, h, Bytes::new());
             }
         };
+        if let Route::Monitor(agent, mode) = route {
+            return self.monitor_call(tx, invite, flow, &caller, agent, mode, offer, negotiated);
+        }
         let id = self.next_call;
         self.next_call += 1;
         let span = info_span!("call", call_id = id);
@@ -164,6 +167,7 @@ impl CallControl {
             Route::Voicemail(m) => self.deposit(now, id, &m),
             Route::Mailbox(m) => self.open_mailbox(now, id, m),
             Route::Outbound(_) => self.dial_out(now, id),
+            Route::Monitor(..) => {}
         }
     }
 
@@ -246,6 +250,8 @@ impl CallControl {
             Route::Feature(Feature::Logout)
         } else if number == features.pause {
             Route::Feature(Feature::Pause)
+        } else if let Some((agent, mode)) = self.monitor_code(number) {
+            Route::Monitor(agent, mode)
         } else if self.cfg.extensions
             && (self.locations.contains_key(number) || self.mailbox(number).is_some())
         {

@@ -130,6 +130,7 @@ impl CallControl {
             Role::Register(i) => self.register_response(now, i, tx, &resp),
             Role::Reinvite(consult) => self.reinvite_response(now, consult, tx, resp),
             Role::Restore(consult) => self.restore_response(consult, tx, resp),
+            Role::TakeOver(id) => self.take_over_response(now, id, tx, resp),
             Role::Notify(sid) => {
                 if resp.status >= 200 {
                     self.by_client.remove(&tx);

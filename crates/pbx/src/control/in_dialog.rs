@@ -54,12 +54,7 @@ impl CallControl {
         let Some(call) = self.calls.get_mut(&id) else {
             return self.plain(tx, 481);
         };
-        let dialog = match leg {
-            Leg::Caller => call.caller.dialog.as_mut(),
-            Leg::Agent => call.agent.as_mut().map(|a| &mut a.dialog),
-            Leg::Supervisor => None,
-        };
-        let Some(dialog) = dialog else {
+        let Some(dialog) = call.dialog_mut(leg) else {
             return self.plain(tx, 481);
         };
         if !dialog.accept_remote_cseq(&req) {
@@ -70,6 +65,9 @@ impl CallControl {
         match req.method {
             Method::Bye => {
                 self.plain(tx, 200);
+                if leg == Leg::Supervisor {
+                    return self.drop_supervisor(id, false);
+                }
                 if leg == Leg::Agent && self.start_survey(now, id) {
                     return;
                 }
@@ -78,10 +76,18 @@ impl CallControl {
                 }
                 let reason = match leg {
                     Leg::Caller => EndReason::CallerHangup,
-                    Leg::Agent => EndReason::AgentHangup,
-                    Leg::Supervisor => return,
+                    Leg::Agent | Leg::Supervisor => EndReason::AgentHangup,
                 };
                 self.end_call(now, id, reason, Some(leg));
+            }
+            // The supervisor's phone keeps the media it was given (an UPDATE refresh is fine).
+            Method::Invite | Method::Update if leg == Leg::Supervisor => {
+                let status = if req.body.is_empty() && req.method == Method::Update {
+                    200
+                } else {
+                    488
+                };
+                self.plain(tx, status)
             }
             Method::Invite | Method::Update => self.reoffer(now, id, leg, tx, req, flow),
             Method::Refer => self.on_refer(now, id, leg, tx, req),
@@ -95,7 +101,7 @@ impl CallControl {
                             }
                         }
                         Leg::Caller => self.caller_key(now, id, digit),
-                        Leg::Supervisor => {}
+                        Leg::Supervisor => self.supervisor_key(now, id, digit),
                     }
                 }
             }

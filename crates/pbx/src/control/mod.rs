@@ -71,6 +71,7 @@ mod directory;
 mod forking;
 mod in_dialog;
 mod ivr;
+mod monitor;
 mod outbound;
 mod queueing;
 mod recording;
@@ -128,6 +129,9 @@ pub enum MediaRequest {
     Command(SessionCommand),
     /// Copy the session's packets to the recorder (`true`) or stop (`false`).
     Tap(bool),
+    /// Add a supervisor's leg to the session; answered with
+    /// [`MediaInput::SupervisorAttached`].
+    AttachSupervisor,
     /// End the session and free its ports; answered with [`MediaInput::Closed`].
     Close,
 }
@@ -220,6 +224,14 @@ pub enum MediaInput {
     },
     /// Something happened in a session (DTMF, a silent leg, a prompt finished).
     Event(MediaEvent),
+    /// Answer to [`MediaRequest::AttachSupervisor`]: the supervisor leg's RTP port, or
+    /// `None` when it could not be added.
+    SupervisorAttached {
+        /// The session.
+        session: SessionId,
+        /// The port.
+        port: Option<u16>,
+    },
     /// Answer to [`MediaRequest::Close`].
     Closed {
         /// The session.
@@ -249,6 +261,8 @@ enum Route {
     Mailbox(String),
     /// Out through a carrier trunk.
     Outbound(Box<outbound::OutPlan>),
+    /// A supervisor monitoring this agent (user).
+    Monitor(String, media::relay::MonitorMode),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -371,6 +385,8 @@ struct Call {
     dialing: Option<outbound::Dialing>,
     /// An attended transfer of this call waiting for the consulted party.
     attended: Option<attended::Attended>,
+    /// A supervisor monitoring the call.
+    supervisor: Option<monitor::SupervisorLeg>,
     created: Instant,
     /// When the call joined its (first) queue: its wait counts from then.
     queued_at: Option<Instant>,
@@ -380,6 +396,15 @@ struct Call {
 }
 
 impl Call {
+    /// Our dialog with a leg's phone, once it has one.
+    fn dialog_mut(&mut self, leg: Leg) -> Option<&mut Dialog> {
+        match leg {
+            Leg::Caller => self.caller.dialog.as_mut(),
+            Leg::Agent => self.agent.as_mut().map(|a| &mut a.dialog),
+            Leg::Supervisor => self.supervisor.as_mut().and_then(|s| s.dialog.as_mut()),
+        }
+    }
+
     /// A call about to open its media session, with nothing happened yet.
     fn new(
         span: Span,
@@ -418,6 +443,7 @@ impl Call {
             busy_users: Vec::new(),
             dialing: None,
             attended: None,
+            supervisor: None,
             created: now,
             queued_at: None,
             connected_at: None,
@@ -533,6 +559,8 @@ enum Role {
     /// Our re-INVITE that gives the consulted party its consultation's media back (the
     /// transfer fell through after it had been re-INVITEd).
     Restore(u64),
+    /// Our re-INVITE that moves a supervisor taking call `call` over onto its agent side.
+    TakeOver(u64),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -660,6 +688,8 @@ pub struct CallControl {
     calls: HashMap<u64, Call>,
     /// Caller's INVITE server transaction → call.
     by_invite: HashMap<TxId, u64>,
+    /// A supervisor's INVITE server transaction, until answered → the monitored call.
+    by_sup_invite: HashMap<TxId, u64>,
     /// Our client transactions.
     by_client: HashMap<TxId, Role>,
     /// Late-2xx handling for INVITEs of ended calls: the request and its flow.
@@ -779,6 +809,7 @@ impl CallControl {
             next_tx: 1,
             calls: HashMap::new(),
             by_invite: HashMap::new(),
+            by_sup_invite: HashMap::new(),
             by_client: HashMap::new(),
             orphans: HashMap::new(),
             by_dialog: HashMap::new(),
@@ -819,7 +850,7 @@ impl CallControl {
             calls: self.calls.len(),
             closing: self.closing.len(),
             dialogs: self.by_dialog.len(),
-            server_transactions: self.by_invite.len(),
+            server_transactions: self.by_invite.len() + self.by_sup_invite.len(),
             client_transactions: self
                 .by_client
                 .values()
@@ -999,6 +1030,9 @@ impl CallControl {
             }
             SipEvent::Ack { request, .. } => self.on_ack(now, request),
             SipEvent::Cancelled { tx } => {
+                if self.supervisor_cancelled(tx) {
+                    return;
+                }
                 if let Some(&id) = self.by_invite.get(&tx) {
                     self.end_call(now, id, EndReason::CallerCancelled, None);
                 }
@@ -1067,6 +1101,9 @@ impl CallControl {
         match input {
             MediaInput::Opened { session, ports } => self.media_opened(now, session.0, ports),
             MediaInput::Event(ev) => self.media_event(now, ev),
+            MediaInput::SupervisorAttached { session, port } => {
+                self.supervisor_attached(session.0, port)
+            }
             MediaInput::Closed { session, totals } => self.media_closed(session.0, totals),
         }
     }
@@ -1086,8 +1123,14 @@ impl CallControl {
                         }
                     }
                     Leg::Caller => self.caller_key(now, id, digit),
-                    Leg::Supervisor => {}
+                    Leg::Supervisor => self.supervisor_key(now, id, digit),
                 }
+            }
+            MediaEventKind::Timeout {
+                leg: Leg::Supervisor,
+            } => {
+                info!(parent: &call.span, "media timeout on the supervisor's leg");
+                self.drop_supervisor(id, true);
             }
             MediaEventKind::Timeout { leg } => {
                 info!(parent: &call.span, ?leg, "media timeout");
@@ -1166,6 +1209,7 @@ fn route_name(route: &Route, dir: &Directory) -> String {
         Route::Voicemail(m) => format!("voicemail {m}"),
         Route::Mailbox(m) => format!("mailbox {m}"),
         Route::Outbound(p) => format!("outbound {}", p.route),
+        Route::Monitor(a, m) => format!("monitor {a} ({m:?})"),
     }
 }
 

@@ -16,6 +16,15 @@ impl CallControl {
             return;
         };
         self.by_invite.remove(&call.caller.invite_tx);
+        // A supervisor on the call is hung up on (or their INVITE answered).
+        if call.supervisor.is_some() {
+            self.calls.insert(id, call);
+            self.drop_supervisor(id, true);
+            let Some(c) = self.calls.remove(&id) else {
+                return;
+            };
+            call = c;
+        }
         self.release_busy(&call.busy_users);
         self.cancel_timers(|t| {
             matches!(t, Timer::Announce(c) | Timer::RingTimeout(c) | Timer::Menu(c, _)
@@ -127,6 +136,13 @@ impl CallControl {
     /// ends in the ACD (wrap-up follows), the legs are no longer bridged and the agent's leg
     /// is not expected to send.
     pub(super) fn let_agent_go(&mut self, now: Instant, id: u64, send_bye: bool) {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        if call.supervisor.is_some() {
+            // The supervisor monitored the agent: they go with them.
+            self.drop_supervisor(id, true);
+        }
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };

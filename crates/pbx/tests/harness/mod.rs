@@ -19,7 +19,7 @@ use md5::{Digest as _, Md5};
 use pbx::acd::{self, AcdCommand, AgentState, Time};
 use pbx::acd_task::{self, AcdReport, AcdRequest};
 use pbx::media::prompt::Prompt;
-use pbx::media::relay::{Leg, MediaEvent, MediaEventKind, SessionCommand, SessionId};
+use pbx::media::relay::{Leg, MediaEvent, MediaEventKind, MonitorMode, SessionCommand, SessionId};
 use pbx::sip::endpoint::{CallAuthConfig, RateLimit, SecurityConfig, SipEvent, Trunk};
 use pbx::sip::message::{Headers, Method, Request, Response};
 use pbx::sip::registrar::RegistrarConfig;
@@ -987,13 +987,17 @@ pub struct Sub {
 pub struct FakeSession {
     pub ports: MediaPorts,
     /// Where each leg's RTP goes (from SDP), and whether that peer sends.
-    pub remote: [Option<SocketAddr>; 2],
+    pub remote: [Option<SocketAddr>; 3],
     /// The host each leg's signalling comes from (RTP from there is learned quickly).
-    pub host: [Option<std::net::IpAddr>; 2],
+    pub host: [Option<std::net::IpAddr>; 3],
     pub bridged: bool,
     /// What each leg hears from the relay's player: prompt names, then the loop (if any).
-    pub playing: [Option<(Vec<String>, Option<String>)>; 2],
+    pub playing: [Option<(Vec<String>, Option<String>)>; 3],
     pub tap: bool,
+    /// The supervisor leg's port, while one is attached.
+    pub supervisor: Option<u16>,
+    /// How the supervisor monitors.
+    pub monitor: MonitorMode,
 }
 
 /// The fake media relay: ports from a pool, sessions as data, events injected by tests.
@@ -1039,11 +1043,13 @@ impl FakeMedia {
                         id.0,
                         FakeSession {
                             ports: p,
-                            remote: [None, None],
-                            host: [None, None],
+                            remote: [None, None, None],
+                            host: [None, None, None],
                             bridged: false,
-                            playing: [None, None],
+                            playing: [None, None, None],
                             tap: false,
+                            supervisor: None,
+                            monitor: MonitorMode::Off,
                         },
                     );
                 }
@@ -1065,8 +1071,18 @@ impl FakeMedia {
                     }
                     SessionCommand::Stop(leg) => s.playing[leg_index(leg)] = None,
                     SessionCommand::Tap(_) => panic!("call control sent a tap channel"),
-                    SessionCommand::Monitor(_) | SessionCommand::DetachSupervisor => {
-                        panic!("call control monitors no call yet")
+                    SessionCommand::Monitor(m) => {
+                        assert!(
+                            s.supervisor.is_some(),
+                            "monitoring without a supervisor leg"
+                        );
+                        s.monitor = m;
+                    }
+                    SessionCommand::DetachSupervisor => {
+                        s.supervisor = None;
+                        s.monitor = MonitorMode::Off;
+                        s.remote[2] = None;
+                        s.host[2] = None;
                     }
                 }
                 None
@@ -1076,6 +1092,16 @@ impl FakeMedia {
                     s.tap = on;
                 }
                 None
+            }
+            MediaRequest::AttachSupervisor => {
+                let port = self.open.get_mut(&id.0).and_then(|s| {
+                    if s.supervisor.is_some() {
+                        return None;
+                    }
+                    s.supervisor = Some(s.ports.caller + 40_000);
+                    s.supervisor
+                });
+                Some(MediaInput::SupervisorAttached { session: id, port })
             }
             MediaRequest::Close => {
                 if let Some(s) = self.open.remove(&id.0) {
@@ -1095,7 +1121,7 @@ fn leg_index(leg: Leg) -> usize {
     match leg {
         Leg::Caller => 0,
         Leg::Agent => 1,
-        Leg::Supervisor => panic!("call control attaches no supervisor yet"),
+        Leg::Supervisor => 2,
     }
 }
 

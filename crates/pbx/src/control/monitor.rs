@@ -1,0 +1,358 @@
+//! Supervisor monitoring from a phone: a supervisor dials a monitoring code and an agent's
+//! number (`*44` listen, `*45` whisper, `*46` barge, then e.g. `1001`); if a rule lets them
+//! monitor that agent and the agent is talking, the relay adds a supervisor leg to the
+//! agent's call and mixes: listening, the supervisor hears both parties and nobody hears
+//! them; whispering, the agent hears them too and the caller does not; barging, everyone
+//! hears everyone. During monitoring the supervisor's keys switch the mode (4 listen,
+//! 5 whisper, 6 barge) and 7 takes the call over: the agent is let go and the supervisor
+//! keeps the caller. The supervisor's hang-up ends only their leg; the end of the call, or
+//! the agent leaving it, hangs up on the supervisor. Calls nobody monitors carry no
+//! supervisor leg and cost nothing more.
+
+use super::*;
+use media::relay::MonitorMode;
+
+/// A supervisor on a call.
+#[derive(Debug)]
+pub(super) struct SupervisorLeg {
+    /// Their SIP user.
+    pub(super) user: String,
+    invite_tx: TxId,
+    invite: Request,
+    flow: Flow,
+    local_tag: String,
+    pub(super) dialog: Option<Dialog>,
+    offer: SessionDescription,
+    media: Negotiated,
+    mode: MonitorMode,
+    /// Our take-over re-INVITE, while it is out.
+    takeover: Option<(TxId, LocalMedia)>,
+}
+
+impl CallControl {
+    /// The number dialled is a monitoring code and an agent's number: (agent user, mode).
+    pub(super) fn monitor_code(&self, number: &str) -> Option<(String, MonitorMode)> {
+        let f = &self.cfg.features;
+        [
+            (&f.monitor, MonitorMode::Listen),
+            (&f.whisper, MonitorMode::Whisper),
+            (&f.barge, MonitorMode::Barge),
+        ]
+        .into_iter()
+        .filter(|(code, _)| !code.is_empty())
+        .find_map(|(code, mode)| {
+            let rest = number.strip_prefix(code.as_str())?;
+            (!rest.is_empty()).then(|| (rest.to_owned(), mode))
+        })
+    }
+
+    /// Whether user `supervisor` may monitor agent user `agent`.
+    fn may_monitor(&self, supervisor: &str, agent: &str) -> bool {
+        let Some(ai) = self.dir.agent_by_user(agent) else {
+            return false;
+        };
+        let a = &self.dir.agents[ai];
+        self.cfg.supervisors.iter().any(|r| {
+            r.user == supervisor
+                && (r.all
+                    || r.agents.iter().any(|n| n == a.name())
+                    || a.setup
+                        .acd
+                        .queues
+                        .iter()
+                        .any(|m| r.queues.contains(&m.queue)))
+        })
+    }
+
+    /// A supervisor's INVITE to monitor `agent` (its offer already negotiated).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn monitor_call(
+        &mut self,
+        tx: TxId,
+        invite: Request,
+        flow: Flow,
+        caller: &Caller,
+        agent: String,
+        mode: MonitorMode,
+        offer: SessionDescription,
+        media: Negotiated,
+    ) {
+        let Caller::User(user) = caller else {
+            return self.plain(tx, 403);
+        };
+        if !self.may_monitor(user, &agent) {
+            warn!(supervisor = %user, agent = %agent, "monitoring refused: no rule allows it");
+            return self.plain(tx, 403);
+        }
+        let target = self
+            .calls
+            .iter()
+            .find(|(_, c)| {
+                c.phase == Phase::Connected
+                    && c.supervisor.is_none()
+                    && c.agent.as_ref().is_some_and(|a| a.user == agent)
+            })
+            .map(|(id, _)| *id);
+        let Some(id) = target else {
+            info!(supervisor = %user, agent = %agent, "monitoring: the agent is on no call");
+            return self.plain(tx, 480);
+        };
+        let local_tag = self.token();
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        info!(parent: &call.span, supervisor = %user, ?mode, "monitoring requested");
+        call.supervisor = Some(SupervisorLeg {
+            user: user.clone(),
+            invite_tx: tx,
+            invite,
+            flow,
+            local_tag,
+            dialog: None,
+            offer,
+            media,
+            mode,
+            takeover: None,
+        });
+        self.by_sup_invite.insert(tx, id);
+        self.out
+            .push_back(Output::Media(SessionId(id), MediaRequest::AttachSupervisor));
+    }
+
+    /// The relay attached (or could not attach) the supervisor's leg to call `id`.
+    pub(super) fn supervisor_attached(&mut self, id: u64, port: Option<u16>) {
+        let contact = format!("<sip:switchboard@{}>", self.cfg.contact_host);
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let span = call.span.clone();
+        let (Some(s), Some(ports)) = (call.supervisor.as_mut(), call.ports) else {
+            return;
+        };
+        let tx = s.invite_tx;
+        let Some(port) = port else {
+            warn!(parent: &call.span, "no ports for the supervisor's leg");
+            call.supervisor = None;
+            self.by_sup_invite.remove(&tx);
+            let mut h = Headers::default();
+            h.push("Retry-After", "10");
+            return self.respond(tx, 503, None, h, Bytes::new());
+        };
+        let local = LocalMedia {
+            session_id: id,
+            version: 1,
+            addr: ports.addr,
+            port,
+            law: s.media.law,
+            pt: s.media.pt,
+            telephone_event: s.media.telephone_event,
+            direction: s.media.direction.answer(),
+        };
+        let body = local.answer(&s.offer, s.media.index);
+        let mut h = Headers::default();
+        h.push("Contact", contact);
+        h.push("Allow", ALLOW);
+        h.push("Content-Type", "application/sdp");
+        let tag = s.local_tag.clone();
+        match Dialog::uas(&s.invite, &tag, s.flow) {
+            Ok(d) => {
+                self.by_dialog
+                    .insert((d.call_id.clone(), tag.clone()), (id, Leg::Supervisor));
+                s.dialog = Some(d);
+            }
+            Err(e) => warn!(parent: &span, error = %e, "supervisor dialog incomplete"),
+        }
+        let (n, host, mode, user) = (s.media, s.flow.remote.ip(), s.mode, s.user.clone());
+        self.by_sup_invite.remove(&tx);
+        set_variable(&mut call.variables, "monitored_by", user);
+        info!(parent: &call.span, ?mode, "supervisor on the call");
+        self.respond(tx, 200, Some(tag), h, Bytes::from(body));
+        self.out
+            .push_back(media_cmd(id, remote_of(Leg::Supervisor, &n, Some(host))));
+        self.out
+            .push_back(media_cmd(id, SessionCommand::Monitor(mode)));
+    }
+
+    /// The supervisor's CANCEL before their leg was answered.
+    pub(super) fn supervisor_cancelled(&mut self, tx: TxId) -> bool {
+        let Some(id) = self.by_sup_invite.remove(&tx) else {
+            return false;
+        };
+        if let Some(call) = self.calls.get_mut(&id) {
+            call.supervisor = None;
+            self.out
+                .push_back(media_cmd(id, SessionCommand::DetachSupervisor));
+        }
+        true
+    }
+
+    /// The supervisor leaves call `id` (their BYE, a silent leg, the end of what they
+    /// monitored); a BYE is sent to them unless they hung up themselves.
+    pub(super) fn drop_supervisor(&mut self, id: u64, send_bye: bool) {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let Some(mut s) = call.supervisor.take() else {
+            return;
+        };
+        info!(parent: &call.span, supervisor = %s.user, "supervisor left the call");
+        self.by_sup_invite.remove(&s.invite_tx);
+        match s.dialog.as_mut() {
+            Some(d) => {
+                self.by_dialog
+                    .remove(&(d.call_id.clone(), d.local_tag.clone()));
+                if send_bye {
+                    let bye = d.request(Method::Bye);
+                    let flow = d.flow;
+                    self.send(flow, bye, Role::Fire);
+                }
+            }
+            None => self.plain(s.invite_tx, 487),
+        }
+        self.out
+            .push_back(media_cmd(id, SessionCommand::DetachSupervisor));
+    }
+
+    /// A key from the supervisor: 4 listen, 5 whisper, 6 barge, 7 take over.
+    pub(super) fn supervisor_key(&mut self, now: Instant, id: u64, digit: char) {
+        let mode = match digit {
+            '4' => MonitorMode::Listen,
+            '5' => MonitorMode::Whisper,
+            '6' => MonitorMode::Barge,
+            '7' => return self.take_over(now, id),
+            _ => return,
+        };
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let Some(s) = call.supervisor.as_mut() else {
+            return;
+        };
+        if s.mode != mode && s.takeover.is_none() {
+            s.mode = mode;
+            info!(parent: &call.span, ?mode, "monitoring mode");
+            self.out
+                .push_back(media_cmd(id, SessionCommand::Monitor(mode)));
+        }
+    }
+
+    /// Take over: the supervisor's phone is re-INVITEd onto the agent side of the call.
+    fn take_over(&mut self, _now: Instant, id: u64) {
+        let contact = format!("<sip:switchboard@{}>", self.cfg.contact_host);
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let Some(ports) = call.ports else {
+            return;
+        };
+        let media = call.caller.media;
+        let span = call.span.clone();
+        let Some(s) = call.supervisor.as_mut() else {
+            return;
+        };
+        if s.takeover.is_some() {
+            return;
+        }
+        let Some(d) = s.dialog.as_mut() else {
+            return;
+        };
+        let local = LocalMedia {
+            session_id: id,
+            version: 2,
+            addr: ports.addr,
+            port: ports.agent,
+            law: media.law,
+            pt: media.pt,
+            telephone_event: media.telephone_event,
+            direction: Direction::SendRecv,
+        };
+        let mut req = d.request(Method::Invite);
+        req.headers.push("Contact", contact);
+        req.headers.push("Allow", ALLOW);
+        req.headers.push("Content-Type", "application/sdp");
+        req.body = Bytes::from(local.offer());
+        let flow = d.flow;
+        info!(parent: &span, "supervisor takes the call over");
+        let tx = self.send(flow, req, Role::TakeOver(id));
+        if let Some(s) = self.calls.get_mut(&id).and_then(|c| c.supervisor.as_mut()) {
+            s.takeover = Some((tx, local));
+        }
+    }
+
+    /// The supervisor's phone answered the take-over re-INVITE.
+    pub(super) fn take_over_response(&mut self, now: Instant, id: u64, tx: TxId, resp: Response) {
+        if resp.status < 200 {
+            return;
+        }
+        self.by_client.remove(&tx);
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let Some(s) = call.supervisor.as_mut() else {
+            return;
+        };
+        let Some((ttx, local)) = s.takeover.take() else {
+            return;
+        };
+        if ttx != tx {
+            return;
+        }
+        let Some(d) = s.dialog.as_ref() else {
+            return;
+        };
+        if resp.status >= 300 {
+            info!(parent: &call.span, status = resp.status, "take-over refused by the supervisor's phone");
+            return;
+        }
+        let ack = d.ack(cseq_num(&resp.headers));
+        let flow = d.flow;
+        self.sip(SipCommand::SendStateless { flow, request: ack });
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let Ok(n) = SessionDescription::parse(&resp.body).and_then(|sd| negotiate(&sd)) else {
+            return;
+        };
+        // The agent goes; the supervisor becomes the call's agent side.
+        let Some(s) = call.supervisor.take() else {
+            return;
+        };
+        let Some(dialog) = s.dialog else {
+            return;
+        };
+        self.let_agent_go(now, id, true);
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let key = (dialog.call_id.clone(), dialog.local_tag.clone());
+        let host = dialog.flow.remote.ip();
+        let agent = self.dir.agent_by_user(&s.user);
+        let name = agent.map_or_else(|| s.user.clone(), |a| self.dir.agents[a].name().to_owned());
+        info!(parent: &call.span, supervisor = %name, "call taken over");
+        call.agent = Some(AgentLeg {
+            dialog,
+            agent,
+            user: s.user.clone(),
+            local,
+            on_hold: false,
+        });
+        call.phase = Phase::Connected;
+        call.history.agent = Some(name);
+        self.by_dialog.insert(key, (id, Leg::Agent));
+        self.mark_busy(id, &s.user);
+        self.out
+            .push_back(media_cmd(id, SessionCommand::DetachSupervisor));
+        self.out
+            .push_back(media_cmd(id, remote_of(Leg::Agent, &n, Some(host))));
+        self.out
+            .push_back(media_cmd(id, SessionCommand::Bridge(true)));
+    }
+}
+
+/// Set (or replace) a call variable.
+fn set_variable(vars: &mut Vec<(String, String)>, name: &str, value: String) {
+    match vars.iter_mut().find(|(k, _)| k == name) {
+        Some(v) => v.1 = value,
+        None => vars.push((name.to_owned(), value)),
+    }
+}

@@ -1,0 +1,190 @@
+//! Supervisor monitoring from a phone in virtual time: the codes (listen, whisper, barge)
+//! with an agent's number, who may monitor whom, keys that switch the mode, take-over, and
+//! every way a supervisor's leg ends (their hang-up, the call's end, the agent leaving).
+
+mod harness;
+
+use std::time::Duration;
+
+use harness::{InState, OutState, World};
+use pbx::media::relay::{Leg, MediaEventKind, MonitorMode};
+use pbx::record::Outcome;
+use pbx::{PbxConfig, SupervisorRule};
+
+const SECOND: Duration = Duration::from_secs(1);
+
+/// Support (600, agents 1001–1003); user 1004 supervises support's agents.
+fn config() -> PbxConfig {
+    let mut cfg = harness::config();
+    cfg.supervisors.push(SupervisorRule {
+        user: "1004".into(),
+        queues: vec!["support".into()],
+        ..SupervisorRule::default()
+    });
+    cfg
+}
+
+/// A customer talks to an agent; (customer's call, agent phone, agent user).
+fn talking(w: &mut World) -> (usize, usize, String) {
+    let call = w.customer_calls("600");
+    w.run_until(5 * SECOND, "an agent answers", |w| {
+        w.phones[1..].iter().any(|p| p.talking().is_some())
+    });
+    w.run_for(SECOND);
+    let agent = w.phones.iter().position(|p| p.talking().is_some()).unwrap();
+    let user = w.phones[agent].user.clone();
+    (call, agent, user)
+}
+
+fn session(w: &World) -> harness::FakeSession {
+    assert_eq!(w.media.open.len(), 1, "{:?}", w.media.open.keys());
+    w.media.open.values().next().unwrap().clone()
+}
+
+fn supervisor_key(w: &mut World, digit: char) {
+    let id = *w.media.open.keys().next().unwrap();
+    w.media_event(
+        id,
+        MediaEventKind::Dtmf {
+            leg: Leg::Supervisor,
+            digit,
+        },
+    );
+    w.run_for(Duration::from_millis(100));
+}
+
+#[test]
+fn a_supervisor_whispers_switches_to_barge_by_key_and_hangs_up_while_the_call_goes_on() {
+    let mut w = World::new(config(), &["1001", "1002", "1003", "1004"]);
+    let (call, agent, user) = talking(&mut w);
+    let sup = w.phone_index("1004");
+    let now = w.now;
+    let o = w.phones[sup].dial(now, &format!("*45{user}"));
+    w.run_until(5 * SECOND, "the supervisor is on", |w| {
+        w.phones[sup].outgoing[o].state == OutState::Up
+    });
+    let s = session(&w);
+    assert!(
+        s.supervisor.is_some(),
+        "a supervisor leg on the agent's call"
+    );
+    assert_eq!(s.monitor, MonitorMode::Whisper);
+    assert_eq!(s.remote[2].map(|a| a.ip()), Some(w.phones[sup].addr.ip()));
+    assert!(s.bridged, "the customer and the agent still talk");
+    // Keys switch the mode.
+    supervisor_key(&mut w, '6');
+    assert_eq!(session(&w).monitor, MonitorMode::Barge);
+    supervisor_key(&mut w, '4');
+    assert_eq!(session(&w).monitor, MonitorMode::Listen);
+    // The supervisor hangs up: only their leg ends.
+    let now = w.now;
+    w.phones[sup].hang_up_outgoing(now, o);
+    w.run_for(SECOND);
+    let s = session(&w);
+    assert_eq!(s.supervisor, None);
+    assert!(s.bridged);
+    assert_eq!(w.phones[agent].incoming[0].state, InState::Confirmed);
+    assert_eq!(w.carrier().outgoing[call].state, OutState::Up);
+    let now = w.now;
+    w.carrier().hang_up_outgoing(now, call);
+    w.run_until(5 * SECOND, "the record", |w| !w.records.is_empty());
+    let r = &w.records[0];
+    assert_eq!(r.outcome, Outcome::Answered);
+    assert!(
+        r.variables
+            .contains(&("monitored_by".into(), "1004".into())),
+        "{:?}",
+        r.variables
+    );
+    w.assert_settles();
+}
+
+#[test]
+fn only_a_supervisor_with_a_rule_for_the_agent_may_monitor_and_only_a_call_in_progress() {
+    let mut cfg = config();
+    cfg.supervisors.push(SupervisorRule {
+        user: "1005".into(),
+        queues: vec!["sales".into()],
+        ..SupervisorRule::default()
+    });
+    let mut w = World::new(cfg, &["1001", "1002", "1003", "1004", "1005", "1006"]);
+    // Nobody talks yet: 480.
+    let sup = w.phone_index("1004");
+    let now = w.now;
+    let o = w.phones[sup].dial(now, "*441001");
+    w.run_for(SECOND);
+    assert_eq!(w.phones[sup].outgoing[o].state, OutState::Failed(480));
+    let (_, _, user) = talking(&mut w);
+    // A rule for another queue, or none at all: 403.
+    for who in ["1005", "1006"] {
+        let p = w.phone_index(who);
+        let now = w.now;
+        let o = w.phones[p].dial(now, &format!("*44{user}"));
+        w.run_for(SECOND);
+        assert_eq!(
+            w.phones[p].outgoing[o].state,
+            OutState::Failed(403),
+            "{who}"
+        );
+    }
+    assert_eq!(session(&w).supervisor, None);
+}
+
+#[test]
+fn the_end_of_the_call_hangs_up_on_the_supervisor() {
+    let mut w = World::new(config(), &["1001", "1002", "1003", "1004"]);
+    let (call, _, user) = talking(&mut w);
+    let sup = w.phone_index("1004");
+    let now = w.now;
+    let o = w.phones[sup].dial(now, &format!("*44{user}"));
+    w.run_until(5 * SECOND, "on", |w| {
+        w.phones[sup].outgoing[o].state == OutState::Up
+    });
+    assert_eq!(session(&w).monitor, MonitorMode::Listen);
+    let now = w.now;
+    w.carrier().hang_up_outgoing(now, call);
+    w.run_until(5 * SECOND, "the supervisor is hung up on", |w| {
+        w.phones[sup].outgoing[o].state == OutState::Ended
+    });
+    w.assert_settles();
+}
+
+#[test]
+fn a_supervisor_takes_the_call_over_and_the_agent_is_let_go() {
+    let mut w = World::new(config(), &["1001", "1002", "1003", "1004"]);
+    let (call, agent, user) = talking(&mut w);
+    let sup = w.phone_index("1004");
+    let now = w.now;
+    let o = w.phones[sup].dial(now, &format!("*46{user}"));
+    w.run_until(5 * SECOND, "on", |w| {
+        w.phones[sup].outgoing[o].state == OutState::Up
+    });
+    supervisor_key(&mut w, '7');
+    w.run_for(SECOND);
+    assert_eq!(
+        w.phones[agent].incoming[0].state,
+        InState::Ended,
+        "the agent is let go"
+    );
+    assert_eq!(
+        w.phones[sup].outgoing[o].state,
+        OutState::Up,
+        "the supervisor keeps the caller"
+    );
+    let s = session(&w);
+    assert_eq!(s.supervisor, None);
+    assert!(s.bridged);
+    assert_eq!(
+        s.remote[1].map(|a| a.ip()),
+        Some(w.phones[sup].addr.ip()),
+        "the supervisor is the agent side now"
+    );
+    let now = w.now;
+    w.carrier().hang_up_outgoing(now, call);
+    w.run_until(5 * SECOND, "the record", |w| !w.records.is_empty());
+    assert_eq!(w.records[0].agent.as_deref(), Some("1004"));
+    w.run_until(5 * SECOND, "the supervisor's BYE", |w| {
+        w.phones[sup].outgoing[o].state == OutState::Ended
+    });
+    w.assert_settles();
+}
