@@ -1,12 +1,14 @@
-//! Transfers over the wire: an agent's SIPp phone answers a caller and transfers them blind
-//! with REFER to another queue, whose agent (baresip) answers; the caller (baresip) and the
-//! new agent hear each other, checked on the audio each phone decoded.
+//! Transfers and monitoring over the wire: an agent's SIPp phone answers a caller and
+//! transfers them blind with REFER to another queue, whose agent (baresip) answers; the caller
+//! (baresip) and the new agent hear each other. A supervisor (baresip) whispers to an agent
+//! on a call: the agent hears them, the caller does not; then listens: nobody hears them.
+//! All checked on the audio each phone decoded.
 
 mod common;
 
 use std::time::Duration;
 
-use common::phone::{self, classify, Phone};
+use common::phone::{self, classify, windows_with, Phone};
 use common::{Server, ServerConfig};
 
 const CALLER_HZ: f64 = 1200.0;
@@ -70,4 +72,93 @@ fn a_blind_transfer_to_another_queue_connects_the_caller_to_its_agent_both_ways(
     );
     let log = server.log();
     assert!(log.contains("blind transfer"), "{log}");
+}
+
+const AGENT_HZ: f64 = 1000.0;
+const SUPERVISOR_HZ: f64 = 1700.0;
+
+/// A caller talks to agent 1001; supervisor 1009 dials *45 1001 (whisper) and talks: the
+/// agent hears both the caller and the supervisor, the caller hears the agent and never the
+/// supervisor, and the supervisor hears both. Then the supervisor keys 4 (listen) on a new
+/// call: nobody hears them any more.
+#[test]
+fn a_whisper_is_heard_by_the_agent_and_not_by_the_caller() {
+    let server =
+        Server::start(&ServerConfig {
+            files: vec![
+            ("queues.toml".into(), "[queues.support]\nnumber = \"600\"\n".into()),
+            (
+                "agents.toml".into(),
+                "[agents.1001]\nuser = \"1001\"\nqueues = [\"support\"]\nlogin_on_start = true\n\n\
+                 [supervisors.1009]\nqueues = [\"support\"]\n"
+                    .into(),
+            ),
+        ],
+            ..ServerConfig::default()
+        });
+    let mut agent = Phone::start(&server, 1001, AGENT_HZ);
+    let mut caller = Phone::start(&server, 1006, CALLER_HZ);
+    let mut supervisor = Phone::start(&server, 1009, SUPERVISOR_HZ);
+    phone::connect(&mut caller, &mut agent, "600", Duration::ZERO);
+    supervisor.drain();
+    supervisor.command("dial", "*451001");
+    supervisor.wait_event("CALL_ESTABLISHED", Duration::from_secs(5));
+    std::thread::sleep(Duration::from_secs(3));
+    supervisor.command("hangup", "");
+    supervisor.wait_event("CALL_CLOSED", Duration::from_secs(5));
+    phone::hang_up(&mut caller, &mut agent);
+
+    let (a, c, s) = (
+        agent.last_heard(),
+        caller.last_heard(),
+        supervisor.last_heard(),
+    );
+    let log = server.log();
+    let agent_hears = (windows_with(&a, CALLER_HZ), windows_with(&a, SUPERVISOR_HZ));
+    assert!(
+        agent_hears.0 >= 15 && agent_hears.1 >= 15,
+        "the agent heard the caller in {} and the supervisor in {} windows of 100 ms\n{log}",
+        agent_hears.0,
+        agent_hears.1
+    );
+    let caller_hears = (windows_with(&c, AGENT_HZ), windows_with(&c, SUPERVISOR_HZ));
+    assert!(
+        caller_hears.0 >= 15 && caller_hears.1 == 0,
+        "the caller heard the agent in {} and the supervisor in {} windows of 100 ms\n{log}",
+        caller_hears.0,
+        caller_hears.1
+    );
+    let supervisor_hears = (windows_with(&s, CALLER_HZ), windows_with(&s, AGENT_HZ));
+    assert!(
+        supervisor_hears.0 >= 15 && supervisor_hears.1 >= 15,
+        "the supervisor heard the caller in {} and the agent in {} windows\n{log}",
+        supervisor_hears.0,
+        supervisor_hears.1
+    );
+    assert!(log.contains("supervisor on the call"), "{log}");
+
+    // Listen mode: *44; nobody hears the supervisor.
+    phone::connect(&mut caller, &mut agent, "600", Duration::ZERO);
+    supervisor.drain();
+    supervisor.command("dial", "*441001");
+    supervisor.wait_event("CALL_ESTABLISHED", Duration::from_secs(5));
+    std::thread::sleep(Duration::from_secs(3));
+    supervisor.command("hangup", "");
+    supervisor.wait_event("CALL_CLOSED", Duration::from_secs(5));
+    phone::hang_up(&mut caller, &mut agent);
+    let (a, c, s) = (
+        agent.last_heard(),
+        caller.last_heard(),
+        supervisor.last_heard(),
+    );
+    assert_eq!(
+        (
+            windows_with(&a, SUPERVISOR_HZ),
+            windows_with(&c, SUPERVISOR_HZ)
+        ),
+        (0, 0),
+        "a listening supervisor is heard by nobody\n{}",
+        server.log()
+    );
+    assert!(windows_with(&s, CALLER_HZ) >= 15 && windows_with(&s, AGENT_HZ) >= 15);
 }

@@ -260,6 +260,19 @@ pub(crate) fn classify(samples: &[i16], tones: &[f64]) -> Vec<Option<f64>> {
         .collect()
 }
 
+/// How many 100 ms windows carry `hz` audibly: at least a fifth of the window's energy
+/// (a tone mixed with another one still counts), in a window that is not near silence.
+pub(crate) fn windows_with(samples: &[i16], hz: f64) -> usize {
+    samples
+        .chunks_exact(800)
+        .filter(|w| {
+            let energy: f64 = w.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>() + 1.0;
+            let share = goertzel(w, hz) / (energy * w.len() as f64 / 2.0);
+            share > 0.2 && energy > 800.0 * 100.0 * 100.0
+        })
+        .count()
+}
+
 fn goertzel(x: &[i16], hz: f64) -> f64 {
     let k = 2.0 * (2.0 * std::f64::consts::PI * hz / 8000.0).cos();
     let (mut s1, mut s2) = (0.0, 0.0);
