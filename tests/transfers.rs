@@ -162,3 +162,70 @@ fn a_whisper_is_heard_by_the_agent_and_not_by_the_caller() {
     );
     assert!(windows_with(&s, CALLER_HZ) >= 15 && windows_with(&s, AGENT_HZ) >= 15);
 }
+
+const CONSULTED_HZ: f64 = 700.0;
+
+/// Attended transfer over the wire: agent 1001 (a scripted phone on the project's SIP stack)
+/// answers a caller (baresip), calls 1002 (baresip) who answers, and sends REFER with
+/// Replaces in the caller's dialog naming the consultation. The agent's phone is told 200 in
+/// a NOTIFY and hung up in both dialogs; the caller and 1002 hear each other.
+#[test]
+fn an_attended_transfer_connects_the_caller_to_the_consulted_colleague_both_ways() {
+    let server =
+        Server::start(&ServerConfig {
+            files: vec![
+            ("queues.toml".into(), "[queues.support]\nnumber = \"600\"\n".into()),
+            (
+                "agents.toml".into(),
+                "[agents.1001]\nuser = \"1001\"\nqueues = [\"support\"]\nlogin_on_start = true\n"
+                    .into(),
+            ),
+        ],
+            ..ServerConfig::default()
+        });
+    let mut agent = common::ua::Ua::new(&server, 1001);
+    agent.register();
+    let mut colleague = Phone::start(&server, 1002, CONSULTED_HZ);
+    let mut caller = Phone::start(&server, 1006, CALLER_HZ);
+    caller.drain();
+    colleague.drain();
+    caller.command("dial", "600");
+    let mut customer = agent.answer();
+    caller.wait_event("CALL_ESTABLISHED", Duration::from_secs(5));
+    // The consultation: 1002's phone rings and is answered. (The agent's phone does not
+    // hold the caller first: the caller hears the agent's silence meanwhile.)
+    let consult = {
+        let c = std::thread::scope(|s| {
+            let h = s.spawn(|| {
+                colleague.wait_event("CALL_INCOMING", Duration::from_secs(10));
+                colleague.command("accept", "");
+                colleague.wait_event("CALL_ESTABLISHED", Duration::from_secs(5));
+            });
+            let d = agent.call("1002");
+            h.join().expect("colleague answers");
+            d
+        });
+        c
+    };
+    let refer_to = common::ua::replacing("1002", &consult, server.udp);
+    assert_eq!(agent.refer(&mut customer, &refer_to), 202);
+    agent.until(Duration::from_secs(5), "NOTIFY 200 and both BYEs", |a| {
+        a.notifies.iter().any(|n| n.starts_with("SIP/2.0 200"))
+            && a.byes.contains(&customer.call_id)
+            && a.byes.contains(&consult.call_id)
+    });
+    std::thread::sleep(Duration::from_millis(2500));
+    phone::hang_up(&mut caller, &mut colleague);
+    let tones = [CALLER_HZ, CONSULTED_HZ];
+    let heard = classify(&caller.last_heard(), &tones);
+    let from_colleague = heard.iter().filter(|w| **w == Some(CONSULTED_HZ)).count();
+    let heard = classify(&colleague.last_heard(), &tones);
+    let from_caller = heard.iter().filter(|w| **w == Some(CALLER_HZ)).count();
+    assert!(
+        from_colleague >= 15 && from_caller >= 15,
+        "after the transfer the caller heard the colleague in {from_colleague} windows of \
+         100 ms and the colleague heard the caller in {from_caller}\n{}",
+        server.log()
+    );
+    assert!(server.log().contains("attended transfer done"));
+}

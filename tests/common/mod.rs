@@ -32,6 +32,7 @@ use std::time::{Duration, Instant};
 
 pub(crate) mod http;
 pub(crate) mod phone;
+pub(crate) mod ua;
 
 /// How long the server may take to print its "SIP listening" line.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
