@@ -228,4 +228,21 @@ fn an_attended_transfer_connects_the_caller_to_the_consulted_colleague_both_ways
         server.log()
     );
     assert!(server.log().contains("attended transfer done"));
+    // The customer's record: one call, two segments (the agent's, the colleague's).
+    let db = server.dir().join("data/switchboard.db");
+    let mut rows = Vec::new();
+    common::wait_until(Duration::from_secs(10), "the customer's record", || {
+        rows = store::Store::open_read_only(&db)
+            .and_then(|s| s.calls_between(0, i64::MAX))
+            .unwrap_or_default();
+        rows.iter().any(|r| r.dialed == "600")
+    });
+    let r = rows.iter().find(|r| r.dialed == "600").unwrap();
+    let parts: Vec<(&str, &str)> = r
+        .segments
+        .iter()
+        .map(|s| (s.agent.as_str(), s.end.as_str()))
+        .collect();
+    assert_eq!(parts, [("1001", "transferred"), ("1002", "caller hung up")], "{r:?}");
+    assert_eq!(r.agent.as_deref(), Some("1002"));
 }

@@ -134,6 +134,19 @@ pub struct RingAttempt {
     pub result: RingResult,
 }
 
+/// Who talked for the center during part of a call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Segment {
+    /// The agent's name (or the user).
+    pub agent: String,
+    /// From.
+    pub started: SystemTime,
+    /// To.
+    pub ended: SystemTime,
+    /// How their part ended: `transferred`, `taken over`, or the call's end reason.
+    pub end: String,
+}
+
 /// One call, written when it ends.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallRecord {
@@ -192,6 +205,9 @@ pub struct CallRecord {
     /// Variables IVR menus set (collected digits such as an account number, choices such
     /// as a language), in the order they were set; a name set twice keeps its last value.
     pub variables: Vec<(String, String)>,
+    /// Who talked for the center, in order: one segment per agent, a transfer or take-over
+    /// starting the next; empty when nobody answered.
+    pub segments: Vec<Segment>,
     /// Every phone rung.
     pub attempts: Vec<RingAttempt>,
 }

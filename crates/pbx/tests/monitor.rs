@@ -183,6 +183,15 @@ fn a_supervisor_takes_the_call_over_and_the_agent_is_let_go() {
     w.carrier().hang_up_outgoing(now, call);
     w.run_until(5 * SECOND, "the record", |w| !w.records.is_empty());
     assert_eq!(w.records[0].agent.as_deref(), Some("1004"));
+    let parts: Vec<(&str, &str)> = w.records[0]
+        .segments
+        .iter()
+        .map(|s| (s.agent.as_str(), s.end.as_str()))
+        .collect();
+    assert_eq!(
+        parts,
+        [(user.as_str(), "taken over"), ("1004", "caller hung up")]
+    );
     w.run_until(5 * SECOND, "the supervisor's BYE", |w| {
         w.phones[sup].outgoing[o].state == OutState::Ended
     });

@@ -97,6 +97,17 @@ fn an_agent_transfers_the_caller_to_another_queue_and_its_agent_takes_over() {
     // Both agents' phones are in the record's ring attempts, each answered.
     let rung: Vec<&str> = r.attempts.iter().map(|a| a.agent.as_str()).collect();
     assert_eq!(rung, vec![first.as_str(), "1003"]);
+    // Each agent's part is a segment: the first transferred, the second to the end.
+    let parts: Vec<(&str, &str)> = r
+        .segments
+        .iter()
+        .map(|s| (s.agent.as_str(), s.end.as_str()))
+        .collect();
+    assert_eq!(
+        parts,
+        [(first.as_str(), "transferred"), ("1003", "caller hung up")]
+    );
+    assert!(r.segments[0].ended <= r.segments[1].started);
     assert_eq!(w.records.len(), 1, "one record for the whole call");
     assert!(r.recorded);
     assert_eq!(
@@ -402,6 +413,15 @@ fn an_attended_transfer_joins_the_consulted_colleague_to_the_customer_and_lets_t
     let r = w.records.iter().find(|r| r.dialed == "600").unwrap();
     assert_eq!(r.outcome, Outcome::Answered);
     assert_eq!(r.agent.as_deref(), Some("1003"));
+    let parts: Vec<(&str, &str)> = r
+        .segments
+        .iter()
+        .map(|s| (s.agent.as_str(), s.end.as_str()))
+        .collect();
+    assert_eq!(
+        parts,
+        [(first.as_str(), "transferred"), ("1003", "caller hung up")]
+    );
     assert!(r.recorded);
     assert_eq!(
         w.media

@@ -122,6 +122,20 @@ pub struct AttemptRow {
     pub result: String,
 }
 
+/// Who talked for the center during part of a call: the call is transferred or taken over
+/// from one agent to the next.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct SegmentRow {
+    /// The agent (or user) on the center's side.
+    pub agent: String,
+    /// From (Unix milliseconds).
+    pub started_ms: i64,
+    /// To.
+    pub ended_ms: i64,
+    /// How their part ended: `transferred`, `taken over`, or the call's end reason.
+    pub end: String,
+}
+
 /// One call. Times are Unix milliseconds; durations milliseconds.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct CallRow {
@@ -182,6 +196,10 @@ pub struct CallRow {
     /// The caller asked to be called back.
     #[serde(default)]
     pub callback: bool,
+    /// Who talked for the center, in order (one per agent a transfer or take-over handed
+    /// the call to); empty for calls nobody answered.
+    #[serde(default)]
+    pub segments: Vec<SegmentRow>,
     /// Every phone rung.
     pub attempts: Vec<AttemptRow>,
 }
@@ -451,6 +469,17 @@ pub(crate) fn variables_to(vars: &[(String, String)]) -> Option<String> {
         .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
         .collect();
     Some(serde_json::Value::Object(map).to_string())
+}
+
+/// A call's segments as stored: a JSON array (`NULL` when there are none).
+pub(crate) fn segments_to(segments: &[SegmentRow]) -> Option<String> {
+    (!segments.is_empty()).then(|| serde_json::to_string(segments).unwrap_or_default())
+}
+
+/// A call's segments from the stored JSON array (anything else reads as none).
+pub(crate) fn segments_from(text: Option<&str>) -> Vec<SegmentRow> {
+    text.and_then(|t| serde_json::from_str(t).ok())
+        .unwrap_or_default()
 }
 
 /// A call's variables from the stored JSON object, by name (anything that is not an object

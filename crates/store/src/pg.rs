@@ -59,6 +59,7 @@ CREATE TABLE IF NOT EXISTS calls (
 -- Columns added after the table was first made.
 ALTER TABLE calls ADD COLUMN IF NOT EXISTS overflowed_from TEXT;
 ALTER TABLE calls ADD COLUMN IF NOT EXISTS variables TEXT;
+ALTER TABLE calls ADD COLUMN IF NOT EXISTS segments TEXT;
 ALTER TABLE calls ADD COLUMN IF NOT EXISTS callback BOOLEAN;
 CREATE INDEX IF NOT EXISTS calls_overflowed ON calls (overflowed_from, arrived_ms)
     WHERE overflowed_from IS NOT NULL;
@@ -149,7 +150,7 @@ macro_rules! select_call {
             "SELECT id, call_id, sip_call_id, caller, caller_name, dialed, source,
             queue, agent, arrived_ms, queued_ms, first_offer_ms, answered_ms, ended_ms, wait_ms,
             talk_ms, hold_ms, wrap_up_ms, outcome, hung_up_by, reason, recorded, disposition,
-            satisfaction, overflowed_from, variables, callback FROM calls",
+            satisfaction, overflowed_from, variables, callback, segments FROM calls",
             $tail
         )
     };
@@ -165,12 +166,12 @@ const NEXT_IDS: &str =
 const INSERT_CALLS: &str = "INSERT INTO calls (id, call_id, sip_call_id, caller, caller_name,
     dialed, source, queue, agent, arrived_ms, queued_ms, first_offer_ms, answered_ms, ended_ms,
     wait_ms, talk_ms, hold_ms, wrap_up_ms, outcome, hung_up_by, reason, recorded, disposition,
-    satisfaction, overflowed_from, variables, callback)
+    satisfaction, overflowed_from, variables, callback, segments)
     SELECT * FROM UNNEST($1::BIGINT[], $2::BIGINT[], $3::TEXT[], $4::TEXT[], $5::TEXT[],
     $6::TEXT[], $7::TEXT[], $8::TEXT[], $9::TEXT[], $10::BIGINT[], $11::BIGINT[], $12::BIGINT[],
     $13::BIGINT[], $14::BIGINT[], $15::BIGINT[], $16::BIGINT[], $17::BIGINT[], $18::BIGINT[],
     $19::TEXT[], $20::TEXT[], $21::TEXT[], $22::BOOLEAN[], $23::TEXT[], $24::SMALLINT[],
-    $25::TEXT[], $26::TEXT[], $27::BOOLEAN[])";
+    $25::TEXT[], $26::TEXT[], $27::BOOLEAN[], $28::TEXT[])";
 
 const INSERT_ATTEMPTS: &str = "INSERT INTO ring_attempts
     (call, seq, agent, contact, started_ms, ended_ms, result)
@@ -956,6 +957,10 @@ fn put_calls(
                 .iter()
                 .map(|c| c.callback.then_some(true))
                 .collect::<Vec<_>>(),
+            &calls
+                .iter()
+                .map(|c| crate::segments_to(&c.segments))
+                .collect::<Vec<_>>(),
         ],
     )?;
     let attempts: Vec<(i64, i32, &AttemptRow)> = ids
@@ -1051,6 +1056,7 @@ fn call_row(r: &Row) -> Result<CallRow, postgres::Error> {
         overflowed_from: r.try_get(24)?,
         variables: crate::variables_from(r.try_get::<_, Option<String>>(25)?.as_deref()),
         callback: r.try_get::<_, Option<bool>>(26)?.unwrap_or(false),
+        segments: crate::segments_from(r.try_get::<_, Option<String>>(27)?.as_deref()),
         attempts: Vec::new(),
     })
 }

@@ -312,7 +312,7 @@ pub(crate) const SELECT_CALL: &str =
     "SELECT id, call_id, sip_call_id, caller, caller_name, dialed, source,
     queue, agent, arrived_ms, queued_ms, first_offer_ms, answered_ms, ended_ms, wait_ms, talk_ms,
     hold_ms, wrap_up_ms, outcome, hung_up_by, reason, recorded, disposition, satisfaction,
-    overflowed_from, variables, callback FROM calls";
+    overflowed_from, variables, callback, segments FROM calls";
 
 pub(crate) fn call_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CallRow> {
     Ok(CallRow {
@@ -342,6 +342,7 @@ pub(crate) fn call_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CallRow> {
         overflowed_from: r.get(24)?,
         variables: crate::variables_from(r.get::<_, Option<String>>(25)?.as_deref()),
         callback: r.get::<_, Option<bool>>(26)?.unwrap_or(false),
+        segments: crate::segments_from(r.get::<_, Option<String>>(27)?.as_deref()),
         attempts: Vec::new(),
     })
 }
@@ -374,6 +375,7 @@ fn add_columns(conn: &Connection) -> rusqlite::Result<()> {
         ("overflowed_from", "TEXT"),
         ("variables", "TEXT"),
         ("callback", "INTEGER"),
+        ("segments", "TEXT"),
     ] {
         if !have.contains(name) {
             conn.execute_batch(&format!("ALTER TABLE calls ADD COLUMN {name} {ty}"))?;
@@ -392,9 +394,9 @@ fn put_calls(tx: &Transaction<'_>, calls: &[CallRow]) -> rusqlite::Result<()> {
         "INSERT INTO calls (call_id, sip_call_id, caller, caller_name, dialed, source,
             queue, agent, arrived_ms, queued_ms, first_offer_ms, answered_ms, ended_ms,
             wait_ms, talk_ms, hold_ms, wrap_up_ms, outcome, hung_up_by, reason, recorded,
-            disposition, satisfaction, overflowed_from, variables, callback)
+            disposition, satisfaction, overflowed_from, variables, callback, segments)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
-            ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26)",
+            ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27)",
     )?;
     let mut attempt_stmt = tx.prepare_cached(
         "INSERT INTO ring_attempts (call, seq, agent, contact, started_ms, ended_ms, result)
@@ -428,6 +430,7 @@ fn put_calls(tx: &Transaction<'_>, calls: &[CallRow]) -> rusqlite::Result<()> {
             c.overflowed_from,
             crate::variables_to(&c.variables),
             c.callback.then_some(true),
+            crate::segments_to(&c.segments),
         ])?;
         let row = tx.last_insert_rowid();
         for (i, a) in c.attempts.iter().enumerate() {

@@ -42,6 +42,16 @@ fn call(id: u64, queue: &str, at: i64, outcome: &str, wait_s: i64, agent: Option
         disposition: answered.then(|| "sale".to_owned()),
         satisfaction: answered.then_some(4),
         variables: vec![("account".into(), format!("{id:06}"))],
+        segments: if answered {
+            vec![store::SegmentRow {
+                agent: "Bob".into(),
+                started_ms: at + 3000,
+                ended_ms: at + 63_000,
+                end: "caller hung up".into(),
+            }]
+        } else {
+            Vec::new()
+        },
         attempts: vec![
             AttemptRow {
                 agent: "Bob".into(),

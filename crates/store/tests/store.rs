@@ -305,7 +305,27 @@ fn a_database_from_before_dispositions_gets_the_columns_and_keeps_its_calls() {
         ("language".into(), "es".into()),
         ("account".into(), "0047\"x".into()),
     ];
+    new.segments = vec![
+        store::SegmentRow {
+            agent: "Ann".into(),
+            started_ms: t0 + 1_000,
+            ended_ms: t0 + 30_000,
+            end: "transferred".into(),
+        },
+        store::SegmentRow {
+            agent: "Bob".into(),
+            started_ms: t0 + 30_000,
+            ended_ms: t0 + 90_000,
+            end: "caller hung up".into(),
+        },
+    ];
+    let segments = new.segments.clone();
     s.insert_calls(&[new]).unwrap();
+    assert_eq!(
+        s.call(10).unwrap().unwrap().segments,
+        segments,
+        "segments come back in order"
+    );
     let back = s.call(10).unwrap().unwrap();
     assert_eq!(back.disposition.as_deref(), Some("sale"));
     assert_eq!(back.satisfaction, Some(5));
@@ -318,5 +338,6 @@ fn a_database_from_before_dispositions_gets_the_columns_and_keeps_its_calls() {
         ]
     );
     assert!(s.call(9).unwrap().unwrap().variables.is_empty());
+    assert!(s.call(9).unwrap().unwrap().segments.is_empty());
     let _ = std::fs::remove_dir_all(&d);
 }

@@ -196,6 +196,16 @@ pub(crate) fn call_row(r: &CallRecord) -> CallRow {
         satisfaction: r.satisfaction,
         variables: r.variables.clone(),
         callback: r.callback,
+        segments: r
+            .segments
+            .iter()
+            .map(|s| store::SegmentRow {
+                agent: s.agent.clone(),
+                started_ms: ms(s.started),
+                ended_ms: ms(s.ended),
+                end: s.end.clone(),
+            })
+            .collect(),
         attempts: r
             .attempts
             .iter()

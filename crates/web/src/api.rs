@@ -532,6 +532,13 @@ fn call_json(c: &store::CallRow, recording: Option<&store::RecordingRow>) -> ser
             .iter()
             .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
             .collect::<serde_json::Map<_, _>>(),
+        "segments": c.segments.iter().map(|s| json!({
+            "agent": s.agent,
+            "started_ms": s.started_ms,
+            "ended_ms": s.ended_ms,
+            "talk_s": (s.ended_ms - s.started_ms) as f64 / 1000.0,
+            "end": s.end,
+        })).collect::<Vec<_>>(),
         "recording": recording.map(|r| json!({
             "file": r.file,
             "sha256": r.sha256,

@@ -240,7 +240,7 @@ impl CallControl {
             .get(&customer)
             .and_then(|c| c.history.agent.clone())
             .unwrap_or_default();
-        self.let_agent_go(now, customer, true);
+        self.let_agent_go(now, customer, true, "transferred");
         let Some(y) = self.calls.get_mut(&consult) else {
             return;
         };
@@ -265,6 +265,7 @@ impl CallControl {
         x.busy_users.push(user);
         x.phase = Phase::Connected;
         x.transfer_back = None;
+        x.history.begin_segment(&name, self.wall);
         x.history.agent = Some(name);
         self.out
             .push_back(media_cmd(customer, remote_of(Leg::Agent, &n, Some(host))));

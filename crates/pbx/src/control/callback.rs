@@ -420,6 +420,9 @@ impl CallControl {
         info!(parent: &call.span, "callback: the customer answered");
         call.connected_at = Some(now);
         call.history.answered = Some(self.wall);
+        if let Some(a) = call.history.agent.clone() {
+            call.history.begin_segment(&a, self.wall);
+        }
         call.phase = Phase::Connected;
         self.timers
             .retain(|_, t| !matches!(t, Timer::Callback(c, _) if *c == id));
@@ -464,7 +467,7 @@ impl CallControl {
         cb.step = CbStep::Retrying;
         cb.dialing = None;
         call.history.agent = None;
-        self.let_agent_go(now, id, true);
+        self.let_agent_go(now, id, true, "customer not reached");
         if again {
             self.save_callback(id);
             self.cb_timer(now, id, retry_after);

@@ -358,6 +358,9 @@ impl CallControl {
             _ => name,
         };
         call.history.agent = Some(name.clone());
+        if !callback {
+            call.history.begin_segment(&name, self.wall);
+        }
         info!(parent: &call.span, agent = %name, waited_ms = waited.as_millis() as u64, "call connected");
         let in_acd = call.in_acd;
         self.cancel_timers(|t| matches!(t, Timer::Announce(c) | Timer::RingTimeout(c) if *c == id));

@@ -414,7 +414,7 @@ impl CallControl {
         info!(parent: &call.span, menu = %survey, "agent hung up: survey");
         call.talk_ended = Some(now);
         call.survey_of = Some(q);
-        self.let_agent_go(now, id, false);
+        self.let_agent_go(now, id, false, "agent hung up");
         self.enter_menu(now, id, &survey, 0);
         true
     }

@@ -467,9 +467,34 @@ struct History {
     hold_since: Option<Instant>,
     hold: Duration,
     attempts: Vec<RingAttempt>,
+    /// Finished segments, and the one in progress (agent, since).
+    segments: Vec<crate::record::Segment>,
+    segment: Option<(String, SystemTime)>,
 }
 
 impl History {
+    /// `agent` talks for the center from `at` (ending the segment in progress, if any, as
+    /// handed over).
+    fn begin_segment(&mut self, agent: &str, at: SystemTime) {
+        if self.segment.as_ref().is_some_and(|(a, _)| a == agent) {
+            return;
+        }
+        self.end_segment(at, "transferred");
+        self.segment = Some((agent.to_owned(), at));
+    }
+
+    /// The segment in progress ends at `at`, `how`.
+    fn end_segment(&mut self, at: SystemTime, how: &str) {
+        if let Some((agent, started)) = self.segment.take() {
+            self.segments.push(crate::record::Segment {
+                agent,
+                started,
+                ended: at,
+                end: how.to_owned(),
+            });
+        }
+    }
+
     fn new(arrived: SystemTime) -> History {
         History {
             arrived,
@@ -481,6 +506,8 @@ impl History {
             hold_since: None,
             hold: Duration::ZERO,
             attempts: Vec::new(),
+            segments: Vec::new(),
+            segment: None,
         }
     }
 

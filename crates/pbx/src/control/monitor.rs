@@ -320,7 +320,7 @@ impl CallControl {
         let Some(dialog) = s.dialog else {
             return;
         };
-        self.let_agent_go(now, id, true);
+        self.let_agent_go(now, id, true, "taken over");
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
@@ -337,6 +337,7 @@ impl CallControl {
             on_hold: false,
         });
         call.phase = Phase::Connected;
+        call.history.begin_segment(&name, self.wall);
         call.history.agent = Some(name);
         self.by_dialog.insert(key, (id, Leg::Agent));
         self.mark_busy(id, &s.user);

@@ -135,7 +135,8 @@ impl CallControl {
     /// whose customer was not reached): BYE unless their phone sent it, their conversation
     /// ends in the ACD (wrap-up follows), the legs are no longer bridged and the agent's leg
     /// is not expected to send.
-    pub(super) fn let_agent_go(&mut self, now: Instant, id: u64, send_bye: bool) {
+    /// The agent's part of the call ends (`how`, for its segment in the record).
+    pub(super) fn let_agent_go(&mut self, now: Instant, id: u64, send_bye: bool, how: &str) {
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
@@ -147,6 +148,7 @@ impl CallControl {
             return;
         };
         call.history.held(false, now);
+        call.history.end_segment(self.wall, how);
         call.phase = Phase::Waiting;
         let in_acd = std::mem::take(&mut call.in_acd);
         if let Some(mut a) = call.agent.take() {
@@ -217,6 +219,7 @@ impl CallControl {
         }
         let h = &mut call.history;
         h.held(false, now);
+        h.end_segment(self.wall, reason.as_str());
         let answered = call.connected_at.is_some();
         let outcome = match (reason, &call.route) {
             (EndReason::Shutdown, _) if !answered => Outcome::Shutdown,
@@ -318,6 +321,7 @@ impl CallControl {
             satisfaction: call.satisfaction,
             callback: call.cb.is_some(),
             variables: std::mem::take(&mut call.variables),
+            segments: std::mem::take(&mut h.segments),
             attempts: std::mem::take(&mut h.attempts),
         }
     }

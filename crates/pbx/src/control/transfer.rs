@@ -107,7 +107,7 @@ impl CallControl {
             _ => 0,
         };
         info!(parent: &call.span, from = %user, to = %route_name(&route, &self.dir), "blind transfer");
-        self.let_agent_go(now, id, true);
+        self.let_agent_go(now, id, true, "transferred");
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
