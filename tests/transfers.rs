@@ -243,6 +243,10 @@ fn an_attended_transfer_connects_the_caller_to_the_consulted_colleague_both_ways
         .iter()
         .map(|s| (s.agent.as_str(), s.end.as_str()))
         .collect();
-    assert_eq!(parts, [("1001", "transferred"), ("1002", "caller hung up")], "{r:?}");
+    assert_eq!(
+        parts,
+        [("1001", "transferred"), ("1002", "caller hung up")],
+        "{r:?}"
+    );
     assert_eq!(r.agent.as_deref(), Some("1002"));
 }

@@ -197,3 +197,74 @@ fn a_supervisor_takes_the_call_over_and_the_agent_is_let_go() {
     });
     w.assert_settles();
 }
+
+#[test]
+fn monitoring_asked_from_outside_rings_the_supervisors_phone_which_then_whispers() {
+    let mut w = World::new(config(), &["1001", "1002", "1003", "1004"]);
+    let ask = |w: &mut World, agent: &str, phone: &str| {
+        w.control.agent_request(
+            agent,
+            pbx::AgentRequest::Monitor(phone.into(), MonitorMode::Whisper),
+        )
+    };
+    // Nobody on a call yet.
+    let e = ask(&mut w, "1001", "1004").unwrap_err();
+    assert!(e.contains("on no call"), "{e}");
+    let (call, _, user) = talking(&mut w);
+    // A user without a rule, and one without a phone.
+    let e = ask(&mut w, &user, "1002").unwrap_err();
+    assert!(e.contains("may not monitor"), "{e}");
+    let mut cfg = config();
+    cfg.supervisors[0].user = "1009".into();
+    w.control.reload(cfg);
+    let e = ask(&mut w, &user, "1009").unwrap_err();
+    assert!(e.contains("no phone registered"), "{e}");
+    w.control.reload(config());
+    ask(&mut w, &user, "1004").expect("monitoring starts");
+    w.run_for(Duration::from_millis(100));
+    let sup = w.phone_index("1004");
+    assert_eq!(
+        w.phones[sup].incoming.len(),
+        1,
+        "the supervisor's phone rings"
+    );
+    w.run_until(5 * SECOND, "answered", |w| {
+        w.phones[sup].incoming[0].state == InState::Confirmed
+    });
+    w.run_for(Duration::from_millis(100));
+    let s = session(&w);
+    assert_eq!(s.monitor, MonitorMode::Whisper);
+    assert_eq!(s.remote[2].map(|a| a.ip()), Some(w.phones[sup].addr.ip()));
+    supervisor_key(&mut w, '6');
+    assert_eq!(session(&w).monitor, MonitorMode::Barge);
+    let now = w.now;
+    w.carrier().hang_up_outgoing(now, call);
+    w.run_until(5 * SECOND, "the supervisor is hung up on", |w| {
+        w.phones[sup].incoming[0].state == InState::Ended
+    });
+    w.assert_settles();
+}
+
+#[test]
+fn a_supervisors_phone_that_does_not_answer_stops_ringing_and_the_call_goes_on() {
+    let mut w = World::new(config(), &["1001", "1002", "1003", "1004"]);
+    let (call, _, user) = talking(&mut w);
+    let sup = w.phone_index("1004");
+    w.phones[sup].policy = harness::Policy::Ignore;
+    w.control
+        .agent_request(
+            &user,
+            pbx::AgentRequest::Monitor("1004".into(), MonitorMode::Listen),
+        )
+        .unwrap();
+    w.run_for(40 * SECOND);
+    assert_eq!(w.phones[sup].incoming[0].state, InState::Cancelled);
+    let s = session(&w);
+    assert_eq!(s.supervisor, None);
+    assert!(s.bridged);
+    assert_eq!(w.carrier().outgoing[call].state, OutState::Up);
+    let now = w.now;
+    w.carrier().hang_up_outgoing(now, call);
+    w.run_for(2 * SECOND);
+    w.assert_settles();
+}

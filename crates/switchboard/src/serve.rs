@@ -512,6 +512,20 @@ fn agent_control(pbx: pbx::service::AgentRequests) -> web::AgentControl {
     std::sync::Arc::new(move |change: web::AgentChange| {
         let pbx = pbx.clone();
         Box::pin(async move {
+            if let Some(m) = &change.monitor {
+                let mode = match m.mode {
+                    web::MonitorKind::Listen => pbx::media::relay::MonitorMode::Listen,
+                    web::MonitorKind::Whisper => pbx::media::relay::MonitorMode::Whisper,
+                    web::MonitorKind::Barge => pbx::media::relay::MonitorMode::Barge,
+                };
+                info!(agent = %change.agent, by = %change.by, phone = %m.phone, ?mode, "monitoring asked from the web");
+                return pbx
+                    .ask(
+                        &change.agent,
+                        pbx::AgentRequest::Monitor(m.phone.clone(), mode),
+                    )
+                    .await;
+            }
             let want = match change.state {
                 web::RequestedState::Ready => pbx::AgentRequest::Ready,
                 web::RequestedState::Paused => {

@@ -59,6 +59,29 @@ pub struct AgentChange {
     pub reason: Option<String>,
     /// Who asked.
     pub by: String,
+    /// Instead of a state change: ring this phone to monitor the agent's call.
+    pub monitor: Option<MonitorAsk>,
+}
+
+/// Monitoring of an agent's call asked over the API: the supervisor's phone is rung.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct MonitorAsk {
+    /// The supervisor's SIP user (whose registered phone rings).
+    pub phone: String,
+    /// How they monitor.
+    pub mode: MonitorKind,
+}
+
+/// Listen, whisper or barge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MonitorKind {
+    /// Hear both parties; nobody hears the supervisor.
+    Listen,
+    /// The agent hears the supervisor; the caller does not.
+    Whisper,
+    /// Everyone hears everyone.
+    Barge,
 }
 
 /// Carries an [`AgentChange`] to call control; the error is shown to the user.
@@ -442,6 +465,7 @@ async fn agent_state(
         state: form.state,
         reason,
         by: s.login.clone(),
+        monitor: None,
     };
     match (app.agents)(change).await {
         Ok(()) => {
@@ -450,6 +474,45 @@ async fn agent_state(
             Ok(Json(json!({ "ok": true })).into_response())
         }
         Err(e) if e.starts_with("no agent") => Err(refuse(StatusCode::NOT_FOUND, e)),
+        Err(e) => Err(refuse(StatusCode::CONFLICT, e)),
+    }
+}
+
+/// `POST /api/agents/{agent}/monitor` `{"phone": "1010", "mode": "whisper"}`: ring the
+/// supervisor's phone to monitor the agent's call (supervisors and admins; audited).
+async fn agent_monitor(
+    State(app): State<Arc<App>>,
+    UrlPath(agent): UrlPath<String>,
+    headers: HeaderMap,
+    Json(ask): Json<MonitorAsk>,
+) -> Answer {
+    let s = change(&app, &headers, &[Role::Supervisor, Role::Admin])?;
+    if ask.phone.is_empty()
+        || !ask
+            .phone
+            .chars()
+            .all(|c| c.is_alphanumeric() || "-_.".contains(c))
+    {
+        return Err(refuse(
+            StatusCode::BAD_REQUEST,
+            "phone: a SIP user such as \"1010\"",
+        ));
+    }
+    let detail = json!({ "agent": agent, "phone": ask.phone, "mode": ask.mode }).to_string();
+    let change = AgentChange {
+        agent: agent.clone(),
+        state: RequestedState::Ready,
+        reason: None,
+        by: s.login.clone(),
+        monitor: Some(ask),
+    };
+    match (app.agents)(change).await {
+        Ok(()) => {
+            let _ = audit(&app, &s, "monitor", None, detail).await;
+            Ok(Json(json!({ "ok": true })).into_response())
+        }
+        Err(e) if e.starts_with("no agent") => Err(refuse(StatusCode::NOT_FOUND, e)),
+        Err(e) if e.contains("may not monitor") => Err(refuse(StatusCode::FORBIDDEN, e)),
         Err(e) => Err(refuse(StatusCode::CONFLICT, e)),
     }
 }
@@ -1047,6 +1110,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/live", get(live))
         .route("/api/events", get(events))
         .route("/api/agents/{agent}/state", post(agent_state))
+        .route("/api/agents/{agent}/monitor", post(agent_monitor))
         .route("/api/calls", get(calls))
         .route("/api/calls/{id}", get(call))
         .route("/api/calls/{id}/reviews", get(reviews).post(save_review))

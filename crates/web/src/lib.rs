@@ -20,7 +20,7 @@ pub mod auth;
 pub mod live;
 pub mod metrics;
 
-pub use api::{AgentChange, AgentControl, App, RequestedState, WebConfig};
+pub use api::{AgentChange, AgentControl, App, MonitorAsk, MonitorKind, RequestedState, WebConfig};
 pub use live::Live;
 pub use metrics::{Metrics, Sample, Sampler};
 

@@ -192,6 +192,8 @@ fn request(method: &str, path: &str, session: Option<&Session>, csrf: bool) -> R
     if method == "POST" {
         let body = if path.contains("/state") {
             r#"{"state":"paused","reason":"lunch"}"#
+        } else if path.contains("/monitor") {
+            r#"{"phone":"1010","mode":"whisper"}"#
         } else {
             r#"{"score":80,"comment":"good"}"#
         };
@@ -219,6 +221,7 @@ const ROUTES: &[(&str, &str, &[&str])] = &[
         &["sam", "root"],
     ),
     ("POST", "/api/agents/bob/state", &["sam", "root"]),
+    ("POST", "/api/agents/bob/monitor", &["sam", "root"]),
     (
         "GET",
         "/api/calls?date=2026-11-30",
@@ -295,6 +298,18 @@ async fn every_route_refuses_no_login_a_forged_cookie_and_the_wrong_role() {
     let last = changes.last().unwrap();
     assert_eq!((last.agent.as_str(), last.by.as_str()), ("ada", "ada"));
     assert_eq!(last.reason.as_deref(), Some("lunch"));
+    // A supervisor's monitoring request reaches call control as one, with the phone to ring.
+    let monitors: Vec<AgentChange> = changes
+        .iter()
+        .filter(|c| c.monitor.is_some())
+        .cloned()
+        .collect();
+    assert!(!monitors.is_empty());
+    let m = monitors[0].monitor.as_ref().unwrap();
+    assert_eq!(
+        (monitors[0].agent.as_str(), m.phone.as_str(), m.mode),
+        ("bob", "1010", web::MonitorKind::Whisper)
+    );
     // Supervisors' changes of unknown agents are 404.
     let sam = log_in(&f.app, "sam").await;
     let r = send(

@@ -324,6 +324,7 @@ impl CallControl {
         self.out.extend(out.into_iter().map(Output::Acd));
         self.cfg.trunks = new.trunks;
         self.cfg.outbound = new.outbound;
+        self.cfg.supervisors = new.supervisors;
         self.reload_registrations(self.now);
         self.cfg.extensions = new.extensions;
         self.cfg.extension_ring_timeout = new.extension_ring_timeout;

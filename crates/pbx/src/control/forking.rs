@@ -131,6 +131,7 @@ impl CallControl {
             Role::Reinvite(consult) => self.reinvite_response(now, consult, tx, resp),
             Role::Restore(consult) => self.restore_response(consult, tx, resp),
             Role::TakeOver(id) => self.take_over_response(now, id, tx, resp),
+            Role::SupervisorRing(id) => self.supervisor_ring_response(id, tx, resp),
             Role::Notify(sid) => {
                 if resp.status >= 200 {
                     self.by_client.remove(&tx);
@@ -423,6 +424,9 @@ impl CallControl {
                 self.drop_sub(sid);
             }
             Some(Role::Customer(id)) => self.customer_response(now, id, tx, Response::new(408)),
+            Some(Role::SupervisorRing(id)) => {
+                self.supervisor_ring_response(id, tx, Response::new(408))
+            }
             Some(Role::Reinvite(consult)) => {
                 self.reinvite_response(now, consult, tx, Response::new(408))
             }

@@ -387,6 +387,8 @@ struct Call {
     attended: Option<attended::Attended>,
     /// A supervisor monitoring the call.
     supervisor: Option<monitor::SupervisorLeg>,
+    /// A supervisor's phone being rung to monitor the call.
+    supervisor_ring: Option<monitor::SupRing>,
     created: Instant,
     /// When the call joined its (first) queue: its wait counts from then.
     queued_at: Option<Instant>,
@@ -444,6 +446,7 @@ impl Call {
             dialing: None,
             attended: None,
             supervisor: None,
+            supervisor_ring: None,
             created: now,
             queued_at: None,
             connected_at: None,
@@ -588,6 +591,8 @@ enum Role {
     Restore(u64),
     /// Our re-INVITE that moves a supervisor taking call `call` over onto its agent side.
     TakeOver(u64),
+    /// Our INVITE to a supervisor's phone to monitor call `call`.
+    SupervisorRing(u64),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -609,6 +614,8 @@ enum Timer {
     OutboundTry(u64, u64),
     /// A trunk's registration is due: (registration, its round).
     Register(usize, u64),
+    /// A supervisor's phone rung to monitor call `call` has rung long enough.
+    SupervisorRing(u64),
     RingTimeout(u64),
     ForgetOrphan(TxId),
 }
@@ -696,6 +703,8 @@ pub enum AgentRequest {
     Pause(String),
     /// Log out of the queues.
     LogOut,
+    /// Ring this supervisor (SIP user)'s phone to monitor the agent's call in this mode.
+    Monitor(String, media::relay::MonitorMode),
 }
 
 /// The call-control state machine.
@@ -917,6 +926,10 @@ impl CallControl {
             return Err(format!("no agent {agent:?}"));
         };
         let id = a.id;
+        if let AgentRequest::Monitor(phone, mode) = &want {
+            let (phone, mode) = (phone.clone(), *mode);
+            return self.monitor_request(agent, &phone, mode);
+        }
         let cmd = match (want, &a.state) {
             (AgentRequest::Ready, AgentState::LoggedOut) => AcdCommand::Login(id),
             (AgentRequest::Ready, AgentState::Offered(_)) => {
@@ -933,6 +946,7 @@ impl CallControl {
                 return Err(format!("{agent} is on a call"))
             }
             (AgentRequest::LogOut, _) => AcdCommand::Logout(id),
+            (AgentRequest::Monitor(..), _) => return Ok(()),
         };
         info!(agent, command = ?cmd, "agent state asked from outside");
         self.acd(cmd);
@@ -1211,6 +1225,7 @@ impl CallControl {
                 Timer::TransferDigits(id) => self.transfer_digits_done(now, id),
                 Timer::OutboundTry(id, round) => self.outbound_try_timeout(now, id, round),
                 Timer::Register(i, round) => self.register_due(now, i, round),
+                Timer::SupervisorRing(id) => self.stop_ringing_supervisor(now, id),
                 Timer::MenuEnd(id, round) => {
                     if self
                         .calls

@@ -121,6 +121,13 @@ impl CallControl {
 
     /// The relay attached (or could not attach) the supervisor's leg to call `id`.
     pub(super) fn supervisor_attached(&mut self, id: u64, port: Option<u16>) {
+        if self
+            .calls
+            .get(&id)
+            .is_some_and(|c| c.supervisor_ring.is_some())
+        {
+            return self.ring_supervisor(id, port);
+        }
         let contact = format!("<sip:switchboard@{}>", self.cfg.contact_host);
         let Some(call) = self.calls.get_mut(&id) else {
             return;
@@ -355,5 +362,245 @@ fn set_variable(vars: &mut Vec<(String, String)>, name: &str, value: String) {
     match vars.iter_mut().find(|(k, _)| k == name) {
         Some(v) => v.1 = value,
         None => vars.push((name.to_owned(), value)),
+    }
+}
+
+/// Monitoring asked from outside (the HTTP API): the supervisor's phone is rung.
+#[derive(Debug)]
+pub(super) struct SupRing {
+    user: String,
+    mode: MonitorMode,
+    /// Our INVITE to their phone, once the relay has given the leg a port.
+    out: Option<(TxId, Request, Flow, LocalMedia)>,
+}
+
+impl CallControl {
+    /// Monitor agent `agent` (by name) from supervisor user `phone`'s phone, which is rung
+    /// for it; the refusal in words.
+    pub(super) fn monitor_request(
+        &mut self,
+        agent: &str,
+        phone: &str,
+        mode: MonitorMode,
+    ) -> Result<(), String> {
+        let Some(a) = self
+            .dir
+            .agents
+            .iter()
+            .find(|a| !a.removed && a.name() == agent)
+        else {
+            return Err(format!("no agent {agent:?}"));
+        };
+        let user = a.setup.user.clone();
+        if !self.may_monitor(phone, &user) {
+            warn!(supervisor = %phone, agent = %agent, "monitoring refused: no rule allows it");
+            return Err(format!(
+                "{phone} may not monitor {agent} (no [supervisors.{phone}] rule for them)"
+            ));
+        }
+        if self.locations.get(phone).is_none_or(|b| b.is_empty()) {
+            return Err(format!("{phone} has no phone registered"));
+        }
+        let target = self
+            .calls
+            .iter()
+            .find(|(_, c)| {
+                c.phase == Phase::Connected
+                    && c.supervisor.is_none()
+                    && c.supervisor_ring.is_none()
+                    && c.agent.as_ref().is_some_and(|a| a.user == user)
+            })
+            .map(|(id, _)| *id);
+        let Some(id) = target else {
+            return Err(format!("{agent} is on no call"));
+        };
+        let Some(call) = self.calls.get_mut(&id) else {
+            return Err(format!("{agent} is on no call"));
+        };
+        info!(parent: &call.span, supervisor = %phone, ?mode, "monitoring asked from outside: ringing the supervisor");
+        call.supervisor_ring = Some(SupRing {
+            user: phone.to_owned(),
+            mode,
+            out: None,
+        });
+        self.out
+            .push_back(Output::Media(SessionId(id), MediaRequest::AttachSupervisor));
+        Ok(())
+    }
+
+    /// The relay gave the rung supervisor's leg a port (or could not): ring their phone.
+    pub(super) fn ring_supervisor(&mut self, id: u64, port: Option<u16>) {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let Some(ports) = call.ports else {
+            return;
+        };
+        let Some(port) = port else {
+            warn!(parent: &call.span, "no ports for the supervisor's leg");
+            call.supervisor_ring = None;
+            return;
+        };
+        let media = call.caller.media;
+        let agent = call
+            .agent
+            .as_ref()
+            .map(|a| a.user.clone())
+            .unwrap_or_default();
+        let Some(user) = call.supervisor_ring.as_ref().map(|r| r.user.clone()) else {
+            return;
+        };
+        let Some(b) = self
+            .locations
+            .get(&user)
+            .and_then(|b| b.value().first().cloned())
+        else {
+            call.supervisor_ring = None;
+            self.out
+                .push_back(media_cmd(id, SessionCommand::DetachSupervisor));
+            return;
+        };
+        let local = LocalMedia {
+            session_id: id,
+            version: 1,
+            addr: ports.addr,
+            port,
+            law: media.law,
+            pt: media.pt,
+            telephone_event: media.telephone_event,
+            direction: Direction::SendRecv,
+        };
+        let tag = self.token();
+        let call_id = format!("{}@{}", self.token(), self.host);
+        let mut h = Headers::default();
+        h.push(
+            "From",
+            format!(
+                "\"Monitor {agent}\" <sip:{}{agent}@{}>;tag={tag}",
+                self.cfg.features.monitor, self.host
+            ),
+        );
+        h.push("To", format!("<sip:{user}@{}>", self.host));
+        h.push("Call-ID", call_id);
+        h.push("CSeq", "1 INVITE");
+        h.push("Contact", self.contact(&b.flow, "switchboard"));
+        h.push("Allow", ALLOW);
+        h.push("Content-Type", "application/sdp");
+        let invite = Request {
+            method: Method::Invite,
+            uri: b.uri_text.clone(),
+            headers: h,
+            body: Bytes::from(local.offer()),
+        };
+        let tx = self.send(b.flow, invite.clone(), Role::SupervisorRing(id));
+        if let Some(r) = self
+            .calls
+            .get_mut(&id)
+            .and_then(|c| c.supervisor_ring.as_mut())
+        {
+            r.out = Some((tx, invite, b.flow, local));
+        }
+        let at = self.now + self.cfg.extension_ring_timeout;
+        self.timer(at, Timer::SupervisorRing(id));
+    }
+
+    /// The supervisor's phone answered our INVITE (or refused it).
+    pub(super) fn supervisor_ring_response(&mut self, id: u64, tx: TxId, resp: Response) {
+        if resp.status < 200 {
+            return;
+        }
+        self.by_client.remove(&tx);
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let ours = call
+            .supervisor_ring
+            .as_ref()
+            .and_then(|r| r.out.as_ref())
+            .is_some_and(|o| o.0 == tx);
+        if !ours {
+            return;
+        }
+        let Some(SupRing {
+            user,
+            mode,
+            out: Some((_, invite, flow, _)),
+        }) = call.supervisor_ring.take()
+        else {
+            return;
+        };
+        let span = call.span.clone();
+        self.cancel_timers(|t| matches!(t, Timer::SupervisorRing(c) if *c == id));
+        if resp.status >= 300 {
+            info!(parent: &span, status = resp.status, "the supervisor's phone did not answer");
+            self.out
+                .push_back(media_cmd(id, SessionCommand::DetachSupervisor));
+            return;
+        }
+        let Ok(dialog) = Dialog::uac(&invite, &resp, flow) else {
+            self.out
+                .push_back(media_cmd(id, SessionCommand::DetachSupervisor));
+            return;
+        };
+        let ack = dialog.ack(cseq_num(&invite.headers));
+        self.sip(SipCommand::SendStateless { flow, request: ack });
+        let answer = SessionDescription::parse(&resp.body).and_then(|sd| {
+            let n = negotiate(&sd)?;
+            Ok((sd, n))
+        });
+        let Ok((offer, n)) = answer else {
+            let mut d = dialog;
+            let bye = d.request(Method::Bye);
+            self.send(flow, bye, Role::Fire);
+            self.out
+                .push_back(media_cmd(id, SessionCommand::DetachSupervisor));
+            return;
+        };
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        self.by_dialog.insert(
+            (dialog.call_id.clone(), dialog.local_tag.clone()),
+            (id, Leg::Supervisor),
+        );
+        info!(parent: &call.span, ?mode, "supervisor on the call");
+        set_variable(&mut call.variables, "monitored_by", user.clone());
+        call.supervisor = Some(SupervisorLeg {
+            user,
+            invite_tx: tx,
+            invite,
+            flow,
+            local_tag: dialog.local_tag.clone(),
+            dialog: Some(dialog),
+            offer,
+            media: n,
+            mode,
+            takeover: None,
+        });
+        self.out.push_back(media_cmd(
+            id,
+            remote_of(Leg::Supervisor, &n, Some(flow.remote.ip())),
+        ));
+        self.out
+            .push_back(media_cmd(id, SessionCommand::Monitor(mode)));
+    }
+
+    /// Stop ringing the supervisor for call `id` (no answer in time, the call ended, the
+    /// agent left).
+    pub(super) fn stop_ringing_supervisor(&mut self, now: Instant, id: u64) {
+        self.cancel_timers(|t| matches!(t, Timer::SupervisorRing(c) if *c == id));
+        let Some(r) = self
+            .calls
+            .get_mut(&id)
+            .and_then(|c| c.supervisor_ring.take())
+        else {
+            return;
+        };
+        if let Some((tx, invite, flow, _)) = r.out {
+            self.sip(SipCommand::Cancel { tx });
+            self.orphan(now, tx, invite, flow);
+        }
+        self.out
+            .push_back(media_cmd(id, SessionCommand::DetachSupervisor));
     }
 }

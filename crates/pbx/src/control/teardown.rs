@@ -16,10 +16,12 @@ impl CallControl {
             return;
         };
         self.by_invite.remove(&call.caller.invite_tx);
-        // A supervisor on the call is hung up on (or their INVITE answered).
-        if call.supervisor.is_some() {
+        // A supervisor on the call is hung up on (or their INVITE answered), one being rung
+        // is cancelled.
+        if call.supervisor.is_some() || call.supervisor_ring.is_some() {
             self.calls.insert(id, call);
             self.drop_supervisor(id, true);
+            self.stop_ringing_supervisor(now, id);
             let Some(c) = self.calls.remove(&id) else {
                 return;
             };
@@ -140,9 +142,10 @@ impl CallControl {
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
-        if call.supervisor.is_some() {
+        if call.supervisor.is_some() || call.supervisor_ring.is_some() {
             // The supervisor monitored the agent: they go with them.
             self.drop_supervisor(id, true);
+            self.stop_ringing_supervisor(now, id);
         }
         let Some(call) = self.calls.get_mut(&id) else {
             return;
