@@ -54,6 +54,10 @@ pub enum MonitorMode {
     Whisper,
     /// Each of the three hears the other two.
     Barge,
+    /// The agent consults the third party (an attended transfer keyed on the phone): the
+    /// agent and the third leg hear each other; the caller hears neither (call control plays
+    /// them music) and neither hears the caller.
+    Consult,
 }
 
 impl MonitorMode {
@@ -62,9 +66,13 @@ impl MonitorMode {
     pub const fn hears(self, dest: Leg, src: Leg) -> bool {
         use Leg::{Agent, Caller, Supervisor};
         match (dest, src) {
-            (Caller, Agent) | (Agent, Caller) => true,
-            (Supervisor, Caller) | (Supervisor, Agent) => !matches!(self, MonitorMode::Off),
-            (Agent, Supervisor) => matches!(self, MonitorMode::Whisper | MonitorMode::Barge),
+            (Caller, Agent) | (Agent, Caller) => !matches!(self, MonitorMode::Consult),
+            (Supervisor, Caller) => !matches!(self, MonitorMode::Off | MonitorMode::Consult),
+            (Supervisor, Agent) => !matches!(self, MonitorMode::Off),
+            (Agent, Supervisor) => matches!(
+                self,
+                MonitorMode::Whisper | MonitorMode::Barge | MonitorMode::Consult
+            ),
             (Caller, Supervisor) => matches!(self, MonitorMode::Barge),
             _ => false,
         }
@@ -74,7 +82,12 @@ impl MonitorMode {
     pub const fn mixes(self, dest: Leg) -> bool {
         match dest {
             Leg::Caller => matches!(self, MonitorMode::Barge),
-            Leg::Agent => matches!(self, MonitorMode::Whisper | MonitorMode::Barge),
+            // In a consultation the agent hears one source, the third leg, which only the
+            // mixer's path carries.
+            Leg::Agent => matches!(
+                self,
+                MonitorMode::Whisper | MonitorMode::Barge | MonitorMode::Consult
+            ),
             Leg::Supervisor => !matches!(self, MonitorMode::Off),
         }
     }

@@ -1244,7 +1244,10 @@ impl SessionTask {
         }
         let other = src.other();
         let event = telephone_event == Some(h.payload_type);
-        if self.legs[other.index()].play.is_none() && (event || !mode.mixes(other)) {
+        if self.legs[other.index()].play.is_none()
+            && mode.hears(other, src)
+            && (event || !mode.mixes(other))
+        {
             self.forward(src.index(), data, now);
         }
     }

@@ -306,11 +306,16 @@ fn expected(mode: MonitorMode) -> [[bool; 3]; 3] {
             [true, false, true],
             [true, true, false],
         ],
+        MonitorMode::Consult => [
+            [false, false, false],
+            [false, false, true],
+            [false, true, false],
+        ],
     }
 }
 
 fn hearing(mode: MonitorMode) -> [bool; 3] {
-    [true, true, mode != MonitorMode::Off]
+    [mode != MonitorMode::Consult, true, mode != MonitorMode::Off]
 }
 
 fn headers(packets: &[Vec<u8>]) -> Vec<RtpHeader> {
@@ -341,6 +346,7 @@ async fn listen_whisper_and_barge_each_hear_what_they_should() {
         MonitorMode::Listen,
         MonitorMode::Whisper,
         MonitorMode::Barge,
+        MonitorMode::Consult,
     ]
     .into_iter()
     .enumerate()
