@@ -17,6 +17,10 @@ pub struct FeatureCodes {
     /// Keyed during a call (DTMF), then a number and `#`: blind transfer (for phones
     /// without REFER). Empty for none.
     pub transfer: String,
+    /// Keyed during a call, then a number and `#`: an attended transfer (the caller hears
+    /// music while the agent talks to the number's user; the agent hanging up completes it,
+    /// the code again goes back to the caller). Empty for none.
+    pub attended_transfer: String,
     /// Dialled with an agent's number after it (`*441001`): listen to that agent's call.
     pub monitor: String,
     /// The same, whispering to the agent (the caller does not hear the supervisor).
@@ -32,6 +36,7 @@ impl Default for FeatureCodes {
             logout: "*72".into(),
             pause: "*73".into(),
             transfer: "##".into(),
+            attended_transfer: "*2".into(),
             monitor: "*44".into(),
             whisper: "*45".into(),
             barge: "*46".into(),

@@ -554,3 +554,91 @@ fn a_replaces_naming_someone_elses_call_is_forbidden() {
     assert_eq!(w.phones[agent].incoming[i].state, InState::Confirmed);
     assert_eq!(w.phones[b].incoming[0].state, InState::Confirmed);
 }
+
+// ------------------------------------------------------------------ attended, keyed
+
+#[test]
+fn a_keyed_attended_transfer_consults_the_colleague_then_hands_the_caller_over() {
+    let mut w = World::new(config(), &["1001", "1002", "1003"]);
+    let (call, agent, i) = talking(&mut w);
+    let first = w.phones[agent].user.clone();
+    let b = w.phone_index("1003");
+    w.phones[b].policy = Policy::Answer(2 * SECOND);
+    agent_keys(&mut w, "*21003#");
+    w.run_for(Duration::from_millis(200));
+    assert_eq!(w.phones[b].incoming.len(), 1, "the colleague's phone rings");
+    let s = session(&w);
+    assert!(s.playing[0].is_some(), "the caller hears music");
+    assert!(s.playing[1].is_some(), "the agent hears ringback");
+    w.run_until(5 * SECOND, "the colleague answers", |w| {
+        w.phones[b].incoming[0].state == InState::Confirmed
+    });
+    w.run_for(Duration::from_millis(100));
+    let s = session(&w);
+    assert_eq!(s.monitor, pbx::media::relay::MonitorMode::Consult);
+    assert_eq!(s.remote[2].map(|a| a.ip()), Some(w.phones[b].addr.ip()));
+    assert_eq!(s.playing[1], None, "the agent talks to the colleague");
+    assert!(s.playing[0].is_some(), "the caller still hears music");
+    // The agent hangs up: the colleague takes the caller.
+    let now = w.now;
+    w.phones[agent].hang_up_incoming(now, i);
+    w.run_for(SECOND);
+    let s = session(&w);
+    assert_eq!(s.supervisor, None);
+    assert!(s.bridged);
+    assert_eq!(s.remote[1].map(|a| a.ip()), Some(w.phones[b].addr.ip()));
+    assert_eq!(s.playing[0], None, "no more music");
+    assert_eq!(w.phones[b].incoming[0].state, InState::Confirmed);
+    assert_eq!(w.carrier().outgoing[call].state, OutState::Up);
+    let now = w.now;
+    w.carrier().hang_up_outgoing(now, call);
+    w.run_until(5 * SECOND, "the record", |w| !w.records.is_empty());
+    let parts: Vec<(&str, &str)> = w.records[0]
+        .segments
+        .iter()
+        .map(|s| (s.agent.as_str(), s.end.as_str()))
+        .collect();
+    assert_eq!(
+        parts,
+        [(first.as_str(), "transferred"), ("1003", "caller hung up")]
+    );
+    w.run_until(5 * SECOND, "the colleague's BYE", |w| {
+        w.phones[b].incoming[0].state == InState::Ended
+    });
+    w.assert_settles();
+}
+
+#[test]
+fn the_attended_code_again_or_a_colleague_who_refuses_brings_the_agent_back_to_the_caller() {
+    let mut w = World::new(config(), &["1001", "1002", "1003"]);
+    let (call, agent, i) = talking(&mut w);
+    let b = w.phone_index("1003");
+    agent_keys(&mut w, "*21003#");
+    w.run_until(5 * SECOND, "the colleague answers", |w| {
+        w.phones[b]
+            .incoming
+            .first()
+            .is_some_and(|c| c.state == InState::Confirmed)
+    });
+    // The code again: the colleague is hung up on, the agent has the caller back.
+    agent_keys(&mut w, "*2");
+    w.run_for(SECOND);
+    assert_eq!(w.phones[b].incoming[0].state, InState::Ended);
+    let s = session(&w);
+    assert_eq!(s.supervisor, None);
+    assert_eq!(s.playing[0], None, "the caller hears the agent again");
+    assert_eq!(w.phones[agent].incoming[i].state, InState::Confirmed);
+    // A colleague who refuses: the same.
+    w.phones[b].policy = Policy::Reject(486);
+    agent_keys(&mut w, "*21003#");
+    w.run_for(SECOND);
+    assert_eq!(w.phones[b].incoming[1].state, InState::Rejected);
+    let s = session(&w);
+    assert_eq!(s.supervisor, None);
+    assert_eq!(s.playing[0], None);
+    assert_eq!(w.carrier().outgoing[call].state, OutState::Up);
+    let now = w.now;
+    w.carrier().hang_up_outgoing(now, call);
+    w.run_for(2 * SECOND);
+    w.assert_settles();
+}

@@ -61,6 +61,7 @@ pub(crate) struct CallsSection {
     logout: String,
     pause: String,
     transfer: String,
+    attended_transfer: String,
     monitor: String,
     whisper: String,
     barge: String,
@@ -78,6 +79,7 @@ impl Default for CallsSection {
             logout: f.logout,
             pause: f.pause,
             transfer: f.transfer,
+            attended_transfer: f.attended_transfer,
             monitor: f.monitor,
             whisper: f.whisper,
             barge: f.barge,
@@ -1012,14 +1014,24 @@ fn calls_table(r: &mut Report<'_>, c: &CallsSection, prompts: &mut Prompts) -> C
             );
         }
     }
-    if !c
-        .transfer
-        .chars()
-        .all(|k| k.is_ascii_digit() || k == '*' || k == '#')
-    {
+    for (k, v) in [
+        ("transfer", &c.transfer),
+        ("attended_transfer", &c.attended_transfer),
+    ] {
+        if !v
+            .chars()
+            .all(|k| k.is_ascii_digit() || k == '*' || k == '#')
+        {
+            r.err(
+                &t.key(k),
+                "keys (0-9, * and #) the agent presses during a call, such as \"##\"; empty for none",
+            );
+        }
+    }
+    if !c.transfer.is_empty() && c.transfer == c.attended_transfer {
         r.err(
-            &t.key("transfer"),
-            "keys (0-9, * and #) the agent presses during a call, such as \"##\"; empty for none",
+            &t.key("attended_transfer"),
+            format!("\"{}\" is also the blind transfer code", c.transfer),
         );
     }
     if c.ring_timeout == 0 {
@@ -1049,6 +1061,7 @@ fn calls_table(r: &mut Report<'_>, c: &CallsSection, prompts: &mut Prompts) -> C
             logout: c.logout.clone(),
             pause: c.pause.clone(),
             transfer: c.transfer.clone(),
+            attended_transfer: c.attended_transfer.clone(),
             monitor: c.monitor.clone(),
             whisper: c.whisper.clone(),
             barge: c.barge.clone(),

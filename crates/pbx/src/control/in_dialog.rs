@@ -68,6 +68,9 @@ impl CallControl {
                 if leg == Leg::Supervisor {
                     return self.drop_supervisor(id, false);
                 }
+                if leg == Leg::Agent && self.consult_complete(now, id) {
+                    return;
+                }
                 if leg == Leg::Agent && self.start_survey(now, id) {
                     return;
                 }

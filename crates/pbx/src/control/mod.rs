@@ -379,6 +379,10 @@ struct Call {
     /// being keyed.
     transfer_keys: String,
     transfer_digits: Option<String>,
+    /// The number being keyed is for an attended transfer.
+    transfer_attended: bool,
+    /// The agent has hung up (completing a keyed attended transfer): no BYE for them.
+    agent_hung_up: bool,
     /// Agents (by user) whose phones this call keeps busy.
     busy_users: Vec<String>,
     /// A call out: where it is in its trunks.
@@ -442,6 +446,8 @@ impl Call {
             transfer_back: None,
             transfer_keys: String::new(),
             transfer_digits: None,
+            transfer_attended: false,
+            agent_hung_up: false,
             busy_users: Vec::new(),
             dialing: None,
             attended: None,

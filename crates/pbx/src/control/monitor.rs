@@ -90,6 +90,7 @@ impl CallControl {
             .find(|(_, c)| {
                 c.phase == Phase::Connected
                     && c.supervisor.is_none()
+                    && c.supervisor_ring.is_none()
                     && c.agent.as_ref().is_some_and(|a| a.user == agent)
             })
             .map(|(id, _)| *id);
@@ -218,10 +219,22 @@ impl CallControl {
         }
         self.out
             .push_back(media_cmd(id, SessionCommand::DetachSupervisor));
+        if s.mode == MonitorMode::Consult && s.takeover.is_none() {
+            self.consult_back(id);
+        }
     }
 
     /// A key from the supervisor: 4 listen, 5 whisper, 6 barge, 7 take over.
     pub(super) fn supervisor_key(&mut self, now: Instant, id: u64, digit: char) {
+        let consult = self
+            .calls
+            .get(&id)
+            .and_then(|c| c.supervisor.as_ref())
+            .is_some_and(|s| s.mode == MonitorMode::Consult);
+        if consult {
+            // A colleague being consulted is no supervisor.
+            return;
+        }
         let mode = match digit {
             '4' => MonitorMode::Listen,
             '5' => MonitorMode::Whisper,
@@ -327,7 +340,12 @@ impl CallControl {
         let Some(dialog) = s.dialog else {
             return;
         };
-        self.let_agent_go(now, id, true, "taken over");
+        let how = if s.mode == MonitorMode::Consult {
+            "transferred"
+        } else {
+            "taken over"
+        };
+        self.let_agent_go(now, id, true, how);
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
@@ -353,8 +371,16 @@ impl CallControl {
         self.out
             .push_back(media_cmd(id, remote_of(Leg::Agent, &n, Some(host))));
         self.out
+            .push_back(media_cmd(id, SessionCommand::Stop(Leg::Caller)));
+        self.out
             .push_back(media_cmd(id, SessionCommand::Bridge(true)));
     }
+}
+
+/// The mode of the supervisor leg being rung for a call.
+fn call_mode(call: Option<&Call>) -> Option<MonitorMode> {
+    call.and_then(|c| c.supervisor_ring.as_ref())
+        .map(|r| r.mode)
 }
 
 /// Set (or replace) a call variable.
@@ -472,14 +498,18 @@ impl CallControl {
         };
         let tag = self.token();
         let call_id = format!("{}@{}", self.token(), self.host);
+        let consult = call_mode(self.calls.get(&id)) == Some(MonitorMode::Consult);
         let mut h = Headers::default();
-        h.push(
-            "From",
+        let from = if consult {
+            // The colleague sees the agent calling.
+            format!("<sip:{agent}@{}>;tag={tag}", self.host)
+        } else {
             format!(
                 "\"Monitor {agent}\" <sip:{}{agent}@{}>;tag={tag}",
                 self.cfg.features.monitor, self.host
-            ),
-        );
+            )
+        };
+        h.push("From", from);
         h.push("To", format!("<sip:{user}@{}>", self.host));
         h.push("Call-ID", call_id);
         h.push("CSeq", "1 INVITE");
@@ -535,6 +565,9 @@ impl CallControl {
             info!(parent: &span, status = resp.status, "the supervisor's phone did not answer");
             self.out
                 .push_back(media_cmd(id, SessionCommand::DetachSupervisor));
+            if mode == MonitorMode::Consult {
+                self.consult_back(id);
+            }
             return;
         }
         let Ok(dialog) = Dialog::uac(&invite, &resp, flow) else {
@@ -564,7 +597,13 @@ impl CallControl {
             (id, Leg::Supervisor),
         );
         info!(parent: &call.span, ?mode, "supervisor on the call");
-        set_variable(&mut call.variables, "monitored_by", user.clone());
+        if mode == MonitorMode::Consult {
+            // The agent stops hearing ringback: the consultation begins.
+            self.out
+                .push_back(media_cmd(id, SessionCommand::Stop(Leg::Agent)));
+        } else {
+            set_variable(&mut call.variables, "monitored_by", user.clone());
+        }
         call.supervisor = Some(SupervisorLeg {
             user,
             invite_tx: tx,
@@ -602,5 +641,120 @@ impl CallControl {
         }
         self.out
             .push_back(media_cmd(id, SessionCommand::DetachSupervisor));
+        if r.mode == MonitorMode::Consult {
+            self.consult_back(id);
+        }
+    }
+}
+
+/// An attended transfer keyed on the agent's phone (`*2`, the number, `#`): the third leg
+/// of the relay carries the consultation.
+impl CallControl {
+    /// Start consulting `user` for call `id`: the caller hears music, the agent ringback,
+    /// and `user`'s phone rings. `false` when it cannot be done (no phone registered, a
+    /// supervisor on the call).
+    pub(super) fn consult_start(&mut self, id: u64, user: String) -> bool {
+        if self.locations.get(&user).is_none_or(|b| b.is_empty()) {
+            return false;
+        }
+        let ringback = self.ringback.clone();
+        let Some(call) = self.calls.get_mut(&id) else {
+            return false;
+        };
+        if call.supervisor.is_some() || call.supervisor_ring.is_some() {
+            return false;
+        }
+        let music = match call.route {
+            Route::Queue(q) => self.dir.queues[q].setup.music.clone(),
+            _ => None,
+        }
+        .unwrap_or_else(|| ringback.clone());
+        info!(parent: &call.span, to = %user, "attended transfer: consulting");
+        call.supervisor_ring = Some(SupRing {
+            user,
+            mode: MonitorMode::Consult,
+            out: None,
+        });
+        self.out.push_back(media_cmd(
+            id,
+            SessionCommand::Play {
+                leg: Leg::Caller,
+                prompts: Vec::new(),
+                then: Some(music),
+            },
+        ));
+        self.out.push_back(media_cmd(
+            id,
+            SessionCommand::Play {
+                leg: Leg::Agent,
+                prompts: Vec::new(),
+                then: Some(ringback),
+            },
+        ));
+        self.out
+            .push_back(Output::Media(SessionId(id), MediaRequest::AttachSupervisor));
+        true
+    }
+
+    /// The consultation ended without a transfer: the agent and the caller talk again.
+    pub(super) fn consult_back(&mut self, id: u64) {
+        let tone = self.double_beep.clone();
+        if let Some(call) = self.calls.get(&id) {
+            info!(parent: &call.span, "attended transfer: back to the caller");
+        }
+        self.out
+            .push_back(media_cmd(id, SessionCommand::Stop(Leg::Caller)));
+        self.out.push_back(media_cmd(
+            id,
+            SessionCommand::Play {
+                leg: Leg::Agent,
+                prompts: vec![tone],
+                then: None,
+            },
+        ));
+    }
+
+    /// The attended code keyed again during a consultation: the third party is hung up on.
+    pub(super) fn consult_abort(&mut self, id: u64) -> bool {
+        let now = self.now;
+        let ringing = self
+            .calls
+            .get(&id)
+            .is_some_and(|c| c.supervisor_ring.is_some());
+        if ringing {
+            self.stop_ringing_supervisor(now, id);
+        } else {
+            self.drop_supervisor(id, true);
+        }
+        true
+    }
+
+    /// The agent hung up during a consultation: the transfer is completed (the consulted
+    /// party takes the agent's place), or, while the consulted phone still rings, the caller
+    /// is sent to it as in a blind transfer. `false` when there is no consultation.
+    pub(super) fn consult_complete(&mut self, now: Instant, id: u64) -> bool {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return false;
+        };
+        let consulting = call
+            .supervisor
+            .as_ref()
+            .is_some_and(|s| s.mode == MonitorMode::Consult);
+        let ringing = call
+            .supervisor_ring
+            .as_ref()
+            .filter(|r| r.mode == MonitorMode::Consult)
+            .map(|r| r.user.clone());
+        if !consulting && ringing.is_none() {
+            return false;
+        }
+        call.agent_hung_up = true;
+        if let Some(user) = ringing {
+            self.stop_ringing_supervisor(now, id);
+            self.blind_transfer(now, id, Route::Extension(user));
+        } else {
+            self.take_over(now, id);
+        }
+        true
     }
 }

@@ -157,7 +157,7 @@ impl CallControl {
         if let Some(mut a) = call.agent.take() {
             self.by_dialog
                 .remove(&(a.dialog.call_id.clone(), a.dialog.local_tag.clone()));
-            if send_bye {
+            if send_bye && !call.agent_hung_up {
                 let bye = a.dialog.request(Method::Bye);
                 let flow = a.dialog.flow;
                 self.send(flow, bye, Role::Fire);

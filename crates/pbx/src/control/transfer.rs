@@ -145,11 +145,15 @@ impl CallControl {
     /// An agent's key: the transfer code starts collecting a number, `#` (or a pause)
     /// transfers to it; `true` when the key was the transfer's.
     pub(super) fn transfer_key(&mut self, now: Instant, id: u64, digit: char) -> bool {
-        let code = self.cfg.features.transfer.clone();
+        let blind = self.cfg.features.transfer.clone();
+        let attended = self.cfg.features.attended_transfer.clone();
         let Some(call) = self.calls.get_mut(&id) else {
             return false;
         };
-        if code.is_empty() || call.phase != Phase::Connected || call.cb.is_some() {
+        if (blind.is_empty() && attended.is_empty())
+            || call.phase != Phase::Connected
+            || call.cb.is_some()
+        {
             return false;
         }
         if let Some(digits) = call.transfer_digits.as_mut() {
@@ -164,20 +168,24 @@ impl CallControl {
             return true;
         }
         call.transfer_keys.push(digit);
-        let excess = call
-            .transfer_keys
-            .chars()
-            .count()
-            .saturating_sub(code.chars().count());
+        let longest = blind.chars().count().max(attended.chars().count());
+        let excess = call.transfer_keys.chars().count().saturating_sub(longest);
         if excess > 0 {
             call.transfer_keys = call.transfer_keys.chars().skip(excess).collect();
         }
-        if call.transfer_keys != code {
+        let keyed = |code: &str| !code.is_empty() && call.transfer_keys.ends_with(code);
+        let is_attended = keyed(&attended);
+        if !is_attended && !keyed(&blind) {
             return false;
         }
         call.transfer_keys.clear();
+        if is_attended && (call.supervisor.is_some() || call.supervisor_ring.is_some()) {
+            // The code again during a consultation: back to the caller.
+            return self.consult_abort(id);
+        }
         call.transfer_digits = Some(String::new());
-        info!(parent: &call.span, "transfer code: collecting the number");
+        call.transfer_attended = is_attended;
+        info!(parent: &call.span, attended = is_attended, "transfer code: collecting the number");
         let beep = self.beep.clone();
         self.out.push_back(media_cmd(
             id,
@@ -196,10 +204,10 @@ impl CallControl {
     pub(super) fn transfer_digits_done(&mut self, now: Instant, id: u64) {
         self.timers
             .retain(|_, t| !matches!(t, Timer::TransferDigits(c) if *c == id));
-        let Some(number) = self
+        let Some((number, attended)) = self
             .calls
             .get_mut(&id)
-            .and_then(|c| c.transfer_digits.take())
+            .and_then(|c| Some((c.transfer_digits.take()?, c.transfer_attended)))
         else {
             return;
         };
@@ -207,6 +215,8 @@ impl CallControl {
             true
         } else {
             match self.transfer_route(id, &number) {
+                Ok(Route::Extension(user)) if attended => !self.consult_start(id, user),
+                Ok(_) if attended => true,
                 Ok(route) => {
                     self.blind_transfer(now, id, route);
                     false
