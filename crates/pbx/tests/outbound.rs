@@ -446,3 +446,65 @@ fn wrong_credentials_fail_on_every_proxy_and_are_tried_again_later_not_in_a_loop
     w.run_for(20 * SECOND);
     assert!(!registered(&w));
 }
+
+#[test]
+fn the_far_end_of_a_call_out_can_transfer_nothing() {
+    let (mut w, proxy) = world(config(), Policy::Answer(SECOND));
+    let agent = w.phone_index("1002");
+    let now = w.now;
+    let out = w.phones[agent].dial(now, "0301234567");
+    w.run_until(5 * SECOND, "up", |w| {
+        w.phones[agent].outgoing[out].state == OutState::Up
+    });
+    // The carrier's side sends REFER to a premium number: refused.
+    let now = w.now;
+    w.phones[proxy].refer_incoming(now, 0, "0900123456");
+    w.run_for(SECOND);
+    let refer = w.phones[proxy]
+        .in_dialog_answers
+        .iter()
+        .find(|(m, _)| *m == pbx::sip::message::Method::Refer)
+        .map(|(_, s)| *s);
+    assert_eq!(refer, Some(403));
+    // Nor does the transfer code keyed on its side do anything.
+    let id = *w.media.open.keys().next().unwrap();
+    for k in "##00441234567#".chars() {
+        w.media_event(
+            id,
+            pbx::media::relay::MediaEventKind::Dtmf {
+                leg: pbx::media::relay::Leg::Agent,
+                digit: k,
+            },
+        );
+        w.run_for(Duration::from_millis(200));
+    }
+    w.run_for(SECOND);
+    assert_eq!(w.phones[proxy].incoming.len(), 1, "no second call out");
+    assert_eq!(w.phones[agent].outgoing[out].state, OutState::Up);
+    assert_eq!(w.phones[proxy].incoming[0].state, InState::Confirmed);
+}
+
+#[test]
+fn a_transfer_out_that_the_far_end_refuses_brings_the_caller_back_and_keeps_the_call() {
+    let (mut w, proxy) = world(config(), Policy::Reject(486));
+    let call = w.customer_calls("600");
+    w.run_until(5 * SECOND, "an agent answers", |w| {
+        w.phones[1..].iter().any(|p| p.talking().is_some())
+    });
+    w.run_for(SECOND);
+    let agent = w.phones.iter().position(|p| p.talking().is_some()).unwrap();
+    let i = w.phones[agent].talking().unwrap();
+    let now = w.now;
+    w.phones[agent].refer_incoming(now, i, "0301234567");
+    w.run_until(5 * SECOND, "the carrier refuses", |w| {
+        !w.phones[proxy].incoming.is_empty()
+    });
+    // Back to the agent, who answers; long past the carrier's answer timeout the call is up.
+    w.run_for(15 * SECOND);
+    assert_eq!(w.carrier().outgoing[call].state, OutState::Up);
+    assert!(
+        w.phones[agent].incoming.len() >= 2,
+        "the agent was rung again"
+    );
+    assert!(w.phones[agent].talking().is_some());
+}

@@ -680,11 +680,7 @@ pub(crate) fn build(
         trunk_dials: server.map(|(_, _, t)| {
             t.trunks
                 .iter()
-                .map(|(name, e)| {
-                    // Callbacks dial through `dial`, else the trunk's first proxy.
-                    let dial = e.dial.as_deref().or(e.proxies.first().map(String::as_str));
-                    (name.clone(), dial.and_then(|d| d.parse().ok()))
-                })
+                .map(|(name, e)| (name.clone(), e.dial.as_deref().and_then(|d| d.parse().ok())))
                 .collect()
         }),
     };

@@ -25,6 +25,18 @@ pub(super) struct Attended {
     notify: (u64, Leg),
 }
 
+impl Attended {
+    /// The consultation.
+    pub(super) fn consult(&self) -> u64 {
+        self.consult
+    }
+
+    /// The dialog the REFER came in.
+    pub(super) fn notify(&self) -> (u64, Leg) {
+        self.notify
+    }
+}
+
 /// `Replaces` in a Refer-To URI's headers: (Call-ID, to-tag, from-tag).
 pub(super) fn replaces_of(headers: &str) -> Option<(String, String, String)> {
     let value = headers.split('&').find_map(|h| {
@@ -219,6 +231,8 @@ impl CallControl {
         self.ack_consulted(consult, &resp);
         let answer = SessionDescription::parse(&resp.body).and_then(|sd| negotiate(&sd));
         let Ok(n) = answer else {
+            // The consulted party was moved: give it its consultation back.
+            self.restore_consulted(consult);
             return self.notify_dialog(att.notify, "SIP/2.0 488 Not Acceptable Here");
         };
         self.join_consulted(now, customer, consult, att, n);
@@ -233,6 +247,10 @@ impl CallControl {
         att: Attended,
         n: Negotiated,
     ) {
+        if self.calls.get(&consult).is_none_or(|y| y.agent.is_none()) {
+            // The consultation ended meanwhile: nothing to join.
+            return self.notify_dialog(att.notify, "SIP/2.0 487 Request Terminated");
+        }
         // The agent's phone learns first, while its dialogs are still up.
         self.notify_dialog(att.notify, "SIP/2.0 200 OK");
         let agent = self
@@ -247,6 +265,8 @@ impl CallControl {
         let Some(mut b) = y.agent.take() else {
             return;
         };
+        // The consultation's busy mark on the consulted user moves to the customer's call.
+        let had_mark = y.busy_users.contains(&b.user);
         y.busy_users.retain(|u| *u != b.user);
         let key = (b.dialog.call_id.clone(), b.dialog.local_tag.clone());
         b.local = att.local;
@@ -262,7 +282,9 @@ impl CallControl {
         };
         info!(parent: &x.span, from = %agent, to = %name, "attended transfer done");
         x.agent = Some(b);
-        x.busy_users.push(user);
+        if had_mark {
+            x.busy_users.push(user.clone());
+        }
         x.phase = Phase::Connected;
         x.transfer_back = None;
         x.history.begin_segment(&name, self.wall);
@@ -273,6 +295,9 @@ impl CallControl {
             .push_back(media_cmd(customer, SessionCommand::Stop(Leg::Caller)));
         self.out
             .push_back(media_cmd(customer, SessionCommand::Bridge(true)));
+        if !had_mark {
+            self.mark_busy(customer, &user);
+        }
         self.end_call(now, consult, EndReason::Transferred, None);
     }
 

@@ -207,7 +207,16 @@ impl CallControl {
             self.by_client.remove(&tx);
             if let Some(call) = self.calls.get_mut(&id) {
                 call.attempts.clear();
+                call.dialing = None;
             }
+            self.cancel_timers(|t| matches!(t, Timer::OutboundTry(c, _) if *c == id));
+            // What the caller's phone can make sense of: no challenge or redirect of the
+            // carrier's reaches it.
+            let status = match status {
+                401 | 407 => 403,
+                300..=399 => 480,
+                s => s,
+            };
             if !self.transfer_failed(now, id) {
                 self.end_call(now, id, EndReason::Refused(status), None);
             }
@@ -267,7 +276,9 @@ impl CallControl {
             SessionDescription::parse(&resp.body).and_then(|sd| negotiate(&sd))
         };
         let key = (dialog.call_id.clone(), dialog.local_tag.clone());
+        let outside = matches!(call.route, Route::Outbound(_));
         call.agent = Some(AgentLeg {
+            outside,
             dialog,
             agent: attempt.agent,
             user: attempt.user.clone(),
@@ -424,6 +435,7 @@ impl CallControl {
                 self.drop_sub(sid);
             }
             Some(Role::Customer(id)) => self.customer_response(now, id, tx, Response::new(408)),
+            Some(Role::TakeOver(id)) => self.take_over_response(now, id, tx, Response::new(408)),
             Some(Role::SupervisorRing(id)) => {
                 self.supervisor_ring_response(id, tx, Response::new(408))
             }

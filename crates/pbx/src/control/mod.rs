@@ -330,6 +330,8 @@ struct AgentLeg {
     user: String,
     local: LocalMedia,
     on_hold: bool,
+    /// The far end of a call out (a carrier's leg), not one of ours: it may not transfer.
+    outside: bool,
 }
 
 #[derive(Debug)]

@@ -256,6 +256,16 @@ impl CallControl {
         }
     }
 
+    /// A take-over (or the completion of a keyed attended transfer) that the third party's
+    /// phone refused: a supervisor just stays where they were; a consultation whose agent
+    /// has already hung up ends the call (nobody is left on the center's side).
+    fn take_over_failed(&mut self, now: Instant, id: u64) {
+        let agent_gone = self.calls.get(&id).is_some_and(|c| c.agent_hung_up);
+        if agent_gone {
+            self.end_call(now, id, EndReason::AgentHangup, Some(Leg::Agent));
+        }
+    }
+
     /// Take over: the supervisor's phone is re-INVITEd onto the agent side of the call.
     fn take_over(&mut self, _now: Instant, id: u64) {
         let contact = format!("<sip:switchboard@{}>", self.cfg.contact_host);
@@ -322,7 +332,7 @@ impl CallControl {
         };
         if resp.status >= 300 {
             info!(parent: &call.span, status = resp.status, "take-over refused by the supervisor's phone");
-            return;
+            return self.take_over_failed(now, id);
         }
         let ack = d.ack(cseq_num(&resp.headers));
         let flow = d.flow;
@@ -331,7 +341,7 @@ impl CallControl {
             return;
         };
         let Ok(n) = SessionDescription::parse(&resp.body).and_then(|sd| negotiate(&sd)) else {
-            return;
+            return self.take_over_failed(now, id);
         };
         // The agent goes; the supervisor becomes the call's agent side.
         let Some(s) = call.supervisor.take() else {
@@ -355,6 +365,7 @@ impl CallControl {
         let name = agent.map_or_else(|| s.user.clone(), |a| self.dir.agents[a].name().to_owned());
         info!(parent: &call.span, supervisor = %name, "call taken over");
         call.agent = Some(AgentLeg {
+            outside: false,
             dialog,
             agent,
             user: s.user.clone(),
@@ -464,7 +475,13 @@ impl CallControl {
         };
         let Some(port) = port else {
             warn!(parent: &call.span, "no ports for the supervisor's leg");
-            call.supervisor_ring = None;
+            if call
+                .supervisor_ring
+                .take()
+                .is_some_and(|r| r.mode == MonitorMode::Consult)
+            {
+                self.consult_back(id);
+            }
             return;
         };
         let media = call.caller.media;
@@ -481,9 +498,15 @@ impl CallControl {
             .get(&user)
             .and_then(|b| b.value().first().cloned())
         else {
-            call.supervisor_ring = None;
+            let consult = call
+                .supervisor_ring
+                .take()
+                .is_some_and(|r| r.mode == MonitorMode::Consult);
             self.out
                 .push_back(media_cmd(id, SessionCommand::DetachSupervisor));
+            if consult {
+                self.consult_back(id);
+            }
             return;
         };
         let local = LocalMedia {
@@ -573,6 +596,9 @@ impl CallControl {
         let Ok(dialog) = Dialog::uac(&invite, &resp, flow) else {
             self.out
                 .push_back(media_cmd(id, SessionCommand::DetachSupervisor));
+            if mode == MonitorMode::Consult {
+                self.consult_back(id);
+            }
             return;
         };
         let ack = dialog.ack(cseq_num(&invite.headers));
@@ -587,6 +613,9 @@ impl CallControl {
             self.send(flow, bye, Role::Fire);
             self.out
                 .push_back(media_cmd(id, SessionCommand::DetachSupervisor));
+            if mode == MonitorMode::Consult {
+                self.consult_back(id);
+            }
             return;
         };
         let Some(call) = self.calls.get_mut(&id) else {

@@ -164,10 +164,11 @@ impl CallControl {
             .and_then(|t| self.cfg.outbound.carriers.iter().find(|c| &c.name == t))
             .cloned()
         else {
-            return;
+            // A reload took the trunk away.
+            return self.dial_out_gone(now, id);
         };
         let Some(&proxy) = carrier.proxies.get(pi) else {
-            return;
+            return self.dial_out_gone(now, id);
         };
         let local = LocalMedia {
             session_id: id,
@@ -219,6 +220,17 @@ impl CallControl {
         info!(parent: &span, route = %plan.route, trunk = %carrier.name, proxy = %proxy, "calling out");
         self.send_out(now, id, invite, flow, local, &carrier.name);
         self.timer(now + carrier.answer_timeout, Timer::OutboundTry(id, round));
+    }
+
+    /// The trunk or proxy a call out was to use is no longer configured: the call fails
+    /// (back to the agent who transferred it, if any).
+    fn dial_out_gone(&mut self, now: Instant, id: u64) {
+        if let Some(call) = self.calls.get(&id) {
+            warn!(parent: &call.span, "the trunk of a call out is no longer configured");
+        }
+        if !self.transfer_failed(now, id) {
+            self.end_call(now, id, EndReason::Refused(503), None);
+        }
     }
 
     /// Send `invite` as the call's (single) ringing attempt.
@@ -469,7 +481,11 @@ impl CallControl {
         let Some(d) = &call.dialing else {
             return;
         };
-        if d.round != round || d.heard || call.phase != Phase::Ringing {
+        if d.round != round
+            || d.heard
+            || call.phase != Phase::Ringing
+            || !matches!(call.route, Route::Outbound(_))
+        {
             return;
         }
         let Some(fork) = call.attempts.first().and_then(|a| a.forks.first()) else {

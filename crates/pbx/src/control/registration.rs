@@ -283,5 +283,36 @@ fn granted_expiry(resp: &Response, req: &Request) -> Option<Duration> {
             .get("Expires")
             .and_then(|e| e.trim().parse::<u64>().ok())
     })?;
-    (secs > 0).then(|| Duration::from_secs(secs))
+    // A day at most: a carrier's absurd expiry must not overflow the refresh arithmetic.
+    (secs > 0).then(|| Duration::from_secs(secs.min(86_400)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::granted_expiry;
+    use sip::message::{Headers, Method, Request, Response};
+    use std::time::Duration;
+
+    #[test]
+    fn an_absurd_expiry_from_the_carrier_is_held_to_a_day() {
+        let mut h = Headers::default();
+        h.push("Contact", "<sip:acct@10.0.0.1:5060>");
+        let req = Request {
+            method: Method::Register,
+            uri: "sip:carrier".into(),
+            headers: h,
+            body: bytes::Bytes::new(),
+        };
+        let mut resp = Response::new(200);
+        resp.headers.push("Expires", "18446744073709551615");
+        assert_eq!(
+            granted_expiry(&resp, &req),
+            Some(Duration::from_secs(86_400))
+        );
+        let mut resp = Response::new(200);
+        resp.headers
+            .push("Contact", "<sip:acct@10.0.0.1:5060>;expires=120");
+        resp.headers.push("Expires", "3600");
+        assert_eq!(granted_expiry(&resp, &req), Some(Duration::from_secs(120)));
+    }
 }

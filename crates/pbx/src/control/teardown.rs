@@ -16,6 +16,18 @@ impl CallControl {
             return;
         };
         self.by_invite.remove(&call.caller.invite_tx);
+        // An attended transfer waiting on this call as its consultation falls through.
+        let waiting: Vec<u64> = self
+            .calls
+            .iter()
+            .filter(|(_, c)| c.attended.as_ref().is_some_and(|a| a.consult() == id))
+            .map(|(x, _)| *x)
+            .collect();
+        for x in waiting {
+            if let Some(att) = self.calls.get_mut(&x).and_then(|c| c.attended.take()) {
+                self.notify_dialog(att.notify(), "SIP/2.0 487 Request Terminated");
+            }
+        }
         // A supervisor on the call is hung up on (or their INVITE answered), one being rung
         // is cancelled.
         if call.supervisor.is_some() || call.supervisor_ring.is_some() {
@@ -31,7 +43,7 @@ impl CallControl {
         self.cancel_timers(|t| {
             matches!(t, Timer::Announce(c) | Timer::RingTimeout(c) | Timer::Menu(c, _)
                 | Timer::MenuEnd(c, _) | Timer::Voicemail(c, _) | Timer::Callback(c, _)
-                | Timer::TransferDigits(c) if *c == id)
+                | Timer::TransferDigits(c) | Timer::OutboundTry(c, _) if *c == id)
         });
         // Phones still ringing: cancel every one.
         self.cancel_attempts(now, &mut call);
@@ -154,10 +166,21 @@ impl CallControl {
         call.history.end_segment(self.wall, how);
         call.phase = Phase::Waiting;
         let in_acd = std::mem::take(&mut call.in_acd);
+        let hung_up = std::mem::take(&mut call.agent_hung_up);
+        let departing = call.agent.as_ref().map(|a| a.user.clone());
+        if let Some(u) = departing {
+            if let Some(pos) = call.busy_users.iter().position(|b| *b == u) {
+                call.busy_users.remove(pos);
+                self.release_busy(std::slice::from_ref(&u));
+            }
+        }
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
         if let Some(mut a) = call.agent.take() {
             self.by_dialog
                 .remove(&(a.dialog.call_id.clone(), a.dialog.local_tag.clone()));
-            if send_bye && !call.agent_hung_up {
+            if send_bye && !hung_up {
                 let bye = a.dialog.request(Method::Bye);
                 let flow = a.dialog.flow;
                 self.send(flow, bye, Role::Fire);

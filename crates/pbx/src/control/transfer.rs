@@ -22,6 +22,11 @@ impl CallControl {
         let Some(call) = self.calls.get(&id) else {
             return self.plain(tx, 481);
         };
+        if leg == Leg::Agent && call.agent.as_ref().is_some_and(|a| a.outside) {
+            // The far end of a call out (a carrier) transfers nothing of ours.
+            warn!(parent: &call.span, "REFER from the far end of a call out refused");
+            return self.plain(tx, 403);
+        }
         let target = req
             .headers
             .get("Refer-To")
@@ -153,6 +158,7 @@ impl CallControl {
         if (blind.is_empty() && attended.is_empty())
             || call.phase != Phase::Connected
             || call.cb.is_some()
+            || call.agent.as_ref().is_none_or(|a| a.outside)
         {
             return false;
         }
