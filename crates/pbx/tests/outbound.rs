@@ -508,3 +508,14 @@ fn a_transfer_out_that_the_far_end_refuses_brings_the_caller_back_and_keeps_the_
     );
     assert!(w.phones[agent].talking().is_some());
 }
+
+#[test]
+fn a_carrier_that_wants_a_longer_registration_gets_it() {
+    let (mut w, proxy) = registering(&[PROXY], "s3cret");
+    // The carrier's registrar refuses less than 300 s (423 with Min-Expires).
+    let now = w.now;
+    w.phones[proxy].ep = harness::carrier_endpoint_min(addr(PROXY), "acct77", "s3cret", now, 300);
+    w.run_until(10 * SECOND, "registered", registered);
+    let left = w.phones[proxy].ep.registrar().lookup("acct77")[0].remaining(w.now);
+    assert!(left > 200, "registered for the carrier's minimum: {left} s");
+}

@@ -466,8 +466,15 @@ impl CallControl {
             .calls
             .iter()
             .filter(|(cid, c)| {
+                // A call whose media is still opening counts against its first trunk.
                 Some(**cid) != id
-                    && matches!((&c.route, &c.dialing), (Route::Outbound(p), Some(d)) if p.trunks.get(d.trunk).is_some_and(|n| n == t))
+                    && match (&c.route, &c.dialing) {
+                        (Route::Outbound(p), Some(d)) => {
+                            p.trunks.get(d.trunk).is_some_and(|n| n == t)
+                        }
+                        (Route::Outbound(p), None) => p.trunks.first().is_some_and(|n| n == t),
+                        _ => false,
+                    }
             })
             .count();
         others < max

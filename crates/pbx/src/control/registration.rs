@@ -227,6 +227,22 @@ impl CallControl {
                     ),
                 }
             }
+            423 => {
+                // Interval Too Brief: ask again for what the carrier wants (within a day).
+                let min = resp
+                    .headers
+                    .get("Min-Expires")
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .filter(|&m| m > 0 && m <= 86_400);
+                match min {
+                    Some(m) if r.carrier.register.is_some_and(|e| e.as_secs() < m) => {
+                        info!(trunk = %name, min_expires = m, "the carrier wants a longer registration");
+                        r.carrier.register = Some(Duration::from_secs(m));
+                        self.send_register(now, i, None);
+                    }
+                    _ => self.register_failed(now, i, 423, "interval too brief"),
+                }
+            }
             401 | 403 | 407 => self.register_failed(now, i, resp.status, "credentials refused"),
             s => self.register_failed(now, i, s, "refused"),
         }

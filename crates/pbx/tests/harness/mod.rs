@@ -178,6 +178,17 @@ fn phone_endpoint(at: SocketAddr, seed: u64, now: Instant) -> Endpoint {
 /// A carrier's SIP side: its registrar takes REGISTERs and its INVITEs are challenged (407)
 /// for the one account `user`/`pw`; what passes comes up like any phone's call.
 pub fn carrier_endpoint(at: SocketAddr, user: &str, pw: &str, now: Instant) -> Endpoint {
+    carrier_endpoint_min(at, user, pw, now, 60)
+}
+
+/// [`carrier_endpoint`] whose registrar refuses registrations shorter than `min_expires`.
+pub fn carrier_endpoint_min(
+    at: SocketAddr,
+    user: &str,
+    pw: &str,
+    now: Instant,
+    min_expires: u32,
+) -> Endpoint {
     let accounts = HashMap::from([(
         user.to_owned(),
         UserAccount {
@@ -190,6 +201,7 @@ pub fn carrier_endpoint(at: SocketAddr, user: &str, pw: &str, now: Instant) -> E
         via_host: at.to_string(),
         registrar: RegistrarConfig {
             qualify_interval: None,
+            min_expires,
             ..Default::default()
         },
         security: SecurityConfig {
