@@ -115,6 +115,8 @@ pub struct QueueSetup {
     pub survey: Option<String>,
     /// Callback for waiting callers.
     pub callback: Option<CallbackSetup>,
+    /// Caller ID of the calls out its agents dial (when the user has none of their own).
+    pub caller_id: Option<String>,
 }
 
 /// When a queue takes calls, and what a caller who calls outside them gets.

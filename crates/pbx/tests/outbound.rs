@@ -519,3 +519,24 @@ fn a_carrier_that_wants_a_longer_registration_gets_it() {
     let left = w.phones[proxy].ep.registrar().lookup("acct77")[0].remaining(w.now);
     assert!(left > 200, "registered for the carrier's minimum: {left} s");
 }
+
+#[test]
+fn an_agent_without_a_caller_id_of_their_own_sends_their_queues() {
+    let mut cfg = config();
+    cfg.queues[0].caller_id = Some("+4930555600".into());
+    let (mut w, proxy) = world(cfg, Policy::Answer(SECOND));
+    for (user, expected) in [("1002", "+4930555600"), ("1001", "+4930555101")] {
+        let p = w.phone_index(user);
+        let now = w.now;
+        let out = w.phones[p].dial(now, "0301234567");
+        w.run_until(5 * SECOND, "up", |w| {
+            w.phones[p].outgoing[out].state == OutState::Up
+        });
+        let invite = &w.phones[proxy].incoming.last().unwrap().invite;
+        let from = invite.headers.get("From").unwrap();
+        assert!(from.contains(expected), "{user}: {from}");
+        let now = w.now;
+        w.phones[p].hang_up_outgoing(now, out);
+        w.run_for(SECOND);
+    }
+}

@@ -206,6 +206,8 @@ struct QueueEntry {
     when_closed: Option<String>,
     /// A post-call survey: a menu of ivr.toml with `score`.
     survey: Option<String>,
+    /// Caller ID of the calls out its agents dial.
+    caller_id: Option<String>,
 }
 
 /// `[queues.NAME.callback]`.
@@ -1476,6 +1478,14 @@ fn queue(
             .callback
             .as_ref()
             .and_then(|c| queue_callback(r, &t, e, c, known, prompts)),
+        caller_id: e.caller_id.clone().inspect(|c| {
+            if c.is_empty() || !c.chars().all(|c| c.is_ascii_digit() || c == '+') {
+                r.err(
+                    &t.key("caller_id"),
+                    format!("\"{c}\" is not a phone number (digits, a leading +)"),
+                );
+            }
+        }),
     }
 }
 

@@ -120,9 +120,22 @@ impl CallControl {
             return refuse(user, "every trunk of the route is at its limit", 503);
         }
         let rest = number.get(r.strip.min(number.len())..).unwrap_or_default();
+        // The user's own, else the first of their queues' (an agent dials for a queue), else
+        // the route's, else the trunk's.
+        let queue_id = self.dir.agent_by_user(user).and_then(|a| {
+            let queues = &self.dir.agents[a].setup.acd.queues;
+            queues.iter().find_map(|m| {
+                self.dir
+                    .queues
+                    .iter()
+                    .find(|q| !q.removed && q.setup.acd.name == m.queue)
+                    .and_then(|q| q.setup.caller_id.clone())
+            })
+        });
         let caller_id = policy
             .caller_id
             .clone()
+            .or(queue_id)
             .or_else(|| r.caller_id.clone())
             .or_else(|| self.carrier(&trunks[0]).and_then(|c| c.caller_id.clone()))
             .unwrap_or_else(|| user.to_owned());

@@ -9,7 +9,8 @@
 //! Phones without REFER do the same with the in-call transfer code (`[calls] transfer`,
 //! `##` by default) followed by the number and `#`, sent as DTMF.
 //!
-//! Attended transfer (REFER with `Replaces`, RFC 3891) is answered 501 for now.
+//! Attended transfer (REFER with `Replaces`, RFC 3891) is in `attended.rs`; the far end of a
+//! call out (a carrier's leg) may not transfer at all.
 
 use super::*;
 

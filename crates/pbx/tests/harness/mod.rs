@@ -69,6 +69,7 @@ pub fn queue(name: &str, number: &str) -> QueueSetup {
         hours: None,
         survey: None,
         callback: None,
+        caller_id: None,
     }
 }
 
