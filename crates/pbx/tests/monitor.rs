@@ -237,6 +237,19 @@ fn monitoring_asked_from_outside_rings_the_supervisors_phone_which_then_whispers
     assert_eq!(s.remote[2].map(|a| a.ip()), Some(w.phones[sup].addr.ip()));
     supervisor_key(&mut w, '6');
     assert_eq!(session(&w).monitor, MonitorMode::Barge);
+    // The supervisor's phone refreshes its session with a re-INVITE: answered, still on.
+    let now = w.now;
+    let sdp = w.phones[sup].sdp();
+    w.phones[sup].reinvite_incoming(now, 0, sdp);
+    w.run_for(SECOND);
+    assert!(
+        w.phones[sup]
+            .in_dialog_answers
+            .contains(&(pbx::sip::message::Method::Invite, 200)),
+        "{:?}",
+        w.phones[sup].in_dialog_answers
+    );
+    assert_eq!(session(&w).monitor, MonitorMode::Barge);
     let now = w.now;
     w.carrier().hang_up_outgoing(now, call);
     w.run_until(5 * SECOND, "the supervisor is hung up on", |w| {

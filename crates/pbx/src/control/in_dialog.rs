@@ -83,14 +83,8 @@ impl CallControl {
                 };
                 self.end_call(now, id, reason, Some(leg));
             }
-            // The supervisor's phone keeps the media it was given (an UPDATE refresh is fine).
             Method::Invite | Method::Update if leg == Leg::Supervisor => {
-                let status = if req.body.is_empty() && req.method == Method::Update {
-                    200
-                } else {
-                    488
-                };
-                self.plain(tx, status)
+                self.supervisor_reoffer(id, tx, &req)
             }
             Method::Invite | Method::Update => self.reoffer(now, id, leg, tx, req, flow),
             Method::Refer => self.on_refer(now, id, leg, tx, req),

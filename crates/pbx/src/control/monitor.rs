@@ -27,6 +27,8 @@ pub(super) struct SupervisorLeg {
     mode: MonitorMode,
     /// Our take-over re-INVITE, while it is out.
     takeover: Option<(TxId, LocalMedia)>,
+    /// Our side of the leg's media, once answered (for the phone's session refreshes).
+    local: Option<LocalMedia>,
 }
 
 impl CallControl {
@@ -114,6 +116,7 @@ impl CallControl {
             media,
             mode,
             takeover: None,
+            local: None,
         });
         self.by_sup_invite.insert(tx, id);
         self.out
@@ -157,6 +160,7 @@ impl CallControl {
             direction: s.media.direction.answer(),
         };
         let body = local.answer(&s.offer, s.media.index);
+        s.local = Some(local);
         let mut h = Headers::default();
         h.push("Contact", contact);
         h.push("Allow", ALLOW);
@@ -577,7 +581,7 @@ impl CallControl {
         let Some(SupRing {
             user,
             mode,
-            out: Some((_, invite, flow, _)),
+            out: Some((_, invite, flow, our_media)),
         }) = call.supervisor_ring.take()
         else {
             return;
@@ -644,6 +648,7 @@ impl CallControl {
             media: n,
             mode,
             takeover: None,
+            local: Some(our_media),
         });
         self.out.push_back(media_cmd(
             id,
@@ -785,5 +790,49 @@ impl CallControl {
             self.take_over(now, id);
         }
         true
+    }
+}
+
+impl CallControl {
+    /// A re-INVITE or UPDATE from the supervisor's (or consulted) phone: a session refresh
+    /// or a new address is answered with the media we already gave it.
+    pub(super) fn supervisor_reoffer(&mut self, id: u64, tx: TxId, req: &Request) {
+        let contact = format!("<sip:switchboard@{}>", self.cfg.contact_host);
+        let Some(s) = self.calls.get_mut(&id).and_then(|c| c.supervisor.as_mut()) else {
+            return self.plain(tx, 481);
+        };
+        let Some(local) = s.local.clone() else {
+            return self.plain(tx, 491);
+        };
+        let mut h = Headers::default();
+        h.push("Contact", contact);
+        h.push("Allow", ALLOW);
+        if req.body.is_empty() {
+            if req.method == Method::Update {
+                return self.respond(tx, 200, None, h, Bytes::new());
+            }
+            // A re-INVITE without an offer: ours is in the 200 (its answer in the ACK is
+            // the same media).
+            h.push("Content-Type", "application/sdp");
+            return self.respond(tx, 200, None, h, Bytes::from(local.offer()));
+        }
+        let offer = SessionDescription::parse(&req.body).and_then(|sd| {
+            let n = negotiate(&sd)?;
+            Ok((sd, n))
+        });
+        let Ok((sd, n)) = offer else {
+            return self.plain(tx, 488);
+        };
+        if n.law != s.media.law {
+            // The relay does not transcode: the leg keeps its codec.
+            return self.plain(tx, 488);
+        }
+        s.media = n;
+        let host = s.flow.remote.ip();
+        h.push("Content-Type", "application/sdp");
+        let body = local.answer(&sd, n.index);
+        self.respond(tx, 200, None, h, Bytes::from(body));
+        self.out
+            .push_back(media_cmd(id, remote_of(Leg::Supervisor, &n, Some(host))));
     }
 }
