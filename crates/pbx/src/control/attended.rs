@@ -209,7 +209,7 @@ impl CallControl {
             // The transfer is gone (the customer hung up meanwhile): acknowledge, and give
             // the consulted party the consultation's media back.
             if (200..300).contains(&resp.status) {
-                self.ack_consulted(consult, &resp);
+                self.ack_consulted(consult, tx, &resp);
                 self.restore_consulted(consult);
             }
             return;
@@ -228,7 +228,7 @@ impl CallControl {
             }
             return self.notify_dialog(att.notify, &frag);
         }
-        self.ack_consulted(consult, &resp);
+        self.ack_consulted(consult, tx, &resp);
         let answer = SessionDescription::parse(&resp.body).and_then(|sd| negotiate(&sd));
         let Ok(n) = answer else {
             // The consulted party was moved: give it its consultation back.
@@ -302,11 +302,11 @@ impl CallControl {
     }
 
     /// ACK a 2xx of the consulted party to one of our re-INVITEs.
-    fn ack_consulted(&mut self, consult: u64, resp: &Response) {
+    fn ack_consulted(&mut self, consult: u64, tx: TxId, resp: &Response) {
         if let Some(b) = self.calls.get(&consult).and_then(|y| y.agent.as_ref()) {
             let ack = b.dialog.ack(cseq_num(&resp.headers));
             let flow = b.dialog.flow;
-            self.sip(SipCommand::SendStateless { flow, request: ack });
+            self.ack_2xx(tx, ack, flow);
         }
     }
 
@@ -341,7 +341,7 @@ impl CallControl {
         if resp.status >= 300 {
             return;
         }
-        self.ack_consulted(consult, &resp);
+        self.ack_consulted(consult, tx, &resp);
         let host = self
             .calls
             .get(&consult)

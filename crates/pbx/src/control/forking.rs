@@ -117,6 +117,12 @@ impl CallControl {
     }
 
     pub(super) fn on_response(&mut self, now: Instant, tx: TxId, resp: Response) {
+        if (200..300).contains(&resp.status) {
+            if let Some((ack, flow)) = self.acks.get(&tx).cloned() {
+                // A retransmitted 2xx: our ACK was lost.
+                return self.sip(SipCommand::SendStateless { flow, request: ack });
+            }
+        }
         let Some(&role) = self.by_client.get(&tx) else {
             return;
         };
@@ -252,10 +258,7 @@ impl CallControl {
             }
         };
         let ack = dialog.ack(cseq_num(&invite.headers));
-        self.sip(SipCommand::SendStateless {
-            flow: fork_flow,
-            request: ack,
-        });
+        self.ack_2xx(tx, ack, fork_flow);
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };

@@ -626,6 +626,8 @@ enum Timer {
     SupervisorRing(u64),
     RingTimeout(u64),
     ForgetOrphan(TxId),
+    /// The ACK kept for retransmissions of a 2xx to one of our INVITEs can go.
+    ForgetAck(TxId),
 }
 
 /// Why a call ended (for the log and for the caller's final answer).
@@ -738,6 +740,9 @@ pub struct CallControl {
     by_client: HashMap<TxId, Role>,
     /// Late-2xx handling for INVITEs of ended calls: the request and its flow.
     orphans: HashMap<TxId, (Request, Flow)>,
+    /// The ACKs we sent for 2xx answers to our INVITEs and re-INVITEs, sent again when the
+    /// 2xx is retransmitted (our ACK was lost), for as long as the far end may retransmit.
+    acks: HashMap<TxId, (Request, Flow)>,
     /// (Call-ID, our tag) → (call, which side).
     by_dialog: HashMap<(String, String), (u64, Leg)>,
     /// Calls that ended and wait for their media totals (for the "call ended" line).
@@ -856,6 +861,7 @@ impl CallControl {
             by_sup_invite: HashMap::new(),
             by_client: HashMap::new(),
             orphans: HashMap::new(),
+            acks: HashMap::new(),
             by_dialog: HashMap::new(),
             closing: HashMap::new(),
             timers: BTreeMap::new(),
@@ -904,7 +910,12 @@ impl CallControl {
             timers: self
                 .timers
                 .values()
-                .filter(|t| !matches!(t, Timer::ForgetOrphan(_) | Timer::Register(..)))
+                .filter(|t| {
+                    !matches!(
+                        t,
+                        Timer::ForgetOrphan(_) | Timer::ForgetAck(_) | Timer::Register(..)
+                    )
+                })
                 .count(),
             pending_directory: self.dir.pending(),
             subscriptions: self.subs.len(),
@@ -1029,6 +1040,19 @@ impl CallControl {
         self.by_client.insert(id, role);
         self.sip(SipCommand::Send { id, flow, request });
         id
+    }
+
+    /// Send the ACK for a 2xx to our INVITE `tx`, and keep it for the 2xx's retransmissions.
+    fn ack_2xx(&mut self, tx: TxId, ack: Request, flow: Flow) {
+        self.sip(SipCommand::SendStateless {
+            flow,
+            request: ack.clone(),
+        });
+        if self.acks.insert(tx, (ack, flow)).is_none() {
+            // 64·T1: how long a UAS retransmits a 2xx without an ACK.
+            let at = self.now + Duration::from_secs(32);
+            self.timer(at, Timer::ForgetAck(tx));
+        }
     }
 
     fn timer(&mut self, at: Instant, t: Timer) {
@@ -1221,6 +1245,9 @@ impl CallControl {
                     {
                         self.no_answer_or_voicemail(now, id, EndReason::NoAnswer);
                     }
+                }
+                Timer::ForgetAck(tx) => {
+                    self.acks.remove(&tx);
                 }
                 Timer::ForgetOrphan(tx) => {
                     self.orphans.remove(&tx);

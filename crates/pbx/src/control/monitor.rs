@@ -340,7 +340,7 @@ impl CallControl {
         }
         let ack = d.ack(cseq_num(&resp.headers));
         let flow = d.flow;
-        self.sip(SipCommand::SendStateless { flow, request: ack });
+        self.ack_2xx(tx, ack, flow);
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
@@ -606,7 +606,7 @@ impl CallControl {
             return;
         };
         let ack = dialog.ack(cseq_num(&invite.headers));
-        self.sip(SipCommand::SendStateless { flow, request: ack });
+        self.ack_2xx(tx, ack, flow);
         let answer = SessionDescription::parse(&resp.body).and_then(|sd| {
             let n = negotiate(&sd)?;
             Ok((sd, n))
