@@ -152,6 +152,11 @@ impl CallControl {
                 }
             }
             Role::Orphan => {
+                if resp.status < 200 && self.cancel_on_1xx.remove(&tx) {
+                    // A proxy given up for its silence answers after all: now it may be
+                    // cancelled (RFC 3261 §9.1).
+                    self.sip(SipCommand::Cancel { tx });
+                }
                 if (200..300).contains(&resp.status) {
                     // A phone answered after the call was over: acknowledge and hang up.
                     if let Some((invite, flow)) = self.orphans.get(&tx).cloned() {

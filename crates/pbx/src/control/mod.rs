@@ -743,6 +743,9 @@ pub struct CallControl {
     /// The ACKs we sent for 2xx answers to our INVITEs and re-INVITEs, sent again when the
     /// 2xx is retransmitted (our ACK was lost), for as long as the far end may retransmit.
     acks: HashMap<TxId, (Request, Flow)>,
+    /// INVITEs given up before any answer (no CANCEL was allowed yet): cancelled on their
+    /// first provisional answer.
+    cancel_on_1xx: std::collections::HashSet<TxId>,
     /// (Call-ID, our tag) → (call, which side).
     by_dialog: HashMap<(String, String), (u64, Leg)>,
     /// Calls that ended and wait for their media totals (for the "call ended" line).
@@ -862,6 +865,7 @@ impl CallControl {
             by_client: HashMap::new(),
             orphans: HashMap::new(),
             acks: HashMap::new(),
+            cancel_on_1xx: std::collections::HashSet::new(),
             by_dialog: HashMap::new(),
             closing: HashMap::new(),
             timers: BTreeMap::new(),
@@ -1250,6 +1254,7 @@ impl CallControl {
                     self.acks.remove(&tx);
                 }
                 Timer::ForgetOrphan(tx) => {
+                    self.cancel_on_1xx.remove(&tx);
                     self.orphans.remove(&tx);
                     self.by_client.remove(&tx);
                 }

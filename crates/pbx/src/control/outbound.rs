@@ -519,9 +519,11 @@ impl CallControl {
         // Nothing heard: no CANCEL is allowed, but a late 2xx still gets ACK and BYE.
         if !self.next_proxy(now, id, tx, 408) {
             self.orphan(now, tx, invite, flow);
+            self.cancel_on_1xx.insert(tx);
             return self.end_call(now, id, EndReason::Refused(503), None);
         }
         self.orphan(now, tx, invite, flow);
+        self.cancel_on_1xx.insert(tx);
     }
 
     /// The carrier of the call out `id` now uses, for its record.
