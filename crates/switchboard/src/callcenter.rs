@@ -714,22 +714,23 @@ pub(crate) fn build(
         let r = &mut Report::new(&file, found);
         menus::menus_file(r, &m, &known, &mut prompts, &queue_numbers, &surveys)
     });
+    // Queue and menu numbers, for the files whose numbers must not clash with them.
+    let mut internal_numbers: HashMap<String, String> = HashMap::new();
+    if let Some((_, q)) = &queues {
+        for (name, e) in &q.queues {
+            internal_numbers.insert(e.number.clone(), format!("queue \"{name}\""));
+        }
+    }
+    if let Some(menus) = &menus {
+        for m in menus {
+            if let Some(n) = &m.number {
+                internal_numbers.insert(n.clone(), format!("menu \"{}\"", m.name));
+            }
+        }
+    }
     let voicemail_setup = voicemail_read.as_ref().map(|(file, v)| {
-        let mut numbers: HashMap<String, String> = HashMap::new();
-        if let Some((_, q)) = &queues {
-            for (name, e) in &q.queues {
-                numbers.insert(e.number.clone(), format!("queue \"{name}\""));
-            }
-        }
-        if let Some(menus) = &menus {
-            for m in menus {
-                if let Some(n) = &m.number {
-                    numbers.insert(n.clone(), format!("menu \"{}\"", m.name));
-                }
-            }
-        }
         let r = &mut Report::new(file, found);
-        voicemail::voicemail_file(r, v, &known, &mut prompts, &numbers)
+        voicemail::voicemail_file(r, v, &known, &mut prompts, &internal_numbers)
     });
     let routes = TomlFile::read::<routes::RoutesFile>(
         dir.join("routes.toml"),
@@ -744,21 +745,8 @@ pub(crate) fn build(
                 .map(|(n, _)| n.clone())
                 .collect()
         });
-        let mut numbers: HashMap<String, String> = HashMap::new();
-        if let Some((_, q)) = &queues {
-            for (name, e) in &q.queues {
-                numbers.insert(e.number.clone(), format!("queue \"{name}\""));
-            }
-        }
-        if let Some(menus) = &menus {
-            for m in menus {
-                if let Some(n) = &m.number {
-                    numbers.insert(n.clone(), format!("menu \"{}\"", m.name));
-                }
-            }
-        }
         let r = &mut Report::new(&file, found);
-        routes::routes_file(r, &f, &known, carriers.as_deref(), &numbers)
+        routes::routes_file(r, &f, &known, carriers.as_deref(), &internal_numbers)
     });
     // A queue's survey is a scoring menu of ivr.toml (none when ivr.toml is missing).
     if let (Some((queues_toml, qf)), Some(menus)) = (&queues, &menus) {

@@ -48,6 +48,19 @@ impl CallControl {
         })
     }
 
+    /// The call agent user `agent` is talking in that nobody monitors yet.
+    fn monitorable_call(&self, agent: &str) -> Option<u64> {
+        self.calls
+            .iter()
+            .find(|(_, c)| {
+                c.phase == Phase::Connected
+                    && c.supervisor.is_none()
+                    && c.supervisor_ring.is_none()
+                    && c.agent.as_ref().is_some_and(|a| a.user == agent)
+            })
+            .map(|(id, _)| *id)
+    }
+
     /// Whether user `supervisor` may monitor agent user `agent`.
     fn may_monitor(&self, supervisor: &str, agent: &str) -> bool {
         let Some(ai) = self.dir.agent_by_user(agent) else {
@@ -86,16 +99,7 @@ impl CallControl {
             warn!(supervisor = %user, agent = %agent, "monitoring refused: no rule allows it");
             return self.plain(tx, 403);
         }
-        let target = self
-            .calls
-            .iter()
-            .find(|(_, c)| {
-                c.phase == Phase::Connected
-                    && c.supervisor.is_none()
-                    && c.supervisor_ring.is_none()
-                    && c.agent.as_ref().is_some_and(|a| a.user == agent)
-            })
-            .map(|(id, _)| *id);
+        let target = self.monitorable_call(&agent);
         let Some(id) = target else {
             info!(supervisor = %user, agent = %agent, "monitoring: the agent is on no call");
             return self.plain(tx, 480);
@@ -442,16 +446,7 @@ impl CallControl {
         if self.locations.get(phone).is_none_or(|b| b.is_empty()) {
             return Err(format!("{phone} has no phone registered"));
         }
-        let target = self
-            .calls
-            .iter()
-            .find(|(_, c)| {
-                c.phase == Phase::Connected
-                    && c.supervisor.is_none()
-                    && c.supervisor_ring.is_none()
-                    && c.agent.as_ref().is_some_and(|a| a.user == user)
-            })
-            .map(|(id, _)| *id);
+        let target = self.monitorable_call(&user);
         let Some(id) = target else {
             return Err(format!("{agent} is on no call"));
         };
