@@ -350,22 +350,15 @@ impl CallControl {
                 then: Some(ringback),
             },
         ));
-        let tag = self.token();
-        let call_id = format!("{}@{}", self.token(), self.host);
-        let mut h = Headers::default();
-        h.push("From", format!("<sip:{caller_id}@{}>;tag={tag}", self.host));
-        h.push("To", format!("<sip:{number}@{via}>"));
-        h.push("Call-ID", call_id);
-        h.push("CSeq", "1 INVITE");
-        h.push("Contact", self.contact(&flow, &caller_id));
-        h.push("Allow", ALLOW);
-        h.push("Content-Type", "application/sdp");
-        let invite = Request {
-            method: Method::Invite,
-            uri: format!("sip:{number}@{via}"),
-            headers: h,
-            body: Bytes::from(local.offer()),
-        };
+        let from = format!("<sip:{caller_id}@{}>", self.host);
+        let invite = self.new_invite(
+            &from,
+            format!("<sip:{number}@{via}>"),
+            format!("sip:{number}@{via}"),
+            &flow,
+            &caller_id,
+            Bytes::from(local.offer()),
+        );
         let tx = self.send(flow, invite.clone(), Role::Customer(id));
         if let Some(cb) = self.calls.get_mut(&id).and_then(|c| c.cb.as_mut()) {
             cb.dialing = Some((tx, invite, flow));

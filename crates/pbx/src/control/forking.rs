@@ -59,30 +59,19 @@ impl CallControl {
         let wall = self.wall;
         let mut forks = Vec::new();
         for b in contacts {
-            let tag = self.token();
-            let call_id = format!("{}@{}", self.token(), self.host);
-            let mut h = Headers::default();
             let from = match &display {
-                Some(d) => format!(
-                    "\"{}\" <sip:{from_num}@{}>;tag={tag}",
-                    d.replace('"', ""),
-                    self.host
-                ),
-                None => format!("<sip:{from_num}@{}>;tag={tag}", self.host),
+                Some(d) => format!("\"{}\" <sip:{from_num}@{}>", d.replace('"', ""), self.host),
+                None => format!("<sip:{from_num}@{}>", self.host),
             };
-            h.push("From", from);
-            h.push("To", format!("<sip:{user}@{}>", self.host));
-            h.push("Call-ID", call_id);
-            h.push("CSeq", "1 INVITE");
-            h.push("Contact", self.contact(&b.flow, "switchboard"));
-            h.push("Allow", ALLOW);
-            h.push("Content-Type", "application/sdp");
-            let invite = Request {
-                method: Method::Invite,
-                uri: b.uri_text.clone(),
-                headers: h,
-                body: body.clone(),
-            };
+            let to = format!("<sip:{user}@{}>", self.host);
+            let invite = self.new_invite(
+                &from,
+                to,
+                b.uri_text.clone(),
+                &b.flow,
+                "switchboard",
+                body.clone(),
+            );
             let tx = self.send(b.flow, invite.clone(), Role::Fork(id));
             let Some(call) = self.calls.get_mut(&id) else {
                 break;

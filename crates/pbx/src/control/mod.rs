@@ -1046,6 +1046,36 @@ impl CallControl {
         id
     }
 
+    /// A new INVITE of ours, starting a dialog: `from` is the From header without its tag (a
+    /// fresh one is added), sent to `uri` over `flow` with our Contact for `contact_user`,
+    /// offering `sdp`.
+    fn new_invite(
+        &mut self,
+        from: &str,
+        to: String,
+        uri: String,
+        flow: &Flow,
+        contact_user: &str,
+        sdp: Bytes,
+    ) -> Request {
+        let tag = self.token();
+        let call_id = format!("{}@{}", self.token(), self.host);
+        let mut h = Headers::default();
+        h.push("From", format!("{from};tag={tag}"));
+        h.push("To", to);
+        h.push("Call-ID", call_id);
+        h.push("CSeq", "1 INVITE");
+        h.push("Contact", self.contact(flow, contact_user));
+        h.push("Allow", ALLOW);
+        h.push("Content-Type", "application/sdp");
+        Request {
+            method: Method::Invite,
+            uri,
+            headers: h,
+            body: sdp,
+        }
+    }
+
     /// Send the ACK for a 2xx to our INVITE `tx`, and keep it for the 2xx's retransmissions.
     fn ack_2xx(&mut self, tx: TxId, ack: Request, flow: Flow) {
         self.sip(SipCommand::SendStateless {

@@ -518,32 +518,19 @@ impl CallControl {
             telephone_event: media.telephone_event,
             direction: Direction::SendRecv,
         };
-        let tag = self.token();
-        let call_id = format!("{}@{}", self.token(), self.host);
         let consult = call_mode(self.calls.get(&id)) == Some(MonitorMode::Consult);
-        let mut h = Headers::default();
         let from = if consult {
             // The colleague sees the agent calling.
-            format!("<sip:{agent}@{}>;tag={tag}", self.host)
+            format!("<sip:{agent}@{}>", self.host)
         } else {
             format!(
-                "\"Monitor {agent}\" <sip:{}{agent}@{}>;tag={tag}",
+                "\"Monitor {agent}\" <sip:{}{agent}@{}>",
                 self.cfg.features.monitor, self.host
             )
         };
-        h.push("From", from);
-        h.push("To", format!("<sip:{user}@{}>", self.host));
-        h.push("Call-ID", call_id);
-        h.push("CSeq", "1 INVITE");
-        h.push("Contact", self.contact(&b.flow, "switchboard"));
-        h.push("Allow", ALLOW);
-        h.push("Content-Type", "application/sdp");
-        let invite = Request {
-            method: Method::Invite,
-            uri: b.uri_text.clone(),
-            headers: h,
-            body: Bytes::from(local.offer()),
-        };
+        let to = format!("<sip:{user}@{}>", self.host);
+        let sdp = Bytes::from(local.offer());
+        let invite = self.new_invite(&from, to, b.uri_text.clone(), &b.flow, "switchboard", sdp);
         let tx = self.send(b.flow, invite.clone(), Role::SupervisorRing(id));
         if let Some(r) = self
             .calls

@@ -205,31 +205,18 @@ impl CallControl {
             .as_ref()
             .map_or("switchboard", |(u, _)| u.as_str())
             .to_owned();
-        let tag = self.token();
-        let call_id = format!("{}@{}", self.token(), self.host);
-        let mut h = Headers::default();
         let number = &plan.number;
         let from_host = carrier.domain.clone().unwrap_or_else(|| self.host.clone());
-        h.push(
-            "From",
-            format!("<sip:{}@{from_host}>;tag={tag}", plan.caller_id),
+        let from = format!("<sip:{}@{from_host}>", plan.caller_id);
+        let mut invite = self.new_invite(
+            &from,
+            format!("<sip:{number}@{domain}>"),
+            format!("sip:{number}@{domain}"),
+            &flow,
+            &contact_user,
+            Bytes::from(local.offer()),
         );
-        h.push("To", format!("<sip:{number}@{domain}>"));
-        h.push("Call-ID", call_id);
-        h.push("CSeq", "1 INVITE");
-        h.push("Contact", self.contact(&flow, &contact_user));
-        h.push(
-            "P-Asserted-Identity",
-            format!("<sip:{}@{from_host}>", plan.caller_id),
-        );
-        h.push("Allow", ALLOW);
-        h.push("Content-Type", "application/sdp");
-        let invite = Request {
-            method: Method::Invite,
-            uri: format!("sip:{number}@{domain}"),
-            headers: h,
-            body: Bytes::from(local.offer()),
-        };
+        invite.headers.push("P-Asserted-Identity", from);
         info!(parent: &span, route = %plan.route, trunk = %carrier.name, proxy = %proxy, "calling out");
         self.send_out(now, id, invite, flow, local, &carrier.name);
         self.timer(now + carrier.answer_timeout, Timer::OutboundTry(id, round));
