@@ -166,11 +166,7 @@ impl CallControl {
             telephone_event: media.telephone_event,
             direction: Direction::SendRecv,
         };
-        let mut req = b.dialog.request(Method::Invite);
-        req.headers.push("Contact", contact);
-        req.headers.push("Allow", ALLOW);
-        req.headers.push("Content-Type", "application/sdp");
-        req.body = Bytes::from(local.offer());
+        let req = reinvite(&mut b.dialog, contact, local.offer());
         let flow = b.dialog.flow;
         info!(parent: &span, to = %b.user, "attended transfer: re-INVITE to the consulted party");
         let tx = self.send(flow, req, Role::Reinvite(consult));
@@ -322,11 +318,7 @@ impl CallControl {
         };
         // Past the version of the transfer's offer.
         b.local.version += 2;
-        let mut req = b.dialog.request(Method::Invite);
-        req.headers.push("Contact", contact);
-        req.headers.push("Allow", ALLOW);
-        req.headers.push("Content-Type", "application/sdp");
-        req.body = Bytes::from(b.local.offer());
+        let req = reinvite(&mut b.dialog, contact, b.local.offer());
         let flow = b.dialog.flow;
         info!(parent: &span, "attended transfer fell through: the consulted party gets its call back");
         self.send(flow, req, Role::Restore(consult));

@@ -778,6 +778,16 @@ impl std::fmt::Debug for CallControl {
     }
 }
 
+/// A re-INVITE in dialog `d` offering `sdp`, with our `contact`.
+fn reinvite(d: &mut Dialog, contact: String, sdp: String) -> Request {
+    let mut req = d.request(Method::Invite);
+    req.headers.push("Contact", contact);
+    req.headers.push("Allow", ALLOW);
+    req.headers.push("Content-Type", "application/sdp");
+    req.body = Bytes::from(sdp);
+    req
+}
+
 fn user_of(uri_or_addr: &str) -> Option<String> {
     let a = NameAddr::parse(uri_or_addr).ok()?;
     a.uri.user_unescaped()

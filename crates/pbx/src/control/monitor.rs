@@ -304,11 +304,7 @@ impl CallControl {
             telephone_event: media.telephone_event,
             direction: Direction::SendRecv,
         };
-        let mut req = d.request(Method::Invite);
-        req.headers.push("Contact", contact);
-        req.headers.push("Allow", ALLOW);
-        req.headers.push("Content-Type", "application/sdp");
-        req.body = Bytes::from(local.offer());
+        let req = reinvite(d, contact, local.offer());
         let flow = d.flow;
         info!(parent: &span, "supervisor takes the call over");
         let tx = self.send(flow, req, Role::TakeOver(id));
