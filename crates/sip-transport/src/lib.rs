@@ -320,34 +320,52 @@ pub async fn start(
     cfg: TransportConfig,
     events: mpsc::Sender<SipEvent>,
 ) -> Result<(SipHandle, tokio::task::JoinHandle<()>), TransportError> {
-    let (udp, granted) = match cfg.udp {
-        Some(addr) => {
-            let (s, g) = bind_udp(addr, &cfg).map_err(|source| TransportError::Bind {
-                proto: "UDP",
-                addr,
-                source,
-            })?;
-            (Some(s), Some(g))
-        }
-        None => (None, None),
-    };
-    let tcp = match cfg.tcp {
-        Some(mut addr) => Some({
-            // With port 0 (tests), put TCP on the port UDP got, so one port serves both.
-            if addr.port() == 0 {
-                if let Some(p) = udp.as_ref().and_then(|s| s.local_addr().ok()) {
-                    addr.set_port(p.port());
-                }
-            }
-            TcpListener::bind(addr)
-                .await
-                .map_err(|source| TransportError::Bind {
-                    proto: "TCP",
+    // With port 0 for both (tests), TCP goes on the port UDP got, so one port serves both;
+    // when another program holds that port for TCP, UDP tries another one.
+    let any_port =
+        matches!((cfg.udp, cfg.tcp), (Some(u), Some(t)) if u.port() == 0 && t.port() == 0);
+    let mut attempts = 0;
+    let (udp, granted, tcp) = loop {
+        attempts += 1;
+        let (udp, granted) = match cfg.udp {
+            Some(addr) => {
+                let (s, g) = bind_udp(addr, &cfg).map_err(|source| TransportError::Bind {
+                    proto: "UDP",
                     addr,
                     source,
-                })?
-        }),
-        None => None,
+                })?;
+                (Some(s), Some(g))
+            }
+            None => (None, None),
+        };
+        let tcp = match cfg.tcp {
+            Some(mut addr) => {
+                if addr.port() == 0 {
+                    if let Some(p) = udp.as_ref().and_then(|s| s.local_addr().ok()) {
+                        addr.set_port(p.port());
+                    }
+                }
+                match TcpListener::bind(addr).await {
+                    Ok(l) => Some(l),
+                    Err(e)
+                        if any_port
+                            && attempts < 20
+                            && e.kind() == std::io::ErrorKind::AddrInUse =>
+                    {
+                        continue;
+                    }
+                    Err(source) => {
+                        return Err(TransportError::Bind {
+                            proto: "TCP",
+                            addr,
+                            source,
+                        })
+                    }
+                }
+            }
+            None => None,
+        };
+        break (udp, granted, tcp);
     };
     let udp_addr = udp.as_ref().and_then(|s| s.local_addr().ok());
     let tcp_addr = tcp.as_ref().and_then(|s| s.local_addr().ok());
