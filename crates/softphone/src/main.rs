@@ -1,0 +1,116 @@
+//! `switchboard-phone`: the headless softphone. It prints a JSON summary on stdout and exits
+//! 0 when it did what it was asked (registered, and the call was answered when there was
+//! one), 1 otherwise, 2 for bad arguments.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use softphone::audio::Source;
+use softphone::phone::{run, Options};
+
+/// A headless SIP phone: register, call or answer, send a tone or a WAV file, key digits,
+/// record what it hears, hang up; a JSON summary on stdout.
+#[derive(Debug, Parser)]
+#[command(name = "switchboard-phone", version)]
+struct Args {
+    /// The server, host:port.
+    #[arg(long)]
+    server: SocketAddr,
+    /// SIP user.
+    #[arg(long)]
+    user: String,
+    /// Its password (or SWITCHBOARD_PHONE_PASSWORD).
+    #[arg(long, env = "SWITCHBOARD_PHONE_PASSWORD", hide_env_values = true)]
+    password: String,
+    /// Domain of the From/To URIs.
+    #[arg(long, default_value = "switchboard")]
+    domain: String,
+    /// Local address to use.
+    #[arg(long, default_value = "127.0.0.1")]
+    local: IpAddr,
+    /// Call this number (else wait for a call and answer it).
+    #[arg(long)]
+    dial: Option<String>,
+    /// Seconds to ring before answering an incoming call.
+    #[arg(long, default_value_t = 0.0)]
+    answer_after: f64,
+    /// Send a sine of this frequency (Hz).
+    #[arg(long, conflicts_with = "play")]
+    tone: Option<f64>,
+    /// Send this WAV file (8 kHz mono 16-bit), looped.
+    #[arg(long)]
+    play: Option<PathBuf>,
+    /// Record what the phone hears into this WAV file.
+    #[arg(long)]
+    record: Option<PathBuf>,
+    /// Hang up this many seconds after the call is up (else wait for the other side).
+    #[arg(long)]
+    hangup_after: Option<f64>,
+    /// Key these digits (RFC 4733) during the call.
+    #[arg(long, default_value = "")]
+    digits: String,
+    /// Seconds into the call to key them.
+    #[arg(long, default_value_t = 1.0)]
+    digits_after: f64,
+    /// Give up after this many seconds in all.
+    #[arg(long, default_value_t = 60.0)]
+    timeout: f64,
+}
+
+fn secs(s: f64) -> Duration {
+    Duration::from_secs_f64(s.max(0.0))
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    if let Some(bad) = args
+        .digits
+        .chars()
+        .find(|c| !"0123456789*#ABCD".contains(*c))
+    {
+        eprintln!("--digits: {bad:?} is not a key (0-9, *, #, A-D)");
+        return ExitCode::from(2);
+    }
+    let source = match (&args.play, args.tone) {
+        (Some(p), _) => match Source::wav(p) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("--play: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        (None, Some(hz)) if hz > 0.0 && hz < 4000.0 => Source::Tone(hz),
+        (None, Some(hz)) => {
+            eprintln!("--tone: {hz} Hz is not between 0 and 4000");
+            return ExitCode::from(2);
+        }
+        (None, None) => Source::Silence,
+    };
+    let summary = run(Options {
+        server: args.server,
+        local: args.local,
+        user: args.user,
+        password: args.password,
+        domain: args.domain,
+        dial: args.dial,
+        answer_after: secs(args.answer_after),
+        source,
+        record: args.record,
+        hangup_after: args.hangup_after.map(secs),
+        digits: args.digits,
+        digits_after: secs(args.digits_after),
+        timeout: secs(args.timeout),
+    });
+    println!(
+        "{}",
+        serde_json::to_string(&summary).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    );
+    if summary.error.is_none() && summary.registered {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
