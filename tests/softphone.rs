@@ -114,3 +114,105 @@ fn a_wrong_password_is_a_clear_failure() {
     let e = s.error.expect("an error");
     assert!(e.contains("registration refused"), "{e}");
 }
+
+/// Interop with baresip, both ways: the headless phone calls a queue whose agent is baresip,
+/// then baresip calls the headless phone as an extension; each side hears the other's tone.
+#[test]
+fn the_headless_phone_and_baresip_call_each_other_through_the_server() {
+    use common::phone::Phone;
+    let server =
+        Server::start(&ServerConfig {
+            files: vec![
+            ("queues.toml".into(), "[queues.support]\nnumber = \"600\"\n".into()),
+            (
+                "agents.toml".into(),
+                "[agents.1001]\nuser = \"1001\"\nqueues = [\"support\"]\nlogin_on_start = true\n"
+                    .into(),
+            ),
+        ],
+            ..ServerConfig::default()
+        });
+    let dir = server.dir().to_owned();
+    let tones = [440.0, 1000.0, 700.0];
+    let n = |v: &[Option<f64>], hz: f64| v.iter().filter(|w| **w == Some(hz)).count();
+
+    // The headless phone calls the queue; baresip (agent 1001) answers.
+    let mut agent = Phone::start(&server, 1001, 1000.0);
+    agent.drain();
+    let caller_opts = Options {
+        dial: Some("600".into()),
+        source: Source::Tone(440.0),
+        record: Some(dir.join("to-baresip.wav")),
+        hangup_after: Some(Duration::from_secs(3)),
+        ..options(&server, 1006)
+    };
+    let caller = std::thread::spawn(move || run(caller_opts));
+    agent.wait_event("CALL_INCOMING", Duration::from_secs(10));
+    agent.command("accept", "");
+    let caller = caller.join().expect("the headless caller");
+    assert_eq!(caller.error, None, "{caller:?}\n{}", server.log());
+    agent.wait_event("CALL_CLOSED", Duration::from_secs(5));
+    let heard = classify(&read_wav(&dir.join("to-baresip.wav")), &tones);
+    assert!(
+        n(&heard, 1000.0) >= 15,
+        "the headless phone heard baresip in {} windows",
+        n(&heard, 1000.0)
+    );
+    let heard = classify(&agent.last_heard(), &tones);
+    assert!(
+        n(&heard, 440.0) >= 15,
+        "baresip heard the headless phone in {} windows",
+        n(&heard, 440.0)
+    );
+
+    // baresip (1007) calls the headless phone (1002) as an extension.
+    let callee_opts = Options {
+        source: Source::Tone(700.0),
+        record: Some(dir.join("from-baresip.wav")),
+        ..options(&server, 1002)
+    };
+    let callee = std::thread::spawn(move || run(callee_opts));
+    common::wait_until(
+        Duration::from_secs(10),
+        "the headless phone registers",
+        || server.log().matches("binding added").count() >= 3,
+    );
+    let mut caller = Phone::start(&server, 1007, 440.0);
+    caller.drain();
+    caller.command("dial", "1002");
+    caller.wait_event("CALL_ESTABLISHED", Duration::from_secs(10));
+    std::thread::sleep(Duration::from_secs(3));
+    caller.command("hangup", "");
+    caller.wait_event("CALL_CLOSED", Duration::from_secs(5));
+    let callee = callee.join().expect("the headless callee");
+    assert_eq!(callee.error, None, "{callee:?}\n{}", server.log());
+    assert_eq!(callee.hung_up_by, "them");
+    let heard = classify(&read_wav(&dir.join("from-baresip.wav")), &tones);
+    assert!(
+        n(&heard, 440.0) >= 15,
+        "the headless phone heard baresip in {} windows",
+        n(&heard, 440.0)
+    );
+    let heard = classify(&caller.last_heard(), &tones);
+    assert!(
+        n(&heard, 700.0) >= 15,
+        "baresip heard the headless phone in {} windows",
+        n(&heard, 700.0)
+    );
+}
+
+#[test]
+fn the_headless_phone_registers_with_sha_256_digest() {
+    let server = Server::start(&ServerConfig {
+        algorithms: vec!["SHA-256".into()],
+        ..ServerConfig::default()
+    });
+    // Registered, then a call to nobody: refused, and said so.
+    let s = run(Options {
+        dial: Some("4711".into()),
+        ..options(&server, 1003)
+    });
+    assert!(s.registered, "{s:?}\n{}", server.log());
+    assert_eq!(s.refused, 404, "{s:?}");
+    assert!(s.error.unwrap_or_default().contains("404"));
+}
