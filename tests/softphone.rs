@@ -27,6 +27,8 @@ fn options(server: &Server, user: u32) -> Options {
         digits: String::new(),
         digits_after: Duration::from_secs(1),
         timeout: Duration::from_secs(30),
+        hold_after: None,
+        hold_for: Duration::ZERO,
     }
 }
 
@@ -215,4 +217,63 @@ fn the_headless_phone_registers_with_sha_256_digest() {
     assert!(s.registered, "{s:?}\n{}", server.log());
     assert_eq!(s.refused, 404, "{s:?}");
     assert!(s.error.unwrap_or_default().contains("404"));
+}
+
+/// Hold and resume from the headless phone: the agent's phone holds the caller (re-INVITE,
+/// sendonly) and resumes; the caller hears the agent, then the queue's music instead, then
+/// the agent again.
+#[test]
+fn the_headless_agent_holds_and_resumes_and_the_caller_hears_music_in_between() {
+    let music = concat!(env!("CARGO_MANIFEST_DIR"), "/config/prompts/moh.wav");
+    let server = Server::start(&ServerConfig {
+        files: vec![
+            (
+                "queues.toml".into(),
+                format!("[queues.support]\nnumber = \"600\"\nmusic = \"{music}\"\n"),
+            ),
+            (
+                "agents.toml".into(),
+                "[agents.1001]\nuser = \"1001\"\nqueues = [\"support\"]\nlogin_on_start = true\n"
+                    .into(),
+            ),
+        ],
+        ..ServerConfig::default()
+    });
+    let dir = server.dir().to_owned();
+    let agent_opts = Options {
+        source: Source::Tone(1000.0),
+        hold_after: Some(Duration::from_millis(1500)),
+        hold_for: Duration::from_millis(2000),
+        ..options(&server, 1001)
+    };
+    let agent = std::thread::spawn(move || run(agent_opts));
+    common::wait_until(
+        Duration::from_secs(10),
+        "the agent's phone registers",
+        || server.log().contains("binding added"),
+    );
+    let caller = run(Options {
+        dial: Some("600".into()),
+        source: Source::Tone(440.0),
+        record: Some(dir.join("caller.wav")),
+        hangup_after: Some(Duration::from_secs(5)),
+        ..options(&server, 1006)
+    });
+    let agent = agent.join().expect("the agent's phone");
+    assert_eq!(agent.error, None, "{agent:?}\n{}", server.log());
+    assert!(agent.held_and_resumed, "{agent:?}");
+    // The caller's audio, 100 ms windows: the agent's tone, then none of it (music), then
+    // the tone again.
+    let windows = classify(&read_wav(&dir.join("caller.wav")), &[1000.0]);
+    let tone: Vec<bool> = windows.iter().map(|w| *w == Some(1000.0)).collect();
+    // The queue's music before the agent answers does not count.
+    let answered = tone.iter().position(|t| *t).expect("the agent's tone");
+    let tone = &tone[answered..];
+    let first_gap = tone.iter().position(|t| !t).expect("a gap");
+    let gap_len = tone[first_gap..].iter().take_while(|t| !**t).count();
+    let after = tone[first_gap + gap_len..].iter().filter(|t| **t).count();
+    assert!(
+        first_gap >= 8 && gap_len >= 15 && after >= 8,
+        "tone before {first_gap}, held {gap_len}, tone after {after} windows: {caller:?}"
+    );
 }

@@ -58,6 +58,12 @@ struct Args {
     /// Give up after this many seconds in all.
     #[arg(long, default_value_t = 60.0)]
     timeout: f64,
+    /// Put the call on hold this many seconds into it.
+    #[arg(long)]
+    hold_after: Option<f64>,
+    /// For this many seconds, then resume.
+    #[arg(long, default_value_t = 2.0)]
+    hold_for: f64,
 }
 
 fn secs(s: f64) -> Duration {
@@ -103,6 +109,8 @@ fn main() -> ExitCode {
         digits: args.digits,
         digits_after: secs(args.digits_after),
         timeout: secs(args.timeout),
+        hold_after: args.hold_after.map(secs),
+        hold_for: secs(args.hold_for),
     });
     println!(
         "{}",

@@ -52,6 +52,11 @@ pub struct Options {
     pub digits_after: Duration,
     /// Give up (and exit with a failure) after this long in all.
     pub timeout: Duration,
+    /// Put the call on hold this long after it is up (re-INVITE, sendonly; the phone stops
+    /// sending), for `hold_for`, then resume it.
+    pub hold_after: Option<Duration>,
+    /// How long the hold lasts.
+    pub hold_for: Duration,
 }
 
 /// What happened, for scripts.
@@ -83,6 +88,8 @@ pub struct Summary {
     pub digits_sent: String,
     /// Digits received as RFC 4733 events.
     pub digits_received: String,
+    /// The call was put on hold and resumed (both re-INVITEs answered 200).
+    pub held_and_resumed: bool,
     /// What went wrong, if anything.
     pub error: Option<String>,
 }
@@ -448,6 +455,12 @@ impl Ua {
         // A digit is 100 ms of events (5 packets, the last 3 with the E bit) and 100 ms gap.
         let mut keying: Option<(char, u32)> = None;
         let mut next_digit_at = self.opts.digits_after;
+        // Hold: (re-INVITE in flight, its CSeq, going on hold); whether held; answers seen.
+        let port = self.rtp.local_addr().map_err(|e| e.to_string())?.port();
+        let mut local = self.local_media(port, Some(&n));
+        let mut reinvite: Option<(TxId, u32, bool)> = None;
+        let mut held = false;
+        let mut hold_answers = 0;
         let their_bye = loop {
             self.pump();
             if let Some(tx) = self.take(|e| match e {
@@ -467,6 +480,52 @@ impl Ua {
             let up = t0.elapsed();
             if self.opts.hangup_after.is_some_and(|h| up >= h) || self.deadline_passed() {
                 break false;
+            }
+            // Hold and resume.
+            if let Some(at) = self.opts.hold_after {
+                let want_held = up >= at && up < at + self.opts.hold_for;
+                if reinvite.is_none() && want_held != held && hold_answers < 2 {
+                    local.version += 1;
+                    local.direction = if want_held {
+                        Direction::SendOnly
+                    } else {
+                        Direction::SendRecv
+                    };
+                    let mut req = d.request(Method::Invite);
+                    let cseq = cseq_of(&req);
+                    req.headers
+                        .push("Contact", format!("<sip:{}@{}>", self.opts.user, self.addr));
+                    req.headers.push("Content-Type", "application/sdp");
+                    req.body = Bytes::from(local.offer());
+                    let tx = self
+                        .ep
+                        .send_request(Instant::now(), d.flow, req)
+                        .map_err(|e| format!("{e:?}"))?;
+                    reinvite = Some((tx, cseq, want_held));
+                }
+            }
+            if let Some((tx, cseq, going)) = reinvite {
+                if let Some(resp) = self.take(|e| match e {
+                    SipEvent::Response { tx: t, response }
+                        if *t == tx && response.status >= 200 =>
+                    {
+                        Some(response.clone())
+                    }
+                    _ => None,
+                }) {
+                    reinvite = None;
+                    if (200..300).contains(&resp.status) {
+                        let ack = d.ack(cseq);
+                        self.ep.send_stateless_request(Instant::now(), d.flow, ack);
+                        held = going;
+                        hold_answers += 1;
+                    } else {
+                        return Err(format!(
+                            "re-INVITE refused: {} {}",
+                            resp.status, resp.reason
+                        ));
+                    }
+                }
             }
             // Receive.
             while let Ok((len, _)) = self.rtp.recv_from(&mut buf) {
@@ -489,6 +548,11 @@ impl Ua {
                 let Some(to) = n.remote else {
                     continue;
                 };
+                if held {
+                    // On hold: the phone sends nothing (its timestamps move on).
+                    pk.skip(SAMPLES_PER_PACKET as u32);
+                    continue;
+                }
                 let at = Duration::from_millis(frames * 20);
                 if keying.is_none() && at >= next_digit_at {
                     if let Some(dg) = digits.pop() {
@@ -540,6 +604,7 @@ impl Ua {
             std::thread::sleep(Duration::from_millis(2));
         };
         summary.talk_s = t0.elapsed().as_secs_f64();
+        summary.held_and_resumed = hold_answers >= 2;
         summary.hung_up_by = if their_bye { "them" } else { "us" }.into();
         if !their_bye {
             let bye = d.request(Method::Bye);
