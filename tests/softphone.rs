@@ -277,3 +277,78 @@ fn the_headless_agent_holds_and_resumes_and_the_caller_hears_music_in_between() 
         "tone before {first_gap}, held {gap_len}, tone after {after} windows: {caller:?}"
     );
 }
+
+/// A supervisor on the headless phone barges in on an agent's call (`*46` and the agent's
+/// number) and keys 7 to take it over: the server re-INVITEs the supervisor's phone onto the
+/// agent's side and hangs up on the agent; the caller then hears the supervisor's tone.
+#[test]
+fn a_supervisor_takes_a_call_over_from_the_headless_phone() {
+    let server =
+        Server::start(&ServerConfig {
+            files: vec![
+            ("queues.toml".into(), "[queues.support]\nnumber = \"600\"\n".into()),
+            (
+                "agents.toml".into(),
+                "[agents.1001]\nuser = \"1001\"\nqueues = [\"support\"]\nlogin_on_start = true\n\n\
+                 [supervisors.1009]\nqueues = [\"support\"]\n"
+                    .into(),
+            ),
+        ],
+            ..ServerConfig::default()
+        });
+    let dir = server.dir().to_owned();
+    let agent_opts = Options {
+        source: Source::Tone(1000.0),
+        ..options(&server, 1001)
+    };
+    let agent = std::thread::spawn(move || run(agent_opts));
+    common::wait_until(
+        Duration::from_secs(10),
+        "the agent's phone registers",
+        || server.log().contains("binding added"),
+    );
+    let caller_opts = Options {
+        dial: Some("600".into()),
+        source: Source::Tone(440.0),
+        record: Some(dir.join("caller.wav")),
+        hangup_after: Some(Duration::from_secs(6)),
+        ..options(&server, 1006)
+    };
+    let caller = std::thread::spawn(move || run(caller_opts));
+    common::wait_until(Duration::from_secs(10), "the call is connected", || {
+        server.log().contains("call connected")
+    });
+    let supervisor = run(Options {
+        dial: Some("*461001".into()),
+        source: Source::Tone(1700.0),
+        digits: "7".into(),
+        digits_after: Duration::from_millis(1500),
+        ..options(&server, 1009)
+    });
+    let (caller, agent) = (caller.join().unwrap(), agent.join().unwrap());
+    let log = server.log();
+    assert_eq!(supervisor.error, None, "{supervisor:?}\n{log}");
+    assert_eq!(
+        supervisor.reoffers, 1,
+        "re-INVITEd onto the agent's side: {supervisor:?}"
+    );
+    assert_eq!(
+        supervisor.hung_up_by, "them",
+        "the caller's hang-up ends it"
+    );
+    assert_eq!(agent.hung_up_by, "them", "the agent was let go: {agent:?}");
+    assert!(
+        agent.talk_s < caller.talk_s,
+        "the agent left before the caller hung up"
+    );
+    assert!(log.contains("call taken over"), "{log}");
+    // The end of what the caller heard: the supervisor alone.
+    let windows = classify(&read_wav(&dir.join("caller.wav")), &[1000.0, 1700.0]);
+    let last: Vec<_> = windows.iter().rev().take(15).collect();
+    let sup = last.iter().filter(|w| ***w == Some(1700.0)).count();
+    let agent_tone = last.iter().filter(|w| ***w == Some(1000.0)).count();
+    assert!(
+        sup >= 10 && agent_tone == 0,
+        "last 1.5 s: supervisor {sup}, agent {agent_tone} windows"
+    );
+}

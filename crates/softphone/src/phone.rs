@@ -90,6 +90,8 @@ pub struct Summary {
     pub digits_received: String,
     /// The call was put on hold and resumed (both re-INVITEs answered 200).
     pub held_and_resumed: bool,
+    /// New offers from the other side answered during the call (re-INVITE or UPDATE).
+    pub reoffers: u32,
     /// What went wrong, if anything.
     pub error: Option<String>,
 }
@@ -437,7 +439,12 @@ impl Ua {
     }
 
     /// The call is up: media until we hang up or they do.
-    fn talk(&mut self, mut d: Dialog, n: Negotiated, summary: &mut Summary) -> Result<(), String> {
+    fn talk(
+        &mut self,
+        mut d: Dialog,
+        mut n: Negotiated,
+        summary: &mut Summary,
+    ) -> Result<(), String> {
         let t0 = Instant::now();
         let mut rx = Reception::default();
         let mut pk = Packetizer::new(
@@ -476,6 +483,47 @@ impl Ua {
                     Bytes::new(),
                 );
                 break true;
+            }
+            // The other side moves the call (a transfer, a take-over, its own hold): a new
+            // offer is answered and its address used from now on.
+            if let Some((tx, req)) = self.take(|e| match e {
+                SipEvent::Request { tx, request, .. }
+                    if matches!(request.method, Method::Invite | Method::Update) =>
+                {
+                    Some((*tx, request.clone()))
+                }
+                _ => None,
+            }) {
+                let mut h = Headers::default();
+                h.push("Contact", format!("<sip:{}@{}>", self.opts.user, self.addr));
+                let offer = SessionDescription::parse(&req.body);
+                match offer.as_ref().map(|sd| (sd, negotiate(sd))) {
+                    Ok((sd, Ok(m))) if m.law == n.law => {
+                        n = m;
+                        summary.reoffers += 1;
+                        h.push("Content-Type", "application/sdp");
+                        let body = self.local_media(port, Some(&n)).answer(sd, n.index);
+                        let _ = self.ep.respond_tagged(
+                            Instant::now(),
+                            tx,
+                            200,
+                            None,
+                            h,
+                            Bytes::from(body),
+                        );
+                    }
+                    // A refresh without an offer: nothing changes.
+                    _ if req.body.is_empty() => {
+                        let _ =
+                            self.ep
+                                .respond_tagged(Instant::now(), tx, 200, None, h, Bytes::new());
+                    }
+                    _ => {
+                        let _ =
+                            self.ep
+                                .respond_tagged(Instant::now(), tx, 488, None, h, Bytes::new());
+                    }
+                }
             }
             let up = t0.elapsed();
             if self.opts.hangup_after.is_some_and(|h| up >= h) || self.deadline_passed() {
