@@ -56,53 +56,60 @@ pub(crate) fn switchboard_bin() -> &'static Path {
             assert!(p.is_file(), "SWITCHBOARD_BIN={} is not a file", p.display());
             return p;
         }
-        let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let cargo = std::env::var_os("CARGO")
-            .or_else(|| option_env!("CARGO").map(Into::into))
-            .unwrap_or_else(|| "cargo".into());
-        let release = !cfg!(debug_assertions);
-        let mut cmd = Command::new(&cargo);
-        cmd.current_dir(manifest_dir).args([
-            "build",
-            "--quiet",
-            "-p",
-            "switchboard",
-            "--bin",
-            "switchboard",
-        ]);
-        if release {
-            cmd.arg("--release");
-        }
-        let out = cmd
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run {cargo:?} to build switchboard: {e}"));
-        assert!(
-            out.status.success(),
-            "`cargo build -p switchboard` failed ({}):\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let target_dir = std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .map(|d| {
-                if d.is_absolute() {
-                    d
-                } else {
-                    manifest_dir.join(d)
-                }
-            })
-            .unwrap_or_else(|| manifest_dir.join("target"));
-        let bin = target_dir
-            .join(if release { "release" } else { "debug" })
-            .join(format!("switchboard{}", std::env::consts::EXE_SUFFIX));
-        assert!(
-            bin.is_file(),
-            "cargo built switchboard but {} does not exist (a target dir set in \
-             .cargo/config? set CARGO_TARGET_DIR or SWITCHBOARD_BIN)",
-            bin.display()
-        );
-        bin
+        built_bin("switchboard", "switchboard")
     })
+}
+
+/// Path of the headless phone `switchboard-phone`, built once per test process like the
+/// server.
+pub(crate) fn phone_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| built_bin("softphone", "switchboard-phone"))
+}
+
+/// Build binary `bin` of package `package` (release when the tests are optimised) and
+/// return its path.
+fn built_bin(package: &str, bin: &str) -> PathBuf {
+    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let cargo = std::env::var_os("CARGO")
+        .or_else(|| option_env!("CARGO").map(Into::into))
+        .unwrap_or_else(|| "cargo".into());
+    let release = !cfg!(debug_assertions);
+    let mut cmd = Command::new(&cargo);
+    cmd.current_dir(manifest_dir)
+        .args(["build", "--quiet", "-p", package, "--bin", bin]);
+    if release {
+        cmd.arg("--release");
+    }
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cargo:?} to build {package}: {e}"));
+    assert!(
+        out.status.success(),
+        "`cargo build -p {package}` failed ({}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .map(|d| {
+            if d.is_absolute() {
+                d
+            } else {
+                manifest_dir.join(d)
+            }
+        })
+        .unwrap_or_else(|| manifest_dir.join("target"));
+    let path = target_dir
+        .join(if release { "release" } else { "debug" })
+        .join(format!("{bin}{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        path.is_file(),
+        "cargo built {bin} but {} does not exist (a target dir set in \
+             .cargo/config? set CARGO_TARGET_DIR or SWITCHBOARD_BIN)",
+        path.display()
+    );
+    path
 }
 
 // ------------------------------------------------------------------ temp dirs and ports

@@ -7,6 +7,7 @@
 
 mod callcenter;
 mod config;
+mod demo;
 mod report;
 mod serve;
 mod simulate;
@@ -30,6 +31,8 @@ struct Cli {
 enum Command {
     /// Run the server.
     Serve(ServeArgs),
+    /// The server with simulated agents and callers (headless phones), for a while.
+    Demo(demo::DemoArgs),
     /// Validate a config directory and print a summary.
     Check {
         /// Config directory.
@@ -77,6 +80,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve::run(args),
+        Command::Demo(args) => demo::run(&args),
         Command::Passwd => {
             use std::io::IsTerminal;
             if std::io::stdin().is_terminal() {
