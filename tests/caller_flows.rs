@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use common::phone::{classify, Phone};
 use common::{Server, ServerConfig, SippRun};
-use store::{CallRow, Store};
+use store::Store;
 
 /// Queues `sales` (601) and `support` (600) that nobody serves (a caller waits 4 s, then the
 /// server hangs up); menu `main` on 700: 1 sales, 2 the account menu, which collects two
@@ -74,18 +74,6 @@ fn caller(server: &Server, keys: [u8; 3]) -> common::SippOutcome {
         .run()
 }
 
-fn records(server: &Server, n: usize) -> Vec<CallRow> {
-    let db = server.dir().join("data/switchboard.db");
-    let mut rows = Vec::new();
-    common::wait_until(Duration::from_secs(10), "the call records", || {
-        rows = Store::open_read_only(&db)
-            .and_then(|s| s.calls_between(0, i64::MAX))
-            .unwrap_or_default();
-        rows.len() >= n
-    });
-    rows
-}
-
 #[test]
 fn keys_by_rfc_4733_and_by_sip_info_walk_the_menu_into_the_chosen_queue_with_the_digits_in_the_record(
 ) {
@@ -102,7 +90,7 @@ fn keys_by_rfc_4733_and_by_sip_info_walk_the_menu_into_the_chosen_queue_with_the
         out.diagnostics(),
         server.log()
     );
-    let r = &records(&server, 1)[0];
+    let r = &common::call_rows(&server, 1)[0];
     assert_eq!(r.dialed, "700");
     assert_eq!(r.queue.as_deref(), Some("support"), "{r:?}");
     assert_eq!(r.variables, vec![("account".into(), "47".into())]);
@@ -113,7 +101,7 @@ fn keys_by_rfc_4733_and_by_sip_info_walk_the_menu_into_the_chosen_queue_with_the
     // 1: sales; the later keys (the menu is gone) change nothing.
     let out = caller(&server, [1, 2, 4]);
     assert_eq!(out.successful(), 1, "{}", out.diagnostics());
-    let rows = records(&server, 2);
+    let rows = common::call_rows(&server, 2);
     let r = rows.iter().find(|r| r.queue.as_deref() == Some("sales"));
     let r = r.unwrap_or_else(|| panic!("no sales call in {rows:?}"));
     assert_eq!(r.variables, vec![("reason".into(), "buy".into())]);
@@ -128,7 +116,7 @@ fn keys_by_rfc_4733_and_by_sip_info_walk_the_menu_into_the_chosen_queue_with_the
         .media_port()
         .run();
     assert_eq!(out.successful(), 1, "{}", out.diagnostics());
-    let rows = records(&server, 3);
+    let rows = common::call_rows(&server, 3);
     let r = rows
         .iter()
         .filter(|r| r.queue.as_deref() == Some("support"))
@@ -181,7 +169,7 @@ fn a_message_left_for_an_absent_user_lights_their_phone_and_plays_back() {
         (2000..5000).contains(&m.duration_ms),
         "about 3 s recorded after the beep: {m:?}"
     );
-    let r = &records(&server, 1)[0];
+    let r = &common::call_rows(&server, 1)[0];
     assert_eq!(r.outcome, "voicemail");
 
     // 1003's desk phone registers and is told a message waits (the scenario checks the
@@ -230,7 +218,7 @@ fn a_message_left_for_an_absent_user_lights_their_phone_and_plays_back() {
         "the caller's tone played back in {tone} windows of 100 ms\n{}",
         server.log()
     );
-    let rows = records(&server, 2);
+    let rows = common::call_rows(&server, 2);
     assert!(rows.iter().any(|r| r.outcome == "mailbox"), "{rows:?}");
 }
 

@@ -12,22 +12,10 @@ use std::time::Duration;
 
 use common::phone::{classify, Phone};
 use common::{Server, ServerConfig, SippRun};
-use store::{CallRow, Store};
+use store::CallRow;
 
 /// The agent's tone (the carrier echoes it back).
 const AGENT_HZ: f64 = 440.0;
-
-fn records(server: &Server, n: usize) -> Vec<CallRow> {
-    let db = server.dir().join("data/switchboard.db");
-    let mut rows = Vec::new();
-    common::wait_until(Duration::from_secs(10), "the call records", || {
-        rows = Store::open_read_only(&db)
-            .and_then(|s| s.calls_between(0, i64::MAX))
-            .unwrap_or_default();
-        rows.len() >= n
-    });
-    rows
-}
 
 fn var<'a>(r: &'a CallRow, name: &str) -> Option<&'a str> {
     r.variables
@@ -96,7 +84,7 @@ fn an_agent_calls_out_through_a_registered_carrier_that_challenges_and_hears_the
         "the agent's voice came back from the far end in {echo} windows of 100 ms\n{}",
         server.log()
     );
-    let rows = records(&server, 1);
+    let rows = common::call_rows(&server, 1);
     let r = &rows[0];
     assert_eq!(
         (r.outcome.as_str(), r.source.as_str(), r.dialed.as_str()),
@@ -142,7 +130,7 @@ fn an_agent_calls_out_through_a_registered_carrier_that_challenges_and_hears_the
         out.diagnostics(),
         server.log()
     );
-    let rows = records(&server, 2);
+    let rows = common::call_rows(&server, 2);
     assert!(
         rows.iter()
             .any(|r| r.source == "trunk:digest" && r.queue.as_deref() == Some("support")),

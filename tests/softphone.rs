@@ -34,18 +34,7 @@ fn options(server: &Server, user: u32) -> Options {
 
 #[test]
 fn two_headless_phones_talk_through_a_queue_and_each_hears_the_other() {
-    let server =
-        Server::start(&ServerConfig {
-            files: vec![
-            ("queues.toml".into(), "[queues.support]\nnumber = \"600\"\n".into()),
-            (
-                "agents.toml".into(),
-                "[agents.1001]\nuser = \"1001\"\nqueues = [\"support\"]\nlogin_on_start = true\n"
-                    .into(),
-            ),
-        ],
-            ..ServerConfig::default()
-        });
+    let server = Server::start(&ServerConfig::support_desk(""));
     let dir = server.dir().to_owned();
     let agent_opts = Options {
         source: Source::Tone(1000.0),
@@ -122,18 +111,7 @@ fn a_wrong_password_is_a_clear_failure() {
 #[test]
 fn the_headless_phone_and_baresip_call_each_other_through_the_server() {
     use common::phone::Phone;
-    let server =
-        Server::start(&ServerConfig {
-            files: vec![
-            ("queues.toml".into(), "[queues.support]\nnumber = \"600\"\n".into()),
-            (
-                "agents.toml".into(),
-                "[agents.1001]\nuser = \"1001\"\nqueues = [\"support\"]\nlogin_on_start = true\n"
-                    .into(),
-            ),
-        ],
-            ..ServerConfig::default()
-        });
+    let server = Server::start(&ServerConfig::support_desk(""));
     let dir = server.dir().to_owned();
     let tones = [440.0, 1000.0, 700.0];
     let n = |v: &[Option<f64>], hz: f64| v.iter().filter(|w| **w == Some(hz)).count();
@@ -283,19 +261,9 @@ fn the_headless_agent_holds_and_resumes_and_the_caller_hears_music_in_between() 
 /// agent's side and hangs up on the agent; the caller then hears the supervisor's tone.
 #[test]
 fn a_supervisor_takes_a_call_over_from_the_headless_phone() {
-    let server =
-        Server::start(&ServerConfig {
-            files: vec![
-            ("queues.toml".into(), "[queues.support]\nnumber = \"600\"\n".into()),
-            (
-                "agents.toml".into(),
-                "[agents.1001]\nuser = \"1001\"\nqueues = [\"support\"]\nlogin_on_start = true\n\n\
-                 [supervisors.1009]\nqueues = [\"support\"]\n"
-                    .into(),
-            ),
-        ],
-            ..ServerConfig::default()
-        });
+    let server = Server::start(&ServerConfig::support_desk(
+        "[supervisors.1009]\nqueues = [\"support\"]\n",
+    ));
     let dir = server.dir().to_owned();
     let agent_opts = Options {
         source: Source::Tone(1000.0),

@@ -83,19 +83,9 @@ const SUPERVISOR_HZ: f64 = 1700.0;
 /// call: nobody hears them any more.
 #[test]
 fn a_whisper_is_heard_by_the_agent_and_not_by_the_caller() {
-    let server =
-        Server::start(&ServerConfig {
-            files: vec![
-            ("queues.toml".into(), "[queues.support]\nnumber = \"600\"\n".into()),
-            (
-                "agents.toml".into(),
-                "[agents.1001]\nuser = \"1001\"\nqueues = [\"support\"]\nlogin_on_start = true\n\n\
-                 [supervisors.1009]\nqueues = [\"support\"]\n"
-                    .into(),
-            ),
-        ],
-            ..ServerConfig::default()
-        });
+    let server = Server::start(&ServerConfig::support_desk(
+        "[supervisors.1009]\nqueues = [\"support\"]\n",
+    ));
     let mut agent = Phone::start(&server, 1001, AGENT_HZ);
     let mut caller = Phone::start(&server, 1006, CALLER_HZ);
     let mut supervisor = Phone::start(&server, 1009, SUPERVISOR_HZ);
@@ -171,18 +161,7 @@ const CONSULTED_HZ: f64 = 700.0;
 /// a NOTIFY and hung up in both dialogs; the caller and 1002 hear each other.
 #[test]
 fn an_attended_transfer_connects_the_caller_to_the_consulted_colleague_both_ways() {
-    let server =
-        Server::start(&ServerConfig {
-            files: vec![
-            ("queues.toml".into(), "[queues.support]\nnumber = \"600\"\n".into()),
-            (
-                "agents.toml".into(),
-                "[agents.1001]\nuser = \"1001\"\nqueues = [\"support\"]\nlogin_on_start = true\n"
-                    .into(),
-            ),
-        ],
-            ..ServerConfig::default()
-        });
+    let server = Server::start(&ServerConfig::support_desk(""));
     let mut agent = common::ua::Ua::new(&server, 1001);
     agent.register();
     let mut colleague = Phone::start(&server, 1002, CONSULTED_HZ);

@@ -112,6 +112,19 @@ fn built_bin(package: &str, bin: &str) -> PathBuf {
     path
 }
 
+/// The server's call records once there are at least `n` (up to 10 s).
+pub(crate) fn call_rows(server: &Server, n: usize) -> Vec<store::CallRow> {
+    let db = server.dir().join("data/switchboard.db");
+    let mut rows = Vec::new();
+    wait_until(Duration::from_secs(10), "the call records", || {
+        rows = store::Store::open_read_only(&db)
+            .and_then(|s| s.calls_between(0, i64::MAX))
+            .unwrap_or_default();
+        rows.len() >= n
+    });
+    rows
+}
+
 // ------------------------------------------------------------------ temp dirs and ports
 
 /// A fresh, empty directory under the system temp dir, named after `label`.
@@ -249,6 +262,27 @@ impl Default for ServerConfig {
 }
 
 impl ServerConfig {
+    /// Queue `support` on 600 served by agent 1001 (logged in at start), with `extra`
+    /// appended to agents.toml (a supervisor rule, say).
+    pub(crate) fn support_desk(extra: &str) -> ServerConfig {
+        ServerConfig {
+            files: vec![
+                (
+                    "queues.toml".into(),
+                    "[queues.support]\nnumber = \"600\"\n".into(),
+                ),
+                (
+                    "agents.toml".into(),
+                    format!(
+                        "[agents.1001]\nuser = \"1001\"\nqueues = [\"support\"]\n\
+                         login_on_start = true\n\n{extra}"
+                    ),
+                ),
+            ],
+            ..ServerConfig::default()
+        }
+    }
+
     fn write(&self, dir: &Path) {
         let ports = media_ports(250);
         let algorithms = self
