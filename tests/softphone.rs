@@ -29,6 +29,7 @@ fn options(server: &Server, user: u32) -> Options {
         timeout: Duration::from_secs(30),
         hold_after: None,
         hold_for: Duration::ZERO,
+        expires: 300,
     }
 }
 
@@ -319,4 +320,21 @@ fn a_supervisor_takes_a_call_over_from_the_headless_phone() {
         sup >= 10 && agent_tone == 0,
         "last 1.5 s: supervisor {sup}, agent {agent_tone} windows"
     );
+}
+
+/// A phone waiting for calls keeps its registration: the server grants 60 s, the phone
+/// registers again before they run out (at four fifths), and the server accepts it.
+#[test]
+fn a_waiting_phone_refreshes_its_registration_before_it_runs_out() {
+    let server = Server::start(&ServerConfig {
+        max_expires: 60,
+        ..ServerConfig::default()
+    });
+    let s = run(Options {
+        timeout: Duration::from_secs(52),
+        ..options(&server, 1004)
+    });
+    assert!(s.registered);
+    assert_eq!(s.error.as_deref(), Some("no call came"), "{s:?}");
+    assert_eq!(s.refreshes, 1, "{s:?}\n{}", server.log());
 }

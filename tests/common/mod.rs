@@ -201,6 +201,8 @@ pub(crate) struct ServerConfig {
     /// `[registrar] qualify_interval`; 0 = no OPTIONS pings (SIPp does not answer them
     /// unless run with `-aa`).
     pub(crate) qualify_interval: u64,
+    /// `[registrar] max_expires`: registrations are granted at most this long.
+    pub(crate) max_expires: u32,
     /// `[security]` keys.
     pub(crate) rate_limit: u32,
     pub(crate) max_auth_failures: u32,
@@ -246,6 +248,7 @@ impl Default for ServerConfig {
             users: 1001..=1100,
             algorithms: vec!["MD5".into()],
             qualify_interval: 0,
+            max_expires: 3600,
             // Bulk runs come from one loopback address.
             rate_limit: 0,
             max_auth_failures: 10,
@@ -299,6 +302,8 @@ impl ServerConfig {
              \n\
              [registrar]\n\
              qualify_interval = {qualify}\n\
+             max_expires = {max_expires}\n\
+             default_expires = {default_expires}\n\
              \n\
              [auth]\n\
              algorithms = [{algorithms}]\n\
@@ -325,6 +330,8 @@ impl ServerConfig {
              {extra}\n",
             realm = self.realm,
             qualify = self.qualify_interval,
+            max_expires = self.max_expires,
+            default_expires = self.max_expires.min(3600),
             rate = self.rate_limit,
             maxfail = self.max_auth_failures,
             window = self.failure_window,

@@ -64,6 +64,9 @@ struct Args {
     /// For this many seconds, then resume.
     #[arg(long, default_value_t = 2.0)]
     hold_for: f64,
+    /// Registration expiry to ask for (seconds).
+    #[arg(long, default_value_t = 300)]
+    expires: u32,
 }
 
 fn secs(s: f64) -> Duration {
@@ -111,6 +114,7 @@ fn main() -> ExitCode {
         timeout: secs(args.timeout),
         hold_after: args.hold_after.map(secs),
         hold_for: secs(args.hold_for),
+        expires: args.expires,
     });
     println!(
         "{}",

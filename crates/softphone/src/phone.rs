@@ -57,6 +57,8 @@ pub struct Options {
     pub hold_after: Option<Duration>,
     /// How long the hold lasts.
     pub hold_for: Duration,
+    /// Registration expiry asked for (seconds); refreshed at four fifths of what is granted.
+    pub expires: u32,
 }
 
 /// What happened, for scripts.
@@ -92,6 +94,8 @@ pub struct Summary {
     pub held_and_resumed: bool,
     /// New offers from the other side answered during the call (re-INVITE or UPDATE).
     pub reoffers: u32,
+    /// Registrations refreshed (each accepted by the registrar).
+    pub refreshes: u32,
     /// What went wrong, if anything.
     pub error: Option<String>,
 }
@@ -105,6 +109,10 @@ struct Ua {
     addr: SocketAddr,
     seq: u32,
     reg_cseq: u32,
+    /// When the registration is to be refreshed.
+    refresh_at: Option<Instant>,
+    /// Registrations refreshed.
+    refreshes: u32,
     queue: Vec<SipEvent>,
     start: Instant,
 }
@@ -155,6 +163,8 @@ impl Ua {
             addr,
             seq: 0,
             reg_cseq: 0,
+            refresh_at: None,
+            refreshes: 0,
             queue: Vec::new(),
             start: Instant::now(),
         })
@@ -308,7 +318,39 @@ impl Ua {
                 resp.status, resp.reason
             ));
         }
+        // Refresh at four fifths of what the registrar granted (our Contact's expires, else
+        // the Expires header, else what we asked).
+        let ours = format!("sip:{}@{}", self.opts.user, self.addr);
+        let granted = resp
+            .headers
+            .get_all("Contact")
+            .flat_map(|v| v.split(','))
+            .filter(|c| c.contains(&ours))
+            .find_map(|c| {
+                c.split(';')
+                    .find_map(|p| p.trim().strip_prefix("expires="))
+                    .and_then(|e| e.trim().parse::<u64>().ok())
+            })
+            .or_else(|| {
+                resp.headers
+                    .get("Expires")
+                    .and_then(|e| e.trim().parse().ok())
+            })
+            .unwrap_or(u64::from(expires))
+            .min(86_400);
+        self.refresh_at = (expires > 0 && granted > 0)
+            .then(|| Instant::now() + Duration::from_secs(granted) * 4 / 5);
         Ok(())
+    }
+
+    /// Register again when the registration is due for its refresh; `true` when it was
+    /// refreshed now.
+    fn keep_registered(&mut self) -> Result<bool, String> {
+        if self.refresh_at.is_some_and(|t| Instant::now() >= t) {
+            self.register(self.opts.expires)?;
+            return Ok(true);
+        }
+        Ok(false)
     }
 
     fn local_media(&self, port: u16, n: Option<&Negotiated>) -> LocalMedia {
@@ -387,6 +429,9 @@ impl Ua {
                 _ => None,
             }) {
                 break x;
+            }
+            if self.keep_registered()? {
+                self.refreshes += 1;
             }
             if self.deadline_passed() {
                 return Err("no call came".into());
@@ -528,6 +573,9 @@ impl Ua {
             let up = t0.elapsed();
             if self.opts.hangup_after.is_some_and(|h| up >= h) || self.deadline_passed() {
                 break false;
+            }
+            if self.keep_registered()? {
+                self.refreshes += 1;
             }
             // Hold and resume.
             if let Some(at) = self.opts.hold_after {
@@ -683,7 +731,7 @@ pub fn run(opts: Options) -> Summary {
             return summary;
         }
     };
-    if let Err(e) = ua.register(300) {
+    if let Err(e) = ua.register(opts.expires) {
         summary.error = Some(e);
         return summary;
     }
@@ -706,6 +754,7 @@ pub fn run(opts: Options) -> Summary {
         }
         Err(e) => summary.error = Some(e),
     }
+    summary.refreshes = ua.refreshes;
     // Unregister (best effort).
     let _ = ua.register(0);
     summary
