@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::phone::{classify, read_wav};
-use common::{demo_password, Server, ServerConfig};
+use common::{demo_password, Server, ServerConfig, SippRun};
 use softphone::audio::Source;
 use softphone::phone::{run, Options};
 
@@ -30,6 +30,7 @@ fn options(server: &Server, user: u32) -> Options {
         hold_after: None,
         hold_for: Duration::ZERO,
         expires: 300,
+        register: true,
     }
 }
 
@@ -337,4 +338,41 @@ fn a_waiting_phone_refreshes_its_registration_before_it_runs_out() {
     assert!(s.registered);
     assert_eq!(s.error.as_deref(), Some("no call came"), "{s:?}");
     assert_eq!(s.refreshes, 1, "{s:?}\n{}", server.log());
+}
+
+/// Straight to another user agent, without registering: a SIPp peer challenges the INVITE
+/// with 407 (the phone answers with digest), answers with PCMA only and echoes the audio;
+/// the phone hears its own tone back through A-law.
+#[test]
+fn the_headless_phone_answers_a_peers_challenge_and_talks_pcma() {
+    let server = Server::start(&ServerConfig::default());
+    let port = common::free_port();
+    let peer = SippRun::new(&server, "peers/challenge_uas.xml")
+        .listen_port(port)
+        .timeout_s(30)
+        .arg("-rtp_echo")
+        .media_port()
+        .spawn();
+    let dir = server.dir().to_owned();
+    // The peer may take a moment to listen: the phone's INVITE is retransmitted meanwhile.
+    let s = run(Options {
+        server: format!("127.0.0.1:{port}").parse().unwrap(),
+        register: false,
+        dial: Some("600".into()),
+        source: Source::Tone(440.0),
+        record: Some(dir.join("echo.wav")),
+        hangup_after: Some(Duration::from_secs(2)),
+        ..options(&server, 1001)
+    });
+    let done = peer.wait();
+    assert_eq!(s.error, None, "{s:?}");
+    assert!(!s.registered && s.answered);
+    assert_eq!(s.codec, "PCMA");
+    assert_eq!(done.successful(), 1, "{}", done.diagnostics());
+    let heard = classify(&read_wav(&dir.join("echo.wav")), &[440.0, 1000.0]);
+    let own = heard.iter().filter(|w| **w == Some(440.0)).count();
+    assert!(
+        own >= 10,
+        "the phone heard its own tone back in {own} windows: {s:?}"
+    );
 }

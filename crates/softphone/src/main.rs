@@ -67,6 +67,9 @@ struct Args {
     /// Registration expiry to ask for (seconds).
     #[arg(long, default_value_t = 300)]
     expires: u32,
+    /// Do not register: call straight away (answering the far end's digest challenge).
+    #[arg(long, requires = "dial")]
+    no_register: bool,
 }
 
 fn secs(s: f64) -> Duration {
@@ -75,6 +78,7 @@ fn secs(s: f64) -> Duration {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    let args_no_register = args.no_register;
     if let Some(bad) = args
         .digits
         .chars()
@@ -115,12 +119,13 @@ fn main() -> ExitCode {
         hold_after: args.hold_after.map(secs),
         hold_for: secs(args.hold_for),
         expires: args.expires,
+        register: !args.no_register,
     });
     println!(
         "{}",
         serde_json::to_string(&summary).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
     );
-    if summary.error.is_none() && summary.registered {
+    if summary.error.is_none() && (summary.registered || args_no_register) {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

@@ -59,6 +59,9 @@ pub struct Options {
     pub hold_for: Duration,
     /// Registration expiry asked for (seconds); refreshed at four fifths of what is granted.
     pub expires: u32,
+    /// Register first (off: place the call straight away, answering its challenge: a
+    /// phone calling a carrier or another user agent directly).
+    pub register: bool,
 }
 
 /// What happened, for scripts.
@@ -731,11 +734,13 @@ pub fn run(opts: Options) -> Summary {
             return summary;
         }
     };
-    if let Err(e) = ua.register(opts.expires) {
-        summary.error = Some(e);
-        return summary;
+    if opts.register {
+        if let Err(e) = ua.register(opts.expires) {
+            summary.error = Some(e);
+            return summary;
+        }
+        summary.registered = true;
     }
-    summary.registered = true;
     let call = match &opts.dial {
         Some(number) => ua.place(number, &mut summary),
         None => ua.answer(),
@@ -755,7 +760,9 @@ pub fn run(opts: Options) -> Summary {
         Err(e) => summary.error = Some(e),
     }
     summary.refreshes = ua.refreshes;
-    // Unregister (best effort).
-    let _ = ua.register(0);
+    if opts.register {
+        // Unregister (best effort).
+        let _ = ua.register(0);
+    }
     summary
 }
