@@ -31,6 +31,7 @@ fn options(server: &Server, user: u32) -> Options {
         hold_for: Duration::ZERO,
         expires: 300,
         register: true,
+        cancel_after: None,
     }
 }
 
@@ -375,4 +376,34 @@ fn the_headless_phone_answers_a_peers_challenge_and_talks_pcma() {
         own >= 10,
         "the phone heard its own tone back in {own} windows: {s:?}"
     );
+}
+
+/// A caller who gives up while the callee's phone rings: the headless phone cancels its
+/// INVITE (487), and the callee's phone, ringing, sees the CANCEL and stops.
+#[test]
+fn a_call_given_up_while_it_rings_is_cancelled_on_both_sides() {
+    let server = Server::start(&ServerConfig::default());
+    let callee_opts = Options {
+        answer_after: Duration::from_secs(20),
+        ..options(&server, 1002)
+    };
+    let callee = std::thread::spawn(move || run(callee_opts));
+    common::wait_until(Duration::from_secs(10), "the callee registers", || {
+        server.log().contains("binding added")
+    });
+    let caller = run(Options {
+        dial: Some("1002".into()),
+        cancel_after: Some(Duration::from_millis(1500)),
+        ..options(&server, 1006)
+    });
+    let callee = callee.join().unwrap();
+    assert_eq!(caller.refused, 487, "{caller:?}");
+    assert!(!caller.answered);
+    assert_eq!(
+        callee.error.as_deref(),
+        Some("the caller cancelled"),
+        "{callee:?}"
+    );
+    let rows = common::call_rows(&server, 1);
+    assert_eq!(rows[0].outcome, "abandoned", "{rows:?}");
 }

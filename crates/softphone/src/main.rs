@@ -70,6 +70,9 @@ struct Args {
     /// Do not register: call straight away (answering the far end's digest challenge).
     #[arg(long, requires = "dial")]
     no_register: bool,
+    /// Cancel the call if it is not answered within this many seconds.
+    #[arg(long, requires = "dial")]
+    cancel_after: Option<f64>,
 }
 
 fn secs(s: f64) -> Duration {
@@ -120,6 +123,7 @@ fn main() -> ExitCode {
         hold_for: secs(args.hold_for),
         expires: args.expires,
         register: !args.no_register,
+        cancel_after: args.cancel_after.map(secs),
     });
     println!(
         "{}",

@@ -62,6 +62,8 @@ pub struct Options {
     /// Register first (off: place the call straight away, answering its challenge: a
     /// phone calling a carrier or another user agent directly).
     pub register: bool,
+    /// Give up a call that is not answered this long after it was placed (CANCEL).
+    pub cancel_after: Option<Duration>,
 }
 
 /// What happened, for scripts.
@@ -248,6 +250,40 @@ impl Ua {
         }
     }
 
+    /// The final answer to our INVITE `tx`, cancelling it (RFC 3261 §9: once it has a
+    /// provisional answer) when it rings longer than `cancel_after` since `t0`.
+    fn ringing(&mut self, tx: TxId, t0: Instant) -> Result<Response, String> {
+        let Some(after) = self.opts.cancel_after else {
+            return self.final_response(tx);
+        };
+        let mut provisional = false;
+        let mut cancelled = false;
+        loop {
+            self.pump();
+            if let Some(r) = self.take(|e| match e {
+                SipEvent::Response { tx: t, response } if *t == tx => Some(response.clone()),
+                _ => None,
+            }) {
+                if r.status >= 200 {
+                    return Ok(r);
+                }
+                provisional = true;
+            }
+            if self
+                .take(|e| matches!(e, SipEvent::Timeout { tx: t } if *t == tx).then_some(()))
+                .is_some()
+            {
+                return Err("no answer from the server".into());
+            }
+            if !cancelled && provisional && t0.elapsed() >= after {
+                cancelled = self.ep.cancel(Instant::now(), tx).is_some();
+            }
+            if self.deadline_passed() {
+                return Err("timed out".into());
+            }
+        }
+    }
+
     fn send(&mut self, req: Request) -> Result<TxId, String> {
         self.ep
             .send_request(Instant::now(), flow(self.opts.server), req)
@@ -400,11 +436,11 @@ impl Ua {
         };
         let t0 = Instant::now();
         let tx = self.send(invite.clone())?;
-        let mut resp = self.final_response(tx)?;
+        let mut resp = self.ringing(tx, t0)?;
         if matches!(resp.status, 401 | 407) {
             self.authorise(&mut invite, &resp, 2)?;
             let tx = self.send(invite.clone())?;
-            resp = self.final_response(tx)?;
+            resp = self.ringing(tx, t0)?;
         }
         if resp.status >= 300 {
             summary.refused = resp.status;
