@@ -26,14 +26,8 @@ fn config() -> PbxConfig {
 
 /// A customer talks to an agent; (customer's call, agent phone, agent user).
 fn talking(w: &mut World) -> (usize, usize, String) {
-    let call = w.customer_calls("600");
-    w.run_until(5 * SECOND, "an agent answers", |w| {
-        w.phones[1..].iter().any(|p| p.talking().is_some())
-    });
-    w.run_for(SECOND);
-    let agent = w.phones.iter().position(|p| p.talking().is_some()).unwrap();
-    let user = w.phones[agent].user.clone();
-    (call, agent, user)
+    let (call, agent, _) = w.customer_talks();
+    (call, agent, w.phones[agent].user.clone())
 }
 
 fn session(w: &World) -> harness::FakeSession {

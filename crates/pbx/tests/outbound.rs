@@ -340,13 +340,7 @@ fn hanging_up_while_it_rings_out_cancels_the_carriers_invite() {
 #[test]
 fn an_agent_transfers_a_caller_to_an_outside_number_only_if_they_may_dial_it() {
     let (mut w, proxy) = world(config(), Policy::Answer(SECOND));
-    let call = w.customer_calls("600");
-    w.run_until(5 * SECOND, "an agent answers", |w| {
-        w.phones[1..].iter().any(|p| p.talking().is_some())
-    });
-    w.run_for(SECOND);
-    let agent = w.phones.iter().position(|p| p.talking().is_some()).unwrap();
-    let i = w.phones[agent].talking().unwrap();
+    let (call, agent, i) = w.customer_talks();
     // International is not theirs to dial: refused, the call goes on.
     let now = w.now;
     w.phones[agent].refer_incoming(now, i, "0044207946000");
@@ -487,13 +481,7 @@ fn the_far_end_of_a_call_out_can_transfer_nothing() {
 #[test]
 fn a_transfer_out_that_the_far_end_refuses_brings_the_caller_back_and_keeps_the_call() {
     let (mut w, proxy) = world(config(), Policy::Reject(486));
-    let call = w.customer_calls("600");
-    w.run_until(5 * SECOND, "an agent answers", |w| {
-        w.phones[1..].iter().any(|p| p.talking().is_some())
-    });
-    w.run_for(SECOND);
-    let agent = w.phones.iter().position(|p| p.talking().is_some()).unwrap();
-    let i = w.phones[agent].talking().unwrap();
+    let (call, agent, i) = w.customer_talks();
     let now = w.now;
     w.phones[agent].refer_incoming(now, i, "0301234567");
     w.run_until(5 * SECOND, "the carrier refuses", |w| {

@@ -26,14 +26,7 @@ fn config() -> PbxConfig {
 
 /// A customer reaches support; (carrier call, agent phone, the agent's incoming call).
 fn talking(w: &mut World) -> (usize, usize, usize) {
-    let call = w.customer_calls("600");
-    w.run_until(5 * SECOND, "an agent answers", |w| {
-        w.phones[1..].iter().any(|p| p.talking().is_some())
-    });
-    w.run_for(SECOND);
-    let agent = w.phones.iter().position(|p| p.talking().is_some()).unwrap();
-    let i = w.phones[agent].talking().unwrap();
-    (call, agent, i)
+    w.customer_talks()
 }
 
 fn session(w: &World) -> harness::FakeSession {

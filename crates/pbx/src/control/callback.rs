@@ -342,14 +342,7 @@ impl CallControl {
             remote: via,
             conn: None,
         };
-        self.out.push_back(media_cmd(
-            id,
-            SessionCommand::Play {
-                leg: Leg::Agent,
-                prompts: Vec::new(),
-                then: Some(ringback),
-            },
-        ));
+        self.loop_to(id, Leg::Agent, Some(ringback));
         let from = format!("<sip:{caller_id}@{}>", self.host);
         let invite = self.new_invite(
             &from,

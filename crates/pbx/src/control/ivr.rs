@@ -376,14 +376,7 @@ impl CallControl {
                 self.leave_menu(id, Route::Extension(user.clone()));
                 self.mark_busy(id, &user);
                 let ringback = self.ringback.clone();
-                self.out.push_back(media_cmd(
-                    id,
-                    SessionCommand::Play {
-                        leg: Leg::Caller,
-                        prompts: Vec::new(),
-                        then: Some(ringback),
-                    },
-                ));
+                self.loop_to(id, Leg::Caller, Some(ringback));
                 if let Some(call) = self.calls.get_mut(&id) {
                     call.phase = Phase::Ringing;
                 }

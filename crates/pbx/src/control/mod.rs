@@ -1024,6 +1024,19 @@ impl CallControl {
             .push_back(Output::Media(SessionId(id), MediaRequest::Command(cmd)));
     }
 
+    /// Leg `leg` of call `id` hears `prompt` looped (music, ringback) from now on; `None`
+    /// stops what it hears from the player.
+    fn loop_to(&mut self, id: u64, leg: Leg, prompt: Option<Prompt>) {
+        self.out.push_back(media_cmd(
+            id,
+            SessionCommand::Play {
+                leg,
+                prompts: Vec::new(),
+                then: prompt,
+            },
+        ));
+    }
+
     fn acd(&mut self, cmd: AcdCommand) {
         self.out.push_back(Output::Acd(AcdRequest::Command(cmd)));
     }

@@ -687,22 +687,8 @@ impl CallControl {
             mode: MonitorMode::Consult,
             out: None,
         });
-        self.out.push_back(media_cmd(
-            id,
-            SessionCommand::Play {
-                leg: Leg::Caller,
-                prompts: Vec::new(),
-                then: Some(music),
-            },
-        ));
-        self.out.push_back(media_cmd(
-            id,
-            SessionCommand::Play {
-                leg: Leg::Agent,
-                prompts: Vec::new(),
-                then: Some(ringback),
-            },
-        ));
+        self.loop_to(id, Leg::Caller, Some(music));
+        self.loop_to(id, Leg::Agent, Some(ringback));
         self.out
             .push_back(Output::Media(SessionId(id), MediaRequest::AttachSupervisor));
         true

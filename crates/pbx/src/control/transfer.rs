@@ -134,14 +134,7 @@ impl CallControl {
                     call.phase = Phase::Ringing;
                     call.dialing = None;
                 }
-                self.out.push_back(media_cmd(
-                    id,
-                    SessionCommand::Play {
-                        leg: Leg::Caller,
-                        prompts: Vec::new(),
-                        then: Some(ringback),
-                    },
-                ));
+                self.loop_to(id, Leg::Caller, Some(ringback));
                 self.dial_out(now, id);
             }
             _ => {}
@@ -312,14 +305,7 @@ impl CallControl {
         };
         call.phase = Phase::Waiting;
         call.in_acd = true;
-        self.out.push_back(media_cmd(
-            id,
-            SessionCommand::Play {
-                leg: Leg::Caller,
-                prompts: Vec::new(),
-                then: music,
-            },
-        ));
+        self.loop_to(id, Leg::Caller, music);
         self.acd(AcdCommand::Arrive(CallArrival {
             call: acd::CallId(id),
             queue,
@@ -335,14 +321,7 @@ impl CallControl {
         if let Some(call) = self.calls.get_mut(&id) {
             call.phase = Phase::Ringing;
         }
-        self.out.push_back(media_cmd(
-            id,
-            SessionCommand::Play {
-                leg: Leg::Caller,
-                prompts: Vec::new(),
-                then: Some(ringback),
-            },
-        ));
+        self.loop_to(id, Leg::Caller, Some(ringback));
         self.mark_busy(id, &u);
         self.ring_extension(now, id, u);
     }

@@ -1285,6 +1285,23 @@ impl World {
         self.phones[0].dial(now, number)
     }
 
+    /// A customer calls the queue on 600 and an agent answers; (the customer's call on the
+    /// carrier, the agent's phone, the call on that phone), a second into the conversation.
+    pub fn customer_talks(&mut self) -> (usize, usize, usize) {
+        let call = self.customer_calls("600");
+        self.run_until(Duration::from_secs(5), "an agent answers", |w| {
+            w.phones[1..].iter().any(|p| p.talking().is_some())
+        });
+        self.run_for(Duration::from_secs(1));
+        let agent = self
+            .phones
+            .iter()
+            .position(|p| p.talking().is_some())
+            .expect("an agent talking");
+        let i = self.phones[agent].talking().expect("its call");
+        (call, agent, i)
+    }
+
     /// The state of agent `user` as call control last heard it from the ACD.
     pub fn agent_state(&self, user: &str) -> Option<AgentState> {
         self.control
