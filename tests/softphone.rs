@@ -14,24 +14,9 @@ use softphone::phone::{run, Options};
 
 fn options(server: &Server, user: u32) -> Options {
     Options {
-        server: server.udp,
-        local: "127.0.0.1".parse().unwrap(),
-        user: user.to_string(),
-        password: demo_password(user),
-        domain: "switchboard".into(),
-        dial: None,
         answer_after: Duration::from_millis(200),
-        source: Source::Silence,
-        record: None,
-        hangup_after: None,
-        digits: String::new(),
-        digits_after: Duration::from_secs(1),
         timeout: Duration::from_secs(30),
-        hold_after: None,
-        hold_for: Duration::ZERO,
-        expires: 300,
-        register: true,
-        cancel_after: None,
+        ..Options::new(server.udp, &user.to_string(), &demo_password(user))
     }
 }
 

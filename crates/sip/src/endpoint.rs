@@ -308,6 +308,9 @@ pub struct Stats {
     pub registrations: u64,
     /// Requests refused with 503 because the transaction table was full.
     pub overloaded: u64,
+    /// Datagrams of nothing but CR and LF: a phone keeping its NAT binding open (many send
+    /// a double CRLF over UDP too, RFC 5626 §3.5.1 for streams); ignored.
+    pub keepalives: u64,
 }
 
 /// Why a message was dropped or refused before it reached a transaction, as logged.
@@ -634,6 +637,10 @@ impl Endpoint {
         self.last_now = self.last_now.max(now);
         if let Some(why) = self.admit(now, ip) {
             self.note_drop(now, &flow, why, "");
+            return;
+        }
+        if !data.is_empty() && data.iter().all(|&b| b == b'\r' || b == b'\n') {
+            self.stats.keepalives += 1;
             return;
         }
         if data.len() > self.cfg.max_message_size {

@@ -1172,3 +1172,20 @@ fn a_trunk_that_authenticates_with_its_account_is_the_trunk_and_that_account_can
     assert_eq!(r[0].1.status, 403);
     assert_eq!(ep.registrar().binding_count(), 0);
 }
+
+#[test]
+fn crlf_keepalive_datagrams_are_counted_and_ignored() {
+    let now = Instant::now();
+    let mut ep = Endpoint::new(config(), users(None), now);
+    let phone = udp("192.0.2.44:5060");
+    for ping in [&b"\r\n\r\n"[..], b"\r\n", b"\n"] {
+        assert!(exchange(&mut ep, now, phone, ping).is_empty());
+    }
+    assert!(ep.poll_transmit().is_none(), "nothing is answered");
+    assert!(events(&mut ep).is_empty());
+    let s = ep.stats();
+    assert_eq!((s.keepalives, s.dropped_malformed, s.rejected), (3, 0, 0));
+    // Real garbage is still garbage.
+    let _ = exchange(&mut ep, now, phone, b"\r\nHELLO\r\n");
+    assert_eq!(ep.stats().keepalives, 3);
+}

@@ -4,7 +4,6 @@
 
 use std::path::Path;
 
-use media::recorder::g711::Law;
 use media::rtp::{RtpHeader, SAMPLES_PER_PACKET};
 
 /// Samples per second of G.711.
@@ -64,10 +63,11 @@ impl Source {
     }
 }
 
-/// What arrived on one RTP stream: the decoded audio in arrival order, and RFC 3550 counts.
+/// What arrived on one RTP stream: RFC 3550 counts, digits, and what was played (filled by
+/// the stream's jitter buffer when one is kept).
 #[derive(Debug, Default)]
 pub struct Reception {
-    /// Decoded samples (audio packets only).
+    /// What the phone played: decoded audio in timestamp order, silence where none came.
     pub samples: Vec<i16>,
     /// RTP packets received.
     pub packets: u64,
@@ -85,15 +85,15 @@ pub struct Reception {
 }
 
 impl Reception {
-    /// A packet arrived at `arrival_s` (seconds on the phone's clock).
-    pub fn packet(
+    /// A packet arrived at `arrival_s` (seconds on the phone's clock): counted; its audio
+    /// payload returned (`None` for an event).
+    pub fn packet<'a>(
         &mut self,
         h: &RtpHeader,
-        data: &[u8],
-        law: Law,
+        data: &'a [u8],
         event_pt: Option<u8>,
         arrival_s: f64,
-    ) {
+    ) -> Option<&'a [u8]> {
         self.packets += 1;
         // Sequence numbers (extended with their cycles).
         match self.first_seq {
@@ -130,9 +130,9 @@ impl Reception {
                     self.digits.push(d);
                 }
             }
-            return;
+            return None;
         }
-        law.decode_into(payload, &mut self.samples);
+        Some(payload)
     }
 
     /// Packets expected from the sequence numbers seen.
@@ -190,7 +190,6 @@ mod tests {
     #[test]
     fn loss_and_wrap_are_counted_from_sequence_numbers() {
         let mut r = Reception::default();
-        let law = Law::Mu;
         let mut pkt = media::rtp::Packetizer::new(1, 65_534, 0);
         let mut out = Vec::new();
         for i in 0..6 {
@@ -199,10 +198,9 @@ mod tests {
                 continue; // lost
             }
             let h = media::rtp::parse_header(&out).unwrap();
-            r.packet(&h, &out, law, Some(101), f64::from(i) * 0.02);
+            assert!(r.packet(&h, &out, Some(101), f64::from(i) * 0.02).is_some());
         }
         assert_eq!((r.packets, r.expected(), r.lost()), (5, 6, 1));
-        assert_eq!(r.samples.len(), 5 * 160);
         assert!(r.jitter_ms() < 1.0);
     }
 }

@@ -10,3 +10,6 @@
 
 pub mod audio;
 pub mod phone;
+pub mod station;
+pub mod stream;
+pub mod ua;

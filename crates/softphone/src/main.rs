@@ -73,6 +73,27 @@ struct Args {
     /// Cancel the call if it is not answered within this many seconds.
     #[arg(long, requires = "dial")]
     cancel_after: Option<f64>,
+    /// SIP over TCP instead of UDP.
+    #[arg(long)]
+    tcp: bool,
+    /// Send a CRLF keep-alive to the server every this many seconds (NAT).
+    #[arg(long)]
+    keepalive: Option<f64>,
+    /// Mute the microphone this many seconds into the call.
+    #[arg(long)]
+    mute_after: Option<f64>,
+    /// For this many seconds, then unmute.
+    #[arg(long, default_value_t = 2.0)]
+    mute_for: f64,
+    /// Transfer the call (blind, REFER) to this number.
+    #[arg(long)]
+    transfer_to: Option<String>,
+    /// Seconds into the call to transfer it.
+    #[arg(long, default_value_t = 1.0)]
+    transfer_after: f64,
+    /// Jitter buffer depth for what is recorded, milliseconds.
+    #[arg(long, default_value_t = 60)]
+    playout_ms: u64,
 }
 
 fn secs(s: f64) -> Duration {
@@ -124,6 +145,13 @@ fn main() -> ExitCode {
         expires: args.expires,
         register: !args.no_register,
         cancel_after: args.cancel_after.map(secs),
+        tcp: args.tcp,
+        keepalive: args.keepalive.map(secs),
+        mute_after: args.mute_after.map(secs),
+        mute_for: secs(args.mute_for),
+        transfer_to: args.transfer_to,
+        transfer_after: secs(args.transfer_after),
+        playout: Duration::from_millis(args.playout_ms),
     });
     println!(
         "{}",

@@ -1,0 +1,344 @@
+//! One phone on real sockets: the driver of a [`Phone`] and its call's [`Stream`] for the
+//! headless mode and the terminal UI. SIP over UDP or TCP to the server, RTP over UDP, one
+//! thread; [`Station::step`] moves everything along and returns what the phone reports.
+
+use std::collections::HashMap;
+use std::io::{ErrorKind, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
+use std::time::{Duration, Instant};
+
+use sip::endpoint::{CallAuthConfig, SecurityConfig};
+use sip::parse::{Framed, StreamFramer};
+use sip::{ConnId, Endpoint, EndpointConfig, Flow, Transport};
+
+use crate::audio::Source;
+use crate::stream::Stream;
+use crate::ua::{Account, Command, Phone, PhoneEvent};
+
+/// How the station is set up.
+#[derive(Debug, Clone)]
+pub struct StationConfig {
+    /// The server.
+    pub server: SocketAddr,
+    /// SIP over TCP (else UDP).
+    pub tcp: bool,
+    /// Local address to bind and advertise.
+    pub local: IpAddr,
+    /// SIP user.
+    pub user: String,
+    /// Its password.
+    pub password: String,
+    /// Domain of the From/To URIs.
+    pub domain: String,
+    /// Registration expiry asked for.
+    pub expires: u32,
+    /// NAT keep-alive interval.
+    pub keepalive: Option<Duration>,
+    /// What the phone sends.
+    pub source: Source,
+    /// Jitter buffer depth when what the phone plays is kept (recording).
+    pub playout: Option<Duration>,
+}
+
+enum SipSocket {
+    Udp(UdpSocket),
+    Tcp(TcpStream, StreamFramer),
+}
+
+/// One phone on its sockets.
+pub struct Station {
+    /// The SIP endpoint (transactions).
+    pub ep: Endpoint,
+    /// The phone.
+    pub phone: Phone,
+    /// The call's audio while it is up.
+    pub stream: Option<Stream>,
+    /// The audio of the last call that ended.
+    pub last_stream: Option<Stream>,
+    sip: SipSocket,
+    rtp: UdpSocket,
+    rtp_port: u16,
+    source: Source,
+    playout: Option<Duration>,
+    start: Instant,
+    seed: u64,
+    muted: bool,
+    out: Vec<u8>,
+    /// A fatal transport failure (the TCP connection closed).
+    pub broken: Option<String>,
+}
+
+fn seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.finish()
+}
+
+impl Station {
+    /// Bind the sockets (connect, for TCP) and build the phone.
+    pub fn open(cfg: &StationConfig) -> Result<Station, String> {
+        let rtp = UdpSocket::bind((cfg.local, 0)).map_err(|e| format!("RTP socket: {e}"))?;
+        rtp.set_nonblocking(true).map_err(|e| e.to_string())?;
+        let rtp_port = rtp.local_addr().map_err(|e| e.to_string())?.port();
+        let (sip, contact, flow) = if cfg.tcp {
+            let s = TcpStream::connect(cfg.server)
+                .map_err(|e| format!("SIP over TCP to {}: {e}", cfg.server))?;
+            s.set_read_timeout(Some(Duration::from_millis(2)))
+                .map_err(|e| e.to_string())?;
+            let _ = s.set_nodelay(true);
+            let local = s.local_addr().map_err(|e| e.to_string())?;
+            let flow = Flow {
+                transport: Transport::Tcp,
+                remote: cfg.server,
+                conn: Some(ConnId(1)),
+            };
+            (SipSocket::Tcp(s, StreamFramer::new(65_535)), local, flow)
+        } else {
+            let s = UdpSocket::bind((cfg.local, 0)).map_err(|e| format!("SIP socket: {e}"))?;
+            s.set_read_timeout(Some(Duration::from_millis(2)))
+                .map_err(|e| e.to_string())?;
+            let local = s.local_addr().map_err(|e| e.to_string())?;
+            let flow = Flow {
+                transport: Transport::Udp,
+                remote: cfg.server,
+                conn: None,
+            };
+            (SipSocket::Udp(s), local, flow)
+        };
+        let seed = seed();
+        let ep_cfg = EndpointConfig {
+            via_host: contact.to_string(),
+            security: SecurityConfig {
+                rate_limit: None,
+                ..Default::default()
+            },
+            calls: CallAuthConfig {
+                trunks: Vec::new(),
+                challenge: false,
+            },
+            accept_notify: true,
+            seed,
+            ..Default::default()
+        };
+        let media_addr = match cfg.local {
+            IpAddr::V4(a) => a,
+            IpAddr::V6(_) => Ipv4Addr::LOCALHOST,
+        };
+        let acct = Account {
+            user: cfg.user.clone(),
+            password: cfg.password.clone(),
+            domain: cfg.domain.clone(),
+            server: flow,
+            contact,
+            media_addr,
+            expires: cfg.expires,
+            keepalive: cfg.keepalive,
+        };
+        Ok(Station {
+            ep: Endpoint::new(ep_cfg, HashMap::new(), Instant::now()),
+            phone: Phone::new(acct, seed),
+            stream: None,
+            last_stream: None,
+            sip,
+            rtp,
+            rtp_port,
+            source: cfg.source.clone(),
+            playout: cfg.playout,
+            start: Instant::now(),
+            seed,
+            muted: false,
+            out: Vec::with_capacity(200),
+            broken: None,
+        })
+    }
+
+    /// Give the phone a command now. Dial and answer use the station's RTP socket.
+    pub fn command(&mut self, cmd: Command) {
+        let cmd = match cmd {
+            Command::Dial { number, .. } => Command::Dial {
+                number,
+                rtp_port: self.rtp_port,
+            },
+            Command::Answer { .. } => Command::Answer {
+                rtp_port: self.rtp_port,
+            },
+            other => other,
+        };
+        self.phone.command(Instant::now(), &mut self.ep, cmd);
+        self.flush();
+    }
+
+    /// Mute or unmute the microphone (kept across calls).
+    pub fn set_muted(&mut self, muted: bool) {
+        self.muted = muted;
+        if let Some(s) = self.stream.as_mut() {
+            s.set_muted(muted);
+        }
+    }
+
+    /// Muted now.
+    pub fn muted(&self) -> bool {
+        self.muted
+    }
+
+    /// Key digits on the call (RFC 4733).
+    pub fn key(&mut self, digits: &str) {
+        if let Some(s) = self.stream.as_mut() {
+            s.key(digits);
+        }
+    }
+
+    fn flush(&mut self) {
+        while let Some(t) = self.ep.poll_transmit() {
+            match &mut self.sip {
+                SipSocket::Udp(s) => {
+                    let _ = s.send_to(&t.payload, t.flow.remote);
+                }
+                SipSocket::Tcp(s, _) => {
+                    if let Err(e) = s.write_all(&t.payload) {
+                        self.broken = Some(format!("SIP connection: {e}"));
+                    }
+                }
+            }
+        }
+        while let Some(flow) = self.phone.poll_ping() {
+            match &mut self.sip {
+                SipSocket::Udp(s) => {
+                    let _ = s.send_to(b"\r\n\r\n", flow.remote);
+                }
+                SipSocket::Tcp(s, _) => {
+                    let _ = s.write_all(b"\r\n\r\n");
+                }
+            }
+        }
+    }
+
+    /// Move everything along (waiting at most a few milliseconds for SIP); what the phone
+    /// reported. Audio starts, moves and stops here as the events say.
+    pub fn step(&mut self) -> Vec<PhoneEvent> {
+        let now = Instant::now();
+        if self.ep.poll_timeout().is_some_and(|t| t <= now) {
+            self.ep.handle_timeout(now);
+        }
+        if self.phone.poll_timeout().is_some_and(|t| t <= now) {
+            self.phone.handle_timeout(now, &mut self.ep);
+        }
+        self.flush();
+        self.read_sip();
+        while let Some(ev) = self.ep.poll_event() {
+            self.phone.handle(Instant::now(), &mut self.ep, ev);
+        }
+        self.flush();
+        let mut events = Vec::new();
+        while let Some(ev) = self.phone.poll_event() {
+            match &ev {
+                PhoneEvent::Answered(m) => {
+                    self.seed = self
+                        .seed
+                        .wrapping_mul(6_364_136_223_846_793_005)
+                        .wrapping_add(1);
+                    let mut s = Stream::new(
+                        Instant::now(),
+                        self.seed,
+                        m,
+                        self.source.clone(),
+                        self.playout,
+                    );
+                    s.set_muted(self.muted);
+                    self.stream = Some(s);
+                }
+                PhoneEvent::MediaChanged(m) => {
+                    if let Some(s) = self.stream.as_mut() {
+                        s.update(m);
+                        s.set_sending(!self.phone.held());
+                    }
+                }
+                PhoneEvent::Held(held) => {
+                    if let Some(s) = self.stream.as_mut() {
+                        s.set_sending(!held);
+                    }
+                }
+                PhoneEvent::Ended { .. } => {
+                    if let Some(s) = self.stream.take() {
+                        self.last_stream = Some(s);
+                    }
+                }
+                _ => {}
+            }
+            events.push(ev);
+        }
+        self.media();
+        events
+    }
+
+    fn read_sip(&mut self) {
+        let mut buf = [0u8; 65_535];
+        let flow = self.phone.account().server;
+        match &mut self.sip {
+            SipSocket::Udp(s) => {
+                while let Ok((n, from)) = s.recv_from(&mut buf) {
+                    let flow = Flow {
+                        transport: Transport::Udp,
+                        remote: from,
+                        conn: None,
+                    };
+                    self.ep.handle_message(Instant::now(), flow, &buf[..n]);
+                }
+            }
+            SipSocket::Tcp(s, framer) => loop {
+                match s.read(&mut buf) {
+                    Ok(0) => {
+                        self.broken = Some("the server closed the SIP connection".into());
+                        break;
+                    }
+                    Ok(n) => {
+                        framer.push(&buf[..n]);
+                        loop {
+                            match framer.next_item() {
+                                Ok(Some(Framed::Message(m))) => {
+                                    self.ep.handle_message(Instant::now(), flow, &m);
+                                }
+                                Ok(Some(Framed::Ping)) => {
+                                    let _ = s.write_all(b"\r\n");
+                                }
+                                Ok(None) => break,
+                                Err(e) => {
+                                    self.broken = Some(format!("SIP connection: {e:?}"));
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                        break
+                    }
+                    Err(e) => {
+                        self.broken = Some(format!("SIP connection: {e}"));
+                        break;
+                    }
+                }
+            },
+        }
+    }
+
+    fn media(&mut self) {
+        let mut buf = [0u8; 2048];
+        let Some(s) = self.stream.as_mut() else {
+            // No call: drain what still arrives.
+            while self.rtp.recv_from(&mut buf).is_ok() {}
+            return;
+        };
+        while let Ok((n, _)) = self.rtp.recv_from(&mut buf) {
+            let now = Instant::now();
+            s.receive(now, &buf[..n], now.duration_since(self.start).as_secs_f64());
+        }
+        while let Some(to) = s.poll_transmit(Instant::now(), &mut self.out) {
+            let _ = self.rtp.send_to(&self.out, to);
+        }
+    }
+}
