@@ -65,6 +65,16 @@ fn a_caller_reaches_an_agent_both_legs_are_bridged_and_the_caller_hangs_up() {
     // Only one agent rang.
     let rung: usize = w.phones[1..].iter().map(|p| p.incoming.len()).sum();
     assert_eq!(rung, 1);
+    // Its phone was told the call's id, queue and wait (a screen-pop).
+    let h = &w.phones[agent].incoming[0].invite.headers;
+    let (id, _) = only_session(&w);
+    assert_eq!(h.get("X-Switchboard-Call"), Some(id.to_string().as_str()));
+    assert_eq!(h.get("X-Switchboard-Queue"), Some("support"));
+    assert!(h
+        .get("X-Switchboard-Waited")
+        .and_then(|s| s.parse::<u64>().ok())
+        .is_some_and(|s| s < 5));
+    assert_eq!(h.get("X-Switchboard-Entered"), None, "no menu on the way");
     assert_eq!(
         w.phones[agent].incoming[0].state,
         InState::Confirmed,

@@ -130,10 +130,31 @@ fn answered_then_hang_up(w: &mut World, call: usize) -> pbx::record::CallRecord 
     w.run_until(5 * SECOND, "an agent answers", |w| {
         w.phones[1..].iter().any(|p| p.talking().is_some())
     });
+    // The agent's phone was told what the caller entered (a screen-pop).
+    let agent = w.phones[1..]
+        .iter()
+        .find(|p| p.talking().is_some())
+        .unwrap();
+    let entered = agent.incoming[0]
+        .invite
+        .headers
+        .get("X-Switchboard-Entered")
+        .map(str::to_owned);
     let now = w.now;
     w.carrier().hang_up_outgoing(now, call);
     w.run_for(SECOND);
-    w.records.last().cloned().expect("a record")
+    let r = w.records.last().cloned().expect("a record");
+    let expected: Vec<String> = r
+        .variables
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    assert_eq!(
+        entered,
+        (!expected.is_empty()).then(|| expected.join(";")),
+        "X-Switchboard-Entered"
+    );
+    r
 }
 
 #[test]

@@ -95,8 +95,10 @@ pub struct CallInfo {
     pub queue: Option<String>,
     /// Seconds the caller waited in it (`X-Switchboard-Waited`).
     pub waited_s: Option<u64>,
-    /// Digits the caller entered before (`X-Switchboard-Digits`).
-    pub digits: Option<String>,
+    /// What the caller entered in a menu before (`X-Switchboard-Entered`: `name=value;…`).
+    pub entered: Option<String>,
+    /// The server's id of the call (`X-Switchboard-Call`): its record in the HTTP API.
+    pub record: Option<u64>,
     /// It came to us (else we placed it).
     pub incoming: bool,
 }
@@ -1107,10 +1109,11 @@ impl Phone {
                 .get("X-Switchboard-Queue")
                 .map(|q| q.trim().to_owned()),
             waited_s: header_of(&req, "X-Switchboard-Waited"),
-            digits: req
+            entered: req
                 .headers
-                .get("X-Switchboard-Digits")
+                .get("X-Switchboard-Entered")
                 .map(|q| q.trim().to_owned()),
+            record: header_of(&req, "X-Switchboard-Call"),
             incoming: true,
         };
         let _ = ep.respond_tagged(now, tx, 180, Some(&tag), Headers::default(), Bytes::new());

@@ -714,6 +714,17 @@ impl Postgres {
         })
     }
 
+    pub(crate) fn set_disposition(&mut self, call_id: u64, code: &str) -> Result<bool, StoreError> {
+        self.with(|c| {
+            c.client
+                .execute(
+                    "UPDATE calls SET disposition = $1 WHERE call_id = $2",
+                    &[&code, &(call_id as i64)],
+                )
+                .map(|n| n > 0)
+        })
+    }
+
     pub(crate) fn reviews(&self, call_id: u64) -> Result<Vec<ReviewRow>, StoreError> {
         self.with(|c| {
             c.rows(

@@ -166,6 +166,12 @@ impl Store {
         on_backend!(self, db => db.reviews(call_id))
     }
 
+    /// Set the agent's disposition code of a call (replacing one given before); `false`
+    /// when there is no such call.
+    pub fn set_disposition(&mut self, call_id: u64, code: &str) -> Result<bool, StoreError> {
+        on_backend_mut!(self, db => db.set_disposition(call_id, code))
+    }
+
     /// Append to the audit log (committed before this returns).
     pub fn audit(&mut self, row: &AuditRow) -> Result<(), StoreError> {
         on_backend_mut!(self, db => db.audit(row))
@@ -266,6 +272,19 @@ impl Sqlite {
             )?;
             Ok(())
         })
+    }
+
+    /// Set a call's disposition code; whether the call exists.
+    pub(crate) fn set_disposition(&mut self, call_id: u64, code: &str) -> Result<bool, StoreError> {
+        let mut found = false;
+        self.in_transaction(|tx| {
+            found = tx.execute(
+                "UPDATE calls SET disposition = ?1 WHERE call_id = ?2",
+                params![code, call_id as i64],
+            )? > 0;
+            Ok(())
+        })?;
+        Ok(found)
     }
 
     /// The reviews of a call, oldest first.

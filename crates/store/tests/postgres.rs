@@ -320,6 +320,16 @@ fn reviews_and_the_audit_log_are_kept_in_order() {
     );
     assert!(reviews[1].comment.contains("\"hold\""));
     assert!(s.reviews(4).unwrap().is_empty());
+    assert!(s.set_disposition(3, "sale").unwrap());
+    assert!(
+        s.set_disposition(3, "follow-up").unwrap(),
+        "a second one replaces it"
+    );
+    assert!(!s.set_disposition(999, "sale").unwrap(), "no such call");
+    assert_eq!(
+        s.call(3).unwrap().unwrap().disposition.as_deref(),
+        Some("follow-up")
+    );
     for (i, action) in ["list_recordings", "play_recording", "review"]
         .iter()
         .enumerate()

@@ -79,6 +79,26 @@ fn calls_and_agent_states_come_back_as_written_after_reopening() {
 }
 
 #[test]
+fn a_disposition_is_set_after_the_call_and_replaced_by_a_second_one() {
+    let d = dir("disposition");
+    let db = d.join("data/calls.db");
+    let mut s = Store::open(&db).unwrap();
+    s.insert_calls(&[call(7, 1_800_000_000_000, "answered")])
+        .unwrap();
+    assert_eq!(s.call(7).unwrap().unwrap().disposition, None);
+    assert!(s.set_disposition(7, "sale").unwrap());
+    assert!(s.set_disposition(7, "follow-up").unwrap());
+    assert!(!s.set_disposition(8, "sale").unwrap(), "no such call");
+    drop(s);
+    let s = Store::open(&db).unwrap();
+    assert_eq!(
+        s.call(7).unwrap().unwrap().disposition.as_deref(),
+        Some("follow-up")
+    );
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
 fn a_reader_sees_what_the_writer_committed_while_it_writes() {
     let d = dir("reader");
     let db = d.join("calls.db");

@@ -949,6 +949,59 @@ async fn save_review(
     Ok((StatusCode::CREATED, Json(json!({ "ok": true }))).into_response())
 }
 
+#[derive(Deserialize)]
+struct DispositionForm {
+    code: String,
+}
+
+/// The agent's disposition code for a call they took (wrap-up), or a supervisor's
+/// correction of it. The call's record must be written (the call has ended).
+async fn set_disposition(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    UrlPath(id): UrlPath<u64>,
+    Json(form): Json<DispositionForm>,
+) -> Answer {
+    let s = change(
+        &app,
+        &headers,
+        &[Role::Agent, Role::Supervisor, Role::Admin],
+    )?;
+    let code = form.code.trim().to_owned();
+    if code.is_empty()
+        || code.len() > 64
+        || !code
+            .chars()
+            .all(|c| c.is_alphanumeric() || "-_ ".contains(c))
+    {
+        return Err(refuse(
+            StatusCode::BAD_REQUEST,
+            "code: 1 to 64 letters, digits, spaces, - and _",
+        ));
+    }
+    let Some(call) = with_store(&app, false, move |db| db.call(id)).await? else {
+        return Err(refuse(
+            StatusCode::NOT_FOUND,
+            format!("no call {id} (its record is written when it ends)"),
+        ));
+    };
+    if !s.has_any(WATCHERS) {
+        let me = s.agent.as_deref().unwrap_or_default();
+        let took_part =
+            call.agent.as_deref() == Some(me) || call.segments.iter().any(|g| g.agent == me);
+        if !took_part {
+            return Err(refuse(
+                StatusCode::FORBIDDEN,
+                format!("{} did not take call {id}", s.login),
+            ));
+        }
+    }
+    audit(&app, &s, "disposition", Some(id), format!("code={code}")).await?;
+    let stored = code.clone();
+    with_store(&app, true, move |db| db.set_disposition(id, &stored)).await?;
+    Ok(Json(json!({ "ok": true, "call": id, "disposition": code })).into_response())
+}
+
 async fn reviews(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
@@ -1114,6 +1167,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/calls", get(calls))
         .route("/api/calls/{id}", get(call))
         .route("/api/calls/{id}/reviews", get(reviews).post(save_review))
+        .route("/api/calls/{id}/disposition", post(set_disposition))
         .route("/api/reports/{by}", get(report))
         .route("/api/recordings", get(recordings))
         .route("/api/recordings/{id}/audio", get(recording_audio))

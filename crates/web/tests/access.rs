@@ -69,6 +69,7 @@ fn fixture() -> Fixture {
     };
     let logins = Logins::new([
         login("ada", &[Role::Agent], Some("ada")),
+        login("ben", &[Role::Agent], Some("ben")),
         login("sam", &[Role::Supervisor], None),
         login("rita", &[Role::Reviewer], None),
         login("root", &[Role::Admin], None),
@@ -194,6 +195,8 @@ fn request(method: &str, path: &str, session: Option<&Session>, csrf: bool) -> R
             r#"{"state":"paused","reason":"lunch"}"#
         } else if path.contains("/monitor") {
             r#"{"phone":"1010","mode":"whisper"}"#
+        } else if path.contains("/disposition") {
+            r#"{"code":"sale"}"#
         } else {
             r#"{"score":80,"comment":"good"}"#
         };
@@ -232,6 +235,7 @@ const ROUTES: &[(&str, &str, &[&str])] = &[
     ("GET", "/api/recordings/7/audio", &["rita"]),
     ("GET", "/api/calls/7/reviews", &["rita"]),
     ("POST", "/api/calls/7/reviews", &["rita"]),
+    ("POST", "/api/calls/7/disposition", &["ada", "sam", "root"]),
     ("GET", "/api/audit", &["root"]),
     ("POST", "/api/logout", &["ada", "sam", "rita", "root"]),
 ];
@@ -323,6 +327,56 @@ async fn every_route_refuses_no_login_a_forged_cookie_and_the_wrong_role() {
     assert_eq!(r.status, StatusCode::OK);
     let r = send(&f.app, request("GET", "/api/live", Some(&sam), false)).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+}
+
+fn disposition(session: &Session, call: u64, code: &str) -> Request<Body> {
+    Request::post(format!("/api/calls/{call}/disposition"))
+        .header(header::COOKIE, &session.cookie)
+        .header("x-csrf-token", &session.csrf)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(serde_json::json!({ "code": code }).to_string()))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_agent_who_took_a_call_gives_its_disposition_and_nobody_else_does() {
+    let f = fixture();
+    let ada = log_in(&f.app, "ada").await;
+    let r = send(&f.app, disposition(&ada, 7, " follow-up ")).await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    assert_eq!(r.json()["disposition"], "follow-up");
+    let db = store::Store::open(&f.db).unwrap();
+    assert_eq!(
+        db.call(7).unwrap().unwrap().disposition.as_deref(),
+        Some("follow-up")
+    );
+    assert!(db
+        .audit_log(0, i64::MAX, 100)
+        .unwrap()
+        .iter()
+        .any(|a| a.action == "disposition" && a.call_id == Some(7) && a.login == "ada"));
+    // Another agent may not; a bad code, an unknown call get their answers.
+    let ben = log_in(&f.app, "ben").await;
+    let r = send(&f.app, disposition(&ben, 7, "sale")).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(r.json()["error"].as_str().unwrap().contains("did not take"));
+    for bad in ["", "drop table;", &"x".repeat(65)] {
+        let r = send(&f.app, disposition(&ada, 7, bad)).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad:?}");
+    }
+    let r = send(&f.app, disposition(&ada, 8, "sale")).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let db = store::Store::open(&f.db).unwrap();
+    assert_eq!(
+        db.call(7).unwrap().unwrap().disposition.as_deref(),
+        Some("follow-up"),
+        "refused requests changed nothing"
+    );
 }
 
 #[tokio::test]

@@ -56,6 +56,31 @@ impl CallControl {
             from_num
         };
         let name = agent.map_or_else(|| user.to_owned(), |a| self.dir.agents[a].name().to_owned());
+        // What the agent's phone shows beside the caller (a screen-pop): the call's id (for
+        // the API), its queue, how long the caller waited, the digits entered in a menu.
+        let mut pop = vec![("X-Switchboard-Call", id.to_string())];
+        if let Route::Queue(q) = call.route {
+            pop.push((
+                "X-Switchboard-Queue",
+                self.dir.queues[q].setup.acd.name.to_string(),
+            ));
+            if let Some(t) = call.queued_at {
+                pop.push((
+                    "X-Switchboard-Waited",
+                    self.now.saturating_duration_since(t).as_secs().to_string(),
+                ));
+            }
+        }
+        let entered: Vec<String> = call
+            .variables
+            .iter()
+            .filter(|(_, v)| !v.is_empty() && v.len() <= 32)
+            .map(|(k, v)| format!("{k}={v}"))
+            .filter(|kv| kv.chars().all(|c| c.is_ascii_graphic()))
+            .collect();
+        if !entered.is_empty() {
+            pop.push(("X-Switchboard-Entered", entered.join(";")));
+        }
         let wall = self.wall;
         let mut forks = Vec::new();
         for b in contacts {
@@ -64,7 +89,7 @@ impl CallControl {
                 None => format!("<sip:{from_num}@{}>", self.host),
             };
             let to = format!("<sip:{user}@{}>", self.host);
-            let invite = self.new_invite(
+            let mut invite = self.new_invite(
                 &from,
                 to,
                 b.uri_text.clone(),
@@ -72,6 +97,9 @@ impl CallControl {
                 "switchboard",
                 body.clone(),
             );
+            for (name, value) in &pop {
+                invite.headers.push(*name, value.clone());
+            }
             let tx = self.send(b.flow, invite.clone(), Role::Fork(id));
             let Some(call) = self.calls.get_mut(&id) else {
                 break;
