@@ -9,6 +9,7 @@
 #![warn(missing_docs)]
 
 pub mod audio;
+pub mod load;
 pub mod phone;
 pub mod station;
 pub mod stream;

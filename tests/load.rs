@@ -1,0 +1,81 @@
+//! The softphone's load mode against the server: agent phones register and answer, callers
+//! arrive at a rate and call the queue, every call reaches an agent (each side hears the
+//! other's tone, checked packet by packet), nothing is lost, and the server writes a record
+//! of every call.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Server, ServerConfig};
+use softphone::load::{run, LoadOptions, Spread};
+
+#[test]
+fn the_load_mode_places_calls_that_all_reach_agents_with_audio_both_ways() {
+    let agents: Vec<String> = (1001..=1006).map(|u| u.to_string()).collect();
+    let agents_toml: String = agents
+        .iter()
+        .map(|u| {
+            format!(
+                "[agents.{u}]\nuser = \"{u}\"\nqueues = [\"support\"]\nlogin_on_start = true\n\n"
+            )
+        })
+        .collect();
+    let server = Server::start(&ServerConfig {
+        // The callers are strangers with no account: the queue takes them unchallenged.
+        challenge: false,
+        files: vec![
+            (
+                "queues.toml".into(),
+                "[queues.support]\nnumber = \"600\"\n".into(),
+            ),
+            ("agents.toml".into(), agents_toml),
+        ],
+        ..ServerConfig::default()
+    });
+    let report = run(
+        LoadOptions {
+            server: server.udp,
+            local: "127.0.0.1".parse().unwrap(),
+            domain: "switchboard".into(),
+            agents,
+            password_prefix: "demo".into(),
+            caller_prefix: "555".into(),
+            number: "600".into(),
+            rate: 4.0,
+            arrivals: Spread::Fixed,
+            duration: Duration::from_secs(3),
+            talk: Duration::from_millis(1500),
+            talk_spread: Spread::Uniform,
+            answer_after: Duration::from_millis(100),
+            max_wait: Duration::from_secs(20),
+            register_rate: 50.0,
+            media: true,
+            rtp_sockets: 2,
+            seed: 7,
+        },
+        |_| {},
+    )
+    .expect("the load run");
+    let log = server.log();
+    assert_eq!(report.registered, 6, "{report:?}\n{log}");
+    assert_eq!(report.calls, 12, "{report:?}");
+    assert_eq!(
+        (report.completed, report.failed, report.unfinished),
+        (12, 0, 0),
+        "{report:?}\n{log}"
+    );
+    assert!(report.peak_concurrent >= 3, "{report:?}");
+    // About 1.5 s of audio each way per call, none lost on loopback.
+    assert!(report.rtp_received > 12 * 2 * 50, "{report:?}");
+    assert_eq!(report.rtp_lost, 0, "{report:?}");
+    assert_eq!(report.setup_ms.n, 12);
+    assert_eq!(report.to_agent_ms.n, 12);
+    assert!(
+        report.to_agent_ms.p50 >= 100.0,
+        "the agent answered after 100 ms: {report:?}"
+    );
+    let rows = common::call_rows(&server, 12);
+    assert_eq!(rows.len(), 12);
+    assert!(rows.iter().all(|r| r.outcome == "answered"), "{rows:?}");
+}
