@@ -392,3 +392,166 @@ fn a_call_given_up_while_it_rings_is_cancelled_on_both_sides() {
     let rows = common::call_rows(&server, 1);
     assert_eq!(rows[0].outcome, "abandoned", "{rows:?}");
 }
+
+/// A peer that answers late (the phone retransmits its INVITE), sends its 200 OK twice (the
+/// phone acknowledges both), puts the phone on hold with a re-INVITE (answered recvonly,
+/// and the phone stops sending), sends a BYE of no dialog (481) and then the real BYE.
+#[test]
+fn the_phone_handles_a_late_answer_a_repeated_200_a_peers_hold_and_a_stray_bye() {
+    let server = Server::start(&ServerConfig::default());
+    let port = common::free_port();
+    let peer = SippRun::new(&server, "peers/awkward_uas.xml")
+        .listen_port(port)
+        .timeout_s(30)
+        .media_port()
+        .spawn();
+    let s = run(Options {
+        server: format!("127.0.0.1:{port}").parse().unwrap(),
+        register: false,
+        dial: Some("600".into()),
+        source: Source::Tone(440.0),
+        ..options(&server, 1001)
+    });
+    let done = peer.wait();
+    assert_eq!(done.successful(), 1, "{}\n{s:?}", done.diagnostics());
+    assert_eq!(s.error, None, "{s:?}");
+    assert!(
+        s.answered && s.setup_ms.is_some_and(|ms| ms >= 1000.0),
+        "{s:?}"
+    );
+    assert_eq!((s.reoffers, s.hung_up_by.as_str()), (1, "them"), "{s:?}");
+    // Held after about half a second of talk, and silent from then on.
+    assert!(s.sent < 45, "the phone kept sending while held: {s:?}");
+}
+
+/// The phone gives up a call while it rings, and the peer's 200 OK crosses its CANCEL: the
+/// phone acknowledges the answer and hangs up the call it no longer wants.
+#[test]
+fn a_200_that_crosses_the_phones_cancel_gets_an_ack_and_a_bye() {
+    let server = Server::start(&ServerConfig::default());
+    let port = common::free_port();
+    let peer = SippRun::new(&server, "peers/cancel_crossing_uas.xml")
+        .listen_port(port)
+        .timeout_s(30)
+        .media_port()
+        .spawn();
+    let s = run(Options {
+        server: format!("127.0.0.1:{port}").parse().unwrap(),
+        register: false,
+        dial: Some("600".into()),
+        cancel_after: Some(Duration::from_millis(500)),
+        ..options(&server, 1001)
+    });
+    let done = peer.wait();
+    assert_eq!(done.successful(), 1, "{}\n{s:?}", done.diagnostics());
+    assert!(!s.answered && s.refused == 487, "{s:?}");
+}
+
+/// The agent mutes for a second (the caller hears silence, then the agent again), then
+/// transfers the caller blind to user 1002 from the phone (REFER): the server reports the
+/// transfer done, lets the agent go, and the caller then hears 1002.
+#[test]
+fn the_agent_mutes_then_transfers_the_caller_from_the_phone() {
+    let server = Server::start(&ServerConfig::support_desk(""));
+    let dir = server.dir().to_owned();
+    let agent_opts = Options {
+        source: Source::Tone(1000.0),
+        mute_after: Some(Duration::from_millis(1000)),
+        mute_for: Duration::from_millis(1000),
+        transfer_to: Some("1002".into()),
+        transfer_after: Duration::from_millis(3000),
+        keepalive: Some(Duration::from_millis(200)),
+        ..options(&server, 1001)
+    };
+    let colleague_opts = Options {
+        source: Source::Tone(700.0),
+        ..options(&server, 1002)
+    };
+    let agent = std::thread::spawn(move || run(agent_opts));
+    let colleague = std::thread::spawn(move || run(colleague_opts));
+    common::wait_until(Duration::from_secs(10), "both phones register", || {
+        server.log().matches("binding added").count() >= 2
+    });
+    let caller = run(Options {
+        dial: Some("600".into()),
+        source: Source::Tone(440.0),
+        record: Some(dir.join("caller.wav")),
+        hangup_after: Some(Duration::from_secs(7)),
+        ..options(&server, 1006)
+    });
+    let agent = agent.join().unwrap();
+    let colleague = colleague.join().unwrap();
+    let log = server.log();
+    assert_eq!(caller.error, None, "{caller:?}\n{log}");
+    assert_eq!(agent.error, None, "{agent:?}\n{log}");
+    assert!(agent.muted_and_unmuted, "{agent:?}");
+    assert_eq!(agent.transfer_status, 200, "{agent:?}");
+    assert_eq!(
+        agent.hung_up_by, "them",
+        "the server let the agent go: {agent:?}"
+    );
+    assert!(
+        colleague.answered && colleague.hung_up_by == "them",
+        "{colleague:?}"
+    );
+    // What the caller heard, 100 ms windows from the agent's first tone: the agent, silence
+    // (muted), the agent again, then the colleague.
+    let heard = classify(&read_wav(&dir.join("caller.wav")), &[1000.0, 700.0]);
+    let start = heard
+        .iter()
+        .position(|w| *w == Some(1000.0))
+        .expect("the agent's tone");
+    let heard = &heard[start..];
+    let muted = heard.iter().position(|w| *w != Some(1000.0)).unwrap_or(0);
+    let gap = heard[muted..].iter().take_while(|w| w.is_none()).count();
+    let back = heard[muted + gap..]
+        .iter()
+        .take_while(|w| **w == Some(1000.0))
+        .count();
+    let colleague_windows = heard.iter().filter(|w| **w == Some(700.0)).count();
+    assert!(
+        muted >= 6 && gap >= 7 && back >= 6 && colleague_windows >= 15,
+        "agent {muted}, silence {gap}, agent {back}, colleague {colleague_windows} windows"
+    );
+    // The agent's CRLF keep-alives were taken as such, not as garbage.
+    assert!(!log.contains("message from source dropped"), "{log}");
+}
+
+/// A phone over TCP places a queue call: registration, the call and its end all go over
+/// its connection.
+#[test]
+fn a_phone_over_tcp_calls_the_queue_and_hears_the_agent() {
+    let server = Server::start(&ServerConfig::support_desk(""));
+    let dir = server.dir().to_owned();
+    let agent_opts = Options {
+        source: Source::Tone(1000.0),
+        ..options(&server, 1001)
+    };
+    let agent = std::thread::spawn(move || run(agent_opts));
+    common::wait_until(Duration::from_secs(10), "the agent registers", || {
+        server.log().contains("binding added")
+    });
+    let caller = run(Options {
+        tcp: true,
+        dial: Some("600".into()),
+        source: Source::Tone(440.0),
+        record: Some(dir.join("caller.wav")),
+        hangup_after: Some(Duration::from_secs(3)),
+        ..options(&server, 1006)
+    });
+    let agent = agent.join().unwrap();
+    let log = server.log();
+    assert_eq!(caller.error, None, "{caller:?}\n{log}");
+    assert!(caller.registered && caller.answered, "{caller:?}");
+    assert_eq!(agent.hung_up_by, "them", "{agent:?}");
+    assert!(
+        log.lines()
+            .any(|l| l.contains("binding added") && l.contains("transport=\"TCP\"")),
+        "a binding over TCP: {log}"
+    );
+    let heard = classify(&read_wav(&dir.join("caller.wav")), &[1000.0]);
+    assert!(
+        heard.iter().filter(|w| **w == Some(1000.0)).count() >= 15,
+        "the caller heard the agent in too few windows"
+    );
+}

@@ -666,6 +666,7 @@ pub fn run(opts: LoadOptions, mut progress: impl FnMut(&LoadReport)) -> Result<L
         std::thread::sleep(Duration::from_millis(1));
     }
     // Then the calls.
+    progress(&run.report);
     let t0 = Instant::now();
     let end_of_arrivals = t0 + opts.duration;
     let mut next_arrival = t0;

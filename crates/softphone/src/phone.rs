@@ -257,9 +257,11 @@ pub fn run(opts: Options) -> Summary {
                         summary.error = Some("the caller cancelled".into());
                     } else if status != 0 {
                         summary.refused = status;
-                        if !(cancelled && status == 487) || summary.error.is_none() {
-                            summary.error = Some(format!("call refused: {status} {reason}"));
-                        }
+                        summary.error = Some(if cancelled && status == 487 {
+                            "given up while it rang (CANCEL)".into()
+                        } else {
+                            format!("call refused: {status} {reason}")
+                        });
                     }
                     step = Step::Done;
                 }
@@ -326,6 +328,12 @@ pub fn run(opts: Options) -> Summary {
             }
             step = Step::Done;
         }
+    }
+    // What is still in flight of the call (our BYE, a given-up INVITE that may yet be
+    // answered: its 2xx gets ACK and BYE) is seen through before the phone goes.
+    let until = Instant::now() + Duration::from_secs(4);
+    while !st.phone.settled() && Instant::now() < until {
+        let _ = st.step();
     }
     summary.held_and_resumed = holds >= 2;
     summary.muted_and_unmuted = mutes >= 2;

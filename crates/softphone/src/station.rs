@@ -255,7 +255,6 @@ impl Station {
                 PhoneEvent::MediaChanged(m) => {
                     if let Some(s) = self.stream.as_mut() {
                         s.update(m);
-                        s.set_sending(!self.phone.held());
                     }
                 }
                 PhoneEvent::Held(held) => {

@@ -209,6 +209,8 @@ pub struct Phone {
     /// Calls that ended whose INVITE may still see a 2xx (a CANCEL crossing it): answered
     /// with ACK and BYE.
     gone: Vec<(TxId, Instant)>,
+    /// Our BYEs still waiting for their answer.
+    byes: Vec<TxId>,
     events: VecDeque<PhoneEvent>,
     sent: Vec<TxId>,
     ping_at: Option<Instant>,
@@ -255,6 +257,7 @@ impl Phone {
             },
             call: None,
             gone: Vec::new(),
+            byes: Vec::new(),
             events: VecDeque::new(),
             sent: Vec::new(),
             ping_at: None,
@@ -296,6 +299,12 @@ impl Phone {
     /// Nothing is in flight: no call, no registration transaction.
     pub fn idle(&self) -> bool {
         self.call.is_none() && self.reg.tx.is_none()
+    }
+
+    /// Nothing of an ended call is left in flight: no BYE unanswered, no given-up INVITE
+    /// that may still be answered (a driver about to exit waits for this).
+    pub fn settled(&self) -> bool {
+        self.gone.is_empty() && self.byes.is_empty()
     }
 
     /// Client transactions started since the last call (a driver sharing one endpoint
@@ -557,6 +566,7 @@ impl Phone {
                 local.law = n.law;
                 local.pt = n.pt;
                 local.telephone_event = n.telephone_event;
+                local.direction = answer_direction(n.direction, false);
                 let body = local.answer(sd, n.index);
                 let mut h = Headers::default();
                 h.push("Contact", contact);
@@ -579,11 +589,12 @@ impl Phone {
         match Dialog::uas(invite, tag, flow) {
             Ok(dialog) => {
                 call.state = State::Up { dialog };
+                let sending = local.direction.sends() && n.remote.is_some();
                 call.local = Some(local);
                 call.negotiated = Some(n);
                 self.events.push_back(PhoneEvent::Answered(Media {
                     negotiated: n,
-                    sending: true,
+                    sending,
                 }));
             }
             Err(e) => {
@@ -628,7 +639,9 @@ impl Phone {
             State::Up { dialog } => {
                 let bye = dialog.request(Method::Bye);
                 let flow = dialog.flow;
-                self.send(now, ep, flow, bye);
+                if let Some(t) = self.send(now, ep, flow, bye) {
+                    self.byes.push(t);
+                }
                 0
             }
         };
@@ -726,6 +739,8 @@ impl Phone {
     }
 
     fn on_timeout(&mut self, now: Instant, tx: TxId) {
+        self.byes.retain(|t| *t != tx);
+        self.gone.retain(|(t, _)| *t != tx);
         if self.reg.tx.as_ref().is_some_and(|(t, _, _)| *t == tx) {
             self.reg.tx = None;
             return self.registration_failed(now, "no answer from the registrar".into());
@@ -757,11 +772,19 @@ impl Phone {
             }
             return;
         }
+        if self.byes.contains(&tx) {
+            if resp.status >= 200 {
+                self.byes.retain(|t| *t != tx);
+            }
+            return;
+        }
         // A 2xx to an INVITE we gave up (the CANCEL crossed it): the dialog exists at the
         // other end; acknowledge it and end it.
-        if (200..300).contains(&resp.status) && self.gone.iter().any(|(t, _)| *t == tx) {
+        if resp.status >= 200 && self.gone.iter().any(|(t, _)| *t == tx) {
             self.gone.retain(|(t, _)| *t != tx);
-            self.ack_and_bye(now, ep, &resp);
+            if resp.status < 300 {
+                self.ack_and_bye(now, ep, &resp);
+            }
             return;
         }
         let cnonce = if matches!(resp.status, 401 | 407) {
@@ -979,7 +1002,9 @@ impl Phone {
         if let Ok(mut d) = Dialog::uac(&invite, resp, self.acct.server) {
             ep.send_stateless_request(now, d.flow, d.ack(cseq));
             let bye = d.request(Method::Bye);
-            self.send(now, ep, d.flow, bye);
+            if let Some(t) = self.send(now, ep, d.flow, bye) {
+                self.byes.push(t);
+            }
         }
     }
 
@@ -1050,11 +1075,12 @@ impl Phone {
                         local.pt = n.pt;
                         local.telephone_event = n.telephone_event;
                         local.version += 1;
+                        local.direction = answer_direction(n.direction, call.held);
                         let body = local.answer(sd, n.index);
                         h.push("Content-Type", "application/sdp");
                         reply(ep, 200, h, Bytes::from(body));
                         call.negotiated = Some(n);
-                        let sending = !call.held;
+                        let sending = local.direction.sends() && n.remote.is_some();
                         self.events.push_back(PhoneEvent::MediaChanged(Media {
                             negotiated: n,
                             sending,
@@ -1133,6 +1159,18 @@ impl Phone {
             refer: None,
             ack: None,
         });
+    }
+}
+
+/// Our direction in an answer to an offer of `offered`, on hold ourselves or not (RFC 3264
+/// §6.1): a sendonly offer (they hold us) is answered recvonly, and so on; while we hold,
+/// we do not receive.
+fn answer_direction(offered: Direction, we_hold: bool) -> Direction {
+    match (offered.answer(), we_hold) {
+        (d, false) => d,
+        (Direction::SendRecv, true) => Direction::SendOnly,
+        (Direction::RecvOnly, true) => Direction::Inactive,
+        (d, true) => d,
     }
 }
 
