@@ -18,6 +18,9 @@ pub enum Source {
     Tone(f64),
     /// These samples (8 kHz, mono), looped.
     Samples(Vec<i16>),
+    /// The sound card's microphone.
+    #[cfg(feature = "sound-card")]
+    Microphone(std::sync::Arc<crate::device::SoundCard>),
 }
 
 impl Source {
@@ -59,6 +62,8 @@ impl Source {
                     *s = v[(start + i) % v.len()];
                 }
             }
+            #[cfg(feature = "sound-card")]
+            Source::Microphone(card) => card.read_frame(out),
         }
     }
 }

@@ -9,6 +9,8 @@
 #![warn(missing_docs)]
 
 pub mod audio;
+#[cfg(feature = "sound-card")]
+pub mod device;
 pub mod load;
 pub mod phone;
 pub mod station;

@@ -94,6 +94,10 @@ struct Args {
     /// Jitter buffer depth for what is recorded, milliseconds.
     #[arg(long, default_value_t = 60)]
     playout_ms: u64,
+    /// Talk through the sound card (builds with the sound-card feature; silent without a
+    /// card, and said so).
+    #[arg(long, conflicts_with_all = ["tone", "play"])]
+    sound_card: bool,
 }
 
 fn secs(s: f64) -> Duration {
@@ -152,6 +156,7 @@ fn main() -> ExitCode {
         transfer_to: args.transfer_to,
         transfer_after: secs(args.transfer_after),
         playout: Duration::from_millis(args.playout_ms),
+        sound_card: args.sound_card,
     });
     println!(
         "{}",

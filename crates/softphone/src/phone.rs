@@ -71,6 +71,8 @@ pub struct Options {
     pub transfer_after: Duration,
     /// Depth of the jitter buffer that puts what the phone hears back in order.
     pub playout: Duration,
+    /// Talk through the sound card (feature `sound-card`); silent without one.
+    pub sound_card: bool,
 }
 
 impl Options {
@@ -103,6 +105,7 @@ impl Options {
             transfer_to: None,
             transfer_after: Duration::from_secs(1),
             playout: Duration::from_millis(60),
+            sound_card: false,
         }
     }
 }
@@ -181,6 +184,7 @@ pub fn run(opts: Options) -> Summary {
         keepalive: opts.keepalive,
         source: opts.source.clone(),
         playout: opts.record.is_some().then_some(opts.playout),
+        sound_card: opts.sound_card,
     };
     let mut st = match Station::open(&cfg) {
         Ok(st) => st,
@@ -189,6 +193,9 @@ pub fn run(opts: Options) -> Summary {
             return summary;
         }
     };
+    if let Some(n) = &st.notice {
+        eprintln!("{n}");
+    }
     let start = Instant::now();
     let mut step = if opts.register {
         st.command(Command::Register);

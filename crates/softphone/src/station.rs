@@ -38,6 +38,8 @@ pub struct StationConfig {
     pub source: Source,
     /// Jitter buffer depth when what the phone plays is kept (recording).
     pub playout: Option<Duration>,
+    /// Use the sound card (microphone and loudspeaker) when there is one.
+    pub sound_card: bool,
 }
 
 enum SipSocket {
@@ -66,6 +68,11 @@ pub struct Station {
     out: Vec<u8>,
     /// A fatal transport failure (the TCP connection closed).
     pub broken: Option<String>,
+    /// Something the user should know that did not stop the phone (no sound card).
+    pub notice: Option<String>,
+    /// What the jitter buffer plays goes to the loudspeaker (and is not kept).
+    #[cfg(feature = "sound-card")]
+    card: Option<std::sync::Arc<crate::device::SoundCard>>,
 }
 
 fn seed() -> u64 {
@@ -139,6 +146,37 @@ impl Station {
             expires: cfg.expires,
             keepalive: cfg.keepalive,
         };
+        // (The sound card, when built in, replaces these two.)
+        #[cfg_attr(not(feature = "sound-card"), allow(unused_mut))]
+        let mut source = cfg.source.clone();
+        #[cfg_attr(not(feature = "sound-card"), allow(unused_mut))]
+        let mut playout = cfg.playout;
+        let mut notice = None;
+        #[cfg(feature = "sound-card")]
+        let card = if cfg.sound_card {
+            match crate::device::SoundCard::open() {
+                Ok(card) => {
+                    let card = std::sync::Arc::new(card);
+                    source = Source::Microphone(card.clone());
+                    playout = playout.or(Some(Duration::from_millis(60)));
+                    notice = Some(format!("sound card: {}", card.description));
+                    Some(card)
+                }
+                Err(why) => {
+                    notice = Some(format!("no sound card ({why}): the phone is silent"));
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        #[cfg(not(feature = "sound-card"))]
+        if cfg.sound_card {
+            notice = Some(
+                "this build has no sound card support (cargo feature sound-card): the phone is silent"
+                    .into(),
+            );
+        }
         Ok(Station {
             ep: Endpoint::new(ep_cfg, HashMap::new(), Instant::now()),
             phone: Phone::new(acct, seed),
@@ -147,13 +185,16 @@ impl Station {
             sip,
             rtp,
             rtp_port,
-            source: cfg.source.clone(),
-            playout: cfg.playout,
+            source,
+            playout,
             start: Instant::now(),
             seed,
             muted: false,
             out: Vec::with_capacity(200),
             broken: None,
+            notice,
+            #[cfg(feature = "sound-card")]
+            card,
         })
     }
 
@@ -338,6 +379,14 @@ impl Station {
         }
         while let Some(to) = s.poll_transmit(Instant::now(), &mut self.out) {
             let _ = self.rtp.send_to(&self.out, to);
+        }
+        #[cfg(feature = "sound-card")]
+        if let Some(card) = &self.card {
+            // Played, then dropped: a call on the loudspeaker is not kept in memory.
+            if !s.rx.samples.is_empty() {
+                card.play(&s.rx.samples);
+                s.rx.samples.clear();
+            }
         }
     }
 }
