@@ -1,9 +1,12 @@
-//! The agent softphone. Today its headless mode: a phone for scripts, tests and load that
-//! registers, places or answers a call, sends a tone or a WAV file, keys DTMF, records what
-//! it hears and reports what happened as JSON (`switchboard-phone --help`).
+//! The agent softphone: a SIP phone on the project's own SIP stack (`sip`) and media code
+//! (`media`), a client of the server that never depends on `pbx`, `store` or `web`.
 //!
-//! It is a client of the server, built on the project's own SIP stack (`sip`) and media code
-//! (`media`): it never depends on `pbx`, `store` or `web`.
+//! - [`ua`]: one phone's SIP side, sans-IO (registration, one call, hold, transfer).
+//! - [`stream`]: one call's audio, sans-IO (G.711 RTP, DTMF, mute, jitter buffer).
+//! - [`station`]: one phone and its audio on real sockets (UDP or TCP).
+//! - [`phone`]: the headless mode, a script over a station (`switchboard-phone --help`).
+//! - [`load`]: the load mode, many phones on one thread (`switchboard-load --help`).
+//! - [`audio`]: what the phone sends (tone, WAV, microphone) and what it counts.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
