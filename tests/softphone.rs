@@ -555,3 +555,74 @@ fn a_phone_over_tcp_calls_the_queue_and_hears_the_agent() {
         "the caller heard the agent in too few windows"
     );
 }
+
+/// An attended transfer from the phone: the agent holds the caller (who hears the queue's
+/// music), consults user 1002 on a second call, then connects them (REFER with Replaces in
+/// the caller's dialog); the server reports it done and hangs up both of the agent's calls,
+/// and the caller then hears 1002.
+#[test]
+fn the_agent_consults_a_colleague_then_hands_the_caller_over() {
+    let server = Server::start(&ServerConfig::support_desk(""));
+    let dir = server.dir().to_owned();
+    let agent_opts = Options {
+        source: Source::Tone(1000.0),
+        consult: Some("1002".into()),
+        consult_after: Duration::from_millis(1500),
+        complete_after: Duration::from_millis(1500),
+        record: Some(dir.join("agent.wav")),
+        ..options(&server, 1001)
+    };
+    let colleague_opts = Options {
+        source: Source::Tone(700.0),
+        ..options(&server, 1002)
+    };
+    let agent = std::thread::spawn(move || run(agent_opts));
+    let colleague = std::thread::spawn(move || run(colleague_opts));
+    common::wait_until(Duration::from_secs(10), "both phones register", || {
+        server.log().matches("binding added").count() >= 2
+    });
+    let caller = run(Options {
+        dial: Some("600".into()),
+        source: Source::Tone(440.0),
+        record: Some(dir.join("caller.wav")),
+        hangup_after: Some(Duration::from_secs(8)),
+        ..options(&server, 1006)
+    });
+    let agent = agent.join().unwrap();
+    let colleague = colleague.join().unwrap();
+    let log = server.log();
+    assert_eq!(agent.error, None, "{agent:?}\n{log}");
+    assert!(agent.consulted, "{agent:?}");
+    assert_eq!(agent.transfer_status, 200, "{agent:?}\n{log}");
+    assert_eq!(agent.hung_up_by, "them", "{agent:?}");
+    assert_eq!(caller.error, None, "{caller:?}");
+    assert!(
+        colleague.answered && colleague.hung_up_by == "them",
+        "{colleague:?}"
+    );
+    // The caller: the agent, then not the agent (held: music), then the colleague.
+    let heard = classify(&read_wav(&dir.join("caller.wav")), &[1000.0, 700.0]);
+    let agent_at = heard
+        .iter()
+        .position(|w| *w == Some(1000.0))
+        .expect("the agent");
+    let colleague_at = heard
+        .iter()
+        .position(|w| *w == Some(700.0))
+        .expect("the colleague");
+    let colleague_windows = heard.iter().filter(|w| **w == Some(700.0)).count();
+    assert!(
+        agent_at + 10 < colleague_at && colleague_windows >= 15,
+        "agent from window {agent_at}, colleague from {colleague_at} ({colleague_windows})"
+    );
+    assert!(
+        !heard[colleague_at..].contains(&Some(1000.0)),
+        "the agent is gone once the caller is handed over"
+    );
+    let rows = common::call_rows(&server, 2);
+    let customer = rows
+        .iter()
+        .find(|r| r.queue.is_some())
+        .expect("the queue call");
+    assert_eq!(customer.segments.len(), 2, "{customer:?}");
+}

@@ -91,6 +91,15 @@ struct Args {
     /// Seconds into the call to transfer it.
     #[arg(long, default_value_t = 1.0)]
     transfer_after: f64,
+    /// Attended transfer: hold the call and consult this number…
+    #[arg(long, conflicts_with = "transfer_to")]
+    consult: Option<String>,
+    /// …this many seconds into the call…
+    #[arg(long, default_value_t = 1.0)]
+    consult_after: f64,
+    /// …and connect the caller to them this many seconds after they answer.
+    #[arg(long, default_value_t = 1.0)]
+    complete_after: f64,
     /// Jitter buffer depth for what is recorded, milliseconds.
     #[arg(long, default_value_t = 60)]
     playout_ms: u64,
@@ -155,6 +164,9 @@ fn main() -> ExitCode {
         mute_for: secs(args.mute_for),
         transfer_to: args.transfer_to,
         transfer_after: secs(args.transfer_after),
+        consult: args.consult,
+        consult_after: secs(args.consult_after),
+        complete_after: secs(args.complete_after),
         playout: Duration::from_millis(args.playout_ms),
         sound_card: args.sound_card,
     });

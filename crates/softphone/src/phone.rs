@@ -69,6 +69,13 @@ pub struct Options {
     pub transfer_to: Option<String>,
     /// When to transfer.
     pub transfer_after: Duration,
+    /// Attended transfer: `consult_after` into the call, hold it and call this number…
+    pub consult: Option<String>,
+    /// …at this time…
+    pub consult_after: Duration,
+    /// …and this long after the consultation is answered, connect the two (REFER with
+    /// Replaces).
+    pub complete_after: Duration,
     /// Depth of the jitter buffer that puts what the phone hears back in order.
     pub playout: Duration,
     /// Talk through the sound card (feature `sound-card`); silent without one.
@@ -104,6 +111,9 @@ impl Options {
             mute_for: Duration::from_secs(2),
             transfer_to: None,
             transfer_after: Duration::from_secs(1),
+            consult: None,
+            consult_after: Duration::from_secs(1),
+            complete_after: Duration::from_secs(1),
             playout: Duration::from_millis(60),
             sound_card: false,
         }
@@ -151,6 +161,8 @@ pub struct Summary {
     pub muted_and_unmuted: bool,
     /// The transfer's outcome as reported (a NOTIFY's status, or the REFER's refusal).
     pub transfer_status: u16,
+    /// The consultation of an attended transfer was answered.
+    pub consulted: bool,
     /// What went wrong, if anything.
     pub error: Option<String>,
 }
@@ -207,6 +219,9 @@ pub fn run(opts: Options) -> Summary {
     let mut cancelled = false;
     // What was done in the call (each once).
     let (mut keyed, mut transferred) = (false, false);
+    // An attended transfer: consultation placed, answered at, its end, the held call's end.
+    let (mut consulting, mut consult_up, mut completed) = (false, None::<Instant>, false);
+    let (mut consult_over, mut held_over) = (false, false);
     let (mut holds, mut mutes) = (0u32, 0u32);
     while step != Step::Done {
         let now = Instant::now();
@@ -235,6 +250,10 @@ pub fn run(opts: Options) -> Summary {
                 PhoneEvent::Incoming(_) => {
                     step = Step::Ringing(Instant::now() + opts.answer_after);
                 }
+                PhoneEvent::Answered(_) if consulting => {
+                    summary.consulted = true;
+                    consult_up = Some(Instant::now());
+                }
                 PhoneEvent::Answered(m) => {
                     summary.answered = true;
                     summary.codec = match m.negotiated.law {
@@ -252,6 +271,26 @@ pub fn run(opts: Options) -> Summary {
                     summary.error = Some(why);
                     st.command(Command::Hangup);
                 }
+                PhoneEvent::Ended { .. } if consulting && !consult_over => {
+                    consult_over = true;
+                    if held_over {
+                        step = Step::Done;
+                    } else if !completed {
+                        // The consultation ended first: back to the caller.
+                        st.command(Command::Retrieve);
+                    }
+                }
+                PhoneEvent::HeldCallEnded { .. } => {
+                    held_over = true;
+                    if let Step::Talking(t0) = step {
+                        summary.talk_s = t0.elapsed().as_secs_f64();
+                        summary.hung_up_by = "them".into();
+                    }
+                    if consult_over {
+                        step = Step::Done;
+                    }
+                }
+                PhoneEvent::Retrieved(_) => consulting = false,
                 PhoneEvent::Ended {
                     by_us,
                     status,
@@ -315,6 +354,19 @@ pub fn run(opts: Options) -> Summary {
                         st.command(Command::Transfer(to.clone()));
                     }
                 }
+                if let Some(to) = &opts.consult {
+                    if !consulting && !consult_over && up >= opts.consult_after {
+                        consulting = true;
+                        st.command(Command::Consult {
+                            number: to.clone(),
+                            rtp_port: 0,
+                        });
+                    }
+                    if consult_up.is_some_and(|t| now >= t + opts.complete_after) && !completed {
+                        completed = true;
+                        st.command(Command::CompleteTransfer);
+                    }
+                }
                 if opts.hangup_after.is_some_and(|h| up >= h) {
                     st.command(Command::Hangup);
                 }
@@ -344,7 +396,8 @@ pub fn run(opts: Options) -> Summary {
     }
     summary.held_and_resumed = holds >= 2;
     summary.muted_and_unmuted = mutes >= 2;
-    if let Some(s) = st.last_stream.take().or(st.stream.take()) {
+    let first_call = st.held_stream.take();
+    if let Some(s) = first_call.or(st.last_stream.take()).or(st.stream.take()) {
         summary.sent = s.sent;
         summary.received = s.rx.packets;
         summary.lost = s.rx.lost();

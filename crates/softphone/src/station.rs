@@ -57,9 +57,17 @@ pub struct Station {
     pub stream: Option<Stream>,
     /// The audio of the last call that ended.
     pub last_stream: Option<Stream>,
+    /// The audio of the call that was held during a consultation, once it ended.
+    pub held_stream: Option<Stream>,
     sip: SipSocket,
-    rtp: UdpSocket,
-    rtp_port: u16,
+    /// Two RTP sockets: a call and, during a consultation, the other one.
+    rtp: [UdpSocket; 2],
+    rtp_port: [u16; 2],
+    /// The socket of the call's audio, and of the audio being set up.
+    sock: usize,
+    next_sock: usize,
+    /// The held call's audio (and its socket) during a consultation.
+    parked: Option<(Stream, usize)>,
     source: Source,
     playout: Option<Duration>,
     start: Instant,
@@ -89,9 +97,14 @@ fn seed() -> u64 {
 impl Station {
     /// Bind the sockets (connect, for TCP) and build the phone.
     pub fn open(cfg: &StationConfig) -> Result<Station, String> {
-        let rtp = UdpSocket::bind((cfg.local, 0)).map_err(|e| format!("RTP socket: {e}"))?;
-        rtp.set_nonblocking(true).map_err(|e| e.to_string())?;
-        let rtp_port = rtp.local_addr().map_err(|e| e.to_string())?.port();
+        let bind = || -> Result<(UdpSocket, u16), String> {
+            let s = UdpSocket::bind((cfg.local, 0)).map_err(|e| format!("RTP socket: {e}"))?;
+            s.set_nonblocking(true).map_err(|e| e.to_string())?;
+            let port = s.local_addr().map_err(|e| e.to_string())?.port();
+            Ok((s, port))
+        };
+        let ((rtp0, port0), (rtp1, port1)) = (bind()?, bind()?);
+        let (rtp, rtp_port) = ([rtp0, rtp1], [port0, port1]);
         let (sip, contact, flow) = if cfg.tcp {
             let s = TcpStream::connect(cfg.server)
                 .map_err(|e| format!("SIP over TCP to {}: {e}", cfg.server))?;
@@ -182,9 +195,13 @@ impl Station {
             phone: Phone::new(acct, seed),
             stream: None,
             last_stream: None,
+            held_stream: None,
             sip,
             rtp,
             rtp_port,
+            sock: 0,
+            next_sock: 0,
+            parked: None,
             source,
             playout,
             start: Instant::now(),
@@ -198,18 +215,35 @@ impl Station {
         })
     }
 
-    /// Give the phone a command now. Dial and answer use the station's RTP socket.
+    /// Give the phone a command now. Dial, answer and consult use the station's RTP
+    /// sockets (the one the held call does not use).
     pub fn command(&mut self, cmd: Command) {
+        let free = match &self.parked {
+            Some((_, k)) => 1 - k,
+            None if matches!(cmd, Command::Consult { .. }) => 1 - self.sock,
+            None => 0,
+        };
         let cmd = match cmd {
             Command::Dial { number, .. } => Command::Dial {
                 number,
-                rtp_port: self.rtp_port,
+                rtp_port: self.rtp_port[free],
             },
             Command::Answer { .. } => Command::Answer {
-                rtp_port: self.rtp_port,
+                rtp_port: self.rtp_port[free],
             },
+            Command::Consult { number, .. } => {
+                // The call's audio waits (on hold) while the consultation has its own.
+                if let Some(s) = self.stream.take() {
+                    self.parked = Some((s, self.sock));
+                }
+                Command::Consult {
+                    number,
+                    rtp_port: self.rtp_port[free],
+                }
+            }
             other => other,
         };
+        self.next_sock = free;
         self.phone.command(Instant::now(), &mut self.ep, cmd);
         self.flush();
     }
@@ -279,6 +313,7 @@ impl Station {
         while let Some(ev) = self.phone.poll_event() {
             match &ev {
                 PhoneEvent::Answered(m) => {
+                    self.sock = self.next_sock;
                     self.seed = self
                         .seed
                         .wrapping_mul(6_364_136_223_846_793_005)
@@ -306,6 +341,20 @@ impl Station {
                 PhoneEvent::Ended { .. } => {
                     if let Some(s) = self.stream.take() {
                         self.last_stream = Some(s);
+                    }
+                }
+                PhoneEvent::Retrieved(m) => {
+                    if let Some((mut s, k)) = self.parked.take() {
+                        s.update(m);
+                        self.sock = k;
+                        self.stream = Some(s);
+                    }
+                }
+                PhoneEvent::HeldCallEnded { .. } => {
+                    // The held call's audio is what a script asks about afterwards (the
+                    // caller's side of a transferred call).
+                    if let Some((s, _)) = self.parked.take() {
+                        self.held_stream = Some(s);
                     }
                 }
                 _ => {}
@@ -368,17 +417,22 @@ impl Station {
 
     fn media(&mut self) {
         let mut buf = [0u8; 2048];
+        // What arrives on a socket no playing call uses is drained unheard.
+        for k in 0..2 {
+            if self.stream.is_none() || k != self.sock {
+                while self.rtp[k].recv_from(&mut buf).is_ok() {}
+            }
+        }
         let Some(s) = self.stream.as_mut() else {
-            // No call: drain what still arrives.
-            while self.rtp.recv_from(&mut buf).is_ok() {}
             return;
         };
-        while let Ok((n, _)) = self.rtp.recv_from(&mut buf) {
+        let rtp = &self.rtp[self.sock];
+        while let Ok((n, _)) = rtp.recv_from(&mut buf) {
             let now = Instant::now();
             s.receive(now, &buf[..n], now.duration_since(self.start).as_secs_f64());
         }
         while let Some(to) = s.poll_transmit(Instant::now(), &mut self.out) {
-            let _ = self.rtp.send_to(&self.out, to);
+            let _ = rtp.send_to(&self.out, to);
         }
         #[cfg(feature = "sound-card")]
         if let Some(card) = &self.card {

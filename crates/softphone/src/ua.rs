@@ -80,6 +80,19 @@ pub enum Command {
     Resume,
     /// Blind transfer to this number (REFER).
     Transfer(String),
+    /// Attended transfer, first step: put the call on hold and call this number (the
+    /// consultation); audio on `rtp_port`.
+    Consult {
+        /// Who to consult.
+        number: String,
+        /// Local RTP port of the consultation.
+        rtp_port: u16,
+    },
+    /// Attended transfer, second step: connect the held call with the consulted party
+    /// (REFER with Replaces, RFC 3891) and leave both.
+    CompleteTransfer,
+    /// Take the held call back once the consultation has ended (resume it).
+    Retrieve,
 }
 
 /// A call as the user sees it.
@@ -134,6 +147,14 @@ pub enum PhoneEvent {
     MediaChanged(Media),
     /// The call was put on hold (`true`: stop sending) or resumed, as we asked.
     Held(bool),
+    /// The call held during a consultation was taken back (resumed): its audio again.
+    Retrieved(Media),
+    /// The call held during a consultation ended (the other side hung up, or a transfer
+    /// completed).
+    HeldCallEnded {
+        /// Why, in words.
+        reason: String,
+    },
     /// The transfer's outcome as the other side reported it (a NOTIFY's sipfrag, or the
     /// REFER's refusal).
     Transfer(u16),
@@ -206,6 +227,8 @@ pub struct Phone {
     rng: u64,
     reg: Registration,
     call: Option<Call>,
+    /// The call on hold while the user consults someone (attended transfer).
+    parked: Option<Call>,
     /// Calls that ended whose INVITE may still see a 2xx (a CANCEL crossing it): answered
     /// with ACK and BYE.
     gone: Vec<(TxId, Instant)>,
@@ -256,6 +279,7 @@ impl Phone {
                 again_at: None,
             },
             call: None,
+            parked: None,
             gone: Vec::new(),
             byes: Vec::new(),
             events: VecDeque::new(),
@@ -280,6 +304,11 @@ impl Phone {
         self.call.as_ref().map(|c| &c.info)
     }
 
+    /// The call on hold while the user consults someone.
+    pub fn held_call(&self) -> Option<&CallInfo> {
+        self.parked.as_ref().map(|c| &c.info)
+    }
+
     /// The call is up (answered).
     pub fn in_call(&self) -> bool {
         matches!(
@@ -298,7 +327,7 @@ impl Phone {
 
     /// Nothing is in flight: no call, no registration transaction.
     pub fn idle(&self) -> bool {
-        self.call.is_none() && self.reg.tx.is_none()
+        self.call.is_none() && self.parked.is_none() && self.reg.tx.is_none()
     }
 
     /// Nothing of an ended call is left in flight: no BYE unanswered, no given-up INVITE
@@ -397,6 +426,117 @@ impl Phone {
             Command::Hold => self.hold(now, ep, true),
             Command::Resume => self.hold(now, ep, false),
             Command::Transfer(to) => self.transfer(now, ep, &to),
+            Command::Consult { number, rtp_port } => self.consult(now, ep, number, rtp_port),
+            Command::CompleteTransfer => self.complete_transfer(now, ep),
+            Command::Retrieve => self.retrieve(now, ep),
+        }
+    }
+
+    /// Hold the call and call `number` about it.
+    fn consult(&mut self, now: Instant, ep: &mut Endpoint, number: String, rtp_port: u16) {
+        if self.parked.is_some() || !self.in_call() {
+            self.events.push_back(PhoneEvent::Refused(
+                "a consultation needs one call up and none held".into(),
+            ));
+            return;
+        }
+        if !self.held() {
+            self.hold(now, ep, true);
+        }
+        self.parked = self.call.take();
+        self.dial(now, ep, number, rtp_port);
+        if self.call.is_none() {
+            // The consultation could not even be sent: the held call comes back.
+            self.retrieve(now, ep);
+        }
+    }
+
+    /// REFER the held call to the consulted party, replacing our dialog with them.
+    fn complete_transfer(&mut self, now: Instant, ep: &mut Endpoint) {
+        let target = match &self.call {
+            Some(Call {
+                state: State::Up { dialog },
+                info,
+                ..
+            }) if self.parked.is_some() => {
+                let esc = |s: &str| {
+                    s.replace('%', "%25")
+                        .replace(';', "%3B")
+                        .replace('=', "%3D")
+                        .replace('@', "%40")
+                };
+                format!(
+                    "<sip:{}@{}?Replaces={}%3Bto-tag%3D{}%3Bfrom-tag%3D{}>",
+                    info.remote,
+                    self.acct.domain,
+                    esc(&dialog.call_id),
+                    esc(&dialog.remote_tag),
+                    esc(&dialog.local_tag)
+                )
+            }
+            _ => {
+                self.events.push_back(PhoneEvent::Refused(
+                    "an attended transfer needs a held call and an answered consultation".into(),
+                ));
+                return;
+            }
+        };
+        let me = format!("<sip:{}@{}>", self.acct.user, self.acct.domain);
+        let contact = self.contact();
+        std::mem::swap(&mut self.call, &mut self.parked);
+        if let Some(Call {
+            state: State::Up { dialog },
+            ..
+        }) = self.call.as_mut()
+        {
+            let mut req = dialog.request(Method::Refer);
+            req.headers.push("Contact", contact);
+            req.headers.push("Refer-To", target);
+            req.headers.push("Referred-By", me);
+            let flow = dialog.flow;
+            if let Some(tx) = self.send(now, ep, flow, req) {
+                if let Some(c) = self.call.as_mut() {
+                    c.refer = Some(tx);
+                }
+            }
+        }
+        std::mem::swap(&mut self.call, &mut self.parked);
+    }
+
+    /// Take the held call back (no consultation up any more).
+    fn retrieve(&mut self, now: Instant, ep: &mut Endpoint) {
+        if self.call.is_some() {
+            return;
+        }
+        let Some(call) = self.parked.take() else {
+            return;
+        };
+        let media = call.negotiated.map(|n| Media {
+            negotiated: n,
+            sending: false,
+        });
+        self.call = Some(call);
+        if let Some(m) = media {
+            self.events.push_back(PhoneEvent::Retrieved(m));
+        }
+        self.hold(now, ep, false);
+    }
+
+    /// Does this event belong to the held call?
+    fn for_parked(&self, ev: &SipEvent) -> bool {
+        let Some(p) = &self.parked else {
+            return false;
+        };
+        match ev {
+            SipEvent::Response { tx, .. } | SipEvent::Timeout { tx } => {
+                p.reinvite.is_some_and(|(t, _, _)| t == *tx)
+                    || p.refer == Some(*tx)
+                    || p.ack.as_ref().is_some_and(|(t, _)| t == tx)
+            }
+            SipEvent::Request { request, .. } => {
+                matches!(&p.state, State::Up { dialog } if dialog.matches(request))
+            }
+            _ => false,
         }
     }
 
@@ -609,6 +749,18 @@ impl Phone {
     }
 
     fn hang_up(&mut self, now: Instant, ep: &mut Endpoint) {
+        if self.call.is_none() && self.parked.is_some() {
+            // Only the held call is left: hang it up.
+            let before = self.events.len();
+            std::mem::swap(&mut self.call, &mut self.parked);
+            self.hang_up(now, ep);
+            std::mem::swap(&mut self.call, &mut self.parked);
+            if let Some(PhoneEvent::Ended { reason, .. }) = self.events.get(before).cloned() {
+                self.events.truncate(before);
+                self.events.push_back(PhoneEvent::HeldCallEnded { reason });
+            }
+            return;
+        }
         let Some(mut call) = self.call.take() else {
             return;
         };
@@ -711,6 +863,29 @@ impl Phone {
 
     /// A SIP event for this phone.
     pub fn handle(&mut self, now: Instant, ep: &mut Endpoint, ev: SipEvent) {
+        if self.for_parked(&ev) {
+            // The held call's business, handled as if it were the call; what it reports is
+            // about the held call (its audio is not playing).
+            let before = self.events.len();
+            std::mem::swap(&mut self.call, &mut self.parked);
+            self.handle_call(now, ep, ev);
+            std::mem::swap(&mut self.call, &mut self.parked);
+            let reported: Vec<PhoneEvent> = self.events.drain(before..).collect();
+            for e in reported {
+                match e {
+                    PhoneEvent::Ended { reason, .. } => {
+                        self.events.push_back(PhoneEvent::HeldCallEnded { reason });
+                    }
+                    PhoneEvent::Transfer(_) | PhoneEvent::Refused(_) => self.events.push_back(e),
+                    _ => {}
+                }
+            }
+            return;
+        }
+        self.handle_call(now, ep, ev);
+    }
+
+    fn handle_call(&mut self, now: Instant, ep: &mut Endpoint, ev: SipEvent) {
         match ev {
             SipEvent::Response { tx, response } => self.on_response(now, ep, tx, response),
             SipEvent::Timeout { tx } => self.on_timeout(now, tx),
