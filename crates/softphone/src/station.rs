@@ -232,9 +232,13 @@ impl Station {
                 rtp_port: self.rtp_port[free],
             },
             Command::Consult { number, .. } => {
-                // The call's audio waits (on hold) while the consultation has its own.
-                if let Some(s) = self.stream.take() {
-                    self.parked = Some((s, self.sock));
+                // The call's audio waits (on hold) while the consultation has its own (the
+                // phone refuses a consultation unless one call is up and none held).
+                let allowed = self.phone.in_call() && self.phone.held_call().is_none();
+                if allowed && self.parked.is_none() {
+                    if let Some(s) = self.stream.take() {
+                        self.parked = Some((s, self.sock));
+                    }
                 }
                 Command::Consult {
                     number,
