@@ -1,11 +1,14 @@
 //! One phone on real sockets: the driver of a [`Phone`] and its call's [`Stream`] for the
 //! headless mode and the terminal UI. SIP over UDP or TCP to the server, RTP over UDP, one
 //! thread; [`Station::step`] moves everything along and returns what the phone reports.
+//!
+//! For troubleshooting, [`Station::enable_trace`] keeps the SIP messages sent and received
+//! (not the keep-alives) until the driver takes them with [`Station::poll_trace`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use sip::endpoint::{CallAuthConfig, SecurityConfig};
 use sip::parse::{Framed, StreamFramer};
@@ -40,6 +43,40 @@ pub struct StationConfig {
     pub playout: Option<Duration>,
     /// Use the sound card (microphone and loudspeaker) when there is one.
     pub sound_card: bool,
+}
+
+/// A SIP message as it went over the wire, for the troubleshooting view.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TracedMessage {
+    /// When it was sent or received.
+    pub at: SystemTime,
+    /// We sent it (else we received it).
+    pub sent: bool,
+    /// The other end: where it went, or where it came from.
+    pub peer: SocketAddr,
+    /// The whole message (lossy UTF-8).
+    pub text: String,
+}
+
+/// The messages not yet taken, at most `keep` of them (the oldest are dropped).
+#[derive(Debug)]
+struct Trace {
+    keep: usize,
+    messages: VecDeque<TracedMessage>,
+}
+
+impl Trace {
+    fn push(&mut self, sent: bool, peer: SocketAddr, bytes: &[u8]) {
+        if self.messages.len() == self.keep {
+            self.messages.pop_front();
+        }
+        self.messages.push_back(TracedMessage {
+            at: SystemTime::now(),
+            sent,
+            peer,
+            text: String::from_utf8_lossy(bytes).into_owned(),
+        });
+    }
 }
 
 enum SipSocket {
@@ -81,6 +118,7 @@ pub struct Station {
     /// What the jitter buffer plays goes to the loudspeaker (and is not kept).
     #[cfg(feature = "sound-card")]
     card: Option<std::sync::Arc<crate::device::SoundCard>>,
+    trace: Option<Trace>,
 }
 
 fn seed() -> u64 {
@@ -212,6 +250,7 @@ impl Station {
             notice,
             #[cfg(feature = "sound-card")]
             card,
+            trace: None,
         })
     }
 
@@ -272,8 +311,25 @@ impl Station {
         }
     }
 
+    /// Keep the SIP messages sent and received from now on, the last `keep` of them until
+    /// they are taken with [`Station::poll_trace`] (0: stop keeping them).
+    pub fn enable_trace(&mut self, keep: usize) {
+        self.trace = (keep > 0).then(|| Trace {
+            keep,
+            messages: VecDeque::new(),
+        });
+    }
+
+    /// The oldest SIP message kept and not yet taken.
+    pub fn poll_trace(&mut self) -> Option<TracedMessage> {
+        self.trace.as_mut()?.messages.pop_front()
+    }
+
     fn flush(&mut self) {
         while let Some(t) = self.ep.poll_transmit() {
+            if let Some(trace) = self.trace.as_mut() {
+                trace.push(true, t.flow.remote, &t.payload);
+            }
             match &mut self.sip {
                 SipSocket::Udp(s) => {
                     let _ = s.send_to(&t.payload, t.flow.remote);
@@ -380,6 +436,11 @@ impl Station {
                         remote: from,
                         conn: None,
                     };
+                    if let Some(trace) = self.trace.as_mut() {
+                        if !buf[..n].iter().all(u8::is_ascii_whitespace) {
+                            trace.push(false, from, &buf[..n]);
+                        }
+                    }
                     self.ep.handle_message(Instant::now(), flow, &buf[..n]);
                 }
             }
@@ -394,6 +455,9 @@ impl Station {
                         loop {
                             match framer.next_item() {
                                 Ok(Some(Framed::Message(m))) => {
+                                    if let Some(trace) = self.trace.as_mut() {
+                                        trace.push(false, flow.remote, &m);
+                                    }
                                     self.ep.handle_message(Instant::now(), flow, &m);
                                 }
                                 Ok(Some(Framed::Ping)) => {
@@ -446,5 +510,93 @@ impl Station {
                 s.rx.samples.clear();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(server: SocketAddr) -> StationConfig {
+        StationConfig {
+            server,
+            tcp: false,
+            local: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            user: "1001".into(),
+            password: "demo1001".into(),
+            domain: "switchboard".into(),
+            expires: 300,
+            keepalive: None,
+            source: Source::Silence,
+            playout: None,
+            sound_card: false,
+        }
+    }
+
+    #[test]
+    fn the_trace_keeps_what_was_sent_and_received_but_not_keep_alives() {
+        let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+        server
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut st = Station::open(&config(server.local_addr().unwrap())).unwrap();
+        st.step();
+        assert_eq!(
+            st.poll_trace(),
+            None,
+            "nothing is kept before it is asked for"
+        );
+
+        st.enable_trace(3);
+        st.command(Command::Register);
+        let mut buf = [0u8; 4096];
+        let (_, phone) = server.recv_from(&mut buf).unwrap();
+        server.send_to(b"\r\n\r\n", phone).unwrap();
+        let options = |n: u32| {
+            format!(
+                "OPTIONS sip:1001@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {server};branch=z9hG4bK{n}\r\n\
+                 From: <sip:s@x>;tag=a\r\nTo: <sip:1001@x>\r\nCall-ID: o{n}\r\nCSeq: {n} OPTIONS\r\n\
+                 Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+                server = server.local_addr().unwrap()
+            )
+        };
+        server.send_to(options(1).as_bytes(), phone).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut seen = Vec::new();
+        while Instant::now() < deadline && !seen.iter().any(|m: &TracedMessage| !m.sent) {
+            st.step();
+            while let Some(m) = st.poll_trace() {
+                seen.push(m);
+            }
+        }
+        assert!(
+            seen.iter().any(|m| m.sent
+                && m.text.starts_with("REGISTER ")
+                && m.peer == server.local_addr().unwrap()),
+            "{seen:?}"
+        );
+        let received: Vec<_> = seen.iter().filter(|m| !m.sent).collect();
+        assert_eq!(received.len(), 1, "the keep-alive is not kept: {seen:?}");
+        assert!(received[0].text.starts_with("OPTIONS "), "{seen:?}");
+        assert_eq!(received[0].peer, server.local_addr().unwrap());
+
+        st.enable_trace(0);
+        st.command(Command::Register);
+        assert_eq!(st.poll_trace(), None);
+    }
+
+    #[test]
+    fn the_trace_drops_the_oldest_beyond_what_it_keeps() {
+        let peer: SocketAddr = "127.0.0.1:5060".parse().unwrap();
+        let mut trace = Trace {
+            keep: 3,
+            messages: VecDeque::new(),
+        };
+        for n in 1..=5 {
+            trace.push(n % 2 == 0, peer, format!("message {n}").as_bytes());
+        }
+        let texts: Vec<_> = trace.messages.iter().map(|m| m.text.as_str()).collect();
+        assert_eq!(texts, ["message 3", "message 4", "message 5"]);
+        assert!(trace.messages[1].sent && !trace.messages[2].sent);
     }
 }
