@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod api;
 pub mod audio;
 #[cfg(feature = "sound-card")]
 pub mod device;
