@@ -19,4 +19,5 @@ pub mod load;
 pub mod phone;
 pub mod station;
 pub mod stream;
+pub mod tui;
 pub mod ua;

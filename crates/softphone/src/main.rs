@@ -1,6 +1,7 @@
-//! `switchboard-phone`: the headless softphone. It prints a JSON summary on stdout and exits
-//! 0 when it did what it was asked (registered, and the call was answered when there was
-//! one), 1 otherwise, 2 for bad arguments.
+//! `switchboard-phone`: the agent softphone. Headless, it prints a JSON summary on stdout and
+//! exits 0 when it did what it was asked (registered, and the call was answered when there
+//! was one), 1 otherwise, 2 for bad arguments. With `--tui` it is the agent's terminal UI
+//! instead, until the agent quits.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -10,9 +11,12 @@ use std::time::Duration;
 use clap::Parser;
 use softphone::audio::Source;
 use softphone::phone::{run, Options};
+use softphone::station::StationConfig;
+use softphone::tui::console::{self, ApiLogin, ConsoleConfig};
 
-/// A headless SIP phone: register, call or answer, send a tone or a WAV file, key digits,
-/// record what it hears, hang up; a JSON summary on stdout.
+/// The agent softphone. Headless: register, call or answer, send a tone or a WAV file, key
+/// digits, record what it hears, hang up; a JSON summary on stdout. With --tui: the agent's
+/// terminal UI.
 #[derive(Debug, Parser)]
 #[command(name = "switchboard-phone", version)]
 struct Args {
@@ -107,6 +111,66 @@ struct Args {
     /// card, and said so).
     #[arg(long, conflicts_with_all = ["tone", "play"])]
     sound_card: bool,
+    /// Run the agent's terminal UI instead of a script (keys: see the bottom line).
+    #[arg(
+        long,
+        conflicts_with_all = [
+            "dial", "answer_after", "record", "hangup_after", "digits", "hold_after",
+            "no_register", "cancel_after", "mute_after", "transfer_to",
+        ]
+    )]
+    tui: bool,
+    /// The server's web address for agent state and dispositions (terminal UI), such as
+    /// http://127.0.0.1:8080.
+    #[arg(long, requires_all = ["tui", "web_login"])]
+    api: Option<String>,
+    /// Web login for --api (a [logins.NAME] of users.toml with an agent).
+    #[arg(long, requires = "api")]
+    web_login: Option<String>,
+    /// Its password (or SWITCHBOARD_WEB_PASSWORD).
+    #[arg(long, env = "SWITCHBOARD_WEB_PASSWORD", hide_env_values = true)]
+    web_password: Option<String>,
+}
+
+/// The terminal UI until the agent quits.
+fn run_tui(args: Args, source: Source) -> ExitCode {
+    let api = match (args.api, args.web_login, args.web_password) {
+        (Some(url), Some(login), Some(password)) => Some(ApiLogin {
+            url,
+            login,
+            password,
+        }),
+        (Some(_), _, None) => {
+            eprintln!(
+                "--api needs the web login's password: --web-password or SWITCHBOARD_WEB_PASSWORD"
+            );
+            return ExitCode::from(2);
+        }
+        _ => None,
+    };
+    let cfg = ConsoleConfig {
+        station: StationConfig {
+            server: args.server,
+            tcp: args.tcp,
+            local: args.local,
+            user: args.user,
+            password: args.password,
+            domain: args.domain,
+            expires: args.expires,
+            keepalive: args.keepalive.map(secs),
+            source,
+            playout: None,
+            sound_card: args.sound_card,
+        },
+        api,
+    };
+    match console::run(&cfg) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("switchboard-phone: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn secs(s: f64) -> Duration {
@@ -139,6 +203,9 @@ fn main() -> ExitCode {
         }
         (None, None) => Source::Silence,
     };
+    if args.tui {
+        return run_tui(args, source);
+    }
     let summary = run(Options {
         server: args.server,
         local: args.local,
