@@ -325,10 +325,14 @@ impl Client {
     /// POST `body` to the path made from the session's agent, in the session; a new login
     /// and one more try when the session is gone (401).
     fn post_as_agent(&mut self, path: impl Fn(&str) -> String, body: &str) -> Result<(), ApiError> {
-        for attempt in 0..2 {
+        let mut fresh = false;
+        loop {
             let session = match &self.session {
-                Some(s) if attempt == 0 => s.clone(),
-                _ => self.log_in()?,
+                Some(s) => s.clone(),
+                None => {
+                    fresh = true;
+                    self.log_in()?
+                }
             };
             let agent = session
                 .agent
@@ -339,12 +343,13 @@ impl Client {
                 ("X-CSRF-Token", session.csrf.as_str()),
             ];
             let answer = self.exchange("POST", &path(&agent), &headers, body)?;
-            if answer.status == 401 && attempt == 0 {
+            if answer.status == 401 && !fresh {
+                // The session expired (or the server restarted): log in once more.
+                self.session = None;
                 continue;
             }
             return answer.ok().map(|_| ());
         }
-        unreachable!("the loop returns on its second turn")
     }
 
     /// One request on its own connection.
@@ -608,11 +613,20 @@ mod tests {
     fn the_servers_reason_is_the_error_and_an_expired_session_logs_in_again() {
         let (url, seen) = fake_server(vec![
             LOGIN,
+            (200, "", r#"{"ok":true}"#),
             (401, "", r#"{"error":"not logged in"}"#),
             LOGIN,
             (409, "", r#"{"error":"agent 1001 is on a call"}"#),
+            LOGIN,
+            (401, "", r#"{"error":"not logged in"}"#),
         ]);
         let mut c = Client::new(&url, "ada", "pw").unwrap();
+        let ready = ApiRequest::AgentState {
+            state: RequestedState::Ready,
+            reason: None,
+        };
+        assert!(matches!(c.handle(&ready), ApiReply::AgentState { .. }));
+        // The session has expired since: a new login, then the server's answer.
         let reply = c.handle(&ApiRequest::AgentState {
             state: RequestedState::LoggedOut,
             reason: None,
@@ -629,8 +643,16 @@ mod tests {
         );
         assert_eq!(error.to_string(), "agent 1001 is on a call (409)");
         let lines: Vec<_> = seen.try_iter().map(|s| s.line).collect();
-        assert_eq!(lines.len(), 4, "{lines:?}");
-        assert_eq!(lines[2], "POST /api/login HTTP/1.1");
+        assert_eq!(lines.len(), 5, "{lines:?}");
+        assert_eq!(lines[3], "POST /api/login HTTP/1.1");
+
+        // A 401 right after a new login is not tried again and again.
+        c.session = None;
+        let ApiReply::Failed { error, .. } = c.handle(&ready) else {
+            panic!("a refused login")
+        };
+        assert_eq!(error.to_string(), "not logged in (401)");
+        assert_eq!(seen.try_iter().count(), 2, "one login, one request");
     }
 
     #[test]

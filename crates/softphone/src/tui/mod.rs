@@ -752,9 +752,7 @@ impl App {
             }
             ApiReply::Failed { request, error } => match request {
                 ApiRequest::LogIn => self.warn(format!("API login failed: {error}")),
-                ApiRequest::AgentState { .. } => {
-                    self.warn(format!("agent state not changed: {error}"))
-                }
+                ApiRequest::AgentState { .. } => self.warn(format!("state not changed: {error}")),
                 ApiRequest::Disposition { .. } => {
                     self.warn(format!("disposition not saved: {error} (d tries again)"))
                 }
@@ -785,6 +783,9 @@ impl App {
 
     /// The phone cannot go on (its SIP connection broke).
     pub fn fault(&mut self, why: &str) {
+        if matches!(&self.registration, Registration::Failed(w) if w == why) {
+            return;
+        }
         self.changed = true;
         self.registration = Registration::Failed(why.to_owned());
         self.warn(why.to_owned());

@@ -365,7 +365,7 @@ fn prompts_send_what_was_typed() {
             message: "agent 1001 is on a call".into(),
         },
     });
-    assert!(screen(&app, now).contains("agent state not changed: agent 1001 is on a call (409)"));
+    assert!(screen(&app, now).contains("state not changed: agent 1001 is on a call (409)"));
 
     answered(&mut app, now);
     press(&mut app, KeyCode::Char('t'));

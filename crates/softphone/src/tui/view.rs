@@ -103,11 +103,13 @@ impl App {
     }
 
     fn agent_line(&self) -> Line<'static> {
-        let name = self.agent_name.as_deref().unwrap_or("?");
-        let mut spans = vec![Span::raw(format!(" Agent {name}  "))];
+        let mut spans = vec![Span::raw(match &self.agent_name {
+            Some(name) => format!(" Agent {name}  "),
+            None => " Agent  ".to_owned(),
+        })];
         if !self.settings.api {
             spans.push(Span::styled(
-                "state: no agent API (--api)",
+                "state not shown: no agent API (--api)",
                 fg(Color::DarkGray),
             ));
         } else if let Some(call) = self.wrap_up {
