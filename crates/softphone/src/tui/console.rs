@@ -89,6 +89,8 @@ impl Console {
             user: s.user.clone(),
             server: s.server.to_string(),
             api: worker.is_some(),
+            // What became of the sound card, shown on the idle screen.
+            audio: station.notice.take(),
         });
         Ok(Console {
             station,

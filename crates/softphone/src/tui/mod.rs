@@ -53,6 +53,8 @@ pub struct Settings {
     pub server: String,
     /// The agent API is configured (agent state and dispositions).
     pub api: bool,
+    /// What became of the sound card, when one was asked for (the station's notice).
+    pub audio: Option<String>,
 }
 
 /// The phone's registration as shown.

@@ -18,6 +18,7 @@ fn app(api: bool) -> App {
         user: "1001".into(),
         server: "127.0.0.1:5060".into(),
         api,
+        audio: None,
     });
     app.phone_event(Instant::now(), &PhoneEvent::Registered { expires: 300 });
     if api {
@@ -545,6 +546,22 @@ fn the_sip_log_is_bounded() {
     }
     assert_eq!(app.sip.len(), SIP_LOG);
     assert_eq!(app.sip_lines, SIP_LOG * 3);
+}
+
+#[test]
+fn the_idle_screen_says_what_became_of_the_sound_card() {
+    let app = App::new(Settings {
+        user: "1001".into(),
+        server: "127.0.0.1:5060".into(),
+        api: false,
+        audio: Some("no sound card (no device): the phone is silent".into()),
+    });
+    let s = screen(&app, Instant::now());
+    assert!(
+        s.contains("Audio     no sound card (no device): the phone is silent"),
+        "{s}"
+    );
+    assert!(s.contains("SIP registering…"), "{s}");
 }
 
 #[test]

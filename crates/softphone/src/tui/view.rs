@@ -184,6 +184,9 @@ impl App {
                 Line::styled(" Waiting for calls.", fg(Color::DarkGray)),
                 Line::default(),
             ];
+            if let Some(audio) = &self.settings.audio {
+                lines.push(field("Audio", audio.clone()));
+            }
             if let Some(last) = &self.last {
                 let mut what = last.info.remote.clone();
                 if let Some(q) = &last.info.queue {
