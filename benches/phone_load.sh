@@ -4,6 +4,7 @@
 #   benches/phone_load.sh                         # both parts, defaults below
 #   PART=hold CONCURRENT=500,1000 TALK=20 benches/phone_load.sh
 #   PART=rate RATES=100,200,400,800 SECONDS=5 benches/phone_load.sh
+#   PART=rate RATES=2400,3200 DRIVERS=sipp,load benches/phone_load.sh
 #
 # One release server per step (queue "support" on 600, AGENTS agents ready at start, a trunk
 # for 127.0.0.1 allowed to dial 600, call records off so the figures are the call path's).
@@ -36,7 +37,8 @@ CONCURRENT="${CONCURRENT:-500,1000}"
 TALK="${TALK:-20}"
 RATES="${RATES:-100,200,400,800}"
 SECONDS_PER_STEP="${SECONDS:-5}"
-AGENTS="${AGENTS:-400}"
+AGENTS="${AGENTS:-1000}"
+DRIVERS="${DRIVERS:-sipp,load,load+media}"
 HOLD_MS="${HOLD_MS:-500}"
 PORT=26060
 export NO_COLOR=1
@@ -105,7 +107,7 @@ server_stop() {
 ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
 json() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2], {}, d))' "$1" "$2"; }
 # CPU seconds of a process run under /usr/bin/time -f '%U %S' -o FILE.
-timed() { awk '{print $1+$2}' "$1"; }
+timed() { tail -n 1 "$1" | awk '{print $1+$2}'; }
 
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(uname -sr)"
 echo "sipp: $(sipp -v 2>&1 | grep -m1 -o 'SIPp v[0-9.]*')"
@@ -144,7 +146,7 @@ if [[ ",$PART," == *",rate,"* ]]; then
   declare -A best=([sipp]=0 [load]=0 [load+media]=0) done_=([sipp]=0 [load]=0 [load+media]=0)
   for rate in ${RATES//,/ }; do
     calls=$((rate * SECONDS_PER_STEP))
-    for driver in sipp load load+media; do
+    for driver in ${DRIVERS//,/ }; do
       [ "${done_[$driver]}" = 0 ] || continue
       step="$OUT/rate-$rate-$driver"; mkdir -p "$step"
       server_start "$cfg" "$step"

@@ -672,17 +672,30 @@ pub fn run(opts: LoadOptions, mut progress: impl FnMut(&LoadReport)) -> Result<L
     let mut next_arrival = t0;
     let mut next_progress = t0 + Duration::from_secs(1);
     let mean_gap = 1.0 / opts.rate.max(0.001);
+    // Evenly spaced arrivals: exactly rate × duration calls, each at its own time (no
+    // drift from adding up gaps).
+    let fixed_calls = (opts.rate * opts.duration.as_secs_f64()).round() as u64;
     let hard_end = end_of_arrivals + opts.max_wait + opts.talk * 4 + Duration::from_secs(10);
     loop {
         let now = Instant::now();
-        while now >= next_arrival && next_arrival < end_of_arrivals {
-            run.place_call(now);
-            let gap = match opts.arrivals {
-                Spread::Fixed => mean_gap,
-                Spread::Exponential => -mean_gap * run.draw().ln(),
-                Spread::Uniform => mean_gap * (0.5 + run.draw()),
+        loop {
+            let more = match opts.arrivals {
+                Spread::Fixed => run.report.calls < fixed_calls,
+                _ => next_arrival < end_of_arrivals,
             };
-            next_arrival += Duration::from_secs_f64(gap);
+            if !more || now < next_arrival {
+                break;
+            }
+            run.place_call(now);
+            next_arrival = match opts.arrivals {
+                Spread::Fixed => t0 + Duration::from_secs_f64(run.report.calls as f64 * mean_gap),
+                Spread::Exponential => {
+                    next_arrival + Duration::from_secs_f64(-mean_gap * run.draw().ln())
+                }
+                Spread::Uniform => {
+                    next_arrival + Duration::from_secs_f64(mean_gap * (0.5 + run.draw()))
+                }
+            };
         }
         step(&mut run, now, &mut buf);
         if now >= next_progress {
@@ -690,7 +703,11 @@ pub fn run(opts: LoadOptions, mut progress: impl FnMut(&LoadReport)) -> Result<L
             progress(&run.report);
         }
         let busy = run.members.iter().any(|m| !m.agent && m.call != 0);
-        if (now >= end_of_arrivals && !busy) || now >= hard_end {
+        let arriving = match opts.arrivals {
+            Spread::Fixed => run.report.calls < fixed_calls,
+            _ => now < end_of_arrivals,
+        };
+        if (!arriving && !busy) || now >= hard_end {
             break;
         }
         std::thread::sleep(Duration::from_micros(500));

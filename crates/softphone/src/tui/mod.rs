@@ -119,6 +119,8 @@ pub enum PromptKind {
     Dial,
     /// A number to transfer the call to.
     Transfer,
+    /// A number to consult before handing the call over (attended transfer).
+    Consult,
     /// The reason for a pause.
     Pause,
     /// The disposition code of this call (the server's id).
@@ -178,6 +180,8 @@ pub struct App {
     agent_name: Option<String>,
     agent: AgentState,
     call: Option<CallView>,
+    /// The call on hold while the agent consults someone (attended transfer).
+    held_call: Option<CallView>,
     muted: bool,
     prompt: Option<Prompt>,
     /// The call whose disposition is awaited (the wrap-up).
@@ -215,6 +219,7 @@ impl App {
             agent_name: None,
             agent: AgentState::Unknown,
             call: None,
+            held_call: None,
             muted: false,
             prompt: None,
             wrap_up: None,
@@ -254,6 +259,11 @@ impl App {
     /// The call on screen.
     pub fn call(&self) -> Option<&CallView> {
         self.call.as_ref()
+    }
+
+    /// The call on hold during a consultation.
+    pub fn held_call(&self) -> Option<&CallView> {
+        self.held_call.as_ref()
     }
 
     /// The open prompt.
@@ -391,6 +401,10 @@ impl App {
                         Phase::Up { .. } => "hanging up…",
                     });
                 }
+                None if self.held_call.is_some() => {
+                    self.act(Action::Phone(Command::Hangup));
+                    self.say("hanging up the held call…");
+                }
                 None => self.warn("no call to hang up"),
             },
             'o' => match &self.call {
@@ -427,8 +441,22 @@ impl App {
                 (None, _) => self.open_prompt(PromptKind::Dial, &c.to_string()),
                 _ => self.warn("keys go to a call once it is up"),
             },
-            't' if up => self.open_prompt(PromptKind::Transfer, ""),
+            't' if up && self.held_call.is_none() => self.open_prompt(PromptKind::Transfer, ""),
             't' => self.warn("no call to transfer"),
+            'x' if up && self.held_call.is_none() => self.open_prompt(PromptKind::Consult, ""),
+            'x' if up => {
+                self.act(Action::Phone(Command::CompleteTransfer));
+                self.say("handing the caller over…");
+            }
+            'x' => self.warn("consulting needs a call that is up"),
+            'b' if self.held_call.is_some() && self.call.is_none() => {
+                self.act(Action::Phone(Command::Retrieve));
+                self.say("taking the held call back…");
+            }
+            'b' if self.held_call.is_some() => {
+                self.warn("end the consultation first (h), then b takes the caller back")
+            }
+            'b' => self.warn("no call is held"),
             'c' if phase.is_none() => self.open_prompt(PromptKind::Dial, ""),
             'c' => self.warn("already on a call"),
             'r' => {
@@ -522,7 +550,9 @@ impl App {
         let text = prompt.text.trim().to_owned();
         if text.is_empty() {
             return self.warn(match prompt.kind {
-                PromptKind::Dial | PromptKind::Transfer => "type a number, or Esc",
+                PromptKind::Dial | PromptKind::Transfer | PromptKind::Consult => {
+                    "type a number, or Esc"
+                }
                 PromptKind::Pause => "a pause needs a reason (or Esc)",
                 PromptKind::Disposition { .. } => "type a code, or Esc to skip",
             });
@@ -550,6 +580,33 @@ impl App {
                 if matches!(self.call.as_ref().map(|c| c.phase), Some(Phase::Up { .. })) {
                     self.act(Action::Phone(Command::Transfer(text.clone())));
                     self.say(format!("transferring the call to {text}…"));
+                } else {
+                    self.warn("the call is no longer up");
+                }
+            }
+            PromptKind::Consult => {
+                let up = matches!(self.call.as_ref().map(|c| c.phase), Some(Phase::Up { .. }));
+                if up && self.held_call.is_none() {
+                    self.act(Action::Phone(Command::Consult {
+                        number: text.clone(),
+                        rtp_port: 0,
+                    }));
+                    self.held_call = self.call.take().map(|mut c| {
+                        c.held = true;
+                        c
+                    });
+                    self.call = Some(CallView {
+                        info: CallInfo {
+                            remote: text.clone(),
+                            ..CallInfo::default()
+                        },
+                        phase: Phase::Calling,
+                        held: false,
+                        keyed: String::new(),
+                    });
+                    self.say(format!(
+                        "caller on hold, calling {text}… (x hands the caller over)"
+                    ));
                 } else {
                     self.warn("the call is no longer up");
                 }
@@ -635,16 +692,20 @@ impl App {
                     "the call is back from hold"
                 });
             }
-            // Only a consultation (attended transfer) holds a call aside, and the screen
-            // does not start one; these keep the screen right if one happens anyway.
             PhoneEvent::Retrieved(_) => {
-                if let Some(c) = self.call.as_mut() {
-                    c.held = false;
+                if self.call.is_none() {
+                    self.call = self.held_call.take();
                 }
-                self.say("the held call is back");
+                self.say("the held call is back (o resumes it if it stays on hold)");
             }
             PhoneEvent::HeldCallEnded { reason } => {
-                self.say(format!("the held call ended ({reason})"));
+                // The caller's call is over (handed over, or they hung up while held): it
+                // ends as any answered call does, disposition included; a consultation
+                // still up stays on screen.
+                let consultation = self.call.take();
+                self.call = self.held_call.take();
+                self.ended(now, false, 0, reason);
+                self.call = consultation;
             }
             PhoneEvent::Transfer(status) => match status {
                 100..=199 => self.say(format!("transfer under way ({status})")),
@@ -682,6 +743,16 @@ impl App {
         let Some(call) = self.call.take() else {
             return;
         };
+        if self.held_call.is_some() {
+            // The consultation ended; the caller is still on hold.
+            let how = if by_us {
+                "you ended"
+            } else {
+                "the other side ended"
+            };
+            self.say(format!("{how} the consultation: b takes the caller back"));
+            return;
+        }
         let who = if by_us { "by you" } else { "by the other side" };
         let (talk, how) = match call.phase {
             Phase::Up { since } => {

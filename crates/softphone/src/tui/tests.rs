@@ -599,3 +599,94 @@ fn every_state_fits_80_by_24_and_a_tiny_terminal_does_not_break_it() {
     let _ = screen_sized(&app, t0, 20, 5);
     let _ = screen_sized(&app, t0, 1, 1);
 }
+
+#[test]
+fn an_attended_transfer_holds_the_caller_consults_and_hands_them_over() {
+    let mut app = app(true);
+    let t0 = Instant::now();
+    answered(&mut app, t0);
+    press(&mut app, KeyCode::Char('x'));
+    typed(&mut app, "1002");
+    press(&mut app, KeyCode::Enter);
+    assert_eq!(
+        actions(&mut app),
+        [Action::Phone(Command::Consult {
+            number: "1002".into(),
+            rtp_port: 0
+        })]
+    );
+    let s = screen(&app, t0);
+    assert!(s.contains("CALLING"), "{s}");
+    assert!(
+        s.contains("On hold   Alice Smith <5551234> · support"),
+        "{s}"
+    );
+    // The colleague answers: the consultation is up, the caller still held.
+    app.phone_event(t0, &PhoneEvent::Answered(media()));
+    let s = screen(&app, t0 + Duration::from_secs(3));
+    assert!(s.contains("CONNECTED · 00:03"), "{s}");
+    assert!(s.contains("x hand the caller over"), "{s}");
+    assert!(
+        s.lines().last().unwrap().trim_end().ends_with("q quit"),
+        "{s}"
+    );
+    press(&mut app, KeyCode::Char('x'));
+    assert_eq!(
+        actions(&mut app),
+        [Action::Phone(Command::CompleteTransfer)]
+    );
+    // The server reports it done and hangs up both calls: the consultation quietly, the
+    // caller's call as an answered call (wrap-up: the disposition prompt for call 17).
+    app.phone_event(t0, &PhoneEvent::Transfer(200));
+    app.phone_event(
+        t0,
+        &PhoneEvent::Ended {
+            by_us: false,
+            status: 0,
+            reason: "the other side hung up".into(),
+        },
+    );
+    assert!(
+        app.held_call().is_some(),
+        "the caller's call is not over yet"
+    );
+    app.phone_event(
+        t0 + Duration::from_secs(5),
+        &PhoneEvent::HeldCallEnded {
+            reason: "the other side hung up".into(),
+        },
+    );
+    assert!(app.call().is_none() && app.held_call().is_none());
+    assert_eq!(app.wrap_up(), Some(17));
+    let s = screen(&app, t0 + Duration::from_secs(5));
+    assert!(s.contains("Disposition"), "{s}");
+}
+
+#[test]
+fn a_consultation_that_ends_leaves_the_caller_held_until_b_takes_them_back() {
+    let mut app = app(false);
+    let t0 = Instant::now();
+    answered(&mut app, t0);
+    press(&mut app, KeyCode::Char('x'));
+    typed(&mut app, "1002");
+    press(&mut app, KeyCode::Enter);
+    let _ = actions(&mut app);
+    app.phone_event(
+        t0,
+        &PhoneEvent::Ended {
+            by_us: false,
+            status: 486,
+            reason: "Busy Here".into(),
+        },
+    );
+    let s = screen(&app, t0);
+    assert!(s.contains("b takes the caller back"), "{s}");
+    assert!(s.contains("On hold   Alice Smith"), "{s}");
+    press(&mut app, KeyCode::Char('b'));
+    assert_eq!(actions(&mut app), [Action::Phone(Command::Retrieve)]);
+    app.phone_event(t0, &PhoneEvent::Retrieved(media()));
+    app.phone_event(t0, &PhoneEvent::Held(false));
+    let c = app.call().expect("the caller is back");
+    assert_eq!(c.info.remote, "5551234");
+    assert!(!c.held && app.held_call().is_none());
+}

@@ -10,7 +10,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Paragraph};
 use ratatui::Frame;
 
-use super::{clock, AgentState, App, Phase, PromptKind, Registration};
+use super::{clock, AgentState, App, CallView, Phase, PromptKind, Registration};
 use crate::station::TracedMessage;
 
 /// The width of the labels in the call panel.
@@ -137,12 +137,24 @@ impl App {
     }
 
     fn who(&self) -> String {
-        match &self.call {
-            Some(c) => match &c.info.display {
-                Some(d) if !d.is_empty() => format!("{d} <{}>", c.info.remote),
-                _ => c.info.remote.clone(),
-            },
-            None => String::new(),
+        self.call
+            .as_ref()
+            .map(|c| self.who_of(c))
+            .unwrap_or_default()
+    }
+
+    fn who_of(&self, c: &CallView) -> String {
+        match &c.info.display {
+            Some(d) if !d.is_empty() => format!("{d} <{}>", c.info.remote),
+            _ => c.info.remote.clone(),
+        }
+    }
+
+    /// The held call in one field: who, and their queue.
+    fn held_line(&self, h: &CallView) -> String {
+        match &h.info.queue {
+            Some(q) => format!("{} · {q}", self.who_of(h)),
+            None => self.who_of(h),
         }
     }
 
@@ -184,6 +196,9 @@ impl App {
                 Line::styled(" Waiting for calls.", fg(Color::DarkGray)),
                 Line::default(),
             ];
+            if let Some(h) = &self.held_call {
+                lines.push(field("On hold", self.held_line(h)));
+            }
             if let Some(audio) = &self.settings.audio {
                 lines.push(field("Audio", audio.clone()));
             }
@@ -250,6 +265,9 @@ impl App {
         }
         if !c.keyed.is_empty() {
             lines.push(field("Keyed", c.keyed.clone()));
+        }
+        if let Some(h) = &self.held_call {
+            lines.push(field("On hold", self.held_line(h)));
         }
         lines.push(Line::default());
         match c.phase {
@@ -350,6 +368,7 @@ impl App {
             let label = match p.kind {
                 PromptKind::Dial => " Call number: ".to_owned(),
                 PromptKind::Transfer => " Transfer to: ".to_owned(),
+                PromptKind::Consult => " Consult (caller on hold): ".to_owned(),
                 PromptKind::Pause => " Pause reason: ".to_owned(),
                 PromptKind::Disposition { call } => format!(" Disposition code (call {call}): "),
             };
@@ -382,6 +401,7 @@ impl App {
                 PromptKind::Disposition { .. } => vec![("Enter", "save"), ("Esc", "skip")],
                 PromptKind::Dial => vec![("Enter", "call"), ("Esc", "cancel")],
                 PromptKind::Transfer => vec![("Enter", "transfer"), ("Esc", "cancel")],
+                PromptKind::Consult => vec![("Enter", "consult"), ("Esc", "cancel")],
                 PromptKind::Pause => vec![("Enter", "pause"), ("Esc", "cancel")],
             }
         } else {
@@ -396,12 +416,26 @@ impl App {
                 Some(Phase::Calling | Phase::Alerting) => {
                     vec![("h", "give up"), ("m", "mute"), ("s", "SIP"), ("q", "quit")]
                 }
+                Some(Phase::Up { .. }) if self.held_call.is_some() => vec![
+                    ("x", "hand the caller over"),
+                    ("h", "end consultation"),
+                    ("m", if self.muted { "unmute" } else { "mute" }),
+                    ("0-9*#", "keys"),
+                    ("s", "SIP"),
+                    ("q", "quit"),
+                ],
                 Some(Phase::Up { .. }) => vec![
                     ("h", "hang up"),
                     ("o", if held { "resume" } else { "hold" }),
                     ("m", if self.muted { "unmute" } else { "mute" }),
                     ("0-9*#", "keys"),
                     ("t", "transfer"),
+                    ("x", "consult"),
+                    ("q", "quit"),
+                ],
+                None if self.held_call.is_some() => vec![
+                    ("b", "back to the caller"),
+                    ("h", "hang up the caller"),
                     ("s", "SIP"),
                     ("q", "quit"),
                 ],
