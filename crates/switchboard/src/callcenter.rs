@@ -2679,6 +2679,8 @@ schedule = "office"
             ("queues.toml", "", blocks[0]),
             ("agents.toml", "", blocks[1]),
             ("ivr.toml", "", blocks[2]),
+            // As the example says: the demo agent login names one of its agents.
+            ("users.toml", "agent = \"1001\"", "agent = \"Ana\""),
         ]);
         assert_eq!(f.errors(), "");
         let c = crate::config::load(&f.0, None).unwrap();
