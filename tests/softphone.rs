@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::phone::{classify, read_wav};
 use common::{demo_password, Server, ServerConfig, SippRun};
 use softphone::audio::Source;
-use softphone::phone::{run, Options};
+use softphone::phone::{run, Options, Summary};
 
 fn options(server: &Server, user: u32) -> Options {
     Options {
@@ -393,26 +393,38 @@ fn a_call_given_up_while_it_rings_is_cancelled_on_both_sides() {
     assert_eq!(rows[0].outcome, "abandoned", "{rows:?}");
 }
 
+/// The phone calls 600 straight at a SIPp peer playing `scenario` (no registration), with
+/// the options `tweak` makes: what the phone reported and how the peer's scenario went.
+fn call_peer(
+    scenario: &str,
+    tweak: impl FnOnce(Options) -> Options,
+) -> (Summary, common::SippOutcome) {
+    // (The server only lends the peer its directory and log.)
+    let server = Server::start(&ServerConfig::default());
+    let port = common::free_port();
+    let peer = SippRun::new(&server, scenario)
+        .listen_port(port)
+        .timeout_s(30)
+        .media_port()
+        .spawn();
+    let s = run(tweak(Options {
+        server: format!("127.0.0.1:{port}").parse().unwrap(),
+        register: false,
+        dial: Some("600".into()),
+        ..options(&server, 1001)
+    }));
+    (s, peer.wait())
+}
+
 /// A peer that answers late (the phone retransmits its INVITE), sends its 200 OK twice (the
 /// phone acknowledges both), puts the phone on hold with a re-INVITE (answered recvonly,
 /// and the phone stops sending), sends a BYE of no dialog (481) and then the real BYE.
 #[test]
 fn the_phone_handles_a_late_answer_a_repeated_200_a_peers_hold_and_a_stray_bye() {
-    let server = Server::start(&ServerConfig::default());
-    let port = common::free_port();
-    let peer = SippRun::new(&server, "peers/awkward_uas.xml")
-        .listen_port(port)
-        .timeout_s(30)
-        .media_port()
-        .spawn();
-    let s = run(Options {
-        server: format!("127.0.0.1:{port}").parse().unwrap(),
-        register: false,
-        dial: Some("600".into()),
+    let (s, done) = call_peer("peers/awkward_uas.xml", |o| Options {
         source: Source::Tone(440.0),
-        ..options(&server, 1001)
+        ..o
     });
-    let done = peer.wait();
     assert_eq!(done.successful(), 1, "{}\n{s:?}", done.diagnostics());
     assert_eq!(s.error, None, "{s:?}");
     assert!(
@@ -428,23 +440,35 @@ fn the_phone_handles_a_late_answer_a_repeated_200_a_peers_hold_and_a_stray_bye()
 /// phone acknowledges the answer and hangs up the call it no longer wants.
 #[test]
 fn a_200_that_crosses_the_phones_cancel_gets_an_ack_and_a_bye() {
-    let server = Server::start(&ServerConfig::default());
-    let port = common::free_port();
-    let peer = SippRun::new(&server, "peers/cancel_crossing_uas.xml")
-        .listen_port(port)
-        .timeout_s(30)
-        .media_port()
-        .spawn();
-    let s = run(Options {
-        server: format!("127.0.0.1:{port}").parse().unwrap(),
-        register: false,
-        dial: Some("600".into()),
+    let (s, done) = call_peer("peers/cancel_crossing_uas.xml", |o| Options {
         cancel_after: Some(Duration::from_millis(500)),
-        ..options(&server, 1001)
+        ..o
     });
-    let done = peer.wait();
     assert_eq!(done.successful(), 1, "{}\n{s:?}", done.diagnostics());
     assert!(!s.answered && s.refused == 487, "{s:?}");
+}
+
+/// Agent 1001 runs `agent` (sending 1 kHz) and colleague 1002 waits (700 Hz); a caller
+/// (440 Hz, recording `caller.wav` in the server's directory) calls the queue and hangs up
+/// after `secs`. What the three reported.
+fn hand_over(server: &Server, agent: Options, secs: u64) -> (Summary, Summary, Summary) {
+    let colleague_opts = Options {
+        source: Source::Tone(700.0),
+        ..options(server, 1002)
+    };
+    let agent = std::thread::spawn(move || run(agent));
+    let colleague = std::thread::spawn(move || run(colleague_opts));
+    common::wait_until(Duration::from_secs(10), "both phones register", || {
+        server.log().matches("binding added").count() >= 2
+    });
+    let caller = run(Options {
+        dial: Some("600".into()),
+        source: Source::Tone(440.0),
+        record: Some(server.dir().join("caller.wav")),
+        hangup_after: Some(Duration::from_secs(secs)),
+        ..options(server, 1006)
+    });
+    (agent.join().unwrap(), colleague.join().unwrap(), caller)
 }
 
 /// The agent mutes for a second (the caller hears silence, then the agent again), then
@@ -463,24 +487,7 @@ fn the_agent_mutes_then_transfers_the_caller_from_the_phone() {
         keepalive: Some(Duration::from_millis(200)),
         ..options(&server, 1001)
     };
-    let colleague_opts = Options {
-        source: Source::Tone(700.0),
-        ..options(&server, 1002)
-    };
-    let agent = std::thread::spawn(move || run(agent_opts));
-    let colleague = std::thread::spawn(move || run(colleague_opts));
-    common::wait_until(Duration::from_secs(10), "both phones register", || {
-        server.log().matches("binding added").count() >= 2
-    });
-    let caller = run(Options {
-        dial: Some("600".into()),
-        source: Source::Tone(440.0),
-        record: Some(dir.join("caller.wav")),
-        hangup_after: Some(Duration::from_secs(7)),
-        ..options(&server, 1006)
-    });
-    let agent = agent.join().unwrap();
-    let colleague = colleague.join().unwrap();
+    let (agent, colleague, caller) = hand_over(&server, agent_opts, 7);
     let log = server.log();
     assert_eq!(caller.error, None, "{caller:?}\n{log}");
     assert_eq!(agent.error, None, "{agent:?}\n{log}");
@@ -572,24 +579,7 @@ fn the_agent_consults_a_colleague_then_hands_the_caller_over() {
         record: Some(dir.join("agent.wav")),
         ..options(&server, 1001)
     };
-    let colleague_opts = Options {
-        source: Source::Tone(700.0),
-        ..options(&server, 1002)
-    };
-    let agent = std::thread::spawn(move || run(agent_opts));
-    let colleague = std::thread::spawn(move || run(colleague_opts));
-    common::wait_until(Duration::from_secs(10), "both phones register", || {
-        server.log().matches("binding added").count() >= 2
-    });
-    let caller = run(Options {
-        dial: Some("600".into()),
-        source: Source::Tone(440.0),
-        record: Some(dir.join("caller.wav")),
-        hangup_after: Some(Duration::from_secs(8)),
-        ..options(&server, 1006)
-    });
-    let agent = agent.join().unwrap();
-    let colleague = colleague.join().unwrap();
+    let (agent, colleague, caller) = hand_over(&server, agent_opts, 8);
     let log = server.log();
     assert_eq!(agent.error, None, "{agent:?}\n{log}");
     assert!(agent.consulted, "{agent:?}");

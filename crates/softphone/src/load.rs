@@ -18,7 +18,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use sip::endpoint::{CallAuthConfig, SecurityConfig, SipEvent};
+use sip::endpoint::SipEvent;
 use sip::transaction::TxId;
 use sip::{Endpoint, EndpointConfig, Flow, Transport};
 
@@ -604,19 +604,9 @@ pub fn run(opts: LoadOptions, mut progress: impl FnMut(&LoadReport)) -> Result<L
         rtp.push(s);
     }
     let cfg = EndpointConfig {
-        via_host: contact.to_string(),
-        security: SecurityConfig {
-            rate_limit: None,
-            ..Default::default()
-        },
-        calls: CallAuthConfig {
-            trunks: Vec::new(),
-            challenge: false,
-        },
-        accept_notify: true,
+        // Thousands of phones' transactions in one endpoint.
         max_transactions: 1 << 20,
-        seed: opts.seed,
-        ..Default::default()
+        ..crate::ua::endpoint_config(contact.to_string(), opts.seed)
     };
     let mut run = Run {
         ep: Endpoint::new(cfg, HashMap::new(), start),

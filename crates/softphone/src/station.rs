@@ -10,9 +10,8 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
 use std::time::{Duration, Instant, SystemTime};
 
-use sip::endpoint::{CallAuthConfig, SecurityConfig};
 use sip::parse::{Framed, StreamFramer};
-use sip::{ConnId, Endpoint, EndpointConfig, Flow, Transport};
+use sip::{ConnId, Endpoint, Flow, Transport};
 
 use crate::audio::Source;
 use crate::stream::Stream;
@@ -169,20 +168,7 @@ impl Station {
             (SipSocket::Udp(s), local, flow)
         };
         let seed = seed();
-        let ep_cfg = EndpointConfig {
-            via_host: contact.to_string(),
-            security: SecurityConfig {
-                rate_limit: None,
-                ..Default::default()
-            },
-            calls: CallAuthConfig {
-                trunks: Vec::new(),
-                challenge: false,
-            },
-            accept_notify: true,
-            seed,
-            ..Default::default()
-        };
+        let ep_cfg = crate::ua::endpoint_config(contact.to_string(), seed);
         let media_addr = match cfg.local {
             IpAddr::V4(a) => a,
             IpAddr::V6(_) => Ipv4Addr::LOCALHOST,

@@ -1337,6 +1337,26 @@ impl Phone {
     }
 }
 
+/// The `sip::Endpoint` settings of a phone (or of many phones sharing one endpoint) whose
+/// Via host is `via_host`: no registrar, no rate limit, no challenge of what comes in,
+/// unsolicited NOTIFYs accepted.
+pub fn endpoint_config(via_host: String, seed: u64) -> sip::EndpointConfig {
+    sip::EndpointConfig {
+        via_host,
+        security: sip::endpoint::SecurityConfig {
+            rate_limit: None,
+            ..Default::default()
+        },
+        calls: sip::endpoint::CallAuthConfig {
+            trunks: Vec::new(),
+            challenge: false,
+        },
+        accept_notify: true,
+        seed,
+        ..Default::default()
+    }
+}
+
 /// Our direction in an answer to an offer of `offered`, on hold ourselves or not (RFC 3264
 /// §6.1): a sendonly offer (they hold us) is answered recvonly, and so on; while we hold,
 /// we do not receive.
