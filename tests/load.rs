@@ -66,6 +66,7 @@ fn the_load_mode_places_calls_that_all_reach_agents_with_audio_both_ways() {
         "{report:?}\n{log}"
     );
     assert!(report.peak_concurrent >= 3, "{report:?}");
+    assert_eq!(report.agents_not_hearing, 0, "{report:?}");
     // About 1.5 s of audio each way per call, none lost on loopback.
     assert!(report.rtp_received > 12 * 2 * 50, "{report:?}");
     assert_eq!(report.rtp_lost, 0, "{report:?}");

@@ -128,6 +128,9 @@ pub struct LoadReport {
     pub failures: HashMap<String, u64>,
     /// Calls still up when the run ended (none when it ended cleanly).
     pub unfinished: u64,
+    /// Agents whose call ended without their having heard the caller (the call is counted
+    /// on the caller's side; this says the audio failed towards the agent).
+    pub agents_not_hearing: u64,
     /// INVITE to 200 OK (the queue answers), milliseconds.
     pub setup_ms: Percentiles,
     /// INVITE to the first packet of the agent's voice at the caller, milliseconds.
@@ -171,7 +174,8 @@ const HEARD: u32 = 10;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Action {
     Register(usize),
-    Answer(usize),
+    /// Answer the agent's call that rang as their `n`th.
+    Answer(usize, u64),
     HangUp(usize, u64),
     GiveUp(usize, u64),
 }
@@ -191,6 +195,8 @@ struct Member {
     connected: bool,
     connected_at: Option<Instant>,
     registered: bool,
+    /// We hung up (the talk time was over, or the caller gave up): no failure of its own.
+    gave_up: bool,
 }
 
 struct Run {
@@ -289,6 +295,7 @@ impl Run {
             connected: false,
             connected_at: None,
             registered: false,
+            gave_up: false,
         });
         self.by_user.insert(user, i);
         i
@@ -319,7 +326,11 @@ impl Run {
             PhoneEvent::RegistrationFailed(_) => self.report.registration_failures += 1,
             PhoneEvent::Incoming(_) if agent => {
                 let at = now + self.opts.answer_after;
-                self.timers.push(std::cmp::Reverse((at, Action::Answer(i))));
+                // Agents count their calls in `call` (callers number theirs in the run).
+                self.members[i].call += 1;
+                let n = self.members[i].call;
+                self.timers
+                    .push(std::cmp::Reverse((at, Action::Answer(i, n))));
             }
             PhoneEvent::Answered(m) => {
                 let m_ = &mut self.members[i];
@@ -382,11 +393,13 @@ impl Run {
             let heard = std::mem::take(&mut m.heard);
             m.heard_at = None;
             if self.opts.media && stream.is_some() && heard < HEARD {
-                self.fail("the agent never heard the caller");
+                // The caller's side counts the call; this says which way the audio failed.
+                self.report.agents_not_hearing += 1;
             }
             return;
         }
         let connected = std::mem::take(&mut m.connected);
+        let gave_up = std::mem::take(&mut m.gave_up);
         if let (true, Some(t)) = (connected, m.connected_at.take()) {
             self.report.call_s += t.elapsed().as_secs_f64();
         }
@@ -409,7 +422,9 @@ impl Run {
                 }
             }
             (true, false) => self.fail("cut off before the caller hung up"),
-            (false, true) => {} // gave up: counted when the timer fired
+            // Gave up: counted when the timer fired.
+            (false, true) if gave_up => {}
+            (false, true) => self.fail(&format!("given up by the phone ({status})")),
             (false, false) if status == 0 => self.fail("hung up on before reaching an agent"),
             (false, false) => self.fail(&format!("refused {status}")),
         }
@@ -446,12 +461,18 @@ impl Run {
     fn fire(&mut self, now: Instant, action: Action) {
         match action {
             Action::Register(i) => self.command(now, i, Command::Register),
-            Action::Answer(i) => {
-                let port = self.rtp_ports[self.members[i].rtp];
+            Action::Answer(i, n) => {
+                // Only the call that rang for this timer, if it still rings.
+                let m = &self.members[i];
+                if m.call != n || m.phone.call().is_none() || m.phone.in_call() {
+                    return;
+                }
+                let port = self.rtp_ports[m.rtp];
                 self.command(now, i, Command::Answer { rtp_port: port });
             }
             Action::HangUp(i, call) => {
                 if self.members[i].call == call {
+                    self.members[i].gave_up = true;
                     self.command(now, i, Command::Hangup);
                 }
             }
@@ -459,6 +480,7 @@ impl Run {
                 let m = &self.members[i];
                 if m.call == call && !m.connected {
                     self.fail("never reached an agent");
+                    self.members[i].gave_up = true;
                     self.command(now, i, Command::Hangup);
                 }
             }
@@ -706,6 +728,13 @@ pub fn run(opts: LoadOptions, mut progress: impl FnMut(&LoadReport)) -> Result<L
     for i in 0..run.members.len() {
         if !run.members[i].agent && run.members[i].call != 0 {
             run.report.unfinished += 1;
+            // Counted as unfinished, not again as completed or failed.
+            let m = &mut run.members[i];
+            if std::mem::take(&mut m.connected) {
+                m.connected_at = None;
+                run.connected -= 1;
+            }
+            m.gave_up = true;
             let now = Instant::now();
             run.command(now, i, Command::Hangup);
         }

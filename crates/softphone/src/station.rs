@@ -248,6 +248,12 @@ impl Station {
             None if matches!(cmd, Command::Consult { .. }) => 1 - self.sock,
             None => 0,
         };
+        if matches!(
+            cmd,
+            Command::Dial { .. } | Command::Answer { .. } | Command::Consult { .. }
+        ) {
+            self.next_sock = free;
+        }
         let cmd = match cmd {
             Command::Dial { number, .. } => Command::Dial {
                 number,
@@ -272,7 +278,6 @@ impl Station {
             }
             other => other,
         };
-        self.next_sock = free;
         self.phone.command(Instant::now(), &mut self.ep, cmd);
         self.flush();
     }
@@ -355,6 +360,8 @@ impl Station {
             self.phone.handle(Instant::now(), &mut self.ep, ev);
         }
         self.flush();
+        // (One phone per endpoint here: its transactions need no map.)
+        self.phone.drain_sent().for_each(drop);
         let mut events = Vec::new();
         while let Some(ev) = self.phone.poll_event() {
             match &ev {

@@ -47,6 +47,8 @@ struct Playout {
     next: Option<u64>,
     /// When playing starts (the first packet's arrival plus the depth).
     start: Option<Instant>,
+    /// The sender (SSRC) being played: another one starts the buffer again.
+    ssrc: Option<u32>,
     decoded: VecDeque<i16>,
     scratch: Vec<i16>,
 }
@@ -59,13 +61,20 @@ impl Playout {
             pending: BTreeMap::new(),
             next: None,
             start: None,
+            ssrc: None,
             decoded: VecDeque::new(),
             scratch: Vec::new(),
         }
     }
 
-    /// An audio payload with timestamp `ts` arrived; `false` when it came too late to play.
-    fn push(&mut self, now: Instant, ts: u32, payload: &[u8]) -> bool {
+    /// An audio payload with timestamp `ts` from `ssrc` arrived; `false` when it came too
+    /// late to play.
+    fn push(&mut self, now: Instant, ssrc: u32, ts: u32, payload: &[u8]) -> bool {
+        if self.ssrc.is_some_and(|s| s != ssrc) {
+            // A new sender (the call moved): its timestamps start afresh.
+            self.reset();
+        }
+        self.ssrc = Some(ssrc);
         let Some(next) = self.next else {
             self.next = Some(u64::from(ts) + (1 << 32));
             self.start = Some(now + self.depth);
@@ -95,10 +104,17 @@ impl Playout {
     }
 
     fn restart(&mut self, now: Instant, ts: u32, payload: &[u8]) {
+        self.reset();
+        let _ = self.push(now, self.ssrc.unwrap_or(0), ts, payload);
+    }
+
+    /// Forget the stream: the next packet anchors the playout again (what is decoded
+    /// already still plays).
+    fn reset(&mut self) {
         self.pending.clear();
         self.next = None;
         self.start = None;
-        let _ = self.push(now, ts, payload);
+        self.ssrc = None;
     }
 
     /// The next 20 ms to play (silence before the first packet is due and where packets
@@ -107,6 +123,14 @@ impl Playout {
         if self.start.is_some_and(|s| now >= s) {
             while self.decoded.len() < SAMPLES_PER_PACKET {
                 let Some(next) = self.next else { break };
+                // Whatever the playout point passed cannot be played any more.
+                if self
+                    .pending
+                    .first_key_value()
+                    .is_some_and(|(&k, _)| k < next)
+                {
+                    self.pending = self.pending.split_off(&next);
+                }
                 match self.pending.remove(&next) {
                     Some(p) => {
                         self.scratch.clear();
@@ -263,12 +287,16 @@ impl Stream {
             }
             let behind = (now - self.next).as_millis() as u64 / 20;
             if behind > MAX_CATCH_UP {
-                // The driver stalled: skip ahead rather than burst.
+                // The driver stalled (or the stream was parked): skip ahead rather than
+                // burst. A digit being keyed keeps its timestamp; the playout starts again
+                // from the next packet instead of lagging by the stall.
                 self.frames += behind;
-                self.pk.skip((behind * SAMPLES_PER_PACKET as u64) as u32);
+                if self.keying.is_none() {
+                    self.pk.skip((behind * SAMPLES_PER_PACKET as u64) as u32);
+                }
                 self.next += FRAME * behind as u32;
-                for _ in 0..behind.min(50) {
-                    self.play(now);
+                if let Some(p) = self.playout.as_mut() {
+                    p.reset();
                 }
             }
             self.frames += 1;
@@ -378,7 +406,7 @@ impl Stream {
         }
         let audio = self.rx.packet(&h, data, self.event_pt, arrival_s);
         if let (Some(payload), Some(p)) = (audio, self.playout.as_mut()) {
-            if !p.push(now, h.timestamp, payload) {
+            if !p.push(now, h.ssrc, h.timestamp, payload) {
                 self.late += 1;
             }
         }
@@ -430,16 +458,17 @@ mod tests {
             Some(Duration::from_millis(60)),
         );
         let p = packets(6);
-        // Arrival order 0 2 1 4 3 5 within the buffer's depth.
-        for (k, i) in [0usize, 2, 1, 4, 3, 5].into_iter().enumerate() {
-            s.receive(t0 + Duration::from_millis(k as u64 * 20), &p[i], 0.0);
-        }
+        // Arrival order 0 2 1 4 3 5 within the buffer's depth, one every 20 ms, played as
+        // the sender's clock ticks.
+        let order = [0usize, 2, 1, 4, 3, 5];
         let mut out = Vec::new();
-        let _ = s.poll_transmit(t0 + Duration::from_millis(400), &mut out);
-        while s
-            .poll_transmit(t0 + Duration::from_millis(400), &mut out)
-            .is_some()
-        {}
+        for k in 0..20u32 {
+            let at = t0 + FRAME * k;
+            if let Some(&i) = order.get(k as usize) {
+                s.receive(at, &p[i], 0.0);
+            }
+            while s.poll_transmit(at, &mut out).is_some() {}
+        }
         let levels: Vec<i16> =
             s.rx.samples
                 .chunks(SAMPLES_PER_PACKET)
@@ -473,6 +502,44 @@ mod tests {
         s.receive(t0 + Duration::from_millis(61), &p[1], 0.0);
         assert_eq!(s.late, 1);
         assert_eq!(s.rx.packets, 2);
+    }
+
+    /// A transfer moves the call: packets of the old and the new sender, at timestamps
+    /// that do not line up, arrive together. The buffer starts again on the new sender and
+    /// plays it (it used to be able to step past a waiting packet and underflow).
+    #[test]
+    fn a_new_sender_with_unaligned_timestamps_restarts_the_buffer() {
+        let t0 = Instant::now();
+        let mut s = Stream::new(t0, 1, &media(Law::Mu), Source::Silence, Some(FRAME));
+        let old = packets(4);
+        let mut new = Vec::new();
+        let mut pk = Packetizer::new(99, 7, 1000 + 80); // half a frame off the old stream
+        for i in 0..20 {
+            let pcm = [3000i16; SAMPLES_PER_PACKET];
+            let mut codes = Vec::new();
+            Law::Mu.encode_into(&pcm, &mut codes);
+            let mut out = Vec::new();
+            pk.packet(0, &codes, &mut out);
+            new.push(out);
+            let _ = i;
+        }
+        let mut out = Vec::new();
+        for (k, (o, n)) in old.iter().zip(&new).enumerate() {
+            let at = t0 + FRAME * k as u32;
+            s.receive(at, o, 0.0);
+            s.receive(at, n, 0.0);
+            while s.poll_transmit(at, &mut out).is_some() {}
+        }
+        for k in 4..20u32 {
+            let at = t0 + FRAME * k;
+            s.receive(at, &new[k as usize], 0.0);
+            while s.poll_transmit(at, &mut out).is_some() {}
+        }
+        let loud = s.rx.samples.iter().filter(|v| v.abs() > 2500).count();
+        assert!(
+            loud >= 10 * SAMPLES_PER_PACKET,
+            "the new sender is heard: {loud}"
+        );
     }
 
     #[test]

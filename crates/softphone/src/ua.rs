@@ -204,8 +204,14 @@ struct Call {
     /// Our re-INVITE in flight: transaction, CSeq, whether it puts the call on hold.
     reinvite: Option<(TxId, u32, bool)>,
     refer: Option<TxId>,
-    /// The ACK for the 2xx of our INVITE, for its retransmissions.
-    ack: Option<(TxId, Request)>,
+    /// The ACKs for the 2xx of our INVITE and re-INVITEs, for their retransmissions (the
+    /// last few).
+    acks: Vec<(TxId, Request)>,
+    /// The server transaction of the INVITE we answered (its 2xx awaits an ACK).
+    answered: Option<TxId>,
+    /// A hold or resume wanted while a re-INVITE was in flight (or refused with 491), and
+    /// when to try it.
+    want: Option<(bool, Option<Instant>)>,
 }
 
 #[derive(Debug)]
@@ -218,6 +224,8 @@ struct Registration {
     registered: bool,
     /// When to register again (refresh, or retry after a failure).
     again_at: Option<Instant>,
+    /// Unregister once the REGISTER in flight is answered.
+    unregister_after: bool,
 }
 
 /// One phone.
@@ -277,6 +285,7 @@ impl Phone {
                 asking: 0,
                 registered: false,
                 again_at: None,
+                unregister_after: false,
             },
             call: None,
             parked: None,
@@ -354,10 +363,16 @@ impl Phone {
 
     /// When [`Phone::handle_timeout`] wants to run next.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        [self.reg.again_at, self.ping_at]
-            .into_iter()
-            .flatten()
-            .min()
+        let retry = |c: &Option<Call>| c.as_ref().and_then(|c| c.want).and_then(|(_, at)| at);
+        [
+            self.reg.again_at,
+            self.ping_at,
+            retry(&self.call),
+            retry(&self.parked),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Timers: registration refresh or retry, keep-alives.
@@ -372,6 +387,26 @@ impl Phone {
         }
         self.gone
             .retain(|&(_, t)| now.duration_since(t) < Duration::from_secs(32));
+        // A hold or resume refused with 491, tried again.
+        for parked in [false, true] {
+            if parked {
+                std::mem::swap(&mut self.call, &mut self.parked);
+            }
+            let due = self
+                .call
+                .as_ref()
+                .and_then(|c| c.want)
+                .and_then(|(w, at)| at.filter(|t| *t <= now).map(|_| w));
+            if let Some(w) = due {
+                if let Some(c) = self.call.as_mut() {
+                    c.want = None;
+                }
+                self.hold(now, ep, w);
+            }
+            if parked {
+                std::mem::swap(&mut self.call, &mut self.parked);
+            }
+        }
     }
 
     fn token(&mut self) -> String {
@@ -459,11 +494,25 @@ impl Phone {
                 info,
                 ..
             }) if self.parked.is_some() => {
+                // Inside a URI header (RFC 3261 §19.1.1): all but unreserved escaped.
                 let esc = |s: &str| {
-                    s.replace('%', "%25")
-                        .replace(';', "%3B")
-                        .replace('=', "%3D")
-                        .replace('@', "%40")
+                    s.bytes()
+                        .map(|b| match b {
+                            b'A'..=b'Z'
+                            | b'a'..=b'z'
+                            | b'0'..=b'9'
+                            | b'-'
+                            | b'_'
+                            | b'.'
+                            | b'!'
+                            | b'~'
+                            | b'*'
+                            | b'\''
+                            | b'('
+                            | b')' => (b as char).to_string(),
+                            _ => format!("%{b:02X}"),
+                        })
+                        .collect::<String>()
                 };
                 format!(
                     "<sip:{}@{}?Replaces={}%3Bto-tag%3D{}%3Bfrom-tag%3D{}>",
@@ -531,8 +580,9 @@ impl Phone {
             SipEvent::Response { tx, .. } | SipEvent::Timeout { tx } => {
                 p.reinvite.is_some_and(|(t, _, _)| t == *tx)
                     || p.refer == Some(*tx)
-                    || p.ack.as_ref().is_some_and(|(t, _)| t == tx)
+                    || p.acks.iter().any(|(t, _)| t == tx)
             }
+            SipEvent::AckTimeout { tx } => p.answered == Some(*tx),
             SipEvent::Request { request, .. } => {
                 matches!(&p.state, State::Up { dialog } if dialog.matches(request))
             }
@@ -544,6 +594,10 @@ impl Phone {
 
     fn register(&mut self, now: Instant, ep: &mut Endpoint, expires: u32) {
         if self.reg.tx.is_some() {
+            // One REGISTER at a time; a removal asked for meanwhile follows it.
+            if expires == 0 {
+                self.reg.unregister_after = true;
+            }
             return;
         }
         let tag = self.token();
@@ -680,7 +734,9 @@ impl Phone {
             held: false,
             reinvite: None,
             refer: None,
-            ack: None,
+            acks: Vec::new(),
+            answered: None,
+            want: None,
         });
     }
 
@@ -729,6 +785,7 @@ impl Phone {
         match Dialog::uas(invite, tag, flow) {
             Ok(dialog) => {
                 call.state = State::Up { dialog };
+                call.answered = Some(tx);
                 let sending = local.direction.sends() && n.remote.is_some();
                 call.local = Some(local);
                 call.negotiated = Some(n);
@@ -812,7 +869,12 @@ impl Phone {
         let State::Up { dialog } = &mut call.state else {
             return;
         };
-        if call.reinvite.is_some() || call.held == on {
+        if call.reinvite.is_some() {
+            // After the one in flight.
+            call.want = Some((on, None));
+            return;
+        }
+        if call.held == on {
             return;
         }
         let Some(local) = call.local.as_mut() else {
@@ -903,9 +965,9 @@ impl Phone {
                     });
                 }
             }
-            SipEvent::AckTimeout { .. } => {
-                // Our 200 was never acknowledged: end the call (RFC 3261 §13.3.1.4).
-                if self.in_call() {
+            SipEvent::AckTimeout { tx } => {
+                // Our 200 was never acknowledged: end that call (RFC 3261 §13.3.1.4).
+                if self.call.as_ref().is_some_and(|c| c.answered == Some(tx)) {
                     self.hang_up(now, ep);
                 }
             }
@@ -923,10 +985,14 @@ impl Phone {
         let Some(call) = self.call.as_mut() else {
             return;
         };
-        if matches!(&call.state, State::Calling { tx: t, .. } if *t == tx) {
+        if let State::Calling { tx: t, give_up, .. } = &call.state {
+            if *t != tx {
+                return;
+            }
+            let by_us = *give_up;
             self.call = None;
             self.events.push_back(PhoneEvent::Ended {
-                by_us: false,
+                by_us,
                 status: 408,
                 reason: "no answer from the server".into(),
             });
@@ -944,6 +1010,10 @@ impl Phone {
         if self.reg.tx.as_ref().is_some_and(|(t, _, _)| *t == tx) {
             if resp.status >= 200 {
                 self.on_register_response(now, ep, resp);
+                if self.reg.tx.is_none() && std::mem::take(&mut self.reg.unregister_after) {
+                    self.reg.again_at = None;
+                    self.register(now, ep, 0);
+                }
             }
             return;
         }
@@ -970,10 +1040,13 @@ impl Phone {
         let Some(call) = self.call.as_mut() else {
             return;
         };
-        if let Some((ack_tx, ack)) = &call.ack {
-            if *ack_tx == tx && (200..300).contains(&resp.status) {
+        if (200..300).contains(&resp.status) {
+            if let Some((_, ack)) = call.acks.iter().find(|(t, _)| *t == tx) {
                 // A retransmitted 2xx: our ACK was lost.
-                let flow = self.acct.server;
+                let flow = match &call.state {
+                    State::Up { dialog } => dialog.flow,
+                    _ => self.acct.server,
+                };
                 ep.send_stateless_request(now, flow, ack.clone());
                 return;
             }
@@ -990,7 +1063,11 @@ impl Phone {
             };
             if (200..300).contains(&resp.status) {
                 let ack = dialog.ack(cseq);
-                ep.send_stateless_request(now, dialog.flow, ack);
+                ep.send_stateless_request(now, dialog.flow, ack.clone());
+                call.acks.push((tx, ack));
+                if call.acks.len() > 4 {
+                    call.acks.remove(0);
+                }
                 call.held = going;
                 if let Ok(n) = SessionDescription::parse(&resp.body).and_then(|sd| negotiate(&sd)) {
                     call.negotiated = Some(n);
@@ -1004,12 +1081,30 @@ impl Phone {
                         Direction::SendRecv
                     };
                 }
+                if resp.status == 491 {
+                    // Glare: try again after a while (RFC 3261 §14.1: 2.1–4 s for the
+                    // side that did not start the dialog's first INVITE; one wait for both).
+                    let wait = Duration::from_millis(2100 + (self.rng % 1900));
+                    if let Some(c) = self.call.as_mut() {
+                        c.want = Some((going, Some(now + wait)));
+                    }
+                    return;
+                }
                 self.events.push_back(PhoneEvent::Refused(format!(
                     "{} refused: {} {}",
                     if going { "hold" } else { "resume" },
                     resp.status,
                     resp.reason
                 )));
+            }
+            // What was asked meanwhile goes out now.
+            if let Some((want, None)) = self.call.as_ref().and_then(|c| c.want) {
+                if let Some(c) = self.call.as_mut() {
+                    c.want = None;
+                }
+                if want != self.held() {
+                    self.hold(now, ep, want);
+                }
             }
             return;
         }
@@ -1034,7 +1129,8 @@ impl Phone {
             return;
         }
         if resp.status < 200 {
-            if resp.status > 100 && !*provisional {
+            // Any provisional answer (100 Trying too) allows a CANCEL (RFC 3261 §9.1).
+            if !*provisional {
                 *provisional = true;
                 if *give_up {
                     ep.cancel(now, tx);
@@ -1045,9 +1141,11 @@ impl Phone {
                         status: 487,
                         reason: "hung up".into(),
                     });
-                } else {
-                    self.events.push_back(PhoneEvent::Ringing);
+                    return;
                 }
+            }
+            if resp.status > 100 && !*give_up {
+                self.events.push_back(PhoneEvent::Ringing);
             }
             return;
         }
@@ -1113,7 +1211,7 @@ impl Phone {
         };
         let ack = dialog.ack(cseq_of(&invite));
         ep.send_stateless_request(now, dialog.flow, ack.clone());
-        call.ack = Some((tx, ack));
+        call.acks.push((tx, ack));
         let n = SessionDescription::parse(&resp.body).and_then(|sd| negotiate(&sd));
         call.state = State::Up { dialog };
         match n {
@@ -1232,13 +1330,24 @@ impl Phone {
                 };
                 let mut h = Headers::default();
                 h.push("Contact", contact);
-                if req.body.is_empty() {
-                    // A session refresh without an offer: nothing changes.
-                    return reply(ep, 200, h, Bytes::new());
-                }
-                if call.reinvite.is_some() && req.method == Method::Invite {
-                    // Glare (RFC 3261 §14.1).
+                if call.reinvite.is_some() && !req.body.is_empty() {
+                    // Glare: their offer crosses ours (RFC 3261 §14.1, RFC 3311 §5.2).
                     return reply(ep, 491, h, Bytes::new());
+                }
+                if req.body.is_empty() {
+                    // An UPDATE without an offer refreshes the session; a re-INVITE without
+                    // one asks for ours (the answer comes in the ACK, RFC 3264 §4).
+                    let offer = match (&req.method, call.local.as_ref()) {
+                        (Method::Invite, Some(local)) => Some(local.offer()),
+                        _ => None,
+                    };
+                    return match offer {
+                        Some(sdp) => {
+                            h.push("Content-Type", "application/sdp");
+                            reply(ep, 200, h, Bytes::from(sdp))
+                        }
+                        None => reply(ep, 200, h, Bytes::new()),
+                    };
                 }
                 let offer = SessionDescription::parse(&req.body);
                 match (
@@ -1255,7 +1364,7 @@ impl Phone {
                         h.push("Content-Type", "application/sdp");
                         reply(ep, 200, h, Bytes::from(body));
                         call.negotiated = Some(n);
-                        let sending = local.direction.sends() && n.remote.is_some();
+                        let sending = !call.held && local.direction.sends() && n.remote.is_some();
                         self.events.push_back(PhoneEvent::MediaChanged(Media {
                             negotiated: n,
                             sending,
@@ -1290,7 +1399,7 @@ impl Phone {
 
     fn incoming(&mut self, now: Instant, ep: &mut Endpoint, tx: TxId, req: Request, flow: Flow) {
         let tag = self.token();
-        if self.call.is_some() {
+        if self.call.is_some() || self.parked.is_some() {
             let _ = ep.respond_tagged(now, tx, 486, Some(&tag), Headers::default(), Bytes::new());
             return;
         }
@@ -1332,7 +1441,9 @@ impl Phone {
             held: false,
             reinvite: None,
             refer: None,
-            ack: None,
+            acks: Vec::new(),
+            answered: None,
+            want: None,
         });
     }
 }

@@ -996,9 +996,20 @@ async fn set_disposition(
             ));
         }
     }
-    audit(&app, &s, "disposition", Some(id), format!("code={code}")).await?;
     let stored = code.clone();
-    with_store(&app, true, move |db| db.set_disposition(id, &stored)).await?;
+    if !with_store(&app, true, move |db| db.set_disposition(id, &stored)).await? {
+        return Err(refuse(StatusCode::NOT_FOUND, format!("no call {id}")));
+    }
+    // Audited once made, with what it replaced.
+    let before = call.disposition.as_deref().unwrap_or("");
+    audit(
+        &app,
+        &s,
+        "disposition",
+        Some(id),
+        format!("code={code} was={before}"),
+    )
+    .await?;
     Ok(Json(json!({ "ok": true, "call": id, "disposition": code })).into_response())
 }
 

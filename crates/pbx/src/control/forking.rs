@@ -3,6 +3,21 @@
 
 use super::*;
 
+/// Call variables the server sets itself (not entered by the caller).
+const SERVER_VARIABLES: &[&str] = &["monitored_by", "route", "trunk", "sent"];
+
+/// `s` fit for a header value listing `name=value;…`: anything but printable ASCII, and
+/// `%`, `;`, `=`, `,`, percent-encoded.
+fn header_escape(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'%' | b';' | b'=' | b',' => format!("%{b:02X}"),
+            0x21..=0x7e => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 impl CallControl {
     /// Ring every registered phone of `user` for call `id`. False when none is registered.
     pub(super) fn ring(
@@ -62,7 +77,7 @@ impl CallControl {
         if let Route::Queue(q) = call.route {
             pop.push((
                 "X-Switchboard-Queue",
-                self.dir.queues[q].setup.acd.name.to_string(),
+                header_escape(&self.dir.queues[q].setup.acd.name),
             ));
             if let Some(t) = call.queued_at {
                 pop.push((
@@ -71,12 +86,15 @@ impl CallControl {
                 ));
             }
         }
+        // Only what menus collected: the server's own variables (who monitors the call) are
+        // not for the next agent's screen.
         let entered: Vec<String> = call
             .variables
             .iter()
-            .filter(|(_, v)| !v.is_empty() && v.len() <= 32)
-            .map(|(k, v)| format!("{k}={v}"))
-            .filter(|kv| kv.chars().all(|c| c.is_ascii_graphic()))
+            .filter(|(k, v)| {
+                !v.is_empty() && v.len() <= 32 && !SERVER_VARIABLES.contains(&k.as_str())
+            })
+            .map(|(k, v)| format!("{}={}", header_escape(k), header_escape(v)))
             .collect();
         if !entered.is_empty() {
             pop.push(("X-Switchboard-Entered", entered.join(";")));
@@ -483,5 +501,18 @@ impl CallControl {
         self.by_client.insert(tx, Role::Orphan);
         self.orphans.insert(tx, (invite, flow));
         self.timer(now + Duration::from_secs(40), Timer::ForgetOrphan(tx));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::header_escape;
+
+    #[test]
+    fn screen_pop_values_cannot_break_the_list_or_the_header() {
+        assert_eq!(header_escape("1234"), "1234");
+        assert_eq!(header_escape("a;b=c,d%"), "a%3Bb%3Dc%2Cd%25");
+        assert_eq!(header_escape("x\r\nEvil: 1"), "x%0D%0AEvil:%201");
+        assert_eq!(header_escape("Müller"), "M%C3%BCller");
     }
 }

@@ -143,7 +143,11 @@ fn main() -> ExitCode {
                 "{}",
                 serde_json::to_string(&r).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
             );
-            if r.failed == 0 && r.unfinished == 0 && r.registration_failures == 0 {
+            if r.failed == 0
+                && r.unfinished == 0
+                && r.registration_failures == 0
+                && r.agents_not_hearing == 0
+            {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE
