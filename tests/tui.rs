@@ -146,6 +146,11 @@ fn an_agent_answers_holds_hangs_up_and_gives_a_disposition_in_the_terminal_ui() 
     screen.wait_for(&server, "registered and logged in", ten, |s| {
         s.contains("1001@") && s.contains("SIP registered") && s.contains("web: ada")
     });
+    // Before anything is asked, the screen shows the state the server has (logged in at
+    // start, ready).
+    screen.wait_for(&server, "the server's state of the agent", ten, |s| {
+        s.contains("Agent 1001  READY")
+    });
 
     // A caller dials the queue and waits for the agent to hang up.
     let caller_opts = Options {

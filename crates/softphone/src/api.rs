@@ -71,6 +71,8 @@ pub enum ApiRequest {
         /// The code.
         code: String,
     },
+    /// Read the agent's state as the server has it (`GET /api/agents/{agent}`).
+    ReadState,
 }
 
 /// What came of a request.
@@ -96,6 +98,14 @@ pub enum ApiReply {
         call: u64,
         /// The code.
         code: String,
+    },
+    /// The agent's state on the server: `ready`, `not_ready`, `logged_out`, `ringing`,
+    /// `busy` or `wrap_up`, and the reason of a pause.
+    State {
+        /// The state.
+        state: String,
+        /// The reason.
+        reason: Option<String>,
     },
     /// The request failed.
     Failed {
@@ -271,6 +281,15 @@ impl Client {
                         code: code.clone(),
                     })
             }
+            ApiRequest::ReadState => self
+                .as_agent("GET", |agent| format!("/api/agents/{agent}"), "")
+                .and_then(|a| {
+                    let v = a.json()?;
+                    Ok(ApiReply::State {
+                        state: v["state"].as_str().unwrap_or("unknown").to_owned(),
+                        reason: v["reason"].as_str().map(str::to_owned),
+                    })
+                }),
         };
         outcome.unwrap_or_else(|error| ApiReply::Failed {
             request: request.clone(),
@@ -325,6 +344,16 @@ impl Client {
     /// POST `body` to the path made from the session's agent, in the session; a new login
     /// and one more try when the session is gone (401).
     fn post_as_agent(&mut self, path: impl Fn(&str) -> String, body: &str) -> Result<(), ApiError> {
+        self.as_agent("POST", path, body).map(|_| ())
+    }
+
+    /// `method` on the path made from the session's agent, in the session; the answer.
+    fn as_agent(
+        &mut self,
+        method: &str,
+        path: impl Fn(&str) -> String,
+        body: &str,
+    ) -> Result<Answer, ApiError> {
         let mut fresh = false;
         loop {
             let session = match &self.session {
@@ -342,13 +371,13 @@ impl Client {
                 ("Cookie", session.cookie.as_str()),
                 ("X-CSRF-Token", session.csrf.as_str()),
             ];
-            let answer = self.exchange("POST", &path(&agent), &headers, body)?;
+            let answer = self.exchange(method, &path(&agent), &headers, body)?;
             if answer.status == 401 && !fresh {
                 // The session expired (or the server restarted): log in once more.
                 self.session = None;
                 continue;
             }
-            return answer.ok().map(|_| ());
+            return answer.ok();
         }
     }
 
@@ -607,6 +636,34 @@ mod tests {
         );
         let v: Value = serde_json::from_str(&change.body).unwrap();
         assert_eq!(v, json!({ "state": "paused", "reason": "lunch" }));
+    }
+
+    #[test]
+    fn the_agents_state_is_read_from_the_server() {
+        let (url, seen) = fake_server(vec![
+            LOGIN,
+            (
+                200,
+                "",
+                r#"{"name":"1001","state":"not_ready","reason":"lunch","in_state_s":4,"handled_today":2}"#,
+            ),
+        ]);
+        let mut c = Client::new(&url, "ada", "pw").unwrap();
+        assert_eq!(
+            c.handle(&ApiRequest::ReadState),
+            ApiReply::State {
+                state: "not_ready".into(),
+                reason: Some("lunch".into())
+            }
+        );
+        let _login = seen.recv().unwrap();
+        let read = seen.recv().unwrap();
+        assert_eq!(read.line, "GET /api/agents/1001 HTTP/1.1");
+        assert!(
+            read.head.contains("Cookie: sb_session=tok1\r\n"),
+            "{}",
+            read.head
+        );
     }
 
     #[test]

@@ -427,6 +427,36 @@ struct StateForm {
     reason: Option<String>,
 }
 
+/// One agent as the board shows them: for the agent themself (their phone's screen) and
+/// for supervisors.
+async fn agent_view(
+    State(app): State<Arc<App>>,
+    UrlPath(agent): UrlPath<String>,
+    headers: HeaderMap,
+) -> Answer {
+    let s = session(
+        &app,
+        &headers,
+        &[Role::Supervisor, Role::Admin, Role::Agent],
+    )?;
+    if !s.has_any(WATCHERS) && s.agent.as_deref() != Some(agent.as_str()) {
+        return Err(refuse(
+            StatusCode::FORBIDDEN,
+            format!("{} may see only their own state", s.login),
+        ));
+    }
+    match app
+        .live
+        .snapshot()
+        .agents
+        .into_iter()
+        .find(|a| a.name == agent)
+    {
+        Some(a) => Ok(Json(a).into_response()),
+        None => Err(refuse(StatusCode::NOT_FOUND, format!("no agent {agent:?}"))),
+    }
+}
+
 async fn agent_state(
     State(app): State<Arc<App>>,
     UrlPath(agent): UrlPath<String>,
@@ -1173,6 +1203,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/me", get(whoami))
         .route("/api/live", get(live))
         .route("/api/events", get(events))
+        .route("/api/agents/{agent}", get(agent_view))
         .route("/api/agents/{agent}/state", post(agent_state))
         .route("/api/agents/{agent}/monitor", post(agent_monitor))
         .route("/api/calls", get(calls))

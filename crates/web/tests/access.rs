@@ -96,7 +96,22 @@ fn fixture() -> Fixture {
         },
         Arc::new(Metrics::new()),
         sampler,
-        Arc::new(Live::new()),
+        {
+            let live = Live::new();
+            live.update(|b| {
+                b.configure(
+                    vec![web::live::QueueBoardConfig::new("support")],
+                    vec![("ada".into(), vec!["support".into()])],
+                );
+                b.agent_state(
+                    std::time::SystemTime::now(),
+                    "ada",
+                    "not_ready",
+                    Some("lunch"),
+                );
+            });
+            Arc::new(live)
+        },
         control,
     );
     let peer: SocketAddr = "192.0.2.10:40000".parse().unwrap();
@@ -223,6 +238,7 @@ const ROUTES: &[(&str, &str, &[&str])] = &[
         "/api/reports/agents?date=2026-11-30&format=csv",
         &["sam", "root"],
     ),
+    ("GET", "/api/agents/ada", &["ada", "sam", "root"]),
     ("POST", "/api/agents/bob/state", &["sam", "root"]),
     ("POST", "/api/agents/bob/monitor", &["sam", "root"]),
     (
@@ -377,6 +393,30 @@ async fn the_agent_who_took_a_call_gives_its_disposition_and_nobody_else_does() 
         Some("follow-up"),
         "refused requests changed nothing"
     );
+}
+
+#[tokio::test]
+async fn an_agent_reads_their_own_state_and_nobody_elses() {
+    let f = fixture();
+    let ada = log_in(&f.app, "ada").await;
+    let r = send(&f.app, request("GET", "/api/agents/ada", Some(&ada), false)).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let v = r.json();
+    assert_eq!(
+        (v["name"].as_str(), v["state"].as_str()),
+        (Some("ada"), Some("not_ready"))
+    );
+    assert_eq!(v["reason"], "lunch");
+    let ben = log_in(&f.app, "ben").await;
+    let r = send(&f.app, request("GET", "/api/agents/ada", Some(&ben), false)).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let sam = log_in(&f.app, "sam").await;
+    let r = send(
+        &f.app,
+        request("GET", "/api/agents/nobody", Some(&sam), false),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]

@@ -18,6 +18,9 @@ use crate::api::{ApiError, ApiRequest, Client, Worker};
 use crate::station::{Station, StationConfig};
 use crate::ua::{Command, PhoneEvent};
 
+/// How often the screen reads the agent's state from the server.
+const STATE_READ_EVERY: Duration = Duration::from_secs(3);
+
 /// The web login the console uses for the agent API.
 #[derive(Debug, Clone)]
 pub struct ApiLogin {
@@ -67,6 +70,8 @@ pub struct Console {
     pub app: App,
     worker: Option<Worker>,
     quit: bool,
+    /// When to read the agent's state from the server again.
+    next_state_read: Instant,
 }
 
 impl Console {
@@ -97,6 +102,7 @@ impl Console {
             app,
             worker,
             quit: false,
+            next_state_read: Instant::now(),
         })
     }
 
@@ -121,6 +127,14 @@ impl Console {
         }
         while let Some(reply) = self.worker.as_ref().and_then(Worker::poll_reply) {
             self.app.api_reply(&reply);
+        }
+        // The agent's state as the server has it (a supervisor may change it, wrap-up ends
+        // by itself): read every few seconds.
+        if now >= self.next_state_read {
+            self.next_state_read = now + STATE_READ_EVERY;
+            if let Some(w) = &self.worker {
+                w.send(ApiRequest::ReadState);
+            }
         }
         self.carry_out();
         !self.quit

@@ -81,6 +81,8 @@ pub enum AgentState {
     Paused(String),
     /// Logged out of the queues.
     LoggedOut,
+    /// After a call, before the next one (the queue's wrap-up time).
+    WrapUp,
 }
 
 /// Where the call is.
@@ -817,6 +819,17 @@ impl App {
                     _ => "you are logged out of the queues".to_owned(),
                 });
             }
+            ApiReply::State { state, reason } => {
+                let now = match state.as_str() {
+                    "ready" | "ringing" | "busy" => AgentState::Ready,
+                    "not_ready" => AgentState::Paused(reason.clone().unwrap_or_default()),
+                    "logged_out" => AgentState::LoggedOut,
+                    "wrap_up" => AgentState::WrapUp,
+                    _ => return,
+                };
+                self.changed = self.agent != now;
+                self.agent = now;
+            }
             ApiReply::Disposition { call, code } => {
                 if self.wrap_up == Some(*call) {
                     self.wrap_up = None;
@@ -826,6 +839,8 @@ impl App {
             ApiReply::Failed { request, error } => match request {
                 ApiRequest::LogIn => self.warn(format!("API login failed: {error}")),
                 ApiRequest::AgentState { .. } => self.warn(format!("state not changed: {error}")),
+                // Reading the state again later is enough.
+                ApiRequest::ReadState => {}
                 ApiRequest::Disposition { .. } => {
                     self.warn(format!("disposition not saved: {error} (d tries again)"))
                 }

@@ -690,3 +690,22 @@ fn a_consultation_that_ends_leaves_the_caller_held_until_b_takes_them_back() {
     assert_eq!(c.info.remote, "5551234");
     assert!(!c.held && app.held_call().is_none());
 }
+
+#[test]
+fn the_agent_line_follows_the_state_the_server_has() {
+    let mut app = app(true);
+    let now = Instant::now();
+    for (state, reason, shown) in [
+        ("not_ready", Some("lunch"), "PAUSED (lunch)"),
+        ("wrap_up", None, "WRAP-UP"),
+        ("logged_out", None, "LOGGED OUT"),
+        ("ready", None, "READY"),
+    ] {
+        app.api_reply(&ApiReply::State {
+            state: state.into(),
+            reason: reason.map(str::to_owned),
+        });
+        let s = screen(&app, now);
+        assert!(s.lines().nth(1).unwrap().contains(shown), "{state}: {s}");
+    }
+}

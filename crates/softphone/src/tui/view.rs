@@ -128,6 +128,7 @@ impl App {
                     Span::styled(format!("PAUSED ({r})"), bold(fg(Color::Yellow)))
                 }
                 AgentState::LoggedOut => Span::styled("LOGGED OUT", bold(fg(Color::Red))),
+                AgentState::WrapUp => Span::styled("WRAP-UP", bold(fg(Color::Magenta))),
             });
         }
         if self.call.is_some() {
