@@ -520,8 +520,16 @@ fn the_agent_mutes_then_transfers_the_caller_from_the_phone() {
         muted >= 6 && gap >= 7 && back >= 6 && colleague_windows >= 15,
         "agent {muted}, silence {gap}, agent {back}, colleague {colleague_windows} windows"
     );
-    // The agent's CRLF keep-alives were taken as such, not as garbage.
+    // The agent's STUN keep-alives were answered with the address the server sees (not
+    // taken for garbage).
     assert!(!log.contains("message from source dropped"), "{log}");
+    assert!(
+        agent
+            .public_address
+            .as_deref()
+            .is_some_and(|a| a.starts_with("127.0.0.1:")),
+        "{agent:?}"
+    );
 }
 
 /// A phone over TCP places a queue call: registration, the call and its end all go over

@@ -308,8 +308,9 @@ pub struct Stats {
     pub registrations: u64,
     /// Requests refused with 503 because the transaction table was full.
     pub overloaded: u64,
-    /// Datagrams of nothing but CR and LF: a phone keeping its NAT binding open (many send
-    /// a double CRLF over UDP too, RFC 5626 §3.5.1 for streams); ignored.
+    /// Keep-alives: datagrams of nothing but CR and LF (many phones send a double CRLF over
+    /// UDP too, RFC 5626 §3.5.1 for streams; ignored) and STUN Binding requests (answered,
+    /// RFC 5626 §4.4.1).
     pub keepalives: u64,
 }
 
@@ -641,6 +642,17 @@ impl Endpoint {
         }
         if !data.is_empty() && data.iter().all(|&b| b == b'\r' || b == b'\n') {
             self.stats.keepalives += 1;
+            return;
+        }
+        if flow.transport == crate::Transport::Udp && crate::stun::is_stun(data) {
+            // A STUN keep-alive (RFC 5626 §4.4.1): answered with the address it came from.
+            self.stats.keepalives += 1;
+            if let Some(resp) = crate::stun::binding_response(data, flow.remote) {
+                self.transmits.push_back(Transmit {
+                    flow,
+                    payload: Bytes::from(resp),
+                });
+            }
             return;
         }
         if data.len() > self.cfg.max_message_size {

@@ -45,6 +45,7 @@ pub mod log_limit;
 pub mod message;
 pub mod parse;
 pub mod registrar;
+pub mod stun;
 pub mod transaction;
 pub mod uri;
 

@@ -1189,3 +1189,22 @@ fn crlf_keepalive_datagrams_are_counted_and_ignored() {
     let _ = exchange(&mut ep, now, phone, b"\r\nHELLO\r\n");
     assert_eq!(ep.stats().keepalives, 3);
 }
+
+#[test]
+fn a_stun_keepalive_is_answered_with_the_phones_public_address() {
+    let now = Instant::now();
+    let mut ep = Endpoint::new(config(), users(None), now);
+    let phone = udp("203.0.113.9:41000");
+    let tid = *b"keepalive-01";
+    ep.handle_message(now, phone, &sip::stun::binding_request(tid));
+    let t = ep.poll_transmit().expect("a STUN answer");
+    assert_eq!(t.flow.remote, phone.remote);
+    assert_eq!(
+        sip::stun::mapped_address(&t.payload, tid),
+        Some(phone.remote),
+        "the address the request came from"
+    );
+    assert!(events(&mut ep).is_empty());
+    let s = ep.stats();
+    assert_eq!((s.keepalives, s.dropped_malformed, s.rejected), (1, 0, 0));
+}

@@ -163,6 +163,8 @@ pub struct Summary {
     pub transfer_status: u16,
     /// The consultation of an attended transfer was answered.
     pub consulted: bool,
+    /// The phone's address as the server saw it (STUN keep-alives over UDP).
+    pub public_address: Option<String>,
     /// What went wrong, if anything.
     pub error: Option<String>,
 }
@@ -395,6 +397,7 @@ pub fn run(opts: Options) -> Summary {
         let _ = st.step();
     }
     summary.held_and_resumed = holds >= 2;
+    summary.public_address = st.public_address.map(|a| a.to_string());
     summary.muted_and_unmuted = mutes >= 2;
     let first_call = st.held_stream.take();
     if let Some(s) = first_call.or(st.last_stream.take()).or(st.stream.take()) {

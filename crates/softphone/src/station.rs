@@ -112,6 +112,10 @@ pub struct Station {
     out: Vec<u8>,
     /// A fatal transport failure (the TCP connection closed).
     pub broken: Option<String>,
+    /// The phone's address as the server sees it (from its STUN keep-alives over UDP).
+    pub public_address: Option<SocketAddr>,
+    /// The transaction id of the last STUN keep-alive sent.
+    stun_tid: [u8; 12],
     /// Something the user should know that did not stop the phone (no sound card).
     pub notice: Option<String>,
     /// What the jitter buffer plays goes to the loudspeaker (and is not kept).
@@ -233,6 +237,8 @@ impl Station {
             muted: false,
             out: Vec::with_capacity(200),
             broken: None,
+            public_address: None,
+            stun_tid: [0; 12],
             notice,
             #[cfg(feature = "sound-card")]
             card,
@@ -335,7 +341,17 @@ impl Station {
         while let Some(flow) = self.phone.poll_ping() {
             match &mut self.sip {
                 SipSocket::Udp(s) => {
-                    let _ = s.send_to(b"\r\n\r\n", flow.remote);
+                    // Over UDP a STUN Binding request (RFC 5626 §4.4.1): the answer keeps
+                    // the NAT binding and says what address the server sees.
+                    self.seed = self
+                        .seed
+                        .wrapping_mul(6_364_136_223_846_793_005)
+                        .wrapping_add(1);
+                    let mut tid = [0u8; 12];
+                    tid[..8].copy_from_slice(&self.seed.to_be_bytes());
+                    tid[8..].copy_from_slice(b"keep");
+                    self.stun_tid = tid;
+                    let _ = s.send_to(&sip::stun::binding_request(tid), flow.remote);
                 }
                 SipSocket::Tcp(s, _) => {
                     let _ = s.write_all(b"\r\n\r\n");
@@ -429,6 +445,12 @@ impl Station {
                         remote: from,
                         conn: None,
                     };
+                    if sip::stun::is_stun(&buf[..n]) {
+                        if let Some(a) = sip::stun::mapped_address(&buf[..n], self.stun_tid) {
+                            self.public_address = Some(a);
+                        }
+                        continue;
+                    }
                     if let Some(trace) = self.trace.as_mut() {
                         if !buf[..n].iter().all(u8::is_ascii_whitespace) {
                             trace.push(false, from, &buf[..n]);
