@@ -5,6 +5,7 @@
 #   PART=hold CONCURRENT=500,1000 TALK=20 benches/phone_load.sh
 #   PART=rate RATES=100,200,400,800 SECONDS=5 benches/phone_load.sh
 #   PART=rate RATES=2400,3200 DRIVERS=sipp,load benches/phone_load.sh
+#   PART=register REG_RATES=5000,10000,18000 benches/phone_load.sh
 #
 # One release server per step (queue "support" on 600, AGENTS agents ready at start, a trunk
 # for 127.0.0.1 allowed to dial 600, call records off so the figures are the call path's).
@@ -26,6 +27,12 @@
 # server logged "call connected" for every call (an agent's phone answered). Shown per
 # step: the driver's CPU-seconds and the server's per 1,000 calls.
 #
+# PART=register: registrations per second (REGISTER, 401, REGISTER with digest, 200) by
+# SIPp (tests/sipp/register_once.xml, one call a registration, over REG_USERS users) and by
+# switchboard-load --registrations-only (the same users registering in turn), a fresh server
+# per step. Clean = every registration answered 200. Shown: the driver's and the server's
+# CPU-seconds per 1,000 registrations, and the load mode's REGISTER-to-200 p50/p99.
+#
 # Output under $OUT; a summary per part at the end.
 set -euo pipefail
 
@@ -40,6 +47,8 @@ SECONDS_PER_STEP="${SECONDS:-5}"
 AGENTS="${AGENTS:-1000}"
 DRIVERS="${DRIVERS:-sipp,load,load+media}"
 HOLD_MS="${HOLD_MS:-500}"
+REG_RATES="${REG_RATES:-5000,10000,18000}"
+REG_USERS="${REG_USERS:-4000}"
 PORT=26060
 export NO_COLOR=1
 
@@ -204,5 +213,43 @@ if [[ ",$PART," == *",rate,"* ]]; then
   done
   echo
   echo "highest clean rate: sipp ${best[sipp]}/s, switchboard-load ${best[load]}/s (signalling only), ${best[load+media]}/s (with media)"
+fi
+if [[ ",$PART," == *",register,"* ]]; then
+  echo "== register: registrations per second, ${SECONDS_PER_STEP} s per step, $REG_USERS users"
+  printf '%-7s %-8s %-8s %-8s %-7s %-6s %-16s %-16s %s\n' rate driver sent ok failed clean "driver-cpu/1000" "server-cpu/1000" "p50/p99 ms"
+  cfg=$(config_for "$REG_USERS")
+  for rate in ${REG_RATES//,/ }; do
+    n=$((rate * SECONDS_PER_STEP))
+    for driver in sipp load; do
+      step="$OUT/register-$rate-$driver"; mkdir -p "$step"
+      server_start "$cfg" "$step"
+      s0=$(ticks "$spid")
+      lat="-"
+      if [ "$driver" = sipp ]; then
+        (cd "$step" && /usr/bin/time -f '%U %S' -o driver.time sipp 127.0.0.1:$PORT \
+            -sf "$ROOT/tests/sipp/register_once.xml" -inf "$cfg/agents.csv" \
+            -r "$rate" -rp 1000 -m "$n" -l $((rate * 2)) -i 127.0.0.1 -p 26300 -t u1 -nd -nostdin \
+            -max_non_invite_retrans 5 -timeout $((SECONDS_PER_STEP + 30))s -timeout_error \
+            -trace_stat -stf stat.csv -fd 1 > /dev/null 2> sipp.stderr) || true
+        last=$(tail -n 1 "$step/stat.csv"); header=$(head -n 1 "$step/stat.csv")
+        col() { echo "$header" | tr ';' '\n' | grep -n -x "$1" | cut -d: -f1; }
+        ok=$(echo "$last" | cut -d';' -f"$(col 'SuccessfulCall(C)')")
+        failed=$(echo "$last" | cut -d';' -f"$(col 'FailedCall(C)')")
+      else
+        /usr/bin/time -f '%U %S' -o "$step/driver.time" "$LOAD" --server 127.0.0.1:$PORT \
+          --agents "$REG_USERS" --registrations-only --rate "$rate" --duration "$SECONDS_PER_STEP" \
+          > "$step/load.json" 2> "$step/load.err" || true
+        failed=$(json "$step/load.json" registration_failures)
+        ok=$(( $(json "$step/load.json" registrations) - failed ))
+        lat="$(printf '%.1f/%.1f' "$(json "$step/load.json" "register_ms['p50']")" "$(json "$step/load.json" "register_ms['p99']")")"
+      fi
+      s1=$(ticks "$spid")
+      server_stop
+      clean=no; [ "$ok" = "$n" ] && [ "$failed" = 0 ] && clean=yes
+      printf '%-7s %-8s %-8s %-8s %-7s %-6s %-16.3f %-16.3f %s\n' "$rate" "$driver" "$n" "$ok" "$failed" "$clean" \
+        "$(echo "$(timed "$step/driver.time") * 1000 / $n" | bc -l)" "$(echo "($s1 - $s0) / 100 * 1000 / $n" | bc -l)" "$lat"
+    done
+  done
+  echo
 fi
 echo "output: $OUT"

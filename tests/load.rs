@@ -53,6 +53,7 @@ fn the_load_mode_places_calls_that_all_reach_agents_with_audio_both_ways() {
             media: true,
             rtp_sockets: 2,
             seed: 7,
+            registrations_only: false,
         },
         |_| {},
     )
@@ -79,4 +80,51 @@ fn the_load_mode_places_calls_that_all_reach_agents_with_audio_both_ways() {
     let rows = common::call_rows(&server, 12);
     assert_eq!(rows.len(), 12);
     assert!(rows.iter().all(|r| r.outcome == "answered"), "{rows:?}");
+}
+
+/// Registrations only: 20 agent phones register in turn, 400 registrations at 200 a second
+/// (each REGISTER, 401, REGISTER with credentials, 200), every one answered and timed.
+#[test]
+fn the_load_mode_times_registrations_at_a_rate() {
+    let server = Server::start(&ServerConfig::default());
+    let agents: Vec<String> = (1001..=1020).map(|u| u.to_string()).collect();
+    let report = run(
+        LoadOptions {
+            server: server.udp,
+            local: "127.0.0.1".parse().unwrap(),
+            domain: "switchboard".into(),
+            agents,
+            password_prefix: "demo".into(),
+            caller_prefix: "555".into(),
+            number: "600".into(),
+            rate: 200.0,
+            arrivals: Spread::Fixed,
+            duration: Duration::from_secs(2),
+            talk: Duration::ZERO,
+            talk_spread: Spread::Fixed,
+            answer_after: Duration::ZERO,
+            max_wait: Duration::ZERO,
+            register_rate: 0.0,
+            media: false,
+            rtp_sockets: 1,
+            seed: 3,
+            registrations_only: true,
+        },
+        |_| {},
+    )
+    .expect("the load run");
+    assert_eq!(report.registrations, 400, "{report:?}");
+    assert_eq!(
+        report.registration_failures,
+        0,
+        "{report:?}\n{}",
+        server.log()
+    );
+    assert_eq!(report.register_ms.n, 400, "{report:?}");
+    assert_eq!(report.registered, 20);
+    assert!(
+        report.register_ms.p50 > 0.0 && report.register_ms.p99 < 1000.0,
+        "{report:?}"
+    );
+    assert_eq!(report.calls, 0);
 }

@@ -76,6 +76,9 @@ pub struct LoadOptions {
     pub rtp_sockets: usize,
     /// Seed of arrivals and handle times.
     pub seed: u64,
+    /// No calls: the agents register again and again at `rate` registrations a second
+    /// for `duration` (round robin), each one timed from its REGISTER to its 200.
+    pub registrations_only: bool,
 }
 
 /// Percentiles of a set of durations, milliseconds.
@@ -151,6 +154,11 @@ pub struct LoadReport {
     pub rtp_lost: u64,
     /// Lost as a share of expected, percent.
     pub loss_pct: f64,
+    /// Registrations sent in a registrations-only run (each: REGISTER, 401, REGISTER with
+    /// credentials, 200).
+    pub registrations: u64,
+    /// First REGISTER to 200 OK, milliseconds (registrations-only runs).
+    pub register_ms: Percentiles,
     /// This process's CPU time, seconds.
     pub cpu_s: f64,
     /// Wall time of the run, seconds.
@@ -188,6 +196,8 @@ struct Member {
     rtp: usize,
     /// The call's number in the run (callers), to match timers to calls.
     call: u64,
+    /// When a caller dialled; for an agent in a registrations-only run, when its REGISTER
+    /// went out (until it is answered).
     dialled_at: Option<Instant>,
     heard_at: Option<Instant>,
     heard: u32,
@@ -215,6 +225,7 @@ struct Run {
     report: LoadReport,
     setup: Vec<f64>,
     to_agent: Vec<f64>,
+    register_ms: Vec<f64>,
     connected: usize,
     next_sweep: Instant,
     frames: [Vec<u8>; 4],
@@ -319,11 +330,20 @@ impl Run {
     fn on_event(&mut self, now: Instant, i: usize, ev: PhoneEvent) {
         let agent = self.members[i].agent;
         match ev {
-            PhoneEvent::Registered { .. } if agent && !self.members[i].registered => {
-                self.members[i].registered = true;
-                self.report.registered += 1;
+            PhoneEvent::Registered { .. } if agent => {
+                if let Some(t) = self.members[i].dialled_at.take() {
+                    self.register_ms
+                        .push(now.duration_since(t).as_secs_f64() * 1000.0);
+                }
+                if !self.members[i].registered {
+                    self.members[i].registered = true;
+                    self.report.registered += 1;
+                }
             }
-            PhoneEvent::RegistrationFailed(_) => self.report.registration_failures += 1,
+            PhoneEvent::RegistrationFailed(_) => {
+                self.members[i].dialled_at = None;
+                self.report.registration_failures += 1;
+            }
             PhoneEvent::Incoming(_) if agent => {
                 let at = now + self.opts.answer_after;
                 // Agents count their calls in `call` (callers number theirs in the run).
@@ -645,6 +665,7 @@ pub fn run(opts: LoadOptions, mut progress: impl FnMut(&LoadReport)) -> Result<L
         report: LoadReport::default(),
         setup: Vec::new(),
         to_agent: Vec::new(),
+        register_ms: Vec::new(),
         connected: 0,
         next_sweep: start,
         frames: [
@@ -656,6 +677,14 @@ pub fn run(opts: LoadOptions, mut progress: impl FnMut(&LoadReport)) -> Result<L
         out: Vec::with_capacity(200),
         opts: opts.clone(),
     };
+    let mut buf = vec![0u8; 65_535];
+    if opts.registrations_only {
+        for user in &opts.agents {
+            run.new_member(user.clone(), true);
+        }
+        registrations(&mut run, &mut buf, &mut progress);
+        return Ok(finish(run, start, cpu0));
+    }
     // Agents register, spread at the registration rate.
     let gap = Duration::from_secs_f64(1.0 / opts.register_rate.max(1.0));
     for (k, user) in opts.agents.iter().enumerate() {
@@ -665,7 +694,6 @@ pub fn run(opts: LoadOptions, mut progress: impl FnMut(&LoadReport)) -> Result<L
             Action::Register(i),
         )));
     }
-    let mut buf = vec![0u8; 65_535];
     // Registration first: wait until every agent answered (or 30 s).
     let reg_deadline = start + gap * opts.agents.len() as u32 + Duration::from_secs(30);
     loop {
@@ -750,6 +778,11 @@ pub fn run(opts: LoadOptions, mut progress: impl FnMut(&LoadReport)) -> Result<L
         step(&mut run, Instant::now(), &mut buf);
         std::thread::sleep(Duration::from_millis(2));
     }
+    Ok(finish(run, start, cpu0))
+}
+
+/// The report of a finished run.
+fn finish(run: Run, start: Instant, cpu0: f64) -> LoadReport {
     let mut r = run.report;
     let expected = r.rtp_received + r.rtp_lost;
     r.loss_pct = if expected == 0 {
@@ -759,12 +792,62 @@ pub fn run(opts: LoadOptions, mut progress: impl FnMut(&LoadReport)) -> Result<L
     };
     r.setup_ms = Percentiles::of(run.setup);
     r.to_agent_ms = Percentiles::of(run.to_agent);
+    r.register_ms = Percentiles::of(run.register_ms);
     r.cpu_s = cpu_seconds() - cpu0;
     if r.call_s > 0.0 {
         r.cores_per_1000_calls = r.cpu_s / r.call_s * 1000.0;
     }
     r.wall_s = start.elapsed().as_secs_f64();
-    Ok(r)
+    r
+}
+
+/// A registrations-only run: the agents register in turn at the run's rate for its
+/// duration (one still waiting for its answer is skipped), then the answers still due are
+/// waited for.
+fn registrations(run: &mut Run, buf: &mut [u8], progress: &mut impl FnMut(&LoadReport)) {
+    let t0 = Instant::now();
+    let total = (run.opts.rate * run.opts.duration.as_secs_f64()).round() as u64;
+    let gap = 1.0 / run.opts.rate.max(0.001);
+    let mut next_progress = t0 + Duration::from_secs(1);
+    let mut turn = 0usize;
+    let n = run.members.len().max(1);
+    while run.report.registrations < total {
+        let now = Instant::now();
+        let due = ((now - t0).as_secs_f64() / gap) as u64 + 1;
+        // Each agent in turn; one whose last REGISTER is not answered yet is passed over
+        // (when all are waiting, the rest is due on a later turn).
+        let mut passed = 0;
+        while run.report.registrations < due.min(total) && passed < n {
+            let i = turn % n;
+            turn += 1;
+            if run.members[i].dialled_at.is_some() {
+                passed += 1;
+                continue;
+            }
+            passed = 0;
+            run.members[i].dialled_at = Some(now);
+            run.report.registrations += 1;
+            run.command(now, i, Command::Register);
+        }
+        step(run, now, buf);
+        if now >= next_progress {
+            next_progress += Duration::from_secs(1);
+            progress(&run.report);
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    let until = Instant::now() + Duration::from_secs(40);
+    while Instant::now() < until && run.members.iter().any(|m| m.dialled_at.is_some()) {
+        step(run, Instant::now(), buf);
+        std::thread::sleep(Duration::from_micros(500));
+    }
+    // Those never answered count as failed.
+    let unanswered = run
+        .members
+        .iter()
+        .filter(|m| m.dialled_at.is_some())
+        .count();
+    run.report.registration_failures += unanswered;
 }
 
 fn step(run: &mut Run, now: Instant, buf: &mut [u8]) {

@@ -90,6 +90,10 @@ struct Args {
     /// Seed of arrivals and talk times.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// No calls: the agents register again and again, --rate registrations a second for
+    /// --duration (each timed from its REGISTER to its 200).
+    #[arg(long)]
+    registrations_only: bool,
 }
 
 fn secs(s: f64) -> Duration {
@@ -130,6 +134,7 @@ fn main() -> ExitCode {
         media: !a.no_media,
         rtp_sockets: a.rtp_sockets,
         seed: a.seed,
+        registrations_only: a.registrations_only,
     };
     let report = run(opts, |r| {
         eprintln!(
