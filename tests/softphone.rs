@@ -20,6 +20,17 @@ fn options(server: &Server, user: u32) -> Options {
     }
 }
 
+/// A phone that waits for a call, started in a thread; back once the server has its
+/// registration.
+fn waiting(server: &Server, opts: Options) -> std::thread::JoinHandle<Summary> {
+    let before = server.log().matches("binding added").count();
+    let phone = std::thread::spawn(move || run(opts));
+    common::wait_until(Duration::from_secs(10), "the phone registers", || {
+        server.log().matches("binding added").count() > before
+    });
+    phone
+}
+
 #[test]
 fn two_headless_phones_talk_through_a_queue_and_each_hears_the_other() {
     let server = Server::start(&ServerConfig::support_desk(""));
@@ -29,12 +40,7 @@ fn two_headless_phones_talk_through_a_queue_and_each_hears_the_other() {
         record: Some(dir.join("agent.wav")),
         ..options(&server, 1001)
     };
-    let agent = std::thread::spawn(move || run(agent_opts));
-    common::wait_until(
-        Duration::from_secs(10),
-        "the agent's phone registers",
-        || server.log().contains("binding added"),
-    );
+    let agent = waiting(&server, agent_opts);
     let caller = run(Options {
         dial: Some("600".into()),
         source: Source::Tone(440.0),
@@ -212,12 +218,7 @@ fn the_headless_agent_holds_and_resumes_and_the_caller_hears_music_in_between() 
         hold_for: Duration::from_millis(2000),
         ..options(&server, 1001)
     };
-    let agent = std::thread::spawn(move || run(agent_opts));
-    common::wait_until(
-        Duration::from_secs(10),
-        "the agent's phone registers",
-        || server.log().contains("binding added"),
-    );
+    let agent = waiting(&server, agent_opts);
     let caller = run(Options {
         dial: Some("600".into()),
         source: Source::Tone(440.0),
@@ -257,12 +258,7 @@ fn a_supervisor_takes_a_call_over_from_the_headless_phone() {
         source: Source::Tone(1000.0),
         ..options(&server, 1001)
     };
-    let agent = std::thread::spawn(move || run(agent_opts));
-    common::wait_until(
-        Duration::from_secs(10),
-        "the agent's phone registers",
-        || server.log().contains("binding added"),
-    );
+    let agent = waiting(&server, agent_opts);
     let caller_opts = Options {
         dial: Some("600".into()),
         source: Source::Tone(440.0),
@@ -372,10 +368,7 @@ fn a_call_given_up_while_it_rings_is_cancelled_on_both_sides() {
         answer_after: Duration::from_secs(20),
         ..options(&server, 1002)
     };
-    let callee = std::thread::spawn(move || run(callee_opts));
-    common::wait_until(Duration::from_secs(10), "the callee registers", || {
-        server.log().contains("binding added")
-    });
+    let callee = waiting(&server, callee_opts);
     let caller = run(Options {
         dial: Some("1002".into()),
         cancel_after: Some(Duration::from_millis(1500)),
@@ -456,11 +449,8 @@ fn hand_over(server: &Server, agent: Options, secs: u64) -> (Summary, Summary, S
         source: Source::Tone(700.0),
         ..options(server, 1002)
     };
-    let agent = std::thread::spawn(move || run(agent));
-    let colleague = std::thread::spawn(move || run(colleague_opts));
-    common::wait_until(Duration::from_secs(10), "both phones register", || {
-        server.log().matches("binding added").count() >= 2
-    });
+    let colleague = waiting(server, colleague_opts);
+    let agent = waiting(server, agent);
     let caller = run(Options {
         dial: Some("600".into()),
         source: Source::Tone(440.0),
@@ -542,10 +532,7 @@ fn a_phone_over_tcp_calls_the_queue_and_hears_the_agent() {
         source: Source::Tone(1000.0),
         ..options(&server, 1001)
     };
-    let agent = std::thread::spawn(move || run(agent_opts));
-    common::wait_until(Duration::from_secs(10), "the agent registers", || {
-        server.log().contains("binding added")
-    });
+    let agent = waiting(&server, agent_opts);
     let caller = run(Options {
         tcp: true,
         dial: Some("600".into()),

@@ -479,7 +479,7 @@ async fn agent_state(
         .map(|r| r.trim().to_owned())
         .filter(|r| !r.is_empty());
     if let Some(r) = &reason {
-        if r.len() > 64 || !r.chars().all(|c| c.is_alphanumeric() || "-_ ".contains(c)) {
+        if !is_label(r) {
             return Err(refuse(
                 StatusCode::BAD_REQUEST,
                 "reason: up to 64 letters, digits, spaces, - and _",
@@ -979,6 +979,12 @@ async fn save_review(
     Ok((StatusCode::CREATED, Json(json!({ "ok": true }))).into_response())
 }
 
+/// A short word an agent gives (a pause reason, a disposition code): 1 to 64 letters,
+/// digits, spaces, `-` and `_`.
+fn is_label(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_alphanumeric() || "-_ ".contains(c))
+}
+
 #[derive(Deserialize)]
 struct DispositionForm {
     code: String,
@@ -998,12 +1004,7 @@ async fn set_disposition(
         &[Role::Agent, Role::Supervisor, Role::Admin],
     )?;
     let code = form.code.trim().to_owned();
-    if code.is_empty()
-        || code.len() > 64
-        || !code
-            .chars()
-            .all(|c| c.is_alphanumeric() || "-_ ".contains(c))
-    {
+    if !is_label(&code) {
         return Err(refuse(
             StatusCode::BAD_REQUEST,
             "code: 1 to 64 letters, digits, spaces, - and _",
