@@ -43,6 +43,7 @@
 /// The recorder the tap feeds, for the layers above the relay.
 pub use recorder;
 
+pub mod ice;
 pub mod latch;
 pub mod mix;
 pub mod ports;
@@ -50,6 +51,7 @@ pub mod prompt;
 pub mod relay;
 pub mod rtp;
 pub mod sdp;
+pub mod secure;
 pub mod stream;
 
 pub use relay::{

@@ -32,6 +32,7 @@
 #![warn(missing_docs)]
 
 pub mod store;
+mod websocket;
 
 use std::collections::{HashMap, HashSet};
 use std::io;
@@ -62,6 +63,10 @@ pub struct TransportConfig {
     pub udp: Option<SocketAddr>,
     /// TCP listen address.
     pub tcp: Option<SocketAddr>,
+    /// SIP over WebSocket (RFC 7118) listen address: browsers (the agent page). Each
+    /// connection is its browser's only flow: requests to it go down the connection it
+    /// registered on, whatever host it wrote in its Via and Contact.
+    pub ws: Option<SocketAddr>,
     /// Requested UDP receive buffer (SO_RCVBUF) in bytes; bursts of REGISTERs need more than
     /// the Linux default of 208 KiB. The kernel caps it at net.core.rmem_max.
     pub udp_recv_buffer: usize,
@@ -87,6 +92,7 @@ impl Default for TransportConfig {
         TransportConfig {
             udp: Some(SocketAddr::from(([0, 0, 0, 0], 5060))),
             tcp: Some(SocketAddr::from(([0, 0, 0, 0], 5060))),
+            ws: None,
             udp_recv_buffer: 4 << 20,
             udp_send_buffer: 4 << 20,
             max_message_size: sip::parse::DEFAULT_MAX_MESSAGE_SIZE,
@@ -209,6 +215,8 @@ pub struct SipHandle {
     pub udp_addr: Option<SocketAddr>,
     /// The bound TCP address.
     pub tcp_addr: Option<SocketAddr>,
+    /// The bound WebSocket address.
+    pub ws_addr: Option<SocketAddr>,
     /// The registrar's bindings, kept current by the SIP task.
     pub locations: Locations,
 }
@@ -239,7 +247,13 @@ impl SipHandle {
 }
 
 enum TcpEvent {
-    Opened(ConnId, SocketAddr, mpsc::Sender<Bytes>, Arc<AtomicBool>),
+    Opened(
+        ConnId,
+        SocketAddr,
+        Transport,
+        mpsc::Sender<Bytes>,
+        Arc<AtomicBool>,
+    ),
     Message(ConnId, SocketAddr, Bytes),
     Closed(ConnId, Closed),
     /// An outbound connection could not be made.
@@ -270,6 +284,7 @@ enum Closed {
 /// A live TCP connection, as the SIP task sees it.
 struct Conn {
     remote: SocketAddr,
+    transport: Transport,
     tx: mpsc::Sender<Bytes>,
     /// Set while a registrar binding uses this connection: it is then not closed for idling.
     bound: Arc<AtomicBool>,
@@ -367,9 +382,24 @@ pub async fn start(
         };
         break (udp, granted, tcp);
     };
+    let ws = match cfg.ws {
+        Some(addr) => {
+            Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| TransportError::Bind {
+                        proto: "WebSocket",
+                        addr,
+                        source,
+                    })?,
+            )
+        }
+        None => None,
+    };
     let udp_addr = udp.as_ref().and_then(|s| s.local_addr().ok());
     let tcp_addr = tcp.as_ref().and_then(|s| s.local_addr().ok());
-    info!(udp = ?udp_addr, tcp = ?tcp_addr, udp_recv_buffer = ?granted, "SIP listening");
+    let ws_addr = ws.as_ref().and_then(|s| s.local_addr().ok());
+    info!(udp = ?udp_addr, tcp = ?tcp_addr, ws = ?ws_addr, udp_recv_buffer = ?granted, "SIP listening");
     let (cmd_tx, cmd_rx) = mpsc::channel(4096);
     let (sd_tx, sd_rx) = mpsc::channel(1);
     let locations: Locations = Arc::new(DashMap::new());
@@ -412,13 +442,14 @@ pub async fn start(
     for aor in aors {
         driver.known.follow(&driver.locations, &aor);
     }
-    let task = tokio::spawn(driver.run(tcp, cmd_rx, sd_rx));
+    let task = tokio::spawn(driver.run(tcp, ws, cmd_rx, sd_rx));
     Ok((
         SipHandle {
             commands: cmd_tx,
             shutdown: sd_tx,
             udp_addr,
             tcp_addr,
+            ws_addr,
             locations,
         },
         task,
@@ -598,6 +629,7 @@ impl Driver {
     async fn run(
         mut self,
         tcp: Option<TcpListener>,
+        ws: Option<TcpListener>,
         mut commands: mpsc::Receiver<SipCommand>,
         mut shutdown: mpsc::Receiver<()>,
     ) {
@@ -656,8 +688,12 @@ impl Driver {
                     Err(e) => debug!(error = %e, "UDP receive error"),
                 },
                 r = accept_tcp(tcp.as_ref()) => match r {
-                    Ok((stream, remote)) => self.accept(stream, remote, &tcp_tx),
+                    Ok((stream, remote)) => self.accept(stream, remote, Transport::Tcp, &tcp_tx),
                     Err(e) => debug!(error = %e, "TCP accept error"),
+                },
+                r = accept_tcp(ws.as_ref()) => match r {
+                    Ok((stream, remote)) => self.accept(stream, remote, Transport::Ws, &tcp_tx),
+                    Err(e) => debug!(error = %e, "WebSocket accept error"),
                 },
                 Some(ev) = tcp_rx.recv() => self.on_tcp(ev),
                 Some(cmd) = commands.recv() => self.on_command(cmd),
@@ -695,7 +731,13 @@ impl Driver {
     }
 
     /// A new inbound TCP connection: refused at once beyond the global or per-source limit.
-    fn accept(&mut self, stream: TcpStream, remote: SocketAddr, tcp_tx: &mpsc::Sender<TcpEvent>) {
+    fn accept(
+        &mut self,
+        stream: TcpStream,
+        remote: SocketAddr,
+        transport: Transport,
+        tcp_tx: &mpsc::Sender<TcpEvent>,
+    ) {
         let ip = remote.ip();
         let ep = self.endpoint.config();
         let limited = !ep.security.trusted.contains(&ip);
@@ -731,15 +773,21 @@ impl Driver {
         let id = self.alloc_conn();
         self.inbound.insert(id, ip);
         *self.per_source.entry(ip).or_default() += 1;
-        spawn_connection(
-            id,
-            stream,
-            remote,
-            None,
-            keep,
-            self.cfg.clone(),
-            tcp_tx.clone(),
-        );
+        let (cfg, events) = (self.cfg.clone(), tcp_tx.clone());
+        match transport {
+            Transport::Ws => {
+                tokio::spawn(websocket::serve(
+                    id,
+                    stream,
+                    remote,
+                    Transport::Ws,
+                    keep,
+                    cfg,
+                    events,
+                ));
+            }
+            _ => spawn_connection(id, stream, remote, None, keep, cfg, events),
+        }
     }
 
     fn summarise_conn_notes(&mut self, now: Instant) {
@@ -848,7 +896,7 @@ impl Driver {
 
     fn on_tcp(&mut self, ev: TcpEvent) {
         match ev {
-            TcpEvent::Opened(id, remote, tx, bound) => {
+            TcpEvent::Opened(id, remote, transport, tx, bound) => {
                 bound.store(self.conn_refs.contains_key(&id), Ordering::Relaxed);
                 // Messages that waited for this outbound connection.
                 for b in self.connecting.remove(&remote).unwrap_or_default() {
@@ -856,16 +904,29 @@ impl Driver {
                         self.tcp_queue_full += 1;
                     }
                 }
-                self.by_remote.insert(remote, id);
-                self.conns.insert(id, Conn { remote, tx, bound });
+                if transport == Transport::Tcp {
+                    self.by_remote.insert(remote, id);
+                }
+                self.conns.insert(
+                    id,
+                    Conn {
+                        remote,
+                        transport,
+                        tx,
+                        bound,
+                    },
+                );
             }
             TcpEvent::ConnectFailed(remote) => {
                 let dropped = self.connecting.remove(&remote).map_or(0, |v| v.len());
                 debug!(remote = %remote, dropped, "TCP connect failed; messages dropped");
             }
             TcpEvent::Message(id, remote, bytes) => {
+                let Some(transport) = self.conns.get(&id).map(|c| c.transport) else {
+                    return;
+                };
                 let flow = Flow {
-                    transport: Transport::Tcp,
+                    transport,
                     remote,
                     conn: Some(id),
                 };
@@ -950,36 +1011,51 @@ impl Driver {
         while let Some(t) = self.endpoint.poll_transmit() {
             match t.flow.transport {
                 Transport::Udp => self.send_udp(&t).await,
-                Transport::Tcp => match self.send_tcp(&t) {
-                    TcpSend::Sent => {}
-                    TcpSend::Full => {
-                        // The peer does not read: the connection stays, the message goes
-                        // (the transaction times out like a lost datagram).
-                        self.tcp_queue_full += 1;
-                        let ip = t.flow.remote.ip();
-                        if self
-                            .conn_notes
-                            .note(Instant::now(), (ip, ConnNote::NotReading))
-                        {
-                            warn!(
-                                source = %ip,
-                                reason = ConnNote::NotReading.as_str(),
-                                "TCP messages dropped, connection kept; more are counted"
-                            );
+                Transport::Tcp | Transport::Tls | Transport::Ws | Transport::Wss => {
+                    match self.send_tcp(&t) {
+                        TcpSend::Sent => {}
+                        TcpSend::Full => {
+                            // The peer does not read: the connection stays, the message goes
+                            // (the transaction times out like a lost datagram).
+                            self.tcp_queue_full += 1;
+                            let ip = t.flow.remote.ip();
+                            if self
+                                .conn_notes
+                                .note(Instant::now(), (ip, ConnNote::NotReading))
+                            {
+                                warn!(
+                                    source = %ip,
+                                    reason = ConnNote::NotReading.as_str(),
+                                    "TCP messages dropped, connection kept; more are counted"
+                                );
+                            }
+                        }
+                        TcpSend::NoConnection if t.flow.transport == Transport::Tcp => {
+                            self.connect_tcp(t, tcp_tx)
+                        }
+                        // A browser (or a TLS phone) is reached only over the connection it
+                        // opened: with that gone, the message is lost like a datagram and the
+                        // transaction times out.
+                        TcpSend::NoConnection => {
+                            debug!(remote = %t.flow.remote, transport = t.flow.transport.as_str(), "no connection to the peer; message dropped");
                         }
                     }
-                    TcpSend::NoConnection => self.connect_tcp(t, tcp_tx),
-                },
+                }
             }
         }
     }
 
     fn send_tcp(&mut self, t: &Transmit) -> TcpSend {
-        let conn = t.flow.conn.and_then(|c| self.conns.get(&c)).or_else(|| {
-            self.by_remote
-                .get(&t.flow.remote)
-                .and_then(|id| self.conns.get(id))
-        });
+        let conn = t
+            .flow
+            .conn
+            .and_then(|c| self.conns.get(&c))
+            .or_else(|| {
+                self.by_remote
+                    .get(&t.flow.remote)
+                    .and_then(|id| self.conns.get(id))
+            })
+            .filter(|c| c.transport == t.flow.transport);
         match conn {
             Some(c) => match c.tx.try_send(t.payload.clone()) {
                 Ok(()) => TcpSend::Sent,
@@ -1239,7 +1315,13 @@ fn spawn_connection(
     let bound = Arc::new(AtomicBool::new(false));
     tokio::spawn(async move {
         if events
-            .send(TcpEvent::Opened(id, remote, out_tx.clone(), bound.clone()))
+            .send(TcpEvent::Opened(
+                id,
+                remote,
+                Transport::Tcp,
+                out_tx.clone(),
+                bound.clone(),
+            ))
             .await
             .is_err()
         {

@@ -46,7 +46,7 @@ pub struct StoredBinding {
     pub call_id: String,
     /// Its CSeq.
     pub cseq: u32,
-    /// "udp" or "tcp".
+    /// "udp", "tcp", "tls", "ws" or "wss".
     pub transport: String,
     /// Where the REGISTER came from (requests to the phone go there).
     pub remote: SocketAddr,
@@ -107,11 +107,7 @@ impl StoredBinding {
             q: b.q,
             call_id: b.call_id.clone(),
             cseq: b.cseq,
-            transport: match b.flow.transport {
-                Transport::Udp => "udp",
-                Transport::Tcp => "tcp",
-            }
-            .to_owned(),
+            transport: b.flow.transport.as_str().to_ascii_lowercase(),
             remote: b.flow.remote,
             instance: b.instance.clone(),
             reg_id: b.reg_id,
@@ -120,12 +116,15 @@ impl StoredBinding {
     }
 
     /// What the registrar takes back, with the lifetime left at `now_ms`; `None` when it has
-    /// expired or names an unknown transport.
+    /// expired or names an unknown transport, and for a browser's WebSocket binding: the
+    /// connection was its only way in and died with the restart (the browser registers again
+    /// when it reconnects).
     pub fn to_restored(&self, now_ms: u64) -> Option<RestoredBinding<'_>> {
         let left = self.expires_at_ms.checked_sub(now_ms).filter(|l| *l > 0)?;
         let transport = match self.transport.to_ascii_lowercase().as_str() {
             "udp" => Transport::Udp,
             "tcp" => Transport::Tcp,
+            "tls" => Transport::Tls,
             _ => return None,
         };
         Some(RestoredBinding {

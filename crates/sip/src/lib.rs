@@ -61,12 +61,29 @@ pub enum Transport {
     Udp,
     /// TCP: reliable, stream framed by Content-Length.
     Tcp,
+    /// TLS over TCP (RFC 3261 §26, port 5061): framed like TCP.
+    Tls,
+    /// WebSocket (RFC 7118): one SIP message per WebSocket message; the connection is the
+    /// browser's only flow (it cannot be reached any other way).
+    Ws,
+    /// Secure WebSocket (RFC 7118 over TLS).
+    Wss,
 }
 
 impl Transport {
     /// Reliable transports skip retransmissions and the wait timers.
     pub fn is_reliable(self) -> bool {
-        matches!(self, Transport::Tcp)
+        !matches!(self, Transport::Udp)
+    }
+
+    /// Encrypted on the wire (TLS, WSS).
+    pub fn is_secure(self) -> bool {
+        matches!(self, Transport::Tls | Transport::Wss)
+    }
+
+    /// A WebSocket flow (a browser): media must be WebRTC (ICE, DTLS-SRTP).
+    pub fn is_websocket(self) -> bool {
+        matches!(self, Transport::Ws | Transport::Wss)
     }
 
     /// The Via transport token.
@@ -74,6 +91,21 @@ impl Transport {
         match self {
             Transport::Udp => "UDP",
             Transport::Tcp => "TCP",
+            Transport::Tls => "TLS",
+            Transport::Ws => "WS",
+            Transport::Wss => "WSS",
+        }
+    }
+
+    /// The `transport=` URI parameter for a Contact on this transport (`;transport=tcp`),
+    /// empty for UDP (the default). TLS uses a `sips:` URI's usual `transport=tls` form.
+    pub fn uri_param(self) -> &'static str {
+        match self {
+            Transport::Udp => "",
+            Transport::Tcp => ";transport=tcp",
+            Transport::Tls => ";transport=tls",
+            Transport::Ws => ";transport=ws",
+            Transport::Wss => ";transport=wss",
         }
     }
 }

@@ -418,13 +418,12 @@ impl Phone {
     }
 
     fn contact(&self) -> String {
-        match self.acct.server.transport {
-            Transport::Udp => format!("<sip:{}@{}>", self.acct.user, self.acct.contact),
-            Transport::Tcp => format!(
-                "<sip:{}@{};transport=tcp>",
-                self.acct.user, self.acct.contact
-            ),
-        }
+        format!(
+            "<sip:{}@{}{}>",
+            self.acct.user,
+            self.acct.contact,
+            self.acct.server.transport.uri_param()
+        )
     }
 
     fn send(&mut self, now: Instant, ep: &mut Endpoint, flow: Flow, req: Request) -> Option<TxId> {

@@ -329,10 +329,11 @@ impl CallControl {
         };
         let number = request_user(&call.caller.invite).unwrap_or_else(|| "switchboard".into());
         let mut h = Headers::default();
-        let contact = match call.caller.flow.transport {
-            Transport::Udp => format!("<sip:{number}@{}>", self.cfg.contact_host),
-            Transport::Tcp => format!("<sip:{number}@{};transport=tcp>", self.cfg.contact_host),
-        };
+        let contact = format!(
+            "<sip:{number}@{}{}>",
+            self.cfg.contact_host,
+            call.caller.flow.transport.uri_param()
+        );
         h.push("Contact", contact);
         h.push("Allow", ALLOW);
         h.push("Content-Type", "application/sdp");

@@ -1122,10 +1122,11 @@ impl CallControl {
     }
 
     fn contact(&self, flow: &Flow, user: &str) -> String {
-        match flow.transport {
-            Transport::Udp => format!("<sip:{user}@{}>", self.cfg.contact_host),
-            Transport::Tcp => format!("<sip:{user}@{};transport=tcp>", self.cfg.contact_host),
-        }
+        format!(
+            "<sip:{user}@{}{}>",
+            self.cfg.contact_host,
+            flow.transport.uri_param()
+        )
     }
 
     // ------------------------------------------------------------------ inputs
