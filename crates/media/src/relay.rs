@@ -83,6 +83,7 @@ use crate::mix::{self, Frame, Mixer, FRAME};
 use crate::ports::PortPool;
 use crate::prompt::Prompt;
 use crate::rtp::{RtpHeader, TelephoneEvent, HEADER_LEN, SAMPLES_PER_PACKET};
+use crate::secure::{DtlsIdentity, Received, RemoteWebRtc, WebRtcLeg};
 use crate::stream::{OutStream, Reception};
 
 pub use crate::mix::MonitorMode;
@@ -207,10 +208,33 @@ pub enum SessionCommand {
     },
     /// Stop playing to a leg.
     Stop(Leg),
+    /// Carry a leg's media the WebRTC way (a browser): answer ICE checks for our
+    /// credentials, be the DTLS server, send and take SRTP and SRTCP on the RTP port. Sent
+    /// with the offer (the browser's fingerprint still unknown) and again with its answer;
+    /// the same credentials keep the leg's DTLS state. `None` makes the leg plain RTP again
+    /// (a desk phone answered instead).
+    WebRtc {
+        /// Which leg (the caller or the agent).
+        leg: Leg,
+        /// The leg's parameters, or `None` for plain RTP.
+        params: Option<WebRtcParams>,
+    },
     /// Copy every RTP packet each phone sends to the recorder (`None` stops). The copy never
     /// waits: a frame the recorder's queue cannot take is dropped and counted
     /// ([`SessionCounters::tap_dropped`]).
     Tap(Option<mpsc::Sender<RecordFrame>>),
+}
+
+/// A WebRTC leg's ICE credentials (ours, as in our offer) and the browser's certificate
+/// fingerprint (from its answer, once known).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebRtcParams {
+    /// Our `a=ice-ufrag`.
+    pub ufrag: String,
+    /// Our `a=ice-pwd`.
+    pub pwd: String,
+    /// The browser's `a=fingerprint` (`sha-256 AB:…`).
+    pub remote_fingerprint: Option<String>,
 }
 
 /// What a session reports.
@@ -282,6 +306,9 @@ pub struct RelayStats {
     pub tap_dropped: AtomicU64,
     /// Mixed packets sent (to legs that hear a mix while a supervisor monitors).
     pub mixed: AtomicU64,
+    /// Datagrams on WebRTC legs that were not usable: ICE checks without our password,
+    /// DTLS or SRTP from an address ICE did not check, SRTP that failed authentication.
+    pub webrtc_dropped: AtomicU64,
 }
 
 /// Packet counts of one session, readable while it runs (and after).
@@ -334,6 +361,8 @@ struct Inner {
     pool: Mutex<PortPool>,
     events: mpsc::Sender<MediaEvent>,
     stats: RelayStats,
+    /// The DTLS certificate of WebRTC legs (`None` if it could not be made: no WebRTC).
+    dtls: Option<DtlsIdentity>,
 }
 
 /// Handle to the relay: opens sessions. Cheap to clone.
@@ -476,14 +505,28 @@ impl Relay {
     /// A relay over `cfg`'s port range, reporting events to `events`.
     pub fn new(cfg: MediaConfig, events: mpsc::Sender<MediaEvent>) -> Relay {
         let pool = PortPool::new(cfg.port_min, cfg.port_max);
+        let dtls = match DtlsIdentity::generate() {
+            Ok(d) => Some(d),
+            Err(e) => {
+                warn!(error = %e, "no DTLS certificate: browsers (WebRTC) cannot be called");
+                None
+            }
+        };
         Relay {
             inner: Arc::new(Inner {
                 cfg,
                 pool: Mutex::new(pool),
                 events,
                 stats: RelayStats::default(),
+                dtls,
             }),
         }
+    }
+
+    /// The SHA-256 fingerprint of the relay's DTLS certificate (`a=fingerprint:sha-256` of
+    /// WebRTC offers); `None` when WebRTC legs are not available.
+    pub fn dtls_fingerprint(&self) -> Option<&str> {
+        self.inner.dtls.as_ref().map(DtlsIdentity::fingerprint)
     }
 
     /// The counters.
@@ -650,6 +693,8 @@ struct LegState {
     reception: Reception,
     /// When the next RTCP report to this leg is due.
     rtcp_next: Option<Instant>,
+    /// A browser's leg: ICE-lite, DTLS-SRTP, RTCP on the RTP port.
+    webrtc: Option<Box<WebRtcLeg>>,
 }
 
 impl LegState {
@@ -672,6 +717,7 @@ impl LegState {
             out: OutStream::new(ssrc, seq, ts),
             reception: Reception::default(),
             rtcp_next: None,
+            webrtc: None,
         }
     }
 
@@ -679,8 +725,29 @@ impl LegState {
         self.latch.destination()
     }
 
+    /// Where RTCP goes: the RTP address on a WebRTC leg (rtcp-mux).
     fn rtcp_dest(&self) -> Option<SocketAddr> {
+        if self.webrtc.is_some() {
+            return self.latch.destination();
+        }
         self.latch.rtcp_destination()
+    }
+
+    /// Send an RTCP packet to the leg (encrypted, over the RTP port, on a WebRTC leg).
+    fn send_rtcp(&mut self, io: &LegIo, packet: &[u8]) {
+        let Some(dest) = self.rtcp_dest() else {
+            return;
+        };
+        match self.webrtc.as_deref_mut() {
+            None => {
+                let _ = io.rtcp.try_send_to(packet, dest);
+            }
+            Some(w) => {
+                if let Some(p) = w.protect_rtcp(packet) {
+                    let _ = io.rtp.try_send_to(&p, dest);
+                }
+            }
+        }
     }
 
     /// The first packet to a leg schedules its first RTCP report (RFC 3550 §6.2: the first
@@ -767,9 +834,9 @@ fn leg_mut<'a>(
 }
 
 /// Ready when the supervisor's socket is; never while there is none.
-async fn supervisor_readable(s: Option<&SupervisorLeg>, ch: Channel) -> io::Result<()> {
+async fn supervisor_readable(s: Option<&LegIo>, ch: Channel) -> io::Result<()> {
     match s {
-        Some(s) => s.pair.io().socket(ch).readable().await,
+        Some(s) => s.socket(ch).readable().await,
         None => std::future::pending().await,
     }
 }
@@ -895,11 +962,19 @@ impl SessionTask {
                 r = self.io[0].rtcp.readable() => if r.is_ok() { self.drain(0, Channel::Rtcp, &mut buf, &mut pending) },
                 r = self.io[1].rtp.readable() => if r.is_ok() { self.drain(1, Channel::Rtp, &mut buf, &mut pending) },
                 r = self.io[1].rtcp.readable() => if r.is_ok() { self.drain(1, Channel::Rtcp, &mut buf, &mut pending) },
-                r = supervisor_readable(self.supervisor.as_deref(), Channel::Rtp), if attached => if r.is_ok() { self.drain_supervisor(Channel::Rtp, &mut buf, &mut pending) },
-                r = supervisor_readable(self.supervisor.as_deref(), Channel::Rtcp), if attached => if r.is_ok() { self.drain_supervisor(Channel::Rtcp, &mut buf, &mut pending) },
+                r = supervisor_readable(self.supervisor.as_deref().map(|s| s.pair.io()), Channel::Rtp), if attached => if r.is_ok() { self.drain_supervisor(Channel::Rtp, &mut buf, &mut pending) },
+                r = supervisor_readable(self.supervisor.as_deref().map(|s| s.pair.io()), Channel::Rtcp), if attached => if r.is_ok() { self.drain_supervisor(Channel::Rtcp, &mut buf, &mut pending) },
                 _ = tick.tick(), if playing => self.play_due(Instant::now(), &mut out, &mut pending),
                 _ = check.tick() => {
                     let now = Instant::now();
+                    for (l, io) in self.legs.iter_mut().zip(&self.io) {
+                        if let Some(w) = l.webrtc.as_deref_mut() {
+                            if w.poll_timeout().is_some_and(|t| t <= now) {
+                                w.handle_timeout(now);
+                            }
+                        }
+                        flush_webrtc(l, io);
+                    }
                     self.check_timeouts(now, &mut pending);
                     self.send_reports(now, &mut out);
                 }
@@ -944,7 +1019,9 @@ impl SessionTask {
                 let Some(l) = self.state_mut(leg) else {
                     return;
                 };
-                // A peer that moved (re-INVITE) is learned again.
+                // A peer that moved (re-INVITE) is learned again. A browser's media goes
+                // where its ICE checks come from, whatever its SDP says.
+                let rtp = l.webrtc.as_ref().and_then(|w| w.peer()).or(rtp);
                 l.latch.signal(now, rtp, sends);
                 l.latch.signalling_host(host);
                 l.law = law;
@@ -979,9 +1056,85 @@ impl SessionTask {
                 }
             }
             SessionCommand::Tap(t) => self.tap = t,
+            SessionCommand::WebRtc { leg, params } => self.webrtc(leg, params),
             SessionCommand::Monitor(mode) => self.monitor(mode),
             SessionCommand::DetachSupervisor => self.detach(out),
         }
+    }
+
+    fn webrtc(&mut self, leg: Leg, params: Option<WebRtcParams>) {
+        if leg == Leg::Supervisor {
+            return;
+        }
+        let i = leg.index();
+        let Some(p) = params else {
+            self.legs[i].webrtc = None;
+            return;
+        };
+        let same = self.legs[i]
+            .webrtc
+            .as_ref()
+            .is_some_and(|w| w.credentials() == (p.ufrag.as_str(), p.pwd.as_str()));
+        if !same {
+            let Some(identity) = self.ctx.relay.dtls.as_ref() else {
+                warn!(
+                    session = self.ctx.id.0,
+                    "WebRTC leg asked for, but the relay has no DTLS certificate"
+                );
+                return;
+            };
+            let local = self.io[i]
+                .rtp
+                .local_addr()
+                .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], self.ports[i])));
+            self.legs[i].webrtc = Some(Box::new(WebRtcLeg::new(
+                identity,
+                p.ufrag.clone(),
+                p.pwd.clone(),
+                local,
+            )));
+        }
+        if let (Some(fp), Some(w)) = (p.remote_fingerprint, self.legs[i].webrtc.as_deref_mut()) {
+            w.set_remote(&RemoteWebRtc {
+                fingerprint: Some(fp),
+            });
+        }
+    }
+
+    /// A datagram on a WebRTC leg's port: ICE, DTLS, or SRTP decrypted into the usual path.
+    fn webrtc_datagram(
+        &mut self,
+        i: usize,
+        data: &[u8],
+        from: SocketAddr,
+        pending: &mut Vec<MediaEventKind>,
+    ) {
+        let now = Instant::now();
+        let Some(w) = self.legs[i].webrtc.as_deref_mut() else {
+            return;
+        };
+        match w.receive(now, from, data) {
+            Received::Rtp(mut p) => self.packet(i, Channel::Rtp, &mut p[..], from, pending),
+            Received::Rtcp(mut p) => self.packet(i, Channel::Rtcp, &mut p[..], from, pending),
+            Received::Checked { from, .. } => {
+                let l = &mut self.legs[i];
+                if l.latch.destination() != Some(from) {
+                    debug!(session = self.ctx.id.0, leg = ?l.leg, remote = %from, "ICE check: media goes here");
+                    let sends = l.sends;
+                    l.latch.signal(now, Some(from), sends);
+                }
+            }
+            Received::Handshake => {}
+            Received::Dropped(why) => {
+                self.ctx
+                    .relay
+                    .stats
+                    .webrtc_dropped
+                    .fetch_add(1, Ordering::Relaxed);
+                debug!(session = self.ctx.id.0, remote = %from, reason = why, "WebRTC datagram dropped");
+            }
+        }
+        flush_webrtc(&mut self.legs[i], &self.io[i]);
     }
 
     fn state_mut(&mut self, leg: Leg) -> Option<&mut LegState> {
@@ -1008,8 +1161,8 @@ impl SessionTask {
 
     fn detach(&mut self, out: &mut Vec<u8>) {
         self.monitor(MonitorMode::Off);
-        if let Some(s) = self.supervisor.take() {
-            send_bye(&s.state, s.pair.io(), out);
+        if let Some(mut s) = self.supervisor.take() {
+            send_bye(&mut s.state, s.pair.io(), out);
             debug!(
                 session = self.ctx.id.0,
                 port = s.pair.port,
@@ -1053,6 +1206,12 @@ impl SessionTask {
         // Bounded per wake-up so one flooded port cannot starve the others.
         for _ in 0..64 {
             match self.io[i].socket(ch).try_recv_from(buf) {
+                Ok((n, from)) if self.legs[i].webrtc.is_some() => {
+                    // Everything of a browser comes to the RTP port; its RTCP port is unused.
+                    if matches!(ch, Channel::Rtp) {
+                        self.webrtc_datagram(i, &buf[..n], from, pending);
+                    }
+                }
                 Ok((n, from)) => self.packet(i, ch, &mut buf[..n], from, pending),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(_) => continue,
@@ -1147,7 +1306,7 @@ impl SessionTask {
             return;
         }
         self.legs[o].schedule_report(now);
-        match self.io[o].rtp.try_send_to(data, dest) {
+        match send_rtp(&mut self.legs[o].webrtc, &self.io[o], data, dest) {
             Ok(_) => {
                 self.ctx
                     .relay
@@ -1218,7 +1377,7 @@ impl SessionTask {
                     continue;
                 }
                 to.schedule_report(now);
-                match io.rtp.try_send_to(p, addr) {
+                match send_rtp(&mut to.webrtc, io, p, addr) {
                     Ok(_) => {
                         self.ctx.relay.stats.mixed.fetch_add(1, Ordering::Relaxed);
                         self.ctx.counters.mixed[dest.index()].fetch_add(1, Ordering::Relaxed);
@@ -1267,14 +1426,14 @@ impl SessionTask {
             // 0.5–1.5 × the interval, so the reports of many calls do not line up.
             let spread = RTCP_INTERVAL.mul_f64(0.5 + rand::random::<f64>());
             leg.rtcp_next = Some(now + spread);
-            let Some(dest) = leg.rtcp_dest() else {
+            if leg.rtcp_dest().is_none() {
                 continue;
-            };
+            }
             if leg
                 .out
                 .rtcp_report(now, ntp, &mut leg.reception, RTCP_CNAME, out)
             {
-                let _ = io.rtcp.try_send_to(out, dest);
+                leg.send_rtcp(io, out);
             }
         }
     }
@@ -1341,7 +1500,7 @@ impl SessionTask {
                     leg.rtcp_next = Some(now + RTCP_INTERVAL / 2);
                 }
                 if let Some(dest) = dest {
-                    if io.rtp.try_send_to(buf, dest).is_ok() {
+                    if send_rtp(&mut leg.webrtc, io, buf, dest).is_ok() {
                         stats.played.fetch_add(1, Ordering::Relaxed);
                     } else {
                         stats.send_errors.fetch_add(1, Ordering::Relaxed);
@@ -1374,13 +1533,37 @@ impl SessionTask {
 }
 
 /// An RTCP BYE to a leg that heard our stream.
-fn send_bye(leg: &LegState, io: &LegIo, out: &mut Vec<u8>) {
+fn send_bye(leg: &mut LegState, io: &LegIo, out: &mut Vec<u8>) {
     if leg.out.packets() == 0 {
         return;
     }
-    if let Some(dest) = leg.rtcp_dest() {
-        leg.out.rtcp_bye(RTCP_CNAME, out);
-        let _ = io.rtcp.try_send_to(out, dest);
+    leg.out.rtcp_bye(RTCP_CNAME, out);
+    leg.send_rtcp(io, out);
+}
+
+/// Send an RTP packet of a leg's stream: as it is, or encrypted on a WebRTC leg (where
+/// nothing goes out before the keys: a packet then counts as sent and is dropped).
+fn send_rtp(
+    webrtc: &mut Option<Box<WebRtcLeg>>,
+    io: &LegIo,
+    packet: &[u8],
+    dest: SocketAddr,
+) -> io::Result<usize> {
+    match webrtc.as_deref_mut() {
+        None => io.rtp.try_send_to(packet, dest),
+        Some(w) => match w.protect_rtp(packet) {
+            Some(p) => io.rtp.try_send_to(&p, dest),
+            None => Ok(0),
+        },
+    }
+}
+
+/// Send what a WebRTC leg has queued (ICE answers, DTLS flights).
+fn flush_webrtc(leg: &mut LegState, io: &LegIo) {
+    if let Some(w) = leg.webrtc.as_deref_mut() {
+        while let Some((to, d)) = w.poll_transmit() {
+            let _ = io.rtp.try_send_to(&d, to);
+        }
     }
 }
 

@@ -82,6 +82,32 @@ pub struct MediaDescription {
     pub direction: Direction,
     /// `a=ptime`, if given.
     pub ptime: Option<u32>,
+    /// `a=ice-ufrag` (media level, else session level).
+    pub ice_ufrag: Option<String>,
+    /// `a=ice-pwd` (media level, else session level).
+    pub ice_pwd: Option<String>,
+    /// `a=fingerprint` (`sha-256 AB:…`; media level, else session level).
+    pub fingerprint: Option<String>,
+    /// `a=setup` (`active`, `passive`, `actpass`).
+    pub setup: Option<String>,
+    /// `a=mid`.
+    pub mid: Option<String>,
+}
+
+impl MediaDescription {
+    /// A browser's stream: RTP over DTLS-SRTP with ICE (`UDP/TLS/RTP/SAVP[F]`).
+    pub fn is_webrtc(&self) -> bool {
+        self.proto.starts_with("UDP/TLS/RTP/SAVP")
+    }
+
+    /// A browser's DTLS side, if this is a WebRTC stream.
+    pub fn remote_webrtc(&self) -> Option<RemoteWebRtcMedia> {
+        self.is_webrtc().then(|| RemoteWebRtcMedia {
+            fingerprint: self.fingerprint.clone(),
+            setup: self.setup.clone(),
+            mid: self.mid.clone(),
+        })
+    }
 }
 
 impl MediaDescription {
@@ -146,6 +172,8 @@ impl SessionDescription {
         let text = std::str::from_utf8(body).map_err(|_| SdpError::Malformed("not UTF-8"))?;
         let mut session_addr = None;
         let mut session_dir = None;
+        // Session-level ICE and DTLS attributes, inherited by media without their own.
+        let mut session_ice: [Option<String>; 4] = Default::default();
         let mut media: Vec<MediaDescription> = Vec::new();
         let mut media_addr: Vec<Option<IpAddr>> = Vec::new();
         let mut media_dir: Vec<Option<Direction>> = Vec::new();
@@ -184,6 +212,11 @@ impl SessionDescription {
                         addr: None,
                         direction: Direction::SendRecv,
                         ptime: None,
+                        ice_ufrag: None,
+                        ice_pwd: None,
+                        fingerprint: None,
+                        setup: None,
+                        mid: None,
                     });
                     media_addr.push(None);
                     media_dir.push(None);
@@ -197,8 +230,25 @@ impl SessionDescription {
                         }
                         continue;
                     }
-                    let Some(m) = media.last_mut() else { continue };
+                    let ice_slot = match name {
+                        "ice-ufrag" => Some(0),
+                        "ice-pwd" => Some(1),
+                        "fingerprint" => Some(2),
+                        "setup" => Some(3),
+                        _ => None,
+                    };
+                    let Some(m) = media.last_mut() else {
+                        if let Some(i) = ice_slot {
+                            session_ice[i] = Some(arg.trim().to_owned());
+                        }
+                        continue;
+                    };
                     match name {
+                        "ice-ufrag" => m.ice_ufrag = Some(arg.trim().to_owned()),
+                        "ice-pwd" => m.ice_pwd = Some(arg.trim().to_owned()),
+                        "fingerprint" => m.fingerprint = Some(arg.trim().to_owned()),
+                        "setup" => m.setup = Some(arg.trim().to_owned()),
+                        "mid" => m.mid = Some(arg.trim().to_owned()),
                         "rtpmap" => {
                             // a=rtpmap:<pt> <name>/<rate>[/<channels>]
                             let (pt, enc) = arg.split_once(' ').unwrap_or((arg, ""));
@@ -223,6 +273,11 @@ impl SessionDescription {
         for (i, m) in media.iter_mut().enumerate() {
             m.addr = media_addr[i].or(session_addr);
             m.direction = media_dir[i].or(session_dir).unwrap_or(Direction::SendRecv);
+            let [u, p, f, s] = &session_ice;
+            m.ice_ufrag = m.ice_ufrag.take().or_else(|| u.clone());
+            m.ice_pwd = m.ice_pwd.take().or_else(|| p.clone());
+            m.fingerprint = m.fingerprint.take().or_else(|| f.clone());
+            m.setup = m.setup.take().or_else(|| s.clone());
         }
         Ok(SessionDescription { media })
     }
@@ -243,6 +298,20 @@ pub struct Negotiated {
     pub remote: Option<SocketAddr>,
     /// The remote side's direction.
     pub direction: Direction,
+    /// A browser's stream (`UDP/TLS/RTP/SAVPF`): its DTLS side is in
+    /// [`MediaDescription::remote_webrtc`] of the stream at `index`.
+    pub webrtc: bool,
+}
+
+/// What a browser's SDP says about its DTLS side.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteWebRtcMedia {
+    /// `a=fingerprint`, as written (`sha-256 AB:…`).
+    pub fingerprint: Option<String>,
+    /// `a=setup`.
+    pub setup: Option<String>,
+    /// `a=mid`, mirrored in our answer.
+    pub mid: Option<String>,
 }
 
 impl Negotiated {
@@ -258,7 +327,7 @@ impl Negotiated {
 pub fn negotiate(sd: &SessionDescription) -> Result<Negotiated, SdpError> {
     let mut family_mismatch = false;
     for (index, m) in sd.media.iter().enumerate() {
-        if m.media != "audio" || m.port == 0 || !m.proto.starts_with("RTP/AVP") {
+        if m.media != "audio" || m.port == 0 || !(m.proto.starts_with("RTP/AVP") || m.is_webrtc()) {
             continue;
         }
         let mut chosen = None;
@@ -292,6 +361,7 @@ pub fn negotiate(sd: &SessionDescription) -> Result<Negotiated, SdpError> {
             telephone_event: te,
             remote,
             direction: m.direction,
+            webrtc: m.is_webrtc(),
         });
     }
     Err(if family_mismatch {
@@ -320,6 +390,20 @@ pub struct LocalMedia {
     pub telephone_event: Option<u8>,
     /// Our direction.
     pub direction: Direction,
+    /// A browser's leg: ICE-lite and DTLS-SRTP attributes (`None` for plain RTP/AVP).
+    pub webrtc: Option<LocalWebRtc>,
+}
+
+/// Our side of a WebRTC stream: ICE-lite with the relay port as the one host candidate,
+/// DTLS with the relay's certificate (we are the DTLS server), RTCP on the RTP port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalWebRtc {
+    /// `a=ice-ufrag` (at least 4 characters, RFC 8839).
+    pub ufrag: String,
+    /// `a=ice-pwd` (at least 22 characters).
+    pub pwd: String,
+    /// SHA-256 fingerprint of the relay's DTLS certificate (`AB:CD:…`).
+    pub fingerprint: String,
 }
 
 fn encoding_name(law: Law) -> &'static str {
@@ -330,16 +414,26 @@ fn encoding_name(law: Law) -> &'static str {
 }
 
 impl LocalMedia {
-    fn write_session(&self, out: &mut String) {
+    fn write_session(&self, out: &mut String, mid: &str) {
         let _ = write!(
             out,
             "v=0\r\no=switchboard {} {} IN IP4 {}\r\ns=switchboard\r\nc=IN IP4 {}\r\nt=0 0\r\n",
             self.session_id, self.version, self.addr, self.addr
         );
+        if self.webrtc.is_some() {
+            let _ = write!(out, "a=ice-lite\r\na=group:BUNDLE {mid}\r\n");
+        }
     }
 
-    fn write_audio(&self, out: &mut String) {
-        let _ = write!(out, "m=audio {} RTP/AVP {}", self.port, self.pt);
+    /// `setup` is `actpass` in an offer and `passive` in an answer: we are always the DTLS
+    /// server.
+    fn write_audio(&self, out: &mut String, setup: &str, mid: &str) {
+        let proto = if self.webrtc.is_some() {
+            "UDP/TLS/RTP/SAVPF"
+        } else {
+            "RTP/AVP"
+        };
+        let _ = write!(out, "m=audio {} {proto} {}", self.port, self.pt);
         if let Some(te) = self.telephone_event {
             let _ = write!(out, " {te}");
         }
@@ -357,24 +451,38 @@ impl LocalMedia {
             );
         }
         let _ = write!(out, "a=ptime:20\r\na={}\r\n", self.direction.as_str());
+        if let Some(w) = &self.webrtc {
+            let _ = write!(
+                out,
+                "a=mid:{mid}\r\na=rtcp-mux\r\na=ice-ufrag:{}\r\na=ice-pwd:{}\r\n\
+                 a=fingerprint:sha-256 {}\r\na=setup:{setup}\r\n\
+                 a=candidate:1 1 udp 2130706431 {} {} typ host\r\na=end-of-candidates\r\n",
+                w.ufrag, w.pwd, w.fingerprint, self.addr, self.port
+            );
+        }
     }
 
     /// An offer with one audio stream (what we send to an agent's phone).
     pub fn offer(&self) -> String {
-        let mut out = String::with_capacity(256);
-        self.write_session(&mut out);
-        self.write_audio(&mut out);
+        let mut out = String::with_capacity(512);
+        self.write_session(&mut out, "0");
+        self.write_audio(&mut out, "actpass", "0");
         out
     }
 
     /// The answer to `offer`: one `m=` line per offered line, in order; the negotiated audio
     /// stream at index `audio_index` gets our media, every other one is rejected (port 0).
     pub fn answer(&self, offer: &SessionDescription, audio_index: usize) -> String {
-        let mut out = String::with_capacity(256);
-        self.write_session(&mut out);
+        let mut out = String::with_capacity(512);
+        let mid = offer
+            .media
+            .get(audio_index)
+            .and_then(|m| m.mid.as_deref())
+            .unwrap_or("0");
+        self.write_session(&mut out, mid);
         for (i, m) in offer.media.iter().enumerate() {
             if i == audio_index {
-                self.write_audio(&mut out);
+                self.write_audio(&mut out, "passive", mid);
             } else {
                 let fmt = m.formats.first().map_or("0", String::as_str);
                 let _ = write!(out, "m={} 0 {} {}\r\n", m.media, m.proto, fmt);
@@ -476,6 +584,7 @@ mod tests {
             pt: n.pt,
             telephone_event: n.telephone_event,
             direction: n.direction.answer(),
+            webrtc: None,
         };
         let text = local.answer(&offer, n.index);
         let back = SessionDescription::parse(text.as_bytes()).unwrap();

@@ -25,6 +25,7 @@ fn sdp(body: &[u8]) {
         pt: n.pt,
         telephone_event: n.telephone_event,
         direction: n.direction.answer(),
+        webrtc: None,
     };
     let answer = local.answer(&sd, n.index);
     // Our answer parses again and settles on the same codec.

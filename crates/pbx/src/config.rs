@@ -442,6 +442,9 @@ pub struct PbxConfig {
     /// at its start time in microseconds, so that call ids (and the recordings, messages and
     /// records that carry them) stay unique across restarts; tests start at 1.
     pub first_call: u64,
+    /// SHA-256 fingerprint of the relay's DTLS certificate: phones registered over WebSocket
+    /// (browsers) are offered WebRTC media with it. `None`: browsers are not rung.
+    pub webrtc_fingerprint: Option<String>,
 }
 
 impl Default for PbxConfig {
@@ -463,6 +466,7 @@ impl Default for PbxConfig {
             menus: Vec::new(),
             voicemail: None,
             first_call: 1,
+            webrtc_fingerprint: None,
         }
     }
 }

@@ -275,6 +275,9 @@ pub fn start(
         events.clone(),
     ));
     let relay = Relay::new(media, media_tx);
+    // Browsers are offered the relay's own DTLS certificate.
+    let mut cfg = cfg;
+    cfg.webrtc_fingerprint = relay.dtls_fingerprint().map(str::to_owned);
     let mut control = CallControl::new(
         cfg,
         recorder.is_some(),

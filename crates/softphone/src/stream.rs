@@ -427,6 +427,7 @@ mod tests {
                 telephone_event: Some(101),
                 remote: Some("127.0.0.1:4000".parse().unwrap()),
                 direction: Direction::SendRecv,
+                webrtc: false,
             },
             sending: true,
         }

@@ -27,7 +27,7 @@ use sip::endpoint::SipEvent;
 use sip::header::NameAddr;
 use sip::message::{Headers, Method, Request, Response};
 use sip::transaction::TxId;
-use sip::{Dialog, Endpoint, Flow, Transport};
+use sip::{Dialog, Endpoint, Flow};
 
 /// How long to wait before trying again after the registrar refused or did not answer.
 pub const REGISTER_RETRY: Duration = Duration::from_secs(30);
@@ -680,6 +680,7 @@ impl Phone {
             pt: 0,
             telephone_event: Some(101),
             direction: Direction::SendRecv,
+            webrtc: None,
         }
     }
 

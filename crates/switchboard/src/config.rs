@@ -98,6 +98,8 @@ struct ServerFile {
 struct HttpSection {
     bind: Option<String>,
     secure_cookies: Option<bool>,
+    crm_url: Option<String>,
+    sip_ws_url: Option<String>,
 }
 
 /// `[http]`, checked.
@@ -107,6 +109,10 @@ pub(crate) struct Http {
     pub bind: SocketAddr,
     /// Session cookies carry `Secure` (on unless turned off).
     pub secure_cookies: bool,
+    /// The agent page's link beside an incoming call (`{number}`, `{call}` replaced).
+    pub crm_url: Option<String>,
+    /// The URL browsers open for SIP over WebSocket, when not derived from `[sip] ws`.
+    pub sip_ws_url: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -159,6 +165,7 @@ struct SipSection {
     max_tcp_connections: usize,
     max_tcp_per_source: usize,
     max_transactions: Option<usize>,
+    ws: Option<String>,
 }
 
 impl Default for SipSection {
@@ -178,6 +185,7 @@ impl Default for SipSection {
             max_tcp_connections: 10_000,
             max_tcp_per_source: 100,
             max_transactions: None,
+            ws: None,
         }
     }
 }
@@ -314,6 +322,8 @@ pub(crate) struct Config {
     pub max_message_size: usize,
     /// Most live transactions, if configured (else sized from memory at start).
     pub max_transactions: Option<usize>,
+    /// SIP over WebSocket listen address (browsers), if on.
+    pub ws: Option<SocketAddr>,
     /// Realm.
     pub realm: String,
     /// Registrar domains.
@@ -566,6 +576,7 @@ pub(crate) fn load_with_env(
         udp_recv_buffer: sip.udp_recv_buffer,
         max_message_size: sip.max_message_size,
         max_transactions: sip.max_transactions,
+        ws: sip.ws,
         realm: sip.realm,
         domains: sip.domains,
         force_rport: sip.force_rport,
@@ -665,6 +676,7 @@ struct Sip {
     max_tcp_connections: usize,
     max_tcp_per_source: usize,
     max_transactions: Option<usize>,
+    ws: Option<SocketAddr>,
 }
 
 /// `[sip]`. `bind_flag` (`--sip-bind` / SWITCHBOARD_SIP_BIND) wins over `sip.bind`.
@@ -720,6 +732,16 @@ fn sip_table(r: &mut Report<'_>, s: &SipSection, bind_flag: Option<&str>) -> Sip
     if s.max_tcp_connections == 0 {
         r.err(&t.key("max_tcp_connections"), "must be at least 1");
     }
+    let ws_bind = s.ws.as_deref().and_then(|w| match w.parse::<SocketAddr>() {
+        Ok(a) if a.port() != 0 || bind.port() == 0 => Some(a),
+        _ => {
+            r.err(
+                &t.key("ws"),
+                format!("\"{w}\" is not an address:port such as \"0.0.0.0:8088\""),
+            );
+            None
+        }
+    });
     if s.max_transactions.is_some_and(|n| n < 100) {
         r.err(
             &t.key("max_transactions"),
@@ -741,6 +763,7 @@ fn sip_table(r: &mut Report<'_>, s: &SipSection, bind_flag: Option<&str>) -> Sip
         max_tcp_connections: s.max_tcp_connections,
         max_tcp_per_source: s.max_tcp_per_source,
         max_transactions: s.max_transactions,
+        ws: ws_bind,
     }
 }
 
@@ -873,10 +896,28 @@ fn security_table(r: &mut Report<'_>, s: &SecuritySection) -> SecurityConfig {
 fn http_table(r: &mut Report<'_>, h: &HttpSection) -> Option<Http> {
     let text = h.bind.as_deref()?;
     match text.parse::<SocketAddr>() {
-        Ok(bind) => Some(Http {
-            bind,
-            secure_cookies: h.secure_cookies.unwrap_or(true),
-        }),
+        Ok(bind) => {
+            let t = KeyPath::top("http");
+            if let Some(u) = &h.crm_url {
+                if !(u.starts_with("https://") || u.starts_with("http://")) {
+                    r.err(
+                        &t.key("crm_url"),
+                        "must be an http:// or https:// URL ({number} and {call} are filled in)",
+                    );
+                }
+            }
+            if let Some(u) = &h.sip_ws_url {
+                if !(u.starts_with("wss://") || u.starts_with("ws://")) {
+                    r.err(&t.key("sip_ws_url"), "must be a ws:// or wss:// URL");
+                }
+            }
+            Some(Http {
+                bind,
+                secure_cookies: h.secure_cookies.unwrap_or(true),
+                crm_url: h.crm_url.clone(),
+                sip_ws_url: h.sip_ws_url.clone(),
+            })
+        }
         Err(_) => {
             r.err(
                 &KeyPath::top("http").key("bind"),

@@ -157,14 +157,17 @@ fn pbx_config(cfg: &Config, contact_host: &str, seed: u64) -> pbx::PbxConfig {
         first_call: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(1, |d| d.as_micros() as u64),
+        // Set by the service from the relay it starts.
+        webrtc_fingerprint: None,
     }
 }
 
 /// Settings that a running server cannot change: they take effect at the next start.
 fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     let mut v = Vec::new();
-    if old.sip_bind != new.sip_bind || old.udp != new.udp || old.tcp != new.tcp {
-        v.push("sip.bind/udp/tcp");
+    if old.sip_bind != new.sip_bind || old.udp != new.udp || old.tcp != new.tcp || old.ws != new.ws
+    {
+        v.push("sip.bind/udp/tcp/ws");
     }
     if old.realm != new.realm {
         v.push("sip.realm");
@@ -247,6 +250,7 @@ async fn serve(cfg: Config, reload: Reload) -> anyhow::Result<()> {
     let tcfg = TransportConfig {
         udp: cfg.udp.then_some(cfg.sip_bind),
         tcp: cfg.tcp.then_some(cfg.sip_bind),
+        ws: cfg.ws,
         udp_recv_buffer: cfg.udp_recv_buffer,
         max_message_size: cfg.max_message_size,
         max_tcp_connections: cfg.max_tcp_connections,
@@ -361,6 +365,7 @@ async fn serve(cfg: Config, reload: Reload) -> anyhow::Result<()> {
                 recordings: Some(cc.recording.dir.clone()),
                 secure_cookies: h.secure_cookies,
                 logins: web::auth::Logins::new(cfg.logins.clone()),
+                phones: phones(&cfg, handle.ws_addr.map(|a| a.port())),
             },
             metrics,
             sampler,
@@ -496,6 +501,45 @@ fn refill_board(db: &store::Location, live: &web::Live) {
 }
 
 /// The agents on the wallboard, each with the queues it serves.
+/// Each agent's SIP account for the agent page (its browser phone), and where SIP over
+/// WebSocket is.
+fn phones(cfg: &Config, ws_port: Option<u16>) -> web::Phones {
+    let accounts = cfg
+        .callcenter
+        .agents
+        .iter()
+        .filter_map(|a| {
+            let acct = cfg.users.get(&a.user)?;
+            let (password, ha1) = match &acct.secret {
+                pbx::sip::digest::UserSecret::Password(p) => (Some(p.clone()), None),
+                pbx::sip::digest::UserSecret::Ha1 { md5, .. } => (None, md5.clone()),
+            };
+            Some((
+                a.acd.name.clone(),
+                web::PhoneAccount {
+                    user: a.user.clone(),
+                    password,
+                    ha1,
+                    display_name: a.acd.name.clone(),
+                },
+            ))
+        })
+        .collect();
+    let http = cfg.http.as_ref();
+    web::Phones {
+        ws_port,
+        ws_url: http.and_then(|h| h.sip_ws_url.clone()),
+        realm: cfg.realm.clone(),
+        domain: cfg
+            .domains
+            .first()
+            .cloned()
+            .unwrap_or_else(|| cfg.realm.clone()),
+        crm_url: http.and_then(|h| h.crm_url.clone()),
+        accounts,
+    }
+}
+
 fn board_agents(cfg: &Config) -> Vec<(String, Vec<String>)> {
     cfg.callcenter
         .agents
@@ -701,6 +745,7 @@ async fn run_until_shutdown(
                 live.update(|b| b.configure(new.callcenter.boards.clone(), board_agents(&new)));
                 if let Some(app) = &app {
                     app.set_logins(web::auth::Logins::new(new.logins.clone()));
+                    app.set_phones(phones(&new, sip.ws_addr.map(|a| a.port())));
                 }
                 info!(
                     trigger = why,

@@ -15,6 +15,7 @@
 //! recordings, playing one and saving a review are written to the audit log before the answer
 //! is sent; if the audit log cannot be written, the answer is 503 and nothing is shown.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
@@ -105,6 +106,39 @@ pub struct WebConfig {
     pub secure_cookies: bool,
     /// The logins.
     pub logins: Logins,
+    /// The agent page's phone: where browsers reach SIP and each agent's account.
+    pub phones: Phones,
+}
+
+/// What the agent page needs to register a browser as an agent's phone.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Phones {
+    /// The SIP WebSocket listener's port (`None`: no browser phones).
+    pub ws_port: Option<u16>,
+    /// The URL browsers open for SIP (`wss://pbx.example.com:8089`), when they must not
+    /// derive it from the page's host and `ws_port` (a TLS proxy in front).
+    pub ws_url: Option<String>,
+    /// The digest realm.
+    pub realm: String,
+    /// The domain of SIP URIs (`sip:1001@domain`).
+    pub domain: String,
+    /// A link shown beside an incoming call: `{number}` and `{call}` are replaced.
+    pub crm_url: Option<String>,
+    /// Each agent's (by name) phone account.
+    pub accounts: HashMap<String, PhoneAccount>,
+}
+
+/// An agent's SIP account, as their browser phone uses it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PhoneAccount {
+    /// The SIP user.
+    pub user: String,
+    /// The password, when the account keeps one.
+    pub password: Option<String>,
+    /// MD5 HA1 of user, realm and password, when only hashes are kept.
+    pub ha1: Option<String>,
+    /// What callees see as the name.
+    pub display_name: String,
 }
 
 /// The web side's state, shared by every request.
@@ -121,6 +155,7 @@ pub struct App {
     database: Option<store::Location>,
     recordings: Option<PathBuf>,
     secure_cookies: bool,
+    phones: RwLock<Arc<Phones>>,
 }
 
 impl std::fmt::Debug for App {
@@ -153,7 +188,13 @@ impl App {
             database: cfg.database,
             recordings: cfg.recordings,
             secure_cookies: cfg.secure_cookies,
+            phones: RwLock::new(Arc::new(cfg.phones)),
         })
+    }
+
+    /// New phone accounts (a reload of `users.toml` or `agents.toml`).
+    pub fn set_phones(&self, phones: Phones) {
+        *self.phones.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(phones);
     }
 
     /// New logins (a reload of `users.toml`): sessions of removed logins, or of logins whose
@@ -392,6 +433,60 @@ async fn logout(State(app): State<Arc<App>>, headers: HeaderMap) -> Answer {
 async fn whoami(State(app): State<Arc<App>>, headers: HeaderMap) -> Answer {
     let s = session(&app, &headers, &[])?;
     Ok(Json(me(&s)).into_response())
+}
+
+// ---- the agent page's phone ----
+
+/// The logged-in agent's phone account and where to reach SIP: only the agent's own (the
+/// page registers the browser with it).
+async fn phone(State(app): State<Arc<App>>, headers: HeaderMap) -> Answer {
+    let s = session(&app, &headers, &[Role::Agent])?;
+    let Some(agent) = s.agent.clone() else {
+        return Err(refuse(
+            StatusCode::FORBIDDEN,
+            format!("{} is not tied to an agent", s.login),
+        ));
+    };
+    let phones = app.phones.read().unwrap_or_else(|e| e.into_inner()).clone();
+    let Some(acct) = phones.accounts.get(&agent) else {
+        return Err(refuse(
+            StatusCode::NOT_FOUND,
+            format!("agent {agent} has no SIP account"),
+        ));
+    };
+    let ws_url = match (&phones.ws_url, phones.ws_port) {
+        (Some(u), _) => u.clone(),
+        (None, Some(port)) => {
+            // The host the browser used for this page, with the WebSocket port.
+            let host = headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("127.0.0.1");
+            let name = match host.rsplit_once(':') {
+                Some((n, p)) if p.bytes().all(|b| b.is_ascii_digit()) => n,
+                _ => host,
+            };
+            format!("ws://{name}:{port}")
+        }
+        (None, None) => {
+            return Err(refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "browser phones are off: set [sip] ws in switchboard.toml",
+            ))
+        }
+    };
+    tracing::info!(login = %s.login, agent = %agent, "agent page phone provisioned");
+    Ok(Json(json!({
+        "ws_url": ws_url,
+        "uri": format!("sip:{}@{}", acct.user, phones.domain),
+        "user": acct.user,
+        "password": acct.password,
+        "ha1": acct.ha1,
+        "realm": phones.realm,
+        "display_name": acct.display_name,
+        "crm_url": phones.crm_url,
+    }))
+    .into_response())
 }
 
 // ---- live ----
@@ -1121,6 +1216,26 @@ static PAGES: &[(&str, &str, &str)] = &[
         include_str!("../assets/review.html"),
     ),
     (
+        "/agent",
+        "text/html; charset=utf-8",
+        include_str!("../assets/agent.html"),
+    ),
+    (
+        "/assets/agent.css",
+        "text/css; charset=utf-8",
+        include_str!("../assets/agent.css"),
+    ),
+    (
+        "/assets/agent.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../assets/agent.js"),
+    ),
+    (
+        "/assets/vendor/jssip.min.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../assets/vendor/jssip.min.js"),
+    ),
+    (
         "/assets/app.css",
         "text/css; charset=utf-8",
         include_str!("../assets/app.css"),
@@ -1185,7 +1300,7 @@ async fn hardening(req: Request, next: Next) -> Response {
     h.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(
-            "default-src 'self'; media-src 'self' blob:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+            "default-src 'self'; media-src 'self' blob:; connect-src 'self' ws: wss:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
         ),
     );
     if api {
@@ -1204,6 +1319,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/me", get(whoami))
         .route("/api/live", get(live))
         .route("/api/events", get(events))
+        .route("/api/phone", get(phone))
         .route("/api/agents/{agent}", get(agent_view))
         .route("/api/agents/{agent}/state", post(agent_state))
         .route("/api/agents/{agent}/monitor", post(agent_monitor))

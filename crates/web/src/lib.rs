@@ -20,7 +20,10 @@ pub mod auth;
 pub mod live;
 pub mod metrics;
 
-pub use api::{AgentChange, AgentControl, App, MonitorAsk, MonitorKind, RequestedState, WebConfig};
+pub use api::{
+    AgentChange, AgentControl, App, MonitorAsk, MonitorKind, PhoneAccount, Phones, RequestedState,
+    WebConfig,
+};
 pub use live::Live;
 pub use metrics::{Metrics, Sample, Sampler};
 

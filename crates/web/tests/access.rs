@@ -93,6 +93,23 @@ fn fixture() -> Fixture {
             recordings: Some(dir.join("recordings")),
             secure_cookies: true,
             logins,
+            phones: web::Phones {
+                ws_port: Some(8088),
+                ws_url: None,
+                realm: "switchboard".into(),
+                domain: "switchboard".into(),
+                crm_url: Some("https://crm.example.com/?phone={number}".into()),
+                accounts: [(
+                    "ada".to_owned(),
+                    web::PhoneAccount {
+                        user: "1001".into(),
+                        password: Some("secret1001".into()),
+                        ha1: None,
+                        display_name: "ada".into(),
+                    },
+                )]
+                .into(),
+            },
         },
         Arc::new(Metrics::new()),
         sampler,
@@ -393,6 +410,42 @@ async fn the_agent_who_took_a_call_gives_its_disposition_and_nobody_else_does() 
         Some("follow-up"),
         "refused requests changed nothing"
     );
+}
+
+#[tokio::test]
+async fn an_agent_page_gets_only_its_own_phone_account() {
+    let f = fixture();
+    let ada = log_in(&f.app, "ada").await;
+    let mut req = request("GET", "/api/phone", Some(&ada), false);
+    req.headers_mut()
+        .insert(header::HOST, "pbx.example.com:8080".parse().unwrap());
+    let r = send(&f.app, req).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let v = r.json();
+    assert_eq!(v["ws_url"], "ws://pbx.example.com:8088");
+    assert_eq!(v["uri"], "sip:1001@switchboard");
+    assert_eq!(
+        (v["user"].as_str(), v["password"].as_str()),
+        (Some("1001"), Some("secret1001"))
+    );
+    assert_eq!(v["crm_url"], "https://crm.example.com/?phone={number}");
+    assert_eq!(r.headers[header::CACHE_CONTROL], "no-store");
+    // An agent without a SIP account, a supervisor, nobody logged in.
+    let ben = log_in(&f.app, "ben").await;
+    let r = send(&f.app, request("GET", "/api/phone", Some(&ben), false)).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let sam = log_in(&f.app, "sam").await;
+    let r = send(&f.app, request("GET", "/api/phone", Some(&sam), false)).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = send(&f.app, request("GET", "/api/phone", None, false)).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    // The page and its scripts are served; the policy lets it open WebSockets.
+    for path in ["/agent", "/assets/agent.js", "/assets/vendor/jssip.min.js"] {
+        let r = send(&f.app, request("GET", path, None, false)).await;
+        assert_eq!(r.status, StatusCode::OK, "{path}");
+        let csp = r.headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
+        assert!(csp.contains("connect-src 'self' ws: wss:"), "{csp}");
+    }
 }
 
 #[tokio::test]

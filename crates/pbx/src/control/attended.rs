@@ -165,6 +165,7 @@ impl CallControl {
             pt: media.pt,
             telephone_event: media.telephone_event,
             direction: Direction::SendRecv,
+            webrtc: None,
         };
         let req = reinvite(&mut b.dialog, contact, local.offer());
         let flow = b.dialog.flow;

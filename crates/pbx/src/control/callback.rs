@@ -336,6 +336,7 @@ impl CallControl {
             pt: call.caller.media.pt,
             telephone_event: call.caller.media.telephone_event,
             direction: Direction::SendRecv,
+            webrtc: None,
         };
         let flow = Flow {
             transport: Transport::Udp,
@@ -603,6 +604,7 @@ impl CallControl {
                 telephone_event: Some(101),
                 remote: None,
                 direction: Direction::SendRecv,
+                webrtc: false,
             };
             let flow = Flow {
                 transport: Transport::Udp,

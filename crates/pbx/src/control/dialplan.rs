@@ -63,6 +63,7 @@ impl CallControl {
                 telephone_event: Some(101),
                 remote: None,
                 direction: Direction::SendRecv,
+                webrtc: false,
             },
             Err(e @ (SdpError::NoCommonCodec | SdpError::AddressFamily)) => {
                 let mut h = Headers::default();
@@ -321,6 +322,7 @@ impl CallControl {
             pt: call.caller.media.pt,
             telephone_event: call.caller.media.telephone_event,
             direction: call.caller.media.direction.answer(),
+            webrtc: None,
         };
         let body = if call.caller.late {
             media::sdp::offer_g711(id, local.version, local.addr, local.port)

@@ -63,6 +63,7 @@ impl CallControl {
             pt: call.caller.media.pt,
             telephone_event: call.caller.media.telephone_event,
             direction: Direction::SendRecv,
+            webrtc: None,
         };
         let body = Bytes::from(local.offer());
         let from_num = if from_num.is_empty() {
@@ -99,22 +100,33 @@ impl CallControl {
         if !entered.is_empty() {
             pop.push(("X-Switchboard-Entered", entered.join(";")));
         }
+        // Browsers (registered over WebSocket) get the same offer the WebRTC way, with ICE
+        // credentials of their own for the agent leg.
+        let local_webrtc = if contacts.iter().any(|b| b.flow.transport.is_websocket()) {
+            self.webrtc_offer(id, &local)
+        } else {
+            None
+        };
+        let body_webrtc = local_webrtc.as_ref().map(|l| Bytes::from(l.offer()));
         let wall = self.wall;
         let mut forks = Vec::new();
         for b in contacts {
+            let webrtc = b.flow.transport.is_websocket();
+            let body = match (webrtc, &body_webrtc) {
+                (false, _) => body.clone(),
+                (true, Some(w)) => w.clone(),
+                (true, None) => {
+                    warn!(user, contact = %b.uri_text, "a browser is registered but WebRTC media is not available: not rung");
+                    continue;
+                }
+            };
             let from = match &display {
                 Some(d) => format!("\"{}\" <sip:{from_num}@{}>", d.replace('"', ""), self.host),
                 None => format!("<sip:{from_num}@{}>", self.host),
             };
             let to = format!("<sip:{user}@{}>", self.host);
-            let mut invite = self.new_invite(
-                &from,
-                to,
-                b.uri_text.clone(),
-                &b.flow,
-                "switchboard",
-                body.clone(),
-            );
+            let mut invite =
+                self.new_invite(&from, to, b.uri_text.clone(), &b.flow, "switchboard", body);
             for (name, value) in &pop {
                 invite.headers.push(*name, value.clone());
             }
@@ -137,7 +149,11 @@ impl CallControl {
                 flow: b.flow,
                 invite,
                 failed: None,
+                webrtc,
             });
+        }
+        if forks.is_empty() {
+            return false;
         }
         if let Some(call) = self.calls.get_mut(&id) {
             debug!(parent: &call.span, user, phones = forks.len(), "ringing");
@@ -146,9 +162,39 @@ impl CallControl {
                 user: user.to_owned(),
                 forks,
                 local,
+                local_webrtc,
             });
         }
         true
+    }
+
+    /// `local` as offered to a browser: ICE-lite credentials drawn for this offer, the
+    /// relay's DTLS fingerprint; the relay's agent leg is told to answer for them. `None`
+    /// when the relay has no DTLS certificate.
+    fn webrtc_offer(&mut self, id: u64, local: &LocalMedia) -> Option<LocalMedia> {
+        let fingerprint = self.cfg.webrtc_fingerprint.clone()?;
+        // RFC 8839: ufrag of at least 4 and password of at least 22 ice-chars.
+        let ufrag = format!("{:08x}", self.rng.next_u32());
+        let pwd = format!("{:016x}{:016x}", self.rng.next_u64(), self.rng.next_u64());
+        self.media(
+            id,
+            SessionCommand::WebRtc {
+                leg: Leg::Agent,
+                params: Some(WebRtcParams {
+                    ufrag: ufrag.clone(),
+                    pwd: pwd.clone(),
+                    remote_fingerprint: None,
+                }),
+            },
+        );
+        Some(LocalMedia {
+            webrtc: Some(LocalWebRtc {
+                ufrag,
+                pwd,
+                fingerprint,
+            }),
+            ..local.clone()
+        })
     }
 
     pub(super) fn on_response(&mut self, now: Instant, tx: TxId, resp: Response) {
@@ -289,6 +335,7 @@ impl CallControl {
         }
         // 2xx: this phone wins.
         let fork_flow = attempt.forks[fi].flow;
+        let fork_webrtc = attempt.forks[fi].webrtc;
         let invite = attempt.forks[fi].invite.clone();
         let dialog = match Dialog::uac(&invite, &resp, fork_flow) {
             Ok(d) => d,
@@ -313,10 +360,41 @@ impl CallControl {
             .filter(|f| f.tx != tx && f.failed.is_none())
             .map(|f| f.tx)
             .collect();
+        let mut remote_webrtc = None;
         let remote = if resp.body.is_empty() {
             Err(SdpError::Malformed("no SDP answer"))
         } else {
-            SessionDescription::parse(&resp.body).and_then(|sd| negotiate(&sd))
+            SessionDescription::parse(&resp.body).and_then(|sd| {
+                let n = negotiate(&sd)?;
+                remote_webrtc = sd.media.get(n.index).and_then(|m| m.remote_webrtc());
+                Ok(n)
+            })
+        };
+        let local = match (fork_webrtc, &attempt.local_webrtc) {
+            (true, Some(w)) => w.clone(),
+            _ => attempt.local.clone(),
+        };
+        // The relay's agent leg follows the phone that answered: WebRTC with the browser's
+        // certificate fingerprint, or plain RTP again for a desk phone.
+        let params = match (&local.webrtc, remote_webrtc) {
+            (Some(w), Some(r)) => Some(WebRtcParams {
+                ufrag: w.ufrag.clone(),
+                pwd: w.pwd.clone(),
+                remote_fingerprint: r.fingerprint,
+            }),
+            _ => None,
+        };
+        if params.is_some() || attempt.local_webrtc.is_some() {
+            self.out.push_back(media_cmd(
+                id,
+                SessionCommand::WebRtc {
+                    leg: Leg::Agent,
+                    params,
+                },
+            ));
+        }
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
         };
         let key = (dialog.call_id.clone(), dialog.local_tag.clone());
         let outside = matches!(call.route, Route::Outbound(_));
@@ -325,7 +403,7 @@ impl CallControl {
             dialog,
             agent: attempt.agent,
             user: attempt.user.clone(),
-            local: attempt.local.clone(),
+            local,
             on_hold: false,
         });
         self.by_dialog.insert(key, (id, Leg::Agent));

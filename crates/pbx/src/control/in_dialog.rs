@@ -165,6 +165,7 @@ impl CallControl {
                     pt: n.pt,
                     telephone_event: n.telephone_event,
                     direction: n.direction.answer(),
+                    webrtc: None,
                 };
                 call.caller.media = n;
                 call.caller.offer = offer.clone();

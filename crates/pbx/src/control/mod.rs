@@ -46,8 +46,10 @@ use acd::{
 };
 use bytes::Bytes;
 use media::prompt::Prompt;
-use media::relay::{Leg, MediaEvent, MediaEventKind, SessionCommand, SessionId};
-use media::sdp::{negotiate, Direction, LocalMedia, Negotiated, SdpError, SessionDescription};
+use media::relay::{Leg, MediaEvent, MediaEventKind, SessionCommand, SessionId, WebRtcParams};
+use media::sdp::{
+    negotiate, Direction, LocalMedia, LocalWebRtc, Negotiated, SdpError, SessionDescription,
+};
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use sip::endpoint::Caller;
@@ -310,6 +312,8 @@ struct Fork {
     flow: Flow,
     invite: Request,
     failed: Option<u16>,
+    /// A browser, offered WebRTC media.
+    webrtc: bool,
 }
 
 /// An outbound attempt: an ACD offer to an agent, or an extension being rung.
@@ -320,6 +324,8 @@ struct Attempt {
     forks: Vec<Fork>,
     /// Our SDP offer to the phones (the agent leg of the relay).
     local: LocalMedia,
+    /// The same as offered to browsers (WebRTC), if any was rung.
+    local_webrtc: Option<LocalMedia>,
 }
 
 /// The answered side: our UAC dialog with the agent's (or callee's) phone.

@@ -162,6 +162,7 @@ impl CallControl {
             pt: s.media.pt,
             telephone_event: s.media.telephone_event,
             direction: s.media.direction.answer(),
+            webrtc: None,
         };
         let body = local.answer(&s.offer, s.media.index);
         s.local = Some(local);
@@ -303,6 +304,7 @@ impl CallControl {
             pt: media.pt,
             telephone_event: media.telephone_event,
             direction: Direction::SendRecv,
+            webrtc: None,
         };
         let req = reinvite(d, contact, local.offer());
         let flow = d.flow;
@@ -513,6 +515,7 @@ impl CallControl {
             pt: media.pt,
             telephone_event: media.telephone_event,
             direction: Direction::SendRecv,
+            webrtc: None,
         };
         let consult = call_mode(self.calls.get(&id)) == Some(MonitorMode::Consult);
         let from = if consult {

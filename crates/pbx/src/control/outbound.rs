@@ -192,6 +192,7 @@ impl CallControl {
             pt: call.caller.media.pt,
             telephone_event: call.caller.media.telephone_event,
             direction: Direction::SendRecv,
+            webrtc: None,
         };
         let span = call.span.clone();
         let flow = Flow {
@@ -271,8 +272,10 @@ impl CallControl {
                 flow,
                 invite,
                 failed: None,
+                webrtc: false,
             }],
             local,
+            local_webrtc: None,
         });
     }
 

@@ -19,7 +19,9 @@ use md5::{Digest as _, Md5};
 use pbx::acd::{self, AcdCommand, AgentState, Time};
 use pbx::acd_task::{self, AcdReport, AcdRequest};
 use pbx::media::prompt::Prompt;
-use pbx::media::relay::{Leg, MediaEvent, MediaEventKind, MonitorMode, SessionCommand, SessionId};
+use pbx::media::relay::{
+    Leg, MediaEvent, MediaEventKind, MonitorMode, SessionCommand, SessionId, WebRtcParams,
+};
 use pbx::sip::endpoint::{CallAuthConfig, RateLimit, SecurityConfig, SipEvent, Trunk};
 use pbx::sip::message::{Headers, Method, Request, Response};
 use pbx::sip::registrar::RegistrarConfig;
@@ -1011,6 +1013,8 @@ pub struct FakeSession {
     pub supervisor: Option<u16>,
     /// How the supervisor monitors.
     pub monitor: MonitorMode,
+    /// The caller's and the agent's legs as WebRTC (a browser), if so.
+    pub webrtc: [Option<WebRtcParams>; 2],
 }
 
 /// The fake media relay: ports from a pool, sessions as data, events injected by tests.
@@ -1063,6 +1067,7 @@ impl FakeMedia {
                             tap: false,
                             supervisor: None,
                             monitor: MonitorMode::Off,
+                            webrtc: [None, None],
                         },
                     );
                 }
@@ -1083,6 +1088,7 @@ impl FakeMedia {
                         ))
                     }
                     SessionCommand::Stop(leg) => s.playing[leg_index(leg)] = None,
+                    SessionCommand::WebRtc { leg, params } => s.webrtc[leg_index(leg)] = params,
                     SessionCommand::Tap(_) => panic!("call control sent a tap channel"),
                     SessionCommand::Monitor(m) => {
                         assert!(

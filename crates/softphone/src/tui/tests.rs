@@ -82,6 +82,7 @@ fn media() -> Media {
             telephone_event: Some(101),
             remote: Some("127.0.0.1:40000".parse().unwrap()),
             direction: Direction::SendRecv,
+            webrtc: false,
         },
         sending: true,
     }
