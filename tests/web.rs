@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::io::Write;
 use std::process::Command;
 use std::time::Duration;
 
@@ -18,18 +17,7 @@ const PASSWORD: &str = "wallboard-test-password";
 /// whose phone rings unanswered, with a 4 s maximum wait; `sales` (601) served by nobody.
 /// Web logins: sam (supervisor), rita (reviewer), ada (agent 1001), root (admin).
 fn center(http_port: u16) -> ServerConfig {
-    let hash = {
-        let mut child = Command::new(common::switchboard_bin())
-            .arg("passwd")
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        writeln!(child.stdin.take().unwrap(), "{PASSWORD}").unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(out.status.success());
-        String::from_utf8(out.stdout).unwrap().trim().to_owned()
-    };
+    let hash = common::password_hash(PASSWORD);
     let login = |name: &str, roles: &str, agent: &str| {
         format!("\n[logins.{name}]\npassword_hash = \"{hash}\"\nroles = [{roles}]\n{agent}")
     };
@@ -103,14 +91,7 @@ fn agent<'a>(board: &'a serde_json::Value, name: &str) -> &'a serde_json::Value 
 /// one, and there its absence fails the test).
 fn browser(port: u16, step: &str, env: &[(&str, &str)]) -> Option<serde_json::Value> {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
-    let ready = std::path::Path::new("/usr/bin/chromium").exists()
-        && dir.join("node_modules/playwright-core").exists();
-    if !ready {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "chromium or playwright-core missing (.ci/run installs them)"
-        );
-        eprintln!("SKIPPED browser step {step}: install chromium and run npm ci in tests/browser");
+    if !common::browser_ready(step) {
         return None;
     }
     let out = Command::new("node")

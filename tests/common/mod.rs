@@ -185,6 +185,41 @@ pub(crate) fn free_port_pair() -> u16 {
 // ------------------------------------------------------------------ config
 
 /// The password the tests give user `n`: `demo<n>`.
+/// The hash `switchboard passwd` makes of `password` (for `[logins.NAME] password_hash`).
+pub(crate) fn password_hash(password: &str) -> String {
+    use std::io::Write as _;
+    let mut child = Command::new(switchboard_bin())
+        .arg("passwd")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("switchboard passwd");
+    writeln!(child.stdin.take().expect("stdin"), "{password}").expect("password");
+    let out = child.wait_with_output().expect("switchboard passwd");
+    assert!(out.status.success());
+    String::from_utf8(out.stdout)
+        .expect("UTF-8")
+        .trim()
+        .to_owned()
+}
+
+/// Whether Debian's chromium and playwright-core (in tests/browser) are here. In CI, which
+/// installs them, their absence fails the test; elsewhere the browser step is skipped with
+/// a line saying so.
+pub(crate) fn browser_ready(step: &str) -> bool {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    let ready = Path::new("/usr/bin/chromium").exists()
+        && dir.join("node_modules/playwright-core").exists();
+    if !ready {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "chromium or playwright-core missing (.ci/run installs them)"
+        );
+        eprintln!("SKIPPED browser step {step}: install chromium and run npm ci in tests/browser");
+    }
+    ready
+}
+
 pub(crate) fn demo_password(user: u32) -> String {
     format!("demo{user}")
 }
@@ -220,6 +255,8 @@ pub(crate) struct ServerConfig {
     pub(crate) files: Vec<(String, String)>,
     /// Appended to users.toml (web logins).
     pub(crate) users_extra: String,
+    /// More keys for the `[sip]` table, as TOML lines (`ws = "127.0.0.1:PORT"`).
+    pub(crate) sip_extra: String,
 }
 
 /// A range of RTP ports for one server of this process: `[media]` ranges never overlap
@@ -260,6 +297,7 @@ impl Default for ServerConfig {
             calls_extra: String::new(),
             files: Vec::new(),
             users_extra: String::new(),
+            sip_extra: String::new(),
         }
     }
 }
@@ -299,6 +337,7 @@ impl ServerConfig {
              [sip]\n\
              bind = \"127.0.0.1:0\"\n\
              realm = \"{realm}\"\n\
+             {sip_extra}\
              \n\
              [registrar]\n\
              qualify_interval = {qualify}\n\
@@ -329,6 +368,7 @@ impl ServerConfig {
              {recording}\
              {extra}\n",
             realm = self.realm,
+            sip_extra = self.sip_extra,
             qualify = self.qualify_interval,
             max_expires = self.max_expires,
             default_expires = self.max_expires.min(3600),

@@ -217,10 +217,16 @@ fn which(name: &str) -> Option<PathBuf> {
 /// Samples of a WAV dump, first channel. sndfile leaves the header of a file it is still
 /// writing unfinished, so the data chunk is read up to the end of the file.
 pub(crate) fn read_wav(path: &Path) -> Vec<i16> {
+    read_wav_channel(path, 0)
+}
+
+/// One channel (0 = left) of a WAV file's 16-bit samples.
+pub(crate) fn read_wav_channel(path: &Path, channel: usize) -> Vec<i16> {
     let bytes = std::fs::read(path).expect("read dump");
     let (channels, data) = wav_data(&bytes).unwrap_or((1, &[]));
     data.chunks_exact(2 * channels)
-        .map(|c| i16::from_le_bytes([c[0], c[1]]))
+        .filter_map(|c| c.get(2 * channel..2 * channel + 2))
+        .map(|s| i16::from_le_bytes([s[0], s[1]]))
         .collect()
 }
 

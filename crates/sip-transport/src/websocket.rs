@@ -55,6 +55,8 @@ pub(crate) async fn serve<S>(
     let mut ws_cfg = WebSocketConfig::default();
     ws_cfg.max_message_size = Some(cfg.max_message_size);
     ws_cfg.max_frame_size = Some(cfg.max_message_size);
+    // The WebSocket layer's callback type fixes this signature (its error is a response).
+    #[allow(clippy::result_large_err)]
     let check = |req: &Request, mut resp: Response| -> Result<Response, ErrorResponse> {
         if !asks_for_sip(req) {
             let mut e = ErrorResponse::new(Some(

@@ -1,0 +1,216 @@
+//! A browser agent: the agent page (/agent) in Debian's chromium with a fake microphone
+//! playing 1 kHz, registered over SIP-over-WebSocket with the page's JsSIP, takes a queue call
+//! from a headless phone sending 440 Hz. The agent answers by clicking; the media is WebRTC
+//! (ICE-lite, DTLS-SRTP) on the browser's side and plain RTP on the caller's. Checked as a
+//! person would hear it: the caller hears the browser's tone, the browser receives audio, the
+//! call's stereo recording holds the caller's tone on the left and the browser's on the right;
+//! a key pressed on the page's keypad reaches the caller (RFC 4733 through SRTP), the page's
+//! hang-up ends the caller's call, and its disposition lands in the call's record.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use common::phone::{classify, read_wav, read_wav_channel};
+use common::{demo_password, Server, ServerConfig};
+use softphone::audio::Source;
+use softphone::phone::{run, Options};
+
+const PASSWORD: &str = "agent-page-test-password";
+
+/// An 8 kHz mono WAV of a `hz` sine, for the browser's fake microphone.
+fn tone_wav(path: &std::path::Path, hz: f64, secs: u32) {
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 8000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(path, spec).expect("tone WAV");
+    for i in 0..8000 * secs {
+        let s = (2.0 * std::f64::consts::PI * hz * f64::from(i) / 8000.0).sin() * 12_000.0;
+        w.write_sample(s as i16).expect("sample");
+    }
+    w.finalize().expect("tone WAV");
+}
+
+#[test]
+fn a_browser_agent_answers_a_queue_call_over_webrtc_keys_a_digit_and_hangs_up() {
+    if !common::browser_ready("agent page") {
+        return;
+    }
+    let http = common::free_port();
+    let ws = common::free_port();
+    let hash = common::password_hash(PASSWORD);
+    let server = Server::start(&ServerConfig {
+        sip_extra: format!("ws = \"127.0.0.1:{ws}\"\n"),
+        extra_toml: format!(
+            "\n[http]\nbind = \"127.0.0.1:{http}\"\nsecure_cookies = false\n\
+             crm_url = \"https://crm.example.com/search?phone={{number}}\"\n"
+        ),
+        users_extra: format!(
+            "\n[logins.ada]\npassword_hash = \"{hash}\"\nroles = [\"agent\"]\nagent = \"1001\"\n"
+        ),
+        files: vec![
+            (
+                "queues.toml".into(),
+                "[queues.support]\nnumber = \"600\"\nrecord = \"always\"\n".into(),
+            ),
+            (
+                "agents.toml".into(),
+                "[agents.1001]\nuser = \"1001\"\nqueues = [\"support\"]\nlogin_on_start = true\n"
+                    .into(),
+            ),
+        ],
+        ..ServerConfig::default()
+    });
+    let dir = server.dir().to_owned();
+    let mic = dir.join("browser-mic.wav");
+    tone_wav(&mic, 1000.0, 30);
+    let browser_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    let mut node = Command::new("node")
+        .arg("agent.mjs")
+        .current_dir(&browser_dir)
+        .env("BASE", format!("http://127.0.0.1:{http}"))
+        .env("LOGIN", "ada")
+        .env("PASSWORD", PASSWORD)
+        .env("TONE", &mic)
+        .env("DIGITS", "5")
+        .env("TALK_MS", "4000")
+        .env("SCREENSHOT", dir.join("agent-page.png"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("node");
+    let (tx, lines) = mpsc::channel::<serde_json::Value>();
+    let stdout = node.stdout.take().expect("stdout");
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if let Ok(v) = serde_json::from_str(&line) {
+                if tx.send(v).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    let next = |within: Duration| {
+        lines.recv_timeout(within).unwrap_or_else(|_| {
+            panic!(
+                "the browser said nothing more within {within:?}\nserver log:\n{}",
+                server.log()
+            )
+        })
+    };
+    let first = next(Duration::from_secs(60));
+    assert_eq!(first["event"], "registered", "{first:#}\n{}", server.log());
+    // The page's phone registered over the WebSocket.
+    assert!(
+        server
+            .log()
+            .lines()
+            .any(|l| l.contains("binding added") && l.contains("transport=\"WS\"")),
+        "{}",
+        server.log()
+    );
+
+    // The caller: 440 Hz, waits for the other side to hang up.
+    let caller = run(Options {
+        dial: Some("600".into()),
+        source: Source::Tone(440.0),
+        record: Some(dir.join("caller.wav")),
+        timeout: Duration::from_secs(60),
+        ..Options::new(server.udp, "1006", &demo_password(1006))
+    });
+    let done = next(Duration::from_secs(60));
+    let status = node.wait().expect("node");
+    let log = server.log();
+    assert_eq!(done["event"], "done", "{done:#}\n{log}");
+    assert!(status.success(), "{done:#}");
+
+    // The screen-pop the agent saw.
+    let pop = &done["ringing"];
+    assert_eq!(pop["caller"], "1006", "{done:#}");
+    assert_eq!(pop["queue"], "support", "{done:#}");
+    assert_eq!(
+        pop["crm_link"], "https://crm.example.com/search?phone=1006",
+        "{done:#}"
+    );
+    // The browser's side of the media: DTLS-SRTP over the checked pair, PCMU, audio heard.
+    let stats = &done["stats"];
+    assert_eq!(stats["dtls_state"], "connected", "{stats:#}");
+    assert_eq!(stats["candidate_pair"]["state"], "succeeded", "{stats:#}");
+    assert_eq!(
+        stats["srtp_cipher"], "SRTP_AES128_CM_HMAC_SHA1_80",
+        "{stats:#}"
+    );
+    assert_eq!(stats["codec"]["mimeType"], "audio/PCMU", "{stats:#}");
+    assert!(
+        stats["inbound"]["packetsReceived"].as_u64().unwrap_or(0) > 100
+            && stats["inbound"]["totalAudioEnergy"].as_f64().unwrap_or(0.0) > 0.01,
+        "the browser received the caller's audio: {stats:#}"
+    );
+    assert_eq!(done["digits_sent"], "5", "{done:#}");
+    assert_eq!(done["disposition_result"], "saved", "{done:#}");
+    assert_eq!(done["page_errors"], serde_json::json!([]), "{done:#}");
+
+    // The caller's side: answered, heard the browser's tone, got its key, and the page's
+    // hang-up ended the call.
+    assert_eq!(caller.error, None, "{caller:?}\n{log}");
+    assert!(caller.answered, "{caller:?}");
+    assert_eq!(caller.hung_up_by, "them", "{caller:?}");
+    assert_eq!(caller.digits_received, "5", "{caller:?}");
+    let at_caller = classify(&read_wav(&dir.join("caller.wav")), &[440.0, 1000.0]);
+    let n = |v: &[Option<f64>], hz: f64| v.iter().filter(|w| **w == Some(hz)).count();
+    assert!(
+        n(&at_caller, 1000.0) >= 15,
+        "the caller heard the browser in {} windows",
+        n(&at_caller, 1000.0)
+    );
+
+    // The record, with the disposition the page saved, and the recording: the caller's
+    // tone left, the browser's right.
+    let rows = common::call_rows(&server, 1);
+    let row = &rows[0];
+    assert_eq!(row.agent.as_deref(), Some("1001"), "{row:?}");
+    assert_eq!(row.outcome, "answered", "{row:?}");
+    assert_eq!(row.hung_up_by, "agent", "{row:?}");
+    common::wait_until(Duration::from_secs(10), "the disposition", || {
+        common::call_rows(&server, 1)[0].disposition.as_deref() == Some("sale")
+    });
+    let rec_dir = dir.join("data/recordings");
+    let mut wav = None;
+    common::wait_until(Duration::from_secs(10), "the recording", || {
+        wav = walk(&rec_dir)
+            .into_iter()
+            .find(|p| p.extension().is_some_and(|e| e == "wav"));
+        wav.is_some()
+    });
+    let wav = wav.expect("a recording");
+    let left = classify(&read_wav_channel(&wav, 0), &[440.0, 1000.0]);
+    let right = classify(&read_wav_channel(&wav, 1), &[440.0, 1000.0]);
+    assert!(
+        n(&left, 440.0) >= 15 && n(&left, 1000.0) == 0,
+        "caller channel: {left:?}"
+    );
+    assert!(
+        n(&right, 1000.0) >= 15 && n(&right, 440.0) == 0,
+        "agent channel: {right:?}"
+    );
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
