@@ -133,6 +133,7 @@ fn endpoint() -> Endpoint {
             secret: sip::digest::UserSecret::Password("secret".into()),
             algorithms: None,
             max_contacts: None,
+            require_tls: false,
         },
     );
     Endpoint::new(

@@ -14,6 +14,8 @@ use super::Server;
 /// A baresip phone registered as `user`, sending a sine tone, recording what it decodes, and
 /// controlled over `ctrl_tcp`.
 pub(crate) struct Phone {
+    /// The RTP ports baresip uses (a capture filter for its media).
+    pub(crate) rtp_ports: (u16, u16),
     child: Child,
     dir: PathBuf,
     ctrl: TcpStream,
@@ -25,6 +27,27 @@ impl Phone {
     /// Start baresip for `user` (password `demo<user>`), sending a `tone_hz` sine, answering
     /// only when told (`accept`); returns once it is registered.
     pub(crate) fn start(server: &Server, user: u32, tone_hz: f64) -> Phone {
+        Phone::start_with(server, user, tone_hz, None)
+    }
+
+    /// Like [`Phone::start`], registered over TLS to `tls` (trusting `cafile`) with SRTP
+    /// (SDES) mandatory for its calls.
+    pub(crate) fn start_tls(
+        server: &Server,
+        user: u32,
+        tone_hz: f64,
+        tls: std::net::SocketAddr,
+        cafile: &Path,
+    ) -> Phone {
+        Phone::start_with(server, user, tone_hz, Some((tls, cafile)))
+    }
+
+    fn start_with(
+        server: &Server,
+        user: u32,
+        tone_hz: f64,
+        tls: Option<(std::net::SocketAddr, &Path)>,
+    ) -> Phone {
         let exe = which("baresip")
             .unwrap_or_else(|| panic!("baresip not found: apt-get install baresip-core"));
         let dir = super::temp_dir("phone");
@@ -48,6 +71,7 @@ impl Phone {
              rtcp_mux no\n\
              jitter_buffer_delay 5-10\n\
              module_path /usr/lib/baresip/modules\n\
+             {tls_modules}\
              module g711.so\n\
              module ausine.so\n\
              module aubridge.so\n\
@@ -60,15 +84,25 @@ impl Phone {
              ctrl_tcp_listen 127.0.0.1:{ctrl_port}\n",
             tone = tone_hz as u32,
             snd = snd.display(),
+            tls_modules = match tls {
+                Some((_, ca)) => format!("sip_cafile {}\nmodule srtp.so\n", ca.display()),
+                None => String::new(),
+            },
         );
         std::fs::write(dir.join("config"), config).expect("config");
         std::fs::write(
             dir.join("accounts"),
-            format!(
-                "<sip:{user}@{srv};transport=udp>;auth_pass={pw};answermode=manual;regint=300;audio_codecs=PCMU\n",
-                srv = server.udp,
-                pw = super::demo_password(user)
-            ),
+            match tls {
+                Some((addr, _)) => format!(
+                    "<sip:{user}@{addr};transport=tls>;auth_pass={pw};mediaenc=srtp-mand;answermode=manual;regint=300;audio_codecs=PCMU\n",
+                    pw = super::demo_password(user)
+                ),
+                None => format!(
+                    "<sip:{user}@{srv};transport=udp>;auth_pass={pw};answermode=manual;regint=300;audio_codecs=PCMU\n",
+                    srv = server.udp,
+                    pw = super::demo_password(user)
+                ),
+            },
         )
         .expect("accounts");
         let log = std::fs::File::create(dir.join("baresip.log")).expect("log");
@@ -117,6 +151,7 @@ impl Phone {
             }
         });
         let mut phone = Phone {
+            rtp_ports: (rtp_min, rtp_max),
             child,
             dir,
             ctrl,

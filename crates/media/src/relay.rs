@@ -83,7 +83,7 @@ use crate::mix::{self, Frame, Mixer, FRAME};
 use crate::ports::PortPool;
 use crate::prompt::Prompt;
 use crate::rtp::{RtpHeader, TelephoneEvent, HEADER_LEN, SAMPLES_PER_PACKET};
-use crate::secure::{DtlsIdentity, Received, RemoteWebRtc, WebRtcLeg};
+use crate::secure::{DtlsIdentity, Received, RemoteWebRtc, SdesLeg, WebRtcLeg};
 use crate::stream::{OutStream, Reception};
 
 pub use crate::mix::MonitorMode;
@@ -219,10 +219,27 @@ pub enum SessionCommand {
         /// The leg's parameters, or `None` for plain RTP.
         params: Option<WebRtcParams>,
     },
+    /// Carry a leg's media as SRTP keyed in the SDP (SDES, RFC 4568): `local` encrypts what
+    /// we send, `remote` decrypts what the phone sends. `None` makes it plain RTP again.
+    Sdes {
+        /// Which leg (the caller or the agent).
+        leg: Leg,
+        /// The keys, or `None` for plain RTP.
+        keys: Option<SdesKeys>,
+    },
     /// Copy every RTP packet each phone sends to the recorder (`None` stops). The copy never
     /// waits: a frame the recorder's queue cannot take is dropped and counted
     /// ([`SessionCounters::tap_dropped`]).
     Tap(Option<mpsc::Sender<RecordFrame>>),
+}
+
+/// The two base64 keys (master key and salt) of an SDES-SRTP leg.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SdesKeys {
+    /// Ours, from our SDP: what we send is encrypted with it.
+    pub local: String,
+    /// The phone's, from its SDP.
+    pub remote: String,
 }
 
 /// A WebRTC leg's ICE credentials (ours, as in our offer) and the browser's certificate
@@ -695,6 +712,8 @@ struct LegState {
     rtcp_next: Option<Instant>,
     /// A browser's leg: ICE-lite, DTLS-SRTP, RTCP on the RTP port.
     webrtc: Option<Box<WebRtcLeg>>,
+    /// A desk phone's SRTP keyed in the SDP.
+    sdes: Option<Box<SdesLeg>>,
 }
 
 impl LegState {
@@ -718,6 +737,7 @@ impl LegState {
             reception: Reception::default(),
             rtcp_next: None,
             webrtc: None,
+            sdes: None,
         }
     }
 
@@ -738,14 +758,19 @@ impl LegState {
         let Some(dest) = self.rtcp_dest() else {
             return;
         };
-        match self.webrtc.as_deref_mut() {
-            None => {
-                let _ = io.rtcp.try_send_to(packet, dest);
-            }
-            Some(w) => {
+        match (self.webrtc.as_deref_mut(), self.sdes.as_deref_mut()) {
+            (Some(w), _) => {
                 if let Some(p) = w.protect_rtcp(packet) {
                     let _ = io.rtp.try_send_to(&p, dest);
                 }
+            }
+            (None, Some(s)) => {
+                if let Some(p) = s.protect_rtcp(packet) {
+                    let _ = io.rtcp.try_send_to(&p, dest);
+                }
+            }
+            (None, None) => {
+                let _ = io.rtcp.try_send_to(packet, dest);
             }
         }
     }
@@ -1057,6 +1082,28 @@ impl SessionTask {
             }
             SessionCommand::Tap(t) => self.tap = t,
             SessionCommand::WebRtc { leg, params } => self.webrtc(leg, params),
+            SessionCommand::Sdes { leg, keys } => {
+                if leg == Leg::Supervisor {
+                    return;
+                }
+                let l = &mut self.legs[leg.index()];
+                if l.sdes.as_ref().map(|s| s.keys())
+                    == keys.as_ref().map(|k| (k.local.as_str(), k.remote.as_str()))
+                {
+                    // The same keys (a re-INVITE): the contexts, with their counters, stay.
+                    return;
+                }
+                l.sdes = match keys {
+                    None => None,
+                    Some(k) => match SdesLeg::new(&k.local, &k.remote) {
+                        Ok(s) => Some(Box::new(s)),
+                        Err(e) => {
+                            warn!(session = self.ctx.id.0, error = %e, "SRTP keys unusable: the leg gets no media");
+                            None
+                        }
+                    },
+                };
+            }
             SessionCommand::Monitor(mode) => self.monitor(mode),
             SessionCommand::DetachSupervisor => self.detach(out),
         }
@@ -1212,6 +1259,26 @@ impl SessionTask {
                         self.webrtc_datagram(i, &buf[..n], from, pending);
                     }
                 }
+                Ok((n, from)) if self.legs[i].sdes.is_some() => {
+                    let Some(s) = self.legs[i].sdes.as_deref_mut() else {
+                        continue;
+                    };
+                    let clear = match ch {
+                        Channel::Rtp => s.unprotect_rtp(&buf[..n]),
+                        Channel::Rtcp => s.unprotect_rtcp(&buf[..n]),
+                    };
+                    match clear {
+                        Some(mut p) => self.packet(i, ch, &mut p[..], from, pending),
+                        None => {
+                            // Not authenticated with the phone's key: a stranger, a replay.
+                            self.ctx
+                                .relay
+                                .stats
+                                .dropped_strangers
+                                .fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
                 Ok((n, from)) => self.packet(i, ch, &mut buf[..n], from, pending),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(_) => continue,
@@ -1306,7 +1373,7 @@ impl SessionTask {
             return;
         }
         self.legs[o].schedule_report(now);
-        match send_rtp(&mut self.legs[o].webrtc, &self.io[o], data, dest) {
+        match send_rtp(self.legs[o].protection(), &self.io[o], data, dest) {
             Ok(_) => {
                 self.ctx
                     .relay
@@ -1377,7 +1444,7 @@ impl SessionTask {
                     continue;
                 }
                 to.schedule_report(now);
-                match send_rtp(&mut to.webrtc, io, p, addr) {
+                match send_rtp(to.protection(), io, p, addr) {
                     Ok(_) => {
                         self.ctx.relay.stats.mixed.fetch_add(1, Ordering::Relaxed);
                         self.ctx.counters.mixed[dest.index()].fetch_add(1, Ordering::Relaxed);
@@ -1500,7 +1567,11 @@ impl SessionTask {
                     leg.rtcp_next = Some(now + RTCP_INTERVAL / 2);
                 }
                 if let Some(dest) = dest {
-                    if send_rtp(&mut leg.webrtc, io, buf, dest).is_ok() {
+                    let protection = Protection {
+                        webrtc: &mut leg.webrtc,
+                        sdes: &mut leg.sdes,
+                    };
+                    if send_rtp(protection, io, buf, dest).is_ok() {
                         stats.played.fetch_add(1, Ordering::Relaxed);
                     } else {
                         stats.send_errors.fetch_add(1, Ordering::Relaxed);
@@ -1541,20 +1612,32 @@ fn send_bye(leg: &mut LegState, io: &LegIo, out: &mut Vec<u8>) {
     leg.send_rtcp(io, out);
 }
 
-/// Send an RTP packet of a leg's stream: as it is, or encrypted on a WebRTC leg (where
+/// How a leg's packets are protected on the wire.
+struct Protection<'a> {
+    webrtc: &'a mut Option<Box<WebRtcLeg>>,
+    sdes: &'a mut Option<Box<SdesLeg>>,
+}
+
+impl LegState {
+    fn protection(&mut self) -> Protection<'_> {
+        Protection {
+            webrtc: &mut self.webrtc,
+            sdes: &mut self.sdes,
+        }
+    }
+}
+
+/// Send an RTP packet of a leg's stream: as it is, or encrypted on an SRTP leg (where
 /// nothing goes out before the keys: a packet then counts as sent and is dropped).
-fn send_rtp(
-    webrtc: &mut Option<Box<WebRtcLeg>>,
-    io: &LegIo,
-    packet: &[u8],
-    dest: SocketAddr,
-) -> io::Result<usize> {
-    match webrtc.as_deref_mut() {
-        None => io.rtp.try_send_to(packet, dest),
-        Some(w) => match w.protect_rtp(packet) {
-            Some(p) => io.rtp.try_send_to(&p, dest),
-            None => Ok(0),
-        },
+fn send_rtp(p: Protection<'_>, io: &LegIo, packet: &[u8], dest: SocketAddr) -> io::Result<usize> {
+    let protected = match (p.webrtc.as_deref_mut(), p.sdes.as_deref_mut()) {
+        (Some(w), _) => w.protect_rtp(packet),
+        (None, Some(s)) => s.protect_rtp(packet),
+        (None, None) => return io.rtp.try_send_to(packet, dest),
+    };
+    match protected {
+        Some(p) => io.rtp.try_send_to(&p, dest),
+        None => Ok(0),
     }
 }
 

@@ -92,12 +92,55 @@ pub struct MediaDescription {
     pub setup: Option<String>,
     /// `a=mid`.
     pub mid: Option<String>,
+    /// `a=crypto` lines (SDES-SRTP, RFC 4568), in the offerer's order.
+    pub crypto: Vec<Crypto>,
 }
+
+/// One `a=crypto:<tag> <suite> inline:<key||salt>[|…]` attribute.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Crypto {
+    /// The tag an answer echoes.
+    pub tag: u32,
+    /// The crypto suite (`AES_CM_128_HMAC_SHA1_80`).
+    pub suite: String,
+    /// The base64 master key and salt (without lifetime or MKI).
+    pub key: String,
+}
+
+impl Crypto {
+    fn parse(arg: &str) -> Option<Crypto> {
+        let mut it = arg.split_whitespace();
+        let tag = it.next()?.parse().ok()?;
+        let suite = it.next()?.to_owned();
+        let params = it.next()?;
+        let key = params
+            .strip_prefix("inline:")?
+            .split('|')
+            .next()?
+            .to_owned();
+        Some(Crypto { tag, suite, key })
+    }
+}
+
+/// The one SDES suite we speak: what every SRTP desk phone offers first.
+pub const SDES_SUITE: &str = "AES_CM_128_HMAC_SHA1_80";
 
 impl MediaDescription {
     /// A browser's stream: RTP over DTLS-SRTP with ICE (`UDP/TLS/RTP/SAVP[F]`).
     pub fn is_webrtc(&self) -> bool {
         self.proto.starts_with("UDP/TLS/RTP/SAVP")
+    }
+
+    /// SRTP keyed in the SDP (`RTP/SAVP[F]`, RFC 4568).
+    pub fn is_sdes(&self) -> bool {
+        self.proto.starts_with("RTP/SAVP")
+    }
+
+    /// The first `a=crypto` of a suite we speak.
+    pub fn sdes_crypto(&self) -> Option<&Crypto> {
+        self.crypto
+            .iter()
+            .find(|c| c.suite.eq_ignore_ascii_case(SDES_SUITE))
     }
 
     /// A browser's DTLS side, if this is a WebRTC stream.
@@ -217,6 +260,7 @@ impl SessionDescription {
                         fingerprint: None,
                         setup: None,
                         mid: None,
+                        crypto: Vec::new(),
                     });
                     media_addr.push(None);
                     media_dir.push(None);
@@ -249,6 +293,7 @@ impl SessionDescription {
                         "fingerprint" => m.fingerprint = Some(arg.trim().to_owned()),
                         "setup" => m.setup = Some(arg.trim().to_owned()),
                         "mid" => m.mid = Some(arg.trim().to_owned()),
+                        "crypto" => m.crypto.extend(Crypto::parse(arg)),
                         "rtpmap" => {
                             // a=rtpmap:<pt> <name>/<rate>[/<channels>]
                             let (pt, enc) = arg.split_once(' ').unwrap_or((arg, ""));
@@ -301,6 +346,9 @@ pub struct Negotiated {
     /// A browser's stream (`UDP/TLS/RTP/SAVPF`): its DTLS side is in
     /// [`MediaDescription::remote_webrtc`] of the stream at `index`.
     pub webrtc: bool,
+    /// SRTP keyed in the SDP (`RTP/SAVP`): the key is the stream's
+    /// [`MediaDescription::sdes_crypto`].
+    pub sdes: bool,
 }
 
 /// What a browser's SDP says about its DTLS side.
@@ -327,7 +375,14 @@ impl Negotiated {
 pub fn negotiate(sd: &SessionDescription) -> Result<Negotiated, SdpError> {
     let mut family_mismatch = false;
     for (index, m) in sd.media.iter().enumerate() {
-        if m.media != "audio" || m.port == 0 || !(m.proto.starts_with("RTP/AVP") || m.is_webrtc()) {
+        if m.media != "audio"
+            || m.port == 0
+            || !(m.proto.starts_with("RTP/AVP") || m.is_webrtc() || m.is_sdes())
+        {
+            continue;
+        }
+        // SRTP we cannot key (another suite, or none) is no stream for us.
+        if m.is_sdes() && m.sdes_crypto().is_none() {
             continue;
         }
         let mut chosen = None;
@@ -362,6 +417,7 @@ pub fn negotiate(sd: &SessionDescription) -> Result<Negotiated, SdpError> {
             remote,
             direction: m.direction,
             webrtc: m.is_webrtc(),
+            sdes: m.is_sdes(),
         });
     }
     Err(if family_mismatch {
@@ -392,6 +448,8 @@ pub struct LocalMedia {
     pub direction: Direction,
     /// A browser's leg: ICE-lite and DTLS-SRTP attributes (`None` for plain RTP/AVP).
     pub webrtc: Option<LocalWebRtc>,
+    /// SRTP keyed in the SDP (RFC 4568): our tag and base64 key (`RTP/SAVP`).
+    pub sdes: Option<(u32, String)>,
 }
 
 /// Our side of a WebRTC stream: ICE-lite with the relay port as the one host candidate,
@@ -430,6 +488,8 @@ impl LocalMedia {
     fn write_audio(&self, out: &mut String, setup: &str, mid: &str) {
         let proto = if self.webrtc.is_some() {
             "UDP/TLS/RTP/SAVPF"
+        } else if self.sdes.is_some() {
+            "RTP/SAVP"
         } else {
             "RTP/AVP"
         };
@@ -451,6 +511,9 @@ impl LocalMedia {
             );
         }
         let _ = write!(out, "a=ptime:20\r\na={}\r\n", self.direction.as_str());
+        if let Some((tag, key)) = &self.sdes {
+            let _ = write!(out, "a=crypto:{tag} {SDES_SUITE} inline:{key}\r\n");
+        }
         if let Some(w) = &self.webrtc {
             let _ = write!(
                 out,
@@ -585,6 +648,7 @@ mod tests {
             telephone_event: n.telephone_event,
             direction: n.direction.answer(),
             webrtc: None,
+            sdes: None,
         };
         let text = local.answer(&offer, n.index);
         let back = SessionDescription::parse(text.as_bytes()).unwrap();

@@ -629,3 +629,140 @@ mod handshake {
         assert!(leg.peer().is_none());
     }
 }
+
+/// SRTP keyed in the SDP (RFC 4568, `a=crypto`), for desk phones over TLS: AES_CM_128 with
+/// HMAC-SHA1-80, our key for what we send, the phone's for what it sends. RTCP on its own
+/// port, as SRTCP.
+pub struct SdesLeg {
+    inbound: Context,
+    outbound: Context,
+    local: String,
+    remote: String,
+}
+
+impl std::fmt::Debug for SdesLeg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SdesLeg").finish_non_exhaustive()
+    }
+}
+
+/// Key and salt of AES_CM_128_HMAC_SHA1_80: 16 + 14 octets.
+const SDES_KEY_LEN: usize = 30;
+
+fn sdes_key(b64: &str) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    let k = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .ok()?;
+    (k.len() == SDES_KEY_LEN).then_some(k)
+}
+
+/// Our SDES key for one leg of one call: derived from the server's secret (drawn from the
+/// operating system at start), so call control, which draws no randomness of its own, can
+/// write it into the SDP; base64 of 30 octets.
+pub fn derive_sdes_key(secret: &[u8; 32], call: u64, leg: u8, version: u64) -> String {
+    use base64::Engine as _;
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("any key length");
+    mac.update(b"switchboard sdes");
+    mac.update(&call.to_be_bytes());
+    mac.update(&[leg]);
+    mac.update(&version.to_be_bytes());
+    let out = mac.finalize().into_bytes();
+    base64::engine::general_purpose::STANDARD.encode(&out[..SDES_KEY_LEN])
+}
+
+impl SdesLeg {
+    /// A leg sending with `local` and receiving with `remote` (base64 key and salt).
+    pub fn new(local: &str, remote: &str) -> Result<SdesLeg, SecureError> {
+        let (Some(l), Some(r)) = (sdes_key(local), sdes_key(remote)) else {
+            return Err(SecureError::Identity(
+                "an SDES key is not 30 octets of base64".into(),
+            ));
+        };
+        let provider = rtc_dtls::crypto_provider::default_provider()
+            .map_err(|e| SecureError::Identity(e.to_string()))?;
+        let profile = ProtectionProfile::Aes128CmHmacSha1_80;
+        let make = |k: &[u8], replay: bool| {
+            Context::new(
+                &k[..16],
+                &k[16..],
+                profile,
+                replay.then(|| srtp_replay_protection(256)),
+                replay.then(|| srtcp_replay_protection(256)),
+                provider.crypto(),
+            )
+            .map_err(|e| SecureError::Identity(e.to_string()))
+        };
+        Ok(SdesLeg {
+            inbound: make(&r, true)?,
+            outbound: make(&l, false)?,
+            local: local.to_owned(),
+            remote: remote.to_owned(),
+        })
+    }
+
+    /// The keys (ours, the phone's) the leg was made with.
+    pub fn keys(&self) -> (&str, &str) {
+        (&self.local, &self.remote)
+    }
+
+    /// Decrypt and authenticate an SRTP packet; `None` when it fails (a stranger, a replay).
+    pub fn unprotect_rtp(&mut self, packet: &[u8]) -> Option<BytesMut> {
+        self.inbound.decrypt_rtp(packet).ok()
+    }
+
+    /// Decrypt and authenticate an SRTCP packet.
+    pub fn unprotect_rtcp(&mut self, packet: &[u8]) -> Option<BytesMut> {
+        self.inbound.decrypt_rtcp(packet).ok()
+    }
+
+    /// Encrypt an RTP packet.
+    pub fn protect_rtp(&mut self, packet: &[u8]) -> Option<BytesMut> {
+        self.outbound.encrypt_rtp(packet).ok()
+    }
+
+    /// Encrypt an RTCP packet.
+    pub fn protect_rtcp(&mut self, packet: &[u8]) -> Option<BytesMut> {
+        self.outbound.encrypt_rtcp(packet).ok()
+    }
+}
+
+#[cfg(test)]
+mod sdes {
+    use super::*;
+
+    #[test]
+    fn two_sdes_legs_with_each_others_keys_talk_and_others_cannot_listen() {
+        let secret = [7u8; 32];
+        let (a_key, b_key) = (
+            derive_sdes_key(&secret, 1, 0, 1),
+            derive_sdes_key(&secret, 1, 1, 1),
+        );
+        assert_ne!(a_key, b_key);
+        assert_eq!(a_key, derive_sdes_key(&secret, 1, 0, 1), "deterministic");
+        let mut a = SdesLeg::new(&a_key, &b_key).unwrap();
+        let mut b = SdesLeg::new(&b_key, &a_key).unwrap();
+        let mut rtp = vec![0x80, 0, 0, 1, 0, 0, 0, 160, 9, 9, 9, 9];
+        rtp.extend_from_slice(&[0x55; 160]);
+        let wire = a.protect_rtp(&rtp).unwrap();
+        assert_eq!(wire.len(), rtp.len() + 10, "80-bit tag");
+        assert!(
+            !wire.windows(16).any(|w| w == [0x55; 16]),
+            "payload encrypted"
+        );
+        assert_eq!(&b.unprotect_rtp(&wire).unwrap()[..], &rtp[..]);
+        assert!(b.unprotect_rtp(&wire).is_none(), "replay refused");
+        let mut eve = SdesLeg::new(
+            &derive_sdes_key(&secret, 2, 1, 1),
+            &derive_sdes_key(&secret, 2, 0, 1),
+        )
+        .unwrap();
+        let wire = a.protect_rtp(&rtp).unwrap();
+        assert!(
+            eve.unprotect_rtp(&wire).is_none(),
+            "another key cannot read it"
+        );
+        assert!(SdesLeg::new("short", &a_key).is_err());
+    }
+}

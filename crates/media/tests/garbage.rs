@@ -26,6 +26,7 @@ fn sdp(body: &[u8]) {
         telephone_event: n.telephone_event,
         direction: n.direction.answer(),
         webrtc: None,
+        sdes: None,
     };
     let answer = local.answer(&sd, n.index);
     // Our answer parses again and settles on the same codec.

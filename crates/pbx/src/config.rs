@@ -445,6 +445,11 @@ pub struct PbxConfig {
     /// SHA-256 fingerprint of the relay's DTLS certificate: phones registered over WebSocket
     /// (browsers) are offered WebRTC media with it. `None`: browsers are not rung.
     pub webrtc_fingerprint: Option<String>,
+    /// `host:port` of our TLS listener, for the Contact of dialogs over TLS.
+    pub tls_contact_host: Option<String>,
+    /// The secret SRTP keys in our SDP are derived from (SDES, for phones over TLS): drawn
+    /// from the operating system at start by the server, fixed in tests.
+    pub media_secret: [u8; 32],
 }
 
 impl Default for PbxConfig {
@@ -467,6 +472,8 @@ impl Default for PbxConfig {
             voicemail: None,
             first_call: 1,
             webrtc_fingerprint: None,
+            tls_contact_host: None,
+            media_secret: [0; 32],
         }
     }
 }

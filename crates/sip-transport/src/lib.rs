@@ -32,6 +32,7 @@
 #![warn(missing_docs)]
 
 pub mod store;
+pub mod tls;
 mod websocket;
 
 use std::collections::{HashMap, HashSet};
@@ -67,6 +68,14 @@ pub struct TransportConfig {
     /// connection is its browser's only flow: requests to it go down the connection it
     /// registered on, whatever host it wrote in its Via and Contact.
     pub ws: Option<SocketAddr>,
+    /// SIP over TLS listen address (desk phones, port 5061); needs [`Self::tls_files`].
+    pub tls: Option<SocketAddr>,
+    /// Secure WebSocket listen address (browsers on https pages); needs
+    /// [`Self::tls_files`].
+    pub wss: Option<SocketAddr>,
+    /// The certificate and key of the TLS and WSS listeners (PEM), read again when they
+    /// change.
+    pub tls_files: Option<tls::TlsFiles>,
     /// Requested UDP receive buffer (SO_RCVBUF) in bytes; bursts of REGISTERs need more than
     /// the Linux default of 208 KiB. The kernel caps it at net.core.rmem_max.
     pub udp_recv_buffer: usize,
@@ -93,6 +102,9 @@ impl Default for TransportConfig {
             udp: Some(SocketAddr::from(([0, 0, 0, 0], 5060))),
             tcp: Some(SocketAddr::from(([0, 0, 0, 0], 5060))),
             ws: None,
+            tls: None,
+            wss: None,
+            tls_files: None,
             udp_recv_buffer: 4 << 20,
             udp_send_buffer: 4 << 20,
             max_message_size: sip::parse::DEFAULT_MAX_MESSAGE_SIZE,
@@ -108,6 +120,12 @@ impl Default for TransportConfig {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum TransportError {
+    /// The TLS certificate or key cannot be used.
+    #[error("TLS certificate: {0}")]
+    Tls(#[from] tls::TlsError),
+    /// TLS or WSS is on but no certificate is configured.
+    #[error("TLS or WSS listeners need a certificate and key")]
+    NoCertificate,
     /// A socket could not be bound.
     #[error("cannot bind {proto} {addr}: {source}")]
     Bind {
@@ -217,6 +235,10 @@ pub struct SipHandle {
     pub tcp_addr: Option<SocketAddr>,
     /// The bound WebSocket address.
     pub ws_addr: Option<SocketAddr>,
+    /// The bound TLS address.
+    pub tls_addr: Option<SocketAddr>,
+    /// The bound secure WebSocket address.
+    pub wss_addr: Option<SocketAddr>,
     /// The registrar's bindings, kept current by the SIP task.
     pub locations: Locations,
 }
@@ -382,24 +404,23 @@ pub async fn start(
         };
         break (udp, granted, tcp);
     };
-    let ws = match cfg.ws {
-        Some(addr) => {
-            Some(
-                TcpListener::bind(addr)
-                    .await
-                    .map_err(|source| TransportError::Bind {
-                        proto: "WebSocket",
-                        addr,
-                        source,
-                    })?,
-            )
-        }
-        None => None,
+    let certificate = match (&cfg.tls_files, cfg.tls.is_some() || cfg.wss.is_some()) {
+        (Some(files), true) => Some(tls::Certificate::open(files.clone())?),
+        (None, true) => return Err(TransportError::NoCertificate),
+        (_, false) => None,
+    };
+    let listeners = Listeners {
+        tcp,
+        ws: listen("WebSocket", cfg.ws).await?,
+        tls: listen("TLS", cfg.tls).await?,
+        wss: listen("secure WebSocket", cfg.wss).await?,
     };
     let udp_addr = udp.as_ref().and_then(|s| s.local_addr().ok());
-    let tcp_addr = tcp.as_ref().and_then(|s| s.local_addr().ok());
-    let ws_addr = ws.as_ref().and_then(|s| s.local_addr().ok());
-    info!(udp = ?udp_addr, tcp = ?tcp_addr, ws = ?ws_addr, udp_recv_buffer = ?granted, "SIP listening");
+    let tcp_addr = listeners.tcp.as_ref().and_then(|s| s.local_addr().ok());
+    let ws_addr = listeners.ws.as_ref().and_then(|s| s.local_addr().ok());
+    let tls_addr = listeners.tls.as_ref().and_then(|s| s.local_addr().ok());
+    let wss_addr = listeners.wss.as_ref().and_then(|s| s.local_addr().ok());
+    info!(udp = ?udp_addr, tcp = ?tcp_addr, ws = ?ws_addr, tls = ?tls_addr, wss = ?wss_addr, udp_recv_buffer = ?granted, "SIP listening");
     let (cmd_tx, cmd_rx) = mpsc::channel(4096);
     let (sd_tx, sd_rx) = mpsc::channel(1);
     let locations: Locations = Arc::new(DashMap::new());
@@ -410,6 +431,7 @@ pub async fn start(
         .and_then(|path| open_store(path, &mut endpoint, &locations));
     let log_interval = endpoint.config().security.log_interval;
     let mut driver = Driver {
+        certificate,
         by_remote: HashMap::new(),
         connecting: HashMap::new(),
         tcp_queue_full: 0,
@@ -442,7 +464,7 @@ pub async fn start(
     for aor in aors {
         driver.known.follow(&driver.locations, &aor);
     }
-    let task = tokio::spawn(driver.run(tcp, ws, cmd_rx, sd_rx));
+    let task = tokio::spawn(driver.run(listeners, cmd_rx, sd_rx));
     Ok((
         SipHandle {
             commands: cmd_tx,
@@ -450,6 +472,8 @@ pub async fn start(
             udp_addr,
             tcp_addr,
             ws_addr,
+            tls_addr,
+            wss_addr,
             locations,
         },
         task,
@@ -568,7 +592,39 @@ const UDP_BATCH: usize = 1024;
 /// behind (more than this many queued); the rest of theirs is dropped unread.
 const UNKNOWN_PER_BATCH: usize = 16;
 
+/// The listening sockets of the connection-oriented transports.
+struct Listeners {
+    tcp: Option<TcpListener>,
+    ws: Option<TcpListener>,
+    tls: Option<TcpListener>,
+    wss: Option<TcpListener>,
+}
+
+async fn listen(
+    proto: &'static str,
+    addr: Option<SocketAddr>,
+) -> Result<Option<TcpListener>, TransportError> {
+    match addr {
+        Some(addr) => {
+            TcpListener::bind(addr)
+                .await
+                .map(Some)
+                .map_err(|source| TransportError::Bind {
+                    proto,
+                    addr,
+                    source,
+                })
+        }
+        None => Ok(None),
+    }
+}
+
+/// How long a TLS client may take to finish its handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 struct Driver {
+    /// The TLS certificate (for the TLS and WSS listeners).
+    certificate: Option<tls::Certificate>,
     /// Open connections by the peer's address (the newest, if several).
     by_remote: HashMap<SocketAddr, ConnId>,
     /// Outbound connections being made, with what waits to be sent on them.
@@ -628,8 +684,7 @@ async fn accept_tcp(l: Option<&TcpListener>) -> io::Result<(TcpStream, SocketAdd
 impl Driver {
     async fn run(
         mut self,
-        tcp: Option<TcpListener>,
-        ws: Option<TcpListener>,
+        listeners: Listeners,
         mut commands: mpsc::Receiver<SipCommand>,
         mut shutdown: mpsc::Receiver<()>,
     ) {
@@ -687,13 +742,21 @@ impl Driver {
                     }
                     Err(e) => debug!(error = %e, "UDP receive error"),
                 },
-                r = accept_tcp(tcp.as_ref()) => match r {
+                r = accept_tcp(listeners.tcp.as_ref()) => match r {
                     Ok((stream, remote)) => self.accept(stream, remote, Transport::Tcp, &tcp_tx),
                     Err(e) => debug!(error = %e, "TCP accept error"),
                 },
-                r = accept_tcp(ws.as_ref()) => match r {
+                r = accept_tcp(listeners.ws.as_ref()) => match r {
                     Ok((stream, remote)) => self.accept(stream, remote, Transport::Ws, &tcp_tx),
                     Err(e) => debug!(error = %e, "WebSocket accept error"),
+                },
+                r = accept_tcp(listeners.tls.as_ref()) => match r {
+                    Ok((stream, remote)) => self.accept(stream, remote, Transport::Tls, &tcp_tx),
+                    Err(e) => debug!(error = %e, "TLS accept error"),
+                },
+                r = accept_tcp(listeners.wss.as_ref()) => match r {
+                    Ok((stream, remote)) => self.accept(stream, remote, Transport::Wss, &tcp_tx),
+                    Err(e) => debug!(error = %e, "secure WebSocket accept error"),
                 },
                 Some(ev) = tcp_rx.recv() => self.on_tcp(ev),
                 Some(cmd) = commands.recv() => self.on_command(cmd),
@@ -785,6 +848,42 @@ impl Driver {
                     cfg,
                     events,
                 ));
+            }
+            Transport::Tls | Transport::Wss => {
+                let Some(acceptor) = self.certificate.as_mut().map(tls::Certificate::acceptor)
+                else {
+                    return;
+                };
+                let _ = stream.set_nodelay(true);
+                tokio::spawn(async move {
+                    let handshake = acceptor.accept(stream);
+                    let stream = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, handshake).await
+                    {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => {
+                            warn!(
+                                source = %remote.ip(),
+                                transport = transport.as_str(),
+                                reason = %e,
+                                "TLS connection refused: its handshake failed (plaintext SIP on the TLS port, or a client that does not accept our certificate)"
+                            );
+                            let _ = events.send(TcpEvent::Closed(id, Closed::Ended)).await;
+                            return;
+                        }
+                        Err(_) => {
+                            info!(source = %remote.ip(), "TLS connection closed: no handshake in time");
+                            let _ = events.send(TcpEvent::Closed(id, Closed::Ended)).await;
+                            return;
+                        }
+                    };
+                    if transport == Transport::Wss {
+                        websocket::serve(id, stream, remote, Transport::Wss, keep, cfg, events)
+                            .await;
+                    } else {
+                        run_connection(id, stream, remote, Transport::Tls, None, keep, cfg, events)
+                            .await;
+                    }
+                });
             }
             _ => spawn_connection(id, stream, remote, None, keep, cfg, events),
         }
@@ -1310,15 +1409,42 @@ fn spawn_connection(
     events: mpsc::Sender<TcpEvent>,
 ) {
     let _ = stream.set_nodelay(true);
-    let (mut rd, mut wr) = stream.into_split();
+    tokio::spawn(run_connection(
+        id,
+        stream,
+        remote,
+        Transport::Tcp,
+        first,
+        keep,
+        cfg,
+        events,
+    ));
+}
+
+/// Carry a stream connection (TCP or TLS) until it ends: a reader framing SIP messages and
+/// answering CRLF keep-alives, a writer sending what the SIP task queues.
+#[allow(clippy::too_many_arguments)]
+async fn run_connection<S>(
+    id: ConnId,
+    stream: S,
+    remote: SocketAddr,
+    transport: Transport,
+    first: Option<Bytes>,
+    keep: bool,
+    cfg: TransportConfig,
+    events: mpsc::Sender<TcpEvent>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
+{
+    let (mut rd, mut wr) = tokio::io::split(stream);
     let (out_tx, mut out_rx) = mpsc::channel::<Bytes>(256);
     let bound = Arc::new(AtomicBool::new(false));
-    tokio::spawn(async move {
+    {
         if events
             .send(TcpEvent::Opened(
                 id,
                 remote,
-                Transport::Tcp,
+                transport,
                 out_tx.clone(),
                 bound.clone(),
             ))
@@ -1378,5 +1504,5 @@ fn spawn_connection(
         drop(out_tx);
         let _ = events.send(TcpEvent::Closed(id, why)).await;
         let _ = writer.await;
-    });
+    }
 }

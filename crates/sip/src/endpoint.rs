@@ -225,6 +225,9 @@ pub struct UserAccount {
     pub algorithms: Option<Vec<Algorithm>>,
     /// Contact limit for this user instead of the registrar's.
     pub max_contacts: Option<usize>,
+    /// This phone must use TLS (or secure WebSocket): its REGISTERs and calls over UDP, TCP
+    /// or plain WebSocket are refused with 403 even with the right password.
+    pub require_tls: bool,
 }
 
 /// What the endpoint reports to the layer above.
@@ -1378,10 +1381,11 @@ impl Endpoint {
         now: Instant,
         tx: TxId,
         req: &Request,
-        ip: IpAddr,
+        flow: Flow,
         kind: AuthKind,
         user_hint: Option<&str>,
     ) -> Option<(String, Option<UserAccount>)> {
+        let (ip, transport) = (flow.remote.ip(), flow.transport);
         // Credentials for our realm; other schemes and realms are ignored (RFC 4475 §3.3.7).
         let creds = req
             .headers
@@ -1420,6 +1424,20 @@ impl Endpoint {
             }
         };
         match verdict {
+            Verdict::Ok
+                if !transport.is_secure() && account.as_ref().is_some_and(|a| a.require_tls) =>
+            {
+                warn!(
+                    source = %ip,
+                    transport = transport.as_str(),
+                    method = req.method.as_str(),
+                    "refused: this account must use TLS"
+                );
+                let mut h = Headers::default();
+                h.push("Warning", "399 switchboard \"this account must use TLS\"");
+                let _ = self.respond(now, tx, 403, h, Bytes::new());
+                None
+            }
             Verdict::Ok => Some((creds.username, account)),
             Verdict::Stale => {
                 self.challenge(now, tx, Some(&creds.username), true, kind);
@@ -1463,7 +1481,7 @@ impl Endpoint {
             .and_then(|f| NameAddr::parse(f).ok())
             .and_then(|f| f.uri.user_unescaped());
         let (user, _) =
-            self.authenticate(now, tx, req, ip, AuthKind::Call, from_user.as_deref())?;
+            self.authenticate(now, tx, req, flow, AuthKind::Call, from_user.as_deref())?;
         // A carrier authenticating with its trunk account is that trunk.
         match self
             .cfg
@@ -1501,7 +1519,7 @@ impl Endpoint {
             return self.plain(now, tx, 404);
         };
         let Some((username, account)) =
-            self.authenticate(now, tx, req, ip, AuthKind::Register, Some(&aor))
+            self.authenticate(now, tx, req, flow, AuthKind::Register, Some(&aor))
         else {
             return;
         };

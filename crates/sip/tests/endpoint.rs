@@ -28,6 +28,7 @@ fn users(algorithms: Option<Vec<Algorithm>>) -> HashMap<String, UserAccount> {
                     secret: UserSecret::Password(format!("demo{u}")),
                     algorithms: algorithms.clone(),
                     max_contacts: None,
+                    require_tls: false,
                 },
             )
         })

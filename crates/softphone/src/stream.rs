@@ -428,6 +428,7 @@ mod tests {
                 remote: Some("127.0.0.1:4000".parse().unwrap()),
                 direction: Direction::SendRecv,
                 webrtc: false,
+                sdes: false,
             },
             sending: true,
         }

@@ -681,6 +681,7 @@ impl Phone {
             telephone_event: Some(101),
             direction: Direction::SendRecv,
             webrtc: None,
+            sdes: None,
         }
     }
 

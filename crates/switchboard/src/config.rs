@@ -166,6 +166,10 @@ struct SipSection {
     max_tcp_per_source: usize,
     max_transactions: Option<usize>,
     ws: Option<String>,
+    tls: Option<String>,
+    wss: Option<String>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
 }
 
 impl Default for SipSection {
@@ -186,6 +190,10 @@ impl Default for SipSection {
             max_tcp_per_source: 100,
             max_transactions: None,
             ws: None,
+            tls: None,
+            wss: None,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -303,6 +311,8 @@ struct UserEntry {
     ha1_sha256: Option<String>,
     algorithms: Option<Vec<String>>,
     max_contacts: Option<usize>,
+    #[serde(default)]
+    require_tls: bool,
 }
 
 /// The validated configuration the server runs on.
@@ -324,6 +334,12 @@ pub(crate) struct Config {
     pub max_transactions: Option<usize>,
     /// SIP over WebSocket listen address (browsers), if on.
     pub ws: Option<SocketAddr>,
+    /// SIP over TLS listen address, if on.
+    pub tls: Option<SocketAddr>,
+    /// Secure WebSocket listen address, if on.
+    pub wss: Option<SocketAddr>,
+    /// The TLS certificate and key files.
+    pub tls_files: Option<pbx::sip_transport::tls::TlsFiles>,
     /// Realm.
     pub realm: String,
     /// Registrar domains.
@@ -496,6 +512,7 @@ pub(crate) fn load_with_env(
                 secret: UserSecret::Password(password.clone()),
                 algorithms: None,
                 max_contacts: None,
+                require_tls: false,
             },
         );
     }
@@ -577,6 +594,9 @@ pub(crate) fn load_with_env(
         max_message_size: sip.max_message_size,
         max_transactions: sip.max_transactions,
         ws: sip.ws,
+        tls: sip.tls,
+        wss: sip.wss,
+        tls_files: sip.tls_files,
         realm: sip.realm,
         domains: sip.domains,
         force_rport: sip.force_rport,
@@ -677,6 +697,9 @@ struct Sip {
     max_tcp_per_source: usize,
     max_transactions: Option<usize>,
     ws: Option<SocketAddr>,
+    tls: Option<SocketAddr>,
+    wss: Option<SocketAddr>,
+    tls_files: Option<pbx::sip_transport::tls::TlsFiles>,
 }
 
 /// `[sip]`. `bind_flag` (`--sip-bind` / SWITCHBOARD_SIP_BIND) wins over `sip.bind`.
@@ -742,6 +765,44 @@ fn sip_table(r: &mut Report<'_>, s: &SipSection, bind_flag: Option<&str>) -> Sip
             None
         }
     });
+    let listen_at = |r: &mut Report<'_>, key: &str, v: &Option<String>| {
+        v.as_deref().and_then(|w| match w.parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                r.err(
+                    &t.key(key),
+                    format!("\"{w}\" is not an address:port such as \"0.0.0.0:5061\""),
+                );
+                None
+            }
+        })
+    };
+    let tls_bind = listen_at(r, "tls", &s.tls);
+    let wss_bind = listen_at(r, "wss", &s.wss);
+    let tls_files = match (&s.tls_cert, &s.tls_key) {
+        (Some(cert), Some(key)) => {
+            let files = pbx::sip_transport::tls::TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            };
+            // Read now: a wrong file is reported here, not by the first phone.
+            if let Err(e) = pbx::sip_transport::tls::load(&files) {
+                r.err(&t.key("tls_cert"), e.to_string());
+            }
+            Some(files)
+        }
+        (None, None) => None,
+        _ => {
+            r.err(&t.key("tls_cert"), "tls_cert and tls_key go together");
+            None
+        }
+    };
+    if (tls_bind.is_some() || wss_bind.is_some()) && tls_files.is_none() {
+        r.err(
+            &t.key("tls"),
+            "sip.tls and sip.wss need tls_cert and tls_key (PEM files)",
+        );
+    }
     if s.max_transactions.is_some_and(|n| n < 100) {
         r.err(
             &t.key("max_transactions"),
@@ -764,6 +825,9 @@ fn sip_table(r: &mut Report<'_>, s: &SipSection, bind_flag: Option<&str>) -> Sip
         max_tcp_per_source: s.max_tcp_per_source,
         max_transactions: s.max_transactions,
         ws: ws_bind,
+        tls: tls_bind,
+        wss: wss_bind,
+        tls_files,
     }
 }
 
@@ -1103,6 +1167,7 @@ fn user(
         secret,
         algorithms: algs,
         max_contacts: e.max_contacts,
+        require_tls: e.require_tls,
     }
 }
 

@@ -141,7 +141,12 @@ struct Reload {
     sip_bind: Option<String>,
 }
 
-fn pbx_config(cfg: &Config, contact_host: &str, seed: u64) -> pbx::PbxConfig {
+fn pbx_config(
+    cfg: &Config,
+    contact_host: &str,
+    tls_port: Option<u16>,
+    seed: u64,
+) -> pbx::PbxConfig {
     let cc = &cfg.callcenter;
     pbx::PbxConfig {
         contact_host: contact_host.to_owned(),
@@ -166,15 +171,28 @@ fn pbx_config(cfg: &Config, contact_host: &str, seed: u64) -> pbx::PbxConfig {
             .map_or(1, |d| d.as_micros() as u64),
         // Set by the service from the relay it starts.
         webrtc_fingerprint: None,
+        tls_contact_host: tls_port.map(|p| {
+            let host = contact_host
+                .rsplit_once(':')
+                .map_or(contact_host, |(h, _)| h);
+            format!("{host}:{p}")
+        }),
+        media_secret: rand::random(),
     }
 }
 
 /// Settings that a running server cannot change: they take effect at the next start.
 fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     let mut v = Vec::new();
-    if old.sip_bind != new.sip_bind || old.udp != new.udp || old.tcp != new.tcp || old.ws != new.ws
+    if old.sip_bind != new.sip_bind
+        || old.udp != new.udp
+        || old.tcp != new.tcp
+        || old.ws != new.ws
+        || old.tls != new.tls
+        || old.wss != new.wss
+        || old.tls_files != new.tls_files
     {
-        v.push("sip.bind/udp/tcp/ws");
+        v.push("sip.bind/udp/tcp/ws/tls/wss/tls_cert/tls_key");
     }
     if old.realm != new.realm {
         v.push("sip.realm");
@@ -258,6 +276,9 @@ async fn serve(cfg: Config, reload: Reload) -> anyhow::Result<()> {
         udp: cfg.udp.then_some(cfg.sip_bind),
         tcp: cfg.tcp.then_some(cfg.sip_bind),
         ws: cfg.ws,
+        tls: cfg.tls,
+        wss: cfg.wss,
+        tls_files: cfg.tls_files.clone(),
         udp_recv_buffer: cfg.udp_recv_buffer,
         max_message_size: cfg.max_message_size,
         max_tcp_connections: cfg.max_tcp_connections,
@@ -289,7 +310,8 @@ async fn serve(cfg: Config, reload: Reload) -> anyhow::Result<()> {
         (Some((host, "0")), Some(bound)) => format!("{host}:{}", bound.port()),
         _ => ep_cfg.via_host.clone(),
     };
-    let pbx_cfg = pbx_config(&cfg, &contact_host, rand::rng().next_u64());
+    let tls_port = handle.tls_addr.map(|a| a.port());
+    let pbx_cfg = pbx_config(&cfg, &contact_host, tls_port, rand::rng().next_u64());
     let metrics = std::sync::Arc::new(web::Metrics::new());
     let live = std::sync::Arc::new(web::Live::new());
     live.update(|b| b.configure(cc.boards.clone(), board_agents(&cfg)));
@@ -748,7 +770,7 @@ async fn run_until_shutdown(
                         },
                     ))
                     .await;
-                pbx.reload(pbx_config(&new, contact_host, 0)).await;
+                pbx.reload(pbx_config(&new, contact_host, None, 0)).await;
                 live.update(|b| b.configure(new.callcenter.boards.clone(), board_agents(&new)));
                 if let Some(app) = &app {
                     app.set_logins(web::auth::Logins::new(new.logins.clone()));

@@ -166,6 +166,7 @@ impl CallControl {
             telephone_event: media.telephone_event,
             direction: Direction::SendRecv,
             webrtc: None,
+            sdes: None,
         };
         let req = reinvite(&mut b.dialog, contact, local.offer());
         let flow = b.dialog.flow;

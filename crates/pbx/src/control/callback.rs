@@ -337,6 +337,7 @@ impl CallControl {
             telephone_event: call.caller.media.telephone_event,
             direction: Direction::SendRecv,
             webrtc: None,
+            sdes: None,
         };
         let flow = Flow {
             transport: Transport::Udp,
@@ -605,6 +606,7 @@ impl CallControl {
                 remote: None,
                 direction: Direction::SendRecv,
                 webrtc: false,
+                sdes: false,
             };
             let flow = Flow {
                 transport: Transport::Udp,

@@ -64,6 +64,7 @@ impl CallControl {
                 remote: None,
                 direction: Direction::SendRecv,
                 webrtc: false,
+                sdes: false,
             },
             Err(e @ (SdpError::NoCommonCodec | SdpError::AddressFamily)) => {
                 let mut h = Headers::default();
@@ -77,6 +78,23 @@ impl CallControl {
                 return self.respond(tx, 400, None, h, Bytes::new());
             }
         };
+        if negotiated.sdes && !flow.transport.is_secure() {
+            // RFC 4568 §8.3: keys in the clear are no secret.
+            let mut h = Headers::default();
+            h.push(
+                "Warning",
+                "399 switchboard \"SRTP keys (a=crypto) are accepted over TLS only\"",
+            );
+            return self.respond(tx, 488, None, h, Bytes::new());
+        }
+        if negotiated.webrtc {
+            let mut h = Headers::default();
+            h.push(
+                "Warning",
+                "399 switchboard \"calls from a browser are not taken; the agent page answers calls\"",
+            );
+            return self.respond(tx, 488, None, h, Bytes::new());
+        }
         if let Route::Monitor(agent, mode) = route {
             return self.monitor_call(tx, invite, flow, &caller, agent, mode, offer, negotiated);
         }
@@ -323,6 +341,34 @@ impl CallControl {
             telephone_event: call.caller.media.telephone_event,
             direction: call.caller.media.direction.answer(),
             webrtc: None,
+            sdes: None,
+        };
+        let (local, keys) = match caller_sdes(
+            &self.cfg.media_secret,
+            id,
+            &call.caller.offer,
+            &call.caller.media,
+        ) {
+            Some((ours, keys)) => (
+                LocalMedia {
+                    sdes: Some(ours),
+                    ..local
+                },
+                Some(keys),
+            ),
+            None => (local, None),
+        };
+        if let Some(keys) = keys {
+            self.out.push_back(media_cmd(
+                id,
+                SessionCommand::Sdes {
+                    leg: Leg::Caller,
+                    keys: Some(keys),
+                },
+            ));
+        }
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
         };
         let body = if call.caller.late {
             media::sdp::offer_g711(id, local.version, local.addr, local.port)
@@ -330,12 +376,12 @@ impl CallControl {
             local.answer(&call.caller.offer, call.caller.media.index)
         };
         let number = request_user(&call.caller.invite).unwrap_or_else(|| "switchboard".into());
+        let flow = call.caller.flow;
+        let contact = self.contact(&flow, &number);
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
         let mut h = Headers::default();
-        let contact = format!(
-            "<sip:{number}@{}{}>",
-            self.cfg.contact_host,
-            call.caller.flow.transport.uri_param()
-        );
         h.push("Contact", contact);
         h.push("Allow", ALLOW);
         h.push("Content-Type", "application/sdp");

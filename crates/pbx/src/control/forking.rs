@@ -64,6 +64,7 @@ impl CallControl {
             telephone_event: call.caller.media.telephone_event,
             direction: Direction::SendRecv,
             webrtc: None,
+            sdes: None,
         };
         let body = Bytes::from(local.offer());
         let from_num = if from_num.is_empty() {
@@ -108,14 +109,31 @@ impl CallControl {
             None
         };
         let body_webrtc = local_webrtc.as_ref().map(|l| Bytes::from(l.offer()));
+        // Phones registered over TLS get SRTP keyed in the SDP (the key travels encrypted).
+        let local_sdes = contacts
+            .iter()
+            .any(|b| b.flow.transport == Transport::Tls)
+            .then(|| {
+                let n = self.calls.get(&id).map_or(0, |c| c.history.attempts.len());
+                LocalMedia {
+                    sdes: Some((
+                        1,
+                        media::secure::derive_sdes_key(&self.cfg.media_secret, id, 1, n as u64),
+                    )),
+                    ..local.clone()
+                }
+            });
+        let body_sdes = local_sdes.as_ref().map(|l| Bytes::from(l.offer()));
         let wall = self.wall;
         let mut forks = Vec::new();
         for b in contacts {
             let webrtc = b.flow.transport.is_websocket();
-            let body = match (webrtc, &body_webrtc) {
-                (false, _) => body.clone(),
-                (true, Some(w)) => w.clone(),
-                (true, None) => {
+            let sdes = b.flow.transport == Transport::Tls;
+            let body = match (webrtc, &body_webrtc, &body_sdes) {
+                (false, _, Some(s)) if sdes => s.clone(),
+                (false, _, _) => body.clone(),
+                (true, Some(w), _) => w.clone(),
+                (true, None, _) => {
                     warn!(user, contact = %b.uri_text, "a browser is registered but WebRTC media is not available: not rung");
                     continue;
                 }
@@ -150,6 +168,7 @@ impl CallControl {
                 invite,
                 failed: None,
                 webrtc,
+                sdes,
             });
         }
         if forks.is_empty() {
@@ -163,6 +182,7 @@ impl CallControl {
                 forks,
                 local,
                 local_webrtc,
+                local_sdes,
             });
         }
         true
@@ -336,6 +356,7 @@ impl CallControl {
         // 2xx: this phone wins.
         let fork_flow = attempt.forks[fi].flow;
         let fork_webrtc = attempt.forks[fi].webrtc;
+        let fork_sdes = attempt.forks[fi].sdes;
         let invite = attempt.forks[fi].invite.clone();
         let dialog = match Dialog::uac(&invite, &resp, fork_flow) {
             Ok(d) => d,
@@ -361,19 +382,45 @@ impl CallControl {
             .map(|f| f.tx)
             .collect();
         let mut remote_webrtc = None;
+        let mut remote_crypto = None;
         let remote = if resp.body.is_empty() {
             Err(SdpError::Malformed("no SDP answer"))
         } else {
             SessionDescription::parse(&resp.body).and_then(|sd| {
                 let n = negotiate(&sd)?;
-                remote_webrtc = sd.media.get(n.index).and_then(|m| m.remote_webrtc());
+                let m = sd.media.get(n.index);
+                remote_webrtc = m.and_then(|m| m.remote_webrtc());
+                remote_crypto = m.and_then(|m| m.sdes_crypto()).map(|c| c.key.clone());
                 Ok(n)
             })
         };
-        let local = match (fork_webrtc, &attempt.local_webrtc) {
-            (true, Some(w)) => w.clone(),
+        let local = match (
+            fork_webrtc,
+            &attempt.local_webrtc,
+            fork_sdes,
+            &attempt.local_sdes,
+        ) {
+            (true, Some(w), _, _) => w.clone(),
+            (false, _, true, Some(s)) => s.clone(),
             _ => attempt.local.clone(),
         };
+        // SRTP keyed in the SDP: our key and the phone's from its answer.
+        let keys = match (&local.sdes, remote_crypto) {
+            (Some((_, ours)), Some(theirs)) => Some(SdesKeys {
+                local: ours.clone(),
+                remote: theirs,
+            }),
+            _ => None,
+        };
+        if keys.is_some() || attempt.local_sdes.is_some() {
+            self.out.push_back(media_cmd(
+                id,
+                SessionCommand::Sdes {
+                    leg: Leg::Agent,
+                    keys,
+                },
+            ));
+        }
         // The relay's agent leg follows the phone that answered: WebRTC with the browser's
         // certificate fingerprint, or plain RTP again for a desk phone.
         let params = match (&local.webrtc, remote_webrtc) {

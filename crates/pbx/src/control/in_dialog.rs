@@ -166,6 +166,30 @@ impl CallControl {
                     telephone_event: n.telephone_event,
                     direction: n.direction.answer(),
                     webrtc: None,
+                    sdes: None,
+                };
+                if n.sdes != call.caller.media.sdes {
+                    // SRTP on or off in the middle of a call: not followed.
+                    return self.respond(tx, 488, None, Headers::default(), Bytes::new());
+                }
+                let local = match caller_sdes(&self.cfg.media_secret, id, &offer, &n) {
+                    Some((ours, keys)) => {
+                        self.out.push_back(media_cmd(
+                            id,
+                            SessionCommand::Sdes {
+                                leg: Leg::Caller,
+                                keys: Some(keys),
+                            },
+                        ));
+                        LocalMedia {
+                            sdes: Some(ours),
+                            ..local
+                        }
+                    }
+                    None => local,
+                };
+                let Some(call) = self.calls.get_mut(&id) else {
+                    return;
                 };
                 call.caller.media = n;
                 call.caller.offer = offer.clone();

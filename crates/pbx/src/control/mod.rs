@@ -46,7 +46,9 @@ use acd::{
 };
 use bytes::Bytes;
 use media::prompt::Prompt;
-use media::relay::{Leg, MediaEvent, MediaEventKind, SessionCommand, SessionId, WebRtcParams};
+use media::relay::{
+    Leg, MediaEvent, MediaEventKind, SdesKeys, SessionCommand, SessionId, WebRtcParams,
+};
 use media::sdp::{
     negotiate, Direction, LocalMedia, LocalWebRtc, Negotiated, SdpError, SessionDescription,
 };
@@ -314,6 +316,8 @@ struct Fork {
     failed: Option<u16>,
     /// A browser, offered WebRTC media.
     webrtc: bool,
+    /// A phone over TLS, offered SRTP keyed in the SDP.
+    sdes: bool,
 }
 
 /// An outbound attempt: an ACD offer to an agent, or an extension being rung.
@@ -326,6 +330,8 @@ struct Attempt {
     local: LocalMedia,
     /// The same as offered to browsers (WebRTC), if any was rung.
     local_webrtc: Option<LocalMedia>,
+    /// The same as offered to phones over TLS (SDES-SRTP), if any was rung.
+    local_sdes: Option<LocalMedia>,
 }
 
 /// The answered side: our UAC dialog with the agent's (or callee's) phone.
@@ -1127,12 +1133,14 @@ impl CallControl {
         self.timers.retain(|_, t| !pred(t));
     }
 
+    /// Our Contact for a dialog on `flow`: over TLS, our TLS listener (where the phone's
+    /// requests in the dialog must go), else our UDP/TCP address.
     fn contact(&self, flow: &Flow, user: &str) -> String {
-        format!(
-            "<sip:{user}@{}{}>",
-            self.cfg.contact_host,
-            flow.transport.uri_param()
-        )
+        let host = match (flow.transport, &self.cfg.tls_contact_host) {
+            (Transport::Tls, Some(h)) => h,
+            _ => &self.cfg.contact_host,
+        };
+        format!("<sip:{user}@{host}{}>", flow.transport.uri_param())
     }
 
     // ------------------------------------------------------------------ inputs
@@ -1391,6 +1399,28 @@ fn remote_of(leg: Leg, n: &Negotiated, host: Option<std::net::IpAddr>) -> Sessio
         sends: n.direction.sends(),
         host,
     }
+}
+
+/// Our SDES key (with the caller's tag) and the relay's keys, when the caller's offer is
+/// SRTP keyed in the SDP.
+pub(super) fn caller_sdes(
+    secret: &[u8; 32],
+    id: u64,
+    offer: &SessionDescription,
+    n: &Negotiated,
+) -> Option<((u32, String), SdesKeys)> {
+    if !n.sdes {
+        return None;
+    }
+    let c = offer.media.get(n.index)?.sdes_crypto()?;
+    let ours = media::secure::derive_sdes_key(secret, id, 0, 0);
+    Some((
+        (c.tag, ours.clone()),
+        SdesKeys {
+            local: ours,
+            remote: c.key.clone(),
+        },
+    ))
 }
 
 /// A command for call `id`'s media session.

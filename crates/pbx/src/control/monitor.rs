@@ -163,6 +163,7 @@ impl CallControl {
             telephone_event: s.media.telephone_event,
             direction: s.media.direction.answer(),
             webrtc: None,
+            sdes: None,
         };
         let body = local.answer(&s.offer, s.media.index);
         s.local = Some(local);
@@ -305,6 +306,7 @@ impl CallControl {
             telephone_event: media.telephone_event,
             direction: Direction::SendRecv,
             webrtc: None,
+            sdes: None,
         };
         let req = reinvite(d, contact, local.offer());
         let flow = d.flow;
@@ -516,6 +518,7 @@ impl CallControl {
             telephone_event: media.telephone_event,
             direction: Direction::SendRecv,
             webrtc: None,
+            sdes: None,
         };
         let consult = call_mode(self.calls.get(&id)) == Some(MonitorMode::Consult);
         let from = if consult {

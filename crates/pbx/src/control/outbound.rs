@@ -193,6 +193,7 @@ impl CallControl {
             telephone_event: call.caller.media.telephone_event,
             direction: Direction::SendRecv,
             webrtc: None,
+            sdes: None,
         };
         let span = call.span.clone();
         let flow = Flow {
@@ -273,9 +274,11 @@ impl CallControl {
                 invite,
                 failed: None,
                 webrtc: false,
+                sdes: false,
             }],
             local,
             local_webrtc: None,
+            local_sdes: None,
         });
     }
 

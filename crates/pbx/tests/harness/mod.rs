@@ -20,7 +20,7 @@ use pbx::acd::{self, AcdCommand, AgentState, Time};
 use pbx::acd_task::{self, AcdReport, AcdRequest};
 use pbx::media::prompt::Prompt;
 use pbx::media::relay::{
-    Leg, MediaEvent, MediaEventKind, MonitorMode, SessionCommand, SessionId, WebRtcParams,
+    Leg, MediaEvent, MediaEventKind, MonitorMode, SdesKeys, SessionCommand, SessionId, WebRtcParams,
 };
 use pbx::sip::endpoint::{CallAuthConfig, RateLimit, SecurityConfig, SipEvent, Trunk};
 use pbx::sip::message::{Headers, Method, Request, Response};
@@ -122,6 +122,7 @@ fn server_endpoint(now: Instant) -> Endpoint {
                     secret: pbx::sip::digest::UserSecret::Password(password(&u.to_string())),
                     algorithms: None,
                     max_contacts: None,
+                    require_tls: false,
                 },
             )
         })
@@ -198,6 +199,7 @@ pub fn carrier_endpoint_min(
             secret: pbx::sip::digest::UserSecret::Password(pw.to_owned()),
             algorithms: None,
             max_contacts: None,
+            require_tls: false,
         },
     )]);
     let cfg = EndpointConfig {
@@ -1015,6 +1017,8 @@ pub struct FakeSession {
     pub monitor: MonitorMode,
     /// The caller's and the agent's legs as WebRTC (a browser), if so.
     pub webrtc: [Option<WebRtcParams>; 2],
+    /// The caller's and the agent's legs as SDES-SRTP, if so.
+    pub sdes: [Option<SdesKeys>; 2],
 }
 
 /// The fake media relay: ports from a pool, sessions as data, events injected by tests.
@@ -1068,6 +1072,7 @@ impl FakeMedia {
                             supervisor: None,
                             monitor: MonitorMode::Off,
                             webrtc: [None, None],
+                            sdes: [None, None],
                         },
                     );
                 }
@@ -1089,6 +1094,7 @@ impl FakeMedia {
                     }
                     SessionCommand::Stop(leg) => s.playing[leg_index(leg)] = None,
                     SessionCommand::WebRtc { leg, params } => s.webrtc[leg_index(leg)] = params,
+                    SessionCommand::Sdes { leg, keys } => s.sdes[leg_index(leg)] = keys,
                     SessionCommand::Tap(_) => panic!("call control sent a tap channel"),
                     SessionCommand::Monitor(m) => {
                         assert!(

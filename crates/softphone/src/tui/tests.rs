@@ -83,6 +83,7 @@ fn media() -> Media {
             remote: Some("127.0.0.1:40000".parse().unwrap()),
             direction: Direction::SendRecv,
             webrtc: false,
+            sdes: false,
         },
         sending: true,
     }
