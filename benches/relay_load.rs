@@ -24,13 +24,25 @@
 //! and per packet the relay receives, and the ratio to the unmonitored calls. Mixed packets
 //! carry no send time (their payload is the mix), so latency is measured only on the paths
 //! that are forwarded as they came.
+//!
+//! `RELAY_BENCH_SECURE=1` adds, at each size and in the same run, the same calls with the
+//! caller's leg encrypted: SDES-SRTP (keys given to the relay, as for a desk phone over TLS),
+//! then WebRTC (each call's leg first passes an ICE check and a DTLS handshake with the
+//! generator standing in for a browser; the relay CPU of those handshakes gives DTLS
+//! handshakes per relay core-second). The generator encrypts what it sends as the caller
+//! (its own CPU, not the relay's); the agent's side stays plain, so the relay decrypts one
+//! direction and encrypts the other. Each prints relay CPU per packet received and its ratio
+//! to the plain calls'.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use media::relay::{Leg, MediaConfig, MonitorMode, Relay, SessionCommand, SessionId};
+use media::relay::{
+    Leg, MediaConfig, MonitorMode, Relay, SdesKeys, SessionCommand, SessionId, WebRtcParams,
+};
+use media::secure::SdesLeg;
 use recorder::g711::Law;
 
 const PAYLOAD: usize = 160;
@@ -95,6 +107,21 @@ struct Run {
 /// Send `streams` (each: from-socket index, destination) at 50 packets/s each for
 /// `seconds`; receive on every socket; return counts and latency percentiles (of the sockets
 /// `timed` marks: those that receive packets as they were sent).
+/// Encrypts what one stream sends (the generator standing in for an SRTP phone).
+enum Sealer {
+    Sdes(SdesLeg),
+    Dtls(rtc_srtp::context::Context),
+}
+
+impl Sealer {
+    fn seal(&mut self, p: &[u8]) -> Vec<u8> {
+        match self {
+            Sealer::Sdes(s) => s.protect_rtp(p).map(|b| b.to_vec()).unwrap_or_default(),
+            Sealer::Dtls(c) => c.encrypt_rtp(p).map(|b| b.to_vec()).unwrap_or_default(),
+        }
+    }
+}
+
 fn drive(
     label: &str,
     socks: &[Arc<UdpSocket>],
@@ -102,6 +129,19 @@ fn drive(
     streams: Vec<(usize, SocketAddr)>,
     fanout: f64,
     seconds: f64,
+) -> Run {
+    drive_sealed(label, socks, timed, streams, fanout, seconds, &mut [])
+}
+
+/// [`drive`], with stream `i`'s packets encrypted by `seal[i]` where it is `Some`.
+fn drive_sealed(
+    label: &str,
+    socks: &[Arc<UdpSocket>],
+    timed: &[bool],
+    streams: Vec<(usize, SocketAddr)>,
+    fanout: f64,
+    seconds: f64,
+    seal: &mut [Option<Sealer>],
 ) -> Run {
     let t0 = Instant::now();
     let stop = Arc::new(AtomicBool::new(false));
@@ -155,7 +195,10 @@ fn drive(
             let i = next % streams.len();
             let seq = (next / streams.len()) as u16;
             let (from, to) = streams[i];
-            let p = rtp(seq, i as u32, t0.elapsed().as_nanos() as u64);
+            let mut p = rtp(seq, i as u32, t0.elapsed().as_nanos() as u64);
+            if let Some(Some(s)) = seal.get_mut(i) {
+                p = s.seal(&p);
+            }
             if socks[from].send_to(&p, to).is_ok() {
                 sent += 1;
             }
@@ -198,6 +241,8 @@ fn drive(
 fn main() {
     // `cargo bench` passes --bench; nothing else to parse.
     let monitor = std::env::var("RELAY_BENCH_MONITOR").is_ok_and(|v| v == "1");
+    let secure = std::env::var("RELAY_BENCH_SECURE").is_ok_and(|v| v == "1");
+    let mut secure_rows: Vec<(usize, Run, Run, Run, f64)> = Vec::new();
     let mut monitored: Vec<(usize, Run)> = Vec::new();
     let mut monitored_rows: Vec<(usize, Run)> = Vec::new();
     let sizes: Vec<usize> = std::env::var("RELAY_BENCH_CALLS")
@@ -307,6 +352,11 @@ fn main() {
                 added99
             );
         }
+        if secure {
+            let (sdes, webrtc, handshakes) =
+                secure_runs(&relay, &sessions, &a, &b, &streams, seconds);
+            secure_rows.push((calls, via.clone(), sdes, webrtc, handshakes));
+        }
         if monitor {
             monitored.push((calls, via.clone()));
             let c = Arc::new(socket());
@@ -362,6 +412,215 @@ fn main() {
     }
     if monitor {
         print_monitoring(&monitored, &monitored_rows);
+    }
+    if secure {
+        print_secure(&secure_rows);
+    }
+}
+
+/// The same calls with the caller's leg SDES-SRTP, then WebRTC (ICE check and DTLS
+/// handshake first). Returns both runs and the DTLS handshakes per relay core-second.
+fn secure_runs(
+    relay: &Relay,
+    sessions: &[media::relay::Session],
+    a: &Arc<UdpSocket>,
+    b: &Arc<UdpSocket>,
+    streams: &[(usize, SocketAddr)],
+    seconds: f64,
+) -> (Run, Run, f64) {
+    let _ = relay;
+    let two = [a.clone(), b.clone()];
+    // SDES: the relay gets both keys; the generator seals each call's caller stream.
+    let mut seal: Vec<Option<Sealer>> = Vec::with_capacity(streams.len());
+    for (i, s) in sessions.iter().enumerate() {
+        let (ours, theirs) = (
+            media::secure::derive_sdes_key(&[1; 32], i as u64, 0, 0),
+            media::secure::derive_sdes_key(&[2; 32], i as u64, 0, 0),
+        );
+        s.command(SessionCommand::Sdes {
+            leg: Leg::Caller,
+            keys: Some(SdesKeys {
+                local: ours.clone(),
+                remote: theirs.clone(),
+            }),
+        });
+        seal.push(Some(Sealer::Sdes(SdesLeg::new(&theirs, &ours).unwrap())));
+        seal.push(None);
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let sdes = drive_sealed(
+        "sdes",
+        &two,
+        &[false, true],
+        streams.to_vec(),
+        1.0,
+        seconds,
+        &mut seal,
+    );
+    // WebRTC: ICE and DTLS with the generator as the browser (socket a is every caller).
+    use rtc_dtls::config::{ConfigBuilder, ExtendedMasterSecretType};
+    use rtc_dtls::endpoint::{Endpoint, EndpointEvent};
+    use rtc_dtls::extension::extension_use_srtp::SrtpProtectionProfile;
+    use sha2::Digest;
+    let provider = rtc_dtls::crypto_provider::default_provider().unwrap();
+    let cert =
+        rtc_dtls::crypto::Certificate::generate_self_signed(vec!["gen".into()], provider.crypto())
+            .unwrap();
+    let fp = sha2::Sha256::digest(cert.certificate[0].as_ref())
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":");
+    let pwd = "relay-bench-password-0123456789";
+    for (i, s) in sessions.iter().enumerate() {
+        s.command(SessionCommand::Sdes {
+            leg: Leg::Caller,
+            keys: None,
+        });
+        s.command(SessionCommand::WebRtc {
+            leg: Leg::Caller,
+            params: Some(WebRtcParams {
+                ufrag: format!("u{i}"),
+                pwd: pwd.into(),
+                remote_fingerprint: Some(format!("sha-256 {fp}")),
+            }),
+        });
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let a_addr = a.local_addr().unwrap();
+    let mut client = Endpoint::new(a_addr, rtc_shared::TransportProtocol::UDP, None);
+    let mut buf = [0u8; 2048];
+    a.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+    let cpu0 = thread_cpu("relay-worker");
+    let t_hs = Instant::now();
+    let ports: Vec<SocketAddr> = streams.iter().step_by(2).map(|s| s.1).collect();
+    for (i, port) in ports.iter().enumerate() {
+        let check = media::ice::request(&format!("u{i}:gen"), pwd, true);
+        a.send_to(&check, port).unwrap();
+    }
+    let cfg = Arc::new(
+        ConfigBuilder::default()
+            .with_crypto_provider(provider.clone())
+            .with_certificates(vec![cert])
+            .with_srtp_protection_profiles(vec![SrtpProtectionProfile::Srtp_Aes128_Cm_Hmac_Sha1_80])
+            .with_extended_master_secret(ExtendedMasterSecretType::Require)
+            .with_insecure_skip_verify(true)
+            .build(true, None)
+            .unwrap(),
+    );
+    let mut done = std::collections::HashSet::new();
+    let mut checked = 0usize;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let now = Instant::now;
+    while done.len() < ports.len() && Instant::now() < deadline {
+        while let Some(t) = client.poll_transmit() {
+            let _ = a.send_to(&t.message, t.transport.peer_addr);
+        }
+        let Ok((n, from)) = a.recv_from(&mut buf) else {
+            for p in &ports {
+                let _ = client.handle_timeout(*p, now());
+            }
+            continue;
+        };
+        match buf[0] {
+            // The relay's answer to our check: now the handshake may start.
+            0..=3 => {
+                checked += 1;
+                client.connect(now(), from, cfg.clone(), None).unwrap();
+            }
+            20..=63 => {
+                if let Ok(evs) = client.read(now(), from, None, bytes::BytesMut::from(&buf[..n])) {
+                    if evs
+                        .iter()
+                        .any(|e| matches!(e, EndpointEvent::HandshakeComplete))
+                    {
+                        done.insert(from);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    while let Some(t) = client.poll_transmit() {
+        let _ = a.send_to(&t.message, t.transport.peer_addr);
+    }
+    let hs_secs = t_hs.elapsed().as_secs_f64();
+    std::thread::sleep(Duration::from_millis(300));
+    let hs_cpu = thread_cpu("relay-worker") - cpu0;
+    a.set_read_timeout(None).unwrap();
+    assert_eq!(checked, ports.len(), "every ICE check answered");
+    assert_eq!(done.len(), ports.len(), "every DTLS handshake done");
+    let mut seal: Vec<Option<Sealer>> = Vec::with_capacity(streams.len());
+    for p in &ports {
+        let state = client.get_connection_state(*p).unwrap();
+        let mut keys = rtc_srtp::config::Config::default();
+        let km = state
+            .export_keying_material(
+                rtc_srtp::config::LABEL_EXTRACTOR_DTLS_SRTP,
+                &[],
+                keys.keying_material_len(),
+            )
+            .unwrap();
+        keys.set_session_keys_from_keying_material(km.as_ref(), true)
+            .unwrap();
+        let ctx = rtc_srtp::context::Context::new(
+            &keys.keys.local_master_key,
+            &keys.keys.local_master_salt,
+            keys.profile,
+            None,
+            None,
+            provider.crypto(),
+        )
+        .unwrap();
+        seal.push(Some(Sealer::Dtls(ctx)));
+        seal.push(None);
+    }
+    let webrtc = drive_sealed(
+        "webrtc",
+        &two,
+        &[false, true],
+        streams.to_vec(),
+        1.0,
+        seconds,
+        &mut seal,
+    );
+    let _ = hs_secs;
+    let handshakes_per_core_s = ports.len() as f64 / hs_cpu.max(0.01);
+    (sdes, webrtc, handshakes_per_core_s)
+}
+
+/// Encrypted legs beside plain ones of the same size: relay CPU per packet received and the
+/// ratio to plain; delivery; the added latency of the plain direction; DTLS handshakes.
+fn print_secure(rows: &[(usize, Run, Run, Run, f64)]) {
+    println!();
+    println!("Caller's leg encrypted (agent's plain), same calls, same run:");
+    println!(
+        "| calls | leg | delivered | relay CPU (cores) | relay µs CPU per packet received | × plain | p99 to the agent |"
+    );
+    println!("|---:|---|---:|---:|---:|---:|---:|");
+    for (calls, plain, sdes, webrtc, _) in rows {
+        let per_packet = |r: &Run| r.relay_cpu_s / r.received.max(1) as f64 * 1e6;
+        for r in [plain, sdes, webrtc] {
+            println!(
+                "| {calls} | {} | {:.3} % | {:.2} | {:.2} | {:.2} | {:.0} µs |",
+                if r.label == "relay" {
+                    "plain"
+                } else {
+                    &r.label
+                },
+                100.0 * r.received as f64 / (r.sent.max(1) as f64 * r.fanout),
+                r.relay_cpu_s / r.seconds,
+                per_packet(r),
+                per_packet(r) / per_packet(plain),
+                r.p99_us,
+            );
+        }
+    }
+    println!();
+    for (calls, .., hs) in rows {
+        println!(
+            "DTLS handshakes (ICE check, then DTLS 1.2 with ECDHE-ECDSA) of {calls} browser legs: {hs:.0} per relay core-second"
+        );
     }
 }
 

@@ -181,10 +181,10 @@ fn crc32(data: &[u8]) -> u32 {
     !crc
 }
 
-/// A Binding request as a browser sends it: USERNAME, USE-CANDIDATE, MESSAGE-INTEGRITY
-/// keyed with `pwd`, FINGERPRINT (for tests).
-#[cfg(test)]
-pub(crate) fn request(username: &str, pwd: &str, use_candidate: bool) -> Vec<u8> {
+/// A Binding request as a browser sends it: USERNAME (`ours:theirs`), USE-CANDIDATE,
+/// MESSAGE-INTEGRITY keyed with `pwd`, FINGERPRINT. For tests and load generators that stand
+/// in for a browser.
+pub fn request(username: &str, pwd: &str, use_candidate: bool) -> Vec<u8> {
     let mut m = Vec::new();
     m.extend_from_slice(&BINDING_REQUEST.to_be_bytes());
     m.extend_from_slice(&[0, 0]);
@@ -217,6 +217,36 @@ pub(crate) fn request(username: &str, pwd: &str, use_candidate: bool) -> Vec<u8>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// RFC 5769 §2.1: the sample request, signed with the short-term password
+    /// "VOkJxbRl1RmTxUk/WvJxBt" by someone else's implementation: our integrity check accepts
+    /// it (and refuses it with another password), and our CRC gives its FINGERPRINT.
+    #[test]
+    fn the_rfc_5769_sample_request_passes_our_checks() {
+        let req: [u8; 108] = [
+            0x00, 0x01, 0x00, 0x58, 0x21, 0x12, 0xa4, 0x42, 0xb7, 0xe7, 0xa7, 0x01, 0xbc, 0x34,
+            0xd6, 0x86, 0xfa, 0x87, 0xdf, 0xae, 0x80, 0x22, 0x00, 0x10, 0x53, 0x54, 0x55, 0x4e,
+            0x20, 0x74, 0x65, 0x73, 0x74, 0x20, 0x63, 0x6c, 0x69, 0x65, 0x6e, 0x74, 0x00, 0x24,
+            0x00, 0x04, 0x6e, 0x00, 0x01, 0xff, 0x80, 0x29, 0x00, 0x08, 0x93, 0x2f, 0xf9, 0xb1,
+            0x51, 0x26, 0x3b, 0x36, 0x00, 0x06, 0x00, 0x09, 0x65, 0x76, 0x74, 0x6a, 0x3a, 0x68,
+            0x36, 0x76, 0x59, 0x20, 0x20, 0x20, 0x00, 0x08, 0x00, 0x14, 0x9a, 0xea, 0xa7, 0x0c,
+            0xbf, 0xd8, 0xcb, 0x56, 0x78, 0x1e, 0xf2, 0xb5, 0xb2, 0xd3, 0xf2, 0x49, 0xc1, 0xb5,
+            0x71, 0xa2, 0x80, 0x28, 0x00, 0x04, 0xe5, 0x7a, 0x3b, 0xcf,
+        ];
+        let from: SocketAddr = "192.0.2.1:32853".parse().unwrap();
+        assert!(matches!(
+            answer(&req, from, "evtj", "VOkJxbRl1RmTxUk/WvJxBt"),
+            Check::Valid {
+                nominated: false,
+                ..
+            }
+        ));
+        assert_eq!(
+            answer(&req, from, "evtj", "VOkJxbRl1RmTxUk/WvJxBu"),
+            Check::Invalid
+        );
+        assert_eq!(crc32(&req[..100]) ^ FINGERPRINT_XOR, 0xe57a_3bcf);
+    }
 
     #[test]
     fn crc32_matches_the_standard_check_value() {

@@ -176,6 +176,17 @@ impl Latch {
         self.source
     }
 
+    /// Whether a packet from `from` could ever be accepted: from the host of the source, of the
+    /// signalled address or of the signalling. Checked before an SRTP leg spends a decryption
+    /// (and the SRTP stack keeps state) on a packet, so that a stranger elsewhere cannot make
+    /// it grow.
+    pub fn may_come_from(&self, from: SocketAddr) -> bool {
+        let ip = from.ip();
+        self.source.is_some_and(|s| s.ip() == ip)
+            || self.signalled.is_some_and(|s| s.ip() == ip)
+            || self.host == Some(ip)
+    }
+
     /// Where the leg's RTP goes: the source, or before one is learned the signalled address.
     pub fn destination(&self) -> Option<SocketAddr> {
         self.source.or(self.signalled)

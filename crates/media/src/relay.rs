@@ -1046,7 +1046,7 @@ impl SessionTask {
                 };
                 // A peer that moved (re-INVITE) is learned again. A browser's media goes
                 // where its ICE checks come from, whatever its SDP says.
-                let rtp = l.webrtc.as_ref().and_then(|w| w.peer()).or(rtp);
+                let rtp = rtp.and(l.webrtc.as_ref().and_then(|w| w.peer())).or(rtp);
                 l.latch.signal(now, rtp, sends);
                 l.latch.signalling_host(host);
                 l.law = law;
@@ -1087,18 +1087,27 @@ impl SessionTask {
                     return;
                 }
                 let l = &mut self.legs[leg.index()];
-                if l.sdes.as_ref().map(|s| s.keys())
-                    == keys.as_ref().map(|k| (k.local.as_str(), k.remote.as_str()))
-                {
-                    // The same keys (a re-INVITE): the contexts, with their counters, stay.
-                    return;
+                if let (Some(s), Some(k)) = (l.sdes.as_deref_mut(), keys.as_ref()) {
+                    // A re-INVITE: our key and its context (with its counters) stay, so no
+                    // keystream is used twice; a new key of the phone's replaces the inbound one.
+                    if s.keys().0 == k.local {
+                        if s.keys().1 != k.remote {
+                            if let Err(e) = s.set_remote(&k.remote) {
+                                warn!(session = self.ctx.id.0, error = %e, "the phone's new SRTP key is unusable");
+                            }
+                        }
+                        return;
+                    }
                 }
                 l.sdes = match keys {
                     None => None,
                     Some(k) => match SdesLeg::new(&k.local, &k.remote) {
                         Ok(s) => Some(Box::new(s)),
                         Err(e) => {
+                            // Call control checks keys before it sends them; should one be
+                            // unusable anyway, the leg is not left to send in the clear.
                             warn!(session = self.ctx.id.0, error = %e, "SRTP keys unusable: the leg gets no media");
+                            l.latch.signal(Instant::now(), None, false);
                             None
                         }
                     },
@@ -1163,12 +1172,14 @@ impl SessionTask {
         match w.receive(now, from, data) {
             Received::Rtp(mut p) => self.packet(i, Channel::Rtp, &mut p[..], from, pending),
             Received::Rtcp(mut p) => self.packet(i, Channel::Rtcp, &mut p[..], from, pending),
-            Received::Checked { from, .. } => {
+            Received::Checked { .. } => {
                 let l = &mut self.legs[i];
-                if l.latch.destination() != Some(from) {
-                    debug!(session = self.ctx.id.0, leg = ?l.leg, remote = %from, "ICE check: media goes here");
+                // Media goes to the pair the browser chose (nominated), not every checked one.
+                let peer = l.webrtc.as_ref().and_then(|w| w.peer());
+                if peer.is_some() && l.latch.destination() != peer {
+                    debug!(session = self.ctx.id.0, leg = ?l.leg, remote = ?peer, "ICE check: media goes here");
                     let sends = l.sends;
-                    l.latch.signal(now, Some(from), sends);
+                    l.latch.signal(now, peer, sends);
                 }
             }
             Received::Handshake => {}
@@ -1260,6 +1271,14 @@ impl SessionTask {
                     }
                 }
                 Ok((n, from)) if self.legs[i].sdes.is_some() => {
+                    if !self.legs[i].latch.may_come_from(from) {
+                        self.ctx
+                            .relay
+                            .stats
+                            .dropped_strangers
+                            .fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
                     let Some(s) = self.legs[i].sdes.as_deref_mut() else {
                         continue;
                     };

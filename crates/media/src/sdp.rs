@@ -105,6 +105,8 @@ pub struct Crypto {
     pub suite: String,
     /// The base64 master key and salt (without lifetime or MKI).
     pub key: String,
+    /// The key carries an MKI or session parameters (which we do not speak).
+    pub mki: bool,
 }
 
 impl Crypto {
@@ -113,12 +115,17 @@ impl Crypto {
         let tag = it.next()?.parse().ok()?;
         let suite = it.next()?.to_owned();
         let params = it.next()?;
-        let key = params
-            .strip_prefix("inline:")?
-            .split('|')
-            .next()?
-            .to_owned();
-        Some(Crypto { tag, suite, key })
+        let inline = params.strip_prefix("inline:")?;
+        let mut parts = inline.split('|');
+        let key = parts.next()?.to_owned();
+        // `|lifetime` alone is fine; `|MKI:length` or session parameters are not ours.
+        let mki = parts.any(|p| p.contains(':')) || it.next().is_some();
+        Some(Crypto {
+            tag,
+            suite,
+            key,
+            mki,
+        })
     }
 }
 
@@ -136,11 +143,12 @@ impl MediaDescription {
         self.proto.starts_with("RTP/SAVP")
     }
 
-    /// The first `a=crypto` of a suite we speak.
+    /// The first `a=crypto` of a suite we speak, with a key we can use (30 octets, no MKI or
+    /// session parameters).
     pub fn sdes_crypto(&self) -> Option<&Crypto> {
-        self.crypto
-            .iter()
-            .find(|c| c.suite.eq_ignore_ascii_case(SDES_SUITE))
+        self.crypto.iter().find(|c| {
+            c.suite.eq_ignore_ascii_case(SDES_SUITE) && !c.mki && crate::secure::is_sdes_key(&c.key)
+        })
     }
 
     /// A browser's DTLS side, if this is a WebRTC stream.

@@ -649,6 +649,11 @@ impl std::fmt::Debug for SdesLeg {
 /// Key and salt of AES_CM_128_HMAC_SHA1_80: 16 + 14 octets.
 const SDES_KEY_LEN: usize = 30;
 
+/// Whether `b64` is a usable AES_CM_128_HMAC_SHA1_80 master key and salt.
+pub fn is_sdes_key(b64: &str) -> bool {
+    sdes_key(b64).is_some()
+}
+
 fn sdes_key(b64: &str) -> Option<Vec<u8>> {
     use base64::Engine as _;
     let k = base64::engine::general_purpose::STANDARD
@@ -670,6 +675,19 @@ pub fn derive_sdes_key(secret: &[u8; 32], call: u64, leg: u8, version: u64) -> S
     mac.update(&version.to_be_bytes());
     let out = mac.finalize().into_bytes();
     base64::engine::general_purpose::STANDARD.encode(&out[..SDES_KEY_LEN])
+}
+
+/// An ICE password (`a=ice-pwd`) for one offer: 32 hex digits derived like SDES keys.
+pub fn derive_ice_pwd(secret: &[u8; 32], call: u64, attempt: u64) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("any key length");
+    mac.update(b"switchboard ice");
+    mac.update(&call.to_be_bytes());
+    mac.update(&attempt.to_be_bytes());
+    mac.finalize().into_bytes()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 impl SdesLeg {
@@ -705,6 +723,15 @@ impl SdesLeg {
     /// The keys (ours, the phone's) the leg was made with.
     pub fn keys(&self) -> (&str, &str) {
         (&self.local, &self.remote)
+    }
+
+    /// The phone re-keyed (a re-INVITE with a new `a=crypto`): a new inbound context; ours
+    /// stays as it is.
+    pub fn set_remote(&mut self, remote: &str) -> Result<(), SecureError> {
+        let fresh = SdesLeg::new(&self.local, remote)?;
+        self.inbound = fresh.inbound;
+        self.remote = remote.to_owned();
+        Ok(())
     }
 
     /// Decrypt and authenticate an SRTP packet; `None` when it fails (a stranger, a replay).

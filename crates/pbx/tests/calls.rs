@@ -670,3 +670,50 @@ fn a_closed_queue_sends_callers_to_another_queue_or_refuses_them() {
     assert_eq!(w.carrier().outgoing[call].state, OutState::Failed(480));
     w.assert_settles();
 }
+
+#[test]
+fn a_browser_is_offered_webrtc_and_the_next_agent_on_a_desk_phone_gets_a_plain_leg() {
+    let mut cfg = harness::config();
+    cfg.webrtc_fingerprint = Some(["AB"; 32].join(":"));
+    let mut w = World::new(cfg, &["1001", "1002"]);
+    // Agent 1001 also has the agent page open: a browser over WebSocket. Neither of 1001's
+    // phones takes the call, so it goes to 1002's desk phone.
+    let browser = w.add_phone("1001", 7);
+    w.phones[browser].transport = pbx::sip::Transport::Ws;
+    w.register(browser);
+    w.run_for(SECOND);
+    let (desk1, desk2) = (w.phone_index("1001"), w.phone_index("1002"));
+    w.phones[browser].policy = Policy::Reject(480);
+    w.phones[desk1].policy = Policy::Reject(486);
+    w.phones[desk2].policy = Policy::Answer(Duration::from_millis(800));
+    w.customer_calls("600");
+    w.run_until(10 * SECOND, "1002 answers", |w| {
+        w.phones[desk2].talking().is_some()
+    });
+    w.run_for(SECOND);
+    let offer =
+        |p: usize| String::from_utf8_lossy(&w.phones[p].incoming[0].invite.body).into_owned();
+    let (to_browser, to_desk) = (offer(browser), offer(desk2));
+    for needle in [
+        "UDP/TLS/RTP/SAVPF",
+        "a=ice-lite",
+        "a=setup:actpass",
+        "a=rtcp-mux",
+        "a=fingerprint:sha-256 AB:AB",
+    ] {
+        assert!(to_browser.contains(needle), "{needle} in\n{to_browser}");
+    }
+    assert!(
+        to_desk.contains("RTP/AVP") && !to_desk.contains("SAVP") && !to_desk.contains("ice-"),
+        "{to_desk}"
+    );
+    // The relay's agent leg is what answered: plain RTP, nothing of the browser's (its ICE
+    // credentials would leave the desk phone's RTP dropped and the leg silent).
+    let (_, s) = only_session(&w);
+    assert_eq!(s.webrtc[1], None, "{s:?}");
+    assert_eq!(s.sdes[1], None, "{s:?}");
+    let now = w.now;
+    w.carrier().hang_up_outgoing(now, 0);
+    w.run_for(2 * SECOND);
+    w.assert_settles();
+}

@@ -116,7 +116,7 @@ impl StoredBinding {
     }
 
     /// What the registrar takes back, with the lifetime left at `now_ms`; `None` when it has
-    /// expired or names an unknown transport, and for a browser's WebSocket binding: the
+    /// expired or names an unknown transport, and for a browser's WebSocket or a phone's TLS binding: the
     /// connection was its only way in and died with the restart (the browser registers again
     /// when it reconnects).
     pub fn to_restored(&self, now_ms: u64) -> Option<RestoredBinding<'_>> {
@@ -124,7 +124,7 @@ impl StoredBinding {
         let transport = match self.transport.to_ascii_lowercase().as_str() {
             "udp" => Transport::Udp,
             "tcp" => Transport::Tcp,
-            "tls" => Transport::Tls,
+            // A TLS phone, like a browser, is reached only over the connection it opened.
             _ => return None,
         };
         Some(RestoredBinding {

@@ -394,7 +394,7 @@ async fn serve(cfg: Config, reload: Reload) -> anyhow::Result<()> {
                 recordings: Some(cc.recording.dir.clone()),
                 secure_cookies: h.secure_cookies,
                 logins: web::auth::Logins::new(cfg.logins.clone()),
-                phones: phones(&cfg, handle.ws_addr.map(|a| a.port())),
+                phones: phones(&cfg, &handle),
             },
             metrics,
             sampler,
@@ -532,7 +532,7 @@ fn refill_board(db: &store::Location, live: &web::Live) {
 /// The agents on the wallboard, each with the queues it serves.
 /// Each agent's SIP account for the agent page (its browser phone), and where SIP over
 /// WebSocket is.
-fn phones(cfg: &Config, ws_port: Option<u16>) -> web::Phones {
+fn phones(cfg: &Config, sip: &pbx::sip_transport::SipHandle) -> web::Phones {
     let accounts = cfg
         .callcenter
         .agents
@@ -556,7 +556,8 @@ fn phones(cfg: &Config, ws_port: Option<u16>) -> web::Phones {
         .collect();
     let http = cfg.http.as_ref();
     web::Phones {
-        ws_port,
+        ws_port: sip.ws_addr.map(|a| a.port()),
+        wss_port: sip.wss_addr.map(|a| a.port()),
         ws_url: http.and_then(|h| h.sip_ws_url.clone()),
         realm: cfg.realm.clone(),
         domain: cfg
@@ -774,7 +775,7 @@ async fn run_until_shutdown(
                 live.update(|b| b.configure(new.callcenter.boards.clone(), board_agents(&new)));
                 if let Some(app) = &app {
                     app.set_logins(web::auth::Logins::new(new.logins.clone()));
-                    app.set_phones(phones(&new, sip.ws_addr.map(|a| a.port())));
+                    app.set_phones(phones(&new, sip));
                 }
                 info!(
                     trigger = why,

@@ -115,6 +115,8 @@ pub struct WebConfig {
 pub struct Phones {
     /// The SIP WebSocket listener's port (`None`: no browser phones).
     pub ws_port: Option<u16>,
+    /// The secure WebSocket listener's port: preferred when there is one.
+    pub wss_port: Option<u16>,
     /// The URL browsers open for SIP (`wss://pbx.example.com:8089`), when they must not
     /// derive it from the page's host and `ws_port` (a TLS proxy in front).
     pub ws_url: Option<String>,
@@ -454,9 +456,13 @@ async fn phone(State(app): State<Arc<App>>, headers: HeaderMap) -> Answer {
             format!("agent {agent} has no SIP account"),
         ));
     };
-    let ws_url = match (&phones.ws_url, phones.ws_port) {
+    let listener = phones
+        .wss_port
+        .map(|p| ("wss", p))
+        .or(phones.ws_port.map(|p| ("ws", p)));
+    let ws_url = match (&phones.ws_url, listener) {
         (Some(u), _) => u.clone(),
-        (None, Some(port)) => {
+        (None, Some((scheme, port))) => {
             // The host the browser used for this page, with the WebSocket port.
             let host = headers
                 .get(header::HOST)
@@ -466,7 +472,7 @@ async fn phone(State(app): State<Arc<App>>, headers: HeaderMap) -> Answer {
                 Some((n, p)) if p.bytes().all(|b| b.is_ascii_digit()) => n,
                 _ => host,
             };
-            format!("ws://{name}:{port}")
+            format!("{scheme}://{name}:{port}")
         }
         (None, None) => {
             return Err(refuse(

@@ -95,6 +95,7 @@ fn fixture() -> Fixture {
             logins,
             phones: web::Phones {
                 ws_port: Some(8088),
+                wss_port: None,
                 ws_url: None,
                 realm: "switchboard".into(),
                 domain: "switchboard".into(),

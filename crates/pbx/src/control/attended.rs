@@ -152,10 +152,10 @@ impl CallControl {
         };
         let media = x.caller.media;
         let span = x.span.clone();
-        let contact = format!("<sip:switchboard@{}>", self.cfg.contact_host);
         let Some(b) = self.calls.get_mut(&consult).and_then(|y| y.agent.as_mut()) else {
             return;
         };
+        let contact = contact_for(&self.cfg, &b.dialog.flow, "switchboard");
         let local = LocalMedia {
             session_id: b.local.session_id,
             version: b.local.version + 1,
@@ -310,7 +310,6 @@ impl CallControl {
 
     /// Re-INVITE the consulted party back to the consultation's own media.
     fn restore_consulted(&mut self, consult: u64) {
-        let contact = format!("<sip:switchboard@{}>", self.cfg.contact_host);
         let Some(y) = self.calls.get_mut(&consult) else {
             return;
         };
@@ -318,6 +317,7 @@ impl CallControl {
         let Some(b) = y.agent.as_mut() else {
             return;
         };
+        let contact = contact_for(&self.cfg, &b.dialog.flow, "switchboard");
         // Past the version of the transfer's offer.
         b.local.version += 2;
         let req = reinvite(&mut b.dialog, contact, b.local.offer());
@@ -350,13 +350,13 @@ impl CallControl {
     /// A NOTIFY of the transfer's progress in dialog (call, leg), ending the implicit
     /// subscription.
     pub(super) fn notify_dialog(&mut self, (id, leg): (u64, Leg), sipfrag: &str) {
-        let contact = format!("<sip:switchboard@{}>", self.cfg.contact_host);
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
         let Some(d) = call.dialog_mut(leg) else {
             return;
         };
+        let contact = contact_for(&self.cfg, &d.flow, "switchboard");
         let mut req = d.request(Method::Notify);
         req.headers.push("Contact", contact);
         req.headers.push("Event", "refer");

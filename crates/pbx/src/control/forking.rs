@@ -193,9 +193,12 @@ impl CallControl {
     /// when the relay has no DTLS certificate.
     fn webrtc_offer(&mut self, id: u64, local: &LocalMedia) -> Option<LocalMedia> {
         let fingerprint = self.cfg.webrtc_fingerprint.clone()?;
-        // RFC 8839: ufrag of at least 4 and password of at least 22 ice-chars.
+        // RFC 8839: ufrag of at least 4 and password of at least 22 ice-chars. The password is
+        // what keeps strangers from steering the media: derived from the secret drawn at
+        // start (as SRTP keys are), not from the seeded generator of tags.
         let ufrag = format!("{:08x}", self.rng.next_u32());
-        let pwd = format!("{:016x}{:016x}", self.rng.next_u64(), self.rng.next_u64());
+        let n = self.calls.get(&id).map_or(0, |c| c.history.attempts.len());
+        let pwd = media::secure::derive_ice_pwd(&self.cfg.media_secret, id, n as u64);
         self.media(
             id,
             SessionCommand::WebRtc {
@@ -412,15 +415,15 @@ impl CallControl {
             }),
             _ => None,
         };
-        if keys.is_some() || attempt.local_sdes.is_some() {
-            self.out.push_back(media_cmd(
-                id,
-                SessionCommand::Sdes {
-                    leg: Leg::Agent,
-                    keys,
-                },
-            ));
-        }
+        // Always both: the leg is exactly what answered (a browser, a TLS phone or a plain
+        // one), whatever rang or answered before on it.
+        self.out.push_back(media_cmd(
+            id,
+            SessionCommand::Sdes {
+                leg: Leg::Agent,
+                keys,
+            },
+        ));
         // The relay's agent leg follows the phone that answered: WebRTC with the browser's
         // certificate fingerprint, or plain RTP again for a desk phone.
         let params = match (&local.webrtc, remote_webrtc) {
@@ -431,15 +434,13 @@ impl CallControl {
             }),
             _ => None,
         };
-        if params.is_some() || attempt.local_webrtc.is_some() {
-            self.out.push_back(media_cmd(
-                id,
-                SessionCommand::WebRtc {
-                    leg: Leg::Agent,
-                    params,
-                },
-            ));
-        }
+        self.out.push_back(media_cmd(
+            id,
+            SessionCommand::WebRtc {
+                leg: Leg::Agent,
+                params,
+            },
+        ));
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };

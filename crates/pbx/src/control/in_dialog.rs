@@ -121,15 +121,8 @@ impl CallControl {
         };
         let span = call.span.clone();
         let mut h = Headers::default();
-        h.push(
-            "Contact",
-            match leg {
-                Leg::Caller => format!("<sip:switchboard@{}>", self.cfg.contact_host),
-                Leg::Agent | Leg::Supervisor => {
-                    format!("<sip:switchboard@{}>", self.cfg.contact_host)
-                }
-            },
-        );
+        // Over TLS the phone's later requests must come back over TLS: our Contact says so.
+        h.push("Contact", self.contact(&flow, "switchboard"));
         h.push("Allow", ALLOW);
         if req.body.is_empty() {
             // A refresh without an offer (UPDATE) or a delayed-offer re-INVITE: for the
@@ -151,6 +144,18 @@ impl CallControl {
         let n = match negotiate(&offer) {
             Ok(n) => n,
             Err(_) => return self.respond(tx, 488, None, Headers::default(), Bytes::new()),
+        };
+        if n.sdes && !flow.transport.is_secure() {
+            // Keys in the clear are no secret (RFC 4568 §8.3), in a dialog as at its start.
+            let mut h = Headers::default();
+            h.push(
+                "Warning",
+                "399 switchboard \"SRTP keys (a=crypto) are accepted over TLS only\"",
+            );
+            return self.respond(tx, 488, None, h, Bytes::new());
+        }
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
         };
         let body = match leg {
             Leg::Caller => {
@@ -197,8 +202,30 @@ impl CallControl {
             }
             Leg::Agent => {
                 let Some(a) = call.agent.as_mut() else { return };
+                if n.sdes != a.local.sdes.is_some() {
+                    // SRTP on or off in the middle of a call: not followed.
+                    return self.respond(tx, 488, None, Headers::default(), Bytes::new());
+                }
                 a.local.version += 1;
                 a.local.direction = n.direction.answer();
+                if let (Some((tag, ours)), Some(c)) = (
+                    a.local.sdes.as_mut(),
+                    offer.media.get(n.index).and_then(|m| m.sdes_crypto()),
+                ) {
+                    // Our answer echoes the offer's tag; the phone's key (new or not) goes to
+                    // the relay, which keeps ours and its counters.
+                    *tag = c.tag;
+                    self.out.push_back(media_cmd(
+                        id,
+                        SessionCommand::Sdes {
+                            leg: Leg::Agent,
+                            keys: Some(SdesKeys {
+                                local: ours.clone(),
+                                remote: c.key.clone(),
+                            }),
+                        },
+                    ));
+                }
                 let hold = n.is_hold();
                 if hold != a.on_hold {
                     a.on_hold = hold;

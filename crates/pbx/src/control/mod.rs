@@ -1136,11 +1136,7 @@ impl CallControl {
     /// Our Contact for a dialog on `flow`: over TLS, our TLS listener (where the phone's
     /// requests in the dialog must go), else our UDP/TCP address.
     fn contact(&self, flow: &Flow, user: &str) -> String {
-        let host = match (flow.transport, &self.cfg.tls_contact_host) {
-            (Transport::Tls, Some(h)) => h,
-            _ => &self.cfg.contact_host,
-        };
-        format!("<sip:{user}@{host}{}>", flow.transport.uri_param())
+        contact_for(&self.cfg, flow, user)
     }
 
     // ------------------------------------------------------------------ inputs
@@ -1399,6 +1395,16 @@ fn remote_of(leg: Leg, n: &Negotiated, host: Option<std::net::IpAddr>) -> Sessio
         sends: n.direction.sends(),
         host,
     }
+}
+
+/// Our Contact for a dialog on `flow` (see [`CallControl::contact`]); a free function so that
+/// it can be called while a call is borrowed.
+fn contact_for(cfg: &PbxConfig, flow: &Flow, user: &str) -> String {
+    let host = match (flow.transport, &cfg.tls_contact_host) {
+        (Transport::Tls, Some(h)) => h,
+        _ => &cfg.contact_host,
+    };
+    format!("<sip:{user}@{host}{}>", flow.transport.uri_param())
 }
 
 /// Our SDES key (with the caller's tag) and the relay's keys, when the caller's offer is

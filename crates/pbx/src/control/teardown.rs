@@ -185,6 +185,22 @@ impl CallControl {
                 let flow = a.dialog.flow;
                 self.send(flow, bye, Role::Fire);
             }
+            // Whatever the agent's phone was (a browser, a TLS phone), the leg is plain RTP
+            // again: nothing of it (its address, its keys) carries over to the next one.
+            self.out.push_back(media_cmd(
+                id,
+                SessionCommand::WebRtc {
+                    leg: Leg::Agent,
+                    params: None,
+                },
+            ));
+            self.out.push_back(media_cmd(
+                id,
+                SessionCommand::Sdes {
+                    leg: Leg::Agent,
+                    keys: None,
+                },
+            ));
             // The agent's phone has stopped sending: its silence is no media timeout.
             self.out.push_back(media_cmd(
                 id,

@@ -239,10 +239,10 @@ impl CallControl {
 
     /// The NOTIFY (in the agent's dialog) that reports the transfer's outcome.
     fn refer_notify(&mut self, id: u64, sipfrag: &str) {
-        let contact = format!("<sip:switchboard@{}>", self.cfg.contact_host);
         let Some(a) = self.calls.get_mut(&id).and_then(|c| c.agent.as_mut()) else {
             return;
         };
+        let contact = contact_for(&self.cfg, &a.dialog.flow, "switchboard");
         let mut req = a.dialog.request(Method::Notify);
         req.headers.push("Contact", contact);
         req.headers.push("Event", "refer");

@@ -328,6 +328,9 @@ pub struct Outgoing {
 pub struct Phone {
     pub user: String,
     pub addr: SocketAddr,
+    /// How the server sees this phone's messages arrive (UDP unless a test says a browser
+    /// over WebSocket or a desk phone over TLS).
+    pub transport: Transport,
     pub ep: Endpoint,
     pub policy: Policy,
     /// The From user of calls this phone places (its user when `None`): a carrier's
@@ -362,6 +365,7 @@ impl Phone {
         Phone {
             user: user.into(),
             addr: at,
+            transport: Transport::Udp,
             ep: phone_endpoint(at, seed, now),
             policy: Policy::Answer(Duration::from_millis(500)),
             from_user: None,
@@ -1489,7 +1493,17 @@ impl World {
             }
             let (from, to, bytes) = entry.remove();
             if to == addr(SERVER) {
-                self.server.handle_message(now, udp(from), &bytes);
+                let transport = self
+                    .phones
+                    .iter()
+                    .find(|p| p.addr == from)
+                    .map_or(Transport::Udp, |p| p.transport);
+                let flow = Flow {
+                    transport,
+                    remote: from,
+                    conn: None,
+                };
+                self.server.handle_message(now, flow, &bytes);
             } else if let Some(p) = self.phones.iter_mut().find(|p| p.addr == to) {
                 p.ep.handle_message(now, udp(from), &bytes);
             }
