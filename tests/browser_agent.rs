@@ -202,6 +202,84 @@ fn a_browser_agent_answers_a_queue_call_over_webrtc_keys_a_digit_and_hangs_up() 
     );
 }
 
+/// The agent page over secure WebSocket: with `[sip] wss` on, the page is given `wss://`,
+/// and the browser registers over TLS (its binding's transport is WSS).
+#[test]
+fn the_agent_page_registers_over_secure_websocket_when_the_server_has_one() {
+    if !common::browser_ready("agent page over wss") {
+        return;
+    }
+    let http = common::free_port();
+    let wss = common::free_port();
+    let hash = common::password_hash(PASSWORD);
+    let scratch = common::temp_dir("wss");
+    let (cert, key) = (scratch.join("cert.pem"), scratch.join("key.pem"));
+    let out = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .args(["-nodes", "-days", "30", "-subj", "/CN=127.0.0.1"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl (apt-get install openssl)");
+    assert!(out.status.success());
+    let server = Server::start(&ServerConfig {
+        sip_extra: format!(
+            "wss = \"127.0.0.1:{wss}\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
+            cert.display(),
+            key.display()
+        ),
+        extra_toml: format!("\n[http]\nbind = \"127.0.0.1:{http}\"\nsecure_cookies = false\n"),
+        users_extra: format!(
+            "\n[logins.ada]\npassword_hash = \"{hash}\"\nroles = [\"agent\"]\nagent = \"1001\"\n"
+        ),
+        ..ServerConfig::support_desk("")
+    });
+    let mic = server.dir().join("mic.wav");
+    tone_wav(&mic, 1000.0, 2);
+    let out = Command::new("node")
+        .arg("agent.mjs")
+        .current_dir(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser"))
+        .env("BASE", format!("http://127.0.0.1:{http}"))
+        .env("LOGIN", "ada")
+        .env("PASSWORD", PASSWORD)
+        .env("TONE", &mic)
+        .env("REGISTER_ONLY", "1")
+        .env("IGNORE_CERT", "1")
+        .output()
+        .expect("node");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let done: serde_json::Value = text
+        .lines()
+        .last()
+        .and_then(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| {
+            panic!(
+                "no result:\n{text}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    assert_eq!(done["event"], "done", "{done:#}\n{}", server.log());
+    let log = done["log"].to_string();
+    assert!(log.contains(&format!("wss://127.0.0.1:{wss}")), "{done:#}");
+    assert!(
+        server
+            .log()
+            .lines()
+            .any(|l| l.contains("binding added") && l.contains("transport=\"WSS\"")),
+        "{}",
+        server.log()
+    );
+}
+
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
