@@ -43,6 +43,11 @@ enum Source {
         seq_delta: u16,
         ts_delta: u32,
         highest_in: u16,
+        /// The incoming sequence number the stream was anchored on: an older packet (late,
+        /// reordered across the change of source) would take a sequence number this leg
+        /// already heard from the previous source, and is dropped. On an SRTP leg that would
+        /// be two packets under one index, one keystream over two plaintexts.
+        first_in: u16,
     },
 }
 
@@ -166,6 +171,7 @@ impl OutStream {
                 seq_delta: self.seq.wrapping_sub(h.seq),
                 ts_delta: ts.wrapping_sub(h.timestamp),
                 highest_in: h.seq.wrapping_sub(1),
+                first_in: h.seq,
             };
             self.marker_next = true;
         }
@@ -174,10 +180,14 @@ impl OutStream {
             ts_delta,
             highest_in,
             ssrc,
+            first_in,
         } = self.source
         else {
             return false;
         };
+        if (h.seq.wrapping_sub(first_in) as i16) < 0 {
+            return false;
+        }
         let seq = h.seq.wrapping_add(seq_delta);
         let ts = h.timestamp.wrapping_add(ts_delta);
         let mut marker = h.marker;
@@ -192,6 +202,7 @@ impl OutStream {
                 seq_delta,
                 ts_delta,
                 highest_in: h.seq,
+                first_in,
             };
             self.seq = seq.wrapping_add(1);
             self.ts = ts;
@@ -515,6 +526,34 @@ mod tests {
         s.originate(t0 + ms(200), 0, &[0; 160], &mut buf);
         assert_eq!(hdr(&buf).seq, 15);
         assert!(hdr(&buf).marker);
+    }
+
+    #[test]
+    fn a_packet_older_than_the_change_of_source_never_reuses_a_sequence_number() {
+        let t0 = Instant::now();
+        let mut s = OutStream::new(7, 10, 1000);
+        let mut buf = Vec::new();
+        let mut used = Vec::new();
+        // A prompt: 10, 11, 12.
+        for k in 0..3 {
+            s.originate(t0 + ms(20 * k), 0, &[0; 160], &mut buf);
+            used.push(hdr(&buf).seq);
+        }
+        // The other leg's audio takes over at its 500: our 13.
+        let mut p = peer(500, 80_000, 9, false);
+        assert!(s.forward(t0 + ms(60), &mut p, |pt| pt));
+        assert_eq!(hdr(&p).seq, 13);
+        // Its 499, reordered behind 500, would be our 12 again (a prompt's): dropped. On an
+        // SRTP leg that would be one keystream over two packets.
+        let mut late = peer(499, 79_840, 9, false);
+        assert!(!s.forward(t0 + ms(61), &mut late, |pt| pt));
+        // What follows 500 still goes on, reordering and all.
+        for (seq, want) in [(502u16, 15u16), (501, 14)] {
+            let mut p = peer(seq, u32::from(seq) * 160, 9, false);
+            assert!(s.forward(t0 + ms(80), &mut p, |pt| pt));
+            assert_eq!(hdr(&p).seq, want);
+            assert!(!used.contains(&want));
+        }
     }
 
     #[test]
