@@ -278,6 +278,17 @@ fn the_agent_page_registers_over_secure_websocket_when_the_server_has_one() {
         "{}",
         server.log()
     );
+    // The browser is gone (closed without unregistering): its WebSocket was its only way in,
+    // so its binding goes with the connection and nobody rings a phone that is not there.
+    common::wait_until(Duration::from_secs(10), "the binding is removed", || {
+        server.log().contains("binding removed")
+    });
+    let log = server.log();
+    let removed = log
+        .lines()
+        .find(|l| l.contains("binding removed"))
+        .unwrap_or("");
+    assert!(removed.contains("its connection closed"), "{log}");
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {

@@ -1032,7 +1032,16 @@ impl Driver {
                 feed(&mut self.endpoint, flow, &bytes);
             }
             TcpEvent::Closed(id, why) => {
-                let remote = self.conns.remove(&id).map(|c| c.remote);
+                let closed = self.conns.remove(&id);
+                // A browser or a TLS phone is reached only over its own connection: with it
+                // gone, so are its bindings (TCP phones are connected to again).
+                if closed
+                    .as_ref()
+                    .is_some_and(|c| c.transport.is_websocket() || c.transport == Transport::Tls)
+                {
+                    self.endpoint.connection_closed(Instant::now(), id);
+                }
+                let remote = closed.map(|c| c.remote);
                 if let Some(r) = remote {
                     if self.by_remote.get(&r) == Some(&id) {
                         self.by_remote.remove(&r);

@@ -508,6 +508,14 @@ impl Endpoint {
         self.registrar.restore(now, aor, binding)
     }
 
+    /// Connection `conn` closed: the bindings reached only over it (a browser's WebSocket, a
+    /// phone's TLS connection) are removed, so nobody is rung who cannot be reached.
+    pub fn connection_closed(&mut self, now: Instant, conn: crate::ConnId) {
+        if self.registrar.remove_connection(conn) > 0 {
+            self.pump_at(now);
+        }
+    }
+
     /// The AORs whose bindings changed in any way (refreshes included) since the last call;
     /// see [`Registrar::drain_touched`].
     pub fn drain_touched_aors(&mut self) -> Vec<String> {
@@ -910,6 +918,7 @@ impl Endpoint {
                     RemovalReason::Expired => "expired",
                     RemovalReason::Replaced => "replaced by a newer contact",
                     RemovalReason::Unreachable => "stopped answering OPTIONS",
+                    RemovalReason::ConnectionClosed => "its connection closed",
                 };
                 info!(
                     reason = why,

@@ -156,6 +156,9 @@ pub enum RemovalReason {
     Replaced,
     /// It stopped answering OPTIONS pings.
     Unreachable,
+    /// The connection it was reached over closed, and it can be reached no other way (a
+    /// browser over WebSocket, a phone over TLS).
+    ConnectionClosed,
 }
 
 /// A binding kept across a restart, as [`Registrar::restore`] takes it back.
@@ -589,6 +592,19 @@ impl Registrar {
             self.heap.push(Reverse((at, due, req.aor.to_owned(), key)));
         }
         Ok(result)
+    }
+
+    /// Remove every binding reached only over connection `conn` (it closed); returns how many.
+    pub fn remove_connection(&mut self, conn: crate::ConnId) -> usize {
+        let gone: Vec<(String, String)> = self
+            .bindings()
+            .filter(|(_, b)| b.flow.conn == Some(conn))
+            .map(|(aor, b)| (aor.to_owned(), b.key.clone()))
+            .collect();
+        for (aor, key) in &gone {
+            self.remove(aor, key, RemovalReason::ConnectionClosed);
+        }
+        gone.len()
     }
 
     /// Remove one binding (e.g. it stopped answering OPTIONS).
