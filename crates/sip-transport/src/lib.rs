@@ -301,6 +301,8 @@ enum Closed {
     Idle,
     /// The stream could not be cut into messages (too large, no Content-Length).
     Unframeable(&'static str),
+    /// Its TLS or WebSocket opening handshake failed or did not come in time.
+    Handshake(ConnNote),
 }
 
 /// A live TCP connection, as the SIP task sees it.
@@ -320,6 +322,11 @@ enum ConnNote {
     GlobalLimit,
     Idle,
     Unframeable,
+    /// A TLS handshake failed: plaintext SIP on the TLS port, or a client that does not
+    /// accept our certificate.
+    TlsHandshake,
+    /// A WebSocket opening handshake failed (no `sip` subprotocol, not WebSocket at all).
+    WsHandshake,
 }
 
 impl ConnNote {
@@ -330,6 +337,8 @@ impl ConnNote {
             ConnNote::GlobalLimit => "too many connections",
             ConnNote::Idle => "idle without a registration",
             ConnNote::Unframeable => "stream not framed as SIP",
+            ConnNote::TlsHandshake => "TLS handshake failed (plaintext SIP on the TLS port, or a client that does not accept our certificate)",
+            ConnNote::WsHandshake => "WebSocket opening handshake failed (not WebSocket, or no sip subprotocol)",
         }
     }
 }
@@ -861,18 +870,16 @@ impl Driver {
                     {
                         Ok(Ok(s)) => s,
                         Ok(Err(e)) => {
-                            warn!(
-                                source = %remote.ip(),
-                                transport = transport.as_str(),
-                                reason = %e,
-                                "TLS connection refused: its handshake failed (plaintext SIP on the TLS port, or a client that does not accept our certificate)"
-                            );
-                            let _ = events.send(TcpEvent::Closed(id, Closed::Ended)).await;
+                            // Logged by the SIP task, once per source and interval.
+                            debug!(source = %remote.ip(), transport = transport.as_str(), reason = %e, "TLS handshake failed");
+                            let why = Closed::Handshake(ConnNote::TlsHandshake);
+                            let _ = events.send(TcpEvent::Closed(id, why)).await;
                             return;
                         }
                         Err(_) => {
-                            info!(source = %remote.ip(), "TLS connection closed: no handshake in time");
-                            let _ = events.send(TcpEvent::Closed(id, Closed::Ended)).await;
+                            debug!(source = %remote.ip(), "TLS connection closed: no handshake in time");
+                            let why = Closed::Handshake(ConnNote::TlsHandshake);
+                            let _ = events.send(TcpEvent::Closed(id, why)).await;
                             return;
                         }
                     };
@@ -1045,6 +1052,15 @@ impl Driver {
                 if let Some(r) = remote {
                     if self.by_remote.get(&r) == Some(&id) {
                         self.by_remote.remove(&r);
+                    }
+                }
+                if let (Closed::Handshake(note), Some(ip)) = (why, self.inbound.get(&id).copied()) {
+                    if self.conn_notes.note(Instant::now(), (ip, note)) {
+                        warn!(
+                            source = %ip,
+                            reason = note.as_str(),
+                            "connection refused; more from this source are counted"
+                        );
                     }
                 }
                 if let Some(ip) = self.inbound.remove(&id) {

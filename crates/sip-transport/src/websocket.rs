@@ -21,9 +21,9 @@ use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, 
 use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
-use tracing::{debug, info};
+use tracing::debug;
 
-use super::{Closed, TcpEvent, TransportConfig};
+use super::{Closed, ConnNote, TcpEvent, TransportConfig};
 
 /// How long a new connection may take to finish its opening handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -74,13 +74,16 @@ pub(crate) async fn serve<S>(
     let ws = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
         Ok(Ok(ws)) => ws,
         Ok(Err(e)) => {
-            info!(source = %remote.ip(), reason = %e, "WebSocket connection refused in its opening handshake");
-            let _ = events.send(TcpEvent::Closed(id, Closed::Ended)).await;
+            // Logged by the SIP task, once per source and interval.
+            debug!(source = %remote.ip(), reason = %e, "WebSocket opening handshake failed");
+            let why = Closed::Handshake(ConnNote::WsHandshake);
+            let _ = events.send(TcpEvent::Closed(id, why)).await;
             return;
         }
         Err(_) => {
-            info!(source = %remote.ip(), "WebSocket connection closed: no opening handshake in time");
-            let _ = events.send(TcpEvent::Closed(id, Closed::Ended)).await;
+            debug!(source = %remote.ip(), "WebSocket connection closed: no opening handshake in time");
+            let why = Closed::Handshake(ConnNote::WsHandshake);
+            let _ = events.send(TcpEvent::Closed(id, why)).await;
             return;
         }
     };
