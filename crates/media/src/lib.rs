@@ -9,7 +9,10 @@
 //! ([`stream`]) with its own RTCP reports, reports RFC 4733 DTMF and silent legs, and plays
 //! prompts and music-on-hold. A supervisor can be added to a running call as a third leg that
 //! listens, whispers to the agent or barges in ([`relay::MonitorMode`]), the audio mixed in
-//! G.711 where a leg hears two others ([`mix`]).
+//! G.711 where a leg hears two others ([`mix`]). A leg can be encrypted: a browser's as WebRTC
+//! ([`relay::SessionCommand::WebRtc`]: ICE-lite, DTLS-SRTP, rtcp-mux) or a TLS desk phone's as
+//! SRTP keyed in the SDP ([`relay::SessionCommand::Sdes`]); the relay decrypts what comes in,
+//! works on plain RTP, and encrypts what goes out ([`secure`], [`ice`]).
 //!
 //! # Driving it
 //!
@@ -37,6 +40,8 @@
 //! - [`ports`]: the port pool.
 //! - [`stream`]: the stream each leg hears (SSRC, sequence, timestamps, RTCP), sans-IO.
 //! - [`mix`]: who hears whom while a supervisor monitors, and the G.711 mixer, sans-IO.
+//! - [`ice`]: the ICE-lite answer to a browser's connectivity checks (STUN), sans-IO.
+//! - [`secure`]: a WebRTC leg (DTLS server, SRTP keyed from it) and SDES-SRTP legs, sans-IO.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

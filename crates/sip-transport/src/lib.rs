@@ -1,4 +1,5 @@
-//! Tokio driver for the sans-IO [`sip::Endpoint`]: UDP and TCP sockets, timers, shutdown.
+//! Tokio driver for the sans-IO [`sip::Endpoint`]: UDP, TCP, TLS and WebSocket (plain and
+//! secure) sockets, timers, shutdown.
 //!
 //! One task owns the endpoint. It waits on the UDP socket, on messages framed by the TCP
 //! connection tasks, on commands from call control and on the endpoint's next deadline; after
@@ -14,7 +15,10 @@
 //!
 //! TCP connections each run a reader task (framing with [`sip::parse::StreamFramer`], answering
 //! CRLF keep-alives) and a writer task; requests to a phone registered over TCP reuse its
-//! connection, and a new connection is opened only when that one is gone. A connection that
+//! connection, and a new connection is opened only when that one is gone. TLS ([`tls`]) and
+//! WebSocket (RFC 7118) connections are framed and kept the same way, but they are the only
+//! way to their phone or browser: requests go only down them, and when one closes the
+//! bindings registered over it are removed. A connection that
 //! carries no registrar binding and sends nothing for [`TransportConfig::tcp_idle_timeout`]
 //! is closed; one that carries a binding stays open while the binding lives, and those of
 //! trusted addresses and trunks are never closed for idling. Each source

@@ -151,8 +151,18 @@ fn main() -> ExitCode {
                     .iter()
                     .flat_map(|a| a.acd.skills.iter().map(|s| s.skill.as_str()))
                     .collect();
+                let mut listeners = String::new();
+                for (name, at) in [
+                    ("WebSocket", c.ws),
+                    ("TLS", c.tls),
+                    ("secure WebSocket", c.wss),
+                ] {
+                    if let Some(at) = at {
+                        listeners.push_str(&format!(", {name} on {at}"));
+                    }
+                }
                 println!(
-                    "{}: OK: {} users, {} agents, {} queues, {} skills, {} menus, {} trunks, {} routes out; SIP on {} ({}{}), RTP {}:{}-{}",
+                    "{}: OK: {} users, {} agents, {} queues, {} skills, {} menus, {} trunks, {} routes out; SIP on {} ({}{}){listeners}, RTP {}:{}-{}",
                     config.display(),
                     c.users.len(),
                     cc.agents.len(),
