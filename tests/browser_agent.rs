@@ -21,22 +21,6 @@ use softphone::phone::{run, Options};
 
 const PASSWORD: &str = "agent-page-test-password";
 
-/// An 8 kHz mono WAV of a `hz` sine, for the browser's fake microphone.
-fn tone_wav(path: &std::path::Path, hz: f64, secs: u32) {
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: 8000,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut w = hound::WavWriter::create(path, spec).expect("tone WAV");
-    for i in 0..8000 * secs {
-        let s = (2.0 * std::f64::consts::PI * hz * f64::from(i) / 8000.0).sin() * 12_000.0;
-        w.write_sample(s as i16).expect("sample");
-    }
-    w.finalize().expect("tone WAV");
-}
-
 #[test]
 fn a_browser_agent_answers_a_queue_call_over_webrtc_keys_a_digit_and_hangs_up() {
     if !common::browser_ready("agent page") {
@@ -69,7 +53,7 @@ fn a_browser_agent_answers_a_queue_call_over_webrtc_keys_a_digit_and_hangs_up() 
     });
     let dir = server.dir().to_owned();
     let mic = dir.join("browser-mic.wav");
-    tone_wav(&mic, 1000.0, 30);
+    common::write_tone(&mic, 1000.0, 30.0);
     let browser_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
     let mut node = Command::new("node")
         .arg("agent.mjs")
@@ -213,24 +197,7 @@ fn the_agent_page_registers_over_secure_websocket_when_the_server_has_one() {
     let wss = common::free_port();
     let hash = common::password_hash(PASSWORD);
     let scratch = common::temp_dir("wss");
-    let (cert, key) = (scratch.join("cert.pem"), scratch.join("key.pem"));
-    let out = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-        ])
-        .args(["-nodes", "-days", "30", "-subj", "/CN=127.0.0.1"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("openssl (apt-get install openssl)");
-    assert!(out.status.success());
+    let (cert, key) = common::test_certificate(&scratch, "server");
     let server = Server::start(&ServerConfig {
         sip_extra: format!(
             "wss = \"127.0.0.1:{wss}\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
@@ -244,7 +211,7 @@ fn the_agent_page_registers_over_secure_websocket_when_the_server_has_one() {
         ..ServerConfig::support_desk("")
     });
     let mic = server.dir().join("mic.wav");
-    tone_wav(&mic, 1000.0, 2);
+    common::write_tone(&mic, 1000.0, 2.0);
     let out = Command::new("node")
         .arg("agent.mjs")
         .current_dir(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser"))

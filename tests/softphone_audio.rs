@@ -10,7 +10,6 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::phone::{self, classify, Phone};
@@ -26,33 +25,18 @@ const MENU_HZ: f64 = 1000.0;
 /// The post-call survey's prompt.
 const SURVEY_HZ: f64 = 1600.0;
 
-fn write_tone(path: &Path, hz: f64, secs: f64) {
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: 8000,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut w = hound::WavWriter::create(path, spec).expect("create prompt");
-    for i in 0..(secs * 8000.0) as usize {
-        let v = (2.0 * std::f64::consts::PI * hz * i as f64 / 8000.0).sin() * 8000.0;
-        w.write_sample(v as i16).expect("write prompt");
-    }
-    w.finalize().expect("finish prompt");
-}
-
 /// Queue `support` on 600 with a 1.5 s greeting and music, answered by agent 1001; 1006
 /// calls. Menu 700 plays a 3 s prompt; key 1 leads to the queue.
 fn call_center() -> Server {
     let prompts = common::temp_dir("prompts");
     let greeting = prompts.join("greeting.wav");
     let music = prompts.join("music.wav");
-    write_tone(&greeting, GREETING_HZ, 1.5);
-    write_tone(&music, MUSIC_HZ, 1.0);
+    common::write_tone(&greeting, GREETING_HZ, 1.5);
+    common::write_tone(&music, MUSIC_HZ, 1.0);
     let menu = prompts.join("menu.wav");
-    write_tone(&menu, MENU_HZ, 3.0);
+    common::write_tone(&menu, MENU_HZ, 3.0);
     let survey = prompts.join("survey.wav");
-    write_tone(&survey, SURVEY_HZ, 3.0);
+    common::write_tone(&survey, SURVEY_HZ, 3.0);
     Server::start(&ServerConfig {
         users: 1001..=1010,
         files: vec![

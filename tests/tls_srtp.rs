@@ -19,37 +19,6 @@ use common::{demo_password, Server, ServerConfig};
 use softphone::audio::Source;
 use softphone::phone::{run, Options};
 
-/// A self-signed certificate for 127.0.0.1 and its key (PEM), made by openssl.
-fn certificate(dir: &Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
-    let (cert, key) = (
-        dir.join(format!("{name}-cert.pem")),
-        dir.join(format!("{name}-key.pem")),
-    );
-    let out = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-        ])
-        .args(["-nodes", "-days", "30", "-subj", "/CN=127.0.0.1"])
-        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("openssl (apt-get install openssl)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (cert, key)
-}
-
 /// A capture of the loopback's UDP packets but SIP's, by tshark (Debian's `tshark`).
 struct Capture {
     child: std::process::Child,
@@ -134,7 +103,7 @@ fn ulaw(b: u8) -> i16 {
 fn a_phone_over_tls_calls_with_srtp_and_the_wire_carries_no_audio_in_the_clear() {
     let tls_port = common::free_port();
     let scratch = common::temp_dir("tls");
-    let (cert, key) = certificate(&scratch, "server");
+    let (cert, key) = common::test_certificate(&scratch, "server");
     let mut cfg = ServerConfig::support_desk("");
     cfg.sip_extra = format!(
         "tls = \"127.0.0.1:{tls_port}\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
@@ -286,8 +255,8 @@ fn a_phone_over_tls_calls_with_srtp_and_the_wire_carries_no_audio_in_the_clear()
 #[test]
 fn a_key_that_does_not_match_the_certificate_is_reported_with_its_files() {
     let dir = common::temp_dir("tls-check");
-    let (cert, _) = certificate(&dir, "one");
-    let (_, other_key) = certificate(&dir, "two");
+    let (cert, _) = common::test_certificate(&dir, "one");
+    let (_, other_key) = common::test_certificate(&dir, "two");
     std::fs::write(
         dir.join("switchboard.toml"),
         format!(

@@ -185,6 +185,54 @@ pub(crate) fn free_port_pair() -> u16 {
 // ------------------------------------------------------------------ config
 
 /// The password the tests give user `n`: `demo<n>`.
+/// An 8 kHz mono 16-bit WAV of a `hz` sine lasting `secs` (a prompt, a fake microphone).
+pub(crate) fn write_tone(path: &Path, hz: f64, secs: f64) {
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 8000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(path, spec).expect("create tone WAV");
+    for i in 0..(secs * 8000.0) as usize {
+        let v = (2.0 * std::f64::consts::PI * hz * i as f64 / 8000.0).sin() * 8000.0;
+        w.write_sample(v as i16).expect("write tone WAV");
+    }
+    w.finalize().expect("finish tone WAV");
+}
+
+/// A self-signed certificate for 127.0.0.1 and its key (PEM) in `dir`, made by openssl:
+/// `(NAME-cert.pem, NAME-key.pem)`.
+pub(crate) fn test_certificate(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let (cert, key) = (
+        dir.join(format!("{name}-cert.pem")),
+        dir.join(format!("{name}-key.pem")),
+    );
+    let out = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .args(["-nodes", "-days", "30", "-subj", "/CN=127.0.0.1"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl (apt-get install openssl)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (cert, key)
+}
+
 /// The hash `switchboard passwd` makes of `password` (for `[logins.NAME] password_hash`).
 pub(crate) fn password_hash(password: &str) -> String {
     use std::io::Write as _;
