@@ -4,7 +4,9 @@
 //! (ICE-lite, DTLS-SRTP) on the browser's side and plain RTP on the caller's. Checked as a
 //! person would hear it: the caller hears the browser's tone, the browser receives audio, the
 //! call's stereo recording holds the caller's tone on the left and the browser's on the right;
-//! a key pressed on the page's keypad reaches the caller (RFC 4733 through SRTP), the page's
+//! the page's Hold gives the caller the queue's music and its Resume the agent again (the
+//! browser's re-INVITEs keep the DTLS-SRTP leg); a key pressed on the page's keypad reaches the
+//! caller (RFC 4733 through SRTP), the page's
 //! hang-up ends the caller's call, and its disposition lands in the call's record.
 
 mod common;
@@ -22,13 +24,17 @@ use softphone::phone::{run, Options};
 const PASSWORD: &str = "agent-page-test-password";
 
 #[test]
-fn a_browser_agent_answers_a_queue_call_over_webrtc_keys_a_digit_and_hangs_up() {
+fn a_browser_agent_answers_a_queue_call_over_webrtc_holds_keys_a_digit_and_hangs_up() {
     if !common::browser_ready("agent page") {
         return;
     }
     let http = common::free_port();
     let ws = common::free_port();
     let hash = common::password_hash(PASSWORD);
+    // Music on hold: 700 Hz.
+    let scratch = common::temp_dir("moh");
+    let moh = scratch.join("moh.wav");
+    common::write_tone(&moh, 700.0, 3.0);
     let server = Server::start(&ServerConfig {
         sip_extra: format!("ws = \"127.0.0.1:{ws}\"\n"),
         extra_toml: format!(
@@ -41,7 +47,10 @@ fn a_browser_agent_answers_a_queue_call_over_webrtc_keys_a_digit_and_hangs_up() 
         files: vec![
             (
                 "queues.toml".into(),
-                "[queues.support]\nnumber = \"600\"\nrecord = \"always\"\n".into(),
+                format!(
+                    "[queues.support]\nnumber = \"600\"\nrecord = \"always\"\nmusic = \"{}\"\n",
+                    moh.display()
+                ),
             ),
             (
                 "agents.toml".into(),
@@ -63,7 +72,8 @@ fn a_browser_agent_answers_a_queue_call_over_webrtc_keys_a_digit_and_hangs_up() 
         .env("PASSWORD", PASSWORD)
         .env("TONE", &mic)
         .env("DIGITS", "5")
-        .env("TALK_MS", "4000")
+        .env("TALK_MS", "3000")
+        .env("HOLD_MS", "2500")
         .env("SCREENSHOT", dir.join("agent-page.png"))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -147,12 +157,44 @@ fn a_browser_agent_answers_a_queue_call_over_webrtc_keys_a_digit_and_hangs_up() 
     assert!(caller.answered, "{caller:?}");
     assert_eq!(caller.hung_up_by, "them", "{caller:?}");
     assert_eq!(caller.digits_received, "5", "{caller:?}");
-    let at_caller = classify(&read_wav(&dir.join("caller.wav")), &[440.0, 1000.0]);
+    let at_caller = classify(&read_wav(&dir.join("caller.wav")), &[440.0, 700.0, 1000.0]);
     let n = |v: &[Option<f64>], hz: f64| v.iter().filter(|w| **w == Some(hz)).count();
     assert!(
         n(&at_caller, 1000.0) >= 15,
         "the caller heard the browser in {} windows",
         n(&at_caller, 1000.0)
+    );
+    // The page held the call (the caller heard the music, as while queueing) and resumed it
+    // (the agent again, and the browser kept receiving).
+    let answered = at_caller
+        .iter()
+        .position(|w| *w == Some(1000.0))
+        .expect("the agent heard");
+    let held = at_caller[answered..]
+        .iter()
+        .position(|w| *w == Some(700.0))
+        .map(|i| answered + i);
+    let resumed = at_caller.iter().rposition(|w| *w == Some(700.0));
+    let (Some(held), Some(resumed)) = (held, resumed) else {
+        panic!("no music on hold at the caller: {at_caller:?}");
+    };
+    assert!(n(&at_caller[held..=resumed], 700.0) >= 15, "{at_caller:?}");
+    assert!(
+        n(&at_caller[..held], 1000.0) >= 10,
+        "the agent before the hold: {at_caller:?}"
+    );
+    assert!(
+        n(&at_caller[resumed..], 1000.0) >= 5,
+        "the agent after the resume: {at_caller:?}"
+    );
+    // The browser's receiver after the resume (its statistics start again with the
+    // renegotiation): 1.5 s of packets.
+    assert!(
+        done["held"].as_str().is_some_and(|s| s.contains("hold"))
+            && done["stats_after_resume"]["inbound"]["packetsReceived"]
+                .as_u64()
+                .is_some_and(|n| n >= 50),
+        "{done:#}"
     );
 
     // The record, with the disposition the page saved, and the recording: the caller's

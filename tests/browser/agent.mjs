@@ -2,7 +2,7 @@
 // with a fake microphone playing a WAV file. Run by the Rust tests against a running server:
 //
 //   BASE=http://127.0.0.1:PORT LOGIN=ada PASSWORD=… TONE=/abs/path/tone.wav \
-//     DIGITS=5 TALK_MS=3000 [TRANSFER=1002] [SCREENSHOT=out.png] [CHROMIUM=…] node agent.mjs
+//     DIGITS=5 TALK_MS=3000 [HOLD_MS=2000] [TRANSFER=1002] [SCREENSHOT=out.png] [CHROMIUM=…] node agent.mjs
 //
 // It prints JSON lines on stdout:
 //   {"event":"registered"}   as soon as the page's phone is registered: place the call then;
@@ -230,6 +230,20 @@ async function run() {
     const a = document.getElementById('remote');
     return { paused: a.paused, current_time: a.currentTime };
   });
+
+  // Hold, then resume, by clicking (HOLD_MS: how long on hold).
+  const holdMs = Number(process.env.HOLD_MS || 0);
+  if (holdMs > 0) {
+    await page.click('#hold');
+    await until('on hold (#call-state)', async () => /hold/i.test((await text('#call-state')) || ''), 5000);
+    out.held = await text('#call-state');
+    await sleep(holdMs);
+    await page.click('#hold');
+    await until('talking again (#call-state)', async () => /talking/i.test((await text('#call-state')) || ''), 5000);
+    out.resumed = await text('#call-state');
+    await sleep(1500);
+    out.stats_after_resume = await rtcStats();
+  }
 
   out.digits_sent = '';
   for (const d of digits) {
