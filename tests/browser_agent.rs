@@ -28,69 +28,20 @@ fn a_browser_agent_answers_a_queue_call_over_webrtc_holds_keys_a_digit_and_hangs
     if !common::browser_ready("agent page") {
         return;
     }
-    let http = common::free_port();
-    let ws = common::free_port();
-    let hash = common::password_hash(PASSWORD);
-    // Music on hold: 700 Hz.
-    let scratch = common::temp_dir("moh");
-    let moh = scratch.join("moh.wav");
-    common::write_tone(&moh, 700.0, 3.0);
-    let server = Server::start(&ServerConfig {
-        sip_extra: format!("ws = \"127.0.0.1:{ws}\"\n"),
-        extra_toml: format!(
-            "\n[http]\nbind = \"127.0.0.1:{http}\"\nsecure_cookies = false\n\
-             crm_url = \"https://crm.example.com/search?phone={{number}}\"\n"
-        ),
-        users_extra: format!(
-            "\n[logins.ada]\npassword_hash = \"{hash}\"\nroles = [\"agent\"]\nagent = \"1001\"\n"
-        ),
-        files: vec![
-            (
-                "queues.toml".into(),
-                format!(
-                    "[queues.support]\nnumber = \"600\"\nrecord = \"always\"\nmusic = \"{}\"\n",
-                    moh.display()
-                ),
-            ),
-            (
-                "agents.toml".into(),
-                "[agents.1001]\nuser = \"1001\"\nqueues = [\"support\"]\nlogin_on_start = true\n"
-                    .into(),
-            ),
-        ],
-        ..ServerConfig::default()
-    });
+    let (server, http) = help_desk("");
     let dir = server.dir().to_owned();
     let mic = dir.join("browser-mic.wav");
     common::write_tone(&mic, 1000.0, 30.0);
-    let browser_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
-    let mut node = Command::new("node")
-        .arg("agent.mjs")
-        .current_dir(&browser_dir)
-        .env("BASE", format!("http://127.0.0.1:{http}"))
-        .env("LOGIN", "ada")
-        .env("PASSWORD", PASSWORD)
-        .env("TONE", &mic)
-        .env("DIGITS", "5")
-        .env("TALK_MS", "3000")
-        .env("HOLD_MS", "2500")
-        .env("SCREENSHOT", dir.join("agent-page.png"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("node");
-    let (tx, lines) = mpsc::channel::<serde_json::Value>();
-    let stdout = node.stdout.take().expect("stdout");
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if let Ok(v) = serde_json::from_str(&line) {
-                if tx.send(v).is_err() {
-                    break;
-                }
-            }
-        }
-    });
+    let (mut node, lines) = agent_page(
+        http,
+        &mic,
+        &[
+            ("DIGITS", "5"),
+            ("TALK_MS", "3000"),
+            ("HOLD_MS", "2500"),
+            ("SCREENSHOT", dir.join("agent-page.png").to_str().unwrap()),
+        ],
+    );
     let next = |within: Duration| {
         lines.recv_timeout(within).unwrap_or_else(|_| {
             panic!(
@@ -298,6 +249,147 @@ fn the_agent_page_registers_over_secure_websocket_when_the_server_has_one() {
         .find(|l| l.contains("binding removed"))
         .unwrap_or("");
     assert!(removed.contains("its connection closed"), "{log}");
+}
+
+/// A help desk: queue `support` (600, recorded, 700 Hz music) served by agent 1001 (web
+/// login `ada`), 1002 a colleague's phone, SIP over WebSocket and the web side on; `agents`
+/// is appended to agents.toml. Returns the server and its HTTP port.
+fn help_desk(agents: &str) -> (Server, u16) {
+    let http = common::free_port();
+    let ws = common::free_port();
+    let hash = common::password_hash(PASSWORD);
+    let scratch = common::temp_dir("moh");
+    let moh = scratch.join("moh.wav");
+    common::write_tone(&moh, 700.0, 3.0);
+    let server = Server::start(&ServerConfig {
+        sip_extra: format!("ws = \"127.0.0.1:{ws}\"\n"),
+        extra_toml: format!(
+            "\n[http]\nbind = \"127.0.0.1:{http}\"\nsecure_cookies = false\n\
+             crm_url = \"https://crm.example.com/search?phone={{number}}\"\n"
+        ),
+        users_extra: format!(
+            "\n[logins.ada]\npassword_hash = \"{hash}\"\nroles = [\"agent\"]\nagent = \"1001\"\n"
+        ),
+        files: vec![
+            (
+                "queues.toml".into(),
+                format!(
+                    "[queues.support]\nnumber = \"600\"\nrecord = \"always\"\nmusic = \"{}\"\n",
+                    moh.display()
+                ),
+            ),
+            (
+                "agents.toml".into(),
+                format!(
+                    "[agents.1001]\nuser = \"1001\"\nqueues = [\"support\"]\nlogin_on_start = true\n{agents}"
+                ),
+            ),
+        ],
+        ..ServerConfig::default()
+    });
+    (server, http)
+}
+
+/// tests/browser/agent.mjs as `ada` with the fake microphone `mic` and `env`; its JSON lines
+/// come on the receiver as it prints them.
+fn agent_page(
+    http: u16,
+    mic: &std::path::Path,
+    env: &[(&str, &str)],
+) -> (std::process::Child, mpsc::Receiver<serde_json::Value>) {
+    let mut node = Command::new("node")
+        .arg("agent.mjs")
+        .current_dir(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser"))
+        .env("BASE", format!("http://127.0.0.1:{http}"))
+        .env("LOGIN", "ada")
+        .env("PASSWORD", PASSWORD)
+        .env("TONE", mic)
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("node");
+    let (tx, lines) = mpsc::channel::<serde_json::Value>();
+    let stdout = node.stdout.take().expect("stdout");
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if let Ok(v) = serde_json::from_str(&line) {
+                if tx.send(v).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    (node, lines)
+}
+
+#[test]
+fn a_browser_agent_transfers_the_caller_blind_to_a_colleague_who_then_talks_to_them() {
+    if !common::browser_ready("agent page transfer") {
+        return;
+    }
+    let (server, http) = help_desk("");
+    let dir = server.dir().to_owned();
+    // The colleague: 1002 on a desk phone sending 1.5 kHz, hanging up after 3 s.
+    let before = server.log().matches("binding added").count();
+    let colleague_opts = Options {
+        source: Source::Tone(1500.0),
+        answer_after: Duration::from_millis(200),
+        hangup_after: Some(Duration::from_secs(3)),
+        timeout: Duration::from_secs(60),
+        ..Options::new(server.udp, "1002", &demo_password(1002))
+    };
+    let colleague = std::thread::spawn(move || run(colleague_opts));
+    common::wait_until(Duration::from_secs(10), "the colleague registers", || {
+        server.log().matches("binding added").count() > before
+    });
+    let mic = dir.join("browser-mic.wav");
+    common::write_tone(&mic, 1000.0, 30.0);
+    let (mut node, lines) = agent_page(http, &mic, &[("TALK_MS", "2000"), ("TRANSFER", "1002")]);
+    let first = lines
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the page registers");
+    assert_eq!(first["event"], "registered", "{first:#}\n{}", server.log());
+    let caller = run(Options {
+        dial: Some("600".into()),
+        source: Source::Tone(440.0),
+        record: Some(dir.join("caller.wav")),
+        timeout: Duration::from_secs(60),
+        ..Options::new(server.udp, "1006", &demo_password(1006))
+    });
+    let done = lines
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the page's result");
+    let _ = node.wait();
+    let colleague = colleague.join().expect("colleague");
+    let log = server.log();
+    assert_eq!(done["event"], "done", "{done:#}\n{log}");
+    assert!(
+        done["transfer_result"]
+            .as_str()
+            .is_some_and(|t| t.contains("transferred")),
+        "{done:#}"
+    );
+    assert!(colleague.answered, "{colleague:?}");
+    assert_eq!(caller.error, None, "{caller:?}");
+    // The caller heard the browser agent, then the colleague (whose leg is plain RTP: nothing
+    // of the browser's WebRTC leg stays on it).
+    let heard = classify(
+        &read_wav(&dir.join("caller.wav")),
+        &[440.0, 700.0, 1000.0, 1500.0],
+    );
+    let n = |v: &[Option<f64>], hz: f64| v.iter().filter(|w| **w == Some(hz)).count();
+    let agent_from = heard.iter().position(|w| *w == Some(1000.0));
+    let colleague_from = heard.iter().position(|w| *w == Some(1500.0));
+    assert!(
+        matches!((agent_from, colleague_from), (Some(a), Some(c)) if a < c),
+        "{heard:?}"
+    );
+    assert!(
+        n(&heard, 1000.0) >= 10 && n(&heard, 1500.0) >= 15,
+        "{heard:?}"
+    );
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
