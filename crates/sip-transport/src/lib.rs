@@ -873,18 +873,13 @@ impl Driver {
                     let stream = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, handshake).await
                     {
                         Ok(Ok(s)) => s,
-                        Ok(Err(e)) => {
-                            // Logged by the SIP task, once per source and interval.
-                            debug!(source = %remote.ip(), transport = transport.as_str(), reason = %e, "TLS handshake failed");
-                            let why = Closed::Handshake(ConnNote::TlsHandshake);
-                            let _ = events.send(TcpEvent::Closed(id, why)).await;
-                            return;
-                        }
-                        Err(_) => {
-                            debug!(source = %remote.ip(), "TLS connection closed: no handshake in time");
-                            let why = Closed::Handshake(ConnNote::TlsHandshake);
-                            let _ = events.send(TcpEvent::Closed(id, why)).await;
-                            return;
+                        failed => {
+                            let reason = match failed {
+                                Ok(Err(e)) => e.to_string(),
+                                _ => "no handshake in time".to_owned(),
+                            };
+                            let note = ConnNote::TlsHandshake;
+                            return handshake_failed(&events, id, remote, note, &reason).await;
                         }
                     };
                     if transport == Transport::Wss {
@@ -1426,6 +1421,21 @@ fn feed(endpoint: &mut Endpoint, flow: Flow, data: &[u8]) {
             "a message made the SIP stack panic; it was dropped (please report this)"
         );
     }
+}
+
+/// A connection's opening handshake (TLS, WebSocket) failed or did not come in time: the SIP
+/// task is told, and logs it once per source and interval.
+async fn handshake_failed(
+    events: &mpsc::Sender<TcpEvent>,
+    id: ConnId,
+    remote: SocketAddr,
+    note: ConnNote,
+    reason: &str,
+) {
+    debug!(source = %remote.ip(), what = note.as_str(), reason, "opening handshake failed");
+    let _ = events
+        .send(TcpEvent::Closed(id, Closed::Handshake(note)))
+        .await;
 }
 
 fn spawn_connection(

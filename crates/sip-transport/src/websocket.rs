@@ -23,7 +23,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tracing::debug;
 
-use super::{Closed, ConnNote, TcpEvent, TransportConfig};
+use super::{handshake_failed, Closed, ConnNote, TcpEvent, TransportConfig};
 
 /// How long a new connection may take to finish its opening handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -73,18 +73,13 @@ pub(crate) async fn serve<S>(
     let handshake = tokio_tungstenite::accept_hdr_async_with_config(stream, check, Some(ws_cfg));
     let ws = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
         Ok(Ok(ws)) => ws,
-        Ok(Err(e)) => {
-            // Logged by the SIP task, once per source and interval.
-            debug!(source = %remote.ip(), reason = %e, "WebSocket opening handshake failed");
-            let why = Closed::Handshake(ConnNote::WsHandshake);
-            let _ = events.send(TcpEvent::Closed(id, why)).await;
-            return;
-        }
-        Err(_) => {
-            debug!(source = %remote.ip(), "WebSocket connection closed: no opening handshake in time");
-            let why = Closed::Handshake(ConnNote::WsHandshake);
-            let _ = events.send(TcpEvent::Closed(id, why)).await;
-            return;
+        failed => {
+            let reason = match failed {
+                Ok(Err(e)) => e.to_string(),
+                _ => "no opening handshake in time".to_owned(),
+            };
+            let note = ConnNote::WsHandshake;
+            return handshake_failed(&events, id, remote, note, &reason).await;
         }
     };
     let (mut sink, mut source) = ws.split();
