@@ -21,7 +21,11 @@ fn registers_sent(trace: &str) -> usize {
 #[test]
 fn an_agent_registered_before_a_crash_is_offered_a_queue_call_after_the_restart_without_registering_again(
 ) {
-    let mut first = Server::start(&common::one_agent_help_desk());
+    let mut desk = common::one_agent_help_desk();
+    // Refreshes are logged at debug: the check below sees any REGISTER the restarted
+    // server handles.
+    desk.log = "sip::endpoint=debug,info".into();
+    let mut first = Server::start(&desk);
     let store = first.dir().join("data/registrations.json");
 
     // The agent's phone (SIPp) registers once and then only answers calls.

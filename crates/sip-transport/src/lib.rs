@@ -37,6 +37,7 @@
 
 pub mod store;
 pub mod tls;
+mod udp;
 mod websocket;
 
 use std::collections::{HashMap, HashSet};
@@ -450,6 +451,10 @@ pub async fn start(
         tcp_queue_full: 0,
         known: Known::default(),
         datagrams_shed: 0,
+        burst: 0,
+        burst_unknown: 0,
+        udp_out: Vec::new(),
+        udp_tx: udp::SendBatch::new(),
         locations: locations.clone(),
         endpoint,
         cfg,
@@ -599,11 +604,12 @@ impl Known {
     }
 }
 
-/// Datagrams read in one go before the loop serves anything else.
-const UDP_BATCH: usize = 1024;
-/// Datagrams from unknown sources handled per batch once the batch shows the socket is
-/// behind (more than this many queued); the rest of theirs is dropped unread.
-const UNKNOWN_PER_BATCH: usize = 16;
+/// Datagrams read back to back (each read finding the socket still full) that make one
+/// burst for [`UNKNOWN_PER_BURST`].
+const UDP_BURST: usize = 1024;
+/// Datagrams from unknown sources handled per burst once it shows the socket is behind
+/// (more than this many queued); the rest of theirs is dropped unread.
+const UNKNOWN_PER_BURST: usize = 16;
 
 /// The listening sockets of the connection-oriented transports.
 struct Listeners {
@@ -648,6 +654,12 @@ struct Driver {
     known: Known,
     /// Datagrams from unknown sources dropped while the socket was behind.
     datagrams_shed: u64,
+    /// Datagrams read in the current burst, and how many of them came from unknown sources.
+    burst: usize,
+    burst_unknown: usize,
+    /// UDP answers gathered while draining the endpoint, sent in batches.
+    udp_out: Vec<Transmit>,
+    udp_tx: udp::SendBatch,
     locations: Locations,
     endpoint: Endpoint,
     cfg: TransportConfig,
@@ -680,9 +692,9 @@ struct Driver {
     events: mpsc::Sender<SipEvent>,
 }
 
-async fn recv_udp(sock: Option<&UdpSocket>, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+async fn recv_udp(sock: Option<&UdpSocket>, batch: &mut udp::RecvBatch) -> io::Result<usize> {
     match sock {
-        Some(s) => s.recv_from(buf).await,
+        Some(s) => batch.recv(s).await,
         None => std::future::pending().await,
     }
 }
@@ -702,7 +714,7 @@ impl Driver {
         mut shutdown: mpsc::Receiver<()>,
     ) {
         let (tcp_tx, mut tcp_rx) = mpsc::channel::<TcpEvent>(4096);
-        let mut buf = vec![0u8; 65_536];
+        let mut rx = udp::RecvBatch::new();
         let sleep = tokio::time::sleep(Duration::from_secs(3600));
         tokio::pin!(sleep);
         let mut armed: Option<Instant> = None;
@@ -724,35 +736,8 @@ impl Driver {
             }
             tokio::select! {
                 _ = shutdown.recv() => break,
-                r = recv_udp(self.udp.as_ref(), &mut buf) => match r {
-                    Ok((n, from)) => {
-                        let flow = Flow { transport: Transport::Udp, remote: from, conn: None };
-                        feed(&mut self.endpoint, flow, &buf[..n]);
-                        // Drain what else is already queued before flushing (fewer wake-ups).
-                        // Once the batch shows the socket is behind (a flood, or a storm), the
-                        // datagrams of registered phones and trunks are all handled and those
-                        // of unknown sources only up to a budget: the rest is dropped unread,
-                        // so the socket is drained far faster than it fills and the kernel
-                        // does not drop a customer's INVITE at random.
-                        let mut unknown = usize::from(!self.is_known(from.ip()));
-                        for i in 1..UDP_BATCH {
-                            let Some(sock) = self.udp.as_ref() else { break };
-                            match sock.try_recv_from(&mut buf) {
-                                Ok((n, from)) => {
-                                    if !self.is_known(from.ip()) {
-                                        unknown += 1;
-                                        if i >= UNKNOWN_PER_BATCH && unknown > UNKNOWN_PER_BATCH {
-                                            self.shed_datagram();
-                                            continue;
-                                        }
-                                    }
-                                    let flow = Flow { transport: Transport::Udp, remote: from, conn: None };
-                                    feed(&mut self.endpoint, flow, &buf[..n]);
-                                }
-                                Err(_) => break,
-                            }
-                        }
-                    }
+                r = recv_udp(self.udp.as_ref(), &mut rx) => match r {
+                    Ok(_) => self.take_datagrams(&rx),
                     Err(e) => debug!(error = %e, "UDP receive error"),
                 },
                 r = accept_tcp(listeners.tcp.as_ref()) => match r {
@@ -804,6 +789,38 @@ impl Driver {
             store.finish().await;
         }
         info!("SIP transport stopped");
+    }
+
+    /// One batch read from the UDP socket (up to [`udp::BATCH`] datagrams, one system call);
+    /// what it makes the endpoint send goes out before the next batch is read, so an answer
+    /// waits behind at most one batch. Once a burst shows the socket is behind (a flood, or a
+    /// storm), the datagrams of registered phones and trunks are all handled and those of
+    /// unknown sources only up to a budget: the rest is dropped unread, so the socket is
+    /// drained far faster than it fills and the kernel does not drop a customer's INVITE at
+    /// random.
+    fn take_datagrams(&mut self, rx: &udp::RecvBatch) {
+        for i in 0..rx.len() {
+            let (data, from) = rx.get(i);
+            self.burst += 1;
+            if !self.is_known(from.ip()) {
+                self.burst_unknown += 1;
+                if self.burst > UNKNOWN_PER_BURST && self.burst_unknown > UNKNOWN_PER_BURST {
+                    self.shed_datagram();
+                    continue;
+                }
+            }
+            let flow = Flow {
+                transport: Transport::Udp,
+                remote: from,
+                conn: None,
+            };
+            feed(&mut self.endpoint, flow, data);
+        }
+        // A read that found fewer than it could take emptied the socket: the burst is over.
+        if rx.len() < udp::BATCH || self.burst >= UDP_BURST {
+            self.burst = 0;
+            self.burst_unknown = 0;
+        }
     }
 
     /// A new inbound TCP connection: refused at once beyond the global or per-source limit.
@@ -1133,7 +1150,7 @@ impl Driver {
     async fn flush_transmits_with(&mut self, tcp_tx: &mpsc::Sender<TcpEvent>) {
         while let Some(t) = self.endpoint.poll_transmit() {
             match t.flow.transport {
-                Transport::Udp => self.send_udp(&t).await,
+                Transport::Udp => self.udp_out.push(t),
                 Transport::Tcp | Transport::Tls | Transport::Ws | Transport::Wss => {
                     match self.send_tcp(&t) {
                         TcpSend::Sent => {}
@@ -1166,6 +1183,7 @@ impl Driver {
                 }
             }
         }
+        self.send_udp().await;
     }
 
     fn send_tcp(&mut self, t: &Transmit) -> TcpSend {
@@ -1230,19 +1248,21 @@ impl Driver {
         });
     }
 
-    async fn send_udp(&mut self, t: &Transmit) {
-        let Some(sock) = self.udp.as_ref() else {
+    /// Send the gathered UDP answers, many per system call.
+    async fn send_udp(&mut self) {
+        if self.udp_out.is_empty() {
             return;
-        };
-        match sock.try_send_to(&t.payload, t.flow.remote) {
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                if let Err(e) = sock.send_to(&t.payload, t.flow.remote).await {
-                    debug!(error = %e, remote = %t.flow.remote, "UDP send failed");
-                }
-            }
-            Err(e) => debug!(error = %e, remote = %t.flow.remote, "UDP send failed"),
         }
+        let out = std::mem::take(&mut self.udp_out);
+        if let Some(sock) = self.udp.as_ref() {
+            let batch: Vec<(&[u8], SocketAddr)> = out
+                .iter()
+                .map(|t| (t.payload.as_ref(), t.flow.remote))
+                .collect();
+            self.udp_tx.send(sock, &batch).await;
+        }
+        self.udp_out = out;
+        self.udp_out.clear();
     }
 
     async fn flush_events(&mut self) {

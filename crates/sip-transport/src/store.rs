@@ -6,7 +6,11 @@
 //! rewritten whole, atomically (temporary file, fsync, rename, fsync of the directory), by
 //! a writer thread: the SIP task only hands it the bindings of each AOR that changed, over
 //! a bounded channel, and never waits for the disk. Writes are coalesced (at most one per
-//! [`COALESCE`]), so a burst of registrations costs one write.
+//! [`COALESCE`]), so a burst of registrations costs one write; when nothing but refreshes
+//! came (the same contacts with a later expiry), the write waits up to [`REFRESH_COALESCE`],
+//! so a registration storm of refreshes rewrites the file a few times a minute, not five
+//! times a second. A crash then loses at most that much of a refreshed expiry, far less than
+//! the margin phones keep between refreshes.
 //!
 //! At start, [`load`] reads the file back; the SIP task restores each binding with the
 //! lifetime it has left and drops the expired ones. A missing file is an empty store; a
@@ -26,6 +30,8 @@ use tracing::{debug, info, warn};
 
 /// Longest a change waits before the file is written (changes in between share the write).
 pub const COALESCE: Duration = Duration::from_millis(200);
+/// Longest refreshes alone wait before the file is written.
+pub const REFRESH_COALESCE: Duration = Duration::from_secs(5);
 /// AOR updates that may wait for the writer; beyond it the SIP task retries later.
 const QUEUE: usize = 4096;
 const VERSION: u32 = 1;
@@ -266,17 +272,38 @@ impl StoreWriter {
     }
 }
 
+/// True when `new` adds, removes or moves a binding of `old` (another contact, source,
+/// transport, instance, reg-id or q); false when it only refreshes them.
+fn moves_a_binding(old: Option<&[StoredBinding]>, new: &[StoredBinding]) -> bool {
+    let same_place = |a: &StoredBinding, b: &StoredBinding| {
+        a.contact == b.contact
+            && a.remote == b.remote
+            && a.transport == b.transport
+            && a.instance == b.instance
+            && a.reg_id == b.reg_id
+            && a.q == b.q
+    };
+    match old {
+        Some(old) => old.len() != new.len() || old.iter().zip(new).any(|(a, b)| !same_place(a, b)),
+        None => !new.is_empty(),
+    }
+}
+
 fn write_loop(
     path: &Path,
     mut by_aor: BTreeMap<String, Vec<StoredBinding>>,
     rx: &Receiver<AorUpdate>,
 ) {
-    let apply = |by_aor: &mut BTreeMap<String, Vec<StoredBinding>>, u: AorUpdate| {
+    // Applies an update; true unless it only refreshed bindings (same contacts, same
+    // places, later expiries).
+    let apply = |by_aor: &mut BTreeMap<String, Vec<StoredBinding>>, u: AorUpdate| -> bool {
+        let changed = moves_a_binding(by_aor.get(&u.aor).map(Vec::as_slice), &u.bindings);
         if u.bindings.is_empty() {
             by_aor.remove(&u.aor);
         } else {
             by_aor.insert(u.aor, u.bindings);
         }
+        changed
     };
     let mut failing = false;
     let mut write = |by_aor: &BTreeMap<String, Vec<StoredBinding>>| {
@@ -304,15 +331,20 @@ fn write_loop(
         }
     };
     loop {
-        match rx.recv() {
+        let urgent = match rx.recv() {
             Ok(u) => apply(&mut by_aor, u),
             Err(_) => return,
-        }
-        let deadline = Instant::now() + COALESCE;
+        };
+        let wait = if urgent { COALESCE } else { REFRESH_COALESCE };
+        let mut deadline = Instant::now() + wait;
         let closed = loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
-                Ok(u) => apply(&mut by_aor, u),
+                Ok(u) => {
+                    if apply(&mut by_aor, u) {
+                        deadline = deadline.min(Instant::now() + COALESCE);
+                    }
+                }
                 Err(RecvTimeoutError::Timeout) => break false,
                 Err(RecvTimeoutError::Disconnected) => break true,
             }
@@ -388,6 +420,29 @@ mod tests {
         let to = set_aside(&path).unwrap();
         assert!(to.ends_with("registrations.json.bad") && !path.exists());
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn only_a_new_moved_or_removed_binding_is_written_soon() {
+        let far = unix_ms(SystemTime::now()) + 3_600_000;
+        let one = stored("1001", far);
+        let old = std::slice::from_ref(&one);
+        let mut refreshed = one.clone();
+        refreshed.expires_at_ms += 60_000;
+        refreshed.cseq += 1;
+        assert!(!moves_a_binding(
+            Some(old),
+            std::slice::from_ref(&refreshed)
+        ));
+        assert!(moves_a_binding(None, old));
+        assert!(moves_a_binding(Some(old), &[]));
+        assert!(!moves_a_binding(None, &[]));
+        let mut moved = refreshed.clone();
+        moved.remote = "192.0.2.7:5060".parse().unwrap();
+        assert!(moves_a_binding(Some(old), &[moved]));
+        let mut other = refreshed.clone();
+        other.contact = "sip:1001@192.0.2.8".into();
+        assert!(moves_a_binding(Some(old), &[one.clone(), other]));
     }
 
     #[test]

@@ -1576,8 +1576,10 @@ impl Endpoint {
                         info!(transport, source = %source, expires, aor_bindings, "binding added");
                         debug!(aor = %aor, contact = %b.uri_text, expires, "binding added");
                     } else {
-                        info!(transport, source = %source, expires, aor_bindings, "binding refreshed");
-                        debug!(aor = %aor, contact = %b.uri_text, expires, "binding refreshed");
+                        // A refresh changes nothing anyone acts on, and every phone sends
+                        // one per expiry interval: at info level a registration storm would
+                        // cost a log write per REGISTER.
+                        debug!(transport, source = %source, aor = %aor, contact = %b.uri_text, expires, aor_bindings, "binding refreshed");
                     }
                 }
                 let mut h = Headers::default();
