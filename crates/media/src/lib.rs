@@ -48,6 +48,7 @@
 /// The recorder the tap feeds, for the layers above the relay.
 pub use recorder;
 
+pub mod counter;
 pub mod ice;
 pub mod latch;
 pub mod mix;

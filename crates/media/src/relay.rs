@@ -67,6 +67,8 @@ use std::collections::VecDeque;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use crate::counter::Counter;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -303,29 +305,30 @@ pub enum MediaError {
     SessionGone,
 }
 
-/// Relay counters (monotonic unless noted).
+/// Relay counters (monotonic unless noted), bumped by every call's task and read at once
+/// ([`Counter`]: per-thread stripes, no cache line shared per packet).
 #[derive(Debug, Default)]
 pub struct RelayStats {
     /// Sessions open now.
-    pub sessions: AtomicU64,
+    pub sessions: Counter,
     /// Packets received on relay ports.
-    pub received: AtomicU64,
+    pub received: Counter,
     /// Packets forwarded to the other leg.
-    pub forwarded: AtomicU64,
+    pub forwarded: Counter,
     /// Packets from an address a leg does not accept: strangers, stale calls, and a phone
     /// behind NAT while it is on probation ([`crate::latch`]).
-    pub dropped_strangers: AtomicU64,
+    pub dropped_strangers: Counter,
     /// Packets that could not be sent (socket buffer full or error).
-    pub send_errors: AtomicU64,
+    pub send_errors: Counter,
     /// Prompt packets sent.
-    pub played: AtomicU64,
+    pub played: Counter,
     /// Frames the recorder tap dropped (its queue was full), over all sessions.
-    pub tap_dropped: AtomicU64,
+    pub tap_dropped: Counter,
     /// Mixed packets sent (to legs that hear a mix while a supervisor monitors).
-    pub mixed: AtomicU64,
+    pub mixed: Counter,
     /// Datagrams on WebRTC legs that were not usable: ICE checks without our password,
     /// DTLS or SRTP from an address ICE did not check, SRTP that failed authentication.
-    pub webrtc_dropped: AtomicU64,
+    pub webrtc_dropped: Counter,
 }
 
 /// Packet counts of one session, readable while it runs (and after).
