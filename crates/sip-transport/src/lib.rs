@@ -7,11 +7,15 @@
 //!
 //! ```text
 //! loop {
-//!     select! { datagram | tcp message | command | sleep_until(endpoint.poll_timeout()) | shutdown }
+//!     select! { datagrams | tcp message | command | sleep_until(endpoint.poll_timeout()) | shutdown }
 //!     while let Some(t) = endpoint.poll_transmit() { send over t.flow }
 //!     while let Some(ev) = endpoint.poll_event()   { events.send(ev).await }
 //! }
 //! ```
+//!
+//! UDP is read and written in batches where datagrams wait (`recvmmsg`/`sendmmsg` on Linux:
+//! up to 32 per system call), and each batch is answered before the next is read, so an
+//! answer waits behind at most one batch of work.
 //!
 //! TCP connections each run a reader task (framing with [`sip::parse::StreamFramer`], answering
 //! CRLF keep-alives) and a writer task; requests to a phone registered over TCP reuse its
