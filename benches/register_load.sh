@@ -100,6 +100,7 @@ timer_j = 5                 # completed REGISTER transactions kept 5 s, like Kam
 
 [registrar]
 qualify_interval = 0        # SIPp does not answer OPTIONS pings
+store = "$CFG/registrations.json"   # emptied at every server start (see SB_CMD)
 
 [auth]
 algorithms = ["MD5"]
@@ -113,7 +114,10 @@ EOF
 { for u in $(seq 1001 5000); do printf '[users.%s]\npassword = "demo%s"\n\n' "$u" "$u"; done; } > "$CFG/users.toml"
 "$SB_EXE" check --config "$CFG"
 
-SB_CMD="$SB_BIN serve --config $CFG --sip-bind 127.0.0.1:$PORT"
+# Every step starts with no bindings, like Kamailio's in-memory usrloc: the binding store of
+# the step before (4,000 bindings) would otherwise be restored, and the step would measure
+# refreshes where Kamailio sees new registrations.
+SB_CMD="sh -c 'rm -f $CFG/registrations.json; exec $SB_BIN serve --config $CFG --sip-bind 127.0.0.1:$PORT'"
 KAM_CMD="$KAM -f $OUT/anchor/kamailio.cfg -DD -E -m 256 -M 16"
 "$KAM" -c -f "$OUT/anchor/kamailio.cfg" > "$OUT/kamailio-cfgcheck.log" 2>&1 \
   || { cat "$OUT/kamailio-cfgcheck.log"; exit 1; }
@@ -162,7 +166,7 @@ ready() {
 probe() {
   local name="$1" cmd="$2"
   mkdir -p "$OUT/$name/smoke"
-  (cd "$ROOT" && exec setsid $cmd) > "$OUT/$name/smoke/server.log" 2>&1 &
+  (cd "$ROOT" && exec setsid sh -c "exec $cmd") > "$OUT/$name/smoke/server.log" 2>&1 &
   SPID=$!
   ready || { echo "$name did not answer on UDP $PORT"; cat "$OUT/$name/smoke/server.log"; exit 1; }
   local rb
