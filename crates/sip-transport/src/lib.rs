@@ -458,7 +458,6 @@ pub async fn start(
         burst: 0,
         burst_unknown: 0,
         udp_out: Vec::new(),
-        udp_tx: udp::SendBatch::new(),
         locations: locations.clone(),
         endpoint,
         cfg,
@@ -663,7 +662,6 @@ struct Driver {
     burst_unknown: usize,
     /// UDP answers gathered while draining the endpoint, sent in batches.
     udp_out: Vec<Transmit>,
-    udp_tx: udp::SendBatch,
     locations: Locations,
     endpoint: Endpoint,
     cfg: TransportConfig,
@@ -1263,7 +1261,7 @@ impl Driver {
                 .iter()
                 .map(|t| (t.payload.as_ref(), t.flow.remote))
                 .collect();
-            self.udp_tx.send(sock, &batch).await;
+            udp::send(sock, &batch).await;
         }
         self.udp_out = out;
         self.udp_out.clear();

@@ -101,10 +101,7 @@ impl RecvBatch {
     }
 }
 
-/// Sends up to [`BATCH`] datagrams per system call.
-pub(crate) struct SendBatch;
-
-/// What became of a batch handed to [`SendBatch::send`].
+/// What became of a batch handed to [`send`].
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Sent {
     /// Datagrams the kernel took.
@@ -113,72 +110,66 @@ pub(crate) struct Sent {
     pub(crate) failed: usize,
 }
 
-impl SendBatch {
-    pub(crate) fn new() -> Self {
-        SendBatch
-    }
-
-    /// Send every datagram of `out` (payload, destination), in order, as few system calls
-    /// as the kernel allows; waits while the socket's send buffer is full.
-    pub(crate) async fn send(&mut self, sock: &UdpSocket, out: &[(&[u8], SocketAddr)]) -> Sent {
-        let mut done = Sent::default();
-        let mut at = 0;
-        while at < out.len() {
-            let end = (at + BATCH).min(out.len());
-            match sock.try_io(Interest::WRITABLE, || self.send_now(sock, &out[at..end])) {
-                Ok(n) => {
-                    done.sent += n;
-                    at += n;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if sock.writable().await.is_err() {
-                        done.failed += out.len() - at;
-                        return done;
-                    }
-                }
-                Err(e) => {
-                    // The first datagram of the call was refused (an unreachable
-                    // destination): it is lost like any datagram, the rest go on.
-                    tracing::debug!(error = %e, remote = %out[at].1, "UDP send failed");
-                    done.failed += 1;
-                    at += 1;
+/// Send every datagram of `out` (payload, destination), in order, as few system calls
+/// as the kernel allows; waits while the socket's send buffer is full.
+pub(crate) async fn send(sock: &UdpSocket, out: &[(&[u8], SocketAddr)]) -> Sent {
+    let mut done = Sent::default();
+    let mut at = 0;
+    while at < out.len() {
+        let end = (at + BATCH).min(out.len());
+        match sock.try_io(Interest::WRITABLE, || send_now(sock, &out[at..end])) {
+            Ok(n) => {
+                done.sent += n;
+                at += n;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if sock.writable().await.is_err() {
+                    done.failed += out.len() - at;
+                    return done;
                 }
             }
+            Err(e) => {
+                // The first datagram of the call was refused (an unreachable
+                // destination): it is lost like any datagram, the rest go on.
+                tracing::debug!(error = %e, remote = %out[at].1, "UDP send failed");
+                done.failed += 1;
+                at += 1;
+            }
         }
-        done
     }
+    done
+}
 
-    #[cfg(target_os = "linux")]
-    fn send_now(&mut self, sock: &UdpSocket, out: &[(&[u8], SocketAddr)]) -> io::Result<usize> {
-        use nix::sys::socket::{sendmmsg, ControlMessage, MsgFlags, MultiHeaders, SockaddrStorage};
-        use std::io::IoSlice;
-        use std::os::fd::AsRawFd;
-        if out.len() == 1 {
-            return sock.try_send_to(out[0].0, out[0].1).map(|_| 1);
-        }
-        let slices: Vec<[IoSlice<'_>; 1]> = out.iter().map(|(p, _)| [IoSlice::new(p)]).collect();
-        let addrs: Vec<Option<SockaddrStorage>> = out
-            .iter()
-            .map(|(_, a)| Some(SockaddrStorage::from(*a)))
-            .collect();
-        let cmsgs: [ControlMessage<'_>; 0] = [];
-        let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(out.len(), None);
-        let sent = sendmmsg(
-            sock.as_raw_fd(),
-            &mut headers,
-            slices.iter(),
-            &addrs,
-            cmsgs,
-            MsgFlags::MSG_DONTWAIT,
-        )
-        .map_err(io::Error::from)?;
-        Ok(sent.count())
+#[cfg(target_os = "linux")]
+fn send_now(sock: &UdpSocket, out: &[(&[u8], SocketAddr)]) -> io::Result<usize> {
+    use nix::sys::socket::{sendmmsg, ControlMessage, MsgFlags, MultiHeaders, SockaddrStorage};
+    use std::io::IoSlice;
+    use std::os::fd::AsRawFd;
+    if out.len() == 1 {
+        return sock.try_send_to(out[0].0, out[0].1).map(|_| 1);
     }
+    let slices: Vec<[IoSlice<'_>; 1]> = out.iter().map(|(p, _)| [IoSlice::new(p)]).collect();
+    let addrs: Vec<Option<SockaddrStorage>> = out
+        .iter()
+        .map(|(_, a)| Some(SockaddrStorage::from(*a)))
+        .collect();
+    let cmsgs: [ControlMessage<'_>; 0] = [];
+    let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(out.len(), None);
+    let sent = sendmmsg(
+        sock.as_raw_fd(),
+        &mut headers,
+        slices.iter(),
+        &addrs,
+        cmsgs,
+        MsgFlags::MSG_DONTWAIT,
+    )
+    .map_err(io::Error::from)?;
+    Ok(sent.count())
+}
 
-    #[cfg(not(target_os = "linux"))]
-    fn send_now(&mut self, sock: &UdpSocket, out: &[(&[u8], SocketAddr)]) -> io::Result<usize> {
-        sock.try_send_to(out[0].0, out[0].1).map(|_| 1)
-    }
+#[cfg(not(target_os = "linux"))]
+fn send_now(sock: &UdpSocket, out: &[(&[u8], SocketAddr)]) -> io::Result<usize> {
+    sock.try_send_to(out[0].0, out[0].1).map(|_| 1)
 }
 
 #[cfg(test)]
@@ -226,9 +217,8 @@ mod tests {
             .collect();
         let out: Vec<(&[u8], SocketAddr)> =
             replies.iter().map(|(p, d)| (p.as_slice(), *d)).collect();
-        let mut tx = SendBatch::new();
         assert_eq!(
-            tx.send(&server, &out).await,
+            send(&server, &out).await,
             Sent {
                 sent: 40,
                 failed: 0
